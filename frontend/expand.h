@@ -1,0 +1,52 @@
+// Shell-word expansion with BuildKit's semantics (frontend/dockerfile/shell):
+// $V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?m} ${V?m} ${V#p} ${V##p}
+// ${V%p} ${V%%p} ${V/p/r} ${V//p/r}, quotes and the escape token.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kiln/error.h"
+
+namespace kiln::frontend {
+
+/// Looks a variable up; nullopt when unset (set-but-empty is "").
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+/// An ordered environment ("K=V" semantics, later Set wins).
+class Environment {
+ public:
+  void Set(std::string_view key, std::string_view value);
+  std::optional<std::string> Get(std::string_view key) const;
+  bool Has(std::string_view key) const { return Get(key).has_value(); }
+  void Unset(std::string_view key);
+  /// In insertion order, "K=V".
+  std::vector<std::string> ToList() const;
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+  EnvLookup Lookup() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+struct ExpandOptions {
+  char escape = '\\';
+  bool raw_quotes = false;    // keep quote characters
+  bool raw_escapes = false;   // keep escape tokens
+  bool skip_unset = false;    // leave $UNSET as written
+};
+
+/// Expands one word: quotes removed, escapes processed, no splitting.
+/// Errors (bad substitution, ${V:?msg}, unterminated quote) are kInvalidInput.
+Expected<std::string> ExpandWord(std::string_view word, const EnvLookup& env,
+                                 const ExpandOptions& opts = {});
+
+/// Expands and splits into words (unquoted expansion results are split on
+/// whitespace; empty words dropped).
+Expected<std::vector<std::string>> ExpandWords(std::string_view text, const EnvLookup& env,
+                                               const ExpandOptions& opts = {});
+
+}  // namespace kiln::frontend

@@ -1,0 +1,70 @@
+// Small filesystem helpers shared by every module. All paths are byte
+// strings; nothing here follows a symlink out of a root (use the layer
+// module's safe extraction for that).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "kiln/error.h"
+#include "kiln/unique_fd.h"
+
+namespace kiln {
+
+/// open(2) with O_CLOEXEC added; error names the path.
+Expected<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0644);
+Expected<UniqueFd> OpenFileAt(int dirfd, const std::string& path, int flags, mode_t mode = 0644);
+
+/// Reads a whole file. Fails with kInvalidInput if it is larger than max_bytes.
+Expected<std::string> ReadFile(const std::string& path, size_t max_bytes = size_t(1) << 30);
+Expected<std::string> ReadAll(int fd, size_t max_bytes = size_t(1) << 30);
+
+/// write(2) until done, retrying on EINTR.
+Status WriteAll(int fd, const void* data, size_t len);
+inline Status WriteAll(int fd, std::string_view data) { return WriteAll(fd, data.data(), data.size()); }
+
+/// Writes `data` to `path` atomically: temp file in the same directory,
+/// fsync, rename, fsync of the directory.
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+/// fsync of a directory (after a rename into it).
+Status FsyncDir(const std::string& dir);
+
+/// mkdir -p; existing directories are fine.
+Status MakeDirs(const std::string& path, mode_t mode = 0755);
+
+/// rm -rf, not crossing mount points; a missing path is fine.
+Status RemoveAll(const std::string& path);
+
+/// True if the path exists (lstat).
+bool PathExists(const std::string& path);
+
+/// Parent directory of a path ("a/b" -> "a", "b" -> ".", "/b" -> "/").
+std::string DirName(std::string_view path);
+/// Last component of a path.
+std::string BaseName(std::string_view path);
+/// Joins with exactly one '/'.
+std::string JoinPath(std::string_view a, std::string_view b);
+
+/// A fresh private directory under $TMPDIR (or /tmp); removed by the
+/// destructor unless release()d.
+class TempDir {
+ public:
+  static Expected<TempDir> Create(std::string_view prefix = "kiln-");
+  TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  TempDir& operator=(TempDir&& o) noexcept;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string release() { return std::exchange(path_, std::string()); }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Counts test cases in meson's JUnit logs and prints the closing line
+'N passed, N failed, N skipped' that CI reads."""
+import argparse
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--extra-pass", type=int, default=0)
+ap.add_argument("--extra-fail", type=int, default=0)
+ap.add_argument("logs", nargs="*")
+args = ap.parse_args()
+
+passed, failed, skipped = args.extra_pass, args.extra_fail, 0
+failures = []
+for path in args.logs:
+    if not os.path.exists(path):
+        continue
+    label = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    root = ET.parse(path).getroot()
+    per = [0, 0, 0]
+    for suite in root.iter("testsuite"):
+        for case in suite.iter("testcase"):
+            kinds = {child.tag for child in case}
+            if "failure" in kinds or "error" in kinds:
+                per[1] += 1
+                failures.append(f"{label}: {suite.get('name')}.{case.get('name')}")
+            elif "skipped" in kinds or case.get("status") == "notrun" or case.get("result") == "skipped":
+                per[2] += 1
+            else:
+                per[0] += 1
+    print(f"{label}: {per[0]} passed, {per[1]} failed, {per[2]} skipped", file=sys.stderr)
+    passed += per[0]; failed += per[1]; skipped += per[2]
+for f in failures:
+    print(f"FAILED {f}", file=sys.stderr)
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)

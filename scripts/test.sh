@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole test suite; called by `scripts/dev test` (which installs the
+# packages first). Prints per-suite results, then one plain closing line:
+#   N passed, N failed, N skipped
+set -uo pipefail
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+JOBS=$(nproc)
+FUZZ_SECONDS=${KILN_FUZZ_SECONDS:-60}
+status=0
+extra_pass=0
+extra_fail=0
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Integration tests run kiln as an unprivileged user with subordinate id
+# ranges, as a user on a laptop would. CI runs as root, so make that user.
+ensure_test_user() {
+  [ "$(id -u)" -eq 0 ] || { export KILN_TEST_USER=$(id -un); return; }
+  local u=kiln-test
+  if ! id "$u" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$u" || return 1
+  fi
+  grep -q "^$u:" /etc/subuid 2>/dev/null || echo "$u:200000:65536" >>/etc/subuid
+  grep -q "^$u:" /etc/subgid 2>/dev/null || echo "$u:200000:65536" >>/etc/subgid
+  export KILN_TEST_USER=$u
+}
+
+configure() {  # configure DIR [meson args...]
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
+    rm -f "$dir.setup.log"
+  fi
+}
+
+ensure_test_user || log "could not create the test user; unprivileged tests will skip"
+
+log "build/: compile"
+if configure build && meson compile -C build >&2; then
+  log "build/: unit and integration tests"
+  meson test -C build --num-processes "$JOBS" --print-errorlogs >&2 || status=1
+else
+  log "build/ failed to compile"; extra_fail=$((extra_fail + 1)); status=1
+fi
+
+if [ "${KILN_SKIP_ASAN:-}" != 1 ]; then
+  log "build-asan/: compile with -Db_sanitize=address,undefined"
+  if configure build-asan -Db_sanitize=address,undefined -Db_lundef=false && meson compile -C build-asan >&2; then
+    log "build-asan/: unit tests under ASan+UBSan"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C build-asan --suite unit --num-processes "$JOBS" --print-errorlogs >&2 || status=1
+  else
+    log "build-asan/ failed to compile"; extra_fail=$((extra_fail + 1)); status=1
+  fi
+fi
+
+if [ "${KILN_SKIP_FUZZ:-}" != 1 ] && command -v clang++-14 >/dev/null; then
+  log "build-fuzz/: libFuzzer targets, ${FUZZ_SECONDS}s each"
+  if CXX=clang++-14 configure build-fuzz -Dfuzz=true -Dtests=false -Db_lundef=false && meson compile -C build-fuzz >&2; then
+    for f in build-fuzz/tests/fuzz/fuzz_*; do
+      [ -x "$f" ] && [ -f "$f" ] || continue
+      name=$(basename "$f")
+      corpus=$(mktemp -d)
+      seeds="$TOP/testdata/fuzz/${name#fuzz_}"
+      [ -d "$seeds" ] || seeds=
+      if "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+          "$corpus" $seeds >"build-fuzz/$name.log" 2>&1; then
+        execs=$(grep -m1 'stat::number_of_executed_units' "build-fuzz/$name.log" | awk '{print $2}')
+        log "fuzz $name: ok, ${execs:-?} executions in ${FUZZ_SECONDS}s"
+        extra_pass=$((extra_pass + 1))
+      else
+        log "fuzz $name: FAILED"; tail -40 "build-fuzz/$name.log" >&2
+        extra_fail=$((extra_fail + 1)); status=1
+      fi
+      rm -rf "$corpus"
+    done
+  else
+    log "build-fuzz/ failed to compile"; extra_fail=$((extra_fail + 1)); status=1
+  fi
+fi
+
+python3 "$TOP/scripts/test-summary.py" --extra-pass "$extra_pass" --extra-fail "$extra_fail" \
+  build/meson-logs/testlog.junit.xml build-asan/meson-logs/testlog.junit.xml || status=1
+exit $status

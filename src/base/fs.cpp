@@ -1,0 +1,247 @@
+#include "kiln/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace kiln {
+
+Expected<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode) {
+  return OpenFileAt(AT_FDCWD, path, flags, mode);
+}
+
+Expected<UniqueFd> OpenFileAt(int dirfd, const std::string& path, int flags, mode_t mode) {
+  int fd;
+  do {
+    fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0)
+    return Error::FromErrno("open " + path);
+  return UniqueFd(fd);
+}
+
+Expected<std::string> ReadAll(int fd, size_t max_bytes) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return Error::FromErrno("read");
+    }
+    if (n == 0)
+      break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes)
+      return Error(Errc::kInvalidInput, "file is larger than " + std::to_string(max_bytes) + " bytes");
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Expected<std::string> ReadFile(const std::string& path, size_t max_bytes) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  auto data = ReadAll(fd.get(), max_bytes);
+  if (!data)
+    return std::move(data).error().WithContext(path);
+  return data;
+}
+
+Status WriteAll(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return Error::FromErrno("write");
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return Ok();
+}
+
+Status FsyncDir(const std::string& dir) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(dir, O_RDONLY | O_DIRECTORY));
+  if (::fsync(fd.get()) != 0)
+    return Error::FromErrno("fsync " + dir);
+  return Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  std::string dir = DirName(path);
+  std::string tmpl = JoinPath(dir, "." + BaseName(path) + ".tmp-XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int raw = ::mkostemp(name.data(), O_CLOEXEC);
+  if (raw < 0)
+    return Error::FromErrno("create temporary file in " + dir);
+  UniqueFd fd(raw);
+  std::string tmp(name.data());
+  auto fail = [&](Error e) {
+    ::unlink(tmp.c_str());
+    return e;
+  };
+  if (auto s = WriteAll(fd.get(), data); !s)
+    return fail(std::move(s).error().WithContext(tmp));
+  if (::fchmod(fd.get(), mode) != 0)
+    return fail(Error::FromErrno("chmod " + tmp));
+  if (::fsync(fd.get()) != 0)
+    return fail(Error::FromErrno("fsync " + tmp));
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail(Error::FromErrno("rename " + tmp + " to " + path));
+  return FsyncDir(dir);
+}
+
+Status MakeDirs(const std::string& path, mode_t mode) {
+  if (path.empty())
+    return Ok();
+  std::string cur;
+  size_t i = 0;
+  if (path[0] == '/') {
+    cur = "/";
+    i = 1;
+  }
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos)
+      j = path.size();
+    if (j > i) {
+      if (!cur.empty() && cur.back() != '/')
+        cur += '/';
+      cur.append(path, i, j - i);
+      if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
+        return Error::FromErrno("mkdir " + cur);
+    }
+    i = j + 1;
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return Error::FromErrno("stat " + path);
+  if (!S_ISDIR(st.st_mode))
+    return Error(Errc::kIo, "mkdir " + path + ": not a directory");
+  return Ok();
+}
+
+namespace {
+
+Status RemoveAllAt(int dirfd, const char* name, dev_t dev) {
+  struct stat st;
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? Ok() : Error::FromErrno(std::string("stat ") + name);
+  if (S_ISDIR(st.st_mode)) {
+    if (st.st_dev != dev)
+      return Error(Errc::kIo, std::string("refusing to remove mount point ") + name);
+    int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      // A directory without read/exec permission (e.g. mode 000 from a
+      // layer): make it ours first.
+      ::fchmodat(dirfd, name, 0700, 0);
+      fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0)
+        return Error::FromErrno(std::string("open ") + name);
+    }
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+      ::close(fd);
+      return Error::FromErrno(std::string("opendir ") + name);
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0)
+        continue;
+      names.emplace_back(e->d_name);
+    }
+    Status result;
+    for (const auto& n : names) {
+      if (auto s = RemoveAllAt(::dirfd(d), n.c_str(), dev); !s && result)
+        result = std::move(s);
+    }
+    ::closedir(d);
+    if (!result)
+      return result;
+    if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+      return Error::FromErrno(std::string("rmdir ") + name);
+    return Ok();
+  }
+  if (::unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
+    return Error::FromErrno(std::string("unlink ") + name);
+  return Ok();
+}
+
+}  // namespace
+
+Status RemoveAll(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0)
+    return errno == ENOENT ? Ok() : Error::FromErrno("stat " + path);
+  return RemoveAllAt(AT_FDCWD, path.c_str(), st.st_dev);
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string DirName(std::string_view path) {
+  while (path.size() > 1 && path.back() == '/')
+    path.remove_suffix(1);
+  auto slash = path.rfind('/');
+  if (slash == std::string_view::npos)
+    return ".";
+  if (slash == 0)
+    return "/";
+  return std::string(path.substr(0, slash));
+}
+
+std::string BaseName(std::string_view path) {
+  while (path.size() > 1 && path.back() == '/')
+    path.remove_suffix(1);
+  auto slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string JoinPath(std::string_view a, std::string_view b) {
+  if (a.empty())
+    return std::string(b);
+  std::string out(a);
+  while (!b.empty() && b.front() == '/')
+    b.remove_prefix(1);
+  if (out.back() != '/')
+    out += '/';
+  out += b;
+  return out;
+}
+
+Expected<TempDir> TempDir::Create(std::string_view prefix) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = JoinPath(base && *base ? base : "/tmp", std::string(prefix) + "XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  if (!::mkdtemp(name.data()))
+    return Error::FromErrno("mkdtemp " + tmpl);
+  return TempDir(std::string(name.data()));
+}
+
+TempDir& TempDir::operator=(TempDir&& o) noexcept {
+  if (this != &o) {
+    if (!path_.empty())
+      (void)RemoveAll(path_);
+    path_ = std::exchange(o.path_, std::string());
+  }
+  return *this;
+}
+
+TempDir::~TempDir() {
+  if (!path_.empty())
+    (void)RemoveAll(path_);
+}
+
+}  // namespace kiln

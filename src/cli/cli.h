@@ -1,0 +1,42 @@
+// The command table. Each command lives in its own cmd_<name>.cpp and
+// registers itself with CLI11 through an Add<Name>Command function listed in
+// main.cpp. A command's callback returns the process exit status.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "kiln/error.h"
+
+namespace kiln::cli {
+
+/// Global options, filled in before a command's callback runs.
+struct Globals {
+  std::string root;       // --root, else $KILN_ROOT, else the default store
+  std::string log_level;  // --log-level
+};
+
+/// Where a command stores the exit status it wants main() to return.
+struct Context {
+  Globals globals;
+  int exit_code = 0;
+  /// Resolved store directory (CLI.md: --root, $KILN_ROOT, XDG default).
+  std::string StoreRoot() const;
+  /// Run-time state directory: $XDG_RUNTIME_DIR/kiln, else <store>/run.
+  std::string RunRoot() const;
+};
+
+/// Prints "kiln: error: <message>" and returns the exit code for the error.
+int ReportError(const Error& error);
+
+/// Wraps a command body so that its result lands in ctx.exit_code.
+inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
+  cmd->callback([&ctx, body = std::move(body)] { ctx.exit_code = body(); });
+}
+
+void AddParseCommand(CLI::App& app, Context& ctx);
+void AddVersionCommand(CLI::App& app, Context& ctx);
+
+}  // namespace kiln::cli

@@ -1,0 +1,1 @@
+namespace kiln {} // replaced by oci.cpp
