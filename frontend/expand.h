@@ -44,6 +44,22 @@ struct ExpandOptions {
 Expected<std::string> ExpandWord(std::string_view word, const EnvLookup& env,
                                  const ExpandOptions& opts = {});
 
+/// The full outcome of expanding a word.
+struct ExpandResult {
+  std::string word;                 // as ExpandWord returns it
+  std::vector<std::string> words;   // as ExpandWords returns them
+  std::vector<std::string> matched;    // referenced names that were set (sorted, unique)
+  std::vector<std::string> unmatched;  // referenced names that were unset (sorted, unique)
+};
+
+/// Expands `word` once and reports both forms plus which variable names it
+/// referenced (BuildKit's ProcessWordWithMatches): for warnings about unset
+/// variables and to know which build args a step depends on. Names are
+/// recorded only for expansions that were actually evaluated (the default
+/// word of ${A:-$B} is evaluated even when A is set).
+Expected<ExpandResult> ExpandWordWithMatches(std::string_view word, const EnvLookup& env,
+                                             const ExpandOptions& opts = {});
+
 /// Expands and splits into words (unquoted expansion results are split on
 /// whitespace; empty words dropped).
 Expected<std::vector<std::string>> ExpandWords(std::string_view text, const EnvLookup& env,

@@ -1,0 +1,1 @@
+// .containerignore / .dockerignore matching (in progress).

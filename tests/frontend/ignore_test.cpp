@@ -1,0 +1,1 @@
+// IgnoreMatcher tests (in progress).
