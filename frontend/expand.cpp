@@ -344,7 +344,12 @@ struct Processed {
 class Lexer {
  public:
   Lexer(std::string_view src, const EnvLookup& env, const ExpandOptions& opts)
-      : src_(src), env_(env), opts_(opts), raw_escapes_(opts.raw_escapes) {}
+      : src_(src), env_(env), opts_(opts), raw_escapes_(opts.raw_escapes) {
+    // Go's text/scanner, which BuildKit reads the word with, drops a
+    // leading byte order mark.
+    if (src_.substr(0, 3) == "\xEF\xBB\xBF")
+      pos_ = 3;
+  }
 
   Expected<Processed> Run() { return ProcessStopOn(kEof, raw_escapes_); }
 

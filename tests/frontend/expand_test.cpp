@@ -239,6 +239,39 @@ TEST(ExpandTest, NamesFollowGoRules) {
   EXPECT_EQ(Expand("a$ b", env), "a$ b");
 }
 
+TEST(ExpandTest, LeadingByteOrderMarkIsDropped) {
+  EXPECT_EQ(Expand("\xEF\xBB\xBF$A", {{"A", "1"}}), "1");
+}
+
+// Arbitrary input never crashes or hangs, and errors are always
+// kInvalidInput (run under ASan in CI).
+TEST(ExpandTest, RandomInputIsHandled) {
+  const std::string alphabet = "${}:-+?#%/\\`'\" aXY_1*.\xC3\xA9\xFF";
+  auto env = MapEnv({{"a", "x y"}, {"X", ""}, {"Y", "*"}});
+  uint32_t seed = 12345;
+  int errors = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string word;
+    size_t len = (seed >> 8) % 24;
+    for (size_t j = 0; j < len; ++j) {
+      seed = seed * 1103515245u + 12345u;
+      word += alphabet[(seed >> 16) % alphabet.size()];
+    }
+    seed = seed * 1103515245u + 12345u;
+    ExpandOptions opts;
+    opts.escape = (seed & 1) ? '`' : '\\';
+    opts.raw_quotes = seed & 2;
+    opts.raw_escapes = seed & 4;
+    opts.skip_unset = seed & 8;
+    auto r = ExpandWordWithMatches(word, env, opts);
+    if (!r) {
+      ++errors;
+      EXPECT_EQ(r.error().code(), Errc::kInvalidInput);
+    }
+  }
+  EXPECT_GT(errors, 0);
+}
+
 TEST(ExpandTest, InvalidUtf8PassesThrough) {
   EXPECT_EQ(Expand("a\xff$A\xfe", {{"A", "\x80"}}), "a\xff\x80\xfe");
 }
