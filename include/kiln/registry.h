@@ -19,6 +19,10 @@
 
 #include "kiln/digest.h"
 #include "kiln/error.h"
+#include "kiln/oci.h"
+#include "kiln/reference.h"
+#include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::registry {
 
@@ -262,5 +266,53 @@ bool IsLoopbackRegistry(std::string_view host_port);
 std::string ResolveUrl(const std::string& base, const std::string& location);
 /// "scheme://host:port" of a URL, with the default port made explicit.
 std::string UrlOrigin(const std::string& url);
+
+}  // namespace kiln::registry
+
+// ---------------------------------------------------------------- pull / push
+//
+// The image-level operations over a Store, in src/registry/transfer.cpp.
+
+namespace kiln::registry {
+
+struct PullOptions {
+  /// Which manifest of an index to pull (default: the host's platform).
+  std::optional<Platform> platform;
+  /// Pull every manifest of an index, and record the index itself.
+  bool all_platforms = false;
+  ClientOptions client;
+  /// One line per event ("Copying blob sha256:0123456789ab done"); may be empty.
+  std::function<void(const std::string&)> progress;
+};
+
+struct PushOptions {
+  ClientOptions client;
+  std::function<void(const std::string&)> progress;
+};
+
+/// Pulls `ref` into the store: manifest (verified when pulled by digest),
+/// config and layers (in parallel, at most client.max_connections, each
+/// streamed into a BlobWriter and committed only when digest and size
+/// match). Blobs already in the store are not downloaded. Returns the
+/// descriptor to record (the platform's manifest, or the index with
+/// all_platforms) and the name to give it (`ref`, when it has a tag). The
+/// caller names it with Store::AddImage().
+Expected<PulledImage> PullFromRegistry(Store& store, const ImageReference& ref,
+                                       const PullOptions& options);
+
+/// Pushes `image` (its top manifest or index, with every child manifest,
+/// config and layer) to `dest`. Blobs the registry has are skipped (HEAD);
+/// a blob of another repository on the same registry is mounted. The
+/// manifests are pushed byte for byte, so digests are preserved.
+Status PushToRegistry(Store& store, const StoredImage& image, const ImageReference& dest,
+                      const PushOptions& options);
+
+/// Registers the "docker" transport (docker://REF) with RegisterTransport()
+/// so that PullImage()/PushImage() reach the registry. Call once at start-up.
+void RegisterDockerTransport();
+
+/// Client options from the transport options (tls_verify, cert_dir,
+/// authfile; progress lines unless quiet).
+ClientOptions ClientOptionsFrom(const TransferOptions& options);
 
 }  // namespace kiln::registry

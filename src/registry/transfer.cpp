@@ -1,0 +1,352 @@
+// Image-level pull and push between a Store and a registry, and the
+// "docker" transport that plugs them into kiln pull/push/FROM.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "kiln/log.h"
+#include "kiln/registry.h"
+
+namespace kiln::registry {
+
+namespace {
+
+std::string Short(const Digest& d) { return d.str().substr(0, 19); }
+
+std::string HumanSize(int64_t n) {
+  char buf[32];
+  if (n >= (int64_t(1) << 30))
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(n) / (1 << 30));
+  else if (n >= (1 << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1 << 20));
+  else if (n >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(n));
+  return buf;
+}
+
+// Runs `jobs` on up to `width` threads; the first error stops the rest from
+// starting and is returned.
+Status RunParallel(size_t count, int width, const std::function<Status(size_t)>& job) {
+  if (count == 0)
+    return Ok();
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::optional<Error> first;
+  auto worker = [&] {
+    for (;;) {
+      size_t i = next.fetch_add(1);
+      if (i >= count || failed.load())
+        return;
+      Status s = job(i);
+      if (!s) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!first)
+          first = std::move(s).error();
+        failed = true;
+        return;
+      }
+    }
+  };
+  size_t n = std::min<size_t>(count, static_cast<size_t>(std::max(width, 1)));
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < n; ++i)
+    threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads)
+    t.join();
+  if (first)
+    return std::move(*first);
+  return Ok();
+}
+
+void Say(const std::function<void(const std::string&)>& progress, const std::string& line) {
+  if (progress)
+    progress(line);
+}
+
+// Downloads one blob into the store unless it is there already. The bytes go
+// to a BlobWriter's private temp file; Commit() re-hashes it and publishes it
+// only when digest and size match (SECURITY.md I4, I10).
+Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
+                const Descriptor& d, const PullOptions& options) {
+  if (d.size < 0)
+    return Error(Errc::kCorrupt, "blob " + d.digest.str() + ": negative size");
+  if (store.HasBlob(d.digest)) {
+    Say(options.progress, "Copying blob " + Short(d.digest) + " skipped: already exists");
+    return Ok();
+  }
+  Say(options.progress, "Copying blob " + Short(d.digest) + " (" + HumanSize(d.size) + ")");
+  KILN_ASSIGN_OR_RETURN(BlobWriter writer, store.NewBlobWriter(d.digest, d.size));
+  KILN_TRY(client.FetchBlob(repo, d.digest, d.size, writer.fd()));
+  auto committed = writer.Commit(d.media_type);
+  if (!committed)
+    return std::move(committed).error().WithContext("blob " + d.digest.str());
+  Say(options.progress, "Copying blob " + Short(d.digest) + " done");
+  return Ok();
+}
+
+// Pulls one image manifest (already fetched and stored) and its blobs.
+Status PullImageBlobs(Store& store, RegistryClient& client, const std::string& repo,
+                      const Manifest& m, const PullOptions& options) {
+  if (!IsConfigMediaType(m.config.media_type) && m.config.media_type != kMediaTypeOciEmpty)
+    LogDebug("config media type " + m.config.media_type);
+  std::vector<Descriptor> blobs;
+  blobs.push_back(m.config);
+  std::set<Digest> seen{m.config.digest};
+  for (const auto& l : m.layers)
+    if (seen.insert(l.digest).second)
+      blobs.push_back(l);
+  KILN_TRY(RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) {
+    return PullBlob(store, client, repo, blobs[i], options);
+  }));
+  // The config must parse; the store checks diff_ids when it unpacks.
+  if (IsConfigMediaType(m.config.media_type)) {
+    auto cfg = store.ReadConfig(m.config.digest);
+    if (!cfg)
+      return std::move(cfg).error().WithContext("config " + m.config.digest.str());
+    if (cfg->diff_ids.size() != m.layers.size())
+      return Error(Errc::kCorrupt, "config " + m.config.digest.str() + " lists " +
+                                       std::to_string(cfg->diff_ids.size()) +
+                                       " diff_ids for " + std::to_string(m.layers.size()) + " layers");
+  }
+  return Ok();
+}
+
+// Fetches a manifest by digest for a descriptor, checks its size and media
+// type, and stores it.
+Expected<std::string> PullChildManifest(Store& store, RegistryClient& client,
+                                        const std::string& repo, const Descriptor& d) {
+  KILN_ASSIGN_OR_RETURN(ManifestBlob mb, client.GetManifest(repo, d.digest.str()));
+  if (static_cast<int64_t>(mb.body.size()) != d.size)
+    return Error(Errc::kCorrupt, "manifest " + d.digest.str() + ": size mismatch: got " +
+                                     std::to_string(mb.body.size()) + ", expected " +
+                                     std::to_string(d.size));
+  KILN_ASSIGN_OR_RETURN(Descriptor stored, store.PutBlob(mb.media_type, mb.body));
+  (void)stored;
+  return mb.body;
+}
+
+}  // namespace
+
+Expected<PulledImage> PullFromRegistry(Store& store, const ImageReference& ref,
+                                       const PullOptions& options) {
+  std::string what = "pull " + ref.str();
+  ClientOptions copts = options.client;
+  KILN_ASSIGN_OR_RETURN(auto client, RegistryClient::Create(ref.domain, copts));
+  auto top = client->GetManifest(ref.path, ref.TagOrDigest());
+  if (!top)
+    return std::move(top).error().WithContext(what);
+  if (ref.digest.valid() && top->digest != ref.digest)
+    return Error(Errc::kCorrupt, what + ": manifest digest mismatch");
+  auto media = DetectManifestMediaType(top->body);
+  if (!media)
+    return std::move(media).error().WithContext(what);
+
+  PulledImage out;
+  if (!ref.tag.empty())
+    out.names.push_back(ref.str());
+
+  if (IsIndexMediaType(*media)) {
+    auto index = ParseIndex(top->body);
+    if (!index)
+      return std::move(index).error().WithContext(what);
+    std::vector<Descriptor> children;
+    if (options.all_platforms) {
+      for (const auto& d : index->manifests)
+        if (IsManifestMediaType(d.media_type))
+          children.push_back(d);
+    } else {
+      Platform want = options.platform ? *options.platform : Platform::Host();
+      auto chosen = index->SelectPlatform(want);
+      if (!chosen)
+        return std::move(chosen).error().WithContext(what);
+      if (!IsManifestMediaType(chosen->media_type))
+        return Error(Errc::kUnsupported, what + ": nested index for " + want.str());
+      children.push_back(*chosen);
+    }
+    for (const auto& d : children) {
+      auto body = PullChildManifest(store, *client, ref.path, d);
+      if (!body)
+        return std::move(body).error().WithContext(what);
+      auto m = ParseManifest(*body);
+      if (!m)
+        return std::move(m).error().WithContext(what + ": manifest " + d.digest.str());
+      if (auto s = PullImageBlobs(store, *client, ref.path, *m, options); !s)
+        return std::move(s).error().WithContext(what);
+    }
+    if (options.all_platforms) {
+      KILN_ASSIGN_OR_RETURN(out.top, store.PutBlob(*media, top->body));
+    } else {
+      out.top = children.front();
+    }
+    Say(options.progress, "Writing manifest to image destination");
+    return out;
+  }
+
+  if (!IsManifestMediaType(*media))
+    return Error(Errc::kUnsupported, what + ": unsupported manifest type " + *media);
+  auto m = ParseManifest(top->body);
+  if (!m)
+    return std::move(m).error().WithContext(what);
+  if (auto s = PullImageBlobs(store, *client, ref.path, *m, options); !s)
+    return std::move(s).error().WithContext(what);
+  KILN_ASSIGN_OR_RETURN(out.top, store.PutBlob(*media, top->body));
+  Say(options.progress, "Writing manifest to image destination");
+  return out;
+}
+
+namespace {
+
+Status PushBlob(Store& store, RegistryClient& client, const std::string& repo,
+                const Descriptor& d, const std::string& mount_from, const PushOptions& options) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, store.OpenBlob(d.digest));
+  auto r = client.UploadBlob(repo, d.digest, d.size, fd.get(), mount_from);
+  if (!r)
+    return std::move(r).error();
+  if (r->existed)
+    Say(options.progress, "Copying blob " + Short(d.digest) + " skipped: already exists");
+  else if (r->mounted)
+    Say(options.progress, "Copying blob " + Short(d.digest) + " mounted from " + mount_from);
+  else
+    Say(options.progress, "Copying blob " + Short(d.digest) + " done (" + HumanSize(d.size) + ")");
+  return Ok();
+}
+
+// Pushes the blobs of one manifest, then the manifest under `ref` (a tag, or
+// its own digest for the children of an index).
+Status PushManifest(Store& store, RegistryClient& client, const std::string& repo,
+                    const Descriptor& md, const std::string& ref, const std::string& mount_from,
+                    const PushOptions& options) {
+  KILN_ASSIGN_OR_RETURN(std::string body, store.ReadBlob(md.digest));
+  KILN_ASSIGN_OR_RETURN(Manifest m, ParseManifest(body));
+  std::vector<Descriptor> blobs;
+  std::set<Digest> seen;
+  for (const auto& l : m.layers)
+    if (seen.insert(l.digest).second)
+      blobs.push_back(l);
+  if (seen.insert(m.config.digest).second)
+    blobs.push_back(m.config);
+  for (const auto& b : blobs)
+    if (!store.HasBlob(b.digest))
+      return Error(Errc::kNotFound, "blob " + b.digest.str() + " of manifest " + md.digest.str() +
+                                        " is not in the store");
+  KILN_TRY(RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) {
+    return PushBlob(store, client, repo, blobs[i], mount_from, options);
+  }));
+  std::string media = md.media_type.empty() ? m.media_type : md.media_type;
+  KILN_ASSIGN_OR_RETURN(Digest pushed, client.PutManifest(repo, ref, media, body));
+  if (pushed != md.digest)
+    return Error(Errc::kCorrupt, "manifest " + md.digest.str() + " changed while pushing");
+  return Ok();
+}
+
+}  // namespace
+
+Status PushToRegistry(Store& store, const StoredImage& image, const ImageReference& dest,
+                      const PushOptions& options) {
+  std::string what = "push " + dest.str();
+  KILN_ASSIGN_OR_RETURN(auto client, RegistryClient::Create(dest.domain, options.client));
+  std::string ref = dest.tag.empty() ? dest.digest.str() : dest.tag;
+  // A blob that came from another repository of the same registry can be
+  // mounted instead of uploaded.
+  std::string mount_from;
+  for (const auto& name : image.names) {
+    auto r = ImageReference::Parse(name);
+    if (r && r->domain == dest.domain && r->path != dest.path) {
+      mount_from = r->path;
+      break;
+    }
+  }
+  const Descriptor& top = image.top;
+  if (IsIndexMediaType(top.media_type)) {
+    KILN_ASSIGN_OR_RETURN(std::string body, store.ReadBlob(top.digest));
+    auto index = ParseIndex(body);
+    if (!index)
+      return std::move(index).error().WithContext(what);
+    for (const auto& child : index->manifests) {
+      if (!IsManifestMediaType(child.media_type))
+        return Error(Errc::kUnsupported, what + ": nested index " + child.digest.str());
+      if (!store.HasBlob(child.digest))
+        return Error(Errc::kNotFound, what + ": manifest " + child.digest.str() +
+                                          " of the index is not in the store (pull --all-platforms)");
+      if (auto s = PushManifest(store, *client, dest.path, child, child.digest.str(), mount_from,
+                                options);
+          !s)
+        return std::move(s).error().WithContext(what);
+    }
+    auto pushed = client->PutManifest(dest.path, ref, top.media_type, body);
+    if (!pushed)
+      return std::move(pushed).error().WithContext(what);
+  } else if (auto s = PushManifest(store, *client, dest.path, top, ref, mount_from, options); !s) {
+    return std::move(s).error().WithContext(what);
+  }
+  if (dest.digest.valid() && dest.digest != top.digest)
+    return Error(Errc::kInvalidInput, what + ": the image's digest is " + top.digest.str());
+  Say(options.progress, "Writing manifest to image destination");
+  return Ok();
+}
+
+ClientOptions ClientOptionsFrom(const TransferOptions& options) {
+  ClientOptions c;
+  c.tls_verify = options.tls_verify;
+  c.cert_dir = options.cert_dir;
+  c.authfile = options.authfile;
+  return c;
+}
+
+namespace {
+
+std::function<void(const std::string&)> ProgressFor(const TransferOptions& options) {
+  if (options.quiet)
+    return nullptr;
+  if (options.progress)
+    return options.progress;
+  return [](const std::string& line) {
+    std::string l = line + "\n";
+    std::fwrite(l.data(), 1, l.size(), stderr);
+  };
+}
+
+}  // namespace
+
+void RegisterDockerTransport() {
+  PushFn push = [](Store& store, const StoredImage& image, const std::string& source_name,
+                   const TransportRef& dest, const TransferOptions& options) -> Status {
+    std::string text = dest.location.empty() ? source_name : dest.location;
+    if (text.rfind("//", 0) == 0)
+      text = text.substr(2);
+    KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(text));
+    PushOptions po;
+    po.client = ClientOptionsFrom(options);
+    po.progress = ProgressFor(options);
+    if (!options.compression.empty())
+      LogInfo("push: layers are sent as stored (compressed once, at commit); --compression " +
+              options.compression + " applies to new layers only");
+    return PushToRegistry(store, image, ref, po);
+  };
+  PullFn pull = [](Store& store, const TransportRef& src,
+                   const TransferOptions& options) -> Expected<PulledImage> {
+    std::string text = src.location;
+    if (text.rfind("//", 0) == 0)
+      text = text.substr(2);
+    KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(text));
+    PullOptions po;
+    po.platform = options.platform;
+    po.all_platforms = options.all_platforms;
+    po.client = ClientOptionsFrom(options);
+    po.progress = ProgressFor(options);
+    return PullFromRegistry(store, ref, po);
+  };
+  RegisterTransport("docker", std::move(push), std::move(pull));
+}
+
+}  // namespace kiln::registry
