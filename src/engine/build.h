@@ -1,0 +1,61 @@
+// Build(): executes a BuildGraph into an image in the store.
+//
+// Stages run on the scheduler (plan.h) as soon as the stages they need are
+// done, independent ones in parallel. Within a stage each step either hits
+// the cache (its key, docs/cache.md, names a stored layer: nothing is
+// unpacked or mounted) or runs: RUN in the sandbox over an overlay of the
+// parent's layer directories, COPY/ADD/WORKDIR by the engine into the same
+// kind of overlay; the upperdir is packed into the step's layer and then
+// becomes that layer's directory. Metadata steps only edit the config.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/progress.h"
+#include "ignore.h"
+#include "kiln/error.h"
+#include "kiln/graph.h"
+#include "kiln/layer.h"
+#include "kiln/oci.h"
+#include "kiln/sandbox.h"
+#include "kiln/store.h"
+
+namespace kiln::engine {
+
+struct BuildOptions {
+  std::string context_dir;                                // the build context (host path)
+  std::shared_ptr<const frontend::IgnoreMatcher> ignore;  // may be null
+  std::map<std::string, std::string> named_contexts;      // --build-context NAME=DIR
+  std::vector<std::string> tags;                          // full references
+  layer::Compression compression = layer::Compression::kGzip;
+  bool docker_format = false;                             // --format docker
+  std::optional<int64_t> timestamp;                       // --timestamp / SOURCE_DATE_EPOCH
+  NetworkMode network = NetworkMode::kPrivate;            // --network (RUN default)
+  size_t jobs = 0;                                        // --jobs (0: number of cores)
+  bool use_cache = true;                                  // false: --no-cache / --layers=false
+  std::map<std::string, std::string> labels;              // --label
+  std::map<std::string, std::string> annotations;         // --annotation
+  bool squash = false;
+  /// Pull a base image that is not in the store (set by the CLI; null = fail).
+  std::function<Status(const std::string& reference, const Platform& platform)> pull;
+};
+
+struct BuildResult {
+  Descriptor manifest;   // the image's manifest
+  Digest image_id;       // config digest (podman's image ID)
+};
+
+/// Runs `graph` and stores the resulting image (named by options.tags).
+Expected<BuildResult> Build(const BuildGraph& graph, Store& store, const BuildOptions& options,
+                            Progress& progress);
+
+/// The key of a step (docs/cache.md): sha256 over the parent key, the
+/// step's canonical op JSON and the content digests of its inputs.
+Digest StepCacheKey(const Digest& parent, const Step& step, const std::vector<std::string>& inputs);
+
+}  // namespace kiln::engine
