@@ -38,6 +38,7 @@ struct LayerRef {
 
 struct StageState {
   ImageConfig config;
+  bool cmd_set = false;  // CMD seen in this stage (ENTRYPOINT then keeps it, as BuildKit)
   std::vector<LayerRef> layers;
   Digest key;  // cache key after the last step
   bool done = false;
@@ -357,10 +358,12 @@ void Builder::ApplyConfigStep(const Step& step, StageState& st) {
         } else if constexpr (std::is_same_v<T, CommandStep>) {
           if (step.kind == StepKind::kEntrypoint) {
             c.entrypoint = op.argv;
-            // A new ENTRYPOINT resets CMD inherited from the base (Docker).
-            c.cmd = std::nullopt;
+            // A new ENTRYPOINT resets a CMD inherited from the base (Docker).
+            if (!st.cmd_set)
+              c.cmd = std::nullopt;
           } else {
             c.cmd = op.argv;
+            st.cmd_set = true;
           }
         } else if constexpr (std::is_same_v<T, StopSignalStep>) {
           c.stop_signal = op.signal;
@@ -635,6 +638,10 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
 }
 
 Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st, const std::string& merged) {
+  if (copy.sources.size() + copy.heredoc_sources.size() > 1 && (copy.dest.empty() || copy.dest.back() != '/'))
+    return Error(Errc::kInvalidInput, Where(step) + ": when using " + std::string(copy.is_add ? "ADD" : "COPY") +
+                                          " with more than one source file, the destination must be a "
+                                          "directory and end with a /");
   for (const auto& s : copy.sources)
     if (s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0 || s.rfind("git@", 0) == 0)
       return Error(Errc::kUnsupported, Where(step) + ": ADD from a URL or git repository is not supported yet");
@@ -668,6 +675,9 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   StepLabel from_label{name, 0, total, "FROM " + stage.base.written};
   progress_.Start(from_label);
   KILN_TRY(InitFromBase(stage, st));
+  // The base's ONBUILD triggers run in this stage (the compiler inserted
+  // them) and are not passed on (Docker).
+  st.config.config.on_build.clear();
   int n = 0;
   for (const Step& step : stage.steps) {
     ++n;

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds every case under testdata/build/ with the real kiln binary, as the
+# unprivileged test user and as root, then checks the image the way any OCI
+# consumer sees it: `kiln save` to an OCI archive, flattened by an
+# independent checker (ociflat.py), and the case's `expect` assertions.
+# A second build of each case must be served entirely from the cache.
+#
+# A case directory holds: Containerfile; context/ (optional, copied to a
+# temp dir); setup (optional bash run in that copy); flags (optional extra
+# build flags); expect (bash assertions, see the helpers below) or fail
+# (first line: the exit status; further lines: text stderr must contain).
+set -u
+. "$(dirname "$0")/lib.sh"
+CASES_DIR=${KILN_TESTDATA:-$KILN_SOURCE_ROOT/testdata}/build
+ONLY=${KILN_CASE:-}
+
+# ---- assertions used by expect files; each failure is printed and counted
+FAILS=0
+fail() { echo "    $*" >&2; FAILS=$((FAILS + 1)); }
+entry() { grep -P "^\Q$1\E\t" "$OUT/list" | head -1; }
+exists() { [ -n "$(entry "$1")" ] || fail "missing $1"; }
+absent() { [ -z "$(entry "$1")" ] || fail "unexpected $1: $(entry "$1")"; }
+kind() { local k; k=$(entry "$1" | cut -f2); [ "$k" = "$2" ] || fail "$1: type '$k', want '$2'"; }
+is_file() { kind "$1" file; }
+is_dir() { kind "$1" dir; }
+is_symlink() { kind "$1" symlink; local t; t=$(entry "$1" | cut -f5); [ "$t" = "$2" ] || fail "$1: link to '$t', want '$2'"; }
+mode() { local m; m=$(entry "$1" | cut -f3); [ "$m" = "$2" ] || fail "$1: mode $m, want $2"; }
+owner() { local o; o=$(entry "$1" | cut -f4); [ "$o" = "$2" ] || fail "$1: owner $o, want $2"; }
+content() {
+  local want got
+  want=$(printf '%s\n' "$2"); got=$(cat "$OUT/root$1" 2>/dev/null)
+  [ -f "$OUT/root$1" ] || { fail "no file $1"; return; }
+  [ "$got" = "$want" ] || fail "$1: content '$got', want '$want'"
+}
+# cfg PATH JSON: the config field at PATH (dot-separated, e.g. config.Env) equals JSON (missing = null)
+cfg() {
+  python3 - "$OUT/config.json" "$1" "$2" <<'PY' || fail "config $2 mismatch"
+import json, sys
+c = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    c = c.get(k) if isinstance(c, dict) else None
+want = json.loads(sys.argv[3])
+if c != want:
+    print(f"    config {sys.argv[2]} = {json.dumps(c)}, want {json.dumps(want)}", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+has_env() {
+  python3 - "$OUT/config.json" "$1" <<'PY' || fail "config Env lacks $1"
+import json, sys
+env = (json.load(open(sys.argv[1])).get("config") or {}).get("Env") or []
+sys.exit(0 if sys.argv[2] in env else 1)
+PY
+}
+layers() { local n; n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["layers"]))' "$OUT/manifest.json"); [ "$n" = "$1" ] || fail "$n layers, want $1"; }
+
+run_case() {  # run_case MODE STORE WORK CASEDIR
+  local mode=$1 store=$2 work=$3 dir=$4 name
+  name=$(basename "$dir")
+  local ctx="$work/ctx-$name" img="localhost/case-$name:latest"
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  [ -d "$dir/context" ] && cp -a "$dir/context/." "$ctx/"
+  if [ -f "$dir/setup" ]; then (cd "$ctx" && bash "$dir/setup") || { tap_not_ok "$mode $name: setup failed"; return; }; fi
+  [ "$(id -u)" -eq 0 ] && [ "$mode" = user ] && chown -R "$KILN_TEST_USER" "$ctx"
+  local flags=()
+  [ -f "$dir/flags" ] && read -r -a flags <"$dir/flags"
+  local err="$work/$name.err"
+  kiln_as "$mode" "$store" build -f "$dir/Containerfile" -t "case-$name" --progress=plain "${flags[@]}" "$ctx" \
+    >"$work/$name.out" 2>"$err"
+  local rc=$?
+  if [ -f "$dir/fail" ]; then
+    local want_rc; want_rc=$(head -1 "$dir/fail")
+    local ok=1
+    [ "$rc" = "$want_rc" ] || { echo "    exit status $rc, want $want_rc" >&2; ok=0; }
+    while IFS= read -r text; do
+      grep -qF -- "$text" "$err" || { echo "    stderr lacks: $text" >&2; ok=0; }
+    done < <(tail -n +2 "$dir/fail")
+    if [ $ok = 1 ]; then tap_ok "$mode $name (fails as expected)"; else tap_not_ok "$mode $name"; diag <"$err"; fi
+    return
+  fi
+  if [ $rc -ne 0 ]; then tap_not_ok "$mode $name: build failed with $rc"; diag <"$err"; return; fi
+  OUT="$work/out-$name"; rm -rf "$OUT"; mkdir -p "$OUT"
+  kiln_as "$mode" "$store" save --format oci-archive -o "$work/$name.tar" "case-$name" 2>"$err.save" \
+    || { tap_not_ok "$mode $name: save failed"; diag <"$err.save"; return; }
+  python3 "$KILN_SOURCE_ROOT/tests/integration/ociflat.py" "$work/$name.tar" "$OUT" 2>"$err.flat" \
+    || { tap_not_ok "$mode $name: flatten failed"; diag <"$err.flat"; return; }
+  FAILS=0
+  (cd "$OUT" && . "$dir/expect") 2>"$err.expect"
+  local expect_rc=$?
+  if [ $expect_rc -ne 0 ] || [ -s "$err.expect" ]; then
+    tap_not_ok "$mode $name"; diag <"$err.expect"; diag <"$err"; return
+  fi
+  # The same build again: every step must come from the cache.
+  kiln_as "$mode" "$store" build -f "$dir/Containerfile" -t "case-$name" --progress=json "${flags[@]}" "$ctx" \
+    >"$work/$name.out2" 2>"$err.2" || { tap_not_ok "$mode $name: rebuild failed"; diag <"$err.2"; return; }
+  if grep -q '"status":"done"' "$err.2"; then
+    tap_not_ok "$mode $name: rebuild ran steps instead of using the cache"; grep '"status":"done"' "$err.2" | diag; return
+  fi
+  tap_ok "$mode $name"
+}
+
+for mode in $(test_modes); do
+  work=$(make_workdir "$mode")
+  store="$work/store"
+  if ! import_busybox "$mode" "$store" "$work"; then
+    tap_not_ok "$mode: import the busybox base"; continue
+  fi
+  for dir in "$CASES_DIR"/*/; do
+    dir=${dir%/}
+    [ -n "$ONLY" ] && [ "$(basename "$dir")" != "$ONLY" ] && continue
+    run_case "$mode" "$store" "$work" "$dir"
+  done
+  [ -n "${KILN_KEEP:-}" ] || rm -rf "$work"
+done
+tap_done
