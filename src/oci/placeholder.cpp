@@ -1,1 +1,0 @@
-namespace kiln {} // replaced by oci.cpp
