@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build benchmarks: kiln beside buildah (--isolation chroot, the mode that
+# works unprivileged-container-less on this kind of machine), same machine,
+# same run. Prints the median of N runs per scenario and the ratio.
+#   bench/build.sh [KILN_BIN] [N]
+# Scenarios: cold 20-step build (--no-cache), 20-step rebuild with nothing
+# changed, 300 MB context rebuild with nothing changed, four independent
+# 2-second stages. Must run as root (buildah); kiln runs as root too.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+KILN=$(readlink -f "${1:-$TOP/build/src/cli/kiln}")
+N=${2:-3}
+command -v buildah >/dev/null || { echo "buildah is not installed (apt-get install buildah)"; exit 1; }
+work=$(mktemp -d /tmp/kiln-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export KILN_ROOT=$work/store
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+timeit() {  # timeit CMD... -> seconds
+  local t0 t1; t0=$(now); "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; return 1; }; t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
+report() {  # report NAME kiln_times buildah_times
+  local k b; k=$(echo "$2" | median); b=$(echo "$3" | median)
+  printf '%-34s kiln %7.3f s   buildah %7.3f s   buildah/kiln %6.1fx\n' "$1" "$k" "$b" "$(echo "$b / $k" | bc -l)"
+}
+
+"$TOP/scripts/make-busybox-rootfs.sh" "$work/busybox.tar" >/dev/null
+"$KILN" import "$work/busybox.tar" busybox >/dev/null
+ctr=$(buildah from scratch)
+buildah add "$ctr" "$work/busybox.tar" / >/dev/null
+buildah commit -q "$ctr" localhost/busybox >/dev/null
+buildah rm "$ctr" >/dev/null
+
+# 1. 20 RUN steps, cold.
+mkdir -p "$work/steps"
+{ echo "FROM localhost/busybox"; for i in $(seq 1 20); do echo "RUN echo $i > /file$i"; done; } >"$work/steps/Containerfile"
+k=""; b=""
+for _ in $(seq "$N"); do
+  k+="$(timeit "$KILN" build --no-cache -q -t steps "$work/steps")"$'\n'
+  b+="$(timeit buildah build --isolation chroot --no-cache -q -t steps "$work/steps")"$'\n'
+done
+report "20-step build, cold" "$k" "$b"
+
+# 2. The same, nothing changed (cache).
+k=""; b=""
+for _ in $(seq "$N"); do
+  k+="$(timeit "$KILN" build -q -t steps "$work/steps")"$'\n'
+  b+="$(timeit buildah build --isolation chroot --layers -q -t steps "$work/steps")"$'\n'
+done
+report "20-step rebuild, nothing changed" "$k" "$b"
+
+# 3. A 300 MB context (10,000 small files + 256 MB), rebuilt with nothing changed.
+mkdir -p "$work/ctx/small"
+for i in $(seq 1 10000); do echo "file $i" >"$work/ctx/small/f$i"; done
+head -c 268435456 /dev/urandom >"$work/ctx/big.bin"
+printf 'FROM localhost/busybox\nCOPY . /ctx/\nRUN ls /ctx | wc -l > /count\n' >"$work/ctx/Containerfile"
+"$KILN" build -q -t ctx "$work/ctx" >/dev/null
+buildah build --isolation chroot --layers -q -t ctx "$work/ctx" >/dev/null
+k=""; b=""
+for _ in $(seq "$N"); do
+  k+="$(timeit "$KILN" build -q -t ctx "$work/ctx")"$'\n'
+  b+="$(timeit buildah build --isolation chroot --layers -q -t ctx "$work/ctx")"$'\n'
+done
+report "300 MB context rebuild, unchanged" "$k" "$b"
+
+# 4. Four independent 2-second stages.
+mkdir -p "$work/par"
+{ for s in a b c d; do echo "FROM localhost/busybox AS $s"; echo "RUN sleep 2 && echo $s > /$s"; done
+  echo "FROM localhost/busybox"; for s in a b c d; do echo "COPY --from=$s /$s /$s"; done; } >"$work/par/Containerfile"
+k=""; b=""
+for _ in $(seq "$N"); do
+  k+="$(timeit "$KILN" build --no-cache -q -t par "$work/par")"$'\n'
+  b+="$(timeit buildah build --isolation chroot --no-cache --jobs 4 -q -t par "$work/par")"$'\n'
+done
+report "4 parallel 2 s stages (floor 2 s)" "$k" "$b"
