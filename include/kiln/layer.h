@@ -1,0 +1,153 @@
+// Layer archives: packing a directory or an overlayfs upperdir into a
+// deterministic tar layer (gzip/zstd/none), and safely unpacking untrusted
+// layers into a directory. See docs/layers.md for the rules (whiteouts,
+// ownership, limits) and ../shared/docs/SECURITY.md (I1, I3, I5) for why.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kiln/digest.h"
+#include "kiln/error.h"
+
+namespace kiln::layer {
+
+/// Compression of a layer blob.
+enum class Compression { kNone, kGzip, kZstd, kBzip2, kXz };
+
+/// "gzip", "zstd", "none", ...
+const char* CompressionName(Compression c);
+
+/// OCI media type of a layer with this compression
+/// ("application/vnd.oci.image.layer.v1.tar+gzip", ...).
+std::string LayerMediaType(Compression c);
+
+/// Options of PackDirectory().
+struct PackOptions {
+  /// Only kNone, kGzip and kZstd are written.
+  Compression compression = Compression::kGzip;
+  /// 0 picks the default: gzip 1 (speed; still ~standard ratio for text),
+  /// zstd 3. gzip accepts 1..9, zstd 1..19.
+  int level = 0;
+  /// Compression threads; 0 = one per online CPU (at most 8).
+  int threads = 0;
+  /// SOURCE_DATE_EPOCH: mtimes later than this are set to it.
+  std::optional<int64_t> clamp_mtime;
+  /// The directory is an overlayfs upperdir: char 0/0 devices and files with
+  /// an overlay.whiteout xattr become OCI whiteouts (`.wh.name`); directories
+  /// with overlay.opaque=y get a `.wh..wh..opq` entry. Both trusted.overlay.*
+  /// and user.overlay.* (userxattr mounts) are understood.
+  bool from_overlay_upper = false;
+};
+
+/// What PackDirectory() wrote.
+struct LayerInfo {
+  Digest digest;                 ///< sha256 of the compressed blob
+  int64_t size = 0;              ///< bytes of the compressed blob
+  Digest diff_id;                ///< sha256 of the uncompressed tar
+  int64_t uncompressed_size = 0; ///< bytes of the uncompressed tar
+  std::string media_type;        ///< OCI layer media type
+  int64_t entries = 0;           ///< tar entries written (incl. whiteouts)
+};
+
+/// Writes `dir` as a tar layer to `out_fd` (streaming; memory stays bounded
+/// whatever the size of the tree). Entries are sorted by name, owners are
+/// numeric (uname/gname empty), times are whole seconds (clamped if asked),
+/// atime/ctime are not stored; hardlinked inodes inside the tree become tar
+/// hardlinks; xattrs are kept except overlay-private ones, security.selinux
+/// and POSIX ACLs; sockets are skipped with a warning. The root directory
+/// itself is not an entry. Two calls on an unchanged tree give the same
+/// digest.
+Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const PackOptions& options);
+
+/// How UnpackLayer() handles OCI whiteouts.
+enum class WhiteoutMode {
+  /// Apply them: delete the named path / empty the directory (the layer is
+  /// applied on top of the lower layers already in the target directory).
+  kApply,
+  /// Convert them into overlayfs form, so that the target directory can be an
+  /// overlay lowerdir: `.wh.x` -> char device 0/0 `x` (or, where mknod is not
+  /// allowed, an empty file with the overlay.whiteout xattr and the parent
+  /// marked overlay.opaque=x, kernel >= 6.7); `.wh..wh..opq` -> overlay.opaque=y
+  /// on the directory.
+  kOverlay,
+};
+
+/// Which xattr namespace overlay markers use in kOverlay mode.
+enum class OverlayXattrs {
+  kAuto,     ///< trusted.* when we are root in the initial user namespace, else user.*
+  kTrusted,  ///< trusted.overlay.* (overlay mounted by real root)
+  kUser,     ///< user.overlay.* (overlay mounted with -o userxattr, rootless)
+};
+
+/// Bounds on an untrusted layer (I5). Exceeding one is an error.
+struct UnpackLimits {
+  int64_t max_uncompressed_bytes = int64_t(64) << 30;  ///< whole tar stream
+  int64_t max_entries = 4'000'000;
+  size_t max_path_bytes = 4096;      ///< a name or a hardlink target
+  size_t max_depth = 512;            ///< path components
+  size_t max_xattrs_per_entry = 256;
+  size_t max_xattr_value_bytes = 64 * 1024;
+};
+
+/// Options of UnpackLayer().
+struct UnpackOptions {
+  WhiteoutMode whiteouts = WhiteoutMode::kApply;
+  OverlayXattrs overlay_xattrs = OverlayXattrs::kAuto;
+  /// When set, the sha256 of the uncompressed stream must equal it (checked
+  /// at the end: unpack into a staging directory and discard it on error).
+  std::optional<Digest> expect_diff_id;
+  /// When set, the sha256 of the raw (compressed) input must equal it.
+  std::optional<Digest> expect_digest;
+  /// chown every entry to the ids in the tar. Off: files belong to the caller.
+  bool preserve_ownership = true;
+  /// Character/block devices we may not create (rootless): skip with a
+  /// warning (true) or fail (false).
+  bool skip_unmakeable_devices = true;
+  UnpackLimits limits;
+};
+
+/// What UnpackLayer() did.
+struct UnpackStats {
+  Compression compression = Compression::kNone;  ///< detected by magic bytes
+  Digest digest;                 ///< sha256 of the raw input
+  int64_t size = 0;              ///< raw input bytes
+  Digest diff_id;                ///< sha256 of the uncompressed stream
+  int64_t uncompressed_size = 0;
+  int64_t entries = 0;
+  int64_t whiteouts = 0;
+  int64_t skipped = 0;           ///< devices/odd entries skipped with a warning
+};
+
+/// Extracts a (possibly hostile) layer read from `in_fd` into the existing
+/// directory `root_dir`. Compression is detected by magic bytes (gzip, zstd,
+/// bzip2, xz, or none). Every path is resolved inside the root by fd
+/// (openat2 RESOLVE_IN_ROOT); the final component is never followed; `..`
+/// components, whiteouts of the root, non-directories replacing the root and
+/// hardlinks that leave the root are rejected (kCorrupt, naming the entry).
+/// On error the target directory holds a partial result: callers unpack into
+/// a private staging directory and remove it on failure. The whole input is
+/// read, so trailing bytes count in both digests.
+Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const UnpackOptions& options);
+
+/// Overlay whiteout representation usable in `dir` by this process.
+enum class WhiteoutFormat {
+  kCharDevice,  ///< mknod c 0 0 works
+  kXattr,       ///< only the xattr form (kernel >= 6.7) is possible
+  kNone,        ///< neither: fall back to applying whiteouts into one dir
+};
+
+/// Probes (by trying, in a temporary entry inside `dir`) which whiteout form
+/// works here. kXattr is reported only on kernels >= 6.7.
+WhiteoutFormat ProbeWhiteoutFormat(const std::string& dir, OverlayXattrs xattrs = OverlayXattrs::kAuto);
+
+/// Copies `in` to `out` (out < 0: discard) while hashing, failing with
+/// kInvalidInput past `max_bytes`. Returns the sha256 of the bytes copied.
+Expected<Digest> CopyAndHash(int in, int out, int64_t max_bytes, int64_t* copied = nullptr);
+
+/// Detects the compression of a blob from its first bytes.
+Compression SniffCompression(std::string_view head);
+
+}  // namespace kiln::layer

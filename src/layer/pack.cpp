@@ -1,0 +1,385 @@
+// PackDirectory: a directory tree or overlay upperdir -> deterministic tar
+// layer, compressed and hashed in one streaming pass.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "kiln/fs.h"
+#include "kiln/layer.h"
+#include "kiln/log.h"
+#include "layer/stream.h"
+
+namespace kiln::layer {
+
+namespace {
+
+using internal::ByteSink;
+
+using ArchivePtr = std::unique_ptr<archive, decltype(&archive_write_free)>;
+using EntryPtr = std::unique_ptr<archive_entry, decltype(&archive_entry_free)>;
+
+constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+
+struct Xattr {
+  std::string name;
+  std::string value;
+};
+
+bool IsOverlayXattr(std::string_view name) {
+  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
+}
+
+// Reads all xattrs of an open fd, sorted by name. ENOTSUP is "none".
+Expected<std::vector<Xattr>> ReadXattrs(int fd, const std::string& path) {
+  std::vector<Xattr> out;
+  std::string names;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    ssize_t n = ::flistxattr(fd, nullptr, 0);
+    if (n < 0) {
+      if (errno == ENOTSUP || errno == EBADF)
+        return out;
+      return Error::FromErrno("list xattrs of " + path);
+    }
+    if (n == 0)
+      return out;
+    names.resize(static_cast<size_t>(n));
+    n = ::flistxattr(fd, names.data(), names.size());
+    if (n < 0 && errno == ERANGE)
+      continue;
+    if (n < 0)
+      return Error::FromErrno("list xattrs of " + path);
+    names.resize(static_cast<size_t>(n));
+    break;
+  }
+  for (size_t pos = 0; pos < names.size();) {
+    std::string name(names.c_str() + pos);
+    pos += name.size() + 1;
+    if (name.empty())
+      continue;
+    std::string value;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      ssize_t n = ::fgetxattr(fd, name.c_str(), nullptr, 0);
+      if (n < 0)
+        break;
+      value.resize(static_cast<size_t>(n));
+      n = ::fgetxattr(fd, name.c_str(), value.data(), value.size());
+      if (n < 0 && errno == ERANGE)
+        continue;
+      if (n >= 0)
+        value.resize(static_cast<size_t>(n));
+      break;
+    }
+    out.push_back({std::move(name), std::move(value)});
+  }
+  std::sort(out.begin(), out.end(), [](const Xattr& a, const Xattr& b) { return a.name < b.name; });
+  return out;
+}
+
+const Xattr* FindOverlayXattr(const std::vector<Xattr>& xattrs, std::string_view suffix) {
+  for (const auto& x : xattrs) {
+    if ((x.name.starts_with("trusted.overlay.") && std::string_view(x.name).substr(16) == suffix) ||
+        (x.name.starts_with("user.overlay.") && std::string_view(x.name).substr(13) == suffix))
+      return &x;
+  }
+  return nullptr;
+}
+
+class Packer {
+ public:
+  Packer(const PackOptions& options, ByteSink* sink)
+      : options_(options), sink_(sink), a_(archive_write_new(), &archive_write_free), buf_(1 << 20) {}
+
+  Status Open() {
+    if (!a_)
+      return Error(Errc::kIo, "libarchive: out of memory");
+    // pax_restricted: plain ustar headers unless a field does not fit (long
+    // names, big ids, xattrs), then a PAX header, as Docker/Buildah do.
+    if (archive_write_set_format_pax_restricted(a_.get()) != ARCHIVE_OK ||
+        archive_write_set_options(a_.get(), "xattrheader=SCHILY") < ARCHIVE_WARN ||
+        archive_write_set_bytes_per_block(a_.get(), 0) != ARCHIVE_OK)
+      return ArchiveError("set up tar writer");
+    if (archive_write_open2(a_.get(), this, nullptr, &Packer::WriteCb, nullptr, nullptr) != ARCHIVE_OK)
+      return ArchiveError("open tar writer");
+    return Ok();
+  }
+
+  Status Close() {
+    if (archive_write_close(a_.get()) != ARCHIVE_OK)
+      return ArchiveError("finish tar");
+    return Ok();
+  }
+
+  Status WalkDir(int dirfd, const std::string& prefix, int depth) {
+    if (depth > 4096)
+      return Error(Errc::kInvalidInput, "directory tree too deep at " + prefix);
+    std::vector<std::string> names;
+    {
+      int dup_fd = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+      if (dup_fd < 0)
+        return Error::FromErrno("dup");
+      DIR* d = ::fdopendir(dup_fd);
+      if (!d) {
+        ::close(dup_fd);
+        return Error::FromErrno("opendir " + Display(prefix));
+      }
+      errno = 0;
+      while (dirent* de = ::readdir(d)) {
+        std::string_view n = de->d_name;
+        if (n != "." && n != "..")
+          names.emplace_back(n);
+      }
+      int err = errno;
+      ::closedir(d);
+      if (err != 0)
+        return Error::FromErrno("readdir " + Display(prefix), err);
+    }
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names)
+      KILN_TRY(AddOne(dirfd, prefix, name, depth));
+    return Ok();
+  }
+
+  int64_t entries() const { return entries_; }
+  int64_t bytes() const { return bytes_; }
+  Digest TakeDiffId() { return diff_.Finish(); }
+
+ private:
+  static std::string Display(const std::string& prefix) { return prefix.empty() ? "." : prefix; }
+
+  Error ArchiveError(const std::string& what) {
+    if (cb_error_)
+      return *cb_error_;
+    const char* msg = archive_error_string(a_.get());
+    return Error(Errc::kIo, what + ": " + (msg ? msg : "libarchive error"));
+  }
+
+  static la_ssize_t WriteCb(archive* /*a*/, void* self_v, const void* data, size_t len) {
+    auto* self = static_cast<Packer*>(self_v);
+    self->diff_.Update(data, len);
+    self->bytes_ += static_cast<int64_t>(len);
+    if (auto s = self->sink_->Write(data, len); !s) {
+      self->cb_error_ = std::move(s).error();
+      return -1;
+    }
+    return static_cast<la_ssize_t>(len);
+  }
+
+  int64_t Mtime(const struct stat& st) const {
+    int64_t t = st.st_mtim.tv_sec;
+    if (options_.clamp_mtime && t > *options_.clamp_mtime)
+      t = *options_.clamp_mtime;
+    return t;
+  }
+
+  EntryPtr NewEntry(const std::string& path, const struct stat& st) {
+    EntryPtr e(archive_entry_new(), &archive_entry_free);
+    archive_entry_copy_pathname(e.get(), path.c_str());
+    archive_entry_set_uid(e.get(), st.st_uid);
+    archive_entry_set_gid(e.get(), st.st_gid);
+    archive_entry_set_perm(e.get(), st.st_mode & 07777);
+    archive_entry_set_mtime(e.get(), Mtime(st), 0);
+    return e;
+  }
+
+  Status WriteHeader(archive_entry* e, const std::string& path) {
+    int rc = archive_write_header(a_.get(), e);
+    if (rc < ARCHIVE_WARN)
+      return ArchiveError("write tar header for " + path);
+    ++entries_;
+    return Ok();
+  }
+
+  // An OCI whiteout entry: empty regular file, root-owned, mode 0.
+  Status WriteWhiteout(const std::string& path, const struct stat& st) {
+    EntryPtr e(archive_entry_new(), &archive_entry_free);
+    archive_entry_copy_pathname(e.get(), path.c_str());
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_perm(e.get(), 0);
+    archive_entry_set_size(e.get(), 0);
+    archive_entry_set_mtime(e.get(), Mtime(st), 0);
+    return WriteHeader(e.get(), path);
+  }
+
+  void AddXattrs(archive_entry* e, const std::vector<Xattr>& xattrs) {
+    for (const auto& x : xattrs) {
+      // Overlay bookkeeping is private to the mount; SELinux labels and
+      // ACLs (system.*) are host policy, not image content.
+      if (IsOverlayXattr(x.name) || x.name == "security.selinux" || x.name.starts_with("system."))
+        continue;
+      archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    }
+  }
+
+  Status AddOne(int dirfd, const std::string& prefix, const std::string& name, int depth) {
+    const std::string path = prefix + name;
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT)
+        return Ok();  // vanished while we walked
+      return Error::FromErrno("stat " + path);
+    }
+    const bool overlay = options_.from_overlay_upper;
+    if (S_ISCHR(st.st_mode) && overlay && st.st_rdev == makedev(0, 0))
+      return WriteWhiteout(prefix + std::string(kWhiteoutPrefix) + name, st);
+    if (S_ISSOCK(st.st_mode)) {
+      LogWarn("layer: skipping socket " + path);
+      return Ok();
+    }
+    if (S_ISDIR(st.st_mode)) {
+      KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFileAt(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+      KILN_ASSIGN_OR_RETURN(auto xattrs, ReadXattrs(fd.get(), path));
+      EntryPtr e = NewEntry(path + "/", st);
+      archive_entry_set_filetype(e.get(), AE_IFDIR);
+      AddXattrs(e.get(), xattrs);
+      KILN_TRY(WriteHeader(e.get(), path));
+      if (overlay) {
+        const Xattr* opq = FindOverlayXattr(xattrs, "opaque");
+        if (opq && opq->value == "y")
+          KILN_TRY(WriteWhiteout(path + "/" + std::string(kOpaqueMarker), st));
+      }
+      return WalkDir(fd.get(), path + "/", depth + 1);
+    }
+    // Hardlinks inside the layer: the first path seen (sorted walk) carries
+    // the data, later ones link to it.
+    if (st.st_nlink > 1) {
+      auto key = std::make_pair(st.st_dev, st.st_ino);
+      auto it = links_.find(key);
+      if (it != links_.end()) {
+        EntryPtr e = NewEntry(path, st);
+        archive_entry_set_filetype(e.get(), st.st_mode & S_IFMT);
+        archive_entry_copy_hardlink(e.get(), it->second.c_str());
+        archive_entry_set_size(e.get(), 0);
+        return WriteHeader(e.get(), path);
+      }
+    }
+    if (S_ISREG(st.st_mode))
+      KILN_TRY(AddRegular(dirfd, path, name, st));
+    else if (S_ISLNK(st.st_mode))
+      KILN_TRY(AddSymlink(dirfd, path, name, st));
+    else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode))
+      KILN_TRY(AddSpecial(path, st));
+    else {
+      LogWarn("layer: skipping " + path + " of unknown type");
+      return Ok();
+    }
+    if (st.st_nlink > 1)
+      links_.emplace(std::make_pair(st.st_dev, st.st_ino), path);
+    return Ok();
+  }
+
+  Status AddRegular(int dirfd, const std::string& path, const std::string& name, struct stat& st) {
+    KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFileAt(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
+    KILN_ASSIGN_OR_RETURN(auto xattrs, ReadXattrs(fd.get(), path));
+    if (options_.from_overlay_upper && st.st_size == 0 && FindOverlayXattr(xattrs, "whiteout")) {
+      std::string prefix = DirName(path) == "." ? "" : DirName(path) + "/";
+      return WriteWhiteout(prefix + std::string(kWhiteoutPrefix) + name, st);
+    }
+    EntryPtr e = NewEntry(path, st);
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_size(e.get(), st.st_size);
+    AddXattrs(e.get(), xattrs);
+    KILN_TRY(WriteHeader(e.get(), path));
+    // Exactly st_size bytes: a file that grows is cut, one that shrinks is
+    // padded with zeros (libarchive pads at finish_entry), with a warning.
+    int64_t left = st.st_size;
+    while (left > 0) {
+      ssize_t n = ::read(fd.get(), buf_.data(), static_cast<size_t>(std::min<int64_t>(left, int64_t(buf_.size()))));
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        return Error::FromErrno("read " + path);
+      }
+      if (n == 0) {
+        LogWarn("layer: " + path + " shrank while being packed");
+        break;
+      }
+      la_ssize_t w = archive_write_data(a_.get(), buf_.data(), static_cast<size_t>(n));
+      if (w < 0)
+        return ArchiveError("write " + path);
+      left -= n;
+    }
+    if (archive_write_finish_entry(a_.get()) < ARCHIVE_WARN)
+      return ArchiveError("write " + path);
+    return Ok();
+  }
+
+  Status AddSymlink(int dirfd, const std::string& path, const std::string& name, const struct stat& st) {
+    std::string target(PATH_MAX + 1, '\0');
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+    if (n < 0)
+      return Error::FromErrno("readlink " + path);
+    target.resize(static_cast<size_t>(n));
+    EntryPtr e = NewEntry(path, st);
+    archive_entry_set_filetype(e.get(), AE_IFLNK);
+    archive_entry_set_perm(e.get(), 0777);
+    archive_entry_copy_symlink(e.get(), target.c_str());
+    return WriteHeader(e.get(), path);
+  }
+
+  Status AddSpecial(const std::string& path, const struct stat& st) {
+    EntryPtr e = NewEntry(path, st);
+    archive_entry_set_filetype(e.get(), st.st_mode & S_IFMT);
+    if (!S_ISFIFO(st.st_mode)) {
+      archive_entry_set_rdevmajor(e.get(), major(st.st_rdev));
+      archive_entry_set_rdevminor(e.get(), minor(st.st_rdev));
+    }
+    return WriteHeader(e.get(), path);
+  }
+
+  const PackOptions& options_;
+  ByteSink* sink_;
+  ArchivePtr a_;
+  std::vector<char> buf_;
+  Sha256 diff_;
+  int64_t bytes_ = 0;
+  int64_t entries_ = 0;
+  std::map<std::pair<dev_t, ino_t>, std::string> links_;
+  std::optional<Error> cb_error_;
+};
+
+}  // namespace
+
+Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const PackOptions& options) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd root, OpenFile(dir, O_RDONLY | O_DIRECTORY));
+  internal::Utf8LocaleScope utf8;
+  internal::HashingFdSink out(out_fd);
+  auto compressor = internal::MakeCompressor(options.compression, options.level, options.threads, &out);
+  if (!compressor)
+    return std::move(compressor).error();
+  Packer packer(options, compressor->get());
+  auto context = [&](Error e) { return std::move(e).WithContext("pack " + dir); };
+  if (auto s = packer.Open(); !s)
+    return context(std::move(s).error());
+  if (auto s = packer.WalkDir(root.get(), "", 0); !s)
+    return context(std::move(s).error());
+  if (auto s = packer.Close(); !s)
+    return context(std::move(s).error());
+  if (auto s = (*compressor)->Finish(); !s)
+    return context(std::move(s).error());
+  LayerInfo info;
+  info.digest = out.TakeDigest();
+  info.size = out.bytes();
+  info.diff_id = packer.TakeDiffId();
+  info.uncompressed_size = packer.bytes();
+  info.media_type = LayerMediaType(options.compression);
+  info.entries = packer.entries();
+  return info;
+}
+
+}  // namespace kiln::layer

@@ -1,0 +1,91 @@
+// Byte streams of the layer module: hashing fd sinks, compressors (parallel
+// gzip, multi-threaded zstd) and decompressing sources sniffed by magic.
+// Internal to src/layer.
+#pragma once
+
+#include <locale.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/layer.h"
+
+namespace kiln::layer::internal {
+
+/// A push stream. Finish() flushes; Write() after Finish() is a bug.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual Status Write(const void* data, size_t len) = 0;
+  virtual Status Finish() = 0;
+};
+
+/// Writes to an fd, hashing and counting the bytes.
+class HashingFdSink : public ByteSink {
+ public:
+  explicit HashingFdSink(int fd) : fd_(fd) {}
+  Status Write(const void* data, size_t len) override;
+  Status Finish() override { return Ok(); }
+  kiln::Digest TakeDigest() { return hash_.Finish(); }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  int fd_;
+  Sha256 hash_;
+  int64_t bytes_ = 0;
+};
+
+/// A compressor writing into `out` (borrowed; must outlive it). kNone is a
+/// pass-through. level 0 = default; threads 0 = online CPUs.
+Expected<std::unique_ptr<ByteSink>> MakeCompressor(Compression c, int level, int threads, ByteSink* out);
+
+/// A pull stream. Read() returns the next chunk, empty at end of stream. The
+/// chunk stays valid until the next call.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual Expected<std::string_view> Read() = 0;
+};
+
+/// Reads an fd, hashing and counting the raw bytes. Peek() fills the first
+/// chunk (at least `n` bytes unless EOF comes first) without consuming it.
+class HashingFdSource : public ByteSource {
+ public:
+  explicit HashingFdSource(int fd);
+  Expected<std::string_view> Peek(size_t n);
+  Expected<std::string_view> Read() override;
+  kiln::Digest TakeDigest() { return hash_.Finish(); }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  int fd_;
+  std::string buf_;
+  size_t pending_ = 0;  // peeked bytes not yet returned
+  Sha256 hash_;
+  int64_t bytes_ = 0;
+};
+
+/// Switches this thread to the C.UTF-8 locale for its lifetime, so that
+/// libarchive writes and reads UTF-8 names in PAX headers verbatim whatever
+/// the process locale is (names that are not UTF-8 stay raw bytes).
+class Utf8LocaleScope {
+ public:
+  Utf8LocaleScope();
+  ~Utf8LocaleScope();
+  Utf8LocaleScope(const Utf8LocaleScope&) = delete;
+  Utf8LocaleScope& operator=(const Utf8LocaleScope&) = delete;
+
+ private:
+  locale_t utf8_ = nullptr;
+  locale_t old_ = nullptr;
+};
+
+/// A decompressor reading `in` (borrowed).
+Expected<std::unique_ptr<ByteSource>> MakeDecompressor(Compression c, ByteSource* in);
+
+}  // namespace kiln::layer::internal

@@ -1,0 +1,512 @@
+// Pack/unpack round trips, determinism, overlay upperdir packing, whiteout
+// conversion, and interop with gzip/zstd/GNU tar.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <gtest/gtest.h>
+
+#include "kiln/fs.h"
+#include "kiln/layer.h"
+#include "layer/tar_builder.h"
+
+namespace kiln::layer {
+namespace {
+
+bool IsRoot() { return ::geteuid() == 0; }
+
+void SetTimes(const std::string& path, int64_t sec) {
+  struct timespec ts[2] = {{sec, 0}, {sec, 0}};
+  ASSERT_EQ(0, ::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW)) << path;
+}
+
+void Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
+  ASSERT_TRUE(MakeDirs(DirName(path)));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  ASSERT_TRUE(fd.valid()) << path;
+  ASSERT_TRUE(WriteAll(fd.get(), data));
+  ASSERT_EQ(0, ::fchmod(fd.get(), mode));
+}
+
+std::string LongName() { return std::string(120, 'L') + "/" + std::string(150, 'n') + ".txt"; }
+
+// A tree with every kind of entry we support.
+void BuildTree(const std::string& d) {
+  Write(d + "/a.txt", "hello world\n");
+  Write(d + "/bin/tool", "#!/bin/sh\necho tool\n", 04755);
+  Write(d + "/bin/sgid", "x", 02711);
+  Write(d + "/sub/deeper/file", std::string(300000, 'q') + "tail");
+  ASSERT_TRUE(MakeDirs(d + "/empty"));
+  ASSERT_TRUE(MakeDirs(d + "/sticky"));
+  ASSERT_EQ(0, ::chmod((d + "/sticky").c_str(), 01777));
+  ASSERT_EQ(0, ::symlink("a.txt", (d + "/link").c_str()));
+  ASSERT_EQ(0, ::symlink("/etc/passwd", (d + "/abs").c_str()));
+  ASSERT_EQ(0, ::symlink("does/not/exist", (d + "/dangling").c_str()));
+  Write(d + "/hard1", "shared inode");
+  ASSERT_EQ(0, ::link((d + "/hard1").c_str(), (d + "/sub/hard2").c_str()));
+  Write(d + "/" + LongName(), "long");
+  Write(d + "/caf\xc3\xa9/na\xc3\xafve.txt", "utf8");
+  Write(d + "/bytes-\xff\xfe", "not utf8");
+  ASSERT_EQ(0, ::mkfifo((d + "/fifo").c_str(), 0640));
+  ASSERT_EQ(0, ::setxattr((d + "/a.txt").c_str(), "user.kiln.test", "value", 5, 0));
+  Write(d + "/owned", "owned");
+  if (IsRoot()) {
+    ASSERT_EQ(0, ::chown((d + "/owned").c_str(), 1000, 1001));
+    ASSERT_EQ(0, ::chmod((d + "/owned").c_str(), 0600));
+    ASSERT_EQ(0, ::mknod((d + "/nulldev").c_str(), S_IFCHR | 0666, makedev(1, 3)));
+    // A file capability survives the round trip.
+    std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+    ASSERT_EQ(0, ::setxattr((d + "/bin/tool").c_str(), "security.capability", cap.data(), cap.size(), 0));
+    ASSERT_EQ(0, ::chmod((d + "/bin/tool").c_str(), 04755));
+  }
+  // Fixed times everywhere (dirs last).
+  for (const char* p : {"a.txt", "bin/tool", "bin/sgid", "sub/deeper/file", "link", "abs", "dangling", "hard1",
+                        "fifo", "owned", "bytes-\xff\xfe", "caf\xc3\xa9/na\xc3\xafve.txt"})
+    SetTimes(d + "/" + p, 1600000000);
+  SetTimes(d + "/" + LongName(), 1600000001);
+  if (IsRoot())
+    SetTimes(d + "/nulldev", 1600000002);
+  for (const char* p : {"bin", "sub/deeper", "sub", "empty", "sticky", "caf\xc3\xa9"})
+    SetTimes(d + "/" + p, 1500000000);
+  SetTimes(d + "/" + LongName().substr(0, 120), 1500000000);
+}
+
+// path -> description without inode numbers; hardlink groups by path.
+struct TreeDesc {
+  std::map<std::string, std::string> entries;
+  std::set<std::set<std::string>> links;
+  bool operator==(const TreeDesc&) const = default;
+};
+
+TreeDesc Describe(const std::string& dir, bool with_xattrs = true) {
+  TreeDesc out;
+  auto snap = test::Snapshot(dir);
+  std::map<std::string, std::set<std::string>> by_ino;
+  for (auto& [path, desc] : snap) {
+    if (path == ".")
+      continue;
+    // desc: "mode uid:gid size mtime ino nlink rest"
+    std::vector<std::string> f;
+    size_t pos = 0;
+    for (int i = 0; i < 6; ++i) {
+      size_t sp = desc.find(' ', pos);
+      f.push_back(desc.substr(pos, sp - pos));
+      pos = sp == std::string::npos ? desc.size() : sp + 1;
+    }
+    std::string rest = desc.substr(pos);
+    mode_t mode = static_cast<mode_t>(std::stoul(f[0]));
+    if (!with_xattrs) {
+      size_t x = rest.find(" xattrs:");
+      if (x != std::string::npos)
+        rest.resize(x);
+    }
+    std::string size = S_ISDIR(mode) ? "-" : f[2];
+    out.entries[path] = f[0] + " " + f[1] + " " + size + " " + f[3] + " " + rest;
+    if (!S_ISDIR(mode) && std::stoul(f[5]) > 1)
+      by_ino[f[4]].insert(path);
+  }
+  for (auto& [ino, paths] : by_ino)
+    out.links.insert(paths);
+  return out;
+}
+
+struct Packed {
+  LayerInfo info;
+  std::string path;
+};
+
+Packed PackTo(const std::string& src, const std::string& out, PackOptions opt) {
+  UniqueFd fd(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  EXPECT_TRUE(fd.valid());
+  auto info = PackDirectory(src, fd.get(), opt);
+  EXPECT_TRUE(info) << (info ? "" : info.error().message());
+  return {info ? *info : LayerInfo{}, out};
+}
+
+Expected<UnpackStats> UnpackFrom(const std::string& file, const std::string& dir, UnpackOptions opt = {}) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    return Error::FromErrno("open " + file);
+  return UnpackLayer(fd.get(), dir, opt);
+}
+
+int Sh(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::vector<std::string> TarNames(const std::string& file, std::map<std::string, std::vector<std::string>>* xattrs = nullptr,
+                                  std::map<std::string, int64_t>* mtimes = nullptr) {
+  std::vector<std::string> names;
+  archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_tar(a);
+  EXPECT_EQ(ARCHIVE_OK, archive_read_open_filename(a, file.c_str(), 65536));
+  archive_entry* e;
+  int rc;
+  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN) {
+    names.push_back(archive_entry_pathname(e));
+    if (xattrs) {
+      const char* n;
+      const void* v;
+      size_t s;
+      archive_entry_xattr_reset(e);
+      while (archive_entry_xattr_next(e, &n, &v, &s) == ARCHIVE_OK)
+        (*xattrs)[names.back()].push_back(n);
+    }
+    if (mtimes)
+      (*mtimes)[names.back()] = archive_entry_mtime(e);
+  }
+  archive_read_free(a);
+  return names;
+}
+
+class PackUnpackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto t = TempDir::Create("kiln-layer-");
+    ASSERT_TRUE(t);
+    base_ = t->path();
+    tmp_.emplace(std::move(*t));
+    src_ = base_ + "/src";
+    ASSERT_TRUE(MakeDirs(src_));
+  }
+  std::optional<TempDir> tmp_;
+  std::string base_, src_;
+};
+
+class RoundTripTest : public PackUnpackTest, public ::testing::WithParamInterface<Compression> {};
+
+TEST_P(RoundTripTest, PackUnpackCompare) {
+  BuildTree(src_);
+  PackOptions opt;
+  opt.compression = GetParam();
+  Packed p = PackTo(src_, base_ + "/layer", opt);
+  auto blob = ReadFile(p.path);
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(Digest::Of(*blob), p.info.digest);
+  EXPECT_EQ(static_cast<int64_t>(blob->size()), p.info.size);
+  EXPECT_EQ(LayerMediaType(GetParam()), p.info.media_type);
+  EXPECT_GT(p.info.entries, 15);
+
+  std::string dst = base_ + "/dst";
+  ASSERT_TRUE(MakeDirs(dst));
+  auto st = UnpackFrom(p.path, dst);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(GetParam(), st->compression);
+  EXPECT_EQ(p.info.diff_id, st->diff_id);
+  EXPECT_EQ(p.info.uncompressed_size, st->uncompressed_size);
+  EXPECT_EQ(p.info.digest, st->digest);
+  EXPECT_EQ(p.info.entries, st->entries);
+  TreeDesc a = Describe(src_), b = Describe(dst);
+  EXPECT_EQ(a.entries, b.entries);
+  EXPECT_EQ(a.links, b.links);
+  EXPECT_EQ(1u, a.links.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCompressions, RoundTripTest,
+                         ::testing::Values(Compression::kNone, Compression::kGzip, Compression::kZstd),
+                         [](const auto& p) { return std::string(CompressionName(p.param)); });
+
+TEST_F(PackUnpackTest, DeterministicAcrossRunsAndThreads) {
+  BuildTree(src_);
+  for (Compression c : {Compression::kGzip, Compression::kZstd, Compression::kNone}) {
+    PackOptions opt;
+    opt.compression = c;
+    opt.threads = 1;
+    Packed one = PackTo(src_, base_ + "/one", opt);
+    opt.threads = 2;
+    Packed two = PackTo(src_, base_ + "/two", opt);
+    opt.threads = 4;
+    Packed four = PackTo(src_, base_ + "/four", opt);
+    EXPECT_EQ(one.info.digest, two.info.digest) << CompressionName(c);
+    EXPECT_EQ(one.info.digest, four.info.digest) << CompressionName(c);
+    EXPECT_EQ(one.info.diff_id, two.info.diff_id);
+  }
+  // Reading the files (atime) or re-creating them with the same content and
+  // times changes nothing.
+  PackOptions opt;
+  Packed before = PackTo(src_, base_ + "/b", opt);
+  ASSERT_TRUE(ReadFile(src_ + "/a.txt"));
+  Packed after = PackTo(src_, base_ + "/c", opt);
+  EXPECT_EQ(before.info.digest, after.info.digest);
+}
+
+TEST_F(PackUnpackTest, SortedNumericOwnersNoNames) {
+  BuildTree(src_);
+  Packed p = PackTo(src_, base_ + "/l.tar", {.compression = Compression::kNone});
+  auto names = TarNames(p.path);
+  ASSERT_FALSE(names.empty());
+  // Depth-first, sorted per directory, directories with a trailing slash.
+  EXPECT_EQ(std::string(120, 'L') + "/", names[0]);  // 'L' < 'a': plain byte order
+  EXPECT_TRUE(std::is_sorted(names.begin() + 2, names.begin() + 5)) << names[2] << names[3] << names[4];
+  auto pos = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) - names.begin(); };
+  EXPECT_LT(pos("bin/"), pos("bin/sgid"));
+  EXPECT_LT(pos("bin/sgid"), pos("bin/tool"));
+  EXPECT_LT(pos("sub/deeper/file"), pos("sub/hard2"));
+  EXPECT_EQ(static_cast<long>(names.size()), std::find(names.begin(), names.end(), "./") - names.begin());
+  // uname/gname empty: GNU tar shows numeric ids only, and finds no
+  // unknown pax keywords.
+  EXPECT_EQ(0, Sh("tar -tvf " + p.path + " | awk '{print $2}' | grep -qv '^[0-9]*/[0-9]*$' ; test $? -eq 1"));
+  // (hdrcharset=BINARY, standard pax, marks the one name that is not UTF-8.)
+  EXPECT_EQ(0, Sh("tar -tvf " + p.path + " 2>&1 >/dev/null | grep -v \"keyword 'hdrcharset'\" | grep -q . ; test $? -eq 1"));
+  EXPECT_EQ(0, Sh("test $(tar -tvf " + p.path + " 2>&1 >/dev/null | grep -c hdrcharset) -eq 1"));
+}
+
+TEST_F(PackUnpackTest, ClampMtime) {
+  Write(src_ + "/old", "o");
+  Write(src_ + "/new", "n");
+  SetTimes(src_ + "/old", 1000);
+  SetTimes(src_ + "/new", 2000000000);
+  std::map<std::string, int64_t> mtimes;
+  Packed p = PackTo(src_, base_ + "/l.tar", {.compression = Compression::kNone, .clamp_mtime = 1700000000});
+  TarNames(p.path, nullptr, &mtimes);
+  EXPECT_EQ(1000, mtimes["old"]);
+  EXPECT_EQ(1700000000, mtimes["new"]);
+  // Clamping makes "touch" of new files irrelevant.
+  SetTimes(src_ + "/new", 2000000123);
+  Packed q = PackTo(src_, base_ + "/m.tar", {.compression = Compression::kNone, .clamp_mtime = 1700000000});
+  EXPECT_EQ(p.info.digest, q.info.digest);
+}
+
+TEST_F(PackUnpackTest, ReadableByStandardTools) {
+  BuildTree(src_);
+  Packed gz = PackTo(src_, base_ + "/l.tar.gz", {.compression = Compression::kGzip});
+  Packed zs = PackTo(src_, base_ + "/l.tar.zst", {.compression = Compression::kZstd});
+  EXPECT_EQ(0, Sh("gzip -t " + gz.path));
+  EXPECT_EQ(0, Sh("zstd -q -t " + zs.path));
+  EXPECT_EQ(0, Sh("tar -tzf " + gz.path + " | grep -q '" + std::string(150, 'n') + ".txt'"));
+  // diff_id is the sha256 of what gunzip/unzstd produce.
+  std::string sum = base_ + "/sum";
+  EXPECT_EQ(0, Sh("gzip -dc " + gz.path + " | sha256sum | cut -d' ' -f1 > " + sum));
+  EXPECT_EQ(gz.info.diff_id.hex() + "\n", *ReadFile(sum));
+  EXPECT_EQ(0, Sh("zstd -qdc " + zs.path + " | sha256sum | cut -d' ' -f1 > " + sum));
+  EXPECT_EQ(zs.info.diff_id.hex() + "\n", *ReadFile(sum));
+  EXPECT_EQ(gz.info.diff_id, zs.info.diff_id);
+  // GNU tar extracts the same tree (xattrs aside).
+  std::string gnu = base_ + "/gnu";
+  ASSERT_TRUE(MakeDirs(gnu));
+  ASSERT_EQ(0, Sh("tar --numeric-owner -xpzf " + gz.path + " -C " + gnu + " 2>/dev/null"));
+  TreeDesc a = Describe(src_, false), b = Describe(gnu, false);
+  EXPECT_EQ(a.entries, b.entries);
+  EXPECT_EQ(a.links, b.links);
+}
+
+TEST_F(PackUnpackTest, SocketsSkipped) {
+  Write(src_ + "/f", "f");
+  int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string sp = src_ + "/sock";
+  ASSERT_LT(sp.size(), sizeof addr.sun_path);
+  std::strcpy(addr.sun_path, sp.c_str());
+  ASSERT_EQ(0, ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+  ::close(s);
+  Packed p = PackTo(src_, base_ + "/l.tar", {.compression = Compression::kNone});
+  EXPECT_EQ(std::vector<std::string>{"f"}, TarNames(p.path));
+}
+
+// The upperdir of an overlay mount: whiteout devices and opaque xattrs.
+TEST_F(PackUnpackTest, OverlayUpperToOciWhiteouts) {
+  if (!IsRoot())
+    GTEST_SKIP() << "mknod 0/0 and trusted.* xattrs need root";
+  std::string up = src_;
+  ASSERT_EQ(0, ::mknod((up + "/gone").c_str(), S_IFCHR, makedev(0, 0)));
+  ASSERT_TRUE(MakeDirs(up + "/opq"));
+  Write(up + "/opq/new", "new");
+  ASSERT_EQ(0, ::setxattr((up + "/opq").c_str(), "trusted.overlay.opaque", "y", 1, 0));
+  ASSERT_TRUE(MakeDirs(up + "/uopq"));
+  ASSERT_EQ(0, ::setxattr((up + "/uopq").c_str(), "user.overlay.opaque", "y", 1, 0));
+  ASSERT_TRUE(MakeDirs(up + "/partial"));
+  ASSERT_EQ(0, ::setxattr((up + "/partial").c_str(), "user.overlay.opaque", "x", 1, 0));
+  Write(up + "/partial/xwh", "");
+  ASSERT_EQ(0, ::setxattr((up + "/partial/xwh").c_str(), "user.overlay.whiteout", "", 0, 0));
+  Write(up + "/kept", "k");
+  ASSERT_EQ(0, ::setxattr((up + "/kept").c_str(), "trusted.overlay.origin", "zz", 2, 0));
+  std::map<std::string, std::vector<std::string>> xattrs;
+  Packed p = PackTo(up, base_ + "/l.tar", {.compression = Compression::kNone, .from_overlay_upper = true});
+  auto names = TarNames(p.path, &xattrs);
+  std::vector<std::string> want = {".wh.gone", "kept",         "opq/",         "opq/.wh..wh..opq", "opq/new",
+                                   "partial/", "partial/.wh.xwh", "uopq/", "uopq/.wh..wh..opq"};
+  EXPECT_EQ(want, names);
+  for (auto& [n, xs] : xattrs)
+    for (auto& x : xs)
+      EXPECT_EQ(std::string::npos, x.find("overlay")) << n << " carries " << x;
+  // Without from_overlay_upper the device is just a device.
+  Packed plain = PackTo(up, base_ + "/p.tar", {.compression = Compression::kNone});
+  auto plain_names = TarNames(plain.path);
+  EXPECT_NE(plain_names.end(), std::find(plain_names.begin(), plain_names.end(), "gone"));
+}
+
+TEST_F(PackUnpackTest, WhiteoutsAppliedAndConvertedMatchOverlayMount) {
+  // Lower layer.
+  std::string lower_tar = test::TarBuilder()
+                              .Dir("etc")
+                              .File("etc/keep", "keep")
+                              .File("etc/remove", "remove")
+                              .Dir("var")
+                              .Dir("var/cache")
+                              .File("var/cache/old1", "1")
+                              .File("var/cache/old2", "2")
+                              .Dir("gonedir")
+                              .File("gonedir/x", "x")
+                              .Finish();
+  // Upper layer: remove a file and a directory; make var/cache opaque with a
+  // new file whose name sorts before the marker.
+  std::string upper_tar = test::TarBuilder()
+                              .Dir("etc")
+                              .Whiteout("etc/.wh.remove")
+                              .Whiteout(".wh.gonedir")
+                              .Dir("var/cache")
+                              .File("var/cache/-early", "e")
+                              .Whiteout("var/cache/.wh..wh..opq")
+                              .File("var/cache/new", "n")
+                              .Finish();
+  auto write_layer = [&](const std::string& name, const std::string& bytes) {
+    Write(base_ + "/" + name, bytes);
+    return base_ + "/" + name;
+  };
+  std::string lower = write_layer("lower.tar", lower_tar), upper = write_layer("upper.tar", upper_tar);
+  // Flattened: both layers into one dir, whiteouts applied.
+  std::string flat = base_ + "/flat";
+  ASSERT_TRUE(MakeDirs(flat));
+  ASSERT_TRUE(UnpackFrom(lower, flat));
+  auto st = UnpackFrom(upper, flat);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(3, st->whiteouts);
+  EXPECT_TRUE(PathExists(flat + "/etc/keep"));
+  EXPECT_FALSE(PathExists(flat + "/etc/remove"));
+  EXPECT_FALSE(PathExists(flat + "/gonedir"));
+  EXPECT_FALSE(PathExists(flat + "/var/cache/old1"));
+  EXPECT_TRUE(PathExists(flat + "/var/cache/-early"));
+  EXPECT_TRUE(PathExists(flat + "/var/cache/new"));
+
+  // Converted: each layer in its own dir, whiteouts in overlay form.
+  std::string l1 = base_ + "/l1", l2 = base_ + "/l2";
+  ASSERT_TRUE(MakeDirs(l1));
+  ASSERT_TRUE(MakeDirs(l2));
+  UnpackOptions ov;
+  ov.whiteouts = WhiteoutMode::kOverlay;
+  ASSERT_TRUE(UnpackFrom(lower, l1, ov));
+  st = UnpackFrom(upper, l2, ov);
+  ASSERT_TRUE(st) << st.error().message();
+  WhiteoutFormat fmt = ProbeWhiteoutFormat(l2);
+  ASSERT_NE(WhiteoutFormat::kNone, fmt);
+  struct stat s;
+  ASSERT_EQ(0, ::lstat((l2 + "/etc/remove").c_str(), &s));
+  if (fmt == WhiteoutFormat::kCharDevice) {
+    EXPECT_TRUE(S_ISCHR(s.st_mode));
+    EXPECT_EQ(makedev(0, 0), s.st_rdev);
+  }
+  bool trusted = IsRoot();
+  char v[4] = {};
+  std::string opq = std::string(trusted ? "trusted" : "user") + ".overlay.opaque";
+  ASSERT_EQ(1, ::getxattr((l2 + "/var/cache").c_str(), opq.c_str(), v, sizeof v)) << opq;
+  EXPECT_EQ('y', v[0]);
+
+  if (!IsRoot())
+    return;
+  std::string mnt = base_ + "/mnt";
+  ASSERT_TRUE(MakeDirs(mnt));
+  std::string opts = "lowerdir=" + l2 + ":" + l1;
+  if (::mount("overlay", mnt.c_str(), "overlay", MS_RDONLY, opts.c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount overlayfs here: " << std::strerror(errno);
+  }
+  TreeDesc merged = Describe(mnt, false), flattened = Describe(flat, false);
+  ::umount2(mnt.c_str(), MNT_DETACH);
+  // Compare names and contents (directory mtimes differ by construction).
+  std::set<std::string> a, b;
+  for (auto& [k, v2] : merged.entries)
+    a.insert(k);
+  for (auto& [k, v2] : flattened.entries)
+    b.insert(k);
+  EXPECT_EQ(b, a);
+}
+
+TEST_F(PackUnpackTest, LargeFileStreams) {
+  std::string big(24 << 20, '\0');
+  for (size_t i = 0; i < big.size(); i += 4096)
+    big[i] = static_cast<char>(i / 4096);
+  Write(src_ + "/big", big);
+  for (Compression c : {Compression::kGzip, Compression::kZstd}) {
+    Packed p = PackTo(src_, base_ + "/big.layer", {.compression = c});
+    std::string dst = base_ + "/dst-" + CompressionName(c);
+    ASSERT_TRUE(MakeDirs(dst));
+    auto st = UnpackFrom(p.path, dst);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(p.info.diff_id, st->diff_id);
+    EXPECT_EQ(Digest::Of(big), Digest::Of(*ReadFile(dst + "/big")));
+  }
+}
+
+TEST_F(PackUnpackTest, EmptyDirectoryIsAValidLayer) {
+  for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+    Packed p = PackTo(src_, base_ + "/empty.layer", {.compression = c});
+    EXPECT_EQ(0, p.info.entries);
+    EXPECT_EQ(1024, p.info.uncompressed_size);
+    std::string dst = base_ + "/e-" + CompressionName(c);
+    ASSERT_TRUE(MakeDirs(dst));
+    auto st = UnpackFrom(p.path, dst);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(p.info.diff_id, st->diff_id);
+  }
+}
+
+TEST_F(PackUnpackTest, CopyAndHash) {
+  Write(base_ + "/in", "some bytes");
+  UniqueFd in(::open((base_ + "/in").c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd out(::open((base_ + "/out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  int64_t n = 0;
+  auto d = CopyAndHash(in.get(), out.get(), 100, &n);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(Digest::Of("some bytes"), *d);
+  EXPECT_EQ(10, n);
+  EXPECT_EQ("some bytes", *ReadFile(base_ + "/out"));
+  ::lseek(in.get(), 0, SEEK_SET);
+  EXPECT_FALSE(CopyAndHash(in.get(), -1, 5));
+}
+
+TEST_F(PackUnpackTest, SniffCompression) {
+  EXPECT_EQ(Compression::kGzip, SniffCompression("\x1f\x8b\x08"));
+  EXPECT_EQ(Compression::kZstd, SniffCompression("\x28\xb5\x2f\xfd"));
+  EXPECT_EQ(Compression::kBzip2, SniffCompression("BZh9"));
+  EXPECT_EQ(Compression::kXz, SniffCompression("\xfd" "7zXZ"));
+  EXPECT_EQ(Compression::kNone, SniffCompression("a.txt"));
+  EXPECT_EQ(Compression::kNone, SniffCompression(""));
+}
+
+TEST_F(PackUnpackTest, Bzip2AndXzLayersRead) {
+  Write(src_ + "/f", "content");
+  Packed p = PackTo(src_, base_ + "/l.tar", {.compression = Compression::kNone});
+  for (const char* tool : {"bzip2", "xz"}) {
+    if (Sh(std::string("command -v ") + tool + " >/dev/null") != 0)
+      continue;
+    std::string z = base_ + "/l." + tool;
+    ASSERT_EQ(0, Sh(std::string(tool) + " -c " + p.path + " > " + z));
+    std::string dst = base_ + "/d-" + tool;
+    ASSERT_TRUE(MakeDirs(dst));
+    auto st = UnpackFrom(z, dst);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(p.info.diff_id, st->diff_id);
+    EXPECT_EQ("content", *ReadFile(dst + "/f"));
+  }
+}
+
+}  // namespace
+}  // namespace kiln::layer
