@@ -1,0 +1,52 @@
+// Helpers shared by the store's source files (not a public header).
+#pragma once
+
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+#include "kiln/unique_fd.h"
+
+namespace kiln {
+class Store;
+}
+
+namespace kiln::store_internal {
+
+/// Writes `data` to `path` atomically with the temp file in `tmp_dir` (same
+/// file system): create O_EXCL, write, fsync, rename, fsync the parent
+/// directory. Crash points between the steps carry `what` in their name.
+Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
+                   const char* what, mode_t mode = 0644);
+
+/// A flock(2) held on a file until destroyed.
+class FileLock {
+ public:
+  /// Blocks until the lock is held. `exclusive` false: LOCK_SH.
+  static Expected<FileLock> Acquire(const std::string& path, bool exclusive);
+  FileLock() = default;
+  FileLock(FileLock&&) noexcept = default;
+  FileLock& operator=(FileLock&&) noexcept = default;
+
+ private:
+  UniqueFd fd_;
+};
+
+/// Every "sha256:<64 hex>" string inside a JSON file's text (used to keep
+/// the blobs that opaque records mention alive through prune).
+void CollectDigests(std::string_view text, std::set<std::string>* out);
+
+/// Names (not "." / "..") of a directory; missing directory: empty.
+Expected<std::vector<std::string>> ListDir(const std::string& dir);
+
+/// The blob digests reachable from `top` that are present in the store
+/// (manifests, indexes, configs, layers; index children that are absent are
+/// skipped). Adds to `out`; `diff_ids` collects every config's diff_ids.
+void CollectClosure(const Store& store, const Descriptor& top, std::set<std::string>* out,
+                    std::set<std::string>* diff_ids, int depth = 0);
+
+}  // namespace kiln::store_internal

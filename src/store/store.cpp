@@ -1,0 +1,863 @@
+#include "kiln/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/reference.h"
+#include "store/internal.h"
+
+#ifdef KILN_STORE_HAVE_LAYER
+#include "kiln/layer.h"
+#endif
+
+namespace kiln {
+
+using store_internal::AtomicWrite;
+using store_internal::FileLock;
+
+// ============================================================ crash points
+
+namespace {
+
+struct CrashState {
+  bool loaded = false;
+  long target = 0;
+  long count = 0;
+  std::string log;
+};
+
+CrashState& Crash() {
+  static CrashState state;
+  return state;
+}
+
+}  // namespace
+
+void ResetCrashPointsForTesting() {
+  CrashState& s = Crash();
+  s = CrashState();
+}
+
+void CrashPoint(const char* name) {
+  CrashState& s = Crash();
+  if (!s.loaded) {
+    s.loaded = true;
+    if (const char* at = std::getenv("KILN_CRASH_AT"))
+      s.target = std::strtol(at, nullptr, 10);
+    if (const char* log = std::getenv("KILN_CRASH_LOG"))
+      s.log = log;
+  }
+  if (s.target <= 0 && s.log.empty())
+    return;
+  ++s.count;
+  if (!s.log.empty()) {
+    int fd = ::open(s.log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      std::string line = std::to_string(s.count) + " " + name + "\n";
+      (void)!::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
+  if (s.count == s.target)
+    ::kill(::getpid(), SIGKILL);
+}
+
+// ============================================================ internals
+
+namespace store_internal {
+
+Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
+                   const char* what, mode_t mode) {
+  std::string tmpl = JoinPath(tmp_dir, "meta-XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int raw = ::mkostemp(name.data(), O_CLOEXEC);
+  if (raw < 0)
+    return Error::FromErrno("create temporary file in " + tmp_dir);
+  UniqueFd fd(raw);
+  std::string tmp(name.data());
+  auto fail = [&](Error e) {
+    ::unlink(tmp.c_str());
+    return e;
+  };
+  std::string point = std::string(what) + ": temp created";
+  CrashPoint(point.c_str());
+  size_t half = data.size() / 2;
+  if (auto s = WriteAll(fd.get(), data.substr(0, half)); !s)
+    return fail(std::move(s).error().WithContext(tmp));
+  point = std::string(what) + ": half written";
+  CrashPoint(point.c_str());
+  if (auto s = WriteAll(fd.get(), data.substr(half)); !s)
+    return fail(std::move(s).error().WithContext(tmp));
+  if (::fchmod(fd.get(), mode) != 0)
+    return fail(Error::FromErrno("chmod " + tmp));
+  if (::fsync(fd.get()) != 0)
+    return fail(Error::FromErrno("fsync " + tmp));
+  fd.reset();
+  point = std::string(what) + ": synced, before rename";
+  CrashPoint(point.c_str());
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail(Error::FromErrno("rename " + tmp + " to " + path));
+  point = std::string(what) + ": renamed, before directory fsync";
+  CrashPoint(point.c_str());
+  return FsyncDir(DirName(path));
+}
+
+Expected<FileLock> FileLock::Acquire(const std::string& path, bool exclusive) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0644));
+  int rc;
+  do {
+    rc = ::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0)
+    return Error::FromErrno("lock " + path);
+  FileLock lock;
+  lock.fd_ = std::move(fd);
+  return lock;
+}
+
+void CollectDigests(std::string_view text, std::set<std::string>* out) {
+  size_t pos = 0;
+  while ((pos = text.find("sha256:", pos)) != std::string_view::npos) {
+    std::string_view cand = text.substr(pos, 7 + 64);
+    if (cand.size() == 71 && Digest::Parse(cand) && (pos + 71 == text.size() || !std::isxdigit(
+                                                         static_cast<unsigned char>(text[pos + 71]))))
+      out->insert(std::string(cand));
+    pos += 7;
+  }
+}
+
+Expected<std::vector<std::string>> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT)
+      return names;
+    return Error::FromErrno("opendir " + dir);
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0)
+      continue;
+    names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void CollectClosure(const Store& store, const Descriptor& top, std::set<std::string>* out,
+                    std::set<std::string>* diff_ids, int depth) {
+  if (depth > 8 || !top.digest.valid() || !store.HasBlob(top.digest))
+    return;
+  if (!out->insert(top.digest.str()).second)
+    return;  // seen (also breaks index cycles)
+  if (IsIndexMediaType(top.media_type)) {
+    auto idx = store.ReadIndex(top.digest);
+    if (!idx)
+      return;
+    for (const auto& m : idx->manifests)
+      CollectClosure(store, m, out, diff_ids, depth + 1);
+    return;
+  }
+  if (!IsManifestMediaType(top.media_type))
+    return;
+  auto m = store.ReadManifest(top.digest);
+  if (!m)
+    return;
+  out->insert(m->config.digest.str());
+  for (const auto& l : m->layers)
+    out->insert(l.digest.str());
+  if (diff_ids && IsConfigMediaType(m->config.media_type)) {
+    if (auto c = store.ReadConfig(m->config.digest)) {
+      for (const auto& d : c->diff_ids)
+        diff_ids->insert(d.hex());
+      for (size_t n = 1; n <= c->diff_ids.size(); ++n)
+        diff_ids->insert(ChainId(std::span<const Digest>(c->diff_ids.data(), n)).hex());
+    }
+  }
+  if (m->subject)
+    out->insert(m->subject->digest.str());
+}
+
+}  // namespace store_internal
+
+// ============================================================ BlobWriter
+
+BlobWriter::BlobWriter(BlobWriter&& o) noexcept
+    : store_(o.store_),
+      fd_(std::move(o.fd_)),
+      tmp_path_(std::exchange(o.tmp_path_, std::string())),
+      expected_(std::move(o.expected_)),
+      expected_size_(o.expected_size_),
+      written_(o.written_),
+      fd_exposed_(o.fd_exposed_),
+      failed_(o.failed_),
+      hasher_(std::move(o.hasher_)) {}
+
+BlobWriter& BlobWriter::operator=(BlobWriter&& o) noexcept {
+  if (this != &o) {
+    Abort();
+    store_ = o.store_;
+    fd_ = std::move(o.fd_);
+    tmp_path_ = std::exchange(o.tmp_path_, std::string());
+    expected_ = std::move(o.expected_);
+    expected_size_ = o.expected_size_;
+    written_ = o.written_;
+    fd_exposed_ = o.fd_exposed_;
+    failed_ = o.failed_;
+    hasher_ = std::move(o.hasher_);
+  }
+  return *this;
+}
+
+BlobWriter::~BlobWriter() { Abort(); }
+
+void BlobWriter::Abort() {
+  fd_.reset();
+  if (!tmp_path_.empty()) {
+    ::unlink(tmp_path_.c_str());
+    tmp_path_.clear();
+  }
+}
+
+int BlobWriter::fd() {
+  fd_exposed_ = true;
+  return fd_.get();
+}
+
+Status BlobWriter::Write(const void* data, size_t len) {
+  if (failed_ || tmp_path_.empty())
+    return Error(Errc::kIo, "blob writer is closed");
+  if (expected_size_ >= 0 && written_ + static_cast<int64_t>(len) > expected_size_) {
+    failed_ = true;
+    return Error(Errc::kCorrupt, "size mismatch: more than the expected " + std::to_string(expected_size_) +
+                                     " bytes" + (expected_ ? " for " + expected_->str() : std::string()));
+  }
+  if (auto s = WriteAll(fd_.get(), data, len); !s) {
+    failed_ = true;
+    return std::move(s).error().WithContext("write " + tmp_path_);
+  }
+  hasher_.Update(data, len);
+  written_ += static_cast<int64_t>(len);
+  return Ok();
+}
+
+Expected<Descriptor> BlobWriter::Commit(std::string_view media_type) {
+  if (failed_ || tmp_path_.empty())
+    return Error(Errc::kIo, "blob writer is closed");
+  failed_ = true;  // one attempt only
+  CrashPoint("blob: written, before verify");
+  Digest got;
+  int64_t size = written_;
+  if (fd_exposed_) {
+    // The producer wrote through fd(): hash what is really in the file.
+    Sha256 h;
+    char buf[1 << 16];
+    off_t off = 0;
+    for (;;) {
+      ssize_t n = ::pread(fd_.get(), buf, sizeof buf, off);
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        return Error::FromErrno("read " + tmp_path_);
+      }
+      if (n == 0)
+        break;
+      h.Update(buf, static_cast<size_t>(n));
+      off += n;
+    }
+    size = static_cast<int64_t>(off);
+    got = h.Finish();
+  } else {
+    got = hasher_.Finish();
+  }
+  if (expected_size_ >= 0 && size != expected_size_)
+    return Error(Errc::kCorrupt, "size mismatch" + (expected_ ? " for " + expected_->str() : std::string()) +
+                                     ": expected " + std::to_string(expected_size_) + " bytes, got " +
+                                     std::to_string(size));
+  if (expected_ && *expected_ != got)
+    return Error(Errc::kCorrupt, "digest mismatch: expected " + expected_->str() + ", got " + got.str());
+  if (::fsync(fd_.get()) != 0)
+    return Error::FromErrno("fsync " + tmp_path_);
+  fd_.reset();
+  CrashPoint("blob: synced, before rename");
+  std::string dest = store_->BlobPath(got);
+  if (PathExists(dest)) {
+    // Content-addressed: an existing blob with this name is the same bytes
+    // (Check() re-verifies). containerd treats this as success too.
+    ::unlink(tmp_path_.c_str());
+    tmp_path_.clear();
+  } else {
+    if (::rename(tmp_path_.c_str(), dest.c_str()) != 0)
+      return Error::FromErrno("rename " + tmp_path_ + " to " + dest);
+    tmp_path_.clear();
+    CrashPoint("blob: renamed, before directory fsync");
+    KILN_TRY(FsyncDir(DirName(dest)));
+  }
+  Descriptor d;
+  d.media_type = std::string(media_type);
+  d.digest = got;
+  d.size = size;
+  return d;
+}
+
+// ============================================================ Store
+
+namespace {
+
+constexpr std::string_view kEmptyIndex =
+    R"({"manifests":[],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2})";
+
+std::string RefName(const Descriptor& d) {
+  auto it = d.annotations.find(std::string(kAnnotationRefName));
+  return it == d.annotations.end() ? std::string() : it->second;
+}
+
+bool ValidCacheKey(std::string_view key) {
+  if (key.empty() || key.size() > 128 || key[0] == '.')
+    return false;
+  for (char c : key)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
+  return true;
+}
+
+}  // namespace
+
+class Store::IndexLock {
+ public:
+  static Expected<IndexLock> Take(const Store& s) {
+    KILN_ASSIGN_OR_RETURN(FileLock l, FileLock::Acquire(JoinPath(s.root(), "lock"), true));
+    IndexLock il;
+    il.lock_ = std::move(l);
+    return il;
+  }
+
+ private:
+  FileLock lock_;
+};
+
+Store::Store(std::string root) : root_(std::move(root)) {}
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+Store::~Store() = default;
+
+Expected<Store> Store::Open(const std::string& root) {
+  if (root.empty())
+    return Error(Errc::kInvalidInput, "store root is empty");
+  auto ctx = [&](Error e) { return std::move(e).WithContext("open store " + root); };
+  for (const char* sub : {"blobs/sha256", "layers", "cache", "containers", "tmp"})
+    if (auto s = MakeDirs(JoinPath(root, sub), 0755); !s)
+      return ctx(std::move(s).error());
+  Store store(root);
+  auto gc = OpenFile(JoinPath(root, "gc.lock"), O_RDWR | O_CREAT, 0644);
+  if (!gc)
+    return ctx(std::move(gc).error());
+  int rc;
+  do {
+    rc = ::flock(gc->get(), LOCK_SH);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0)
+    return ctx(Error::FromErrno("lock gc.lock"));
+  store.gc_lock_ = std::move(*gc);
+
+  std::string layout = JoinPath(root, "oci-layout");
+  std::string index = JoinPath(root, "index.json");
+  if (!PathExists(layout) || !PathExists(index)) {
+    auto lock = IndexLock::Take(store);
+    if (!lock)
+      return ctx(std::move(lock).error());
+    if (!PathExists(layout))
+      if (auto s = AtomicWrite(store.TmpDir(), layout, R"({"imageLayoutVersion":"1.0.0"})", "oci-layout"); !s)
+        return ctx(std::move(s).error());
+    if (!PathExists(index))
+      if (auto s = AtomicWrite(store.TmpDir(), index, kEmptyIndex, "index.json"); !s)
+        return ctx(std::move(s).error());
+  }
+  return store;
+}
+
+// ------------------------------------------------------------ blobs
+
+std::string Store::BlobPath(const Digest& digest) const {
+  return root_ + "/blobs/" + digest.algorithm() + "/" + digest.hex();
+}
+
+bool Store::HasBlob(const Digest& digest) const { return digest.valid() && PathExists(BlobPath(digest)); }
+
+Expected<BlobWriter> Store::NewBlobWriter(std::optional<Digest> expected, int64_t expected_size) const {
+  if (expected && expected->algorithm() != "sha256")
+    return Error(Errc::kUnsupported, "unsupported digest algorithm " + expected->algorithm() + " (" +
+                                         expected->str() + ")");
+  std::string tmpl = JoinPath(TmpDir(), "blob-XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int raw = ::mkostemp(name.data(), O_CLOEXEC);
+  if (raw < 0)
+    return Error::FromErrno("create temporary file in " + TmpDir());
+  BlobWriter w;
+  w.store_ = this;
+  w.fd_ = UniqueFd(raw);
+  w.tmp_path_ = name.data();
+  w.expected_ = std::move(expected);
+  w.expected_size_ = expected_size;
+  if (::fchmod(raw, 0644) != 0)
+    return Error::FromErrno("chmod " + w.tmp_path_);
+  CrashPoint("blob: temp created");
+  return w;
+}
+
+Expected<Descriptor> Store::PutBlob(std::string_view media_type, std::string_view data) const {
+  Digest d = Digest::Of(data);
+  if (HasBlob(d)) {
+    Descriptor desc;
+    desc.media_type = std::string(media_type);
+    desc.digest = d;
+    desc.size = static_cast<int64_t>(data.size());
+    return desc;
+  }
+  KILN_ASSIGN_OR_RETURN(BlobWriter w, NewBlobWriter(d, static_cast<int64_t>(data.size())));
+  size_t half = data.size() / 2;
+  KILN_TRY(w.Write(data.substr(0, half)));
+  CrashPoint("blob: half written");
+  KILN_TRY(w.Write(data.substr(half)));
+  return w.Commit(media_type);
+}
+
+Expected<Descriptor> Store::PutBlobFromFd(int fd, std::string_view media_type, std::optional<Digest> expected,
+                                          int64_t expected_size) const {
+  KILN_ASSIGN_OR_RETURN(BlobWriter w, NewBlobWriter(expected, expected_size));
+  std::vector<char> buf(1 << 17);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return Error::FromErrno("read");
+    }
+    if (n == 0)
+      break;
+    KILN_TRY(w.Write(buf.data(), static_cast<size_t>(n)));
+  }
+  return w.Commit(media_type);
+}
+
+Expected<UniqueFd> Store::OpenBlob(const Digest& digest) const {
+  if (!digest.valid())
+    return Error(Errc::kInvalidInput, "invalid digest");
+  auto fd = OpenFile(BlobPath(digest), O_RDONLY);
+  if (!fd && fd.error().code() == Errc::kNotFound)
+    return Error(Errc::kNotFound, "blob " + digest.str() + " is not in the store " + root_);
+  return fd;
+}
+
+Expected<std::string> Store::ReadBlob(const Digest& digest, size_t max_bytes) const {
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenBlob(digest));
+  auto data = ReadAll(fd.get(), max_bytes);
+  if (!data)
+    return std::move(data).error().WithContext("read blob " + digest.str());
+  if (digest.algorithm() == "sha256" && Digest::Of(*data) != digest)
+    return Error(Errc::kCorrupt, "blob " + digest.str() + " in " + root_ + " is corrupt (digest mismatch)");
+  return data;
+}
+
+Expected<Manifest> Store::ReadManifest(const Digest& digest) const {
+  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
+  auto m = ParseManifest(body);
+  if (!m)
+    return std::move(m).error().WithContext(digest.str());
+  return m;
+}
+
+Expected<Index> Store::ReadIndex(const Digest& digest) const {
+  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
+  auto x = ParseIndex(body);
+  if (!x)
+    return std::move(x).error().WithContext(digest.str());
+  return x;
+}
+
+Expected<ImageConfig> Store::ReadConfig(const Digest& digest) const {
+  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
+  auto c = ParseImageConfig(body);
+  if (!c)
+    return std::move(c).error().WithContext(digest.str());
+  return c;
+}
+
+Expected<Descriptor> Store::WriteImage(const ImageConfig& config, const std::vector<Descriptor>& layers,
+                                       std::string_view manifest_media_type,
+                                       const std::map<std::string, std::string>& annotations) const {
+  bool docker = manifest_media_type == kMediaTypeDockerManifest;
+  if (!docker && manifest_media_type != kMediaTypeOciManifest)
+    return Error(Errc::kInvalidInput, "unsupported manifest type " + std::string(manifest_media_type));
+  if (config.diff_ids.size() != layers.size())
+    return Error(Errc::kInvalidInput, "image has " + std::to_string(layers.size()) + " layers but " +
+                                          std::to_string(config.diff_ids.size()) + " diff_ids");
+  Manifest m;
+  m.media_type = std::string(manifest_media_type);
+  m.annotations = annotations;
+  for (const auto& l : layers) {
+    if (!HasBlob(l.digest))
+      return Error(Errc::kNotFound, "layer " + l.digest.str() + " is not in the store");
+    Descriptor d = l;
+    if (docker) {
+      if (d.media_type == kMediaTypeOciLayerGzip)
+        d.media_type = std::string(kMediaTypeDockerLayerGzip);
+      else if (d.media_type == kMediaTypeOciLayer)
+        d.media_type = std::string(kMediaTypeDockerLayer);
+      else if (d.media_type == kMediaTypeOciLayerZstd)
+        return Error(Errc::kUnsupported, "docker manifests cannot hold zstd layers (use the oci format)");
+    }
+    m.layers.push_back(std::move(d));
+  }
+  KILN_ASSIGN_OR_RETURN(m.config, PutBlob(docker ? kMediaTypeDockerConfig : kMediaTypeOciConfig,
+                                          ToJson(config)));
+  return PutBlob(manifest_media_type, ToJson(m));
+}
+
+// ------------------------------------------------------------ index.json
+
+Expected<std::string> Store::ReadIndexJson() const {
+  return ReadFile(JoinPath(root_, "index.json"), kMaxDocumentBytes);
+}
+
+Status Store::WriteIndexJson(const std::string& json) const {
+  return AtomicWrite(TmpDir(), JoinPath(root_, "index.json"), json, "index.json");
+}
+
+namespace {
+
+Expected<Index> LoadIndex(const std::string& json, const std::string& root) {
+  auto x = ParseIndex(json);
+  if (!x)
+    return Error(Errc::kCorrupt, root + "/index.json: " + x.error().message());
+  return x;
+}
+
+}  // namespace
+
+Expected<std::vector<ImageEntry>> Store::ListImages() const {
+  KILN_ASSIGN_OR_RETURN(std::string json, ReadIndexJson());
+  KILN_ASSIGN_OR_RETURN(Index idx, LoadIndex(json, root_));
+  std::vector<ImageEntry> out;
+  std::map<std::string, size_t> pos;
+  for (const auto& d : idx.manifests) {
+    std::string name = RefName(d);
+    Descriptor plain = d;
+    plain.annotations.erase(std::string(kAnnotationRefName));
+    auto it = pos.find(d.digest.str());
+    if (it == pos.end()) {
+      it = pos.emplace(d.digest.str(), out.size()).first;
+      out.push_back(ImageEntry{plain, {}});
+    }
+    if (!name.empty())
+      out[it->second].names.push_back(name);
+  }
+  for (auto& e : out)
+    std::sort(e.names.begin(), e.names.end());
+  return out;
+}
+
+Status Store::AddImage(const Descriptor& top, std::span<const std::string> names) {
+  if (!IsManifestMediaType(top.media_type) && !IsIndexMediaType(top.media_type))
+    return Error(Errc::kInvalidInput, "not a manifest or index: " + top.media_type);
+  if (!HasBlob(top.digest))
+    return Error(Errc::kNotFound, "manifest " + top.digest.str() + " is not in the store");
+  KILN_ASSIGN_OR_RETURN(IndexLock lock, IndexLock::Take(*this));
+  CrashPoint("index: locked");
+  KILN_ASSIGN_OR_RETURN(std::string json, ReadIndexJson());
+  KILN_ASSIGN_OR_RETURN(Index idx, LoadIndex(json, root_));
+  std::set<std::string> wanted(names.begin(), names.end());
+  std::vector<Descriptor> kept;
+  std::set<std::string> lost_name;  // images that lose a name to this one
+  for (auto& d : idx.manifests) {
+    std::string n = RefName(d);
+    if (d.digest == top.digest && n.empty())
+      continue;  // re-added below (named or not)
+    if (!n.empty() && wanted.count(n)) {
+      if (d.digest != top.digest)
+        lost_name.insert(d.digest.str());
+      continue;
+    }
+    kept.push_back(std::move(d));
+  }
+  Descriptor base = top;
+  base.annotations.erase(std::string(kAnnotationRefName));
+  bool has_named = false;
+  for (const auto& d : kept)
+    has_named = has_named || (d.digest == top.digest);
+  for (const auto& n : wanted) {
+    Descriptor d = base;
+    d.annotations[std::string(kAnnotationRefName)] = n;
+    kept.push_back(std::move(d));
+    has_named = true;
+  }
+  if (!has_named)
+    kept.push_back(base);
+  // An image whose last name moved away stays, unnamed (podman's <none>).
+  for (const auto& digest : lost_name) {
+    bool still = std::any_of(kept.begin(), kept.end(), [&](const Descriptor& d) { return d.digest.str() == digest; });
+    if (still)
+      continue;
+    for (const auto& d : idx.manifests)
+      if (d.digest.str() == digest) {
+        Descriptor u = d;
+        u.annotations.erase(std::string(kAnnotationRefName));
+        kept.push_back(std::move(u));
+        break;
+      }
+  }
+  idx.manifests = std::move(kept);
+  return WriteIndexJson(ToJson(idx));
+}
+
+Status Store::RemoveName(const std::string& name) {
+  KILN_ASSIGN_OR_RETURN(IndexLock lock, IndexLock::Take(*this));
+  KILN_ASSIGN_OR_RETURN(std::string json, ReadIndexJson());
+  KILN_ASSIGN_OR_RETURN(Index idx, LoadIndex(json, root_));
+  auto it = std::find_if(idx.manifests.begin(), idx.manifests.end(),
+                         [&](const Descriptor& d) { return RefName(d) == name; });
+  if (it == idx.manifests.end())
+    return Error(Errc::kNotFound, "image not known: " + name);
+  Descriptor removed = *it;
+  idx.manifests.erase(it);
+  bool still = std::any_of(idx.manifests.begin(), idx.manifests.end(),
+                           [&](const Descriptor& d) { return d.digest == removed.digest; });
+  if (!still) {
+    removed.annotations.erase(std::string(kAnnotationRefName));
+    idx.manifests.push_back(std::move(removed));
+  }
+  return WriteIndexJson(ToJson(idx));
+}
+
+Status Store::RemoveImage(const Digest& top_digest) {
+  KILN_ASSIGN_OR_RETURN(IndexLock lock, IndexLock::Take(*this));
+  KILN_ASSIGN_OR_RETURN(std::string json, ReadIndexJson());
+  KILN_ASSIGN_OR_RETURN(Index idx, LoadIndex(json, root_));
+  size_t before = idx.manifests.size();
+  std::erase_if(idx.manifests, [&](const Descriptor& d) { return d.digest == top_digest; });
+  if (idx.manifests.size() == before)
+    return Error(Errc::kNotFound, "image not known: " + top_digest.str());
+  return WriteIndexJson(ToJson(idx));
+}
+
+// ------------------------------------------------------------ resolution
+
+Expected<StoredImage> Store::LoadImage(const Descriptor& top, const std::optional<Platform>& platform) const {
+  StoredImage img;
+  img.top = top;
+  img.top.annotations.erase(std::string(kAnnotationRefName));
+  img.manifest_descriptor = img.top;
+  if (IsIndexMediaType(top.media_type)) {
+    KILN_ASSIGN_OR_RETURN(Index idx, ReadIndex(top.digest));
+    Platform want = platform.value_or(Platform::Host());
+    // Prefer a platform whose manifest we actually have.
+    Index present = idx;
+    std::erase_if(present.manifests, [&](const Descriptor& d) { return !HasBlob(d.digest); });
+    auto chosen = present.SelectPlatform(want);
+    if (!chosen) {
+      auto any = idx.SelectPlatform(want);
+      if (any)
+        return Error(Errc::kNotFound, "image " + top.digest.str() + ": the manifest for " + want.str() +
+                                          " is not in the store");
+      return std::move(chosen).error().WithContext("image " + top.digest.str());
+    }
+    img.manifest_descriptor = *chosen;
+  } else if (!IsManifestMediaType(top.media_type)) {
+    return Error(Errc::kCorrupt, "index.json entry " + top.digest.str() + " has media type " + top.media_type);
+  }
+  KILN_ASSIGN_OR_RETURN(img.manifest, ReadManifest(img.manifest_descriptor.digest));
+  KILN_ASSIGN_OR_RETURN(img.config_json, ReadBlob(img.manifest.config.digest));
+  auto cfg = ParseImageConfig(img.config_json);
+  if (!cfg)
+    return std::move(cfg).error().WithContext(img.manifest.config.digest.str());
+  img.config = std::move(*cfg);
+  if (platform && !IsIndexMediaType(top.media_type) && !platform->Matches(img.config.platform()))
+    return Error(Errc::kNotFound, "image " + top.digest.str() + " is for " + img.config.platform().str() +
+                                      ", not " + platform->str());
+  return img;
+}
+
+Expected<StoredImage> Store::ResolveImage(std::string_view text,
+                                          const std::optional<Platform>& platform) const {
+  if (text.empty())
+    return Error(Errc::kInvalidInput, "empty image name");
+  KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> images, ListImages());
+  auto with_names = [&](const ImageEntry& e) -> Expected<StoredImage> {
+    KILN_ASSIGN_OR_RETURN(StoredImage img, LoadImage(e.descriptor, platform));
+    img.names = e.names;
+    return img;
+  };
+
+  // 1. A name (short names: localhost/NAME, then docker.io/library/NAME).
+  auto ref = ImageReference::Parse(text);
+  std::vector<std::string> candidates;
+  if (ref) {
+    if (ref->implicit_domain) {
+      auto local = ImageReference::ParseWithDefaultDomain(text, "localhost");
+      if (local)
+        candidates.push_back(local->str());
+    }
+    candidates.push_back(ref->str());
+    for (const auto& cand : candidates) {
+      for (const auto& e : images) {
+        if (std::find(e.names.begin(), e.names.end(), cand) != e.names.end())
+          return with_names(e);
+      }
+    }
+    // name@digest: the digest decides (the name may be any of its names).
+    if (ref->digest.valid()) {
+      for (const auto& e : images)
+        if (e.descriptor.digest == ref->digest)
+          return with_names(e);
+    }
+  }
+
+  // 2. An image ID (config digest) or its prefix; 3. a manifest digest.
+  if (LooksLikeIdPrefix(text)) {
+    std::string_view hex = text.substr(0, 7) == "sha256:" ? text.substr(7) : text;
+    const ImageEntry* found = nullptr;
+    std::string found_id;
+    for (const auto& e : images) {
+      if (e.descriptor.digest.hex().compare(0, hex.size(), hex) == 0 && hex.size() == 64) {
+        return with_names(e);  // full manifest digest
+      }
+      auto img = LoadImage(e.descriptor, platform);
+      if (!img)
+        continue;
+      const std::string& id = img->id().hex();
+      if (id.compare(0, hex.size(), hex) != 0)
+        continue;
+      if (found && found_id != id)
+        return Error(Errc::kInvalidInput, "image ID prefix \"" + std::string(text) +
+                                              "\" is ambiguous: it matches " + found_id.substr(0, 12) +
+                                              " and " + id.substr(0, 12));
+      if (!found) {
+        found = &e;
+        found_id = id;
+      }
+    }
+    if (found)
+      return with_names(*found);
+  }
+  if (!ref && !LooksLikeIdPrefix(text))
+    return std::move(ref).error();
+  return Error(Errc::kNotFound, "image not known: " + std::string(text));
+}
+
+// ------------------------------------------------------------ layers
+
+std::string Store::LayerDir(const Digest& key) const { return root_ + "/layers/" + key.hex(); }
+
+Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
+                                                 const std::function<Status(const std::string&)>& fill) {
+  if (!key.valid())
+    return Error(Errc::kInvalidInput, "invalid layer key");
+  std::string final_dir = LayerDir(key);
+  if (PathExists(final_dir))
+    return final_dir;
+  KILN_ASSIGN_OR_RETURN(std::string staging, MakeTempDir("layer-"));
+  auto cleanup = [&] { (void)RemoveAll(staging); };
+  CrashPoint("layer: staging created");
+  if (auto s = fill(staging); !s) {
+    cleanup();
+    return std::move(s).error();
+  }
+  CrashPoint("layer: filled, before sync");
+  {
+    // One syncfs for the whole tree instead of an fsync per file.
+    auto fd = OpenFile(staging, O_RDONLY | O_DIRECTORY);
+    if (fd && ::syncfs(fd->get()) != 0) {
+      int err = errno;
+      cleanup();
+      return Error::FromErrno("syncfs " + staging, err);
+    }
+  }
+  CrashPoint("layer: synced, before rename");
+  if (::rename(staging.c_str(), final_dir.c_str()) != 0) {
+    int err = errno;
+    cleanup();
+    if (err == ENOTEMPTY || err == EEXIST)
+      return final_dir;  // another process won the race
+    return Error::FromErrno("rename " + staging + " to " + final_dir, err);
+  }
+  CrashPoint("layer: renamed, before directory fsync");
+  KILN_TRY(FsyncDir(JoinPath(root_, "layers")));
+  return final_dir;
+}
+
+Expected<std::string> Store::UnpackedLayer(const Descriptor& layer, const Digest& diff_id) {
+#ifdef KILN_STORE_HAVE_LAYER
+  return GetOrCreateLayerDir(diff_id, [&](const std::string& dir) -> Status {
+    KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenBlob(layer.digest));
+    layer::UnpackOptions opts;
+    opts.whiteouts = layer::WhiteoutMode::kOverlay;
+    opts.expect_diff_id = diff_id;
+    opts.expect_digest = layer.digest;
+    auto stats = layer::UnpackLayer(fd.get(), dir, opts);
+    if (!stats)
+      return std::move(stats).error().WithContext("unpack layer " + layer.digest.str());
+    return Ok();
+  });
+#else
+  (void)layer;
+  (void)diff_id;
+  // TODO(integrator): build src/layer before src/store so that layer_dep
+  // exists; then this unpacks with layer::UnpackLayer.
+  return Error(Errc::kUnsupported, "kiln was built without the layer module: cannot unpack layers");
+#endif
+}
+
+// ------------------------------------------------------------ cache records
+
+Status Store::PutCacheRecord(std::string_view key, std::string_view json) const {
+  if (!ValidCacheKey(key))
+    return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
+  return AtomicWrite(TmpDir(), root_ + "/cache/" + std::string(key) + ".json", json, "cache record");
+}
+
+Expected<std::string> Store::GetCacheRecord(std::string_view key) const {
+  if (!ValidCacheKey(key))
+    return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
+  auto data = ReadFile(root_ + "/cache/" + std::string(key) + ".json", kMaxDocumentBytes);
+  if (!data && data.error().code() == Errc::kNotFound)
+    return Error(Errc::kNotFound, "no cache record " + std::string(key));
+  return data;
+}
+
+Status Store::DeleteCacheRecord(std::string_view key) const {
+  if (!ValidCacheKey(key))
+    return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
+  std::string path = root_ + "/cache/" + std::string(key) + ".json";
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Error::FromErrno("remove " + path);
+  return Ok();
+}
+
+// ------------------------------------------------------------ directories
+
+std::string Store::ContainersDir() const { return root_ + "/containers"; }
+std::string Store::TmpDir() const { return root_ + "/tmp"; }
+
+Expected<std::string> Store::MakeTempDir(std::string_view prefix) const {
+  std::string tmpl = JoinPath(TmpDir(), std::string(prefix) + "XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  if (!::mkdtemp(name.data()))
+    return Error::FromErrno("mkdtemp " + tmpl);
+  return std::string(name.data());
+}
+
+}  // namespace kiln

@@ -1,0 +1,332 @@
+#include "kiln/store.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "kiln/fs.h"
+#include "kiln/reference.h"
+
+namespace kiln {
+namespace {
+
+std::vector<std::string> ListDirForTest(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+        out.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = TempDir::Create("kiln-store-test-");
+    ASSERT_TRUE(d);
+    dir_ = std::make_unique<TempDir>(std::move(*d));
+    auto s = Store::Open(JoinPath(dir_->path(), "store"));
+    ASSERT_TRUE(s) << s.error().message();
+    store_ = std::make_unique<Store>(std::move(*s));
+  }
+
+  /// A one-layer image whose layer blob is `content` (not a real tar: the
+  /// store does not look inside layers).
+  Descriptor MakeImage(const std::string& content, const std::string& cmd = "sh") {
+    auto layer = store_->PutBlob(kMediaTypeOciLayer, content);
+    EXPECT_TRUE(layer) << layer.error().message();
+    ImageConfig c;
+    c.set_platform(Platform::Host());
+    c.config.cmd = std::vector<std::string>{cmd};
+    c.diff_ids = {layer->digest};
+    c.history = {{"2026-01-01T00:00:00Z", "test", "", "", false}};
+    auto m = store_->WriteImage(c, {*layer});
+    EXPECT_TRUE(m) << m.error().message();
+    return *m;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, OpenCreatesAnOciLayout) {
+  const std::string& root = store_->root();
+  for (const char* p : {"oci-layout", "index.json", "blobs/sha256", "layers", "cache", "containers", "tmp"})
+    EXPECT_TRUE(PathExists(JoinPath(root, p))) << p;
+  EXPECT_EQ(*ReadFile(JoinPath(root, "oci-layout")), R"({"imageLayoutVersion":"1.0.0"})");
+  auto idx = ParseIndex(*ReadFile(JoinPath(root, "index.json")));
+  ASSERT_TRUE(idx);
+  EXPECT_TRUE(idx->manifests.empty());
+  // Opening again is fine and keeps content.
+  auto again = Store::Open(root);
+  ASSERT_TRUE(again);
+}
+
+TEST_F(StoreTest, BlobsAreVerified) {
+  auto d = store_->PutBlob("text/plain", "hello");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->digest, Digest::Of("hello"));
+  EXPECT_EQ(*store_->ReadBlob(d->digest), "hello");
+  // A second write of the same content is a no-op success.
+  ASSERT_TRUE(store_->PutBlob("text/plain", "hello"));
+
+  {
+  // Wrong expected digest: refused, nothing published.
+  auto w = store_->NewBlobWriter(Digest::Of("other"));
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(w->Write("tampered"));
+  auto c = w->Commit("x/y");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), Errc::kCorrupt);
+  EXPECT_NE(c.error().message().find("digest mismatch"), std::string::npos);
+  EXPECT_FALSE(store_->HasBlob(Digest::Of("tampered")));
+
+  // Size cap: Write refuses to go past the expected size.
+  auto w2 = store_->NewBlobWriter(Digest::Of("abc"), 2);
+  ASSERT_TRUE(w2);
+  auto s = w2->Write("abc");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("size mismatch"), std::string::npos);
+  // Trailing bytes count: a short write fails the size check.
+  auto w3 = store_->NewBlobWriter(std::nullopt, 10);
+  ASSERT_TRUE(w3);
+  ASSERT_TRUE(w3->Write("short"));
+  EXPECT_FALSE(w3->Commit());
+
+  // A producer writing through fd(): the file is re-hashed.
+  auto w4 = store_->NewBlobWriter(Digest::Of("via fd"));
+  ASSERT_TRUE(w4);
+  ASSERT_TRUE(WriteAll(w4->fd(), "via fd"));
+  auto c4 = w4->Commit("a/b");
+  ASSERT_TRUE(c4) << c4.error().message();
+  EXPECT_EQ(c4->size, 6);
+  }
+  // Writers that were not committed removed their temp files.
+  auto l = ListDirForTest(store_->TmpDir());
+  EXPECT_TRUE(l.empty()) << l.front();
+
+  // A corrupted blob on disk is detected on read.
+  ASSERT_EQ(::chmod(store_->BlobPath(d->digest).c_str(), 0644), 0);
+  ASSERT_TRUE(WriteFileAtomic(store_->BlobPath(d->digest), "jello"));
+  auto r = store_->ReadBlob(d->digest);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::kCorrupt);
+  auto chk = store_->Check();
+  ASSERT_TRUE(chk);
+  EXPECT_FALSE(chk->ok());
+}
+
+TEST_F(StoreTest, NamesResolveLikePodman) {
+  Descriptor a = MakeImage("layer-a", "a");
+  Descriptor b = MakeImage("layer-b", "b");
+  std::vector<std::string> names_a = {"localhost/app:latest", "docker.io/library/busybox:latest"};
+  ASSERT_TRUE(store_->AddImage(a, names_a));
+  std::vector<std::string> names_b = {"quay.io/x/y:1"};
+  ASSERT_TRUE(store_->AddImage(b, names_b));
+
+  auto by_short = store_->ResolveImage("app");
+  ASSERT_TRUE(by_short) << by_short.error().message();
+  EXPECT_EQ(by_short->top.digest, a.digest);
+  EXPECT_EQ(by_short->names.size(), 2u);
+  EXPECT_EQ(store_->ResolveImage("busybox")->top.digest, a.digest);
+  EXPECT_EQ(store_->ResolveImage("quay.io/x/y:1")->top.digest, b.digest);
+  // By ID (config digest), prefix and full, and by manifest digest.
+  std::string id = by_short->id().hex();
+  EXPECT_EQ(store_->ResolveImage(id.substr(0, 12))->top.digest, a.digest);
+  EXPECT_EQ(store_->ResolveImage("sha256:" + id)->top.digest, a.digest);
+  EXPECT_EQ(store_->ResolveImage(b.digest.str())->top.digest, b.digest);
+  EXPECT_EQ(store_->ResolveImage("quay.io/x/y@" + b.digest.str())->top.digest, b.digest);
+  // Missing and malformed.
+  auto missing = store_->ResolveImage("nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Errc::kNotFound);
+  EXPECT_EQ(missing.error().message(), "image not known: nope");
+  auto bad = store_->ResolveImage("Bad Name");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), Errc::kInvalidInput);
+
+  // Moving a name leaves the old image unnamed, not gone.
+  std::vector<std::string> move = {"localhost/app:latest"};
+  ASSERT_TRUE(store_->AddImage(b, move));
+  EXPECT_EQ(store_->ResolveImage("app")->top.digest, b.digest);
+  ASSERT_TRUE(store_->RemoveName("docker.io/library/busybox:latest"));
+  auto list = store_->ListImages();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  int unnamed = 0;
+  for (const auto& e : *list)
+    unnamed += e.names.empty();
+  EXPECT_EQ(unnamed, 1);
+  EXPECT_EQ(store_->RemoveName("docker.io/library/busybox:latest").error().code(), Errc::kNotFound);
+  // Still resolvable by ID.
+  EXPECT_TRUE(store_->ResolveImage(id));
+  ASSERT_TRUE(store_->RemoveImage(a.digest));
+  EXPECT_FALSE(store_->ResolveImage(id));
+  auto chk = store_->Check();
+  ASSERT_TRUE(chk);
+  EXPECT_TRUE(chk->ok()) << chk->problems.front();
+}
+
+TEST_F(StoreTest, IndexImagesPickThePlatform) {
+  Descriptor host = MakeImage("host-layer", "host");
+  Index idx;
+  Descriptor h = host;
+  h.platform = Platform::Host();
+  Descriptor other = DescriptorFor(kMediaTypeOciManifest, "absent");
+  other.platform = Platform{"linux", Platform::Host().architecture == "s390x" ? "ppc64le" : "s390x", "", "", {}};
+  idx.manifests = {other, h};
+  auto top = store_->PutBlob(kMediaTypeOciIndex, ToJson(idx));
+  ASSERT_TRUE(top);
+  std::vector<std::string> names = {"localhost/multi:latest"};
+  ASSERT_TRUE(store_->AddImage(*top, names));
+  auto img = store_->ResolveImage("multi");
+  ASSERT_TRUE(img) << img.error().message();
+  EXPECT_EQ(img->manifest_descriptor.digest, host.digest);
+  auto missing = store_->ResolveImage("multi", other.platform);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("not in the store"), std::string::npos) << missing.error().message();
+  auto chk = store_->Check();
+  ASSERT_TRUE(chk);
+  EXPECT_TRUE(chk->ok()) << chk->problems.front();
+}
+
+TEST_F(StoreTest, CacheRecordsAndLayerDirs) {
+  ASSERT_TRUE(store_->PutCacheRecord("abc123", R"({"layer":"x"})"));
+  EXPECT_EQ(*store_->GetCacheRecord("abc123"), R"({"layer":"x"})");
+  EXPECT_EQ(store_->GetCacheRecord("nope").error().code(), Errc::kNotFound);
+  for (const char* bad : {"../x", ".hidden", "a/b", ""})
+    EXPECT_EQ(store_->PutCacheRecord(bad, "{}").error().code(), Errc::kInvalidInput) << bad;
+  ASSERT_TRUE(store_->DeleteCacheRecord("abc123"));
+
+  Digest key = Digest::Of("key");
+  int fills = 0;
+  auto fill = [&](const std::string& dir) -> Status {
+    ++fills;
+    return WriteFileAtomic(JoinPath(dir, "file"), "content");
+  };
+  auto d1 = store_->GetOrCreateLayerDir(key, fill);
+  ASSERT_TRUE(d1) << d1.error().message();
+  EXPECT_EQ(*d1, store_->LayerDir(key));
+  EXPECT_EQ(*ReadFile(JoinPath(*d1, "file")), "content");
+  auto d2 = store_->GetOrCreateLayerDir(key, fill);
+  ASSERT_TRUE(d2);
+  EXPECT_EQ(fills, 1);
+  // A failing fill leaves nothing behind.
+  Digest key2 = Digest::Of("key2");
+  auto failed = store_->GetOrCreateLayerDir(key2, [](const std::string&) -> Status {
+    return Error(Errc::kCorrupt, "boom");
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_FALSE(PathExists(store_->LayerDir(key2)));
+  EXPECT_TRUE(ListDirForTest(store_->TmpDir()).empty());
+}
+
+TEST_F(StoreTest, PruneKeepsWhatIsReferenced) {
+  Descriptor kept = MakeImage("kept-layer");
+  std::vector<std::string> names = {"localhost/kept:latest"};
+  ASSERT_TRUE(store_->AddImage(kept, names));
+  Descriptor dangling = MakeImage("dangling-layer", "x");
+  ASSERT_TRUE(store_->AddImage(dangling));
+  auto orphan = store_->PutBlob("x/y", "orphan");
+  auto cached = store_->PutBlob(kMediaTypeOciLayerGzip, "cached-layer");
+  ASSERT_TRUE(store_->PutCacheRecord("k1", R"({"layer":{"digest":")" + cached->digest.str() + R"("}})"));
+  ASSERT_TRUE(MakeDirs(JoinPath(store_->TmpDir(), "stale-dir")));
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(store_->TmpDir(), "stale"), "x"));
+  auto kept_img = store_->ResolveImage("kept");
+  ASSERT_TRUE(kept_img);
+  Digest kept_layer_key = kept_img->config.diff_ids[0];
+  ASSERT_TRUE(store_->GetOrCreateLayerDir(kept_layer_key, [](const std::string&) -> Status { return Ok(); }));
+  ASSERT_TRUE(store_->GetOrCreateLayerDir(Digest::Of("unused"), [](const std::string&) -> Status { return Ok(); }));
+
+  auto dry = store_->Prune({.all = false, .cache = false, .dry_run = true}, 0);
+  ASSERT_TRUE(dry) << dry.error().message();
+  EXPECT_EQ(dry->blobs_removed, 1);
+  EXPECT_TRUE(store_->HasBlob(orphan->digest));
+
+  auto r = store_->Prune({}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->blobs_removed, 1);
+  EXPECT_FALSE(store_->HasBlob(orphan->digest));
+  EXPECT_TRUE(store_->HasBlob(cached->digest));
+  EXPECT_EQ(r->tmp_removed, 2);
+  EXPECT_EQ(r->layer_dirs_removed, 1);
+  EXPECT_TRUE(PathExists(store_->LayerDir(kept_layer_key)));
+  EXPECT_TRUE(store_->ResolveImage(dangling.digest.str()));
+
+  auto all = store_->Prune({.all = true, .cache = true}, 0);
+  ASSERT_TRUE(all) << all.error().message();
+  EXPECT_EQ(all->images_removed, 1);
+  EXPECT_EQ(all->cache_records_removed, 1);
+  EXPECT_FALSE(store_->HasBlob(cached->digest));
+  EXPECT_FALSE(store_->ResolveImage(dangling.digest.str()));
+  EXPECT_TRUE(store_->ResolveImage("kept"));
+  auto chk = store_->Check();
+  ASSERT_TRUE(chk);
+  EXPECT_TRUE(chk->ok()) << chk->problems.front();
+  EXPECT_TRUE(chk->notes.empty());
+}
+
+TEST_F(StoreTest, PruneWaitsForOtherProcesses) {
+  // Another process with the store open holds the shared gc lock.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto s = Store::Open(store_->root());
+    char c = 'x';
+    (void)!::write(ready[1], &c, 1);
+    ::sleep(2);
+    ::_exit(s ? 0 : 1);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  auto busy = store_->Prune({}, 0);
+  ASSERT_FALSE(busy);
+  EXPECT_NE(busy.error().message().find("in use"), std::string::npos);
+  auto waited = store_->Prune({}, 10);
+  EXPECT_TRUE(waited) << waited.error().message();
+  int status;
+  ::waitpid(pid, &status, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+TEST_F(StoreTest, ConcurrentNamingLosesNothing) {
+  Descriptor a = MakeImage("conc");
+  const int kPerProcess = 25;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < 3; ++p) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto s = Store::Open(store_->root());
+      if (!s)
+        ::_exit(1);
+      for (int i = 0; i < kPerProcess; ++i) {
+        std::vector<std::string> n = {"localhost/p" + std::to_string(p) + ":" + std::to_string(i)};
+        if (!s->AddImage(a, n))
+          ::_exit(2);
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int status;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  auto list = store_->ListImages();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().names.size(), 3u * kPerProcess);
+}
+
+}  // namespace
+}  // namespace kiln
