@@ -38,5 +38,10 @@ inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
 
 void AddParseCommand(CLI::App& app, Context& ctx);
 void AddVersionCommand(CLI::App& app, Context& ctx);
+void AddUnshareCommand(CLI::App& app, Context& ctx);
+void AddInfoCommand(CLI::App& app, Context& ctx);
+/// True for the commands that must run inside kiln's user namespace (main()
+/// calls EnterUserNamespace for them before parsing).
+bool NeedsUserNamespace(int argc, char** argv);
 
 }  // namespace kiln::cli

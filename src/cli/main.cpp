@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "kiln/log.h"
+#include "kiln/sandbox.h"
 
 namespace kiln::cli {
 
@@ -16,7 +17,9 @@ std::string Context::StoreRoot() const {
     return globals.root;
   if (const char* env = std::getenv("KILN_ROOT"); env && *env)
     return env;
-  if (::geteuid() == 0 && !std::getenv("KILN_STARTED_IN_USERNS"))
+  // Real root (also inside kiln's user namespace, where the marker is "0").
+  if (const char* host_uid = std::getenv("KILN_STARTED_IN_USERNS");
+      ::geteuid() == 0 && (!host_uid || std::string(host_uid) == "0"))
     return "/var/lib/kiln";
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)
     return std::string(xdg) + "/kiln";
@@ -41,6 +44,11 @@ int ReportError(const Error& error) {
 
 int main(int argc, char** argv) {
   using namespace kiln::cli;
+  // Before anything else (no threads yet): commands that unpack or sandbox
+  // re-exec into kiln's user namespace (src/sandbox, docs/sandbox.md).
+  if (NeedsUserNamespace(argc, argv))
+    if (auto st = kiln::EnterUserNamespace(argc, argv); !st)
+      return ReportError(st.error());
   Context ctx;
   CLI::App app{"kiln: a rootless OCI image builder and container runner", "kiln"};
   app.require_subcommand(1);
@@ -57,6 +65,8 @@ int main(int argc, char** argv) {
 
   // AddParseCommand(app, ctx);  (enabled by the parser)
   AddVersionCommand(app, ctx);
+  AddUnshareCommand(app, ctx);
+  AddInfoCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

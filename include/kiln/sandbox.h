@@ -1,0 +1,220 @@
+// The rootless sandbox: the process-wide user namespace (EnterUserNamespace)
+// and the per-process sandbox (RunSandbox) that RUN steps and `kiln run` use.
+//
+// Model (docs/sandbox.md): kiln re-executes itself once, before any thread
+// exists, into a new user + mount namespace where it is root (0 -> the
+// invoking user, 1..N -> its /etc/subuid and /etc/subgid ranges). Each
+// sandboxed process is then started through `kiln-sandbox`, a small
+// single-threaded helper executed from a sealed memfd copy (so the container
+// can never write to it through /proc/<pid>/exe). The helper reads the spec
+// from a pipe, creates mount/pid/ipc/uts(/net) namespaces, mounts the rootfs,
+// /proc, /dev, /sys, pivots into the rootfs, drops to USER and execs argv.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+
+namespace kiln {
+
+// ---------------------------------------------------------------------------
+// User namespace
+
+/// Environment marker set in the re-executed process. Its value is the host
+/// uid kiln was started as ("0" for real root).
+inline constexpr const char kUserNsMarkerEnv[] = "KILN_STARTED_IN_USERNS";
+
+/// Re-executes /proc/self/exe (with the same argv) in a new user + mount
+/// namespace and never returns in the original process: the parent waits for
+/// the child, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2/SIGWINCH
+/// to it and exits with its status (re-raising its death signal). Returns Ok()
+/// in the child (and immediately when kUserNsMarkerEnv is already set).
+///
+/// A normal user gets 0 -> uid and 1..N -> its /etc/subuid and /etc/subgid
+/// ranges through newuidmap/newgidmap; without a range (or without the
+/// helpers) a single mapping 0 -> uid, `setgroups` denied, and a warning.
+/// Real root gets 0 -> 0 over the whole id range.
+///
+/// Must be called before any thread is started (it forks).
+Status EnterUserNamespace(int argc, char** argv);
+
+/// True when this process runs inside kiln's user namespace.
+bool InKilnUserNamespace();
+
+/// The uid kiln was started as on the host (from kUserNsMarkerEnv, else
+/// getuid()).
+uid_t HostUid();
+
+/// One line of /proc/<pid>/uid_map or gid_map.
+struct IdMapping {
+  uint32_t container_id = 0;
+  uint32_t host_id = 0;
+  uint32_t size = 0;
+};
+
+/// The current process's uid_map / gid_map.
+Expected<std::vector<IdMapping>> ReadIdMappings(bool gid);
+
+/// /etc/subuid (or /etc/subgid) ranges of a user, by name or numeric id.
+/// Returns an empty vector when the user has none. Entries are
+/// `host_id` (start) + `size`; container_id is 0.
+Expected<std::vector<IdMapping>> SubordinateRanges(const std::string& file, const std::string& user,
+                                                   uid_t id);
+
+// ---------------------------------------------------------------------------
+// Snapshotters and host features
+
+/// How a sandbox rootfs is mounted.
+enum class RootfsDriver {
+  kOverlay,        // kernel overlayfs (userxattr option inside a user namespace)
+  kFuseOverlayfs,  // the fuse-overlayfs helper
+  kDirectory,      // a plain directory (the copy snapshotter), bind-mounted
+};
+const char* RootfsDriverName(RootfsDriver driver);
+
+/// Actually mounts a small overlay (in a scratch directory under `scratch_dir`)
+/// to find the best layered driver: kOverlay, else kFuseOverlayfs (binary and
+/// /dev/fuse present and mountable), else kDirectory (copy snapshotter).
+/// Needs CAP_SYS_ADMIN in the current user namespace (call it after
+/// EnterUserNamespace). Leaves no mount behind.
+RootfsDriver ProbeRootfsDriver(const std::string& scratch_dir);
+
+/// The network helper RUN steps with NetworkMode::kPrivate use: "slirp4netns",
+/// "pasta", or "" when neither is installed.
+std::string NetworkHelper();
+
+// ---------------------------------------------------------------------------
+// The sandbox
+
+enum class NetworkMode {
+  kNone,     // new network namespace with only `lo` up
+  kHost,     // share the caller's network namespace
+  kPrivate,  // new network namespace + slirp4netns/pasta for outbound access
+};
+
+/// An extra mount inside the sandbox.
+struct SandboxMount {
+  enum class Type { kBind, kTmpfs };
+  Type type = Type::kBind;
+  /// Host path for kBind (opened before anything else happens); unused for kTmpfs.
+  std::string source;
+  /// Absolute path inside the rootfs; created if missing (resolved inside the
+  /// rootfs, never through a symlink out of it). Stubs created for the mount
+  /// are removed again after the run.
+  std::string target;
+  bool read_only = false;
+  /// kTmpfs only: "size=64m,mode=1777" style options (size, mode only).
+  std::string tmpfs_options;
+};
+
+/// Everything that defines one sandboxed process. All ids are ids inside
+/// kiln's user namespace (already resolved from the image's /etc/passwd).
+struct SandboxSpec {
+  /// Layered rootfs: read-only layer directories, top first, plus a fresh
+  /// upper and work directory on the same filesystem. Used when lower_dirs is
+  /// not empty.
+  std::vector<std::string> lower_dirs;
+  std::string upper_dir;
+  std::string work_dir;
+  /// Plain directory rootfs (copy snapshotter), used when lower_dirs is empty.
+  /// Writes land in it directly.
+  std::string rootfs_dir;
+  /// Force a driver for the layered rootfs (default: overlay, then
+  /// fuse-overlayfs).
+  std::optional<RootfsDriver> driver;
+  bool read_only_rootfs = false;
+
+  std::vector<SandboxMount> mounts;
+
+  std::vector<std::string> argv;  // argv[0] is looked up in env's PATH if it has no '/'
+  std::vector<std::string> env;   // "K=V"
+  std::string cwd = "/";          // created (0755, root) if missing
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> supplementary_gids;  // gid is always added (SECURITY.md I6)
+
+  std::string hostname = "kiln";
+  /// Contents of /etc/hosts, /etc/resolv.conf, /etc/hostname. Each is written
+  /// to a temporary file outside the rootfs and bind-mounted read-only, so it
+  /// never lands in the upper dir. nullopt: leave the rootfs's file alone.
+  std::optional<std::string> etc_hosts;
+  std::optional<std::string> etc_resolv_conf;
+  std::optional<std::string> etc_hostname;
+
+  NetworkMode network = NetworkMode::kNone;
+
+  /// stdio of the process; -1 means /dev/null. Borrowed: the caller keeps
+  /// ownership (e.g. the write ends of pipes it reads to prefix output).
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+
+  /// `kiln run -t`: the caller passes the slave side of a pseudo-terminal it
+  /// allocated as stdin_fd (and usually stdout_fd/stderr_fd); the helper
+  /// makes it the controlling terminal of the process (TIOCSCTTY after
+  /// setsid). The caller relays the master and the window size.
+  bool tty = false;
+
+  /// Drop the capability bounding set to Docker's default 14 capabilities
+  /// (true, as Docker/BuildKit RUN) or keep every capability of the user
+  /// namespace (false).
+  bool default_capabilities = true;
+
+  // --- For `kiln run` (src/run); parent side only, not sent to the helper.
+  /// Called (on the thread running RunSandbox) once the sandbox's init
+  /// process exists, with its pid in the caller's pid namespace: pid 1 of the
+  /// sandbox, whose /proc/<pid>/ns/* `kiln exec` joins and to which stop/kill
+  /// signals go (it forwards SIGTERM/INT/HUP/QUIT/USR1/USR2/WINCH/CONT to the
+  /// process; its first child in /proc/<pid>/task/<pid>/children is the
+  /// process itself).
+  std::function<void(pid_t)> on_started;
+  /// NetworkMode::kPrivate only: host ports forwarded into the sandbox
+  /// (`-p`). Uses pasta (-t/-u) when installed, else slirp4netns's API
+  /// socket (add_hostfwd).
+  struct PortForward {
+    std::string host_ip;  ///< "" = all addresses
+    uint16_t host_port = 0;
+    uint16_t container_port = 0;
+    bool udp = false;
+  };
+  std::vector<PortForward> port_forwards;
+};
+
+/// How the process ended.
+struct SandboxResult {
+  /// Exit status when the process exited normally (126/127 when execve
+  /// failed, with `message` set, as docker).
+  int exit_code = 0;
+  /// The signal that killed it, or 0.
+  int signal = 0;
+  /// execve failure ("exec foo: no such file or directory"), else empty.
+  std::string message;
+  /// The driver that mounted the rootfs (for the layer differ: overlay
+  /// whiteouts and opaque-dir xattrs differ between drivers).
+  RootfsDriver driver = RootfsDriver::kDirectory;
+  /// True when kernel overlayfs was mounted with `userxattr` (opaque dirs
+  /// are marked with user.overlay.opaque instead of trusted.overlay.opaque).
+  bool overlay_userxattr = false;
+  /// Shell-style status: exit_code, or 128 + signal.
+  int status() const { return signal ? 128 + signal : exit_code; }
+};
+
+/// Runs spec.argv in a fresh sandbox and waits for it. Safe to call from
+/// several threads at once (the helper is started with posix_spawn). Errors:
+/// kSandbox when the sandbox could not be set up (with the helper's message),
+/// kUnsupported for a feature the host lacks, kInvalidInput for a bad spec.
+/// A process that runs and fails is not an error: see SandboxResult.
+Expected<SandboxResult> RunSandbox(const SandboxSpec& spec);
+
+/// Path of the kiln-sandbox helper: $KILN_SANDBOX_HELPER, else next to the
+/// running executable, else <libexecdir>/kiln/kiln-sandbox, else the build
+/// tree.
+Expected<std::string> SandboxHelperPath();
+
+}  // namespace kiln

@@ -1,0 +1,110 @@
+// kiln info [--format json]: store, id mappings, snapshotter, network helper,
+// kernel and cgroup version. Runs inside kiln's user namespace, so the
+// mappings and the snapshotter probe are the ones builds get.
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "kiln/fs.h"
+#include "kiln/sandbox.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+namespace kiln::cli {
+namespace {
+
+nlohmann::json MappingsJson(bool gid) {
+  nlohmann::json out = nlohmann::json::array();
+  auto maps = ReadIdMappings(gid);
+  if (!maps)
+    return out;
+  for (const auto& m : *maps)
+    out.push_back({{"container_id", m.container_id}, {"host_id", m.host_id}, {"size", m.size}});
+  return out;
+}
+
+std::string CgroupVersion() {
+  struct statfs fs;
+  if (::statfs("/sys/fs/cgroup", &fs) != 0)
+    return "none";
+  if (static_cast<unsigned long>(fs.f_type) == CGROUP2_SUPER_MAGIC)
+    return "v2";
+  struct statfs unified;
+  if (::statfs("/sys/fs/cgroup/unified", &unified) == 0 &&
+      static_cast<unsigned long>(unified.f_type) == CGROUP2_SUPER_MAGIC)
+    return "hybrid";
+  return "v1";
+}
+
+nlohmann::json Collect(const Context& ctx) {
+  struct utsname u;
+  ::uname(&u);
+  std::string store = ctx.StoreRoot();
+  // Probe where snapshots will live when the store exists (overlay support
+  // depends on the filesystem), else in $TMPDIR.
+  std::string scratch = PathExists(store) ? store + "/tmp" : std::string();
+  RootfsDriver driver = ProbeRootfsDriver(scratch);
+  auto helper = SandboxHelperPath();
+  std::string net = NetworkHelper();
+  return {
+      {"store", {{"root", store}, {"run_root", ctx.RunRoot()}}},
+      {"host",
+       {{"kernel", std::string(u.release)},
+        {"arch", std::string(u.machine)},
+        {"cgroup_version", CgroupVersion()},
+        {"rootless", HostUid() != 0},
+        {"host_uid", HostUid()},
+        {"in_user_namespace", InKilnUserNamespace()},
+        {"uid_map", MappingsJson(false)},
+        {"gid_map", MappingsJson(true)}}},
+      {"sandbox",
+       {{"snapshotter", RootfsDriverName(driver)},
+        {"network_helper", net.empty() ? "none" : net},
+        {"helper", helper ? *helper : std::string()}}},
+  };
+}
+
+void PrintMappings(const char* name, const nlohmann::json& maps) {
+  std::printf("  %s:\n", name);
+  for (const auto& m : maps)
+    std::printf("    - container_id: %u\n      host_id: %u\n      size: %u\n", m["container_id"].get<unsigned>(),
+                m["host_id"].get<unsigned>(), m["size"].get<unsigned>());
+}
+
+}  // namespace
+
+void AddInfoCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter and network helper");
+  auto format = std::make_shared<std::string>();
+  cmd->add_option("--format", *format, "output format: json")->check(CLI::IsMember({"json"}));
+  SetAction(cmd, ctx, [&ctx, format] {
+    nlohmann::json info = Collect(ctx);
+    if (*format == "json") {
+      std::printf("%s\n", info.dump(2).c_str());
+      return 0;
+    }
+    const auto& h = info["host"];
+    const auto& s = info["sandbox"];
+    std::printf("host:\n  kernel: %s\n  arch: %s\n  cgroup_version: %s\n  rootless: %s\n  host_uid: %u\n",
+                h["kernel"].get<std::string>().c_str(), h["arch"].get<std::string>().c_str(),
+                h["cgroup_version"].get<std::string>().c_str(), h["rootless"].get<bool>() ? "true" : "false",
+                h["host_uid"].get<unsigned>());
+    PrintMappings("uid_map", h["uid_map"]);
+    PrintMappings("gid_map", h["gid_map"]);
+    std::printf("sandbox:\n  snapshotter: %s\n  network_helper: %s\n  helper: %s\n",
+                s["snapshotter"].get<std::string>().c_str(), s["network_helper"].get<std::string>().c_str(),
+                s["helper"].get<std::string>().c_str());
+    std::printf("store:\n  root: %s\n  run_root: %s\n", info["store"]["root"].get<std::string>().c_str(),
+                info["store"]["run_root"].get<std::string>().c_str());
+    return 0;
+  });
+}
+
+}  // namespace kiln::cli

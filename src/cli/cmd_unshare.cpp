@@ -1,0 +1,64 @@
+// kiln unshare [COMMAND...]: a shell or COMMAND inside kiln's user namespace
+// (as `buildah unshare`). main() has already re-executed kiln into the
+// namespace (NeedsUserNamespace below), so this only execs.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "kiln/sandbox.h"
+
+namespace kiln::cli {
+
+bool NeedsUserNamespace(int argc, char** argv) {
+  // The commands that unpack layers, mount rootfs or run sandboxes.
+  // Not `exec`: it joins the container's own user namespace with setns,
+  // which works only from the parent namespace (src/run/exec.cpp).
+  static const std::set<std::string> kCommands = {"build", "run", "create", "start", "rm", "volume",
+                                                  "container", "__monitor", "unshare", "info", "mount",
+                                                  "__sandbox-test"};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--root" || a == "--log-level") {
+      ++i;  // the option's value
+      continue;
+    }
+    if (!a.empty() && a[0] == '-')
+      continue;
+    return kCommands.count(a) != 0;
+  }
+  return false;
+}
+
+void AddUnshareCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("unshare", "run a shell or COMMAND inside kiln's user namespace (as buildah unshare)");
+  cmd->prefix_command();
+  cmd->footer("Runs COMMAND [ARG...] (default: $SHELL, else /bin/sh) as root of the user namespace kiln uses "
+              "for builds, with the same uid/gid mappings and a private mount namespace.");
+  SetAction(cmd, ctx, [cmd] {
+    std::vector<std::string> args = cmd->remaining();
+    if (!args.empty() && args[0] == "--")
+      args.erase(args.begin());
+    if (args.empty()) {
+      const char* shell = std::getenv("SHELL");
+      args.push_back(shell && *shell ? shell : "/bin/sh");
+    }
+    if (!InKilnUserNamespace())
+      return ReportError(Error(Errc::kSandbox, "unshare: not inside kiln's user namespace"));
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    ReportError(Error(Errc::kFailed, "unshare: exec " + args[0] + ": " + std::strerror(err)));
+    return err == ENOENT ? 127 : 126;
+  });
+}
+
+}  // namespace kiln::cli

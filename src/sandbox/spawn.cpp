@@ -1,0 +1,551 @@
+// RunSandbox: the parent side of the sandbox. Starts the kiln-sandbox helper
+// (init.cpp) from a sealed memfd with posix_spawn (safe in a multithreaded
+// process), sends the spec, serves the status pipe, attaches the network
+// helper, removes mount stubs afterwards and returns how the process ended.
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/sandbox.h"
+#include "sandbox/wire.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+extern char** environ;
+
+namespace kiln {
+namespace {
+
+using sandbox::HelperSpec;
+
+Expected<int> HelperMemfd() {
+  static std::mutex mu;
+  static int fd = -1;
+  std::lock_guard<std::mutex> lock(mu);
+  if (fd >= 0)
+    return fd;
+  KILN_ASSIGN_OR_RETURN(std::string path, SandboxHelperPath());
+  KILN_ASSIGN_OR_RETURN(std::string image, ReadFile(path, 64u << 20));
+  // A sealed copy: the sandboxed process can see this helper as pid 1's
+  // /proc/1/exe, and must never be able to write to the binary behind it
+  // (CVE-2019-5736).
+  int m = ::memfd_create("kiln-sandbox", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (m < 0 && errno == EINVAL)
+    m = ::memfd_create("kiln-sandbox", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (m < 0)
+    return Error::FromErrno("memfd_create");
+  UniqueFd owned(m);
+  KILN_TRY(WriteAll(m, image));
+  if (::fchmod(m, 0555) != 0)
+    return Error::FromErrno("chmod helper memfd");
+  if (::fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return Error::FromErrno("seal helper memfd");
+  fd = owned.release();
+  return fd;
+}
+
+Status Validate(const SandboxSpec& s) {
+  if (s.argv.empty())
+    return Error(Errc::kInvalidInput, "sandbox: empty command");
+  if (s.lower_dirs.empty() && s.rootfs_dir.empty())
+    return Error(Errc::kInvalidInput, "sandbox: no rootfs (lower_dirs or rootfs_dir)");
+  if (!s.lower_dirs.empty() && s.upper_dir.empty() != s.work_dir.empty())
+    return Error(Errc::kInvalidInput, "sandbox: upper_dir and work_dir go together");
+  auto bad_path = [](const std::string& p) {
+    if (p.empty() || p[0] != '/' || p.find('\0') != std::string::npos)
+      return true;
+    size_t i = 0;
+    while (i <= p.size()) {
+      size_t j = p.find('/', i);
+      if (j == std::string::npos)
+        j = p.size();
+      if (p.compare(i, j - i, "..") == 0)
+        return true;
+      i = j + 1;
+    }
+    return false;
+  };
+  if (bad_path(s.cwd))
+    return Error(Errc::kInvalidInput, "sandbox: working directory must be an absolute path without '..': " + s.cwd);
+  for (const auto& m : s.mounts) {
+    if (bad_path(m.target))
+      return Error(Errc::kInvalidInput, "sandbox: mount target must be an absolute path without '..': " + m.target);
+    if (m.type == SandboxMount::Type::kBind && m.source.empty())
+      return Error(Errc::kInvalidInput, "sandbox: bind mount of " + m.target + " without a source");
+    if (m.tmpfs_options.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz=,") != std::string::npos)
+      return Error(Errc::kInvalidInput, "sandbox: invalid tmpfs options: " + m.tmpfs_options);
+  }
+  // SECURITY.md I6: ids are 0..2^32-2.
+  if (s.uid == 4294967295u || s.gid == 4294967295u)
+    return Error(Errc::kInvalidInput, "sandbox: uid/gid 4294967295 is not a valid id");
+  for (uint32_t g : s.supplementary_gids)
+    if (g == 4294967295u)
+      return Error(Errc::kInvalidInput, "sandbox: gid 4294967295 is not a valid id");
+  if (s.hostname.size() > 64)
+    return Error(Errc::kInvalidInput, "sandbox: hostname longer than 64 bytes");
+  if (s.tty && s.stdin_fd < 0)
+    return Error(Errc::kInvalidInput, "sandbox: tty needs the terminal's slave side as stdin_fd");
+  if (!s.port_forwards.empty() && s.network != NetworkMode::kPrivate)
+    return Error(Errc::kInvalidInput, "sandbox: port forwarding needs the private network");
+  return Ok();
+}
+
+/// File actions that put `sources[i]` on fd `targets[i]` in the child, even
+/// when a source number equals another target: first to fresh high numbers.
+class FileActions {
+ public:
+  FileActions() { posix_spawn_file_actions_init(&fa_); }
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa_); }
+  FileActions(const FileActions&) = delete;
+  FileActions& operator=(const FileActions&) = delete;
+  posix_spawn_file_actions_t* get() { return &fa_; }
+
+  void Place(const std::vector<int>& sources) {
+    int high = 10;
+    for (int s : sources)
+      high = std::max(high, s + 1);
+    for (size_t i = 0; i < sources.size(); ++i)
+      posix_spawn_file_actions_adddup2(&fa_, sources[i], high + static_cast<int>(i));
+    for (size_t i = 0; i < sources.size(); ++i) {
+      posix_spawn_file_actions_adddup2(&fa_, high + static_cast<int>(i), static_cast<int>(i));
+      posix_spawn_file_actions_addclose(&fa_, high + static_cast<int>(i));
+    }
+  }
+
+ private:
+  posix_spawn_file_actions_t fa_;
+};
+
+std::string FindInPath(const char* name) {
+  for (const char* dir : {"/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"}) {
+    std::string p = std::string(dir) + "/" + name;
+    if (::access(p.c_str(), X_OK) == 0)
+      return p;
+  }
+  return {};
+}
+
+/// slirp4netns or pasta attached to the network namespace of `pid`.
+class NetworkAttachment {
+ public:
+  ~NetworkAttachment() { Stop(); }
+
+  Status Start(pid_t target, const std::vector<SandboxSpec::PortForward>& ports) {
+    std::string helper = NetworkHelper();
+    // kiln run -p: pasta forwards ports itself (-t/-u); slirp4netns through
+    // its API socket after start-up.
+    if (!ports.empty() && !FindInPath("pasta").empty())
+      helper = "pasta";
+    if (helper.empty())
+      return Error(Errc::kUnsupported,
+                   "--network=private needs slirp4netns or pasta (Debian packages slirp4netns, passt) and "
+                   "read-write access to /dev/net/tun");
+    std::string bin = FindInPath(helper.c_str());
+    int exit_pipe[2];
+    int ready_pipe[2];
+    if (::pipe2(exit_pipe, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd exit_r(exit_pipe[0]);
+    exit_w_.reset(exit_pipe[1]);
+    if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd ready_r(ready_pipe[0]);
+    UniqueFd ready_w(ready_pipe[1]);
+    std::vector<std::string> args;
+    FileActions fa;
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    UniqueFd null_owned(null_fd);
+    std::string api_socket;
+    if (helper == "slirp4netns") {
+      args = {bin, "--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=3", "--ready-fd=4"};
+      if (!ports.empty()) {
+        api_socket = "/tmp/kiln-slirp-" + std::to_string(::getpid()) + "-" + std::to_string(target) + ".sock";
+        ::unlink(api_socket.c_str());
+        args.push_back("--api-socket=" + api_socket);
+      }
+      args.push_back(std::to_string(target));
+      args.push_back("tap0");
+      fa.Place({null_fd, null_fd, null_fd, exit_r.get(), ready_w.get()});
+    } else {
+      // pasta daemonizes once the namespace is configured and quits when the
+      // namespace goes away.
+      args = {bin, "--config-net", "--quiet", "--no-map-gw"};
+      for (const auto& p : ports) {
+        args.push_back(p.udp ? "-u" : "-t");
+        args.push_back((p.host_ip.empty() ? "" : p.host_ip + "/") + std::to_string(p.host_port) + ":" +
+                       std::to_string(p.container_port));
+      }
+      if (!ports.empty()) {
+        // Only the requested ports (the default would also forward every
+        // port bound in the namespace back to the host).
+        for (const char* flag : {"-T", "-U"}) {
+          args.push_back(flag);
+          args.push_back("none");
+        }
+      }
+      args.push_back(std::to_string(target));
+      fa.Place({null_fd, null_fd, 2});
+    }
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = ::posix_spawn(&pid_, bin.c_str(), fa.get(), nullptr, argv.data(), environ);
+    if (rc != 0) {
+      pid_ = -1;
+      return Error::FromErrno("run " + bin, rc);
+    }
+    ready_w.reset();
+    if (helper == "slirp4netns") {
+      char c;
+      ssize_t n;
+      do {
+        n = ::read(ready_r.get(), &c, 1);
+      } while (n < 0 && errno == EINTR);
+      if (n != 1)
+        return Error(Errc::kSandbox, "slirp4netns failed to configure the network namespace");
+      Status fwd = AddSlirpForwards(api_socket, ports);
+      if (!api_socket.empty())
+        ::unlink(api_socket.c_str());
+      return fwd;
+    }
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+      return Error(Errc::kSandbox, "pasta failed to configure the network namespace");
+    return Ok();
+  }
+
+  /// slirp4netns API: {"execute":"add_hostfwd",...} per port, one
+  /// connection each (the socket answers one request per connection).
+  static Status AddSlirpForwards(const std::string& socket_path,
+                                 const std::vector<SandboxSpec::PortForward>& ports) {
+    for (const auto& p : ports) {
+      UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (!s)
+        return Error::FromErrno("socket");
+      struct sockaddr_un addr = {};
+      addr.sun_family = AF_UNIX;
+      std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+      if (::connect(s.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0)
+        return Error(Errc::kSandbox, "slirp4netns API socket: " + std::string(std::strerror(errno)));
+      std::string req = std::string("{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"") +
+                        (p.udp ? "udp" : "tcp") + "\",\"host_addr\":\"" +
+                        (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +
+                        "\",\"host_port\":" + std::to_string(p.host_port) +
+                        ",\"guest_port\":" + std::to_string(p.container_port) + "}}";
+      KILN_TRY(WriteAll(s.get(), req));
+      ::shutdown(s.get(), SHUT_WR);
+      std::string reply;
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(s.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+          reply.append(buf, static_cast<size_t>(n));
+      if (reply.find("\"error\"") != std::string::npos)
+        return Error(Errc::kSandbox, "publish port " + std::to_string(p.host_port) + ": slirp4netns: " + reply);
+    }
+    return Ok();
+  }
+
+  void Stop() {
+    exit_w_.reset();
+    if (pid_ > 0) {
+      while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      pid_ = -1;
+    }
+  }
+
+ private:
+  UniqueFd exit_w_;
+  pid_t pid_ = -1;
+};
+
+Status SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return Error::FromErrno("send");
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Ok();
+}
+
+int OpenAt2(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
+  struct open_how how = {};
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = resolve;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+}
+
+/// Removes the mount stubs the helper created (deepest first) if they are
+/// still empty, resolving strictly inside `root` (SECURITY.md I2: cleanup
+/// checks the path again inside the root).
+void RemoveStubs(const std::string& root, std::vector<std::string> stubs) {
+  if (root.empty() || stubs.empty())
+    return;
+  UniqueFd rootfd(OpenAt2(AT_FDCWD, root, O_PATH | O_DIRECTORY, 0));
+  if (!rootfd)
+    return;
+  std::reverse(stubs.begin(), stubs.end());
+  for (const auto& rel : stubs) {
+    std::string parent = ".";
+    std::string base = rel;
+    if (size_t slash = rel.rfind('/'); slash != std::string::npos) {
+      parent = rel.substr(0, slash);
+      base = rel.substr(slash + 1);
+    }
+    UniqueFd pfd(OpenAt2(rootfd.get(), parent, O_RDONLY | O_DIRECTORY,
+                         RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV));
+    if (!pfd)
+      continue;
+    struct stat st;
+    if (::fstatat(pfd.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      continue;
+    if (S_ISDIR(st.st_mode))
+      ::unlinkat(pfd.get(), base.c_str(), AT_REMOVEDIR);  // fails (ENOTEMPTY) when used: fine
+    else if (S_ISREG(st.st_mode) && st.st_size == 0)
+      ::unlinkat(pfd.get(), base.c_str(), 0);
+  }
+}
+
+}  // namespace
+
+const char* RootfsDriverName(RootfsDriver driver) {
+  switch (driver) {
+    case RootfsDriver::kOverlay:
+      return "overlay";
+    case RootfsDriver::kFuseOverlayfs:
+      return "fuse-overlayfs";
+    case RootfsDriver::kDirectory:
+      return "copy";
+  }
+  return "?";
+}
+
+Expected<std::string> SandboxHelperPath() {
+  if (const char* env = std::getenv("KILN_SANDBOX_HELPER"); env && *env)
+    return std::string(env);
+  std::vector<std::string> candidates;
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    std::string dir = DirName(self);
+    candidates.push_back(dir + "/kiln-sandbox");
+    candidates.push_back(dir + "/../libexec/kiln/kiln-sandbox");
+  }
+#ifdef KILN_SANDBOX_LIBEXEC_HELPER
+  candidates.push_back(KILN_SANDBOX_LIBEXEC_HELPER);
+#endif
+#ifdef KILN_SANDBOX_BUILD_HELPER
+  candidates.push_back(KILN_SANDBOX_BUILD_HELPER);
+#endif
+  for (const auto& c : candidates)
+    if (::access(c.c_str(), X_OK) == 0)
+      return c;
+  return Error(Errc::kSandbox, "kiln-sandbox helper not found (looked next to kiln and in libexec; set KILN_SANDBOX_HELPER)");
+}
+
+Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
+  KILN_TRY(Validate(spec));
+  KILN_ASSIGN_OR_RETURN(int memfd, HelperMemfd());
+  KILN_ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create("kiln-sandbox-"));
+
+  HelperSpec h;
+  h.spec = spec;
+  h.new_root = tmp.path() + "/root";
+  if (::mkdir(h.new_root.c_str(), 0755) != 0)
+    return Error::FromErrno("mkdir " + h.new_root);
+  struct Generated {
+    const std::optional<std::string>& content;
+    const char* name;
+    std::string* path;
+  };
+  for (Generated g : {Generated{spec.etc_hosts, "hosts", &h.hosts_file},
+                      Generated{spec.etc_resolv_conf, "resolv.conf", &h.resolv_file},
+                      Generated{spec.etc_hostname, "hostname", &h.hostname_file}}) {
+    if (!g.content)
+      continue;
+    *g.path = tmp.path() + "/" + g.name;
+    KILN_ASSIGN_OR_RETURN(UniqueFd f, OpenFile(*g.path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    KILN_TRY(WriteAll(f.get(), *g.content));
+  }
+  h.parent_pid = static_cast<int32_t>(::getpid());
+  h.in_userns = InKilnUserNamespace() || ::getuid() != 0;
+  if (!h.in_userns) {
+    // Also true when some other tool put us in a user namespace.
+    auto maps = ReadIdMappings(false);
+    h.in_userns = !maps || maps->size() != 1 || (*maps)[0].size != 4294967295u;
+  }
+
+  // The spec channel is a socket so that writes to a helper that died early
+  // fail with EPIPE instead of raising SIGPIPE (MSG_NOSIGNAL).
+  int spec_pipe[2];
+  int status_pipe[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, spec_pipe) != 0)
+    return Error::FromErrno("socketpair");
+  UniqueFd spec_r(spec_pipe[0]);
+  UniqueFd spec_w(spec_pipe[1]);
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd status_r(status_pipe[0]);
+  UniqueFd status_w(status_pipe[1]);
+
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null_fd)
+    return Error::FromErrno("open /dev/null");
+  auto or_null = [&](int fd) { return fd >= 0 ? fd : null_fd.get(); };
+  FileActions fa;
+  fa.Place({or_null(spec.stdin_fd), or_null(spec.stdout_fd), or_null(spec.stderr_fd), spec_r.get(),
+            status_w.get()});
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigset_t all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::string exe = "/proc/self/fd/" + std::to_string(memfd);
+  char arg0[] = "kiln-sandbox";
+  char* argv[] = {arg0, nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, exe.c_str(), fa.get(), &attr, argv, envp);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    return Error::FromErrno("start the sandbox helper", rc);
+  spec_r.reset();
+  status_w.reset();
+
+  std::string payload = sandbox::EncodeSpec(h);
+  std::string framed(4, '\0');
+  for (int i = 0; i < 4; ++i)
+    framed[static_cast<size_t>(i)] = static_cast<char>((payload.size() >> (8 * i)) & 0xff);
+  framed += payload;
+  // The helper may have died already (EPIPE): its status tells why.
+  Status sent = SendAll(spec_w.get(), framed);
+
+  SandboxResult result;
+  std::string setup_error;
+  std::vector<std::string> stubs;
+  NetworkAttachment net;
+  bool saw_wait = false;
+  int wait_status = 0;
+  std::string buf;
+  char chunk[4096];
+  for (;;) {
+    ssize_t n = ::read(status_r.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    buf.append(chunk, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.empty())
+        continue;
+      char tag = line[0];
+      std::string text = line.substr(1);
+      switch (tag) {
+        case 'E':
+          if (setup_error.empty())
+            setup_error = text;
+          break;
+        case 'F': {
+          size_t sp = text.find(' ');
+          result.message = sp == std::string::npos ? text : text.substr(sp + 1);
+          break;
+        }
+        case 'C':
+          stubs.push_back(text);
+          break;
+        case 'D':
+          if (text.rfind("overlay", 0) == 0)
+            result.driver = RootfsDriver::kOverlay;
+          else if (text.rfind("fuse-overlayfs", 0) == 0)
+            result.driver = RootfsDriver::kFuseOverlayfs;
+          else
+            result.driver = RootfsDriver::kDirectory;
+          result.overlay_userxattr = text.size() > 1 && text.back() == '1';
+          break;
+        case 'P':  // the sandbox's init process exists (kiln run)
+          if (spec.on_started)
+            spec.on_started(static_cast<pid_t>(std::atoi(text.c_str())));
+          break;
+        case 'N': {
+          Status st = net.Start(pid, spec.port_forwards);
+          if (!st) {
+            setup_error = st.error().message();
+            ::kill(pid, SIGKILL);
+            break;
+          }
+          if (!SendAll(spec_w.get(), "G"))
+            setup_error = "network set-up: the sandbox helper went away";
+          break;
+        }
+        case 'W':
+          saw_wait = true;
+          wait_status = std::atoi(text.c_str());
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  spec_w.reset();
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR)
+      return Error::FromErrno("wait for the sandbox helper");
+  }
+  net.Stop();
+  RemoveStubs(spec.lower_dirs.empty() ? spec.rootfs_dir : spec.upper_dir, stubs);
+
+  if (!setup_error.empty() && !saw_wait)
+    return Error(Errc::kSandbox, "sandbox: " + setup_error);
+  if (!saw_wait) {
+    if (!sent)
+      return std::move(sent).error().WithContext("sandbox: send the spec");
+    return Error(Errc::kSandbox, "sandbox: the helper exited with status " +
+                                     std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) +
+                                     " before the process ran");
+  }
+  if (WIFSIGNALED(wait_status)) {
+    result.signal = WTERMSIG(wait_status);
+  } else {
+    result.exit_code = WEXITSTATUS(wait_status);
+  }
+  return result;
+}
+
+}  // namespace kiln

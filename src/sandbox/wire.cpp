@@ -1,0 +1,174 @@
+#include "sandbox/wire.h"
+
+#include <cstring>
+
+namespace kiln::sandbox {
+namespace {
+
+class Writer {
+ public:
+  void U32(uint32_t v) {
+    for (int i = 0; i < 4; ++i)
+      out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  void Str(const std::string& s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_ += s;
+  }
+  void Strs(const std::vector<std::string>& v) {
+    U32(static_cast<uint32_t>(v.size()));
+    for (const auto& s : v)
+      Str(s);
+  }
+  void Opt(const std::optional<std::string>& s) {
+    U32(s ? 1 : 0);
+    if (s)
+      Str(*s);
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& data) : data_(data) {}
+  bool ok() const { return ok_; }
+  uint32_t U32() {
+    if (pos_ + 4 > data_.size()) {
+      ok_ = false;
+      return 0;
+    }
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i)
+      v |= static_cast<uint32_t>(static_cast<unsigned char>(data_[pos_ + i])) << (8 * i);
+    pos_ += 4;
+    return v;
+  }
+  std::string Str() {
+    uint32_t n = U32();
+    if (!ok_ || n > data_.size() - pos_) {
+      ok_ = false;
+      return {};
+    }
+    std::string s = data_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::vector<std::string> Strs() {
+    uint32_t n = U32();
+    std::vector<std::string> v;
+    if (n > data_.size())  // each string needs at least 4 bytes
+      ok_ = false;
+    for (uint32_t i = 0; ok_ && i < n; ++i)
+      v.push_back(Str());
+    return v;
+  }
+  std::optional<std::string> Opt() {
+    if (U32() == 0)
+      return std::nullopt;
+    return Str();
+  }
+
+ private:
+  const std::string& data_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+std::string EncodeSpec(const HelperSpec& h) {
+  const SandboxSpec& s = h.spec;
+  Writer w;
+  w.Strs(s.lower_dirs);
+  w.Str(s.upper_dir);
+  w.Str(s.work_dir);
+  w.Str(s.rootfs_dir);
+  w.U32(s.driver ? static_cast<uint32_t>(*s.driver) + 1 : 0);
+  w.U32(s.read_only_rootfs);
+  w.U32(static_cast<uint32_t>(s.mounts.size()));
+  for (const auto& m : s.mounts) {
+    w.U32(static_cast<uint32_t>(m.type));
+    w.Str(m.source);
+    w.Str(m.target);
+    w.U32(m.read_only);
+    w.Str(m.tmpfs_options);
+  }
+  w.Strs(s.argv);
+  w.Strs(s.env);
+  w.Str(s.cwd);
+  w.U32(s.uid);
+  w.U32(s.gid);
+  w.U32(static_cast<uint32_t>(s.supplementary_gids.size()));
+  for (uint32_t g : s.supplementary_gids)
+    w.U32(g);
+  w.Str(s.hostname);
+  w.U32(static_cast<uint32_t>(s.network));
+  w.U32(s.tty);
+  w.U32(s.default_capabilities);
+  w.Str(h.new_root);
+  w.Str(h.hosts_file);
+  w.Str(h.resolv_file);
+  w.Str(h.hostname_file);
+  w.U32(static_cast<uint32_t>(h.parent_pid));
+  w.U32(h.in_userns);
+  return std::move(w.out());
+}
+
+bool DecodeSpec(const std::string& data, HelperSpec* out) {
+  Reader r(data);
+  SandboxSpec& s = out->spec;
+  s.lower_dirs = r.Strs();
+  s.upper_dir = r.Str();
+  s.work_dir = r.Str();
+  s.rootfs_dir = r.Str();
+  uint32_t driver = r.U32();
+  if (driver > 3)
+    return false;
+  if (driver)
+    s.driver = static_cast<RootfsDriver>(driver - 1);
+  s.read_only_rootfs = r.U32() != 0;
+  uint32_t nmounts = r.U32();
+  if (nmounts > data.size())
+    return false;
+  for (uint32_t i = 0; r.ok() && i < nmounts; ++i) {
+    SandboxMount m;
+    uint32_t type = r.U32();
+    if (type > 1)
+      return false;
+    m.type = static_cast<SandboxMount::Type>(type);
+    m.source = r.Str();
+    m.target = r.Str();
+    m.read_only = r.U32() != 0;
+    m.tmpfs_options = r.Str();
+    s.mounts.push_back(std::move(m));
+  }
+  s.argv = r.Strs();
+  s.env = r.Strs();
+  s.cwd = r.Str();
+  s.uid = r.U32();
+  s.gid = r.U32();
+  uint32_t ngroups = r.U32();
+  if (ngroups > 65536)
+    return false;
+  for (uint32_t i = 0; r.ok() && i < ngroups; ++i)
+    s.supplementary_gids.push_back(r.U32());
+  s.hostname = r.Str();
+  uint32_t net = r.U32();
+  if (net > 2)
+    return false;
+  s.network = static_cast<NetworkMode>(net);
+  s.tty = r.U32() != 0;
+  s.default_capabilities = r.U32() != 0;
+  out->new_root = r.Str();
+  out->hosts_file = r.Str();
+  out->resolv_file = r.Str();
+  out->hostname_file = r.Str();
+  out->parent_pid = static_cast<int32_t>(r.U32());
+  out->in_userns = r.U32() != 0;
+  return r.ok();
+}
+
+}  // namespace kiln::sandbox
