@@ -1,0 +1,191 @@
+// Running images as containers, without a daemon (docs/run.md).
+//
+// A container is a record in the store plus run-time state:
+//
+//   <store>/containers/<id>/config.json   what to run (resolved from the image
+//                                         and the flags; names the image's
+//                                         config digest, which keeps its blobs
+//                                         alive through Prune())
+//   <store>/containers/<id>/upper/, work/ the container's writable overlay layer
+//   <store>/containers/<id>/ctr.log       stdout+stderr of a detached container
+//   <store>/containers/lock               flock: creation, names, removal
+//   <store>/volumes/<name>/{volume.json,_data/}  named volumes
+//   <run>/containers/<id>/state.json      status, pids, exit code, times
+//   <run>/containers/<id>/monitor.lock    flock held by whoever owns the
+//                                         running container (the foreground
+//                                         `kiln run` or the detached monitor)
+//
+// <run> is the run-time directory (CLI.md: $XDG_RUNTIME_DIR/kiln, else
+// <store>/run). A container whose state says "running" but whose
+// monitor.lock is free has lost its monitor (killed, or the machine
+// rebooted): it is reported as exited (code -1) and can be removed.
+//
+// Ownership: the process that owns a running container holds monitor.lock
+// for its whole life; the container's processes die with it (the sandbox
+// helper has PDEATHSIG). Every change of state.json happens under
+// <run>/containers/<id>/lock.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/sandbox.h"
+
+namespace kiln {
+class Store;
+}
+
+namespace kiln::run {
+
+/// Where containers live.
+struct Paths {
+  std::string store_root;  ///< the store (--root)
+  std::string run_root;    ///< run-time state (cli Context::RunRoot())
+};
+
+/// -p [IP:]HOST:CTR[/udp]
+struct PortMapping {
+  std::string host_ip;  ///< "" = all addresses
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  bool udp = false;
+  /// Parses the -p syntax. kInvalidInput naming the text.
+  static Expected<PortMapping> Parse(const std::string& text);
+  std::string str() const;
+};
+
+/// One -v / --mount request, parsed.
+struct MountRequest {
+  enum class Type { kBind, kVolume, kTmpfs };
+  Type type = Type::kBind;
+  std::string source;  ///< host path (bind), volume name (volume; "" = anonymous)
+  std::string target;  ///< absolute path in the container
+  bool read_only = false;
+  std::string tmpfs_options;  ///< "size=64m,mode=1777"
+  /// -v SRC:DST[:ro|rw] (SRC starting with '/' or '.' is a host path, else a
+  /// volume name) and DST alone (anonymous volume).
+  static Expected<MountRequest> ParseVolumeFlag(const std::string& text);
+  /// --mount type=bind|volume|tmpfs,source=...,target=...,ro[,tmpfs-size=..][,tmpfs-mode=..]
+  static Expected<MountRequest> ParseMountFlag(const std::string& text);
+};
+
+/// Everything `kiln run` takes (CLI.md "Run").
+struct RunOptions {
+  std::string image;
+  std::vector<std::string> command;  ///< overrides the image's Cmd
+  std::optional<std::string> entrypoint;  ///< "" clears the image's Entrypoint
+  std::string name;
+  bool detach = false;
+  bool interactive = false;
+  bool tty = false;
+  bool remove = false;  ///< --rm
+  std::vector<std::string> env;        ///< -e K=V or K (taken from our environment)
+  std::vector<std::string> env_files;  ///< --env-file
+  std::string user;                    ///< -u USER[:GROUP]
+  std::string workdir;                 ///< -w
+  std::string hostname;
+  bool read_only = false;
+  std::vector<MountRequest> mounts;
+  std::vector<PortMapping> ports;
+  NetworkMode network = NetworkMode::kPrivate;
+  std::string pull = "missing";  ///< missing|always|never
+  std::optional<std::string> memory;  ///< --memory 512m
+  std::optional<double> cpus;         ///< --cpus 1.5
+  std::optional<int64_t> pids_limit;  ///< --pids-limit
+};
+
+/// What a container is doing.
+struct ContainerInfo {
+  std::string id;       ///< 64 hex
+  std::string name;
+  std::string image;    ///< as the user named it
+  std::string image_id; ///< config digest "sha256:..."
+  std::vector<std::string> command;  ///< argv
+  std::string created;  ///< RFC 3339
+  std::string status;   ///< "created", "running", "exited"
+  int exit_code = 0;
+  std::string started_at;
+  std::string finished_at;
+  pid_t pid = 0;            ///< host pid of the container's init, when running
+  pid_t monitor_pid = 0;
+  std::vector<std::string> ports;  ///< PortMapping::str()
+  bool auto_remove = false;
+  std::string log_path;
+  /// The full config.json (for inspect).
+  std::string config_json;
+};
+
+/// `kiln run`: creates the container and runs it. In the foreground returns
+/// the container's status (126/127 when the command cannot be executed;
+/// 128+N for a signal); with detach prints nothing and returns 0 after
+/// writing the id to *id_out. kInvalidInput for bad flags, kNotFound for a
+/// missing image (with --pull=never), kSandbox when the container could not
+/// be started.
+Expected<int> Run(Store& store, const Paths& paths, const RunOptions& options, std::string* id_out);
+
+/// The hidden `kiln __monitor ID` command: owns a detached container until
+/// it exits. `ready_fd` (or -1) receives one byte once the container runs,
+/// or an error line.
+int MonitorMain(const Paths& paths, const std::string& id, int ready_fd);
+
+/// Finds a container by full id, unique id prefix (>= 3 chars) or name.
+Expected<std::string> ResolveContainer(const Paths& paths, const std::string& text);
+/// Every container (with all=false only the running ones), newest first.
+Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all);
+Expected<ContainerInfo> InspectContainer(const Paths& paths, const std::string& id);
+
+/// Sends the image's StopSignal (else SIGTERM), waits `timeout_seconds`,
+/// then SIGKILL. A stopped container is fine.
+Status StopContainer(const Paths& paths, const std::string& id, int timeout_seconds);
+/// Sends `signal` to the container's main process. kFailed when not running.
+Status KillContainer(const Paths& paths, const std::string& id, int signal);
+/// Starts an existing, stopped container detached (a new monitor).
+Status StartContainer(const Paths& paths, const std::string& id);
+/// Waits for the container to stop; returns its exit code.
+Expected<int> WaitContainer(const Paths& paths, const std::string& id);
+/// Removes a stopped container (force: kills a running one first).
+Status RemoveContainer(const Paths& paths, const std::string& id, bool force);
+/// Writes the container's log to `out_fd` (the last `tail` lines when >= 0);
+/// with follow, keeps writing until the container stops.
+Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd);
+
+/// `kiln exec`: runs a process in a running container's namespaces (setns).
+/// Must be called OUTSIDE kiln's user namespace, single-threaded. Returns
+/// the process's status (126/127 as run).
+struct ExecOptions {
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+  std::string user;
+  std::string workdir;
+  bool interactive = false;
+  bool tty = false;
+};
+Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions& options);
+
+/// Parses a signal name or number ("TERM", "SIGTERM", "15"). kInvalidInput.
+Expected<int> ParseSignal(const std::string& text);
+
+// ------------------------------------------------------------------ volumes
+
+struct VolumeInfo {
+  std::string name;
+  std::string mountpoint;  ///< <store>/volumes/<name>/_data
+  std::string created;
+  std::vector<std::string> used_by;  ///< container ids
+};
+/// Names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128. Existing: kInvalidInput
+/// unless ignore_existing.
+Expected<VolumeInfo> CreateVolume(const Paths& paths, const std::string& name, bool ignore_existing);
+Expected<std::vector<VolumeInfo>> ListVolumes(const Paths& paths);
+Expected<VolumeInfo> InspectVolume(const Paths& paths, const std::string& name);
+/// kFailed when a container uses it (unless force).
+Status RemoveVolume(const Paths& paths, const std::string& name, bool force);
+/// Removes every volume no container uses; returns their names.
+Expected<std::vector<std::string>> PruneVolumes(const Paths& paths);
+
+}  // namespace kiln::run

@@ -1,0 +1,162 @@
+// kiln start|stop [-t SECONDS]|kill [-s SIGNAL]|wait|rm [-f] CONTAINER..., and
+// `kiln container inspect|ls|...` (the same commands under `container`).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "kiln/run.h"
+
+namespace kiln::cli {
+
+run::Paths RunPaths(const Context& ctx);
+
+namespace {
+
+/// Runs `fn` for every named container; reports each failure and returns 1
+/// if any failed (2/125 per the error when there is only one).
+int ForEach(Context& ctx, const std::vector<std::string>& names,
+            const std::function<Status(const run::Paths&, const std::string& id, const std::string& name)>& fn) {
+  run::Paths paths = RunPaths(ctx);
+  int rc = 0;
+  for (const auto& n : names) {
+    auto id = run::ResolveContainer(paths, n);
+    Status st = id ? fn(paths, *id, n) : Status(id.error());
+    if (!st) {
+      int code = ReportError(st.error());
+      rc = names.size() == 1 ? code : 1;
+    }
+  }
+  return rc;
+}
+
+void AddVerbs(CLI::App& parent, Context& ctx) {
+  {
+    auto* cmd = parent.add_subcommand("start", "start stopped containers (detached)");
+    auto names = std::make_shared<std::vector<std::string>>();
+    cmd->add_option("containers", *names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names] {
+      return ForEach(ctx, *names, [](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
+        KILN_TRY(run::StartContainer(p, id));
+        std::printf("%s\n", n.c_str());
+        return Ok();
+      });
+    });
+  }
+  {
+    auto* cmd = parent.add_subcommand("stop", "stop containers: the image's StopSignal, then SIGKILL");
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto timeout = std::make_shared<int>(10);
+    cmd->add_option("-t,--time", *timeout, "seconds to wait before SIGKILL (default 10)");
+    cmd->add_option("containers", *names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names, timeout] {
+      return ForEach(ctx, *names,
+                     [timeout](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
+                       KILN_TRY(run::StopContainer(p, id, *timeout));
+                       std::printf("%s\n", n.c_str());
+                       return Ok();
+                     });
+    });
+  }
+  {
+    auto* cmd = parent.add_subcommand("kill", "send a signal to containers (default SIGKILL)");
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto signal = std::make_shared<std::string>("KILL");
+    cmd->add_option("-s,--signal", *signal, "signal name or number (default KILL)");
+    cmd->add_option("containers", *names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names, signal] {
+      auto sig = run::ParseSignal(*signal);
+      if (!sig)
+        return ReportError(sig.error());
+      int s = *sig;
+      return ForEach(ctx, *names, [s](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
+        KILN_TRY(run::KillContainer(p, id, s));
+        std::printf("%s\n", n.c_str());
+        return Ok();
+      });
+    });
+  }
+  {
+    auto* cmd = parent.add_subcommand("wait", "wait for containers to stop and print their exit codes");
+    auto names = std::make_shared<std::vector<std::string>>();
+    cmd->add_option("containers", *names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names] {
+      return ForEach(ctx, *names, [](const run::Paths& p, const std::string& id, const std::string&) -> Status {
+        KILN_ASSIGN_OR_RETURN(int code, run::WaitContainer(p, id));
+        std::printf("%d\n", code);
+        std::fflush(stdout);
+        return Ok();
+      });
+    });
+  }
+  {
+    auto* cmd = parent.add_subcommand("rm", "remove containers");
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto force = std::make_shared<bool>(false);
+    cmd->add_flag("-f,--force", *force, "kill running containers first");
+    cmd->add_option("containers", *names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names, force] {
+      return ForEach(ctx, *names,
+                     [force](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
+                       KILN_TRY(run::RemoveContainer(p, id, *force));
+                       std::printf("%s\n", n.c_str());
+                       return Ok();
+                     });
+    });
+  }
+}
+
+}  // namespace
+
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names) {
+  run::Paths paths = RunPaths(ctx);
+  nlohmann::json out = nlohmann::json::array();
+  int rc = 0;
+  for (const auto& n : names) {
+    auto id = run::ResolveContainer(paths, n);
+    auto info = id ? run::InspectContainer(paths, *id) : Expected<run::ContainerInfo>(id.error());
+    if (!info) {
+      rc = ReportError(info.error());
+      continue;
+    }
+    nlohmann::json config = nlohmann::json::parse(info->config_json, nullptr, false);
+    out.push_back({{"Id", info->id},
+                   {"Name", info->name},
+                   {"Image", info->image_id},
+                   {"ImageName", info->image},
+                   {"Created", info->created},
+                   {"Path", info->command.empty() ? "" : info->command[0]},
+                   {"Args", info->command.size() > 1
+                                ? std::vector<std::string>(info->command.begin() + 1, info->command.end())
+                                : std::vector<std::string>()},
+                   {"State",
+                    {{"Status", info->status},
+                     {"Running", info->status == "running"},
+                     {"Pid", info->pid},
+                     {"MonitorPid", info->monitor_pid},
+                     {"ExitCode", info->exit_code},
+                     {"StartedAt", info->started_at},
+                     {"FinishedAt", info->finished_at}}},
+                   {"LogPath", info->log_path},
+                   {"Ports", info->ports},
+                   {"AutoRemove", info->auto_remove},
+                   {"Config", config.is_discarded() ? nlohmann::json() : config}});
+  }
+  std::printf("%s\n", out.dump(2).c_str());
+  return rc;
+}
+
+void AddContainerCommands(CLI::App& app, Context& ctx) {
+  AddVerbs(app, ctx);
+  auto* group = app.add_subcommand("container", "manage containers (start, stop, kill, wait, rm, inspect, ls)");
+  group->require_subcommand(1);
+  AddVerbs(*group, ctx);
+  auto* inspect = group->add_subcommand("inspect", "show a container's configuration and state as JSON");
+  auto names = std::make_shared<std::vector<std::string>>();
+  inspect->add_option("containers", *names, "container names or IDs")->required();
+  SetAction(inspect, ctx, [&ctx, names] { return InspectContainersCommand(ctx, *names); });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,154 @@
+// kiln run [flags] IMAGE [COMMAND [ARG...]] (CLI.md "Run", docs/run.md), and
+// the hidden `kiln __monitor` that owns a detached container.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "kiln/registry.h"
+#include "kiln/run.h"
+#include "kiln/store.h"
+
+namespace kiln::cli {
+
+/// The container directories of this invocation (shared by the container
+/// commands: cmd_ps, cmd_logs, cmd_exec, cmd_container, cmd_volume).
+run::Paths RunPaths(const Context& ctx);
+run::Paths RunPaths(const Context& ctx) { return run::Paths{ctx.StoreRoot(), ctx.RunRoot()}; }
+
+namespace {
+
+struct RunFlags {
+  run::RunOptions o;
+  std::vector<std::string> volumes;
+  std::vector<std::string> mounts;
+  std::vector<std::string> publish;
+  std::string network = "private";
+  std::string entrypoint;
+  bool entrypoint_set = false;
+  std::string memory;
+  double cpus = -1;
+  int64_t pids_limit = -1;
+};
+
+int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
+  std::vector<std::string> rest = cmd->remaining();
+  if (rest.empty())
+    return ReportError(Error(Errc::kInvalidInput, "run: missing IMAGE"));
+  if (!rest[0].empty() && rest[0][0] == '-')
+    return ReportError(Error(Errc::kInvalidInput, "run: unknown flag " + rest[0]));
+  run::RunOptions& o = f.o;
+  o.image = rest[0];
+  o.command.assign(rest.begin() + 1, rest.end());
+  if (!o.command.empty() && o.command[0] == "--")
+    o.command.erase(o.command.begin());
+  for (const auto& v : f.volumes) {
+    auto m = run::MountRequest::ParseVolumeFlag(v);
+    if (!m)
+      return ReportError(m.error());
+    o.mounts.push_back(*m);
+  }
+  for (const auto& v : f.mounts) {
+    auto m = run::MountRequest::ParseMountFlag(v);
+    if (!m)
+      return ReportError(m.error());
+    o.mounts.push_back(*m);
+  }
+  for (const auto& p : f.publish) {
+    auto m = run::PortMapping::Parse(p);
+    if (!m)
+      return ReportError(m.error());
+    o.ports.push_back(*m);
+  }
+  if (f.network == "none")
+    o.network = NetworkMode::kNone;
+  else if (f.network == "host")
+    o.network = NetworkMode::kHost;
+  else if (f.network == "private" || f.network == "slirp4netns" || f.network == "pasta" || f.network == "bridge")
+    o.network = NetworkMode::kPrivate;
+  else
+    return ReportError(Error(Errc::kInvalidInput, "invalid --network " + f.network + ": use private, none or host"));
+  if (f.entrypoint_set)
+    o.entrypoint = f.entrypoint;
+  if (!f.memory.empty())
+    o.memory = f.memory;
+  if (f.cpus >= 0)
+    o.cpus = f.cpus;
+  if (f.pids_limit >= 0)
+    o.pids_limit = f.pids_limit;
+  if (o.tty && o.detach && o.interactive)
+    o.interactive = false;  // nothing to attach: -dit keeps a terminal, without stdin
+
+  registry::RegisterDockerTransport();
+  auto store = Store::Open(ctx.StoreRoot());
+  if (!store)
+    return ReportError(store.error());
+  std::string id;
+  auto status = run::Run(*store, RunPaths(ctx), o, &id);
+  if (!status)
+    return ReportError(status.error());
+  if (o.detach)
+    std::printf("%s\n", id.c_str());
+  return *status;
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("run", "run a command in a new container from an image");
+  auto f = std::make_shared<RunFlags>();
+  cmd->prefix_command();
+  cmd->positionals_at_end(false);
+  cmd->footer("IMAGE [COMMAND [ARG...]] follow the flags. The exit status is the container's "
+              "(126: command not executable, 127: not found). See docs/run.md.");
+  cmd->add_flag("-d,--detach", f->o.detach, "run in the background and print the container ID");
+  cmd->add_flag("-i,--interactive", f->o.interactive, "keep stdin open (pipe it into the container)");
+  cmd->add_flag("-t,--tty", f->o.tty, "allocate a pseudo-terminal");
+  cmd->add_flag("--rm", f->o.remove, "remove the container when it exits");
+  cmd->add_option("--name", f->o.name, "name of the container");
+  cmd->add_option("-e,--env", f->o.env, "set an environment variable (K=V, or K to copy ours)")
+      ->allow_extra_args(false);
+  cmd->add_option("--env-file", f->o.env_files, "read environment variables from a file (K=V lines)")
+      ->allow_extra_args(false);
+  cmd->add_option("-v,--volume", f->volumes, "bind mount or volume: SRC:DST[:ro] (SRC a path or volume name), or DST")
+      ->allow_extra_args(false);
+  cmd->add_option("--mount", f->mounts, "type=bind|volume|tmpfs,source=..,target=..[,ro][,tmpfs-size=..]")
+      ->allow_extra_args(false);
+  cmd->add_option("-p,--publish", f->publish, "publish a port: [IP:]HOST:CONTAINER[/udp]")->allow_extra_args(false);
+  cmd->add_option("-u,--user", f->o.user, "user[:group] to run as (names from the image's /etc/passwd)");
+  cmd->add_option("-w,--workdir", f->o.workdir, "working directory inside the container");
+  cmd->add_option_function<std::string>(
+      "--entrypoint",
+      [f](const std::string& v) {
+        f->entrypoint = v;
+        f->entrypoint_set = true;
+      },
+      "override the image's ENTRYPOINT (\"\" clears it)");
+  cmd->add_option("--network,--net", f->network, "private (default, slirp4netns/pasta), none or host");
+  cmd->add_option("--hostname", f->o.hostname, "container host name (default: the short ID)");
+  cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
+  cmd->add_option("--pull", f->o.pull, "pull the image: missing (default), always or never")
+      ->check(CLI::IsMember({"missing", "always", "never"}));
+  cmd->add_option("-m,--memory", f->memory, "memory limit (e.g. 512m), needs a delegated cgroup v2");
+  cmd->add_option("--cpus", f->cpus, "CPU limit (e.g. 1.5), needs a delegated cgroup v2");
+  cmd->add_option("--pids-limit", f->pids_limit, "process limit, needs a delegated cgroup v2");
+  SetAction(cmd, ctx, [&ctx, cmd, f] { return DoRun(ctx, cmd, *f); });
+
+  // Internal: the detached container's monitor (started by run -d / start).
+  auto* mon = app.add_subcommand("__monitor", "");
+  mon->group("");
+  auto store = std::make_shared<std::string>();
+  auto run_root = std::make_shared<std::string>();
+  auto ready = std::make_shared<int>(-1);
+  auto id = std::make_shared<std::string>();
+  mon->add_option("--store", *store, "store")->required();
+  mon->add_option("--run-root", *run_root, "run-time directory")->required();
+  mon->add_option("--ready-fd", *ready, "fd for the ready message");
+  mon->add_option("id", *id, "container id")->required();
+  SetAction(mon, ctx, [store, run_root, ready, id] {
+    return run::MonitorMain(run::Paths{*store, *run_root}, *id, *ready);
+  });
+}
+
+}  // namespace kiln::cli

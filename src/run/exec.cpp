@@ -1,0 +1,250 @@
+// kiln exec: a new process in a running container. This process (outside
+// kiln's user namespace, single-threaded) joins the namespaces of the
+// container's init -- user first, which gives it the capabilities there --
+// then forks the process, which drops to the requested user and execs.
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "engine/rootfs.h"
+#include "kiln/fs.h"
+#include "run/internal.h"
+
+namespace kiln::run {
+
+using namespace internal;
+
+namespace {
+
+std::atomic<pid_t> g_exec_child{0};
+
+void ForwardToChild(int sig) {
+  pid_t p = g_exec_child.load();
+  if (p > 0)
+    ::kill(p, sig);
+}
+
+void DropBoundingSet() {
+  // Docker's default capability set, as the sandbox helper keeps.
+  const int keep[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,  CAP_MKNOD,
+                      CAP_NET_RAW, CAP_SETGID,      CAP_SETUID,           CAP_SETFCAP, CAP_SETPCAP,
+                      CAP_NET_BIND_SERVICE,         CAP_SYS_CHROOT,       CAP_KILL,    CAP_AUDIT_WRITE};
+  for (int cap = 0; cap <= 63; ++cap) {
+    bool kept = false;
+    for (int k : keep)
+      kept = kept || k == cap;
+    if (!kept)
+      ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  }
+}
+
+[[noreturn]] void ChildFail(int status_fd, int code, const std::string& msg) {
+  std::string line = std::to_string(code) + " " + msg;
+  (void)!::write(status_fd, line.data(), line.size());
+  _exit(code);
+}
+
+}  // namespace
+
+Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions& o) {
+  if (o.command.empty())
+    return Error(Errc::kInvalidInput, "exec: no command given");
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  State s = EffectiveState(paths, id);
+  if (s.status != "running" || s.pid <= 0)
+    return Error(Errc::kFailed, "container " + c.name + " is not running");
+
+  // The user and the environment, from the container's files and record.
+  uint32_t uid = c.uid;
+  uint32_t gid = c.gid;
+  std::vector<uint32_t> groups = c.groups;
+  std::vector<std::string> layer_dirs = c.lower_dirs;
+  layer_dirs.insert(layer_dirs.begin(), ContainerDir(paths, id) + "/upper");
+  std::vector<std::string> env = c.env;
+  if (!o.user.empty()) {
+    KILN_ASSIGN_OR_RETURN(auto passwd, engine::ReadFileFromLayers(layer_dirs, "/etc/passwd"));
+    KILN_ASSIGN_OR_RETURN(auto group, engine::ReadFileFromLayers(layer_dirs, "/etc/group"));
+    KILN_ASSIGN_OR_RETURN(engine::ResolvedUser ru, engine::ResolveUser(o.user, passwd, group));
+    uid = ru.uid;
+    gid = ru.gid;
+    groups = ru.supplementary_gids;
+    for (auto& e : env)
+      if (e.rfind("HOME=", 0) == 0)
+        e = "HOME=" + (ru.home.empty() ? std::string("/") : ru.home);
+  }
+  for (const auto& kv : o.env) {
+    std::string item = kv;
+    if (item.find('=') == std::string::npos) {
+      const char* v = std::getenv(item.c_str());
+      if (!v)
+        continue;
+      item += std::string("=") + v;
+    }
+    std::string key = item.substr(0, item.find('='));
+    bool replaced = false;
+    for (auto& e : env)
+      if (e.compare(0, key.size() + 1, key + "=") == 0)
+        e = item, replaced = true;
+    if (!replaced)
+      env.push_back(item);
+  }
+  if (o.tty) {
+    bool has_term = false;
+    for (const auto& e : env)
+      has_term = has_term || e.rfind("TERM=", 0) == 0;
+    if (!has_term)
+      env.push_back("TERM=xterm");
+  }
+  std::string cwd = o.workdir.empty() ? c.cwd : o.workdir;
+  if (cwd.empty() || cwd[0] != '/')
+    return Error(Errc::kInvalidInput, "exec: working directory must be absolute: " + cwd);
+
+  // Namespaces of the container's init, opened before joining any.
+  std::string proc = "/proc/" + std::to_string(s.pid);
+  struct Ns {
+    const char* name;
+    int type;
+    UniqueFd fd;
+  };
+  std::vector<Ns> nss;
+  for (auto [name, type] : std::initializer_list<std::pair<const char*, int>>{
+           {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+           {"net", CLONE_NEWNET},   {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS}}) {
+    std::string path = proc + "/ns/" + name;
+    struct stat target, self;
+    if (::stat(path.c_str(), &target) != 0)
+      return Error::FromErrno("exec: container namespace " + path);
+    if (::stat((std::string("/proc/self/ns/") + name).c_str(), &self) == 0 && self.st_ino == target.st_ino &&
+        self.st_dev == target.st_dev)
+      continue;  // already there (e.g. the host network)
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+      return Error::FromErrno("exec: open " + path);
+    nss.push_back({name, type, std::move(fd)});
+  }
+
+  Pty pty;
+  if (o.tty) {
+    KILN_ASSIGN_OR_RETURN(pty, OpenPty(0));
+  }
+
+  for (auto& ns : nss) {
+    if (::setns(ns.fd.get(), ns.type) != 0)
+      return Error(Errc::kSandbox, std::string("exec: join the container's ") + ns.name +
+                                       " namespace: " + std::strerror(errno));
+  }
+
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd status_r(status_pipe[0]);
+  UniqueFd status_w(status_pipe[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+
+  pid_t child = ::fork();
+  if (child < 0)
+    return Error::FromErrno("fork");
+  if (child == 0) {
+    int sfd = status_w.get();
+    if (o.tty) {
+      ::setsid();
+      int slave = pty.slave.get();
+      ::dup2(slave, 0);
+      ::dup2(slave, 1);
+      ::dup2(slave, 2);
+      if (::ioctl(0, TIOCSCTTY, 0) != 0)
+        ChildFail(sfd, 126, std::string("set the controlling terminal: ") + std::strerror(errno));
+    } else if (!o.interactive && null_fd) {
+      ::dup2(null_fd.get(), 0);
+    }
+    DropBoundingSet();
+    std::vector<gid_t> gids = {gid};
+    for (uint32_t g : groups)
+      if (g != gid)
+        gids.push_back(g);
+    if (::setgroups(gids.size(), gids.data()) != 0 && !(errno == EPERM && gids.size() == 1))
+      ChildFail(sfd, 126, std::string("setgroups: ") + std::strerror(errno));
+    if (::setresgid(gid, gid, gid) != 0)
+      ChildFail(sfd, 126, "setgid " + std::to_string(gid) + ": " + std::strerror(errno));
+    if (::setresuid(uid, uid, uid) != 0)
+      ChildFail(sfd, 126, "setuid " + std::to_string(uid) + ": " + std::strerror(errno));
+    if (::chdir(cwd.c_str()) != 0)
+      ChildFail(sfd, 126, "chdir " + cwd + ": " + std::strerror(errno));
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    std::vector<char*> argv;
+    for (const auto& a : o.command)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& e : env)
+      envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    environ = envp.data();
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    int code = (err == ENOENT || err == ENOTDIR) ? 127 : 126;
+    ChildFail(sfd, code, "exec " + o.command[0] + ": " +
+                             (code == 127 && o.command[0].find('/') == std::string::npos
+                                  ? "executable file not found in $PATH"
+                                  : std::strerror(err)));
+  }
+  status_w.reset();
+  g_exec_child = child;
+  struct sigaction sa = {};
+  sa.sa_handler = ForwardToChild;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
+
+  int st = 0;
+  if (o.tty) {
+    pty.slave.reset();
+    int stop[2];
+    if (::pipe2(stop, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd stop_r(stop[0]);
+    UniqueFd stop_w(stop[1]);
+    std::thread waiter([&] {
+      while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+      }
+      (void)!::write(stop_w.get(), "x", 1);
+    });
+    {
+      RawMode raw(0);
+      RelayPty(pty.master.get(), o.interactive ? 0 : -1, 1, stop_r.get());
+    }
+    waiter.join();
+  } else {
+    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  g_exec_child = 0;
+  std::string msg;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(status_r.get(), buf, sizeof buf)) > 0)
+    msg.append(buf, static_cast<size_t>(n));
+  if (!msg.empty()) {
+    size_t sp = msg.find(' ');
+    std::string line = "kiln: error: " + (sp == std::string::npos ? msg : msg.substr(sp + 1)) + "\n";
+    (void)!::write(2, line.data(), line.size());
+  }
+  if (WIFSIGNALED(st))
+    return 128 + WTERMSIG(st);
+  return WEXITSTATUS(st);
+}
+
+}  // namespace kiln::run

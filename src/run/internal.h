@@ -1,0 +1,121 @@
+// Internal to src/run: the on-disk records of a container (run.h has the
+// layout), locks, and the pty relay.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/run.h"
+#include "kiln/sandbox.h"
+#include "kiln/unique_fd.h"
+
+namespace kiln::run::internal {
+
+std::string ContainersRoot(const Paths& paths);
+std::string ContainerDir(const Paths& paths, const std::string& id);
+std::string RunDir(const Paths& paths, const std::string& id);
+std::string VolumesRoot(const Paths& paths);
+std::string VolumeDataDir(const Paths& paths, const std::string& name);
+
+/// Opens (creating) `path` and flock()s it with `op` (LOCK_EX/LOCK_SH, maybe
+/// | LOCK_NB). kFailed "busy" when LOCK_NB and held elsewhere.
+Expected<UniqueFd> LockFile(const std::string& path, int op);
+/// True while the owner of the running container holds monitor.lock.
+bool MonitorAlive(const Paths& paths, const std::string& id);
+
+/// config.json: what to run, resolved once at creation.
+struct Config {
+  std::string id;
+  std::string name;
+  std::string image;
+  std::string image_id;
+  std::vector<std::string> layers;  ///< "sha256:<diff_id>" (keeps them referenced)
+  std::string created;
+  bool auto_remove = false;
+  bool tty = false;
+  bool interactive = false;
+  std::vector<std::string> lower_dirs;  ///< top first
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+  std::string hostname;
+  bool read_only = false;
+  NetworkMode network = NetworkMode::kPrivate;
+  std::vector<MountRequest> mounts;  ///< volume sources are volume names
+  std::vector<PortMapping> ports;
+  int stop_signal = 15;
+  std::vector<std::string> anonymous_volumes;
+  std::string etc_hosts;
+  std::string etc_resolv_conf;
+  std::string etc_hostname;
+  std::string json;  ///< as read
+};
+std::string ConfigToJson(const Config& c);
+Expected<Config> ReadConfig(const Paths& paths, const std::string& id);
+Status WriteConfig(const Paths& paths, const Config& c);
+
+/// state.json
+struct State {
+  std::string status = "created";
+  pid_t pid = 0;
+  pid_t monitor_pid = 0;
+  int exit_code = 0;
+  std::string started_at;
+  std::string finished_at;
+  std::string error;
+};
+/// A missing file is State{} ("created").
+State ReadState(const Paths& paths, const std::string& id);
+/// Replaces state.json atomically, under the container's state lock.
+Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change);
+
+/// The effective state: "running" with a dead monitor reads "exited" (-1).
+State EffectiveState(const Paths& paths, const std::string& id);
+
+std::string NowRfc3339();
+
+/// The SandboxSpec for a container (without stdio).
+SandboxSpec SpecFromConfig(const Paths& paths, const Config& c);
+
+/// Removes every trace of a container (it must not be running).
+Status RemoveRecords(const Paths& paths, const Config& c);
+
+// ------------------------------------------------------------------ tty
+
+/// A pseudo-terminal pair (master, slave), the slave sized like `size_from`
+/// when that is a terminal.
+struct Pty {
+  UniqueFd master;
+  UniqueFd slave;
+};
+Expected<Pty> OpenPty(int size_from);
+
+/// Puts the terminal on `fd` in raw mode until destroyed (nothing when `fd`
+/// is not a terminal).
+class RawMode {
+ public:
+  explicit RawMode(int fd);
+  ~RawMode();
+  RawMode(const RawMode&) = delete;
+  RawMode& operator=(const RawMode&) = delete;
+
+ private:
+  int fd_ = -1;
+  bool active_ = false;
+  unsigned char saved_[256];
+};
+
+/// Relays in <-> master and master -> out until `stop_fd` becomes readable
+/// and the master has no more output; copies the window size of `in` on
+/// SIGWINCH (the caller blocks nothing: a self-pipe is used).
+void RelayPty(int master, int in, int out, int stop_fd);
+
+}  // namespace kiln::run::internal

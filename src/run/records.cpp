@@ -1,0 +1,587 @@
+// Container records (config.json, state.json), locks, and the commands that
+// act on a container from outside: ps, inspect, stop, kill, wait, rm, logs.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <dirent.h>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "run/internal.h"
+
+namespace kiln::run {
+namespace internal {
+
+using nlohmann::json;
+
+std::string ContainersRoot(const Paths& paths) { return paths.store_root + "/containers"; }
+std::string ContainerDir(const Paths& paths, const std::string& id) { return ContainersRoot(paths) + "/" + id; }
+std::string RunDir(const Paths& paths, const std::string& id) { return paths.run_root + "/containers/" + id; }
+std::string VolumesRoot(const Paths& paths) { return ContainersRoot(paths) + "/volumes"; }
+std::string VolumeDataDir(const Paths& paths, const std::string& name) {
+  return VolumesRoot(paths) + "/" + name + "/_data";
+}
+
+Expected<UniqueFd> LockFile(const std::string& path, int op) {
+  KILN_TRY(MakeDirs(DirName(path), 0700));
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0600));
+  while (::flock(fd.get(), op) != 0) {
+    if (errno == EINTR)
+      continue;
+    if (errno == EWOULDBLOCK)
+      return Error(Errc::kFailed, "busy: " + path);
+    return Error::FromErrno("lock " + path);
+  }
+  return fd;
+}
+
+bool MonitorAlive(const Paths& paths, const std::string& id) {
+  std::string path = RunDir(paths, id) + "/monitor.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    return false;
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)
+    return false;
+  return errno == EWOULDBLOCK;
+}
+
+std::string NowRfc3339() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  struct tm tm;
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+
+const char* NetworkName(NetworkMode m) {
+  switch (m) {
+    case NetworkMode::kNone:
+      return "none";
+    case NetworkMode::kHost:
+      return "host";
+    case NetworkMode::kPrivate:
+      return "private";
+  }
+  return "private";
+}
+
+const char* MountTypeName(MountRequest::Type t) {
+  switch (t) {
+    case MountRequest::Type::kBind:
+      return "bind";
+    case MountRequest::Type::kVolume:
+      return "volume";
+    case MountRequest::Type::kTmpfs:
+      return "tmpfs";
+  }
+  return "bind";
+}
+
+template <typename T>
+T Get(const json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return fallback;
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    return fallback;
+  }
+}
+
+}  // namespace
+
+std::string ConfigToJson(const Config& c) {
+  json j;
+  j["id"] = c.id;
+  j["name"] = c.name;
+  j["image"] = c.image;
+  j["image_id"] = c.image_id;
+  j["layers"] = c.layers;
+  j["created"] = c.created;
+  j["auto_remove"] = c.auto_remove;
+  j["tty"] = c.tty;
+  j["interactive"] = c.interactive;
+  j["lower_dirs"] = c.lower_dirs;
+  j["argv"] = c.argv;
+  j["env"] = c.env;
+  j["cwd"] = c.cwd;
+  j["uid"] = c.uid;
+  j["gid"] = c.gid;
+  j["groups"] = c.groups;
+  j["hostname"] = c.hostname;
+  j["read_only"] = c.read_only;
+  j["network"] = NetworkName(c.network);
+  json mounts = json::array();
+  for (const auto& m : c.mounts)
+    mounts.push_back({{"type", MountTypeName(m.type)},
+                      {"source", m.source},
+                      {"target", m.target},
+                      {"read_only", m.read_only},
+                      {"options", m.tmpfs_options}});
+  j["mounts"] = mounts;
+  json ports = json::array();
+  for (const auto& p : c.ports)
+    ports.push_back({{"host_ip", p.host_ip},
+                     {"host_port", p.host_port},
+                     {"container_port", p.container_port},
+                     {"protocol", p.udp ? "udp" : "tcp"}});
+  j["ports"] = ports;
+  j["stop_signal"] = c.stop_signal;
+  j["anonymous_volumes"] = c.anonymous_volumes;
+  j["etc_hosts"] = c.etc_hosts;
+  j["etc_resolv_conf"] = c.etc_resolv_conf;
+  j["etc_hostname"] = c.etc_hostname;
+  return j.dump(2) + "\n";
+}
+
+Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
+  std::string path = ContainerDir(paths, id) + "/config.json";
+  KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 16 << 20));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Error(Errc::kCorrupt, "container record " + path + ": bad JSON");
+  Config c;
+  c.json = text;
+  c.id = Get<std::string>(j, "id", id);
+  c.name = Get<std::string>(j, "name", "");
+  c.image = Get<std::string>(j, "image", "");
+  c.image_id = Get<std::string>(j, "image_id", "");
+  c.layers = Get<std::vector<std::string>>(j, "layers", {});
+  c.created = Get<std::string>(j, "created", "");
+  c.auto_remove = Get<bool>(j, "auto_remove", false);
+  c.tty = Get<bool>(j, "tty", false);
+  c.interactive = Get<bool>(j, "interactive", false);
+  c.lower_dirs = Get<std::vector<std::string>>(j, "lower_dirs", {});
+  c.argv = Get<std::vector<std::string>>(j, "argv", {});
+  c.env = Get<std::vector<std::string>>(j, "env", {});
+  c.cwd = Get<std::string>(j, "cwd", "/");
+  c.uid = Get<uint32_t>(j, "uid", 0);
+  c.gid = Get<uint32_t>(j, "gid", 0);
+  c.groups = Get<std::vector<uint32_t>>(j, "groups", {});
+  c.hostname = Get<std::string>(j, "hostname", "");
+  c.read_only = Get<bool>(j, "read_only", false);
+  std::string net = Get<std::string>(j, "network", "private");
+  c.network = net == "none" ? NetworkMode::kNone : net == "host" ? NetworkMode::kHost : NetworkMode::kPrivate;
+  if (auto it = j.find("mounts"); it != j.end() && it->is_array()) {
+    for (const auto& m : *it) {
+      MountRequest r;
+      std::string type = Get<std::string>(m, "type", "bind");
+      r.type = type == "volume" ? MountRequest::Type::kVolume
+               : type == "tmpfs" ? MountRequest::Type::kTmpfs
+                                 : MountRequest::Type::kBind;
+      r.source = Get<std::string>(m, "source", "");
+      r.target = Get<std::string>(m, "target", "");
+      r.read_only = Get<bool>(m, "read_only", false);
+      r.tmpfs_options = Get<std::string>(m, "options", "");
+      c.mounts.push_back(std::move(r));
+    }
+  }
+  if (auto it = j.find("ports"); it != j.end() && it->is_array()) {
+    for (const auto& p : *it) {
+      PortMapping m;
+      m.host_ip = Get<std::string>(p, "host_ip", "");
+      m.host_port = Get<uint16_t>(p, "host_port", 0);
+      m.container_port = Get<uint16_t>(p, "container_port", 0);
+      m.udp = Get<std::string>(p, "protocol", "tcp") == "udp";
+      c.ports.push_back(m);
+    }
+  }
+  c.stop_signal = Get<int>(j, "stop_signal", SIGTERM);
+  c.anonymous_volumes = Get<std::vector<std::string>>(j, "anonymous_volumes", {});
+  c.etc_hosts = Get<std::string>(j, "etc_hosts", "");
+  c.etc_resolv_conf = Get<std::string>(j, "etc_resolv_conf", "");
+  c.etc_hostname = Get<std::string>(j, "etc_hostname", "");
+  return c;
+}
+
+Status WriteConfig(const Paths& paths, const Config& c) {
+  return WriteFileAtomic(ContainerDir(paths, c.id) + "/config.json", ConfigToJson(c), 0600);
+}
+
+State ReadState(const Paths& paths, const std::string& id) {
+  State s;
+  auto text = ReadFile(RunDir(paths, id) + "/state.json", 1 << 20);
+  if (!text) {
+    // No run-time state (never started, or the run-time directory was
+    // cleared by a reboot): the copy kept with the record, if any.
+    text = ReadFile(ContainerDir(paths, id) + "/state.json", 1 << 20);
+    if (!text)
+      return s;
+  }
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return s;
+  s.status = Get<std::string>(j, "status", "created");
+  s.pid = Get<pid_t>(j, "pid", 0);
+  s.monitor_pid = Get<pid_t>(j, "monitor_pid", 0);
+  s.exit_code = Get<int>(j, "exit_code", 0);
+  s.started_at = Get<std::string>(j, "started_at", "");
+  s.finished_at = Get<std::string>(j, "finished_at", "");
+  s.error = Get<std::string>(j, "error", "");
+  return s;
+}
+
+Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change) {
+  std::string dir = RunDir(paths, id);
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(dir + "/lock", LOCK_EX));
+  State s = ReadState(paths, id);
+  change(s);
+  json j = {{"status", s.status},         {"pid", s.pid},
+            {"monitor_pid", s.monitor_pid}, {"exit_code", s.exit_code},
+            {"started_at", s.started_at}, {"finished_at", s.finished_at},
+            {"error", s.error}};
+  std::string text = j.dump() + "\n";
+  KILN_TRY(WriteFileAtomic(dir + "/state.json", text, 0600));
+  // A copy with the record survives a reboot (the run-time dir does not).
+  if (PathExists(ContainerDir(paths, id)) && s.status != "running")
+    (void)WriteFileAtomic(ContainerDir(paths, id) + "/state.json", text, 0600);
+  return Ok();
+}
+
+State EffectiveState(const Paths& paths, const std::string& id) {
+  State s = ReadState(paths, id);
+  if (s.status == "running" && !MonitorAlive(paths, id)) {
+    s.status = "exited";
+    if (s.finished_at.empty())
+      s.exit_code = -1;  // the monitor died without recording the status
+    s.pid = 0;
+  }
+  return s;
+}
+
+SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
+  SandboxSpec spec;
+  spec.lower_dirs = c.lower_dirs;
+  spec.upper_dir = ContainerDir(paths, c.id) + "/upper";
+  spec.work_dir = ContainerDir(paths, c.id) + "/work";
+  spec.read_only_rootfs = c.read_only;
+  for (const auto& m : c.mounts) {
+    SandboxMount sm;
+    sm.target = m.target;
+    sm.read_only = m.read_only;
+    switch (m.type) {
+      case MountRequest::Type::kBind:
+        sm.type = SandboxMount::Type::kBind;
+        sm.source = m.source;
+        break;
+      case MountRequest::Type::kVolume:
+        sm.type = SandboxMount::Type::kBind;
+        sm.source = VolumeDataDir(paths, m.source);
+        break;
+      case MountRequest::Type::kTmpfs:
+        sm.type = SandboxMount::Type::kTmpfs;
+        sm.tmpfs_options = m.tmpfs_options;
+        break;
+    }
+    spec.mounts.push_back(std::move(sm));
+  }
+  spec.argv = c.argv;
+  spec.env = c.env;
+  spec.cwd = c.cwd;
+  spec.uid = c.uid;
+  spec.gid = c.gid;
+  spec.supplementary_gids = c.groups;
+  spec.hostname = c.hostname;
+  spec.etc_hosts = c.etc_hosts;
+  spec.etc_hostname = c.etc_hostname;
+  if (c.network != NetworkMode::kHost || !c.etc_resolv_conf.empty())
+    spec.etc_resolv_conf = c.etc_resolv_conf;
+  spec.network = c.network;
+  spec.tty = c.tty;
+  for (const auto& p : c.ports)
+    spec.port_forwards.push_back({p.host_ip, p.host_port, p.container_port, p.udp});
+  return spec;
+}
+
+Status RemoveRecords(const Paths& paths, const Config& c) {
+  KILN_TRY(RemoveAll(ContainerDir(paths, c.id)));
+  (void)RemoveAll(RunDir(paths, c.id));
+  for (const auto& v : c.anonymous_volumes)
+    (void)RemoveAll(VolumesRoot(paths) + "/" + v);
+  return Ok();
+}
+
+}  // namespace internal
+
+using namespace internal;
+
+namespace {
+
+bool IsHexId(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+std::vector<std::string> AllIds(const Paths& paths) {
+  std::vector<std::string> ids;
+  DIR* d = ::opendir(ContainersRoot(paths).c_str());
+  if (!d)
+    return ids;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (IsHexId(n) && PathExists(ContainersRoot(paths) + "/" + n + "/config.json"))
+      ids.push_back(n);
+  }
+  ::closedir(d);
+  return ids;
+}
+
+ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
+  ContainerInfo info;
+  info.id = c.id;
+  info.name = c.name;
+  info.image = c.image;
+  info.image_id = c.image_id;
+  info.command = c.argv;
+  info.created = c.created;
+  State s = EffectiveState(paths, c.id);
+  info.status = s.status;
+  info.exit_code = s.exit_code;
+  info.started_at = s.started_at;
+  info.finished_at = s.finished_at;
+  info.pid = s.status == "running" ? s.pid : 0;
+  info.monitor_pid = s.status == "running" ? s.monitor_pid : 0;
+  for (const auto& p : c.ports)
+    info.ports.push_back(p.str());
+  info.auto_remove = c.auto_remove;
+  info.log_path = ContainerDir(paths, c.id) + "/ctr.log";
+  info.config_json = c.json;
+  return info;
+}
+
+/// The container's main process (first child of its init), else the init.
+pid_t MainPid(pid_t init) {
+  auto text = ReadFile("/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children", 4096);
+  if (text) {
+    long child = std::atol(text->c_str());
+    if (child > 0)
+      return static_cast<pid_t>(child);
+  }
+  return init;
+}
+
+/// Blocks until the monitor of `id` releases its lock (or `timeout_ms` passes;
+/// -1 = forever). True when it did.
+bool WaitMonitor(const Paths& paths, const std::string& id, int timeout_ms) {
+  std::string path = RunDir(paths, id) + "/monitor.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    return true;
+  if (timeout_ms < 0) {
+    while (::flock(fd.get(), LOCK_SH) != 0)
+      if (errno != EINTR)
+        return false;
+    return true;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+Expected<std::string> ResolveContainer(const Paths& paths, const std::string& text) {
+  if (text.empty())
+    return Error(Errc::kInvalidInput, "empty container name");
+  std::vector<std::string> ids = AllIds(paths);
+  if (IsHexId(text) && std::find(ids.begin(), ids.end(), text) != ids.end())
+    return text;
+  for (const auto& id : ids) {
+    auto c = ReadConfig(paths, id);
+    if (c && c->name == text)
+      return id;
+  }
+  if (text.size() >= 3 && text.find_first_not_of("0123456789abcdef") == std::string::npos) {
+    std::vector<std::string> matches;
+    for (const auto& id : ids)
+      if (id.compare(0, text.size(), text) == 0)
+        matches.push_back(id);
+    if (matches.size() == 1)
+      return matches[0];
+    if (matches.size() > 1)
+      return Error(Errc::kInvalidInput, "container id prefix " + text + " is ambiguous");
+  }
+  return Error(Errc::kNotFound, "no such container: " + text);
+}
+
+Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all) {
+  std::vector<ContainerInfo> out;
+  for (const auto& id : AllIds(paths)) {
+    auto c = ReadConfig(paths, id);
+    if (!c)
+      continue;
+    ContainerInfo info = InfoFrom(paths, *c);
+    if (!all && info.status != "running")
+      continue;
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const ContainerInfo& a, const ContainerInfo& b) {
+    return a.created != b.created ? a.created > b.created : a.id < b.id;
+  });
+  return out;
+}
+
+Expected<ContainerInfo> InspectContainer(const Paths& paths, const std::string& id) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  return InfoFrom(paths, c);
+}
+
+Status KillContainer(const Paths& paths, const std::string& id, int signal) {
+  State s = EffectiveState(paths, id);
+  if (s.status != "running" || s.pid <= 0)
+    return Error(Errc::kFailed, "container " + id.substr(0, 12) + " is not running");
+  pid_t target = signal == SIGKILL ? s.pid : MainPid(s.pid);
+  if (::kill(target, signal) != 0 && errno != ESRCH)
+    return Error::FromErrno("send signal " + std::to_string(signal) + " to container " + id.substr(0, 12));
+  return Ok();
+}
+
+Status StopContainer(const Paths& paths, const std::string& id, int timeout_seconds) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  State s = EffectiveState(paths, id);
+  if (s.status != "running")
+    return Ok();
+  if (timeout_seconds > 0) {
+    (void)KillContainer(paths, id, c.stop_signal > 0 ? c.stop_signal : SIGTERM);
+    if (WaitMonitor(paths, id, timeout_seconds * 1000))
+      return Ok();
+  }
+  (void)KillContainer(paths, id, SIGKILL);
+  if (!WaitMonitor(paths, id, 10000))
+    return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  return Ok();
+}
+
+Expected<int> WaitContainer(const Paths& paths, const std::string& id) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  (void)c;
+  WaitMonitor(paths, id, -1);
+  return EffectiveState(paths, id).exit_code;
+}
+
+Status RemoveContainer(const Paths& paths, const std::string& id, bool force) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  if (EffectiveState(paths, id).status == "running") {
+    if (!force)
+      return Error(Errc::kFailed, "container " + id.substr(0, 12) +
+                                      " is running: stop it first or use rm -f");
+    (void)KillContainer(paths, id, SIGKILL);
+    if (!WaitMonitor(paths, id, 10000))
+      return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+  return RemoveRecords(paths, c);
+}
+
+Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd) {
+  std::string path = ContainerDir(paths, id) + "/ctr.log";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno != ENOENT)
+      return Error::FromErrno("open " + path);
+    if (!follow)
+      return Ok();
+    while (!fd && MonitorAlive(paths, id)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    }
+    if (!fd)
+      return Ok();
+  }
+  if (tail >= 0) {
+    KILN_ASSIGN_OR_RETURN(std::string all, ReadAll(fd.get(), size_t(1) << 34));
+    size_t pos = all.size();
+    if (pos > 0 && all[pos - 1] == '\n')
+      --pos;
+    int64_t lines = 0;
+    while (pos > 0 && lines < tail) {
+      size_t nl = all.rfind('\n', pos - 1);
+      if (nl == std::string::npos) {
+        pos = 0;
+        lines++;
+        break;
+      }
+      lines++;
+      if (lines == tail) {
+        pos = nl + 1;
+        break;
+      }
+      pos = nl;
+    }
+    if (tail == 0)
+      pos = all.size();
+    KILN_TRY(WriteAll(out_fd, std::string_view(all).substr(pos)));
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return Error::FromErrno("read " + path);
+    if (n > 0) {
+      KILN_TRY(WriteAll(out_fd, buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (!follow)
+      return Ok();
+    if (!MonitorAlive(paths, id)) {
+      // One more read: output written just before the monitor exited.
+      while ((n = ::read(fd.get(), buf, sizeof buf)) > 0)
+        KILN_TRY(WriteAll(out_fd, buf, static_cast<size_t>(n)));
+      return Ok();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+Expected<int> ParseSignal(const std::string& text) {
+  std::string t = text;
+  for (char& ch : t)
+    ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (t.rfind("SIG", 0) == 0)
+    t = t.substr(3);
+  if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) {
+    int n = std::atoi(t.c_str());
+    if (n > 0 && n < NSIG)
+      return n;
+    return Error(Errc::kInvalidInput, "invalid signal: " + text);
+  }
+  static const struct {
+    const char* name;
+    int sig;
+  } kSignals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+                  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},   {"BUS", SIGBUS},   {"FPE", SIGFPE},
+                  {"KILL", SIGKILL}, {"USR1", SIGUSR1},   {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+                  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},   {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
+                  {"CONT", SIGCONT}, {"STOP", SIGSTOP},   {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+                  {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+                  {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+                  {"PWR", SIGPWR},   {"SYS", SIGSYS}};
+  for (const auto& s : kSignals)
+    if (t == s.name)
+      return s.sig;
+  return Error(Errc::kInvalidInput, "invalid signal: " + text);
+}
+
+}  // namespace kiln::run

@@ -1,0 +1,728 @@
+// kiln run: from an image and the flags to a container record, then either
+// run it in this process (foreground) or hand it to a detached monitor
+// (`kiln __monitor`), which owns it until it exits.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "engine/rootfs.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/oci.h"
+#include "kiln/run.h"
+#include "kiln/store.h"
+#include "kiln/transport.h"
+#include "run/internal.h"
+
+extern char** environ;
+
+namespace kiln::run {
+
+using namespace internal;
+
+namespace {
+
+constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char ch : raw) {
+    out += kHex[ch >> 4];
+    out += kHex[ch & 15];
+  }
+  return out;
+}
+
+std::string RandomName() {
+  static const char* kAdj[] = {"brave",  "calm",   "eager", "fancy", "gentle", "happy", "jolly",  "keen",
+                               "lively", "merry",  "nifty", "proud", "quiet",  "swift", "tender", "witty"};
+  static const char* kNoun[] = {"anvil", "bellows", "brick", "clay",  "ember", "flame", "forge",  "glaze",
+                                "hearth", "kettle", "oven", "slag", "smelt", "spark", "tongs", "vessel"};
+  std::string hex = RandomHex(3);
+  unsigned v = static_cast<unsigned>(std::strtoul(hex.c_str(), nullptr, 16));
+  return std::string(kAdj[v % 16]) + "_" + kNoun[(v / 16) % 16] + "_" + hex.substr(0, 4);
+}
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 128 || !std::isalnum(static_cast<unsigned char>(n[0])))
+    return false;
+  return n.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+         std::string::npos;
+}
+
+/// Sets K=V in `env`, replacing an earlier K in place.
+void SetEnv(std::vector<std::string>& env, const std::string& kv) {
+  size_t eq = kv.find('=');
+  std::string key = kv.substr(0, eq);
+  for (auto& e : env) {
+    if (e.compare(0, key.size() + 1, key + "=") == 0) {
+      e = kv;
+      return;
+    }
+  }
+  env.push_back(kv);
+}
+
+bool HasEnv(const std::vector<std::string>& env, const std::string& key) {
+  for (const auto& e : env)
+    if (e.compare(0, key.size() + 1, key + "=") == 0)
+      return true;
+  return false;
+}
+
+/// -e K=V, or K (copied from our environment when set).
+Status AddUserEnv(std::vector<std::string>& env, const std::string& item, const std::string& where) {
+  if (item.empty() || item[0] == '=')
+    return Error(Errc::kInvalidInput, "invalid environment variable " + item + where);
+  if (item.find('=') != std::string::npos) {
+    SetEnv(env, item);
+    return Ok();
+  }
+  if (const char* v = std::getenv(item.c_str()))
+    SetEnv(env, item + "=" + v);
+  return Ok();
+}
+
+Expected<StoredImage> GetImage(Store& store, const RunOptions& o) {
+  if (o.pull != "always") {
+    auto img = store.ResolveImage(o.image);
+    if (img || img.error().code() != Errc::kNotFound || o.pull == "never")
+      return img;
+  }
+  KILN_ASSIGN_OR_RETURN(TransportRef ref, TransportRef::Parse(o.image));
+  TransferOptions t;
+  t.progress = [](const std::string& line) {
+    std::string l = line + "\n";
+    (void)!::write(2, l.data(), l.size());
+  };
+  auto pulled = PullImage(store, ref, t);
+  if (!pulled)
+    return std::move(pulled).error().WithContext("pull " + o.image);
+  KILN_TRY(store.AddImage(pulled->top, pulled->names));
+  return store.LoadImage(pulled->top);
+}
+
+/// --memory/--cpus/--pids-limit: a writable, delegated cgroup v2 with the
+/// controllers, or a clear refusal. Returns the new cgroup directory.
+Expected<std::string> PrepareCgroup(const RunOptions& o, const std::string& id) {
+  struct statfs sf;
+  auto refuse = [](const std::string& why) {
+    return Error(Errc::kUnsupported,
+                 "--memory, --cpus and --pids-limit need a delegated cgroup v2 (see docs/run.md): " + why);
+  };
+  if (::statfs("/sys/fs/cgroup", &sf) != 0 || sf.f_type != 0x63677270 /* CGROUP2_SUPER_MAGIC */)
+    return refuse("/sys/fs/cgroup is not a cgroup2 (unified) hierarchy on this host");
+  auto self = ReadFile("/proc/self/cgroup", 1 << 16);
+  if (!self)
+    return refuse("cannot read /proc/self/cgroup");
+  std::string rel;
+  for (size_t pos = 0; pos < self->size();) {
+    size_t nl = self->find('\n', pos);
+    std::string line = self->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    if (line.rfind("0::", 0) == 0)
+      rel = line.substr(3);
+    pos = nl == std::string::npos ? self->size() : nl + 1;
+  }
+  std::string parent = "/sys/fs/cgroup" + rel;
+  if (::access((parent + "/cgroup.subtree_control").c_str(), W_OK) != 0)
+    return refuse("the current cgroup " + parent + " is not writable (not delegated)");
+  auto controllers = ReadFile(parent + "/cgroup.controllers", 4096);
+  std::vector<std::pair<bool, const char*>> need = {{o.memory.has_value(), "memory"},
+                                                    {o.cpus.has_value(), "cpu"},
+                                                    {o.pids_limit.has_value(), "pids"}};
+  for (auto [wanted, name] : need)
+    if (wanted && (!controllers || controllers->find(name) == std::string::npos))
+      return refuse(std::string("the ") + name + " controller is not delegated to " + parent);
+  std::string dir = parent + "/kiln-" + id.substr(0, 12);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return refuse("mkdir " + dir + ": " + std::strerror(errno));
+  auto write = [&](const std::string& file, const std::string& value) -> Status {
+    UniqueFd fd(::open((dir + "/" + file).c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd || !WriteAll(fd.get(), value))
+      return refuse("write " + dir + "/" + file + ": " + std::strerror(errno));
+    return Ok();
+  };
+  if (o.memory) {
+    std::string m = *o.memory;
+    int64_t mult = 1;
+    char suffix = m.empty() ? 0 : static_cast<char>(std::tolower(static_cast<unsigned char>(m.back())));
+    if (suffix == 'b')
+      m.pop_back(), suffix = m.empty() ? 0 : static_cast<char>(std::tolower(static_cast<unsigned char>(m.back())));
+    if (suffix == 'k' || suffix == 'm' || suffix == 'g') {
+      mult = suffix == 'k' ? 1024 : suffix == 'm' ? 1024 * 1024 : 1024 * 1024 * 1024;
+      m.pop_back();
+    }
+    if (m.empty() || m.find_first_not_of("0123456789") != std::string::npos)
+      return Error(Errc::kInvalidInput, "invalid --memory " + *o.memory);
+    KILN_TRY(write("memory.max", std::to_string(std::stoll(m) * mult)));
+  }
+  if (o.cpus)
+    KILN_TRY(write("cpu.max", std::to_string(static_cast<int64_t>(*o.cpus * 100000)) + " 100000"));
+  if (o.pids_limit)
+    KILN_TRY(write("pids.max", std::to_string(*o.pids_limit)));
+  return dir;
+}
+
+/// Copies the image's content at `path` (if it is a directory) into a new
+/// volume's _data, as podman does.
+Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std::string& path,
+                           const std::string& data_dir, const std::string& tmp_parent) {
+  KILN_TRY(MakeDirs(tmp_parent, 0700));
+  std::string mnt = tmp_parent + "/vol-" + RandomHex(6);
+  if (::mkdir(mnt.c_str(), 0700) != 0)
+    return Error::FromErrno("mkdir " + mnt);
+  Status result = Ok();
+  {
+    auto mounted = engine::Mount::ReadOnly(lower_dirs, mnt);
+    if (!mounted) {
+      ::rmdir(mnt.c_str());
+      return std::move(mounted).error().WithContext("initialise volume from the image");
+    }
+    auto root = OpenFile(mnt, O_RDONLY | O_DIRECTORY);
+    if (!root)
+      return std::move(root).error();
+    // Resolved inside the image's root: an image symlink cannot point the
+    // copy at a host directory.
+    auto src = engine::OpenInRoot(root->get(), path, O_RDONLY | O_DIRECTORY);
+    if (src) {
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_adddup2(&fa, src->get(), 3);
+      std::string from = "/proc/self/fd/3/.";
+      std::vector<std::string> args = {"cp", "-a", "--", from, data_dir + "/"};
+      std::vector<char*> argv;
+      for (auto& a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      pid_t pid;
+      int rc = ::posix_spawnp(&pid, "cp", &fa, nullptr, argv.data(), environ);
+      posix_spawn_file_actions_destroy(&fa);
+      if (rc != 0) {
+        result = Error::FromErrno("run cp", rc);
+      } else {
+        int st = 0;
+        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+          result = Error(Errc::kIo, "copy the image's " + path + " into volume " + data_dir + " failed");
+      }
+    }
+    (void)mounted->Unmount();
+  }
+  ::rmdir(mnt.c_str());
+  return result;
+}
+
+bool IsEmptyDir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d)
+    return false;
+  bool empty = true;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(d);
+  return empty;
+}
+
+bool HostBinary(const char* name) {
+  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"})
+    if (::access((std::string(dir) + "/" + name).c_str(), X_OK) == 0)
+      return true;
+  return false;
+}
+
+/// Everything from the image and the flags, resolved into a Config (volumes
+/// created, nothing started).
+Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& o, const StoredImage& image,
+                            const std::string& id) {
+  const ContainerConfig& ic = image.config.config;
+  Config c;
+  c.id = id;
+  c.name = o.name.empty() ? RandomName() : o.name;
+  c.image = o.image;
+  c.image_id = image.id().str();
+  c.created = NowRfc3339();
+  c.auto_remove = o.remove;
+  c.tty = o.tty;
+  c.interactive = o.interactive;
+  c.read_only = o.read_only;
+
+  // Rootfs: the stored layers, unpacked once, top first. Nothing is copied.
+  const auto& layers = image.manifest.layers;
+  if (layers.size() != image.config.diff_ids.size())
+    return Error(Errc::kCorrupt, "image " + o.image + ": manifest and config disagree on the number of layers");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(std::string dir, store.UnpackedLayer(layers[i], image.config.diff_ids[i]));
+    c.lower_dirs.insert(c.lower_dirs.begin(), dir);
+    c.layers.push_back(image.config.diff_ids[i].str());
+  }
+  std::string cdir = ContainerDir(paths, id);
+  if (c.lower_dirs.empty()) {  // FROM scratch with no layer
+    KILN_TRY(MakeDirs(cdir + "/empty", 0755));
+    c.lower_dirs.push_back(cdir + "/empty");
+  }
+
+  // Command: --entrypoint replaces the image's (and drops its Cmd, as
+  // docker/podman); COMMAND replaces Cmd.
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  if (o.entrypoint) {
+    if (!o.entrypoint->empty())
+      entrypoint = {*o.entrypoint};
+  } else if (ic.entrypoint) {
+    entrypoint = *ic.entrypoint;
+  }
+  if (!o.command.empty())
+    cmd = o.command;
+  else if (!o.entrypoint && ic.cmd)
+    cmd = *ic.cmd;
+  c.argv = entrypoint;
+  c.argv.insert(c.argv.end(), cmd.begin(), cmd.end());
+  if (c.argv.empty())
+    return Error(Errc::kInvalidInput, "no command specified: image " + o.image +
+                                          " has no Entrypoint or Cmd; give a COMMAND");
+
+  // USER from the image's /etc/passwd and /etc/group (SECURITY.md I6).
+  std::string user = !o.user.empty() ? o.user : ic.user.empty() ? "0" : ic.user;
+  KILN_ASSIGN_OR_RETURN(auto passwd, engine::ReadFileFromLayers(c.lower_dirs, "/etc/passwd"));
+  KILN_ASSIGN_OR_RETURN(auto group, engine::ReadFileFromLayers(c.lower_dirs, "/etc/group"));
+  KILN_ASSIGN_OR_RETURN(engine::ResolvedUser ru, engine::ResolveUser(user, passwd, group));
+  c.uid = ru.uid;
+  c.gid = ru.gid;
+  c.groups = ru.supplementary_gids;
+
+  c.cwd = !o.workdir.empty() ? o.workdir : ic.working_dir.empty() ? "/" : ic.working_dir;
+  if (c.cwd[0] != '/')
+    return Error(Errc::kInvalidInput, "working directory " + c.cwd + " must be absolute");
+  c.hostname = !o.hostname.empty() ? o.hostname : id.substr(0, 12);
+
+  // Environment: PATH default, the image's, then ours.
+  if (!ic.GetEnv("PATH"))
+    c.env.push_back(std::string("PATH=") + kDefaultPath);
+  for (const auto& e : ic.env)
+    SetEnv(c.env, e);
+  SetEnv(c.env, "HOSTNAME=" + c.hostname);
+  if (!HasEnv(c.env, "HOME"))
+    SetEnv(c.env, "HOME=" + (ru.home.empty() ? std::string("/") : ru.home));
+  if (o.tty && !HasEnv(c.env, "TERM"))
+    SetEnv(c.env, "TERM=xterm");
+  for (const auto& file : o.env_files) {
+    KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 1 << 20));
+    size_t pos = 0;
+    int lineno = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? text.size() : nl + 1;
+      ++lineno;
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+        line.pop_back();
+      size_t start = line.find_first_not_of(" \t");
+      if (start == std::string::npos || line[start] == '#')
+        continue;
+      KILN_TRY(AddUserEnv(c.env, line.substr(start), " (" + file + ":" + std::to_string(lineno) + ")"));
+    }
+  }
+  for (const auto& e : o.env)
+    KILN_TRY(AddUserEnv(c.env, e, ""));
+
+  // Network.
+  c.network = o.network;
+  std::string helper;
+  if (c.network == NetworkMode::kPrivate) {
+    helper = !o.ports.empty() && HostBinary("pasta") ? "pasta" : NetworkHelper();
+    if (helper.empty()) {
+      if (!o.ports.empty())
+        return Error(Errc::kUnsupported, "-p needs slirp4netns or pasta (Debian packages slirp4netns, passt)");
+      LogWarn("neither slirp4netns nor pasta is installed: the container uses the host network");
+      c.network = NetworkMode::kHost;
+    }
+  }
+  if (!o.ports.empty() && c.network != NetworkMode::kPrivate)
+    return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
+  c.ports = o.ports;
+  c.etc_hostname = c.hostname + "\n";
+  if (c.network == NetworkMode::kHost) {
+    auto host = ReadFile("/etc/hosts", 1 << 20);
+    c.etc_hosts = (host ? *host : std::string("127.0.0.1\tlocalhost\n")) + "127.0.1.1\t" + c.hostname + "\n";
+    auto resolv = ReadFile("/etc/resolv.conf", 1 << 20);
+    c.etc_resolv_conf = resolv ? *resolv : "";
+  } else {
+    c.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + c.hostname + "\n";
+    if (c.network == NetworkMode::kNone) {
+      c.etc_resolv_conf = "";
+    } else if (helper == "slirp4netns") {
+      c.etc_resolv_conf = "nameserver 10.0.2.3\n";
+    } else {
+      auto resolv = ReadFile("/etc/resolv.conf", 1 << 20);
+      c.etc_resolv_conf = resolv ? *resolv : "";
+    }
+  }
+
+  // Stop signal.
+  c.stop_signal = SIGTERM;
+  if (!ic.stop_signal.empty()) {
+    auto sig = ParseSignal(ic.stop_signal);
+    if (sig)
+      c.stop_signal = *sig;
+    else
+      LogWarn("image " + o.image + ": ignoring invalid StopSignal " + ic.stop_signal);
+  }
+
+  // Mounts: flags, then an anonymous volume for every image VOLUME not
+  // covered by one.
+  std::vector<MountRequest> mounts = o.mounts;
+  for (const auto& v : ic.volumes) {
+    bool covered = false;
+    for (const auto& m : mounts)
+      covered = covered || m.target == v;
+    if (!covered && !v.empty() && v[0] == '/' && v.find("/../") == std::string::npos &&
+        v.find("/..", v.size() >= 3 ? v.size() - 3 : 0) == std::string::npos) {
+      MountRequest m;
+      m.type = MountRequest::Type::kVolume;
+      m.target = v;
+      mounts.push_back(m);
+    }
+  }
+  for (auto& m : mounts) {
+    if (m.type == MountRequest::Type::kBind) {
+      char real[PATH_MAX];
+      if (!::realpath(m.source.c_str(), real))
+        return Error(Errc::kInvalidInput, "bind mount source " + m.source + ": " + std::strerror(errno));
+      m.source = real;
+    } else if (m.type == MountRequest::Type::kVolume) {
+      bool anonymous = m.source.empty();
+      if (anonymous) {
+        m.source = RandomHex(32);
+        c.anonymous_volumes.push_back(m.source);
+      }
+      KILN_ASSIGN_OR_RETURN(VolumeInfo vol, CreateVolume(paths, m.source, true));
+      if (IsEmptyDir(vol.mountpoint))
+        KILN_TRY(InitVolumeFromImage(c.lower_dirs, m.target, vol.mountpoint, cdir + "/tmp"));
+    }
+    c.mounts.push_back(m);
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------ running
+
+std::atomic<pid_t> g_init_pid{0};
+
+void ForwardToContainer(int sig) {
+  pid_t p = g_init_pid.load();
+  if (p > 0)
+    ::kill(p, sig);
+}
+
+/// Runs the container in this process, which owns it (monitor.lock) until
+/// it exits. stdio: the given fds (-1: /dev/null). Returns its status.
+Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
+                        int tty_in, int tty_out, int* ready_fd, const std::string& cgroup) {
+  std::string rdir = RunDir(paths, c.id);
+  KILN_TRY(MakeDirs(rdir, 0700));
+  auto lock = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
+  if (!lock)
+    return Error(Errc::kFailed, "container " + c.name + " is already running");
+  if (!cgroup.empty()) {
+    UniqueFd procs(::open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!procs || !WriteAll(procs.get(), std::to_string(::getpid())))
+      return Error(Errc::kUnsupported, "move into cgroup " + cgroup + ": " + std::strerror(errno));
+  }
+  // A fresh work dir: overlay refuses one left over from a crash.
+  std::string cdir = ContainerDir(paths, c.id);
+  (void)RemoveAll(cdir + "/work");
+  KILN_TRY(MakeDirs(cdir + "/upper", 0755));
+  KILN_TRY(MakeDirs(cdir + "/work", 0700));
+
+  SandboxSpec spec = SpecFromConfig(paths, c);
+  Pty pty;
+  if (tty) {
+    KILN_ASSIGN_OR_RETURN(pty, OpenPty(tty_in >= 0 ? tty_in : tty_out));
+    in = out = err = pty.slave.get();
+  }
+  spec.stdin_fd = in;
+  spec.stdout_fd = out;
+  spec.stderr_fd = err;
+  spec.tty = tty;
+  spec.on_started = [&](pid_t pid) {
+    g_init_pid = pid;
+    (void)UpdateState(paths, c.id, [&](State& s) {
+      s.status = "running";
+      s.pid = pid;
+      s.monitor_pid = ::getpid();
+      s.exit_code = 0;
+      s.started_at = NowRfc3339();
+      s.finished_at.clear();
+      s.error.clear();
+    });
+    if (*ready_fd >= 0) {
+      (void)WriteAll(*ready_fd, "R\n");
+      ::close(*ready_fd);
+      *ready_fd = -1;
+    }
+  };
+  struct sigaction sa = {};
+  sa.sa_handler = ForwardToContainer;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
+
+  Expected<SandboxResult> result = Error(Errc::kFailed, "not run");
+  if (tty) {
+    int stop[2];
+    if (::pipe2(stop, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd stop_r(stop[0]);
+    UniqueFd stop_w(stop[1]);
+    std::thread runner([&] {
+      result = RunSandbox(spec);
+      (void)!::write(stop_w.get(), "x", 1);
+    });
+    {
+      RawMode raw(tty_in >= 0 ? tty_in : -1);
+      RelayPty(pty.master.get(), tty_in, tty_out, stop_r.get());
+    }
+    runner.join();
+  } else {
+    result = RunSandbox(spec);
+  }
+  g_init_pid = 0;
+  if (!result) {
+    (void)UpdateState(paths, c.id, [&](State& s) {
+      s.status = "exited";
+      s.pid = 0;
+      s.exit_code = 125;
+      s.finished_at = NowRfc3339();
+      s.error = result.error().message();
+    });
+    if (*ready_fd >= 0) {
+      (void)WriteAll(*ready_fd, "E" + result.error().message() + "\n");
+      ::close(*ready_fd);
+      *ready_fd = -1;
+    }
+    return std::move(result).error();
+  }
+  int status = result->status();
+  (void)UpdateState(paths, c.id, [&](State& s) {
+    s.status = "exited";
+    s.pid = 0;
+    s.exit_code = status;
+    s.finished_at = NowRfc3339();
+    s.error = result->message;
+  });
+  if (!result->message.empty()) {
+    std::string line = "kiln: error: " + result->message + "\n";
+    (void)!::write(err >= 0 && !tty ? err : 2, line.data(), line.size());
+  }
+  if (*ready_fd >= 0) {  // exited before on_started? (should not happen)
+    (void)WriteAll(*ready_fd, "R\n");
+    ::close(*ready_fd);
+    *ready_fd = -1;
+  }
+  if (!cgroup.empty())
+    ::rmdir(cgroup.c_str());  // fails while processes remain: fine
+  return status;
+}
+
+/// Starts `kiln __monitor` for `id`, detached (own session, stdio on
+/// /dev/null), and waits until the container runs.
+Status SpawnMonitor(const Paths& paths, const std::string& id) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd ready_r(pipefd[0]);
+  UniqueFd ready_w(pipefd[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 2);
+  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigset_t all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0)
+    return Error::FromErrno("readlink /proc/self/exe");
+  self[n] = '\0';
+  std::vector<std::string> args = {"kiln", "__monitor", "--store", paths.store_root, "--run-root",
+                                   paths.run_root, "--ready-fd", "3", id};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, self, &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    return Error::FromErrno("start the container monitor", rc);
+  ready_w.reset();
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    ssize_t r = ::read(ready_r.get(), buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    reply.append(buf, static_cast<size_t>(r));
+    if (reply.find('\n') != std::string::npos)
+      break;
+  }
+  // The monitor is not our child for long: it runs on its own (the
+  // grandparent outside the user namespace exits with us). Reap it if it
+  // already died.
+  ::waitpid(pid, nullptr, WNOHANG);
+  if (reply.empty() || reply[0] != 'R') {
+    std::string why = reply.size() > 1 ? reply.substr(1) : "the monitor exited before the container started";
+    while (!why.empty() && why.back() == '\n')
+      why.pop_back();
+    return Error(Errc::kSandbox, why);
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::string* id_out) {
+  if (!o.name.empty() && !ValidName(o.name))
+    return Error(Errc::kInvalidInput, "invalid container name " + o.name +
+                                          ": use [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+  if (o.pull != "missing" && o.pull != "always" && o.pull != "never")
+    return Error(Errc::kInvalidInput, "invalid --pull " + o.pull + ": use missing, always or never");
+  std::string id = RandomHex(32);
+  std::string cgroup;
+  if (o.memory || o.cpus || o.pids_limit) {
+    KILN_ASSIGN_OR_RETURN(cgroup, PrepareCgroup(o, id));
+  }
+  KILN_ASSIGN_OR_RETURN(StoredImage image, GetImage(store, o));
+
+  std::string cdir = ContainerDir(paths, id);
+  Config c;
+  {
+    // Names are unique: check and claim under the containers lock.
+    KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+    if (!o.name.empty()) {
+      auto existing = ResolveContainer(paths, o.name);
+      if (existing)
+        return Error(Errc::kInvalidInput, "the container name " + o.name + " is already in use by " +
+                                              existing->substr(0, 12) + ": remove it or choose another name");
+    }
+    if (::mkdir(cdir.c_str(), 0700) != 0)
+      return Error::FromErrno("mkdir " + cdir);
+    auto made = MakeConfig(store, paths, o, image, id);
+    if (!made) {
+      (void)RemoveAll(cdir);
+      return std::move(made).error();
+    }
+    c = std::move(*made);
+    if (auto st = WriteConfig(paths, c); !st) {
+      (void)RemoveAll(cdir);
+      return std::move(st).error();
+    }
+  }
+  if (id_out)
+    *id_out = id;
+
+  if (o.detach) {
+    Status st = SpawnMonitor(paths, id);
+    if (!st) {
+      if (o.remove)
+        (void)RemoveRecords(paths, c);
+      return std::move(st).error();
+    }
+    return 0;
+  }
+  bool tty = o.tty;
+  int in = o.interactive ? 0 : -1;
+  int no_ready = -1;
+  auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup);
+  if (o.remove) {
+    auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
+    (void)RemoveRecords(paths, c);
+  }
+  return status;
+}
+
+Status StartContainer(const Paths& paths, const std::string& id) {
+  if (MonitorAlive(paths, id))
+    return Ok();  // already running
+  return SpawnMonitor(paths, id);
+}
+
+int MonitorMain(const Paths& paths, const std::string& id, int ready_fd) {
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  auto fail = [&](const Error& e) {
+    if (ready_fd >= 0)
+      (void)WriteAll(ready_fd, "E" + e.message() + "\n");
+    return 125;
+  };
+  auto c = ReadConfig(paths, id);
+  if (!c)
+    return fail(c.error());
+  std::string log_path = ContainerDir(paths, id) + "/ctr.log";
+  auto log = OpenFile(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+  if (!log)
+    return fail(log.error());
+  int log_fd = log->get();
+  Expected<int> status = Error(Errc::kFailed, "not run");
+  if (c->tty) {
+    // -d -t: the terminal's output goes to the log.
+    status = Supervise(paths, *c, -1, log_fd, log_fd, true, -1, log_fd, &ready_fd, "");
+  } else {
+    status = Supervise(paths, *c, -1, log_fd, log_fd, false, -1, -1, &ready_fd, "");
+  }
+  if (!status) {
+    std::string line = "kiln: error: " + status.error().message() + "\n";
+    (void)WriteAll(log_fd, line);
+    if (ready_fd >= 0)
+      (void)WriteAll(ready_fd, "E" + status.error().message() + "\n");
+  }
+  if (c->auto_remove) {
+    auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
+    (void)RemoveRecords(paths, *c);
+  }
+  return status ? *status : 125;
+}
+
+}  // namespace kiln::run
