@@ -59,7 +59,12 @@ Expected<int> HelperMemfd() {
     return Error::FromErrno("chmod helper memfd");
   if (::fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
     return Error::FromErrno("seal helper memfd");
-  fd = owned.release();
+  // Keep it away from the fds the helper gets (0-4): posix_spawn execs
+  // /proc/self/fd/<this> after the file actions ran.
+  int high = ::fcntl(m, F_DUPFD_CLOEXEC, 10);
+  if (high < 0)
+    return Error::FromErrno("dup helper memfd");
+  fd = high;
   return fd;
 }
 
@@ -119,8 +124,9 @@ class FileActions {
   FileActions& operator=(const FileActions&) = delete;
   posix_spawn_file_actions_t* get() { return &fa_; }
 
-  void Place(const std::vector<int>& sources) {
-    int high = 10;
+  /// `keep`: an fd that must survive in the child (e.g. the one exec'ed).
+  void Place(const std::vector<int>& sources, int keep = -1) {
+    int high = std::max(10, keep + 1);
     for (int s : sources)
       high = std::max(high, s + 1);
     for (size_t i = 0; i < sources.size(); ++i)
@@ -422,7 +428,8 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   auto or_null = [&](int fd) { return fd >= 0 ? fd : null_fd.get(); };
   FileActions fa;
   fa.Place({or_null(spec.stdin_fd), or_null(spec.stdout_fd), or_null(spec.stderr_fd), spec_r.get(),
-            status_w.get()});
+            status_w.get()},
+           memfd);
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
