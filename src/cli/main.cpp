@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       kiln::SetLogLevel(level);
   });
 
-  // AddParseCommand(app, ctx);  (enabled by the parser)
+  AddParseCommand(app, ctx);
   AddVersionCommand(app, ctx);
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
