@@ -36,6 +36,7 @@ inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
   cmd->callback([&ctx, body = std::move(body)] { ctx.exit_code = body(); });
 }
 
+void AddBuildCommand(CLI::App& app, Context& ctx);
 void AddParseCommand(CLI::App& app, Context& ctx);
 void AddVersionCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);

@@ -1,0 +1,104 @@
+// What `kiln build` hands to the build engine: every parsed flag, the
+// Containerfile (parsed and compiled once per platform), the context
+// directory and the ignore patterns. Filled by cmd_build.cpp; consumed by
+// RunBuild() (src/cli/run_build_stub.cpp until the engine replaces it).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ast.h"
+#include "cli/cli.h"
+#include "compile.h"
+#include "kiln/graph.h"
+#include "kiln/oci.h"
+
+namespace kiln::cli {
+
+/// --secret id=ID,src=FILE | id=ID,env=VAR (src= also spelled source=).
+struct BuildSecret {
+  std::string id;
+  std::string src;  // file path, "" when env is used
+  std::string env;  // environment variable name, "" when src is used
+};
+
+/// --ssh default | ID=SOCKET[,SOCKET...] ("default" alone uses $SSH_AUTH_SOCK).
+struct BuildSsh {
+  std::string id;
+  std::vector<std::string> paths;
+};
+
+/// --output type=oci|oci-archive|docker-archive|local|tar,dest=PATH
+struct BuildOutput {
+  std::string type;
+  std::string dest;
+  std::map<std::string, std::string> attrs;  // every key=value, type and dest included
+};
+
+struct BuildRequest {
+  // Inputs.
+  std::string context_dir;                    // absolute
+  std::string containerfile_path;             // as resolved; "-" for stdin
+  std::string containerfile_name;             // for messages ("Containerfile", "<stdin>")
+  std::string containerfile_text;
+  frontend::File containerfile;               // parsed
+  std::string ignore_file;                    // resolved path, "" when none
+  std::vector<std::string> ignore_patterns;   // ReadIgnoreFile() of it
+
+  // Flags (CLI.md "Build").
+  std::vector<std::string> tags;              // -t, as given
+  std::map<std::string, std::string> build_args;  // --build-arg, K alone taken from the environment
+  std::string target;                         // --target
+  std::vector<Platform> platforms;            // --platform, default {host}
+  Platform build_platform;                    // the host
+  bool no_cache = false;                      // --no-cache
+  bool layers = true;                         // --layers
+  std::string pull = "missing";               // --pull: missing|always|never|newer
+  int jobs = 0;                               // --jobs, 0 = number of CPUs
+  std::vector<std::pair<std::string, std::string>> labels;       // --label K=V
+  std::vector<std::pair<std::string, std::string>> annotations;  // --annotation K=V
+  std::vector<BuildSecret> secrets;           // --secret
+  std::vector<BuildSsh> ssh;                  // --ssh
+  std::string network = "private";            // --network: private|none|host
+  std::map<std::string, std::string> build_contexts;  // --build-context NAME=DIR|docker-image://REF
+  std::vector<BuildOutput> outputs;           // --output
+  std::string iidfile;                        // --iidfile
+  std::string format = "oci";                 // --format: oci|docker
+  std::string compression = "gzip";           // --compression: gzip|zstd
+  bool squash = false;                        // --squash
+  std::optional<int64_t> timestamp;           // --timestamp, else $SOURCE_DATE_EPOCH
+  std::vector<std::string> cache_from;        // --cache-from
+  std::string cache_to;                       // --cache-to
+  bool tls_verify = true;                     // --tls-verify
+  std::string authfile;                       // --authfile
+  bool quiet = false;                         // -q
+  std::string progress = "auto";              // --progress: auto|plain|tty|json
+  bool print_graph = false;                   // --print-graph
+
+  /// The compile options for one platform (no resolver: set resolve_base
+  /// to a store-backed one before compiling for real).
+  frontend::CompileOptions CompileOptionsFor(const Platform& platform) const {
+    frontend::CompileOptions o;
+    o.build_args = build_args;
+    o.target = target;
+    o.target_platform = platform;
+    o.build_platform = build_platform;
+    o.build_contexts = build_contexts;
+    return o;
+  }
+
+  /// graphs[i] is the graph for platforms[i], compiled by the CLI without a
+  /// base-image resolver (base ENV/WORKDIR/USER/ONBUILD unknown). The
+  /// engine recompiles with CompileOptionsFor() + its resolver.
+  std::vector<BuildGraph> graphs;
+};
+
+/// Runs the build. Returns the process exit status (CLI.md); prints errors
+/// itself via ReportError.
+int RunBuild(const BuildRequest& request, Context& ctx);
+
+}  // namespace kiln::cli

@@ -1,0 +1,418 @@
+// kiln build: parses every flag of CLI.md's "Build" section, finds the
+// Containerfile and the ignore file, parses and compiles the Containerfile
+// (once per --platform), then either prints the graph (--print-graph) or
+// hands a BuildRequest to RunBuild().
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/build_request.h"
+#include "cli/cli.h"
+#include "ignore.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+
+namespace kiln::cli {
+namespace {
+
+constexpr size_t kMaxContainerfileBytes = size_t(64) << 20;
+
+/// The raw flag values, before validation.
+struct BuildFlags {
+  std::string file;
+  std::vector<std::string> tags;
+  std::vector<std::string> build_args;
+  std::string target;
+  std::vector<std::string> platforms;
+  bool no_cache = false;
+  bool layers = true;
+  std::string pull = "missing";
+  int jobs = 0;
+  std::vector<std::string> labels;
+  std::vector<std::string> annotations;
+  std::vector<std::string> secrets;
+  std::vector<std::string> ssh;
+  std::string network = "private";
+  std::vector<std::string> build_contexts;
+  std::vector<std::string> outputs;
+  std::string iidfile;
+  std::string format = "oci";
+  std::string compression = "gzip";
+  bool squash = false;
+  std::string timestamp;
+  std::vector<std::string> cache_from;
+  std::string cache_to;
+  std::string ignorefile;
+  bool tls_verify = true;
+  std::string authfile;
+  bool quiet = false;
+  std::string progress = "auto";
+  bool print_graph = false;
+  std::string context = ".";
+};
+
+Error Usage(std::string msg) { return Error(Errc::kInvalidInput, std::move(msg)); }
+
+bool IsDir(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool IsFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string Absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/')
+    return path;
+  char buf[4096];
+  if (!::getcwd(buf, sizeof buf))
+    return path;
+  return path == "." ? std::string(buf) : JoinPath(buf, path);
+}
+
+/// "K=V" -> (K, V); `what` names the flag in the error.
+Expected<std::pair<std::string, std::string>> SplitKeyValue(const std::string& text, const std::string& what,
+                                                            bool value_required) {
+  size_t eq = text.find('=');
+  if (eq == 0 || text.empty())
+    return Usage(what + " " + text + ": missing name (want NAME=VALUE)");
+  if (eq == std::string::npos) {
+    if (value_required)
+      return Usage(what + " " + text + ": missing value (want NAME=VALUE)");
+    return std::make_pair(text, std::string());
+  }
+  return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
+}
+
+/// "a=b,c=d" -> map, for --secret and --output.
+Expected<std::map<std::string, std::string>> SplitAttrs(const std::string& text, const std::string& what) {
+  std::map<std::string, std::string> out;
+  size_t i = 0;
+  while (i <= text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos)
+      j = text.size();
+    std::string part = text.substr(i, j - i);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return Usage(what + " " + text + ": \"" + part + "\" is not key=value");
+      out[part.substr(0, eq)] = part.substr(eq + 1);
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+Status FillRequest(const BuildFlags& f, BuildRequest& r) {
+  // Context and Containerfile (CLI.md: FILE defaults to Containerfile, then
+  // Dockerfile, in CONTEXT; -f - reads stdin).
+  if (!IsDir(f.context))
+    return Usage("build context " + f.context + ": not a directory");
+  r.context_dir = Absolute(f.context);
+  if (f.file == "-") {
+    r.containerfile_path = "-";
+    r.containerfile_name = "<stdin>";
+    KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadAll(STDIN_FILENO, kMaxContainerfileBytes));
+  } else {
+    if (f.file.empty()) {
+      for (const char* name : {"Containerfile", "Dockerfile"}) {
+        std::string p = JoinPath(f.context, name);
+        if (IsFile(p)) {
+          r.containerfile_path = p;
+          break;
+        }
+      }
+      if (r.containerfile_path.empty())
+        return Usage("no Containerfile or Dockerfile in " + f.context + " (use -f FILE)");
+    } else if (IsFile(f.file)) {
+      r.containerfile_path = f.file;
+    } else if (f.file[0] != '/' && IsFile(JoinPath(f.context, f.file))) {
+      r.containerfile_path = JoinPath(f.context, f.file);
+    } else {
+      return Error(Errc::kNotFound, "containerfile " + f.file + ": no such file");
+    }
+    r.containerfile_name = r.containerfile_path;
+    if (r.containerfile_name.rfind("./", 0) == 0)
+      r.containerfile_name = r.containerfile_name.substr(2);
+    KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadFile(r.containerfile_path, kMaxContainerfileBytes));
+  }
+
+  // Ignore file: --ignorefile, else <FILE>.containerignore / <FILE>.dockerignore,
+  // else .containerignore, else .dockerignore in CONTEXT.
+  if (!f.ignorefile.empty()) {
+    if (!IsFile(f.ignorefile))
+      return Error(Errc::kNotFound, "--ignorefile " + f.ignorefile + ": no such file");
+    r.ignore_file = f.ignorefile;
+  } else {
+    std::vector<std::string> candidates;
+    if (r.containerfile_path != "-") {
+      candidates.push_back(r.containerfile_path + ".containerignore");
+      candidates.push_back(r.containerfile_path + ".dockerignore");
+    }
+    candidates.push_back(JoinPath(f.context, ".containerignore"));
+    candidates.push_back(JoinPath(f.context, ".dockerignore"));
+    for (const auto& c : candidates)
+      if (IsFile(c)) {
+        r.ignore_file = c;
+        break;
+      }
+  }
+  if (!r.ignore_file.empty()) {
+    KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(r.ignore_file));
+    r.ignore_patterns = frontend::ReadIgnoreFile(text);
+  }
+
+  r.tags = f.tags;
+  for (const std::string& a : f.build_args) {
+    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(a, "--build-arg", false));
+    if (a.find('=') == std::string::npos) {
+      // podman/docker: a bare name takes its value from the environment.
+      const char* v = std::getenv(kv.first.c_str());
+      if (!v)
+        continue;
+      kv.second = v;
+    }
+    r.build_args[kv.first] = kv.second;
+  }
+  r.target = f.target;
+
+  r.build_platform = Platform::Host();
+  for (const std::string& list : f.platforms) {
+    size_t i = 0;
+    while (i <= list.size()) {
+      size_t j = list.find(',', i);
+      if (j == std::string::npos)
+        j = list.size();
+      std::string one = list.substr(i, j - i);
+      if (!one.empty()) {
+        auto p = Platform::Parse(one);
+        if (!p)
+          return Usage("--platform " + one + ": " + p.error().message());
+        if (std::find(r.platforms.begin(), r.platforms.end(), *p) == r.platforms.end())
+          r.platforms.push_back(*p);
+      }
+      i = j + 1;
+    }
+  }
+  if (r.platforms.empty())
+    r.platforms.push_back(r.build_platform);
+
+  r.no_cache = f.no_cache;
+  r.layers = f.layers;
+  r.pull = f.pull;
+  if (f.jobs < 0)
+    return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (all CPUs) or more");
+  r.jobs = f.jobs;
+  for (const std::string& l : f.labels) {
+    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(l, "--label", false));
+    r.labels.push_back(kv);
+  }
+  for (const std::string& a : f.annotations) {
+    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(a, "--annotation", true));
+    r.annotations.push_back(kv);
+  }
+  for (const std::string& s : f.secrets) {
+    KILN_ASSIGN_OR_RETURN(auto attrs, SplitAttrs(s, "--secret"));
+    BuildSecret secret;
+    for (const auto& [k, v] : attrs) {
+      if (k == "id")
+        secret.id = v;
+      else if (k == "src" || k == "source")
+        secret.src = v;
+      else if (k == "env")
+        secret.env = v;
+      else if (k != "type")
+        return Usage("--secret " + s + ": unknown key \"" + k + "\" (want id, src or env)");
+    }
+    if (secret.id.empty())
+      secret.id = !secret.src.empty() ? BaseName(secret.src) : secret.env;
+    if (secret.id.empty())
+      return Usage("--secret " + s + ": needs id= and src= or env=");
+    if (secret.src.empty() && secret.env.empty())
+      secret.src = secret.id;  // docker: id alone reads the file or env var of that name
+    r.secrets.push_back(secret);
+  }
+  for (const std::string& s : f.ssh) {
+    BuildSsh ssh;
+    size_t eq = s.find('=');
+    ssh.id = s.substr(0, eq);
+    if (ssh.id.empty())
+      return Usage("--ssh " + s + ": missing id");
+    if (eq != std::string::npos) {
+      std::string rest = s.substr(eq + 1);
+      size_t i = 0;
+      while (i <= rest.size()) {
+        size_t j = rest.find(',', i);
+        if (j == std::string::npos)
+          j = rest.size();
+        if (j > i)
+          ssh.paths.push_back(rest.substr(i, j - i));
+        i = j + 1;
+      }
+    }
+    r.ssh.push_back(ssh);
+  }
+  r.network = f.network;
+  for (const std::string& c : f.build_contexts) {
+    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(c, "--build-context", true));
+    if (kv.second.rfind("docker-image://", 0) != 0) {
+      if (!IsDir(kv.second))
+        return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
+      kv.second = Absolute(kv.second);
+    }
+    r.build_contexts[kv.first] = kv.second;
+  }
+  for (const std::string& o : f.outputs) {
+    KILN_ASSIGN_OR_RETURN(auto attrs, SplitAttrs(o, "--output"));
+    BuildOutput out;
+    out.attrs = attrs;
+    out.type = attrs.count("type") ? attrs["type"] : "";
+    out.dest = attrs.count("dest") ? attrs["dest"] : "";
+    static const char* const kTypes[] = {"oci", "oci-archive", "docker-archive", "local", "tar"};
+    if (std::find_if(std::begin(kTypes), std::end(kTypes), [&](const char* t) { return out.type == t; }) ==
+        std::end(kTypes))
+      return Usage("--output " + o + ": type must be oci, oci-archive, docker-archive, local or tar");
+    if (out.dest.empty())
+      return Usage("--output " + o + ": needs dest=PATH");
+    r.outputs.push_back(out);
+  }
+  r.iidfile = f.iidfile;
+  r.format = f.format;
+  r.compression = f.compression;
+  r.squash = f.squash;
+  std::string ts = f.timestamp;
+  if (ts.empty())
+    if (const char* e = std::getenv("SOURCE_DATE_EPOCH"); e && *e)
+      ts = e;
+  if (!ts.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(ts.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0)
+      return Usage((f.timestamp.empty() ? "SOURCE_DATE_EPOCH=" : "--timestamp ") + ts +
+                   ": not a number of seconds since the epoch");
+    r.timestamp = v;
+  }
+  r.cache_from = f.cache_from;
+  r.cache_to = f.cache_to;
+  r.tls_verify = f.tls_verify;
+  r.authfile = f.authfile;
+  r.quiet = f.quiet;
+  r.progress = f.progress;
+  r.print_graph = f.print_graph;
+  return Ok();
+}
+
+int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
+  BuildRequest req;
+  if (auto s = FillRequest(flags, req); !s)
+    return ReportError(s.error());
+  auto parsed = frontend::ParseContainerfile(req.containerfile_text, req.containerfile_name);
+  if (!parsed)
+    return ReportError(parsed.error());
+  for (const frontend::Warning& w : parsed->warnings)
+    LogWarn(req.containerfile_name + ":" + std::to_string(w.line) + ": " + w.message);
+  req.containerfile = std::move(*parsed);
+  for (const Platform& p : req.platforms) {
+    auto graph = frontend::Compile(req.containerfile, req.CompileOptionsFor(p));
+    if (!graph)
+      return ReportError(graph.error());
+    if (&p == &req.platforms.front())
+      for (const std::string& w : graph->warnings)
+        LogWarn(w);
+    req.graphs.push_back(std::move(*graph));
+  }
+  if (req.print_graph) {
+    std::string out;
+    if (req.graphs.size() == 1) {
+      out = DumpGraph(req.graphs[0]);
+    } else {
+      nlohmann::json all = nlohmann::json::array();
+      for (const BuildGraph& g : req.graphs)
+        all.push_back(GraphToJson(g));
+      out = all.dump(2) + "\n";
+    }
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    return 0;
+  }
+  return RunBuild(req, ctx);
+}
+
+}  // namespace
+
+void AddBuildCommand(CLI::App& app, Context& ctx) {
+  auto f = std::make_shared<BuildFlags>();
+  auto* cmd = app.add_subcommand("build", "build an image from a Containerfile");
+  // Repeatable options take one value per occurrence (they must not eat CONTEXT).
+  cmd->add_option("-f,--file", f->file,
+                  "the Containerfile (default: Containerfile, then Dockerfile, in CONTEXT); - reads stdin");
+  cmd->add_option("-t,--tag", f->tags, "name for the image (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--build-arg", f->build_args,
+                  "K=V build argument; K alone takes the value from the environment (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--target", f->target, "build this stage (by name) instead of the last one");
+  cmd->add_option("--platform", f->platforms,
+                  "target platform(s) os/arch[/variant], comma-separated or repeated (default: this host)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--no-cache", f->no_cache, "rebuild every step, ignoring the cache");
+  cmd->add_flag("--layers", f->layers, "use and fill the step cache: --layers=false turns it off (default true)");
+  cmd->add_option("--pull", f->pull, "base image pull policy: missing|always|never|newer (default missing)")
+      ->check(CLI::IsMember({"missing", "always", "never", "newer"}));
+  cmd->add_option("--jobs", f->jobs, "number of stages/steps run in parallel (default: number of CPUs)");
+  cmd->add_option("--label", f->labels, "K=V label added to the image config (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--annotation", f->annotations, "K=V annotation added to the manifest (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--secret", f->secrets,
+                  "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--ssh", f->ssh,
+                  "default or ID=SOCKET: an SSH agent for RUN --mount=type=ssh (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--network", f->network, "network for RUN steps: private|none|host (default private)")
+      ->check(CLI::IsMember({"private", "none", "host"}));
+  cmd->add_option("--build-context", f->build_contexts,
+                  "NAME=DIR or NAME=docker-image://REF: an extra context for FROM/COPY --from (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--output,-o", f->outputs,
+                  "type=oci|oci-archive|docker-archive|local|tar,dest=PATH: also write the result there")
+      ->allow_extra_args(false);
+  cmd->add_option("--iidfile", f->iidfile, "write the image ID to this file");
+  cmd->add_option("--format", f->format, "image format: oci|docker (default oci)")
+      ->check(CLI::IsMember({"oci", "docker"}));
+  cmd->add_option("--compression", f->compression, "layer compression: gzip|zstd (default gzip)")
+      ->check(CLI::IsMember({"gzip", "zstd"}));
+  cmd->add_flag("--squash", f->squash, "squash the new layers into one");
+  cmd->add_option("--timestamp", f->timestamp,
+                  "seconds since the epoch for every timestamp (default $SOURCE_DATE_EPOCH): reproducible builds");
+  cmd->add_option("--cache-from", f->cache_from, "registry repository to import cache records from (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--cache-to", f->cache_to, "registry repository to export cache records to");
+  cmd->add_option("--ignorefile", f->ignorefile,
+                  "ignore file (default <FILE>.containerignore, <FILE>.dockerignore, then .containerignore, "
+                  ".dockerignore in CONTEXT)");
+  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", f->authfile, "registry credentials file (default: podman/docker auth files)");
+  cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
+  cmd->add_option("--progress", f->progress, "progress output: auto|plain|tty|json (default auto)")
+      ->check(CLI::IsMember({"auto", "plain", "tty", "json"}));
+  cmd->add_flag("--print-graph", f->print_graph,
+                "print the compiled build graph as JSON and exit without building");
+  cmd->add_option("CONTEXT", f->context, "build context directory (default .)");
+  SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,149 @@
+// `kiln build` argument handling end to end ($KILN_BIN): Containerfile and
+// ignore-file resolution, --print-graph, usage errors (exit 2), and the
+// stub that stands in for the engine.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "kiln/fs.h"
+
+namespace kiln {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout only
+};
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s)
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+RunResult RunShell(const std::string& command) {
+  RunResult r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p)
+    return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+    r.out.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class BuildCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("KILN_BIN");
+    if (!bin || !PathExists(bin))
+      GTEST_SKIP() << "KILN_BIN not set or missing";
+    bin_ = bin;
+    auto dir = TempDir::Create("kiln-build-cli-");
+    ASSERT_TRUE(dir);
+    dir_ = std::make_unique<TempDir>(std::move(*dir));
+    root_ = dir_->path() + "/store";
+  }
+  void Write(const std::string& rel, const std::string& text) {
+    ASSERT_TRUE(MakeDirs(DirName(dir_->path() + "/" + rel)));
+    ASSERT_TRUE(WriteFileAtomic(dir_->path() + "/" + rel, text));
+  }
+  /// Runs kiln with `args` in the temp dir; stderr goes to stdout when `merge`.
+  RunResult Kiln(const std::string& args, bool merge = false) {
+    return RunShell("cd " + Quote(dir_->path()) + " && " + Quote(bin_) + " --root " + Quote(root_) + " " + args +
+                    (merge ? " 2>&1" : " 2>/dev/null"));
+  }
+  std::string bin_;
+  std::unique_ptr<TempDir> dir_;
+  std::string root_;
+};
+
+TEST_F(BuildCliTest, PrintGraphUsesContainerfileThenDockerfile) {
+  Write("ctx/Dockerfile", "FROM scratch\nCOPY d /d\n");
+  auto r = Kiln("build --print-graph --platform linux/arm64 ctx");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["target_platform"], "linux/arm64");
+  EXPECT_EQ(j["stages"][0]["steps"][0]["op"]["dest"], "/d");
+  EXPECT_EQ(j["stages"][0]["steps"][0]["meta"]["location"]["file"], "ctx/Dockerfile");
+  Write("ctx/Containerfile", "FROM scratch\nCOPY c /c\n");
+  r = Kiln("build --print-graph ctx");
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["stages"][0]["steps"][0]["op"]["dest"], "/c");
+}
+
+TEST_F(BuildCliTest, PrintGraphWithBuildArgsTargetAndStdin) {
+  Write("ctx/.keep", "");
+  auto r = RunShell("cd " + Quote(dir_->path()) + " && printf 'ARG V=1\\nFROM scratch AS a\\nARG V\\nENV X=$V\\n"
+                    "FROM scratch AS b\\n' | " + Quote(bin_) + " --root " + Quote(root_) +
+                    " build -f - --target A --build-arg V=2 --print-graph ctx 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["stages"].size(), 1u);
+  EXPECT_EQ(j["stages"][0]["name"], "a");
+  EXPECT_EQ(j["stages"][0]["steps"][1]["op"]["vars"][0][1], "2");
+  EXPECT_EQ(j["stages"][0]["steps"][1]["meta"]["location"]["file"], "<stdin>");
+}
+
+TEST_F(BuildCliTest, SeveralPlatformsPrintAnArray) {
+  Write("Containerfile", "FROM scratch\n");
+  auto r = Kiln("build --print-graph --platform linux/amd64,linux/arm/v7");
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j[1]["target_platform"], "linux/arm/v7");
+}
+
+TEST_F(BuildCliTest, ErrorsExitTwoWithLocation) {
+  Write("Containerfile", "FROM scratch\nCOPY --bogus a b\n");
+  auto r = Kiln("build --print-graph", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "kiln: error: Containerfile:2: unknown flag --bogus for COPY\n");
+  r = Kiln("build --print-graph nothere", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "kiln: error: build context nothere: not a directory\n");
+  Write("empty/.keep", "");
+  r = Kiln("build --print-graph empty", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "kiln: error: no Containerfile or Dockerfile in empty (use -f FILE)\n");
+  r = Kiln("build --network bridge", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("--network"), std::string::npos);
+  r = Kiln("build --output type=zip,dest=x", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out,
+            "kiln: error: --output type=zip,dest=x: type must be oci, oci-archive, docker-archive, local or tar\n");
+}
+
+TEST_F(BuildCliTest, UnusedBuildArgIsAWarning) {
+  Write("Containerfile", "FROM scratch\n");
+  auto r = Kiln("build --print-graph --build-arg NOPE=1 2>&1 >/dev/null; true", false);
+  EXPECT_NE(r.out.find("kiln: warning: one or more build args were not consumed: NOPE"), std::string::npos)
+      << r.out;
+}
+
+TEST_F(BuildCliTest, EveryFlagParses) {
+  Write("Containerfile", "FROM scratch\n");
+  Write("secret.txt", "s");
+  Write("ign", "*.tmp\n");
+  auto r = Kiln(
+      "build -f Containerfile -t a:1 -t b --build-arg A=1 --target '' --platform linux/amd64 --no-cache "
+      "--layers=false --pull=never --jobs 2 --label a=b --annotation c=d --secret id=s,src=secret.txt "
+      "--ssh default --network none --build-context x=. --output type=local,dest=out --iidfile id.txt "
+      "--format docker --compression zstd --squash --timestamp 0 --cache-from r/c --cache-to r/c "
+      "--ignorefile ign --tls-verify=false --authfile auth.json -q --progress plain --print-graph .");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+}  // namespace
+}  // namespace kiln
