@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
       kiln::SetLogLevel(level);
   });
 
-  // AddParseCommand(app, ctx);  (enabled by the parser)
   AddBuildCommand(app, ctx);
+  AddParseCommand(app, ctx);
   AddVersionCommand(app, ctx);
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
