@@ -39,6 +39,8 @@ inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
 void AddBuildCommand(CLI::App& app, Context& ctx);
 void AddParseCommand(CLI::App& app, Context& ctx);
 void AddVersionCommand(CLI::App& app, Context& ctx);
+void AddLoginCommand(CLI::App& app, Context& ctx);
+void AddLogoutCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);
 void AddInfoCommand(CLI::App& app, Context& ctx);
 /// True for the commands that must run inside kiln's user namespace (main()

@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
   AddBuildCommand(app, ctx);
   AddParseCommand(app, ctx);
   AddVersionCommand(app, ctx);
+  AddLoginCommand(app, ctx);
+  AddLogoutCommand(app, ctx);
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
 
