@@ -471,6 +471,44 @@ void MountProcAndSys(int rootfd, bool own_netns) {
     BindHostPath(rootfd, "/sys", "/sys", true, true);
 }
 
+// Docker's masked and read-only /proc paths: files hidden behind /dev/null,
+// directories behind an empty read-only tmpfs, kernel knobs read-only.
+void MaskProc(int rootfd) {
+  int null_src = ::open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (null_src < 0)
+    DieErrno("open /dev/null");
+  constexpr uint64_t kStrict = kInRoot | RESOLVE_NO_SYMLINKS;
+  for (const char* path : {"proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+                           "proc/timer_stats", "proc/sched_debug", "proc/acpi", "proc/scsi"}) {
+    int fd = OpenAt2(rootfd, path, O_PATH | O_NOFOLLOW, kStrict);
+    if (fd < 0)
+      continue;  // absent on this kernel
+    struct stat st;
+    if (::fstat(fd, &st) != 0)
+      DieErrno(std::string("stat /") + path);
+    int rc = S_ISDIR(st.st_mode)
+                 ? ::mount("tmpfs", FdPath(fd).c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           "size=0")
+                 : ::mount(FdPath(null_src).c_str(), FdPath(fd).c_str(), nullptr, MS_BIND, nullptr);
+    if (rc != 0)
+      DieErrno(std::string("mask /") + path);
+    ::close(fd);
+  }
+  ::close(null_src);
+  for (const char* path : {"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"}) {
+    int fd = OpenAt2(rootfd, path, O_PATH | O_NOFOLLOW, kStrict);
+    if (fd < 0)
+      continue;
+    if (::mount(FdPath(fd).c_str(), FdPath(fd).c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      DieErrno(std::string("bind /") + path);
+    ::close(fd);
+    int mfd = OpenAt2(rootfd, path, O_PATH | O_NOFOLLOW, kStrict);
+    if (mfd < 0 || !MountAttrRdonly(mfd, true))
+      DieErrno(std::string("make /") + path + " read-only");
+    ::close(mfd);
+  }
+}
+
 void LoopbackUp() {
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0)
@@ -628,6 +666,7 @@ void MakeDirsAsRoot(const std::string& abs) {
     DieErrno("open new root");
   const bool own_netns = s.network != NetworkMode::kHost;
   MountProcAndSys(rootfd, own_netns);
+  MaskProc(rootfd);
   MountDev(rootfd);
   for (const auto& m : s.mounts) {
     if (m.type == SandboxMount::Type::kBind) {

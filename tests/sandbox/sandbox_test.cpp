@@ -368,6 +368,15 @@ TEST_F(SandboxTest, SymlinkedProcIsRefused) {
   EXPECT_NE(std::string::npos, res.error().message().find("ordinary directory")) << res.error().message();
 }
 
+TEST_F(SandboxTest, ProcIsMasked) {
+  if (!PathExists("/proc/timer_list"))
+    GTEST_SKIP() << "/proc/timer_list missing on this kernel";
+  // timer_list is world-readable and non-empty on the host.
+  Outcome r = Exec(Spec("wc -c < /proc/timer_list; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro"));
+  EXPECT_EQ(0, r.result.exit_code) << r.err;
+  EXPECT_EQ("0\nro\n", r.out);
+}
+
 TEST_F(SandboxTest, InvalidSpecIsRejected) {
   SandboxSpec s = Spec("true");
   s.uid = 4294967295u;
