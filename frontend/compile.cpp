@@ -171,7 +171,10 @@ class Compiler {
   Error At(int line, std::string_view msg) const {
     return Error(Errc::kInvalidInput, file_.filename + ":" + std::to_string(line) + ": " + std::string(msg));
   }
-  Error At(const Instruction& ins, std::string_view msg) const { return At(ins.start_line, msg); }
+  /// Errors in ONBUILD triggers point at the FROM line that ran them.
+  Error At(const Instruction& ins, std::string_view msg) const {
+    return At(onbuild_line_ ? onbuild_line_ : ins.start_line, msg);
+  }
   /// Adds the location to an invalid-input error from a helper.
   Error Wrap(const Instruction& ins, const Error& e) const {
     if (e.code() != Errc::kInvalidInput)
@@ -215,6 +218,8 @@ class Compiler {
   Expected<CopySource> ResolveFrom(const Instruction& ins, const std::string& what, const std::string& raw,
                                    int self);
   Status DispatchStage(StageInfo& st, Stage& out);
+  /// For a reference found only at dispatch: the stage must be built already.
+  Status CheckLateReference(StageInfo& st, const CopySource& src, const std::string& what, int line);
   Status Dispatch(StageInfo& st, ImageState& img, ArgScope& args, const Instruction& ins,
                   std::vector<Step>& steps, bool from_onbuild, int location_line);
   Status DispatchRun(StageInfo& st, ImageState& img, ArgScope& args, const Instruction& ins, const Flags& flags,
@@ -237,6 +242,7 @@ class Compiler {
   int target_ = -1;
   std::map<std::string, BaseImageInfo> resolved_;  // ref|platform -> info
   std::deque<File> trigger_files_;        // parsed ONBUILD triggers of base images
+  int onbuild_line_ = 0;                  // FROM line while dispatching ONBUILD triggers
 };
 
 // ---------------------------------------------------------------- phase 1
@@ -633,6 +639,7 @@ Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
   st.final_platform = platform;
 
   ArgScope args;
+  onbuild_line_ = st.from->start_line;
   for (const Instruction* trig : stage_triggers)
     KILN_TRY(Dispatch(st, img, args, *trig, out.steps, true, st.from->start_line));
   for (const std::string& text : image_triggers) {
@@ -645,6 +652,7 @@ Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
     KILN_TRY(Dispatch(st, img, args, trigger_files_.back().instructions[0], out.steps, true,
                       st.from->start_line));
   }
+  onbuild_line_ = 0;
   for (const Instruction* ins : st.body)
     KILN_TRY(Dispatch(st, img, args, *ins, out.steps, false, ins->start_line));
 
@@ -1044,6 +1052,18 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
     if (src.kind == CopySource::Kind::kStage)
       src.stage = stages_[src.stage].graph_index;
     m.from = src;
+  } else {
+    for (const MountField& f : *fields) {
+      if (f.key != "from")
+        continue;
+      // Only triggers of a base image get here (their references were not
+      // collected up front).
+      KILN_ASSIGN_OR_RETURN(CopySource src, ResolveFrom(ins, "RUN --mount from", f.value, st.source_index));
+      KILN_TRY(CheckLateReference(st, src, "ONBUILD RUN --mount from=" + f.value, ins.start_line));
+      if (src.kind == CopySource::Kind::kStage)
+        src.stage = stages_[src.stage].graph_index;
+      m.from = src;
+    }
   }
   if (!m.target.empty())
     m.target = ResolvePath(img.workdir, m.target);
@@ -1098,6 +1118,16 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
       break;
   }
   return m;
+}
+
+Status Compiler::CheckLateReference(StageInfo& st, const CopySource& src, const std::string& what, int line) {
+  if (src.kind != CopySource::Kind::kStage)
+    return Ok();
+  if (stages_[src.stage].graph_index < 0)
+    return At(line, what + ": stage \"" + stages_[src.stage].display +
+                        "\" is not built before this one (a base image's ONBUILD may only use earlier stages)");
+  st.edges.push_back({src.stage, line});
+  return Ok();
 }
 
 Status Compiler::DispatchRun(StageInfo& st, ImageState& img, ArgScope& args, const Instruction& ins,
@@ -1253,9 +1283,7 @@ Status Compiler::DispatchCopy(StageInfo& st, ImageState& img, const Instruction&
     } else {
       // A trigger from a base image's ONBUILD: resolved only now.
       KILN_ASSIGN_OR_RETURN(src, ResolveFrom(ins, "COPY --from", flags.Get("from"), st.source_index));
-      if (src.kind == CopySource::Kind::kStage && stages_[src.stage].graph_index < 0)
-        return At(step.location.line, "ONBUILD COPY --from=" + flags.Get("from") +
-                                          ": the stage is not built before this one");
+      KILN_TRY(CheckLateReference(st, src, "ONBUILD COPY --from=" + flags.Get("from"), step.location.line));
     }
     if (src.kind == CopySource::Kind::kStage)
       src.stage = stages_[src.stage].graph_index;

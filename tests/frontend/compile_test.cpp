@@ -485,6 +485,24 @@ TEST(CompileTest, OnbuildOfAnImageBaseIsParsedAndInserted) {
   EXPECT_EQ(Op<RunStep>(steps[1]).command, "make");
   EXPECT_EQ(steps[1].location.line, 1);
 
+  // A trigger may name a stage that is built before; it becomes a dependency.
+  r.images["docker.io/library/onb:latest"].onbuild = {"COPY --from=tools /t /t", "RUN --mount=from=tools,target=/m x"};
+  g = CompileText("FROM scratch AS tools\nFROM onb\nCOPY --from=tools /u /u\n", o);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->stages[1].deps, std::vector<int>{0});
+  EXPECT_EQ(Op<CopyStep>(g->stages[1].steps[0]).from.stage, 0);
+  EXPECT_EQ(Op<RunStep>(g->stages[1].steps[1]).mounts[0].from->stage, 0);
+  // The stage must be in the build for another reason: triggers are only
+  // known once the base is resolved, after pruning.
+  EXPECT_EQ(ErrorOf("FROM scratch AS tools\nFROM onb\n", o).find("Containerfile:2: ONBUILD COPY --from=tools: "
+                                                                 "stage \"tools\" is not built before this one"),
+            0u);
+  EXPECT_EQ(ErrorOf("FROM onb\nFROM scratch AS tools\nCOPY --from=0 / /\n", o),
+            "Containerfile:1: ONBUILD COPY --from=tools: stage \"tools\" is not built before this one (a base "
+            "image's ONBUILD may only use earlier stages)");
+  r.images["docker.io/library/onb:latest"].onbuild = {"COPY --bogus a b"};
+  EXPECT_EQ(ErrorOf("FROM scratch\nFROM onb\n", o), "Containerfile:2: ONBUILD trigger COPY: unknown flag --bogus for COPY");
+
   r.images["docker.io/library/onb:latest"].onbuild = {"FROM x"};
   EXPECT_EQ(ErrorOf("FROM onb\n", o), "Containerfile:1: FROM isn't allowed as an ONBUILD trigger");
 }
