@@ -1,6 +1,7 @@
 // Pack/unpack round trips, determinism, overlay upperdir packing, whiteout
 // conversion, and interop with gzip/zstd/GNU tar.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -437,6 +438,59 @@ TEST_F(PackUnpackTest, WhiteoutsAppliedAndConvertedMatchOverlayMount) {
   for (auto& [k, v2] : flattened.entries)
     b.insert(k);
   EXPECT_EQ(b, a);
+}
+
+// Rootless shape: a user namespace with one id mapped. Unmapped ids give a
+// clear error; whiteout conversion uses user.overlay.* xattrs.
+TEST_F(PackUnpackTest, UserNamespaceUnmappedIdsAndUserXattrWhiteouts) {
+  std::string l1 = base_ + "/ids.tar", l2 = base_ + "/wh.tar";
+  Write(l1, test::TarBuilder().File("mine", "x").File("theirs", "x", {.uid = 1000, .gid = 1000}).Finish());
+  Write(l2, test::TarBuilder().Dir("d").Whiteout("d/.wh.x").Whiteout("d/.wh..wh..opq").Finish());
+  std::string d1 = base_ + "/d1", d2 = base_ + "/d2";
+  ASSERT_TRUE(MakeDirs(d1));
+  ASSERT_TRUE(MakeDirs(d2));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    uid_t uid = ::geteuid();
+    gid_t gid = ::getegid();
+    if (::unshare(CLONE_NEWUSER) != 0)
+      ::_exit(77);
+    if (!WriteAll(UniqueFd(::open("/proc/self/uid_map", O_WRONLY)).get(), "0 " + std::to_string(uid) + " 1\n"))
+      ::_exit(78);
+    (void)WriteAll(UniqueFd(::open("/proc/self/setgroups", O_WRONLY)).get(), "deny");
+    if (!WriteAll(UniqueFd(::open("/proc/self/gid_map", O_WRONLY)).get(), "0 " + std::to_string(gid) + " 1\n"))
+      ::_exit(79);
+    auto r = UnpackFrom(l1, d1);
+    if (r)
+      ::_exit(10);
+    const std::string& m = r.error().message();
+    if (m.find("/etc/subuid") == std::string::npos || m.find("theirs") == std::string::npos ||
+        m.find("1000") == std::string::npos)
+      ::_exit(11);
+    if (r.error().code() != Errc::kSandbox)
+      ::_exit(12);
+    UnpackOptions ov;
+    ov.whiteouts = WhiteoutMode::kOverlay;
+    auto r2 = UnpackFrom(l2, d2, ov);
+    if (!r2)
+      ::_exit(13);
+    char v[2] = {};
+    if (::getxattr((d2 + "/d").c_str(), "user.overlay.opaque", v, 1) != 1 || v[0] != 'y')
+      ::_exit(14);
+    struct stat st;
+    if (::lstat((d2 + "/d/x").c_str(), &st) != 0)
+      ::_exit(15);
+    bool dev_form = S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+    bool xattr_form = S_ISREG(st.st_mode) && ::getxattr((d2 + "/d/x").c_str(), "user.overlay.whiteout", v, 1) >= 0;
+    ::_exit(dev_form || xattr_form ? 0 : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(pid, ::waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77)
+    GTEST_SKIP() << "user namespaces are not available here";
+  EXPECT_EQ(0, WEXITSTATUS(status)) << "child check failed (see exit code in the test)";
 }
 
 TEST_F(PackUnpackTest, LargeFileStreams) {
