@@ -808,6 +808,8 @@ CompileOptions GoldenOptions(const std::string& dir, FakeResolver* r) {
       o.build_args = j["build_args"].get<std::map<std::string, std::string>>();
     if (j.contains("target"))
       o.target = j["target"];
+    if (j.contains("build_contexts"))
+      o.build_contexts = j["build_contexts"].get<std::map<std::string, std::string>>();
     if (j.contains("platform"))
       o.target_platform = *Platform::Parse(j["platform"].get<std::string>());
   }
