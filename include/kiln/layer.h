@@ -92,10 +92,19 @@ struct UnpackLimits {
   size_t max_xattr_value_bytes = 64 * 1024;
 };
 
+/// Overlay whiteout representation usable in `dir` by this process.
+enum class WhiteoutFormat {
+  kCharDevice,  ///< mknod c 0 0 works
+  kXattr,       ///< only the xattr form (kernel >= 6.7) is possible
+  kNone,        ///< neither: fall back to applying whiteouts into one dir
+};
+
 /// Options of UnpackLayer().
 struct UnpackOptions {
   WhiteoutMode whiteouts = WhiteoutMode::kApply;
   OverlayXattrs overlay_xattrs = OverlayXattrs::kAuto;
+  /// kOverlay: the whiteout form to write; unset = ProbeWhiteoutFormat().
+  std::optional<WhiteoutFormat> whiteout_format;
   /// When set, the sha256 of the uncompressed stream must equal it (checked
   /// at the end: unpack into a staging directory and discard it on error).
   std::optional<Digest> expect_diff_id;
@@ -131,13 +140,6 @@ struct UnpackStats {
 /// a private staging directory and remove it on failure. The whole input is
 /// read, so trailing bytes count in both digests.
 Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const UnpackOptions& options);
-
-/// Overlay whiteout representation usable in `dir` by this process.
-enum class WhiteoutFormat {
-  kCharDevice,  ///< mknod c 0 0 works
-  kXattr,       ///< only the xattr form (kernel >= 6.7) is possible
-  kNone,        ///< neither: fall back to applying whiteouts into one dir
-};
 
 /// Probes (by trying, in a temporary entry inside `dir`) which whiteout form
 /// works here. kXattr is reported only on kernels >= 6.7.

@@ -704,7 +704,7 @@ class Extractor {
     if (probed_)
       return Ok();
     probed_ = true;
-    format_ = ProbeWhiteoutFormatFd(root_.get());
+    format_ = opt_.whiteout_format ? *opt_.whiteout_format : ProbeWhiteoutFormatFd(root_.get(), xattr_prefix_);
     if (format_ == WhiteoutFormat::kNone)
       return Error(Errc::kUnsupported,
                    "cannot create overlay whiteouts here (mknod 0/0 not permitted and no xattr whiteouts before "

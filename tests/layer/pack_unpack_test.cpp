@@ -398,46 +398,61 @@ TEST_F(PackUnpackTest, WhiteoutsAppliedAndConvertedMatchOverlayMount) {
   EXPECT_TRUE(PathExists(flat + "/var/cache/-early"));
   EXPECT_TRUE(PathExists(flat + "/var/cache/new"));
 
-  // Converted: each layer in its own dir, whiteouts in overlay form.
-  std::string l1 = base_ + "/l1", l2 = base_ + "/l2";
-  ASSERT_TRUE(MakeDirs(l1));
-  ASSERT_TRUE(MakeDirs(l2));
-  UnpackOptions ov;
-  ov.whiteouts = WhiteoutMode::kOverlay;
-  ASSERT_TRUE(UnpackFrom(lower, l1, ov));
-  st = UnpackFrom(upper, l2, ov);
-  ASSERT_TRUE(st) << st.error().message();
-  WhiteoutFormat fmt = ProbeWhiteoutFormat(l2);
-  ASSERT_NE(WhiteoutFormat::kNone, fmt);
-  struct stat s;
-  ASSERT_EQ(0, ::lstat((l2 + "/etc/remove").c_str(), &s));
-  if (fmt == WhiteoutFormat::kCharDevice) {
-    EXPECT_TRUE(S_ISCHR(s.st_mode));
-    EXPECT_EQ(makedev(0, 0), s.st_rdev);
-  }
-  bool trusted = IsRoot();
-  char v[4] = {};
-  std::string opq = std::string(trusted ? "trusted" : "user") + ".overlay.opaque";
-  ASSERT_EQ(1, ::getxattr((l2 + "/var/cache").c_str(), opq.c_str(), v, sizeof v)) << opq;
-  EXPECT_EQ('y', v[0]);
+  // Converted: each layer in its own dir, whiteouts in overlay form (the
+  // probed form, then the xattr form forced), mounted with overlayfs.
+  std::vector<std::optional<WhiteoutFormat>> forms = {std::nullopt};
+  if (IsRoot())
+    forms.push_back(WhiteoutFormat::kXattr);
+  int round = 0;
+  for (const auto& form : forms) {
+    SCOPED_TRACE(form ? "forced xattr whiteouts" : "probed whiteout form");
+    std::string l1 = base_ + "/l1-" + std::to_string(round), l2 = base_ + "/l2-" + std::to_string(round);
+    ++round;
+    ASSERT_TRUE(MakeDirs(l1));
+    ASSERT_TRUE(MakeDirs(l2));
+    UnpackOptions ov;
+    ov.whiteouts = WhiteoutMode::kOverlay;
+    ov.whiteout_format = form;
+    ASSERT_TRUE(UnpackFrom(lower, l1, ov));
+    st = UnpackFrom(upper, l2, ov);
+    ASSERT_TRUE(st) << st.error().message();
+    WhiteoutFormat fmt = form ? *form : ProbeWhiteoutFormat(l2);
+    ASSERT_NE(WhiteoutFormat::kNone, fmt);
+    bool trusted = IsRoot();
+    std::string ns = trusted ? "trusted" : "user";
+    struct stat s;
+    ASSERT_EQ(0, ::lstat((l2 + "/etc/remove").c_str(), &s));
+    char v[4] = {};
+    if (fmt == WhiteoutFormat::kCharDevice) {
+      EXPECT_TRUE(S_ISCHR(s.st_mode));
+      EXPECT_EQ(makedev(0, 0), s.st_rdev);
+    } else {
+      EXPECT_TRUE(S_ISREG(s.st_mode));
+      EXPECT_EQ(0, ::getxattr((l2 + "/etc/remove").c_str(), (ns + ".overlay.whiteout").c_str(), v, sizeof v));
+      ASSERT_EQ(1, ::getxattr((l2 + "/etc").c_str(), (ns + ".overlay.opaque").c_str(), v, sizeof v));
+      EXPECT_EQ('x', v[0]);
+    }
+    std::string opq = ns + ".overlay.opaque";
+    ASSERT_EQ(1, ::getxattr((l2 + "/var/cache").c_str(), opq.c_str(), v, sizeof v)) << opq;
+    EXPECT_EQ('y', v[0]);
 
-  if (!IsRoot())
-    return;
-  std::string mnt = base_ + "/mnt";
-  ASSERT_TRUE(MakeDirs(mnt));
-  std::string opts = "lowerdir=" + l2 + ":" + l1;
-  if (::mount("overlay", mnt.c_str(), "overlay", MS_RDONLY, opts.c_str()) != 0) {
-    GTEST_SKIP() << "cannot mount overlayfs here: " << std::strerror(errno);
+    if (!IsRoot())
+      continue;
+    std::string mnt = base_ + "/mnt";
+    ASSERT_TRUE(MakeDirs(mnt));
+    std::string opts = "lowerdir=" + l2 + ":" + l1;
+    if (::mount("overlay", mnt.c_str(), "overlay", MS_RDONLY, opts.c_str()) != 0)
+      GTEST_SKIP() << "cannot mount overlayfs here: " << std::strerror(errno);
+    TreeDesc merged = Describe(mnt, false), flattened = Describe(flat, false);
+    ::umount2(mnt.c_str(), MNT_DETACH);
+    // Compare names (directory mtimes differ by construction).
+    std::set<std::string> a, b;
+    for (auto& [k, v2] : merged.entries)
+      a.insert(k);
+    for (auto& [k, v2] : flattened.entries)
+      b.insert(k);
+    EXPECT_EQ(b, a);
   }
-  TreeDesc merged = Describe(mnt, false), flattened = Describe(flat, false);
-  ::umount2(mnt.c_str(), MNT_DETACH);
-  // Compare names and contents (directory mtimes differ by construction).
-  std::set<std::string> a, b;
-  for (auto& [k, v2] : merged.entries)
-    a.insert(k);
-  for (auto& [k, v2] : flattened.entries)
-    b.insert(k);
-  EXPECT_EQ(b, a);
 }
 
 // Rootless shape: a user namespace with one id mapped. Unmapped ids give a
