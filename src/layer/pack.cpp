@@ -284,7 +284,15 @@ class Packer {
   }
 
   Status AddRegular(int dirfd, const std::string& path, const std::string& name, struct stat& st) {
-    KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFileAt(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
+    // O_NONBLOCK: if the file was swapped for a FIFO since the stat, open
+    // must not hang; the fstat below then sees the change.
+    KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFileAt(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK));
+    struct stat now;
+    if (::fstat(fd.get(), &now) != 0)
+      return Error::FromErrno("stat " + path);
+    if (!S_ISREG(now.st_mode) || now.st_ino != st.st_ino)
+      return Error(Errc::kIo, path + " changed while being packed");
+    st.st_size = now.st_size;
     KILN_ASSIGN_OR_RETURN(auto xattrs, ReadXattrs(fd.get(), path));
     if (options_.from_overlay_upper && st.st_size == 0 && FindOverlayXattr(xattrs, "whiteout")) {
       std::string prefix = DirName(path) == "." ? "" : DirName(path) + "/";
