@@ -322,6 +322,8 @@ Status Compiler::ComputeMetaArgs() {
       if (auto it = opts_.build_args.find(w.key); it != opts_.build_args.end()) {
         value = it->second;
         consumed_.insert(w.key);
+      } else if (!w.raw_value && meta_.Declared(w.key)) {
+        value = meta_.Get(w.key);  // `ARG TARGETPLATFORM` keeps the automatic value
       }
       defs.emplace_back(w.key, value);
     }

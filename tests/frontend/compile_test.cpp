@@ -275,6 +275,17 @@ TEST(CompileTest, AutomaticPlatformArgs) {
                                 {"TARGETVARIANT", "v7"}}));
 }
 
+TEST(CompileTest, GlobalRedeclarationKeepsAutomaticValue) {
+  auto o = Defaults();
+  o.target_platform = {"linux", "arm64"};
+  auto g = CompileText("ARG TARGETARCH\nFROM scratch AS x-$TARGETARCH\nARG TARGETARCH\nENV A=$TARGETARCH\n", o);
+  ASSERT_FALSE(g);  // stage names are not expanded: x-$TARGETARCH is invalid
+  g = CompileText("ARG TARGETARCH\nFROM alpine:$TARGETARCH\nARG TARGETARCH\nENV A=$TARGETARCH\n", o);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->stages[0].base.image, "docker.io/library/alpine:arm64");
+  EXPECT_EQ(Op<EnvStep>(g->stages[0].steps[1]).vars[0].second, "arm64");
+}
+
 TEST(CompileTest, FromPlatformFlagIsExpandedAndPassedToResolver) {
   FakeResolver r;
   r.images["docker.io/library/alpine:latest"] = {};
