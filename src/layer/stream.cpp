@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -590,6 +591,102 @@ Expected<std::string_view> HashingFdSource::Read() {
     bytes_ += r;
     return std::string_view(buf_.data(), static_cast<size_t>(r));
   }
+}
+
+struct PrefetchSource::Impl {
+  static constexpr size_t kSlots = 4;
+  static constexpr size_t kSlotBytes = 1 << 20;
+
+  ByteSource* in;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> full;   // produced, in order
+  std::vector<std::string> free;  // buffers to fill
+  std::string current;            // handed to the consumer
+  bool eof = false;
+  bool stop = false;
+  std::optional<Error> error;
+  std::thread thread;
+
+  void Run() {
+    for (;;) {
+      std::string buf;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return stop || !free.empty(); });
+        if (stop)
+          return;
+        buf = std::move(free.back());
+        free.pop_back();
+      }
+      buf.clear();
+      bool end = false;
+      std::optional<Error> err;
+      // Fill up to one slot from as many chunks as fit.
+      while (buf.size() < kSlotBytes / 2) {
+        auto chunk = in->Read();
+        if (!chunk) {
+          err = std::move(chunk).error();
+          break;
+        }
+        if (chunk->empty()) {
+          end = true;
+          break;
+        }
+        buf.append(chunk->data(), chunk->size());
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (!buf.empty())
+        full.push_back(std::move(buf));
+      if (err)
+        error = std::move(err);
+      if (end)
+        eof = true;
+      cv.notify_all();
+      if (err || end)
+        return;
+    }
+  }
+};
+
+PrefetchSource::PrefetchSource(ByteSource* in) : impl_(std::make_unique<Impl>()) {
+  impl_->in = in;
+  for (size_t i = 0; i < Impl::kSlots; ++i) {
+    impl_->free.emplace_back();
+    impl_->free.back().reserve(Impl::kSlotBytes);
+  }
+  impl_->thread = std::thread([this] { impl_->Run(); });
+}
+
+PrefetchSource::~PrefetchSource() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable())
+    impl_->thread.join();
+}
+
+Expected<std::string_view> PrefetchSource::Read() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  if (!impl_->current.empty() || impl_->current.capacity() > 0) {
+    impl_->free.push_back(std::move(impl_->current));
+    impl_->current = std::string();
+    impl_->cv.notify_all();
+  }
+  impl_->cv.wait(lock, [&] { return !impl_->full.empty() || impl_->eof || impl_->error; });
+  if (!impl_->full.empty()) {
+    impl_->current = std::move(impl_->full.front());
+    impl_->full.pop_front();
+    return std::string_view(impl_->current);
+  }
+  lock.unlock();
+  if (impl_->thread.joinable())
+    impl_->thread.join();  // finished: `in` is the caller's again
+  if (impl_->error)
+    return *impl_->error;
+  return std::string_view();
 }
 
 Expected<std::unique_ptr<ByteSource>> MakeDecompressor(Compression c, ByteSource* in) {

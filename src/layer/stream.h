@@ -88,4 +88,21 @@ class Utf8LocaleScope {
 /// A decompressor reading `in` (borrowed).
 Expected<std::unique_ptr<ByteSource>> MakeDecompressor(Compression c, ByteSource* in);
 
+/// Runs `in` (borrowed) on a background thread, handing its chunks over
+/// through a small ring of buffers (4 x 1 MiB), so that decompression
+/// overlaps with whatever the consumer does. After Read() returned end of
+/// stream or an error, `in` is no longer touched by the thread.
+class PrefetchSource : public ByteSource {
+ public:
+  explicit PrefetchSource(ByteSource* in);
+  ~PrefetchSource() override;
+  PrefetchSource(const PrefetchSource&) = delete;
+  PrefetchSource& operator=(const PrefetchSource&) = delete;
+  Expected<std::string_view> Read() override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace kiln::layer::internal

@@ -784,14 +784,17 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
   if (!head)
     return context(std::move(head).error());
   stats.compression = SniffCompression(*head);
-  std::unique_ptr<ByteSource> source;
+  std::unique_ptr<ByteSource> decompressor;
+  std::unique_ptr<ByteSource> source;  // declared after: destroyed first
   if (stats.compression == Compression::kNone) {
     source = std::make_unique<RawSource>(&raw);
   } else {
     auto dec = internal::MakeDecompressor(stats.compression, &raw);
     if (!dec)
       return context(std::move(dec).error());
-    source = std::move(*dec);
+    decompressor = std::move(*dec);
+    // Decompress on a second core while this one writes files.
+    source = std::make_unique<internal::PrefetchSource>(decompressor.get());
   }
   CountingSource counted(source.get(), options.limits.max_uncompressed_bytes);
 
