@@ -39,6 +39,17 @@ inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
 void AddBuildCommand(CLI::App& app, Context& ctx);
 void AddParseCommand(CLI::App& app, Context& ctx);
 void AddVersionCommand(CLI::App& app, Context& ctx);
+void AddImagesCommand(CLI::App& app, Context& ctx);
+void AddTagCommand(CLI::App& app, Context& ctx);
+void AddRmiCommand(CLI::App& app, Context& ctx);
+void AddInspectCommand(CLI::App& app, Context& ctx);
+void AddHistoryCommand(CLI::App& app, Context& ctx);
+void AddSaveCommand(CLI::App& app, Context& ctx);
+void AddLoadCommand(CLI::App& app, Context& ctx);
+void AddImportCommand(CLI::App& app, Context& ctx);
+void AddPushCommand(CLI::App& app, Context& ctx);
+void AddPullCommand(CLI::App& app, Context& ctx);
+void AddPruneCommand(CLI::App& app, Context& ctx);
 void AddLoginCommand(CLI::App& app, Context& ctx);
 void AddLogoutCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);

@@ -66,6 +66,17 @@ int main(int argc, char** argv) {
   AddBuildCommand(app, ctx);
   AddParseCommand(app, ctx);
   AddVersionCommand(app, ctx);
+  AddImagesCommand(app, ctx);
+  AddTagCommand(app, ctx);
+  AddRmiCommand(app, ctx);
+  AddInspectCommand(app, ctx);
+  AddHistoryCommand(app, ctx);
+  AddSaveCommand(app, ctx);
+  AddLoadCommand(app, ctx);
+  AddImportCommand(app, ctx);
+  AddPushCommand(app, ctx);
+  AddPullCommand(app, ctx);
+  AddPruneCommand(app, ctx);
   AddLoginCommand(app, ctx);
   AddLogoutCommand(app, ctx);
   AddUnshareCommand(app, ctx);

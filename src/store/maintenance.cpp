@@ -280,16 +280,26 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     bool used = live_layers.count("sha256:" + n) > 0 || (!options.all && diff_ids.count(n) > 0);
     if (used)
       continue;
+    if (!options.dry_run) {
+      // Rootless: files of other mapped uids can only be removed from inside
+      // kiln's user namespace; report and go on with the rest.
+      if (auto s = RemoveAll(root_ + "/layers/" + n); !s) {
+        LogWarn("prune: cannot remove layers/" + n + ": " + s.error().message());
+        continue;
+      }
+    }
     ++report.layer_dirs_removed;
-    if (!options.dry_run)
-      KILN_TRY(RemoveAll(root_ + "/layers/" + n));
   }
   // 6. tmp/: nobody else has the store open, so everything there is stale.
   KILN_ASSIGN_OR_RETURN(auto tmp, ListDir(TmpDir()));
   for (const auto& n : tmp) {
+    if (!options.dry_run) {
+      if (auto s = RemoveAll(JoinPath(TmpDir(), n)); !s) {
+        LogWarn("prune: cannot remove tmp/" + n + ": " + s.error().message());
+        continue;
+      }
+    }
     ++report.tmp_removed;
-    if (!options.dry_run)
-      KILN_TRY(RemoveAll(JoinPath(TmpDir(), n)));
   }
   return report;
 }

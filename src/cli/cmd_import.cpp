@@ -1,0 +1,76 @@
+// kiln import [--change INSTRUCTION]... [-m MESSAGE] [--platform P] FILE|- [NAME]
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/image_util.h"
+#include "kiln/fs.h"
+#include "kiln/transport.h"
+
+namespace kiln::cli {
+
+void AddImportCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("import", "make a single-layer image from a rootfs tarball");
+  struct Flags {
+    std::vector<std::string> changes;
+    std::string message, platform, source, name;
+    bool quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("-c,--change", f->changes,
+                  "apply a Containerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, "
+                  "SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable");
+  cmd->add_option("-m,--message", f->message, "history comment of the layer");
+  cmd->add_option("--platform", f->platform, "platform recorded in the config (default: this host)");
+  cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
+  cmd->add_option("source", f->source, "tarball (plain, gzip, zstd, bzip2 or xz), or - for standard input")
+      ->required();
+  cmd->add_option("name", f->name, "name for the image (NAME means localhost/NAME:latest)");
+  SetAction(cmd, ctx, [&ctx, f] {
+    ImportOptions opts;
+    opts.changes = f->changes;
+    opts.message = f->message;
+    if (!f->platform.empty()) {
+      auto p = Platform::Parse(f->platform);
+      if (!p)
+        return ReportError(p.error());
+      opts.platform = *p;
+    }
+    std::vector<std::string> names;
+    if (!f->name.empty()) {
+      auto n = NormalizeNewName(f->name);
+      if (!n)
+        return ReportError(n.error());
+      names.push_back(*n);
+    }
+    if (f->source.find("://") != std::string::npos)
+      return ReportError(Error(Errc::kUnsupported, "import " + f->source +
+                                                       ": importing from a URL is not supported; download it "
+                                                       "first"));
+    UniqueFd owned;
+    int fd = 0;
+    if (f->source != "-") {
+      auto o = OpenFile(f->source, O_RDONLY);
+      if (!o)
+        return ReportError(std::move(o).error().WithContext("import"));
+      owned = std::move(*o);
+      fd = owned.get();
+    }
+    auto store = OpenImageStore(ctx);
+    if (!store)
+      return ReportError(store.error());
+    auto top = ImportRootfsTar(*store, fd, opts);
+    if (!top)
+      return ReportError(std::move(top).error().WithContext("import " + f->source));
+    if (auto s = store->AddImage(*top, names); !s)
+      return ReportError(s.error());
+    auto img = store->LoadImage(*top);
+    if (!img)
+      return ReportError(img.error());
+    std::printf("%s\n", img->id().hex().c_str());
+    return 0;
+  });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,71 @@
+// kiln inspect [--type image|container] [--format json|TEMPLATE] NAME...
+#include <cstdio>
+
+#include "cli/image_util.h"
+
+namespace kiln::cli {
+
+// Provided by the run module (cmd_container.cpp) when it is linked in.
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names) __attribute__((weak));
+
+namespace {
+
+int InspectCommand(Context& ctx, const std::string& type, const std::string& format,
+                   const std::vector<std::string>& names) {
+  if (type == "container") {
+    if (!InspectContainersCommand)
+      return ReportError(Error(Errc::kUnsupported, "inspect --type container: containers are not supported by "
+                                                   "this build"));
+    return InspectContainersCommand(ctx, names);
+  }
+  auto store = OpenImageStore(ctx);
+  if (!store)
+    return ReportError(store.error());
+  nlohmann::json out = nlohmann::json::array();
+  int status = 0;
+  for (const auto& n : names) {
+    auto img = store->ResolveImage(n);
+    if (!img) {
+      // podman: without --type, a name that is no image may be a container.
+      if (type.empty() && img.error().code() == Errc::kNotFound && InspectContainersCommand) {
+        std::vector<std::string> one = {n};
+        int rc = InspectContainersCommand(ctx, one);
+        if (rc == 0)
+          continue;
+      }
+      status = ReportError(img.error());
+      continue;
+    }
+    out.push_back(InspectImageJson(*img));
+  }
+  if (format.empty() || format == "json") {
+    if (!out.empty() || status == 0)
+      std::printf("%s\n", out.dump(4).c_str());
+    return status;
+  }
+  for (const auto& j : out) {
+    auto line = RenderTemplate(format, j);
+    if (!line)
+      return ReportError(line.error());
+    std::printf("%s\n", line->c_str());
+  }
+  return status;
+}
+
+}  // namespace
+
+void AddInspectCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("inspect", "show the configuration of images (or containers) as JSON");
+  struct Flags {
+    std::string type, format;
+    std::vector<std::string> names;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("-t,--type", f->type, "image or container (default: image, then container)")
+      ->check(CLI::IsMember({"image", "container"}));
+  cmd->add_option("-f,--format", f->format, "json, or a template such as {{.Id}} or {{json .Config}}");
+  cmd->add_option("names", f->names, "image names, IDs or digests")->required();
+  SetAction(cmd, ctx, [&ctx, f] { return InspectCommand(ctx, f->type, f->format, f->names); });
+}
+
+}  // namespace kiln::cli

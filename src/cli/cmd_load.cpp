@@ -1,0 +1,77 @@
+// kiln load [-i FILE] [-q]
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/image_util.h"
+#include "kiln/fs.h"
+#include "kiln/transport.h"
+
+namespace kiln::cli {
+
+void AddLoadCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("load", "load images from an oci-archive or docker-archive file");
+  struct Flags {
+    std::string input;
+    bool quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("-i,--input", f->input, "the archive to read (default: standard input)");
+  cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
+  SetAction(cmd, ctx, [&ctx, f] {
+    auto store = OpenImageStore(ctx);
+    if (!store)
+      return ReportError(store.error());
+    std::string path = f->input;
+    std::string staged;
+    if (path.empty() || path == "-") {
+      // The archive is read twice (docker-archive): stage stdin in the store.
+      auto dir = store->MakeTempDir("load-");
+      if (!dir)
+        return ReportError(dir.error());
+      staged = *dir;
+      path = JoinPath(staged, "input.tar");
+      auto out = OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (!out)
+        return ReportError(out.error());
+      char buf[1 << 16];
+      for (;;) {
+        ssize_t n = ::read(0, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n < 0)
+          return ReportError(Error::FromErrno("read standard input"));
+        if (n == 0)
+          break;
+        if (auto s = WriteAll(out->get(), buf, static_cast<size_t>(n)); !s)
+          return ReportError(s.error());
+      }
+    }
+    struct Cleanup {
+      std::string dir;
+      ~Cleanup() {
+        if (!dir.empty())
+          (void)RemoveAll(dir);
+      }
+    } cleanup{staged};
+    auto images = LoadArchive(*store, path);
+    if (!images)
+      return ReportError(std::move(images).error().WithContext("load " + (f->input.empty() ? "-" : f->input)));
+    for (const auto& p : *images) {
+      if (auto s = store->AddImage(p.top, p.names); !s)
+        return ReportError(s.error());
+      if (f->quiet)
+        continue;
+      if (p.names.empty()) {
+        auto img = store->LoadImage(p.top);
+        std::printf("Loaded image: %s\n", img ? img->id().str().c_str() : p.top.digest.str().c_str());
+      }
+      for (const auto& n : p.names)
+        std::printf("Loaded image: %s\n", n.c_str());
+    }
+    return 0;
+  });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,71 @@
+// kiln pull [--platform P] [--all-platforms] [--tls-verify=false] [--authfile FILE] [--cert-dir DIR] [-q] REFERENCE
+// REFERENCE: docker://REF (the default), oci:DIR[:TAG], oci-archive:FILE[:TAG],
+// docker-archive:FILE[:REF], dir:DIR.
+#include <cstdio>
+
+#include "cli/image_util.h"
+#include "kiln/registry.h"
+#include "kiln/transport.h"
+
+namespace kiln::cli {
+
+void AddPullCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("pull", "copy an image from a registry or a local transport into the store");
+  struct Flags {
+    std::string platform, authfile, cert_dir, reference;
+    bool all_platforms = false, tls_verify = true, quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("--platform", f->platform, "os/arch[/variant] to pull (default: this host)");
+  cmd->add_flag("--all-platforms", f->all_platforms, "pull every platform of an index");
+  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", f->authfile, "registry credentials file");
+  cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+  cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
+  cmd->add_option("reference", f->reference,
+                  "NAME[:TAG|@DIGEST] (docker://), oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+                  "docker-archive:FILE[:REF] or dir:DIR")
+      ->required();
+  SetAction(cmd, ctx, [&ctx, f] {
+    auto src = TransportRef::Parse(f->reference);
+    if (!src)
+      return ReportError(src.error());
+    TransferOptions opts;
+    if (!f->platform.empty()) {
+      auto p = Platform::Parse(f->platform);
+      if (!p)
+        return ReportError(p.error());
+      opts.platform = *p;
+    }
+    opts.all_platforms = f->all_platforms;
+    opts.tls_verify = f->tls_verify;
+    opts.authfile = f->authfile;
+    opts.cert_dir = f->cert_dir;
+    opts.quiet = f->quiet;
+    if (src->transport == "docker") {
+      // Validate before touching the network; exit 2 for a bad reference.
+      std::string text = src->location;
+      if (auto ref = ImageReference::Parse(text); !ref)
+        return ReportError(ref.error());
+      registry::RegisterDockerTransport();
+    }
+    auto store = OpenImageStore(ctx);
+    if (!store)
+      return ReportError(store.error());
+    auto pulled = PullImage(*store, *src, opts);
+    if (!pulled)
+      return ReportError(pulled.error());
+    std::vector<std::string> names = pulled->names;
+    if (src->transport == "docker" && names.empty())
+      names.push_back(ImageReference::Parse(src->location)->str());
+    if (auto s = store->AddImage(pulled->top, names); !s)
+      return ReportError(s.error());
+    auto img = store->LoadImage(pulled->top, opts.platform);
+    if (!img)
+      return ReportError(img.error());
+    std::printf("%s\n", img->id().hex().c_str());
+    return 0;
+  });
+}
+
+}  // namespace kiln::cli

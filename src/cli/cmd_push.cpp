@@ -1,0 +1,65 @@
+// kiln push [--tls-verify=false] [--authfile FILE] [--cert-dir DIR] [--compression gzip|zstd] [-q] IMAGE [DESTINATION]
+#include <cstdio>
+
+#include "cli/image_util.h"
+#include "kiln/reference.h"
+#include "kiln/registry.h"
+#include "kiln/transport.h"
+
+namespace kiln::cli {
+
+void AddPushCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("push", "copy an image from the store to a registry or a local transport");
+  struct Flags {
+    std::string authfile, cert_dir, compression, image, destination, digestfile;
+    bool tls_verify = true, quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", f->authfile, "registry credentials file");
+  cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+  cmd->add_option("--compression", f->compression, "gzip or zstd for layers that are recompressed")
+      ->check(CLI::IsMember({"gzip", "zstd"}));
+  cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
+  cmd->add_option("image", f->image, "image name, ID or digest in the store")->required();
+  cmd->add_option("destination", f->destination,
+                  "docker://REF (default: the image's name), oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+                  "docker-archive:FILE[:REF] or dir:DIR");
+  SetAction(cmd, ctx, [&ctx, f] {
+    auto store = OpenImageStore(ctx);
+    if (!store)
+      return ReportError(store.error());
+    auto img = store->ResolveImage(f->image);
+    if (!img)
+      return ReportError(img.error());
+    std::string source_name = MatchedName(*img, f->image);
+    if (source_name.empty() && !img->names.empty())
+      source_name = img->names.front();
+    std::string dest_text = f->destination;
+    if (dest_text.empty()) {
+      if (source_name.empty())
+        return ReportError(Error(Errc::kInvalidInput, "push " + f->image + ": the image has no name; give a "
+                                                      "DESTINATION"));
+      dest_text = "docker://" + source_name;
+    }
+    auto dest = TransportRef::Parse(dest_text);
+    if (!dest)
+      return ReportError(dest.error());
+    if (dest->transport == "docker") {
+      if (auto ref = ImageReference::Parse(dest->location); !ref)
+        return ReportError(ref.error());
+      registry::RegisterDockerTransport();
+    }
+    TransferOptions opts;
+    opts.tls_verify = f->tls_verify;
+    opts.authfile = f->authfile;
+    opts.cert_dir = f->cert_dir;
+    opts.compression = f->compression;
+    opts.quiet = f->quiet;
+    if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
+      return ReportError(s.error());
+    return 0;
+  });
+}
+
+}  // namespace kiln::cli

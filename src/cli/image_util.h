@@ -1,0 +1,51 @@
+// Helpers shared by the image commands (images, tag, rmi, inspect, history,
+// save, load, import, push, pull, prune).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "kiln/store.h"
+
+namespace kiln::cli {
+
+/// Opens the store at ctx.StoreRoot(); the error names the path.
+Expected<Store> OpenImageStore(const Context& ctx);
+
+/// A name kiln gives an image (tag, import, pull of a local transport):
+/// "name" -> "localhost/name:latest", "quay.io/x" -> "quay.io/x:latest".
+/// kInvalidInput for a bad reference or one with a digest.
+Expected<std::string> NormalizeNewName(std::string_view text);
+
+/// The name of `image` that `text` refers to ("busybox" ->
+/// "docker.io/library/busybox:latest" when the image has that name), or ""
+/// when `text` addressed it by ID or digest.
+std::string MatchedName(const StoredImage& image, std::string_view text);
+
+/// First 12 hex digits of a digest.
+std::string ShortId(const Digest& d);
+/// podman's sizes: "1.23 MB", "512 B" (SI units, three significant digits).
+std::string HumanSize(int64_t bytes);
+/// "3 minutes ago", "About an hour ago", "2 days ago"; "" for an empty time.
+std::string HumanAgo(const std::string& rfc3339);
+/// Sum of the blob sizes of the image (layers + config + manifest).
+int64_t ImageSize(const StoredImage& image);
+
+/// podman-like JSON description of an image (`kiln inspect`).
+nlohmann::json InspectImageJson(const StoredImage& image);
+
+/// Renders a Go-template-like format ("{{.Id}} {{.Config.Env}}", "{{json
+/// .Config}}") against `value`: each {{.A.B}} is replaced by the value at
+/// that path (strings verbatim, arrays as "[a b]", maps as "map[k:v]",
+/// others as JSON). kInvalidInput for a malformed template.
+Expected<std::string> RenderTemplate(std::string_view format, const nlohmann::json& value);
+
+/// Prints "kiln: warning: ..." style info to stderr unless quiet.
+void PrintProgress(bool quiet, const std::string& line);
+
+}  // namespace kiln::cli
