@@ -14,6 +14,7 @@ void AddExecCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("exec", "run a command in a running container");
   auto o = std::make_shared<run::ExecOptions>();
   cmd->prefix_command();
+  cmd->fallthrough(false);  // IMAGE/CONTAINER and the command are ours, not the parent's
   cmd->footer("CONTAINER COMMAND [ARG...] follow the flags. The exit status is the command's.");
   cmd->add_flag("-i,--interactive", o->interactive, "keep stdin open");
   cmd->add_flag("-t,--tty", o->tty, "allocate a pseudo-terminal");

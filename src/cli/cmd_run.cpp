@@ -99,6 +99,7 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("run", "run a command in a new container from an image");
   auto f = std::make_shared<RunFlags>();
   cmd->prefix_command();
+  cmd->fallthrough(false);  // IMAGE/CONTAINER and the command are ours, not the parent's
   cmd->positionals_at_end(false);
   cmd->footer("IMAGE [COMMAND [ARG...]] follow the flags. The exit status is the container's "
               "(126: command not executable, 127: not found). See docs/run.md.");

@@ -5,13 +5,11 @@
 set -u
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 
-# The busybox rootfs tar: the store engineer's script when present, else one
-# made here from busybox-static.
+# The busybox rootfs tar, made here from busybox-static (not
+# scripts/make-busybox-rootfs.sh: these tests need a non-root user "app" and
+# content at /var/www for the volume and httpd cases).
 make_busybox_tar() {
   local out=$1 root
-  if [ -x "$KILN_SOURCE_ROOT/scripts/make-busybox-rootfs.sh" ]; then
-    "$KILN_SOURCE_ROOT/scripts/make-busybox-rootfs.sh" "$out" >/dev/null && return 0
-  fi
   local bb
   bb=$(command -v busybox) || return 1
   root=$(mktemp -d /tmp/kiln-bbroot.XXXXXX)
