@@ -383,13 +383,16 @@ TEST_P(RegistryModeTest, KilnPushAndPullRoundTrip) {
   for (const auto& user : users) {
     SCOPED_TRACE(user.empty() ? "as root" : "as " + user);
     std::string store = JoinPath(work->path(), "store-" + (user.empty() ? "root" : user));
-    std::string authfile = JoinPath(work->path(), "auth-" + (user.empty() ? "root" : user) + ".json");
+    std::string auth_dir = JoinPath(work->path(), "auth-" + (user.empty() ? "root" : user));
+    std::string authfile = JoinPath(auth_dir, "auth.json");
     ASSERT_TRUE(MakeDirs(store));
+    ASSERT_TRUE(MakeDirs(auth_dir));
     std::vector<std::string> prefix;
     if (!user.empty()) {
       passwd* pw = ::getpwnam(user.c_str());
       ASSERT_NE(pw, nullptr);
       ASSERT_EQ(::chown(store.c_str(), pw->pw_uid, pw->pw_gid), 0);
+      ASSERT_EQ(::chown(auth_dir.c_str(), pw->pw_uid, pw->pw_gid), 0);
       prefix = {"runuser", "-u", user, "--"};
     }
     auto kiln = [&](std::vector<std::string> args, const std::string& input = "") {
