@@ -20,7 +20,8 @@ void AddImportCommand(CLI::App& app, Context& ctx) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("-c,--change", f->changes,
                   "apply a Containerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, "
-                  "SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable");
+                  "SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable")
+      ->allow_extra_args(false);
   cmd->add_option("-m,--message", f->message, "history comment of the layer");
   cmd->add_option("--platform", f->platform, "platform recorded in the config (default: this host)");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
