@@ -56,7 +56,8 @@ $K import "$WORK/rootfs.tar" localhost/bench:1 >/dev/null
 # An OCI layout of the same image for skopeo, and the image in buildah's store.
 $K push -q localhost/bench:1 "oci:$WORK/layout:1" >/dev/null
 B="buildah --root $WORK/buildah --runroot $WORK/buildah-run --storage-driver vfs"
-$B pull -q "oci:$WORK/layout:1" >/dev/null
+$K push -q localhost/bench:1 "docker://$REG/seed/bench:1" >/dev/null
+$B pull -q --tls-verify=false "docker://$REG/seed/bench:1" >/dev/null
 BID=$($B images -q | head -1)
 
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; return 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
