@@ -303,6 +303,10 @@ TEST_F(SandboxTest, UserSwitchingWithSubordinateIds) {
   // id (e.g. 100999 for a 100000:65536 subuid range).
   EXPECT_EQ(1000u, st.st_uid);
   EXPECT_EQ(1000u, st.st_gid);
+  if (std::getenv("KILN_SANDBOX_TEST_KEEP")) {  // to check the host-side owner by hand
+    std::printf("kept upper dir: %s\n", upper_.c_str());
+    (void)scratch_->release();
+  }
 }
 
 TEST_F(SandboxTest, CapabilitiesAreDockersDefault) {
