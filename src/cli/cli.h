@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -54,6 +55,15 @@ void AddLoginCommand(CLI::App& app, Context& ctx);
 void AddLogoutCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);
 void AddInfoCommand(CLI::App& app, Context& ctx);
+void AddRunCommand(CLI::App& app, Context& ctx);
+void AddPsCommand(CLI::App& app, Context& ctx);
+void AddLogsCommand(CLI::App& app, Context& ctx);
+void AddExecCommand(CLI::App& app, Context& ctx);
+void AddContainerCommands(CLI::App& app, Context& ctx);
+void AddVolumeCommand(CLI::App& app, Context& ctx);
+/// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
+/// JSON array, returns the exit status.
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names);
 /// True for the commands that must run inside kiln's user namespace (main()
 /// calls EnterUserNamespace for them before parsing).
 bool NeedsUserNamespace(int argc, char** argv);

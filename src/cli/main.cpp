@@ -81,6 +81,12 @@ int main(int argc, char** argv) {
   AddLogoutCommand(app, ctx);
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
+  AddRunCommand(app, ctx);
+  AddPsCommand(app, ctx);
+  AddLogsCommand(app, ctx);
+  AddExecCommand(app, ctx);
+  AddContainerCommands(app, ctx);
+  AddVolumeCommand(app, ctx);
 
   try {
     app.parse(argc, argv);
