@@ -12,6 +12,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
+#include "kiln/registry.h"
 #include "kiln/store.h"
 #include "kiln/transport.h"
 
@@ -57,6 +58,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   auto store = Store::Open(ctx.StoreRoot());
   if (!store)
     return ReportError(store.error());
+  registry::RegisterDockerTransport();
   const Platform platform = req.platforms.empty() ? Platform::Host() : req.platforms[0];
   bool quiet = req.quiet || req.progress == "json";
 
@@ -72,6 +74,13 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
       }
     }
     auto image = store->ResolveImage(ref, p);
+    // A short name (FROM busybox) that the store has as localhost/busybox is
+    // used as is (CLI.md), before any pull of docker.io/library/busybox.
+    if (!image && ref.rfind("docker.io/library/", 0) == 0) {
+      auto local = store->ResolveImage("localhost/" + ref.substr(18), p);
+      if (local)
+        image = std::move(local);
+    }
     if (!image && image.error().code() == Errc::kNotFound && req.pull != "never" && req.pull != "always") {
       KILN_TRY(PullInto(*store, ref, p, req, quiet));
       image = store->ResolveImage(ref, p);
