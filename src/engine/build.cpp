@@ -456,7 +456,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   if (net == NetworkMode::kPrivate && NetworkHelper().empty()) {
     static std::once_flag warned;
     std::call_once(warned, [] {
-      LogWarn("neither slirp4netns nor pasta is installed: RUN steps use the host network");
+      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): RUN steps use the host network");
     });
     net = NetworkMode::kHost;
   }

@@ -38,7 +38,10 @@ cfg() {
 import json, sys
 c = json.load(open(sys.argv[1]))
 for k in sys.argv[2].split("."):
-    c = c.get(k) if isinstance(c, dict) else None
+    if isinstance(c, list) and k.isdigit():
+        c = c[int(k)] if int(k) < len(c) else None
+    else:
+        c = c.get(k) if isinstance(c, dict) else None
 want = json.loads(sys.argv[3])
 if c != want:
     print(f"    config {sys.argv[2]} = {json.dumps(c)}, want {json.dumps(want)}", file=sys.stderr)
