@@ -362,7 +362,7 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     if (helper.empty()) {
       if (!o.ports.empty())
         return Error(Errc::kUnsupported, "-p needs slirp4netns or pasta (Debian packages slirp4netns, passt)");
-      LogWarn("neither slirp4netns nor pasta is installed: the container uses the host network");
+      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): the container uses the host network");
       c.network = NetworkMode::kHost;
     }
   }
