@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -491,7 +492,17 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       continue;
     }
     if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
-      std::string src = JoinPath(opts_.context_dir, m.source);
+      // The source must stay inside the context, symlinks and ".." included
+      // (SECURITY.md I2).
+      char* ctx_real = ::realpath(opts_.context_dir.c_str(), nullptr);
+      char* src_real = ::realpath(JoinPath(opts_.context_dir, m.source).c_str(), nullptr);
+      std::string ctx = ctx_real ? ctx_real : "", src = src_real ? src_real : "";
+      std::free(ctx_real);
+      std::free(src_real);
+      if (src.empty())
+        return Error(Errc::kNotFound, Where(step) + ": RUN --mount source \"" + m.source + "\": not found in the build context");
+      if (src != ctx && src.rfind(ctx + "/", 0) != 0)
+        return Error(Errc::kInvalidInput, Where(step) + ": RUN --mount source \"" + m.source + "\" is outside the build context");
       spec.mounts.push_back({SandboxMount::Type::kBind, src, m.target, m.read_only, ""});
       continue;
     }
