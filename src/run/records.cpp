@@ -304,8 +304,8 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
     spec.etc_resolv_conf = c.etc_resolv_conf;
   spec.network = c.network;
   spec.tty = c.tty;
-  for (const auto& p : c.ports)
-    spec.port_forwards.push_back({p.host_ip, p.host_port, p.container_port, p.udp});
+  // -p is not the sandbox's business: the container's owner forwards the
+  // ports itself (portfwd.h).
   return spec;
 }
 

@@ -26,6 +26,7 @@
 #include "kiln/store.h"
 #include "kiln/transport.h"
 #include "run/internal.h"
+#include "run/portfwd.h"
 
 extern char** environ;
 
@@ -252,13 +253,6 @@ bool IsEmptyDir(const std::string& dir) {
   return empty;
 }
 
-bool HostBinary(const char* name) {
-  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"})
-    if (::access((std::string(dir) + "/" + name).c_str(), X_OK) == 0)
-      return true;
-  return false;
-}
-
 /// Everything from the image and the flags, resolved into a Config (volumes
 /// created, nothing started).
 Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& o, const StoredImage& image,
@@ -354,20 +348,23 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   for (const auto& e : o.env)
     KILN_TRY(AddUserEnv(c.env, e, ""));
 
-  // Network.
+  // Network. -p is always served by the built-in forwarder (portfwd.h); a
+  // helper, when one is usable, gives the container outbound access.
   c.network = o.network;
+  if (!o.ports.empty() && c.network != NetworkMode::kPrivate)
+    return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
   std::string helper;
   if (c.network == NetworkMode::kPrivate) {
-    helper = !o.ports.empty() && HostBinary("pasta") ? "pasta" : NetworkHelper();
-    if (helper.empty()) {
-      if (!o.ports.empty())
-        return Error(Errc::kUnsupported, "-p needs slirp4netns or pasta (Debian packages slirp4netns, passt)");
+    helper = NetworkHelper();
+    if (helper.empty() && !o.ports.empty()) {
+      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): the container has "
+              "no outbound network, but its published ports work");
+      c.network = NetworkMode::kNone;
+    } else if (helper.empty()) {
       LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): the container uses the host network");
       c.network = NetworkMode::kHost;
     }
   }
-  if (!o.ports.empty() && c.network != NetworkMode::kPrivate)
-    return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
   c.ports = o.ports;
   c.etc_hostname = c.hostname + "\n";
   if (c.network == NetworkMode::kHost) {
@@ -445,8 +442,11 @@ void ForwardToContainer(int sig) {
 
 /// Runs the container in this process, which owns it (monitor.lock) until
 /// it exits. stdio: the given fds (-1: /dev/null). Returns its status.
+/// `fwd`: the host sockets of -p when the caller bound them already (else
+/// they are bound here, before the container starts).
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
-                        int tty_in, int tty_out, int* ready_fd, const std::string& cgroup) {
+                        int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
+                        std::unique_ptr<PortForwarder> fwd = nullptr) {
   std::string rdir = RunDir(paths, c.id);
   KILN_TRY(MakeDirs(rdir, 0700));
   auto lock = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
@@ -456,6 +456,9 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     UniqueFd procs(::open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     if (!procs || !WriteAll(procs.get(), std::to_string(::getpid())))
       return Error(Errc::kUnsupported, "move into cgroup " + cgroup + ": " + std::strerror(errno));
+  }
+  if (!fwd && !c.ports.empty()) {
+    KILN_ASSIGN_OR_RETURN(fwd, PortForwarder::Bind(c.ports));
   }
   // A fresh work dir: overlay refuses one left over from a crash.
   std::string cdir = ContainerDir(paths, c.id);
@@ -473,7 +476,15 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
   spec.stdout_fd = out;
   spec.stderr_fd = err;
   spec.tty = tty;
+  std::string fwd_error;
   spec.on_started = [&](pid_t pid) {
+    if (fwd) {
+      if (Status st = fwd->Start(pid); !st) {
+        fwd_error = st.error().message();
+        ::kill(pid, SIGKILL);
+        return;
+      }
+    }
     g_init_pid = pid;
     (void)UpdateState(paths, c.id, [&](State& s) {
       s.status = "running";
@@ -517,6 +528,10 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     result = RunSandbox(spec);
   }
   g_init_pid = 0;
+  if (fwd)
+    fwd->Stop();  // the host ports are free before the state says exited
+  if (!fwd_error.empty())
+    result = Error(Errc::kSandbox, fwd_error);
   if (!result) {
     (void)UpdateState(paths, c.id, [&](State& s) {
       s.status = "exited";
@@ -635,6 +650,12 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     KILN_ASSIGN_OR_RETURN(cgroup, PrepareCgroup(o, id));
   }
   KILN_ASSIGN_OR_RETURN(StoredImage image, GetImage(store, o));
+  // -p: the host sockets first, so that a busy port fails before anything
+  // exists. A detached container's monitor binds them again itself.
+  std::unique_ptr<PortForwarder> fwd;
+  if (!o.ports.empty() && o.network == NetworkMode::kPrivate) {
+    KILN_ASSIGN_OR_RETURN(fwd, PortForwarder::Bind(o.ports));
+  }
 
   std::string cdir = ContainerDir(paths, id);
   Config c;
@@ -664,6 +685,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     *id_out = id;
 
   if (o.detach) {
+    fwd.reset();
     Status st = SpawnMonitor(paths, id);
     if (!st) {
       if (o.remove)
@@ -675,7 +697,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   bool tty = o.tty;
   int in = o.interactive ? 0 : -1;
   int no_ready = -1;
-  auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup);
+  auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup, std::move(fwd));
   if (o.remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
     (void)RemoveRecords(paths, c);
