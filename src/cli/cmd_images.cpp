@@ -27,6 +27,35 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
   std::set<std::string> ids_printed;
   for (const auto& e : *entries) {
     auto img = store->LoadImage(e.descriptor);
+    bool is_list = IsIndexMediaType(e.descriptor.media_type);
+    if (!img && is_list) {
+      // A manifest list without this host's platform: describe it by the
+      // first platform it holds; an empty list by itself.
+      auto idx = store->ReadIndex(e.descriptor.digest);
+      if (idx)
+        for (const Descriptor& d : idx->manifests)
+          if (store->HasBlob(d.digest)) {
+            img = store->LoadImage(e.descriptor, d.platform);
+            break;
+          }
+      if (!img && idx && idx->manifests.empty()) {
+        std::string id = no_trunc ? e.descriptor.digest.str() : ShortId(e.descriptor.digest);
+        if (quiet) {
+          if (ids_printed.insert(id).second)
+            std::printf("%s\n", id.c_str());
+          continue;
+        }
+        array.push_back({{"Id", e.descriptor.digest.hex()}, {"Names", e.names}, {"RepoTags", e.names},
+                         {"Digest", e.descriptor.digest.str()}, {"Size", e.descriptor.size},
+                         {"IsManifestList", true}, {"Dangling", e.names.empty()}});
+        for (const auto& n : e.names) {
+          auto ref = ImageReference::Parse(n);
+          rows.push_back({ref ? ref->Name() : n, ref && !ref->tag.empty() ? ref->tag : "<none>", id, "",
+                          HumanSize(e.descriptor.size)});
+        }
+        continue;
+      }
+    }
     if (!img) {
       std::fprintf(stderr, "kiln: warning: image %s: %s\n", e.descriptor.digest.str().c_str(),
                    img.error().message().c_str());
@@ -54,7 +83,8 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
                         {"Digest", e.descriptor.digest.str()},
                         {"Created", created},
                         {"CreatedAt", img->config.created},
-                        {"Dangling", e.names.empty()}};
+                        {"Dangling", e.names.empty()},
+                        {"IsManifestList", is_list}};
     for (const auto& n : e.names)
       if (auto ref = ImageReference::Parse(n))
         j["RepoDigests"].push_back(ref->Name() + "@" + e.descriptor.digest.str());

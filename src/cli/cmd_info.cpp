@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/emulation.h"
 #include "kiln/fs.h"
 #include "kiln/sandbox.h"
 
@@ -43,6 +44,19 @@ std::string CgroupVersion() {
   return "v1";
 }
 
+/// The platforms RUN steps can execute on here (natively or emulated).
+nlohmann::json PlatformsJson() {
+  nlohmann::json out = nlohmann::json::array();
+  for (const RunnablePlatform& r : RunnablePlatforms()) {
+    nlohmann::json j = {{"platform", r.platform.str()}, {"native", !r.handler}};
+    if (r.handler)
+      j["emulator"] = {{"binfmt_misc", r.handler->name}, {"interpreter", r.handler->interpreter},
+                       {"flags", r.handler->flags}};
+    out.push_back(j);
+  }
+  return out;
+}
+
 nlohmann::json Collect(const Context& ctx) {
   struct utsname u;
   ::uname(&u);
@@ -64,6 +78,7 @@ nlohmann::json Collect(const Context& ctx) {
         {"in_user_namespace", InKilnUserNamespace()},
         {"uid_map", MappingsJson(false)},
         {"gid_map", MappingsJson(true)}}},
+      {"platforms", PlatformsJson()},
       {"sandbox",
        {{"snapshotter", RootfsDriverName(driver)},
         {"network_helper", net.empty() ? "none" : net},
@@ -81,7 +96,7 @@ void PrintMappings(const char* name, const nlohmann::json& maps) {
 }  // namespace
 
 void AddInfoCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter and network helper");
+  auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter, network helper and the platforms this machine can run");
   auto format = std::make_shared<std::string>();
   cmd->add_option("--format", *format, "output format: json")->check(CLI::IsMember({"json"}));
   SetAction(cmd, ctx, [&ctx, format] {
@@ -101,6 +116,14 @@ void AddInfoCommand(CLI::App& app, Context& ctx) {
     std::printf("sandbox:\n  snapshotter: %s\n  network_helper: %s\n  helper: %s\n",
                 s["snapshotter"].get<std::string>().c_str(), s["network_helper"].get<std::string>().c_str(),
                 s["helper"].get<std::string>().c_str());
+    std::printf("platforms:\n");
+    for (const auto& p : info["platforms"]) {
+      if (p["native"].get<bool>())
+        std::printf("  - %s (native)\n", p["platform"].get<std::string>().c_str());
+      else
+        std::printf("  - %s (emulated: %s)\n", p["platform"].get<std::string>().c_str(),
+                    p["emulator"]["interpreter"].get<std::string>().c_str());
+    }
     std::printf("store:\n  root: %s\n  run_root: %s\n", info["store"]["root"].get<std::string>().c_str(),
                 info["store"]["run_root"].get<std::string>().c_str());
     return 0;

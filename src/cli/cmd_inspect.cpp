@@ -36,7 +36,20 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
       status = ReportError(img.error());
       continue;
     }
-    out.push_back(InspectImageJson(*img));
+    nlohmann::json j = InspectImageJson(*img);
+    if (IsIndexMediaType(img->top.media_type)) {
+      // A multi-platform image: the host's (or first) image as above, plus
+      // the index itself.
+      if (auto idx = store->ReadIndex(img->top.digest)) {
+        j["MediaType"] = img->top.media_type;
+        j["IsManifestList"] = true;
+        nlohmann::json ms = nlohmann::json::array();
+        for (const Descriptor& d : idx->manifests)
+          ms.push_back(nlohmann::json::parse(ToJson(d), nullptr, false));
+        j["Manifests"] = ms;
+      }
+    }
+    out.push_back(j);
   }
   if (format.empty() || format == "json") {
     if (!out.empty() || status == 0)

@@ -9,6 +9,7 @@
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::cli {
 
@@ -30,7 +31,40 @@ struct RunFlags {
   std::string memory;
   double cpus = -1;
   int64_t pids_limit = -1;
+  std::string platform;  // --platform: which manifest of an index (multiplatform.md)
 };
+
+/// --platform: resolves (pulling it for that platform when missing) the
+/// image's manifest for the platform and runs that one, by digest.
+int SelectPlatform(Store& store, const std::string& text, run::RunOptions& o) {
+  auto p = Platform::Parse(text);
+  if (!p)
+    return ReportError(Error(Errc::kInvalidInput, "--platform " + text + ": " + p.error().message()));
+  auto img = o.pull == "always" ? Expected<StoredImage>(Error(Errc::kNotFound, "")) : store.ResolveImage(o.image, *p);
+  if (!img && img.error().code() == Errc::kNotFound && o.pull != "never") {
+    auto src = TransportRef::Parse(o.image);
+    if (!src)
+      return ReportError(src.error());
+    TransferOptions t;
+    t.platform = *p;
+    auto pulled = PullImage(store, *src, t);
+    if (!pulled)
+      return ReportError(std::move(pulled).error().WithContext("pull " + o.image));
+    std::vector<std::string> names = pulled->names;
+    if (auto s = store.AddImage(pulled->top, names); !s)
+      return ReportError(s.error());
+    img = store.LoadImage(pulled->top, *p);
+  }
+  if (!img)
+    return ReportError(img.error());
+  if (!p->Matches(img->config.platform()))
+    return ReportError(Error(Errc::kNotFound, o.image + ": no image for " + p->str() + " (it is " +
+                                                  img->config.platform().str() + ")"));
+  if (img->manifest_descriptor.digest != img->top.digest)
+    o.image = img->manifest_descriptor.digest.str();
+  o.pull = "never";
+  return 0;
+}
 
 int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   std::vector<std::string> rest = cmd->remaining();
@@ -84,6 +118,9 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   auto store = Store::Open(ctx.StoreRoot());
   if (!store)
     return ReportError(store.error());
+  if (!f.platform.empty())
+    if (int rc = SelectPlatform(*store, f.platform, o); rc != 0)
+      return rc;
   std::string id;
   auto status = run::Run(*store, RunPaths(ctx), o, &id);
   if (!status)
@@ -131,6 +168,8 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
   cmd->add_option("--pull", f->o.pull, "pull the image: missing (default), always or never")
       ->check(CLI::IsMember({"missing", "always", "never"}));
+  cmd->add_option("--platform", f->platform,
+                  "os/arch[/variant]: run that platform's image of a multi-platform image (default: this host)");
   cmd->add_option("-m,--memory", f->memory, "memory limit (e.g. 512m), needs a delegated cgroup v2");
   cmd->add_option("--cpus", f->cpus, "CPU limit (e.g. 1.5), needs a delegated cgroup v2");
   cmd->add_option("--pids-limit", f->pids_limit, "process limit, needs a delegated cgroup v2");

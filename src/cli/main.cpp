@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   AddImportCommand(app, ctx);
   AddPushCommand(app, ctx);
   AddPullCommand(app, ctx);
+  AddManifestCommand(app, ctx);
   AddPruneCommand(app, ctx);
   AddLoginCommand(app, ctx);
   AddLogoutCommand(app, ctx);
