@@ -14,7 +14,6 @@
 
 #include "cli/build_request.h"
 #include "cli/emulation.h"
-#include "cli/remote_cache.h"
 #include "engine/build.h"
 #include "engine/export.h"
 #include "ignore.h"
@@ -49,34 +48,6 @@ Status PullInto(Store& store, const std::string& reference, const Platform& plat
       names.push_back(ref->str());
   }
   return store.AddImage(pulled->top, names);
-}
-
-// ------------------------------------------------------------ remote cache
-
-TransferOptions RemoteCacheOptions(const BuildRequest& req, bool quiet) {
-  TransferOptions to;
-  to.tls_verify = req.tls_verify;
-  to.authfile = req.authfile;
-  to.quiet = true;  // blob-by-blob lines would drown the build's own output
-  (void)quiet;
-  return to;
-}
-
-/// --cache-from REF...: records imported before the build; a REF the
-/// registry does not have yet (the first build of a pipeline) is a warning.
-Status ImportRemoteCaches(Store& store, const BuildRequest& req, bool quiet) {
-  for (const std::string& ref : req.cache_from) {
-    auto n = ImportCache(store, ref, RemoteCacheOptions(req, quiet));
-    if (!n) {
-      if (n.error().code() != Errc::kNotFound)
-        return std::move(n).error();
-      LogWarn(n.error().message() + " (no cache imported)");
-      continue;
-    }
-    if (!quiet)
-      LogInfo("imported " + std::to_string(*n) + " cache records from " + ref);
-  }
-  return Ok();
 }
 
 engine::ProgressMode ProgressModeFor(const BuildRequest& req) {
@@ -360,8 +331,6 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   registry::RegisterDockerTransport();
   const Platform platform = req.platforms.empty() ? Platform::Host() : req.platforms[0];
   bool quiet = req.quiet || req.progress == "json";
-  if (auto s = ImportRemoteCaches(*store, req, quiet); !s)
-    return ReportError(s.error());
 
   // Base images: the store first; pulled when missing (--pull=missing), every
   // time (always) or never.
@@ -450,13 +419,6 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
                                          : NetworkMode::kPrivate;
   opts.jobs = req.jobs > 0 ? static_cast<size_t>(req.jobs) : 0;
   opts.use_cache = !req.no_cache && req.layers;
-  opts.write_cache = req.layers;
-  opts.no_cache_filter = req.no_cache_filter;
-  opts.explain_cache = req.explain_cache;
-  opts.containerfile = req.containerfile_path;
-  opts.secret_cache_key = req.secret_cache_key;
-  if (auto s = ResolveBuildSecrets(req, &opts.secrets, &opts.ssh); !s)
-    return ReportError(s.error());
   for (const auto& [k, v] : req.labels)
     opts.labels[k] = v;
   for (const auto& [k, v] : req.annotations)
@@ -481,9 +443,6 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
     return ReportError(image.error());
   if (auto s = WriteOutputs(*store, *image, req, opts.tags, false); !s)
     return ReportError(s.error());
-  if (!req.cache_to.empty())
-    if (auto s = ExportCache(*store, progress.StepKeys(), req.cache_to, RemoteCacheOptions(req, quiet)); !s)
-      return ReportError(s.error());
   return Finish(req, result->image_id.str());
 }
 
