@@ -283,6 +283,10 @@ struct PullOptions {
   ClientOptions client;
   /// One line per event ("Copying blob sha256:0123456789ab done"); may be empty.
   std::function<void(const std::string&)> progress;
+  /// Unpack each layer into the store's layer directories while it downloads
+  /// (only meaningful inside kiln's user namespace, where builds and runs
+  /// create their layer directories; the docker:// transport sets it there).
+  bool unpack_layers = false;
 };
 
 struct PushOptions {

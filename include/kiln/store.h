@@ -11,6 +11,7 @@
 //   <root>/blobs/sha256/<hex>     every manifest, index, config and layer
 //   <root>/layers/<hex>/          unpacked layers (by diff_id, or a caller's key)
 //   <root>/cache/<key>.json       build-cache records (opaque JSON)
+//   <root>/state/<name>           other private module state (stat caches, keys)
 //   <root>/containers/            owned by the run module (opaque)
 //   <root>/tmp/                   private staging files and directories
 //   <root>/lock, <root>/gc.lock   flock(2) files
@@ -196,6 +197,11 @@ class Store {
   /// hex>/ with overlay-style whiteouts (usable as an overlay lowerdir),
   /// verifying both digests.
   Expected<std::string> UnpackedLayer(const Descriptor& layer, const Digest& diff_id);
+  /// As UnpackedLayer(), but reads the layer's bytes from `in_fd` (a stream:
+  /// the pull pipeline feeds it while the blob downloads) instead of the
+  /// stored blob. Both digests are verified over the bytes read; nothing is
+  /// published on a mismatch or a short stream.
+  Expected<std::string> UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id);
 
   // ------------------------------------------------------------ cache records
 
@@ -206,6 +212,19 @@ class Store {
   /// kNotFound when absent.
   Expected<std::string> GetCacheRecord(std::string_view key) const;
   Status DeleteCacheRecord(std::string_view key) const;
+
+  // ------------------------------------------------------------ state files
+
+  /// <root>/state/<name>: private files of kiln modules that are neither
+  /// blobs nor cache records (the build's context stat caches, the key for
+  /// secret-aware cache keys). Names as cache keys. Written atomically
+  /// (temp file in tmp/, fsync, rename) with `mode`. Prune keeps them.
+  Status PutStateFile(std::string_view name, std::string_view data, uint32_t mode = 0644) const;
+  /// Like PutStateFile, but never replaces an existing file (link(2)):
+  /// kFailed "exists" when another process created it first.
+  Status CreateStateFile(std::string_view name, std::string_view data, uint32_t mode = 0600) const;
+  /// kNotFound when absent.
+  Expected<std::string> GetStateFile(std::string_view name, size_t max_bytes = size_t(256) << 20) const;
 
   // ------------------------------------------------------------ directories
 

@@ -44,6 +44,10 @@ struct TransferOptions {
   std::string cert_dir;
   std::string compression;           ///< push: "gzip" | "zstd" | "" (keep)
   bool quiet = false;
+  /// pull (docker://): unpack layers while they download when running inside
+  /// kiln's user namespace; false for blobs that are not meant to be run
+  /// (the remote build cache).
+  bool unpack_layers = true;
   /// Progress lines ("Copying blob sha256:..."); may be empty.
   std::function<void(const std::string&)> progress;
 };

@@ -17,9 +17,12 @@ namespace kiln::cli {
 
 bool NeedsUserNamespace(int argc, char** argv) {
   // The commands that unpack layers, mount rootfs or run sandboxes.
+  // `pull` unpacks layers while it downloads (registry/transfer.cpp), and
+  // `prune`/`rmi` remove layer directories owned by subordinate ids.
   // Not `exec`: it joins the container's own user namespace with setns,
   // which works only from the parent namespace (src/run/exec.cpp).
-  static const std::set<std::string> kCommands = {"build", "run", "create", "start", "rm", "volume",
+  static const std::set<std::string> kCommands = {"build", "run", "create", "start", "rm", "volume", "pull",
+                                                  "prune", "rmi",
                                                   "container", "__monitor", "unshare", "info", "mount",
                                                   "__sandbox-test"};
   for (int i = 1; i < argc; ++i) {

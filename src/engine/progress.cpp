@@ -41,7 +41,16 @@ void Progress::Start(const StepLabel& s) {
     Json(s, "start", "", -1, "", "");
 }
 
+std::vector<std::string> Progress::StepKeys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return keys_;
+}
+
 void Progress::Cached(const StepLabel& s, const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    keys_.push_back(key);
+  }
   if (mode_ == ProgressMode::kPlain)
     Emit(Prefix(s) + "CACHED");
   else if (mode_ == ProgressMode::kJson)
@@ -49,6 +58,10 @@ void Progress::Cached(const StepLabel& s, const std::string& key) {
 }
 
 void Progress::Done(const StepLabel& s, const std::string& key, double seconds) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    keys_.push_back(key);
+  }
   if (mode_ == ProgressMode::kPlain) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.2fs", seconds);
@@ -70,6 +83,30 @@ void Progress::Output(const StepLabel& s, const std::string& line) {
     Emit(Prefix(s) + "| " + line);
   else if (mode_ == ProgressMode::kJson)
     Json(s, "output", "", -1, "output", line);
+}
+
+void Progress::Explain(const StepLabel& s, bool hit, const std::vector<std::string>& reasons) {
+  if (mode_ == ProgressMode::kJson) {
+    nlohmann::json j;
+    j["stage"] = s.stage;
+    j["step"] = s.step;
+    j["total"] = s.total;
+    j["instruction"] = s.text;
+    j["status"] = "explain";
+    j["cache"] = hit ? "hit" : "miss";
+    j["reasons"] = reasons;
+    Emit(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return;
+  }
+  // Plain lines on stderr, also with -q: the user asked for them.
+  if (hit) {
+    Emit(Prefix(s) + "cache hit: " + s.text);
+    return;
+  }
+  std::string text = Prefix(s) + "cache miss: " + s.text;
+  for (const auto& r : reasons)
+    text += "\n" + Prefix(s) + "  because " + r;
+  Emit(text);
 }
 
 void Progress::Message(const std::string& text) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace kiln::engine {
 
@@ -30,9 +31,17 @@ class Progress {
   void Failed(const StepLabel& s, const std::string& message);
   /// One line of a RUN step's output (without the newline).
   void Output(const StepLabel& s, const std::string& line);
+  /// --explain-cache: whether the step hit the cache and, on a miss, why
+  /// (one reason per line). Plain text on stderr ("[stage 2/5] cache miss:
+  /// file a.txt changed: content"), or a json event with status "explain",
+  /// "cache": "hit"|"miss" and "reasons".
+  void Explain(const StepLabel& s, bool hit, const std::vector<std::string>& reasons);
   /// A free-form message ("writing image sha256:...").
   void Message(const std::string& text);
   ProgressMode mode() const { return mode_; }
+  /// The cache key ("sha256:...") of every step reported Cached() or Done()
+  /// so far, in report order: what `--cache-to` exports.
+  std::vector<std::string> StepKeys();
 
  private:
   void Emit(const std::string& line);
@@ -43,6 +52,7 @@ class Progress {
   ProgressMode mode_;
   int fd_;
   std::mutex mu_;
+  std::vector<std::string> keys_;  // guarded by mu_
 };
 
 }  // namespace kiln::engine

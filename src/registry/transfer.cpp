@@ -1,17 +1,26 @@
 // Image-level pull and push between a Store and a registry, and the
 // "docker" transport that plugs them into kiln pull/push/FROM.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <optional>
 #include <cstdio>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/unique_fd.h"
 #include "kiln/registry.h"
+#include "kiln/sandbox.h"
 
 namespace kiln::registry {
 
@@ -73,11 +82,89 @@ void Say(const std::function<void(const std::string&)>& progress, const std::str
     progress(line);
 }
 
+// Unpacks a layer while it downloads (buildah pulls and unpacks too; doing
+// both at once makes pull+unpack cost about max(download, unpack) instead of
+// their sum). A pump thread tails the blob writer's temp file through its own
+// open file description and feeds the bytes over a socketpair to
+// Store::UnpackedLayerFromStream, which verifies the compressed digest and
+// the diff_id over exactly what it read and publishes nothing otherwise. If
+// the download restarts or fails, the unpack fails harmlessly and the layer
+// is unpacked from the stored blob on first use instead.
+class StreamingUnpack {
+ public:
+  StreamingUnpack(Store& store, const Descriptor& layer, const Digest& diff_id, int writer_fd) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      return;
+    UniqueFd reader(sv[0]);
+    UniqueFd feeder(sv[1]);
+    UniqueFd tail(::open(("/proc/self/fd/" + std::to_string(writer_fd)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!tail.valid())
+      return;
+    int64_t size = layer.size;
+    pump_ = std::thread([this, tail = std::move(tail), feeder = std::move(feeder), size]() mutable {
+      std::vector<char> buf(1 << 20);
+      int64_t off = 0;
+      while (off < size) {
+        ssize_t n = ::pread(tail.get(), buf.data(), std::min<int64_t>(buf.size(), size - off), off);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n < 0)
+          break;
+        if (n == 0) {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (finished_)
+            break;
+          cv_.wait_for(lock, std::chrono::milliseconds(2));
+          continue;
+        }
+        ssize_t done = 0;
+        while (done < n) {
+          ssize_t w = ::send(feeder.get(), buf.data() + done, static_cast<size_t>(n - done), MSG_NOSIGNAL);
+          if (w < 0 && errno == EINTR)
+            continue;
+          if (w <= 0)
+            return;  // the unpacker stopped reading (it failed): nothing more to do
+          done += w;
+        }
+        off += n;
+      }
+    });
+    unpack_ = std::thread([this, &store, layer, diff_id, reader = std::move(reader)] {
+      auto dir = store.UnpackedLayerFromStream(reader.get(), layer, diff_id);
+      if (!dir)
+        LogDebug("streaming unpack of " + layer.digest.str() + " failed (unpacked on first use instead): " +
+                 dir.error().message());
+    });
+  }
+  ~StreamingUnpack() { Finish(); }
+  /// The download ended (well or not): the pump drains what is there and stops.
+  void Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_ = true;
+    }
+    cv_.notify_all();
+    if (pump_.joinable())
+      pump_.join();
+    if (unpack_.joinable())
+      unpack_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  std::thread pump_;
+  std::thread unpack_;
+};
+
 // Downloads one blob into the store unless it is there already. The bytes go
 // to a BlobWriter's private temp file; Commit() re-hashes it and publishes it
-// only when digest and size match (SECURITY.md I4, I10).
+// only when digest and size match (SECURITY.md I4, I10). With `diff_id`, the
+// layer is unpacked while it downloads (StreamingUnpack).
 Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
-                const Descriptor& d, const PullOptions& options) {
+                const Descriptor& d, const PullOptions& options, const std::optional<Digest>& diff_id = {}) {
   if (d.size < 0)
     return Error(Errc::kCorrupt, "blob " + d.digest.str() + ": negative size");
   if (store.HasBlob(d.digest)) {
@@ -86,7 +173,13 @@ Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
   }
   Say(options.progress, "Copying blob " + Short(d.digest) + " (" + HumanSize(d.size) + ")");
   KILN_ASSIGN_OR_RETURN(BlobWriter writer, store.NewBlobWriter(d.digest, d.size));
-  KILN_TRY(client.FetchBlob(repo, d.digest, d.size, writer.fd()));
+  std::optional<StreamingUnpack> unpack;
+  if (diff_id && !PathExists(store.LayerDir(*diff_id)))
+    unpack.emplace(store, d, *diff_id, writer.fd());
+  Status fetched = client.FetchBlob(repo, d.digest, d.size, writer.fd());
+  if (unpack)
+    unpack->Finish();
+  KILN_TRY(std::move(fetched));
   auto committed = writer.Commit(d.media_type);
   if (!committed)
     return std::move(committed).error().WithContext("blob " + d.digest.str());
@@ -94,21 +187,17 @@ Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
   return Ok();
 }
 
-// Pulls one image manifest (already fetched and stored) and its blobs.
+// Pulls one image manifest (already fetched and stored) and its blobs: the
+// config first (its diff_ids let the layers unpack while they download, when
+// options.unpack_layers), then the layers in parallel.
 Status PullImageBlobs(Store& store, RegistryClient& client, const std::string& repo,
                       const Manifest& m, const PullOptions& options) {
   if (!IsConfigMediaType(m.config.media_type) && m.config.media_type != kMediaTypeOciEmpty)
     LogDebug("config media type " + m.config.media_type);
-  std::vector<Descriptor> blobs;
-  blobs.push_back(m.config);
-  std::set<Digest> seen{m.config.digest};
-  for (const auto& l : m.layers)
-    if (seen.insert(l.digest).second)
-      blobs.push_back(l);
-  KILN_TRY(RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) {
-    return PullBlob(store, client, repo, blobs[i], options);
-  }));
-  // The config must parse; the store checks diff_ids when it unpacks.
+  KILN_TRY(PullBlob(store, client, repo, m.config, options));
+  std::vector<Digest> diff_ids;
+  // The config must parse and match the layers; the store checks each
+  // diff_id again when it unpacks.
   if (IsConfigMediaType(m.config.media_type)) {
     auto cfg = store.ReadConfig(m.config.digest);
     if (!cfg)
@@ -117,8 +206,22 @@ Status PullImageBlobs(Store& store, RegistryClient& client, const std::string& r
       return Error(Errc::kCorrupt, "config " + m.config.digest.str() + " lists " +
                                        std::to_string(cfg->diff_ids.size()) +
                                        " diff_ids for " + std::to_string(m.layers.size()) + " layers");
+    diff_ids = cfg->diff_ids;
   }
-  return Ok();
+  std::vector<Descriptor> blobs;
+  std::vector<std::optional<Digest>> unpack_as;
+  std::set<Digest> seen{m.config.digest};
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    if (!seen.insert(m.layers[i].digest).second)
+      continue;
+    blobs.push_back(m.layers[i]);
+    bool tar = m.layers[i].media_type.find("tar") != std::string::npos;
+    unpack_as.push_back(options.unpack_layers && tar && i < diff_ids.size() ? std::optional<Digest>(diff_ids[i])
+                                                                            : std::nullopt);
+  }
+  return RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) {
+    return PullBlob(store, client, repo, blobs[i], options, unpack_as[i]);
+  });
 }
 
 // Fetches a manifest by digest for a descriptor, checks its size and media
@@ -344,6 +447,9 @@ void RegisterDockerTransport() {
     po.all_platforms = options.all_platforms;
     po.client = ClientOptionsFrom(options);
     po.progress = ProgressFor(options);
+    // Inside kiln's user namespace (pull, build, run) the layer directories
+    // made here are the ones builds and containers use: unpack while pulling.
+    po.unpack_layers = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;
     return PullFromRegistry(store, ref, po);
   };
   RegisterTransport("docker", std::move(push), std::move(pull));

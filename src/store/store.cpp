@@ -813,19 +813,26 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
 }
 
 Expected<std::string> Store::UnpackedLayer(const Descriptor& layer, const Digest& diff_id) {
+  if (PathExists(LayerDir(diff_id)))
+    return LayerDir(diff_id);
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenBlob(layer.digest));
+  return UnpackedLayerFromStream(fd.get(), layer, diff_id);
+}
+
+Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id) {
 #ifdef KILN_STORE_HAVE_LAYER
   return GetOrCreateLayerDir(diff_id, [&](const std::string& dir) -> Status {
-    KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenBlob(layer.digest));
     layer::UnpackOptions opts;
     opts.whiteouts = layer::WhiteoutMode::kOverlay;
     opts.expect_diff_id = diff_id;
     opts.expect_digest = layer.digest;
-    auto stats = layer::UnpackLayer(fd.get(), dir, opts);
+    auto stats = layer::UnpackLayer(in_fd, dir, opts);
     if (!stats)
       return std::move(stats).error().WithContext("unpack layer " + layer.digest.str());
     return Ok();
   });
 #else
+  (void)in_fd;
   (void)layer;
   (void)diff_id;
   // TODO(integrator): build src/layer before src/store so that layer_dep
@@ -858,6 +865,35 @@ Status Store::DeleteCacheRecord(std::string_view key) const {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
     return Error::FromErrno("remove " + path);
   return Ok();
+}
+
+// ------------------------------------------------------------ state files
+
+Status Store::PutStateFile(std::string_view name, std::string_view data, uint32_t mode) const {
+  if (!ValidCacheKey(name))
+    return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
+  KILN_TRY(MakeDirs(root_ + "/state"));
+  return AtomicWrite(TmpDir(), root_ + "/state/" + std::string(name), data, "state file", static_cast<mode_t>(mode));
+}
+
+Status Store::CreateStateFile(std::string_view name, std::string_view data, uint32_t mode) const {
+  if (!ValidCacheKey(name))
+    return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
+  KILN_TRY(MakeDirs(root_ + "/state"));
+  KILN_ASSIGN_OR_RETURN(std::string dir, MakeTempDir("state-"));
+  std::string tmp = dir + "/f";
+  Status s = AtomicWrite(dir, tmp, data, "state file", static_cast<mode_t>(mode));
+  std::string path = root_ + "/state/" + std::string(name);
+  if (s && ::link(tmp.c_str(), path.c_str()) != 0)
+    s = errno == EEXIST ? Status(Error(Errc::kFailed, path + ": exists")) : Status(Error::FromErrno("link " + path));
+  (void)RemoveAll(dir);
+  return s;
+}
+
+Expected<std::string> Store::GetStateFile(std::string_view name, size_t max_bytes) const {
+  if (!ValidCacheKey(name))
+    return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
+  return ReadFile(root_ + "/state/" + std::string(name), max_bytes);
 }
 
 // ------------------------------------------------------------ directories
