@@ -74,8 +74,11 @@ struct State {
 };
 /// A missing file is State{} ("created").
 State ReadState(const Paths& paths, const std::string& id);
-/// Replaces state.json atomically, under the container's state lock.
-Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change);
+/// Replaces state.json atomically, under the container's state lock; a
+/// final state is also copied next to the record (unless !persist: a --rm
+/// container's record is removed right after).
+Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change,
+                   bool persist = true);
 
 /// The effective state: "running" with a dead monitor reads "exited" (-1).
 State EffectiveState(const Paths& paths, const std::string& id);

@@ -210,21 +210,55 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   return c;
 }
 
+namespace {
+
+/// Replaces `path` atomically (temporary file + rename) without fsync: for
+/// records that need not survive a power loss (run-time state, the record of
+/// a --rm container). Readers never see a partial file.
+Status ReplaceFileVolatile(const std::string& path, std::string_view data, mode_t mode) {
+  std::string dir = DirName(path);
+  std::string tmpl = JoinPath(dir, "." + BaseName(path) + ".tmp-XXXXXX");
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int raw = ::mkostemp(name.data(), O_CLOEXEC);
+  if (raw < 0)
+    return Error::FromErrno("create temporary file in " + dir);
+  UniqueFd fd(raw);
+  std::string tmp(name.data());
+  Status st = WriteAll(fd.get(), data);
+  if (st && ::fchmod(fd.get(), mode) != 0)
+    st = Error::FromErrno("chmod " + tmp);
+  fd.reset();
+  if (st && ::rename(tmp.c_str(), path.c_str()) != 0)
+    st = Error::FromErrno("rename " + tmp + " to " + path);
+  if (!st)
+    ::unlink(tmp.c_str());
+  return st;
+}
+
+}  // namespace
+
 Status WriteConfig(const Paths& paths, const Config& c) {
-  return WriteFileAtomic(ContainerDir(paths, c.id) + "/config.json", ConfigToJson(c), 0600);
+  std::string path = ContainerDir(paths, c.id) + "/config.json";
+  // A --rm container's record goes away with it: no fsync on the hot path.
+  if (c.auto_remove)
+    return ReplaceFileVolatile(path, ConfigToJson(c), 0600);
+  return WriteFileAtomic(path, ConfigToJson(c), 0600);
 }
 
 State ReadState(const Paths& paths, const std::string& id) {
   State s;
   auto text = ReadFile(RunDir(paths, id) + "/state.json", 1 << 20);
-  if (!text) {
+  json j = text ? json::parse(*text, nullptr, false) : json();
+  if (!text || j.is_discarded() || !j.is_object()) {
     // No run-time state (never started, or the run-time directory was
-    // cleared by a reboot): the copy kept with the record, if any.
+    // cleared by a reboot or left empty by a power loss): the copy kept with
+    // the record, if any.
     text = ReadFile(ContainerDir(paths, id) + "/state.json", 1 << 20);
     if (!text)
       return s;
+    j = json::parse(*text, nullptr, false);
   }
-  json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return s;
   s.status = Get<std::string>(j, "status", "created");
@@ -237,7 +271,8 @@ State ReadState(const Paths& paths, const std::string& id) {
   return s;
 }
 
-Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change) {
+Status UpdateState(const Paths& paths, const std::string& id, const std::function<void(State&)>& change,
+                   bool persist) {
   std::string dir = RunDir(paths, id);
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(dir + "/lock", LOCK_EX));
   State s = ReadState(paths, id);
@@ -247,9 +282,11 @@ Status UpdateState(const Paths& paths, const std::string& id, const std::functio
             {"started_at", s.started_at}, {"finished_at", s.finished_at},
             {"error", s.error}};
   std::string text = j.dump() + "\n";
-  KILN_TRY(WriteFileAtomic(dir + "/state.json", text, 0600));
-  // A copy with the record survives a reboot (the run-time dir does not).
-  if (PathExists(ContainerDir(paths, id)) && s.status != "running")
+  // The run-time directory does not outlive a reboot: no fsync there.
+  KILN_TRY(ReplaceFileVolatile(dir + "/state.json", text, 0600));
+  // A copy with the record survives a reboot (not for --rm records, removed
+  // right after).
+  if (persist && PathExists(ContainerDir(paths, id)) && s.status != "running")
     (void)WriteFileAtomic(ContainerDir(paths, id) + "/state.json", text, 0600);
   return Ok();
 }

@@ -539,7 +539,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       s.exit_code = 125;
       s.finished_at = NowRfc3339();
       s.error = result.error().message();
-    });
+    }, !c.auto_remove);
     if (*ready_fd >= 0) {
       (void)WriteAll(*ready_fd, "E" + result.error().message() + "\n");
       ::close(*ready_fd);
@@ -554,7 +554,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     s.exit_code = status;
     s.finished_at = NowRfc3339();
     s.error = result->message;
-  });
+  }, !c.auto_remove);
   if (!result->message.empty()) {
     std::string line = "kiln: error: " + result->message + "\n";
     (void)!::write(err >= 0 && !tty ? err : 2, line.data(), line.size());
