@@ -57,6 +57,9 @@ struct BuildRequest {
   Platform build_platform;                    // the host
   bool no_cache = false;                      // --no-cache
   bool layers = true;                         // --layers
+  std::vector<std::string> no_cache_filter;   // --no-cache-filter STAGE (name or 0-based index)
+  bool explain_cache = false;                 // --explain-cache
+  bool secret_cache_key = false;              // --secret-cache-key
   std::string pull = "missing";               // --pull: missing|always|never|newer
   int jobs = 0;                               // --jobs, 0 = number of CPUs
   std::vector<std::pair<std::string, std::string>> labels;       // --label K=V
@@ -96,6 +99,13 @@ struct BuildRequest {
   /// engine recompiles with CompileOptionsFor() + its resolver.
   std::vector<BuildGraph> graphs;
 };
+
+/// Reads the values of --secret (file or environment variable) into
+/// `secrets` (id -> value) and resolves --ssh agent sockets into `ssh`
+/// (id -> absolute socket path; "default" alone is $SSH_AUTH_SOCK).
+/// kInvalidInput naming the flag when a file, variable or socket is missing.
+Status ResolveBuildSecrets(const BuildRequest& request, std::map<std::string, std::string>* secrets,
+                           std::map<std::string, std::string>* ssh);
 
 /// Runs the build. Returns the process exit status (CLI.md); prints errors
 /// itself via ReportError.

@@ -34,6 +34,9 @@ struct BuildFlags {
   std::vector<std::string> platforms;
   bool no_cache = false;
   bool layers = true;
+  std::vector<std::string> no_cache_filter;
+  bool explain_cache = false;
+  bool secret_cache_key = false;
   std::string pull = "missing";
   int jobs = 0;
   std::vector<std::string> labels;
@@ -210,6 +213,19 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
 
   r.no_cache = f.no_cache;
   r.layers = f.layers;
+  for (const std::string& list : f.no_cache_filter) {
+    size_t i = 0;
+    while (i <= list.size()) {
+      size_t j = list.find(',', i);
+      if (j == std::string::npos)
+        j = list.size();
+      if (j > i)
+        r.no_cache_filter.push_back(list.substr(i, j - i));
+      i = j + 1;
+    }
+  }
+  r.explain_cache = f.explain_cache;
+  r.secret_cache_key = f.secret_cache_key;
   r.pull = f.pull;
   if (f.jobs < 0)
     return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (all CPUs) or more");
@@ -314,6 +330,53 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   return Ok();
 }
 
+}  // namespace
+
+Status ResolveBuildSecrets(const BuildRequest& r, std::map<std::string, std::string>* secrets,
+                           std::map<std::string, std::string>* ssh) {
+  constexpr size_t kMaxSecretBytes = size_t(1) << 20;
+  for (const BuildSecret& s : r.secrets) {
+    std::string what = "--secret id=" + s.id;
+    if (!s.env.empty()) {
+      const char* v = std::getenv(s.env.c_str());
+      if (!v)
+        return Usage(what + ": environment variable " + s.env + " is not set");
+      (*secrets)[s.id] = v;
+      continue;
+    }
+    // id alone (src defaulted to the id): a file of that name, else the
+    // environment variable (docker buildx).
+    if (s.src == s.id && !IsFile(s.src)) {
+      if (const char* v = std::getenv(s.id.c_str())) {
+        (*secrets)[s.id] = v;
+        continue;
+      }
+    }
+    auto data = ReadFile(s.src, kMaxSecretBytes);
+    if (!data)
+      return Usage(what + ": " + data.error().message());
+    (*secrets)[s.id] = std::move(*data);
+  }
+  for (const BuildSsh& s : r.ssh) {
+    std::string path;
+    if (s.paths.empty()) {
+      const char* sock = std::getenv("SSH_AUTH_SOCK");
+      if (!sock || !*sock)
+        return Usage("--ssh " + s.id + ": SSH_AUTH_SOCK is not set (give --ssh " + s.id + "=SOCKET)");
+      path = sock;
+    } else {
+      path = s.paths[0];  // an agent socket; key files are not supported
+    }
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+      return Usage("--ssh " + s.id + ": " + path + " is not an SSH agent socket");
+    (*ssh)[s.id] = Absolute(path);
+  }
+  return Ok();
+}
+
+namespace {
+
 int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
   BuildRequest req;
   if (auto s = FillRequest(flags, req); !s)
@@ -367,8 +430,20 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--platform", f->platforms,
                   "target platform(s) os/arch[/variant], comma-separated or repeated (default: this host)")
       ->allow_extra_args(false);
-  cmd->add_flag("--no-cache", f->no_cache, "rebuild every step, ignoring the cache");
-  cmd->add_flag("--layers", f->layers, "use and fill the step cache: --layers=false turns it off (default true)");
+  cmd->add_flag("--no-cache", f->no_cache,
+                "rebuild every step without looking at the cache (the cache is still written for the next build)");
+  cmd->add_flag("--layers", f->layers,
+                "use and fill the step cache: --layers=false neither looks it up nor writes it (default true)");
+  cmd->add_option("--no-cache-filter", f->no_cache_filter,
+                  "STAGE (name or 0-based index, comma-separated or repeated): rerun that stage's steps; other "
+                  "stages may still hit the cache")
+      ->allow_extra_args(false);
+  cmd->add_flag("--explain-cache", f->explain_cache,
+                "for every step say whether it hit the cache and, on a miss, which input changed since the last "
+                "build of that stage (stderr; json events with --progress json)");
+  cmd->add_flag("--secret-cache-key", f->secret_cache_key,
+                "mix a keyed hash (HMAC-SHA256, per-store key) of each secret a RUN uses into its cache key, so "
+                "that a changed secret reruns the step");
   cmd->add_option("--pull", f->pull, "base image pull policy: missing|always|never|newer (default missing)")
       ->check(CLI::IsMember({"missing", "always", "never", "newer"}));
   cmd->add_option("--jobs", f->jobs, "number of stages/steps run in parallel (default: number of CPUs)");

@@ -2,10 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <set>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -15,6 +18,8 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "engine/copy.h"
 #include "engine/plan.h"
@@ -43,6 +48,13 @@ struct StageState {
   std::vector<LayerRef> layers;
   Digest key;  // cache key after the last step
   bool done = false;
+  // --explain-cache and the per-stage record of the last build's inputs.
+  std::string base_desc;                       // "image sha256:...", "scratch linux/amd64", "stage NAME"
+  bool use_cache = true;                       // false: --no-cache, --layers=false or --no-cache-filter
+  nlohmann::json record_steps = nlohmann::json::array();
+  nlohmann::json prev_record;                  // null when no earlier build is recorded
+  std::string prev_record_text;
+  std::string first_change;                    // the earliest change found in this stage
 };
 
 std::string Rfc3339(int64_t t) {
@@ -81,7 +93,13 @@ class Builder {
   /// Packs `upper` into a layer (or nothing when it is empty), records it in
   /// `st` and the cache under `key`.
   Status CommitUpper(const std::string& upper, const Step& step, StageState& st, const Digest& key);
-  Expected<std::vector<std::string>> InputsFor(const Step& step, StageState& st);
+  Expected<std::vector<std::string>> InputsFor(const Step& step, StageState& st, nlohmann::json* info);
+  StatCache* StatCacheFor(const std::string& root);
+  void SaveStatCaches();
+  Expected<std::string> SecretKey();
+  std::string StageRecordKey(const Stage& stage) const;
+  std::vector<std::string> Explain(const Stage& stage, size_t index, StageState& st, const nlohmann::json& cur);
+  std::vector<std::string> ExplainFiles(const std::string& old_input, const std::string& new_input);
   Expected<CopyRequest> MakeCopyRequest(const CopyStep& copy, const std::string& src_root, bool from_context);
   Expected<std::string> SourceRootFor(const CopySource& from, std::vector<Mount>* mounts,
                                       const std::string& scratch);
@@ -99,7 +117,67 @@ class Builder {
   std::string empty_dir_;
   std::vector<std::string> temp_dirs_;
   std::mutex temp_mu_;
+  std::mutex stat_mu_;
+  std::map<std::string, std::unique_ptr<StatCache>> stat_caches_;  // by source root
+  int64_t start_ns_ = 0;  // CLOCK_REALTIME_COARSE at the start (the stat caches' stamp)
+  std::mutex secret_mu_;
+  std::string secret_key_;
 };
+
+/// The name of a state file or cache record derived from `what`.
+std::string HexName(const std::string& prefix, const std::string& what) {
+  return prefix + Digest::Of(what).hex();
+}
+
+StatCache* Builder::StatCacheFor(const std::string& root) {
+  if (!opts_.stat_cache)
+    return nullptr;
+  std::lock_guard<std::mutex> lock(stat_mu_);
+  auto& slot = stat_caches_[root];
+  if (!slot) {
+    slot = std::make_unique<StatCache>(start_ns_);
+    if (auto text = store_.GetStateFile(HexName("statcache-", root)))
+      slot->Load(*text);
+  }
+  return slot.get();
+}
+
+void Builder::SaveStatCaches() {
+  std::lock_guard<std::mutex> lock(stat_mu_);
+  for (const auto& [root, cache] : stat_caches_) {
+    if (!cache->dirty())
+      continue;
+    if (auto s = store_.PutStateFile(HexName("statcache-", root), cache->Serialize()); !s)
+      LogWarn("stat cache for " + root + ": " + s.error().message());
+  }
+}
+
+Expected<std::string> Builder::SecretKey() {
+  std::lock_guard<std::mutex> lock(secret_mu_);
+  if (!secret_key_.empty())
+    return secret_key_;
+  auto key = store_.GetStateFile("secret-hmac-key", 4096);
+  if (!key && key.error().code() == Errc::kNotFound) {
+    unsigned char buf[32];
+    if (::getrandom(buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf))
+      return Error::FromErrno("getrandom");
+    auto made = store_.CreateStateFile("secret-hmac-key", std::string(reinterpret_cast<char*>(buf), sizeof buf), 0600);
+    if (!made && made.error().code() != Errc::kFailed)
+      return std::move(made).error();
+    key = store_.GetStateFile("secret-hmac-key", 4096);
+  }
+  if (!key)
+    return std::move(key).error().WithContext("the store's secret key");
+  if (key->size() < 16)
+    return Error(Errc::kCorrupt, store_.root() + "/state/secret-hmac-key: too short");
+  secret_key_ = *key;
+  return secret_key_;
+}
+
+std::string Builder::StageRecordKey(const Stage& stage) const {
+  return HexName("stage-", opts_.context_dir + "\n" + opts_.containerfile + "\n" + StageLabelName(stage) + "\n" +
+                               stage.platform.str());
+}
 
 std::string Builder::Now() const {
   if (opts_.timestamp)
@@ -139,12 +217,14 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
     case StageBase::Kind::kScratch:
       st.config.set_platform(stage.platform);
       st.key = Digest::Of("kiln-base scratch " + stage.platform.str());
+      st.base_desc = "scratch";
       return Ok();
     case StageBase::Kind::kStage: {
       const StageState& parent = states_[static_cast<size_t>(stage.base.stage)];
       st.config = parent.config;
       st.layers = parent.layers;
       st.key = parent.key;
+      st.base_desc = "the result of stage " + StageLabelName(graph_.stages[static_cast<size_t>(stage.base.stage)]);
       return Ok();
     }
     case StageBase::Kind::kContext:
@@ -170,6 +250,7 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
   for (size_t i = 0; i < image->manifest.layers.size(); ++i)
     st.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
   st.key = Digest::Of("kiln-base image " + image->manifest_descriptor.digest.str());
+  st.base_desc = "image " + stage.base.written + " (" + image->manifest_descriptor.digest.str() + ")";
   return Ok();
 }
 
@@ -231,19 +312,54 @@ Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector
   return target;
 }
 
-Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageState& st) {
+Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageState& st, nlohmann::json* info) {
   (void)st;
   std::vector<std::string> inputs;
+  if (step.kind == StepKind::kRun) {
+    const auto& run = std::get<RunStep>(step.op);
+    for (const auto& m : run.mounts) {
+      if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
+        // What the step can read through a bind mount of the context.
+        CopyRequest req;
+        req.src_root = opts_.context_dir;
+        req.ignore = opts_.ignore;
+        req.sources = {m.source.empty() ? "/" : m.source};
+        req.what = "RUN --mount";
+        auto d = HashCopySources(req, StatCacheFor(opts_.context_dir));
+        if (!d)
+          return std::move(d).error().WithContext(Where(step));
+        inputs.push_back("bind " + m.target + " " + d->str());
+      } else if (m.type == MountType::kSecret && opts_.secret_cache_key) {
+        auto it = opts_.secrets.find(m.id);
+        if (it == opts_.secrets.end()) {
+          inputs.push_back("secret " + m.id + " absent");
+          continue;
+        }
+        KILN_ASSIGN_OR_RETURN(std::string k, SecretKey());
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (!HMAC(EVP_sha256(), k.data(), static_cast<int>(k.size()),
+                  reinterpret_cast<const unsigned char*>(it->second.data()), it->second.size(), mac, &len))
+          return Error(Errc::kFailed, "HMAC of secret " + m.id + " failed");
+        inputs.push_back("secret " + m.id + " hmac-" + Digest::FromSha256Bytes(mac).hex());
+      }
+    }
+    return inputs;
+  }
   if (step.kind != StepKind::kCopy && step.kind != StepKind::kAdd)
     return inputs;
   const auto& copy = std::get<CopyStep>(step.op);
   switch (copy.from.kind) {
-    case CopySource::Kind::kStage:
+    case CopySource::Kind::kStage: {
+      const Stage& from = graph_.stages[static_cast<size_t>(copy.from.stage)];
       inputs.push_back("stage " + states_[static_cast<size_t>(copy.from.stage)].key.str());
+      (*info)["from"] = "stage " + StageLabelName(from);
       return inputs;
+    }
     case CopySource::Kind::kImage: {
       auto image = store_.ResolveImage(copy.from.image);
       inputs.push_back("image " + (image ? image->manifest_descriptor.digest.str() : copy.from.image));
+      (*info)["from"] = "image " + copy.from.image;
       return inputs;
     }
     case CopySource::Kind::kContext:
@@ -253,10 +369,23 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
         if (s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0)
           return Error(Errc::kUnsupported, Where(step) + ": ADD from a URL is not supported yet");
       KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(copy, root, true));
-      auto d = HashCopySources(req);
+      SourceListing listing;
+      auto d = HashCopySources(req, StatCacheFor(root), &listing);
       if (!d)
         return std::move(d).error().WithContext(Where(step));
       inputs.push_back("context " + d->str());
+      (*info)["from"] = copy.from.kind == CopySource::Kind::kContext ? "the build context" : "context " + copy.from.name;
+      // The file list behind the digest, for --explain-cache: one record
+      // per distinct digest, written once (content-addressed).
+      std::string name = "files-" + d->hex();
+      if (!PathExists(JoinPath(store_.root(), "cache/" + name + ".json"))) {
+        nlohmann::json files = nlohmann::json::object();
+        for (const auto& [rel, meta] : listing)
+          files[rel] = meta;
+        std::string text = nlohmann::json{{"files", files}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        if (text.size() < (size_t(3) << 20))
+          (void)store_.PutCacheRecord(name, text);
+      }
       return inputs;
     }
   }
@@ -317,8 +446,10 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
     AddHistory(step, st, false);
   }
   // Records are written even with --no-cache (which only skips the
-  // lookup), so that the next build can hit them.
-  (void)store_.PutCacheRecord(key.hex(), record.dump());
+  // lookup), so that the next build can hit them; not with --layers=false
+  // (buildah keeps no intermediate images then).
+  if (opts_.write_cache)
+    (void)store_.PutCacheRecord(key.hex(), record.dump());
   return Ok();
 }
 
@@ -485,6 +616,15 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     KILN_TRY(WriteFileAtomic(host, run.files[i].second, 0755));
     spec.mounts.push_back({SandboxMount::Type::kBind, host, run.files[i].first, true, ""});
   }
+  std::string secret_dir;
+  int secret_n = 0;
+  struct SecretCleanup {
+    std::string* dir;
+    ~SecretCleanup() {
+      if (!dir->empty())
+        (void)RemoveAll(*dir);
+    }
+  } secret_cleanup{&secret_dir};
   for (const auto& m : run.mounts) {
     if (m.type == MountType::kTmpfs) {
       spec.mounts.push_back({SandboxMount::Type::kTmpfs, "", m.target, false,
@@ -513,11 +653,62 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       spec.mounts.push_back({SandboxMount::Type::kBind, dir, m.target, false, ""});
       continue;
     }
-    return Error(Errc::kUnsupported, Where(step) + ": RUN --mount type=" +
-                                         std::string(m.type == MountType::kSecret ? "secret"
-                                                     : m.type == MountType::kSsh  ? "ssh"
-                                                                                  : "bind from a stage") +
-                                         " is not supported yet");
+    if (m.type == MountType::kSecret) {
+      // The value goes into a private file on a tmpfs (/dev/shm when it can),
+      // bind-mounted read-only; the mount stub is removed after the run, so
+      // it is never in the layer. Never logged, never in the key (but
+      // --secret-cache-key mixes its HMAC in, InputsFor).
+      auto it = opts_.secrets.find(m.id);
+      if (it == opts_.secrets.end()) {
+        if (m.required)
+          return Error(Errc::kInvalidInput, Where(step) + ": secret \"" + m.id +
+                                                "\" is required but was not given (kiln build --secret id=" + m.id +
+                                                ",src=FILE)");
+        continue;
+      }
+      if (secret_dir.empty()) {
+        char tmpl[] = "/dev/shm/kiln-secrets-XXXXXX";
+        if (::mkdtemp(tmpl)) {
+          secret_dir = tmpl;
+        } else {
+          KILN_ASSIGN_OR_RETURN(secret_dir, store_.MakeTempDir("secrets-"));
+        }
+        ::chmod(secret_dir.c_str(), 0700);
+      }
+      std::string path = JoinPath(secret_dir, "s" + std::to_string(secret_n++));
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0)
+        return Error::FromErrno("create secret file " + path);
+      UniqueFd f(fd);
+      KILN_TRY(WriteAll(f.get(), it->second));
+      uid_t uid = static_cast<uid_t>(m.uid.value_or(0));
+      gid_t gid = static_cast<gid_t>(m.gid.value_or(0));
+      if (::fchown(f.get(), uid, gid) != 0)
+        return Error(Errc::kFailed, Where(step) + ": secret \"" + m.id + "\": chown to " + std::to_string(uid) + ":" +
+                                        std::to_string(gid) + ": " + std::strerror(errno));
+      if (::fchmod(f.get(), m.mode.value_or(0400)) != 0)
+        return Error::FromErrno("chmod " + path);
+      spec.mounts.push_back({SandboxMount::Type::kBind, path, m.target, true, ""});
+      if (!m.env.empty())
+        spec.env.push_back(m.env + "=" + it->second);
+      continue;
+    }
+    if (m.type == MountType::kSsh) {
+      // The agent's socket itself is bound into the RUN (its owner and mode
+      // stay the host's); SSH_AUTH_SOCK points at it.
+      auto it = opts_.ssh.find(m.id);
+      if (it == opts_.ssh.end()) {
+        if (m.required)
+          return Error(Errc::kInvalidInput, Where(step) + ": ssh agent \"" + m.id +
+                                                "\" is required but was not given (kiln build --ssh " + m.id + ")");
+        continue;
+      }
+      spec.mounts.push_back({SandboxMount::Type::kBind, it->second, m.target, false, ""});
+      std::erase_if(spec.env, [](const std::string& e) { return e.rfind("SSH_AUTH_SOCK=", 0) == 0; });
+      spec.env.push_back("SSH_AUTH_SOCK=" + m.target);
+      continue;
+    }
+    return Error(Errc::kUnsupported, Where(step) + ": RUN --mount type=bind from a stage or image is not supported yet");
   }
 
   int pipefd[2];
@@ -549,20 +740,38 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
 }
 
 Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st, const StepLabel& label) {
-  if (step.kind == StepKind::kArg)
+  size_t index = st.record_steps.size();
+  if (step.kind == StepKind::kArg) {
+    st.record_steps.push_back(nlohmann::json{{"text", step.text}, {"arg", true}});
     return Ok();
+  }
   bool layered = step.kind == StepKind::kRun || step.kind == StepKind::kCopy || step.kind == StepKind::kAdd ||
                  step.kind == StepKind::kWorkdir;
+  nlohmann::json info = nlohmann::json::object();
+  info["text"] = step.text;
+  info["parent"] = st.key.str();
+  info["op"] = StepCacheJson(step);
   if (!layered) {
     ApplyConfigStep(step, st);
     AddHistory(step, st, true);
     st.key = StepCacheKey(st.key, step, {});
+    info["key"] = st.key.str();
+    info["inputs"] = nlohmann::json::array();
+    if (opts_.explain_cache)
+      (void)Explain(stage, index, st, info);
+    st.record_steps.push_back(std::move(info));
     return Ok();
   }
   auto start = std::chrono::steady_clock::now();
-  KILN_ASSIGN_OR_RETURN(std::vector<std::string> inputs, InputsFor(step, st));
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> inputs, InputsFor(step, st, &info));
   Digest key = StepCacheKey(st.key, step, inputs);
-  if (opts_.use_cache) {
+  info["key"] = key.str();
+  info["inputs"] = inputs;
+  std::vector<std::string> reasons;
+  if (opts_.explain_cache)
+    reasons = Explain(stage, index, st, info);
+  st.record_steps.push_back(std::move(info));
+  if (opts_.use_cache && st.use_cache) {
     auto rec = store_.GetCacheRecord(key.hex());
     if (rec) {
       auto j = nlohmann::json::parse(*rec, nullptr, false);
@@ -572,6 +781,8 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
           ApplyConfigStep(step, st);
         AddHistory(step, st, true);
         st.key = key;
+        if (opts_.explain_cache)
+          progress_.Explain(label, true, {});
         progress_.Cached(label, key.str());
         return Ok();
       }
@@ -586,11 +797,20 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
             ApplyConfigStep(step, st);
           AddHistory(step, st, false);
           st.key = key;
+          if (opts_.explain_cache)
+            progress_.Explain(label, true, {});
           progress_.Cached(label, key.str());
           return Ok();
         }
       }
     }
+  }
+  if (opts_.explain_cache) {
+    if (!opts_.use_cache)
+      reasons.insert(reasons.begin(), opts_.write_cache ? "--no-cache" : "--layers=false");
+    else if (!st.use_cache)
+      reasons.insert(reasons.begin(), "--no-cache-filter names this stage");
+    progress_.Explain(label, false, reasons);
   }
   progress_.Start(label);
   KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("step-"));
@@ -678,6 +898,193 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
   return Ok();
 }
 
+std::vector<std::string> Builder::ExplainFiles(const std::string& old_input, const std::string& new_input) {
+  auto load = [&](const std::string& input) -> nlohmann::json {
+    size_t colon = input.find(':');
+    if (colon == std::string::npos)
+      return nullptr;
+    auto text = store_.GetCacheRecord("files-" + input.substr(colon + 1));
+    if (!text)
+      return nullptr;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("files") || !j["files"].is_object())
+      return nullptr;
+    return j["files"];
+  };
+  nlohmann::json a = load(old_input), b = load(new_input);
+  if (a.is_null() || b.is_null())
+    return {"the files it copies changed (no file list recorded)"};
+  std::vector<std::string> out;
+  int more = 0;
+  auto add = [&](std::string r) {
+    if (out.size() < 10)
+      out.push_back(std::move(r));
+    else
+      ++more;
+  };
+  auto split = [](const std::string& meta) {
+    // "mode uid:gid [sha256:...|-> target]"
+    std::array<std::string, 3> parts;
+    size_t s1 = meta.find(' ');
+    parts[0] = meta.substr(0, s1);
+    if (s1 != std::string::npos) {
+      size_t s2 = meta.find(' ', s1 + 1);
+      parts[1] = meta.substr(s1 + 1, s2 == std::string::npos ? std::string::npos : s2 - s1 - 1);
+      if (s2 != std::string::npos)
+        parts[2] = meta.substr(s2 + 1);
+    }
+    return parts;
+  };
+  auto octal = [](const std::string& dec) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04lo", std::strtoul(dec.c_str(), nullptr, 10) & 07777ul);
+    return std::string(buf);
+  };
+  for (const auto& [rel, meta] : b.items()) {
+    if (!a.contains(rel)) {
+      add("file " + rel + " was added");
+      continue;
+    }
+    std::string om = a[rel].is_string() ? a[rel].get<std::string>() : "", nm = meta.is_string() ? meta.get<std::string>() : "";
+    if (om == nm)
+      continue;
+    auto o = split(om), n = split(nm);
+    std::vector<std::string> what;
+    unsigned long otype = std::strtoul(o[0].c_str(), nullptr, 10) & ~07777ul,
+                  ntype = std::strtoul(n[0].c_str(), nullptr, 10) & ~07777ul;
+    if (otype != ntype)
+      what.push_back("type");
+    else if (o[0] != n[0])
+      what.push_back("mode " + octal(o[0]) + " -> " + octal(n[0]));
+    if (o[1] != n[1])
+      what.push_back("owner " + o[1] + " -> " + n[1]);
+    if (o[2] != n[2] && otype == ntype)
+      what.push_back(n[2].rfind("->", 0) == 0 ? "link target" : "content");
+    std::string joined;
+    for (const auto& w : what)
+      joined += (joined.empty() ? "" : ", ") + w;
+    add("file " + rel + " changed: " + joined);
+  }
+  for (const auto& [rel, meta] : a.items())
+    if (!b.contains(rel))
+      add("file " + rel + " was removed");
+  if (more)
+    out.push_back("... and " + std::to_string(more) + " more files");
+  if (out.empty())
+    out.push_back("the files it copies changed");
+  return out;
+}
+
+std::vector<std::string> Builder::Explain(const Stage& stage, size_t index, StageState& st, const nlohmann::json& cur) {
+  (void)stage;
+  std::string text = cur.value("text", "");
+  auto note_first = [&](const std::string& why) {
+    if (st.first_change.empty())
+      st.first_change = "step " + std::to_string(index + 1) + " (" + text + "): " + why;
+  };
+  if (st.prev_record.is_null())
+    return {"no earlier build of this stage is recorded"};
+  const auto& steps = st.prev_record["steps"];
+  if (index >= steps.size() || !steps[index].is_object() || !steps[index].contains("key")) {
+    std::string why = "a new step (the last build of this stage had " + std::to_string(steps.size()) + " steps)";
+    note_first(why);
+    return {why};
+  }
+  const auto& old = steps[index];
+  if (old.value("key", "") == cur.value("key", ""))
+    return {"the same inputs as the last build, but no cache record (not written: --layers=false or a failed "
+            "build; or removed: kiln prune --cache)"};
+  std::vector<std::string> own;
+  bool first = true;
+  for (size_t k = 0; k < index && k < st.record_steps.size(); ++k)
+    first = first && !st.record_steps[k].contains("key");
+  bool parent_changed = old.value("parent", "") != cur.value("parent", "");
+  if (parent_changed && first) {
+    std::string was = st.prev_record.value("base", "");
+    own.push_back(was == st.base_desc ? "the base changed: " + st.base_desc
+                                      : "the base changed: " + was + " -> " + st.base_desc);
+  }
+  const auto& oo = old["op"];
+  const auto& co = cur["op"];
+  if (oo != co) {
+    if (!oo.is_object() || oo.value("kind", "") != co.value("kind", "") || old.value("text", "") != text) {
+      own.push_back("the instruction changed (was: " + old.value("text", "") + ")");
+    } else {
+      const auto& oop = oo["op"];
+      const auto& cop = co["op"];
+      std::set<std::string> fields;
+      for (const auto& [k, v] : oop.items())
+        fields.insert(k);
+      for (const auto& [k, v] : cop.items())
+        fields.insert(k);
+      for (const auto& f : fields) {
+        nlohmann::json ov = oop.contains(f) ? oop[f] : nlohmann::json(), cv = cop.contains(f) ? cop[f] : nlohmann::json();
+        if (ov == cv)
+          continue;
+        if ((f == "args" || f == "env") && ov.is_array() && cv.is_array()) {
+          std::map<std::string, std::string> om, cm;
+          for (const auto& e : ov)
+            if (e.is_string()) {
+              std::string kv = e.get<std::string>();
+              om[kv.substr(0, kv.find('='))] = kv;
+            }
+          for (const auto& e : cv)
+            if (e.is_string()) {
+              std::string kv = e.get<std::string>();
+              cm[kv.substr(0, kv.find('='))] = kv;
+            }
+          std::set<std::string> names;
+          for (const auto& [k, v] : om)
+            if (!cm.count(k) || cm[k] != v)
+              names.insert(k);
+          for (const auto& [k, v] : cm)
+            if (!om.count(k))
+              names.insert(k);
+          for (const auto& n : names)
+            own.push_back((f == "args" ? "build arg " : "ENV ") + n + " changed");
+          continue;
+        }
+        own.push_back("its " + f + " changed");
+      }
+    }
+  }
+  const auto& oi = old["inputs"];
+  const auto& ci = cur["inputs"];
+  if (oi != ci && oi.is_array() && ci.is_array()) {
+    for (size_t i = 0; i < std::max(oi.size(), ci.size()); ++i) {
+      std::string os = i < oi.size() && oi[i].is_string() ? oi[i].get<std::string>() : "";
+      std::string cs = i < ci.size() && ci[i].is_string() ? ci[i].get<std::string>() : "";
+      if (os == cs)
+        continue;
+      std::string type = cs.substr(0, cs.find(' '));
+      std::string from = cur.value("from", "");
+      if (type == "context" && os.rfind("context ", 0) == 0) {
+        for (auto& r : ExplainFiles(os, cs))
+          own.push_back(from.empty() ? r : r + " (in " + from + ")");
+      } else if (type == "stage") {
+        own.push_back("the result of " + from + " changed");
+      } else if (type == "image") {
+        own.push_back(from + " has a different digest");
+      } else if (type == "secret") {
+        size_t a = cs.find(' '), b = cs.find(' ', a + 1);
+        own.push_back("secret " + cs.substr(a + 1, b - a - 1) + " changed");
+      } else if (type == "bind") {
+        size_t a = cs.find(' '), b = cs.find(' ', a + 1);
+        own.push_back("the files bind-mounted at " + cs.substr(a + 1, b - a - 1) + " changed");
+      } else {
+        own.push_back("its inputs changed");
+      }
+    }
+  }
+  if (!own.empty()) {
+    note_first(own[0]);
+    return own;
+  }
+  if (parent_changed)
+    return {st.first_change.empty() ? "an earlier step changed" : "an earlier step changed: " + st.first_change};
+  return {"its cache key changed"};
+}
+
 Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   const Stage& stage = graph_.stages[static_cast<size_t>(index)];
   StageState& st = states_[static_cast<size_t>(index)];
@@ -686,6 +1093,16 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   StepLabel from_label{name, 0, total, "FROM " + stage.base.written};
   progress_.Start(from_label);
   KILN_TRY(InitFromBase(stage, st));
+  for (const auto& f : opts_.no_cache_filter)
+    if (f == stage.name || f == std::to_string(stage.source_index))
+      st.use_cache = false;
+  std::string record_key = StageRecordKey(stage);
+  if (auto text = store_.GetCacheRecord(record_key)) {
+    st.prev_record_text = *text;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.value("v", 0) == 1 && j.contains("steps") && j["steps"].is_array())
+      st.prev_record = std::move(j);
+  }
   // The base's ONBUILD triggers run in this stage (the compiler inserted
   // them) and are not passed on (Docker).
   st.config.config.on_build.clear();
@@ -699,6 +1116,11 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   }
   st.config.set_platform(stage.platform);
   st.done = true;
+  // The inputs of this build of the stage, for the next --explain-cache.
+  std::string record = nlohmann::json{{"v", 1}, {"base", st.base_desc}, {"steps", st.record_steps}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (record != st.prev_record_text)
+    (void)store_.PutCacheRecord(record_key, record);
   return Ok();
 }
 
@@ -731,9 +1153,22 @@ Expected<BuildResult> Builder::Run() {
     for (StageIndex d : graph_.stages[i].deps)
       deps[i].push_back(static_cast<NodeId>(d));
   KILN_ASSIGN_OR_RETURN(Plan plan, Plan::Create(std::move(deps)));
+  {
+    struct timespec ts;
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // the clock file timestamps come from
+    start_ns_ = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
+  for (const auto& f : opts_.no_cache_filter) {
+    bool known = false;
+    for (const Stage& stage : graph_.stages)
+      known = known || f == stage.name || f == std::to_string(stage.source_index);
+    if (!known)
+      LogWarn("--no-cache-filter " + f + ": no such stage in the build");
+  }
   Status s = RunPlan(plan, opts_.jobs, [this](NodeId id, const std::atomic<bool>& cancel) {
     return RunStage(static_cast<StageIndex>(id), cancel);
   });
+  SaveStatCaches();
   for (const auto& d : temp_dirs_)
     (void)RemoveAll(d);
   if (!empty_dir_.empty())

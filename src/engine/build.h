@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,7 +38,15 @@ struct BuildOptions {
   std::optional<int64_t> timestamp;                       // --timestamp / SOURCE_DATE_EPOCH
   NetworkMode network = NetworkMode::kPrivate;            // --network (RUN default)
   size_t jobs = 0;                                        // --jobs (0: number of cores)
-  bool use_cache = true;                                  // false: --no-cache / --layers=false
+  bool use_cache = true;                                  // false: --no-cache / --layers=false (no lookups)
+  bool write_cache = true;                                // false: --layers=false (no records written either)
+  std::vector<std::string> no_cache_filter;               // --no-cache-filter: stage names or 0-based indexes
+  bool explain_cache = false;                             // --explain-cache: say why each step hit or missed
+  std::string containerfile;                              // its path: names the build's per-stage records
+  bool stat_cache = true;                                 // use and keep the context stat cache
+  std::map<std::string, std::string> secrets;             // --secret: id -> value (never logged or stored)
+  bool secret_cache_key = false;                          // --secret-cache-key: HMAC of used secrets in keys
+  std::map<std::string, std::string> ssh;                 // --ssh: id -> agent socket path (host)
   std::map<std::string, std::string> labels;              // --label
   std::map<std::string, std::string> annotations;         // --annotation
   bool squash = false;

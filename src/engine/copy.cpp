@@ -11,6 +11,11 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <cstdio>
+#include <cstdlib>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
 
 #include "engine/rootfs.h"
 #include "kiln/fs.h"
@@ -484,6 +489,121 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   return Ok();
 }
 
+// ------------------------------------------------------------ stat cache
+
+namespace {
+
+constexpr char kStatCacheHeader[] = "kiln-statcache 1 ";
+
+int64_t Ns(const struct timespec& ts) { return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
+
+}  // namespace
+
+void StatCache::Load(std::string_view data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.clear();
+  size_t nl = data.find('\n');
+  if (nl == std::string_view::npos || data.substr(0, sizeof kStatCacheHeader - 1) != kStatCacheHeader)
+    return;
+  loaded_stamp_ns_ = std::strtoll(std::string(data.substr(sizeof kStatCacheHeader - 1, nl)).c_str(), nullptr, 10);
+  size_t pos = nl + 1;
+  while (pos < data.size()) {
+    size_t end = data.find('\n', pos);
+    if (end == std::string_view::npos)
+      break;
+    std::string line(data.substr(pos, end - pos));
+    pos = end + 1;
+    // size mtime_ns ino ctime_ns mode(octal) hex rel
+    Entry e;
+    unsigned long long ino = 0;
+    long long size = 0, mt = 0, ct = 0;
+    unsigned mode = 0;
+    char hex[65];
+    int consumed = 0;
+    if (std::sscanf(line.c_str(), "%lld %lld %llu %lld %o %64s %n", &size, &mt, &ino, &ct, &mode, hex, &consumed) < 6 ||
+        consumed <= 0 || static_cast<size_t>(consumed) >= line.size())
+      continue;
+    auto d = Digest::Parse(std::string("sha256:") + hex);
+    if (!d)
+      continue;
+    e.size = size;
+    e.mtime_ns = mt;
+    e.ino = ino;
+    e.ctime_ns = ct;
+    e.mode = mode;
+    e.digest = *d;
+    entries_[line.substr(static_cast<size_t>(consumed))] = std::move(e);
+  }
+}
+
+std::string StatCache::Serialize() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out = kStatCacheHeader + std::to_string(now_ns_) + "\n";
+  out.reserve(entries_.size() * 120);
+  std::vector<const std::pair<const std::string, Entry>*> sorted;
+  for (const auto& kv : entries_)
+    sorted.push_back(&kv);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  char buf[160];
+  for (const auto* kv : sorted) {
+    const Entry& e = kv->second;
+    std::snprintf(buf, sizeof buf, "%lld %lld %llu %lld %o ", static_cast<long long>(e.size),
+                  static_cast<long long>(e.mtime_ns), static_cast<unsigned long long>(e.ino),
+                  static_cast<long long>(e.ctime_ns), e.mode);
+    out += buf;
+    out += e.digest.hex();
+    out += ' ';
+    out += kv->first;
+    out += '\n';
+  }
+  return out;
+}
+
+std::optional<Digest> StatCache::Lookup(const std::string& rel, const struct stat& st) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(rel);
+  if (it != entries_.end()) {
+    const Entry& e = it->second;
+    if (e.size == st.st_size && e.mtime_ns == Ns(st.st_mtim) && e.ino == st.st_ino && e.ctime_ns == Ns(st.st_ctim) &&
+        e.mode == (st.st_mode & 0177777) && e.mtime_ns < loaded_stamp_ns_) {
+      ++hits_;
+      return e.digest;
+    }
+  }
+  ++misses_;
+  return std::nullopt;
+}
+
+void StatCache::Put(const std::string& rel, const struct stat& st, const Digest& digest) {
+  if (rel.empty() || rel[0] == ' ' || rel.find('\n') != std::string::npos || digest.algorithm() != "sha256")
+    return;
+  Entry e;
+  e.size = st.st_size;
+  e.mtime_ns = Ns(st.st_mtim);
+  e.ino = st.st_ino;
+  e.ctime_ns = Ns(st.st_ctim);
+  e.mode = st.st_mode & 0177777;
+  e.digest = digest;
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_[rel] = std::move(e);
+  dirty_ = true;
+}
+
+bool StatCache::dirty() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dirty_;
+}
+int64_t StatCache::hits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hits_;
+}
+int64_t StatCache::misses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return misses_;
+}
+
+// ------------------------------------------------------------ source digests
+
 namespace {
 
 void HashField(Sha256& h, std::string_view s) {
@@ -492,70 +612,142 @@ void HashField(Sha256& h, std::string_view s) {
   h.Update(s);
 }
 
-Status HashNode(int dir, const std::string& name, const std::string& rel, const Filter& filter, bool owners,
-                Sha256& h) {
+/// One entry of the walk: hashed as the fields `rel` and `meta` (+ " " +
+/// the content digest for a regular file).
+struct HashItem {
+  std::string rel;
+  std::string meta;
+  bool regular = false;
+  bool follow = false;  // a named top-level source: open through symlinks
+  struct stat st {};
+  Digest digest;
+};
+
+std::string MetaOf(const struct stat& st) {
+  return std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);
+}
+
+Status WalkNode(int dir, const std::string& name, const std::string& rel, const Filter& filter,
+                std::vector<HashItem>* out) {
   struct stat st;
   if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
     return Error::FromErrno("stat " + rel);
   bool skipped = !rel.empty() && filter.Skip(rel);
   if (skipped && !(S_ISDIR(st.st_mode) && filter.MustDescend(rel)))
     return Ok();
-  HashField(h, rel);
-  std::string meta = std::to_string(st.st_mode) + " " +
-                     (owners ? std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid) : std::string("-"));
+  HashItem item;
+  item.rel = rel;
+  item.meta = MetaOf(st);
+  item.st = st;
   if (S_ISREG(st.st_mode)) {
-    int fd = ::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-      return Error::FromErrno("open " + rel);
-    UniqueFd f(fd);
-    KILN_ASSIGN_OR_RETURN(Digest d, layer::CopyAndHash(f.get(), -1, INT64_MAX));
-    meta += " " + d.str();
+    item.regular = true;
   } else if (S_ISLNK(st.st_mode)) {
     std::string target(4096, '\0');
     ssize_t n = ::readlinkat(dir, name.c_str(), target.data(), target.size());
     if (n >= 0)
-      meta += " -> " + target.substr(0, static_cast<size_t>(n));
+      item.meta += " -> " + target.substr(0, static_cast<size_t>(n));
   } else if (S_ISDIR(st.st_mode)) {
-    HashField(h, meta);
+    out->push_back(std::move(item));
     int fd = ::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
       return Error::FromErrno("open " + rel);
     UniqueFd d(fd);
     for (const auto& child : ListDir(d.get()))
-      KILN_TRY(HashNode(d.get(), child, rel.empty() ? child : rel + "/" + child, filter, owners, h));
+      KILN_TRY(WalkNode(d.get(), child, rel.empty() ? child : rel + "/" + child, filter, out));
     return Ok();
   }
-  HashField(h, meta);
+  out->push_back(std::move(item));
+  return Ok();
+}
+
+Status DigestItem(int root_fd, HashItem& item, StatCache* cache) {
+  auto fd = OpenInRoot(root_fd, item.rel, item.follow ? O_RDONLY : O_RDONLY | O_NOFOLLOW);
+  if (!fd)
+    return std::move(fd).error().WithContext("open " + item.rel);
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0)
+    return Error::FromErrno("stat " + item.rel);
+  KILN_ASSIGN_OR_RETURN(item.digest, layer::CopyAndHash(fd->get(), -1, INT64_MAX));
+  if (cache)
+    cache->Put(item.rel, st, item.digest);
   return Ok();
 }
 
 }  // namespace
 
-Expected<Digest> HashCopySources(const CopyRequest& req) {
+Expected<Digest> HashCopySources(const CopyRequest& req, StatCache* cache, SourceListing* listing) {
   KILN_ASSIGN_OR_RETURN(Filter filter, MakeFilter(req));
   KILN_ASSIGN_OR_RETURN(UniqueFd src_root, OpenFile(req.src_root, O_RDONLY | O_DIRECTORY));
   KILN_ASSIGN_OR_RETURN(std::vector<Match> matches, ExpandSources(src_root.get(), req, filter));
-  Sha256 h;
+  std::vector<HashItem> items;
   for (const auto& m : matches) {
     std::string parent = DirName(m.rel);
     KILN_ASSIGN_OR_RETURN(UniqueFd pfd, OpenInRoot(src_root.get(), m.rel.empty() || parent == "." ? "." : parent,
                                                    O_RDONLY | O_DIRECTORY));
     if (m.rel.empty()) {
       for (const auto& child : ListDir(pfd.get()))
-        KILN_TRY(HashNode(pfd.get(), child, child, filter, true, h));
+        KILN_TRY(WalkNode(pfd.get(), child, child, filter, &items));
       continue;
     }
-    // Hash the named source itself (following a top-level symlink inside the root).
+    // The named source itself (following a top-level symlink inside the root).
     auto fd = OpenInRoot(src_root.get(), m.rel, O_RDONLY);
     struct stat st;
     if (fd && ::fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode)) {
-      HashField(h, m.rel);
-      KILN_ASSIGN_OR_RETURN(Digest d, layer::CopyAndHash(fd->get(), -1, INT64_MAX));
-      HashField(h, std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + ":" +
-                       std::to_string(st.st_gid) + " " + d.str());
+      HashItem item;
+      item.rel = m.rel;
+      item.meta = MetaOf(st);
+      item.regular = true;
+      item.follow = true;
+      item.st = st;
+      items.push_back(std::move(item));
       continue;
     }
-    KILN_TRY(HashNode(pfd.get(), BaseName(m.rel), m.rel, filter, true, h));
+    KILN_TRY(WalkNode(pfd.get(), BaseName(m.rel), m.rel, filter, &items));
+  }
+  // Content digests: from the stat cache, else read (in parallel when many).
+  std::vector<size_t> todo;
+  int64_t todo_bytes = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].regular)
+      continue;
+    if (cache) {
+      if (auto d = cache->Lookup(items[i].rel, items[i].st)) {
+        items[i].digest = *d;
+        continue;
+      }
+    }
+    todo.push_back(i);
+    todo_bytes += items[i].st.st_size;
+  }
+  if (todo.size() >= 4 && todo_bytes >= (int64_t(1) << 20)) {
+    std::mutex err_mu;
+    std::optional<Error> first_error;
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, todo.size(), 1), [&](const tbb::blocked_range<size_t>& r) {
+      for (size_t k = r.begin(); k != r.end(); ++k) {
+        Status s = DigestItem(src_root.get(), items[todo[k]], cache);
+        if (!s) {
+          std::lock_guard<std::mutex> lock(err_mu);
+          if (!first_error)
+            first_error = s.error();
+        }
+      }
+    });
+    if (first_error)
+      return *first_error;
+  } else {
+    for (size_t i : todo)
+      KILN_TRY(DigestItem(src_root.get(), items[i], cache));
+  }
+  Sha256 h;
+  if (listing)
+    listing->reserve(listing->size() + items.size());
+  for (auto& item : items) {
+    HashField(h, item.rel);
+    if (item.regular)
+      item.meta += " " + item.digest.str();
+    HashField(h, item.meta);
+    if (listing)
+      listing->emplace_back(item.rel, item.meta);
   }
   for (const auto& [name, content] : req.inline_files) {
     HashField(h, "<<" + name);

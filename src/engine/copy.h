@@ -8,8 +8,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <sys/stat.h>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,11 +44,58 @@ struct CopyRequest {
 /// extraction). kNotFound naming the source when one does not exist.
 Status CopyIntoRoot(const CopyRequest& request, int dest_root_fd, const std::string& dest_root_path);
 
+/// Content digests of the files of one source root (a build context), like
+/// git's index: (relative path, size, mtime ns, inode, ctime ns, mode) ->
+/// sha256 of the content, so that an unchanged file is not read again
+/// (docs/cache.md "Stat cache"). Racy-git rule: an entry whose mtime is not
+/// older than the time the cache was taken (`stamp_ns`, the start of the
+/// build that wrote it) is not trusted and the file is re-hashed.
+/// Thread-safe.
+class StatCache {
+ public:
+  /// An empty cache whose entries will be stamped with `now_ns`.
+  explicit StatCache(int64_t now_ns) : now_ns_(now_ns) {}
+  /// Loads a Serialize()d cache; garbage or another version loads nothing.
+  void Load(std::string_view data);
+  /// The text to persist: header (version, stamp) and one line per entry.
+  std::string Serialize() const;
+  /// The cached digest of `rel` when `st` matches its entry and the entry
+  /// is not racy.
+  std::optional<Digest> Lookup(const std::string& rel, const struct stat& st);
+  void Put(const std::string& rel, const struct stat& st, const Digest& digest);
+  bool dirty() const;
+  int64_t hits() const;
+  int64_t misses() const;
+
+ private:
+  struct Entry {
+    int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
+    uint64_t ino = 0;
+    uint32_t mode = 0;
+    Digest digest;
+  };
+  mutable std::mutex mu_;
+  int64_t now_ns_ = 0;
+  int64_t loaded_stamp_ns_ = 0;  // entries with mtime >= this are racy
+  std::unordered_map<std::string, Entry> entries_;
+  bool dirty_ = false;
+  int64_t hits_ = 0, misses_ = 0;
+};
+
+/// One entry of a HashCopySources() listing: the relative path and
+/// "mode uid:gid sha256:..." (regular file), "mode uid:gid -> target"
+/// (symlink) or "mode uid:gid" (directory, device).
+using SourceListing = std::vector<std::pair<std::string, std::string>>;
+
 /// The digest of everything CopyIntoRoot would read: for each matched
 /// entry its relative path, type, mode, owner, size, content digest and
 /// link target, in a fixed order. The ignore file and --exclude apply, so
-/// a change to an ignored file does not change it.
-Expected<Digest> HashCopySources(const CopyRequest& request);
+/// a change to an ignored file does not change it. Only the matched files
+/// are read; content digests come from `stat_cache` when it has them
+/// (null: every file is read); files are hashed in parallel (oneTBB) when
+/// there are many. `listing`, when not null, receives every entry.
+Expected<Digest> HashCopySources(const CopyRequest& request, StatCache* stat_cache = nullptr,
+                                 SourceListing* listing = nullptr);
 
 /// Applies a --chmod value to a mode: octal ("755") replaces the permission
 /// bits, symbolic ("u+x,g-w") edits them. kInvalidInput when malformed.
