@@ -5,8 +5,11 @@
 #
 #   bench/run.sh [KILN_BIN] [N]
 #
-# Runs as the invoking user (rootless when not root). Prints one line per
-# tool and the ratio. Needs busybox (busybox-static) and bwrap.
+# Runs as the invoking user (rootless when not root; as root, e.g.
+# `runuser -u kiln-test -- bench/run.sh /abs/path/kiln` for the rootless
+# figure). Prints one line per tool and the ratio, and the load average (on a
+# busy machine the ratio is what counts). Needs busybox (busybox-static) and
+# bwrap.
 set -eu
 KILN=${1:-${KILN_BIN:-$(dirname "$0")/../build/src/cli/kiln}}
 N=${2:-20}
@@ -26,23 +29,31 @@ tar -C "$root" --numeric-owner --owner=0 --group=0 -cf "$work/rootfs.tar" .
 export KILN_ROOT="$work/store"
 "$KILN" import "$work/rootfs.tar" benchbox >/dev/null
 "$KILN" run --rm --network none benchbox true  # warm: unpack the layer once
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# median_ms CMD...: runs CMD N times, prints the median wall time in ms
-median_ms() {
-  local i t0 t1
-  : >"$work/times"
-  for i in $(seq 1 "$N"); do
-    t0=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000)) >>"$work/times"
-  done
-  sort -n "$work/times" | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.2f\n", m / 1000}'
+# The three commands run interleaved (one of each per round), so that they
+# see the same machine load; each gets its median (and minimum) wall time.
+ms() {  # ms CMD...: wall time of one run in microseconds
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null 2>&1
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000))
 }
-
-bwrap_ms=$(median_ms bwrap --unshare-all --bind "$root" / --proc /proc --dev /dev --tmpfs /tmp /bin/true)
-kiln_none_ms=$(median_ms "$KILN" run --rm --network none benchbox true)
-kiln_ms=$(median_ms "$KILN" run --rm benchbox true)
-echo "bwrap --unshare-all (unpacked rootfs)    median of $N: ${bwrap_ms} ms"
-echo "kiln run --rm --network none IMAGE true  median of $N: ${kiln_none_ms} ms  ($(awk -v a="$kiln_none_ms" -v b="$bwrap_ms" 'BEGIN{printf "%.1f", a/b}')x bwrap)"
-echo "kiln run --rm IMAGE true (private net)   median of $N: ${kiln_ms} ms  ($(awk -v a="$kiln_ms" -v b="$bwrap_ms" 'BEGIN{printf "%.1f", a/b}')x bwrap)"
+: >"$work/bwrap"; : >"$work/none"; : >"$work/private"
+for i in $(seq 1 "$N"); do
+  ms bwrap --unshare-all --bind "$root" / --proc /proc --dev /dev --tmpfs /tmp /bin/true >>"$work/bwrap"
+  ms "$KILN" run --rm --network none benchbox true >>"$work/none"
+  ms "$KILN" run --rm benchbox true >>"$work/private"
+done
+median() {  # median FILE: in ms
+  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.2f\n", m / 1000}'
+}
+minimum() { sort -n "$1" | head -1 | awk '{printf "%.2f\n", $1 / 1000}'; }
+bwrap_ms=$(median "$work/bwrap")
+kiln_none_ms=$(median "$work/none")
+kiln_ms=$(median "$work/private")
+echo "load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bwrap --unshare-all (unpacked rootfs)    median of $N: ${bwrap_ms} ms (min $(minimum "$work/bwrap"))"
+echo "kiln run --rm --network none IMAGE true  median of $N: ${kiln_none_ms} ms (min $(minimum "$work/none"))  ($(awk -v a="$kiln_none_ms" -v b="$bwrap_ms" 'BEGIN{printf "%.1f", a/b}')x bwrap)"
+echo "kiln run --rm IMAGE true (private net)   median of $N: ${kiln_ms} ms (min $(minimum "$work/private"))  ($(awk -v a="$kiln_ms" -v b="$bwrap_ms" 'BEGIN{printf "%.1f", a/b}')x bwrap)"
