@@ -167,7 +167,7 @@ for mode in $(test_modes); do
   fi
 
   # save writes the whole index.
-  if k save -o "$work/app.tar" app 2>"$work/err" &&
+  if k save --format oci-archive -o "$work/app.tar" app 2>"$work/err" &&
      [ "$(check_archive "$work/app.tar")" = "linux/amd64=x86_64 linux/arm64=aarch64" ]; then
     tap_ok "$mode: kiln save writes the index with both platforms' images"
   else
