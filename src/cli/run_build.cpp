@@ -424,6 +424,13 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
                                          : NetworkMode::kPrivate;
   opts.jobs = req.jobs > 0 ? static_cast<size_t>(req.jobs) : 0;
   opts.use_cache = !req.no_cache && req.layers;
+  opts.write_cache = req.layers;
+  opts.no_cache_filter = req.no_cache_filter;
+  opts.explain_cache = req.explain_cache;
+  opts.containerfile = req.containerfile_path;
+  opts.secret_cache_key = req.secret_cache_key;
+  if (auto s = ResolveBuildSecrets(req, &opts.secrets, &opts.ssh); !s)
+    return ReportError(s.error());
   for (const auto& [k, v] : req.labels)
     opts.labels[k] = v;
   for (const auto& [k, v] : req.annotations)
