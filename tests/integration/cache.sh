@@ -223,6 +223,30 @@ for mode in $(test_modes); do
     && tap_ok "$mode a required secret that is not given fails (exit 2)" \
     || { tap_not_ok "$mode required secret (exit $rc)"; diag <"$o.req.err"; }
 
+  # RUN --mount=type=ssh: the agent socket is bound in and SSH_AUTH_SOCK set.
+  agent_out=$(as_mode "$mode" ssh-agent -a "$work/agent.sock" 2>&1)
+  agent_pid=$(echo "$agent_out" | sed -n 's/.*SSH_AGENT_PID=\([0-9]*\).*/\1/p' | head -1)
+  printf 'FROM busybox\nRUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "agent at $SSH_AUTH_SOCK"\n' >"$work/Containerfile.ssh"
+  chmod 644 "$work/Containerfile.ssh"
+  if [ -S "$work/agent.sock" ]; then
+    kiln_as "$mode" "$store" build --progress=plain --ssh "default=$work/agent.sock" -f "$work/Containerfile.ssh" "$work" \
+      >"$o.ssh.out" 2>"$o.ssh.err"
+    rc=$?
+    [ $rc -eq 0 ] && grep -q 'agent at /run/buildkit/ssh_agent.0' "$o.ssh.err" \
+      && tap_ok "$mode RUN --mount=type=ssh sees the agent socket at SSH_AUTH_SOCK" \
+      || { tap_not_ok "$mode ssh mount (rc $rc)"; diag <"$o.ssh.err"; }
+  else
+    tap_skip "$mode ssh mount: ssh-agent did not start"
+  fi
+  [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
+  printf 'FROM busybox\nRUN --mount=type=ssh,required=true true\n' >"$work/Containerfile.sshreq"
+  chmod 644 "$work/Containerfile.sshreq"
+  kiln_as "$mode" "$store" build -q --no-cache -f "$work/Containerfile.sshreq" "$work" >/dev/null 2>"$o.sshreq.err"
+  rc=$?
+  [ $rc -eq 2 ] && grep -q 'ssh agent "default" is required' "$o.sshreq.err" \
+    && tap_ok "$mode a required ssh agent that is not given fails (exit 2)" \
+    || { tap_not_ok "$mode required ssh (exit $rc)"; diag <"$o.sshreq.err"; }
+
   # --no-cache-filter: by name, by index.
   build "$mode" "$store" "$ctx" "$o.14" --secret-cache-key --no-cache-filter base
   expect "$mode" "--no-cache-filter base: base reruns, the other stage hits (same result)" \
