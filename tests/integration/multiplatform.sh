@@ -216,6 +216,21 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: no-handler build: exit $rc"; diag <"$work/err"
   fi
+  # A handler without the F flag cannot start inside the build's chroot.
+  mkdir -p "$work/nof"
+  echo enabled >"$work/nof/status"
+  printf 'enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: P\noffset 0\nmagic %s\nmask ffffffffffffff00fffffffffffffffffeffffff\n' \
+    "$ARM64_MAGIC" >"$work/nof/qemu-aarch64"
+  chmod -R a+rX "$work/nof"
+  as_mode "$mode" env KILN_ROOT="$store" KILN_BINFMT_MISC_DIR="$work/nof" "$KILN_BIN" build \
+    --platform linux/arm64 -t nope "$shared/ctx" >/dev/null 2>"$work/err"
+  rc=$?
+  if [ "$rc" = 2 ] && grep -q 'linux/arm64: this machine cannot run arm64 binaries: the binfmt_misc handler .*qemu-aarch64 lacks the F flag' "$work/err" &&
+     ! as_mode "$mode" env KILN_ROOT="$store" KILN_BINFMT_MISC_DIR="$work/nof" "$KILN_BIN" info | grep -q 'linux/arm64'; then
+    tap_ok "$mode: a handler without the F flag: exit 2 naming it; kiln info does not list arm64"
+  else
+    tap_not_ok "$mode: handler without F: exit $rc"; diag <"$work/err"
+  fi
   k build --platform linux/sparc64 -t nope "$shared/ctx" >/dev/null 2>"$work/err"
   rc=$?
   if [ "$rc" = 2 ] && grep -q 'linux/sparc64: this machine cannot run sparc64 binaries' "$work/err"; then
