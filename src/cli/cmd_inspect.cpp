@@ -1,7 +1,9 @@
 // kiln inspect [--type image|container] [--format json|TEMPLATE] NAME...
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/reference.h"
 
 namespace kiln::cli {
 
@@ -9,6 +11,35 @@ namespace kiln::cli {
 int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names) __attribute__((weak));
 
 namespace {
+
+/// A manifest list named `text` that lacks this host's platform: its first
+/// platform present in the store (the store resolves an index to the
+/// host's manifest only).
+Expected<StoredImage> ResolveListWithoutHost(Store& store, const std::string& text) {
+  KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> images, store.ListImages());
+  std::vector<std::string> candidates;
+  if (auto local = ImageReference::ParseWithDefaultDomain(text, "localhost"))
+    candidates.push_back(local->str());
+  if (auto ref = ImageReference::Parse(text))
+    candidates.push_back(ref->str());
+  for (const auto& e : images) {
+    if (!IsIndexMediaType(e.descriptor.media_type))
+      continue;
+    bool named = e.descriptor.digest.str() == text;
+    for (const auto& c : candidates)
+      named = named || std::find(e.names.begin(), e.names.end(), c) != e.names.end();
+    if (!named)
+      continue;
+    KILN_ASSIGN_OR_RETURN(Index idx, store.ReadIndex(e.descriptor.digest));
+    for (const Descriptor& d : idx.manifests)
+      if (d.platform && store.HasBlob(d.digest)) {
+        KILN_ASSIGN_OR_RETURN(StoredImage img, store.LoadImage(e.descriptor, d.platform));
+        img.names = e.names;
+        return img;
+      }
+  }
+  return Error(Errc::kNotFound, "image not known: " + text);
+}
 
 int InspectCommand(Context& ctx, const std::string& type, const std::string& format,
                    const std::vector<std::string>& names) {
@@ -25,6 +56,9 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
   int status = 0;
   for (const auto& n : names) {
     auto img = store->ResolveImage(n);
+    if (!img && img.error().code() == Errc::kNotFound)
+      if (auto list = ResolveListWithoutHost(*store, n))
+        img = std::move(list);
     if (!img) {
       // podman: without --type, a name that is no image may be a container.
       if (type.empty() && img.error().code() == Errc::kNotFound && InspectContainersCommand) {
