@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <sstream>
 #include <cstdio>
@@ -628,7 +629,7 @@ std::string MetaOf(const struct stat& st) {
 }
 
 Status WalkNode(int dir, const std::string& name, const std::string& rel, const Filter& filter,
-                std::vector<HashItem>* out) {
+                std::deque<HashItem>* out) {
   struct stat st;
   if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
     return Error::FromErrno("stat " + rel);
@@ -679,7 +680,7 @@ Expected<Digest> HashCopySources(const CopyRequest& req, StatCache* cache, Sourc
   KILN_ASSIGN_OR_RETURN(Filter filter, MakeFilter(req));
   KILN_ASSIGN_OR_RETURN(UniqueFd src_root, OpenFile(req.src_root, O_RDONLY | O_DIRECTORY));
   KILN_ASSIGN_OR_RETURN(std::vector<Match> matches, ExpandSources(src_root.get(), req, filter));
-  std::vector<HashItem> items;
+  std::deque<HashItem> items;  // no reallocation of 10,000s of entries
   for (const auto& m : matches) {
     std::string parent = DirName(m.rel);
     KILN_ASSIGN_OR_RETURN(UniqueFd pfd, OpenInRoot(src_root.get(), m.rel.empty() || parent == "." ? "." : parent,
@@ -747,7 +748,7 @@ Expected<Digest> HashCopySources(const CopyRequest& req, StatCache* cache, Sourc
       item.meta += " " + item.digest.str();
     HashField(h, item.meta);
     if (listing)
-      listing->emplace_back(item.rel, item.meta);
+      listing->emplace_back(std::move(item.rel), std::move(item.meta));
   }
   for (const auto& [name, content] : req.inline_files) {
     HashField(h, "<<" + name);
