@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -248,16 +249,32 @@ void PortForwarder::Loop() {
     UdpFlow* flow = nullptr;
   };
   std::vector<Ref> refs;
+  // Two descriptors per connection: stay well inside RLIMIT_NOFILE (the
+  // container inherits our limits, so they are not raised here).
+  size_t max_conns = kMaxTcpConnections;
+  if (struct rlimit rl; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    max_conns = std::min<size_t>(max_conns, rl.rlim_cur > 128 ? (rl.rlim_cur - 64 - kMaxUdpFlows / 4) / 2 : 16);
+  // accept() failing for want of descriptors or memory leaves the listener
+  // readable: wait a little instead of spinning.
+  Clock::time_point accept_paused_until{};
 
   for (;;) {
     pfds.clear();
     refs.clear();
+    size_t connecting = 0;
+    for (const auto& c : conns)
+      connecting += c.connecting ? 1 : 0;
     pfds.push_back({wake_r_.get(), POLLIN, 0});
     refs.push_back({Kind::kWake});
     for (size_t i = 0; i < listeners_.size(); ++i) {
       bool tcp = !listeners_[i].mapping.udp;
-      if (tcp && conns.size() >= kMaxTcpConnections)
-        continue;  // back-pressure: the kernel's backlog holds new clients
+      // Back-pressure: the kernel's backlog holds new clients while we are
+      // at the limit, or while enough connects into the container are still
+      // in progress (a burst would overflow the server's small backlog there
+      // and wait for SYN retransmits, seconds, instead).
+      if (tcp && (conns.size() >= max_conns || connecting >= kMaxPendingConnects ||
+                  Clock::now() < accept_paused_until))
+        continue;
       pfds.push_back({listeners_[i].fd.get(), POLLIN, 0});
       refs.push_back({Kind::kListener, i});
     }
@@ -288,13 +305,16 @@ void PortForwarder::Loop() {
       refs.push_back({Kind::kFlow, 0, nullptr, &f});
     }
     int timeout = -1;
+    if (Clock::now() < accept_paused_until)
+      timeout = 100;
     if (!flows.empty()) {
       auto oldest = Clock::now();
       for (const auto& f : flows)
         oldest = std::min(oldest, f.last);
       auto due = oldest + std::chrono::seconds(kUdpIdleSeconds) - Clock::now();
-      timeout = static_cast<int>(std::max<int64_t>(
+      int idle = static_cast<int>(std::max<int64_t>(
           0, std::chrono::duration_cast<std::chrono::milliseconds>(due).count() + 1));
+      timeout = timeout < 0 ? idle : std::min(timeout, idle);
     }
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR)
@@ -310,10 +330,13 @@ void PortForwarder::Loop() {
         case Kind::kListener: {
           Listener& l = listeners_[r.listener];
           if (!l.mapping.udp) {
-            for (int k = 0; k < 64 && conns.size() < kMaxTcpConnections; ++k) {
+            for (int k = 0; k < 64 && conns.size() < max_conns && connecting < kMaxPendingConnects; ++k) {
               UniqueFd h(::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-              if (!h)
+              if (!h) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                  accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
                 break;
+              }
               bool in_progress = false;
               UniqueFd ctr = ConnectLoopback(l.mapping.container_port, false, &in_progress);
               if (!ctr) {
@@ -327,6 +350,7 @@ void PortForwarder::Loop() {
               c.host = std::move(h);
               c.ctr = std::move(ctr);
               c.connecting = in_progress;
+              connecting += in_progress ? 1 : 0;
             }
             break;
           }

@@ -37,6 +37,7 @@ class PortForwarder {
  public:
   /// Limits (per forwarder).
   static constexpr size_t kMaxTcpConnections = 1024;
+  static constexpr size_t kMaxPendingConnects = 8;  ///< connects into the container in progress
   static constexpr size_t kBufferSize = 32 * 1024;  ///< per direction per connection
   static constexpr size_t kMaxUdpFlows = 256;
   static constexpr int kUdpIdleSeconds = 60;
