@@ -124,6 +124,23 @@ class Builder {
   std::string secret_key_;
 };
 
+/// A RUN --mount=type=bind source in the build context: (real host path,
+/// path relative to the context). It must stay inside the context,
+/// symlinks and ".." included (SECURITY.md I2).
+Expected<std::pair<std::string, std::string>> BindSource(const std::string& context_dir, const Step& step,
+                                                         const RunMount& m) {
+  char* ctx_real = ::realpath(context_dir.c_str(), nullptr);
+  char* src_real = ::realpath(JoinPath(context_dir, m.source).c_str(), nullptr);
+  std::string ctx = ctx_real ? ctx_real : "", src = src_real ? src_real : "";
+  std::free(ctx_real);
+  std::free(src_real);
+  if (src.empty())
+    return Error(Errc::kNotFound, Where(step) + ": RUN --mount source \"" + m.source + "\": not found in the build context");
+  if (src != ctx && src.rfind(ctx + "/", 0) != 0)
+    return Error(Errc::kInvalidInput, Where(step) + ": RUN --mount source \"" + m.source + "\" is outside the build context");
+  return std::make_pair(src, src == ctx ? std::string() : src.substr(ctx.size() + 1));
+}
+
 /// The name of a state file or cache record derived from `what`.
 std::string HexName(const std::string& prefix, const std::string& what) {
   return prefix + Digest::Of(what).hex();
@@ -216,6 +233,8 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
   switch (stage.base.kind) {
     case StageBase::Kind::kScratch:
       st.config.set_platform(stage.platform);
+      // As BuildKit's empty image (and Docker's hello-world): PATH is set.
+      st.config.config.SetEnv("PATH", kDefaultPath + 5);
       st.key = Digest::Of("kiln-base scratch " + stage.platform.str());
       st.base_desc = "scratch";
       return Ok();
@@ -320,10 +339,11 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
     for (const auto& m : run.mounts) {
       if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
         // What the step can read through a bind mount of the context.
+        KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
         CopyRequest req;
         req.src_root = opts_.context_dir;
-        req.ignore = opts_.ignore;
-        req.sources = {m.source.empty() ? "/" : m.source};
+        req.ignore = nullptr;  // the mount shows the directory as it is, ignored files included
+        req.sources = {"/" + src.second};
         req.what = "RUN --mount";
         auto d = HashCopySources(req, StatCacheFor(opts_.context_dir));
         if (!d)
@@ -632,18 +652,8 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       continue;
     }
     if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
-      // The source must stay inside the context, symlinks and ".." included
-      // (SECURITY.md I2).
-      char* ctx_real = ::realpath(opts_.context_dir.c_str(), nullptr);
-      char* src_real = ::realpath(JoinPath(opts_.context_dir, m.source).c_str(), nullptr);
-      std::string ctx = ctx_real ? ctx_real : "", src = src_real ? src_real : "";
-      std::free(ctx_real);
-      std::free(src_real);
-      if (src.empty())
-        return Error(Errc::kNotFound, Where(step) + ": RUN --mount source \"" + m.source + "\": not found in the build context");
-      if (src != ctx && src.rfind(ctx + "/", 0) != 0)
-        return Error(Errc::kInvalidInput, Where(step) + ": RUN --mount source \"" + m.source + "\" is outside the build context");
-      spec.mounts.push_back({SandboxMount::Type::kBind, src, m.target, m.read_only, ""});
+      KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
+      spec.mounts.push_back({SandboxMount::Type::kBind, src.first, m.target, m.read_only, ""});
       continue;
     }
     if (m.type == MountType::kCache) {
