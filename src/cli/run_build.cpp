@@ -14,6 +14,7 @@
 
 #include "cli/build_request.h"
 #include "cli/emulation.h"
+#include "cli/remote_cache.h"
 #include "engine/build.h"
 #include "engine/export.h"
 #include "ignore.h"
@@ -48,6 +49,34 @@ Status PullInto(Store& store, const std::string& reference, const Platform& plat
       names.push_back(ref->str());
   }
   return store.AddImage(pulled->top, names);
+}
+
+// ------------------------------------------------------------ remote cache
+
+TransferOptions RemoteCacheOptions(const BuildRequest& req, bool quiet) {
+  TransferOptions to;
+  to.tls_verify = req.tls_verify;
+  to.authfile = req.authfile;
+  to.quiet = true;  // blob-by-blob lines would drown the build's own output
+  (void)quiet;
+  return to;
+}
+
+/// --cache-from REF...: records imported before the build; a REF the
+/// registry does not have yet (the first build of a pipeline) is a warning.
+Status ImportRemoteCaches(Store& store, const BuildRequest& req, bool quiet) {
+  for (const std::string& ref : req.cache_from) {
+    auto n = ImportCache(store, ref, RemoteCacheOptions(req, quiet));
+    if (!n) {
+      if (n.error().code() != Errc::kNotFound)
+        return std::move(n).error();
+      LogWarn(n.error().message() + " (no cache imported)");
+      continue;
+    }
+    if (!quiet)
+      LogInfo("imported " + std::to_string(*n) + " cache records from " + ref);
+  }
+  return Ok();
 }
 
 engine::ProgressMode ProgressModeFor(const BuildRequest& req) {
@@ -252,6 +281,7 @@ int RunMultiPlatform(const BuildRequest& req, const frontend::CompileOptions& co
   engine::BuildOptions opts = base_opts;
   opts.tags.clear();  // the index gets the names
   engine::ProgressMode mode = ProgressModeFor(req);
+  std::vector<std::string> step_keys;  // every platform's, for --cache-to
 
   // 1. Stages every platform shares (FROM --platform=$BUILDPLATFORM) run
   //    once, first; the platforms' builds then find them in the cache.
@@ -266,6 +296,8 @@ int RunMultiPlatform(const BuildRequest& req, const frontend::CompileOptions& co
         return ReportError(g.error());
       PlatformProgress pp(mode, "shared:" + name);
       auto r = engine::Build(*g, store, opts, pp.progress());
+      for (std::string& k : pp.progress().StepKeys())
+        step_keys.push_back(std::move(k));
       pp.Close();
       if (!r)
         return ReportError(std::move(r).error().WithContext("stage " + name));
@@ -285,8 +317,11 @@ int RunMultiPlatform(const BuildRequest& req, const frontend::CompileOptions& co
       threads.emplace_back([&, i] { results[i] = engine::Build(graphs[i], store, opts, progress[i]->progress()); });
     for (auto& t : threads)
       t.join();
-    for (auto& p : progress)
+    for (auto& p : progress) {
+      for (std::string& k : p->progress().StepKeys())
+        step_keys.push_back(std::move(k));
       p->Close();
+    }
   }
   for (size_t i = 0; i < n; ++i)
     if (!*results[i])
@@ -319,6 +354,9 @@ int RunMultiPlatform(const BuildRequest& req, const frontend::CompileOptions& co
     return ReportError(image.error());
   if (auto s = WriteOutputs(store, *image, req, base_opts.tags, true); !s)
     return ReportError(s.error());
+  if (!req.cache_to.empty())
+    if (auto s = ExportCache(store, step_keys, req.cache_to, RemoteCacheOptions(req, true)); !s)
+      return ReportError(s.error());
   return Finish(req, top->digest.str());
 }
 
@@ -336,6 +374,8 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   registry::RegisterDockerTransport();
   const Platform platform = req.platforms.empty() ? Platform::Host() : req.platforms[0];
   bool quiet = req.quiet || req.progress == "json";
+  if (auto s = ImportRemoteCaches(*store, req, quiet); !s)
+    return ReportError(s.error());
 
   // Base images: the store first; pulled when missing (--pull=missing), every
   // time (always) or never.
@@ -455,6 +495,9 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
     return ReportError(image.error());
   if (auto s = WriteOutputs(*store, *image, req, opts.tags, false); !s)
     return ReportError(s.error());
+  if (!req.cache_to.empty())
+    if (auto s = ExportCache(*store, progress.StepKeys(), req.cache_to, RemoteCacheOptions(req, quiet)); !s)
+      return ReportError(s.error());
   return Finish(req, result->image_id.str());
 }
 
