@@ -228,7 +228,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   r.secret_cache_key = f.secret_cache_key;
   r.pull = f.pull;
   if (f.jobs < 0)
-    return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (all CPUs) or more");
+    return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (no cap) or more");
   r.jobs = f.jobs;
   for (const std::string& l : f.labels) {
     KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(l, "--label", false));
@@ -446,7 +446,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                 "that a changed secret reruns the step");
   cmd->add_option("--pull", f->pull, "base image pull policy: missing|always|never|newer (default missing)")
       ->check(CLI::IsMember({"missing", "always", "never", "newer"}));
-  cmd->add_option("--jobs", f->jobs, "number of stages/steps run in parallel (default: number of CPUs)");
+  cmd->add_option("--jobs", f->jobs, "at most N stages run at once (default: every stage that is ready, as BuildKit)");
   cmd->add_option("--label", f->labels, "K=V label added to the image config (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--annotation", f->annotations, "K=V annotation added to the manifest (repeatable)")

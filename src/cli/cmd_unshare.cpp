@@ -42,6 +42,7 @@ void AddUnshareCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("unshare", "run a shell or COMMAND inside kiln's user namespace (as buildah unshare)");
   cmd->prefix_command();
   cmd->allow_extras();
+  cmd->fallthrough(false);  // COMMAND and its arguments are ours, not the parent's
   cmd->footer("Runs COMMAND [ARG...] (default: $SHELL, else /bin/sh) as root of the user namespace kiln uses "
               "for builds, with the same uid/gid mappings and a private mount namespace.");
   SetAction(cmd, ctx, [cmd] {

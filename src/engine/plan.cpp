@@ -1,5 +1,7 @@
 #include "engine/plan.h"
 
+#include <algorithm>
+
 #include <thread>
 #include <utility>
 
@@ -54,8 +56,13 @@ void Plan::NodeFinished(NodeId id) {
 
 Status RunPlan(Plan& plan, size_t jobs,
                const std::function<Status(NodeId, const std::atomic<bool>& cancel)>& run) {
+  // Default: every ready node at once, as BuildKit (no cap): a RUN step
+  // mostly waits (on the network, on I/O, in sleep), so capping at the
+  // number of cores would serialise independent stages on small machines;
+  // the kernel shares the CPUs among the ones that do compute. Bounded to
+  // keep the thread count sane; --jobs N caps it explicitly.
   if (jobs == 0)
-    jobs = std::max<size_t>(1, std::thread::hardware_concurrency());
+    jobs = std::clamp<size_t>(plan.size(), 1, std::max<size_t>(32, std::thread::hardware_concurrency()));
   struct Result {
     NodeId id;
     Status status;
