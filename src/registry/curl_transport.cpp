@@ -1,6 +1,7 @@
 // HttpTransport on libcurl easy handles. Handles are pooled so that
 // keep-alive connections and TLS sessions are reused across requests; a
 // handle is used by one thread at a time.
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <curl/curl.h>
@@ -33,8 +36,67 @@ std::string HttpResponse::Header(std::string_view name) const {
 
 namespace {
 
-using CurlHandle = std::unique_ptr<CURL, decltype(&curl_easy_cleanup)>;
-using CurlList = std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)>;
+// libcurl is loaded with dlopen() on the first registry request instead of
+// being linked: with its dependencies (gnutls, krb5, ldap, ssh2, ...) it
+// costs ~12 ms at every process start here, paid twice by every command that
+// re-executes into the user namespace, and most commands (a cached build,
+// `kiln run` of a local image) never talk to a registry.
+struct CurlApi {
+  std::string error;  // why loading failed; empty when loaded
+  decltype(&::curl_global_init) global_init = nullptr;
+  decltype(&::curl_easy_init) easy_init = nullptr;
+  decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&::curl_easy_reset) easy_reset = nullptr;
+  decltype(&::curl_easy_perform) easy_perform = nullptr;
+  decltype(&::curl_easy_getinfo) easy_getinfo = nullptr;
+  decltype(&::curl_easy_strerror) easy_strerror = nullptr;
+  CURLcode (*easy_setopt)(CURL*, CURLoption, ...) = nullptr;
+  decltype(&::curl_slist_append) slist_append = nullptr;
+  decltype(&::curl_slist_free_all) slist_free_all = nullptr;
+};
+
+const CurlApi& Curl() {
+  static const CurlApi api = [] {
+    CurlApi a;
+    void* lib = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+      const char* why = ::dlerror();
+      a.error = std::string("registry access needs libcurl (Debian package libcurl4): ") + (why ? why : "dlopen failed");
+      return a;
+    }
+    bool ok = true;
+    auto load = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(lib, name));
+      if (!fn && ok) {
+        ok = false;
+        a.error = std::string("libcurl.so.4 lacks ") + name;
+      }
+    };
+    load(a.global_init, "curl_global_init");
+    load(a.easy_init, "curl_easy_init");
+    load(a.easy_cleanup, "curl_easy_cleanup");
+    load(a.easy_reset, "curl_easy_reset");
+    load(a.easy_perform, "curl_easy_perform");
+    load(a.easy_getinfo, "curl_easy_getinfo");
+    load(a.easy_strerror, "curl_easy_strerror");
+    load(a.easy_setopt, "curl_easy_setopt");
+    load(a.slist_append, "curl_slist_append");
+    load(a.slist_free_all, "curl_slist_free_all");
+    if (ok)
+      a.global_init(CURL_GLOBAL_DEFAULT);
+    return a;
+  }();
+  return api;
+}
+
+struct CurlHandleDeleter {
+  void operator()(CURL* c) const { Curl().easy_cleanup(c); }
+};
+struct CurlListDeleter {
+  void operator()(curl_slist* l) const { Curl().slist_free_all(l); }
+};
+using CurlHandle = std::unique_ptr<CURL, CurlHandleDeleter>;
+using CurlList = std::unique_ptr<curl_slist, CurlListDeleter>;
 
 std::string Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
@@ -161,12 +223,11 @@ int OnSeek(void* user, curl_off_t offset, int origin) {
 
 class CurlTransport final : public HttpTransport {
  public:
-  CurlTransport() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  }
+  CurlTransport() { (void)Curl(); }  // load (and curl_global_init) once, now
 
   Expected<HttpResponse> Send(const HttpRequest& request) override {
+    if (!Curl().error.empty())
+      return Error(Errc::kUnsupported, Curl().error);
     CurlHandle handle = Acquire();
     if (!handle)
       return Error(Errc::kNetwork, "cannot create a curl handle");
@@ -182,11 +243,11 @@ class CurlTransport final : public HttpTransport {
       if (!pool_.empty()) {
         CurlHandle h = std::move(pool_.back());
         pool_.pop_back();
-        curl_easy_reset(h.get());
+        Curl().easy_reset(h.get());
         return h;
       }
     }
-    return CurlHandle(curl_easy_init(), &curl_easy_cleanup);
+    return CurlHandle(Curl().easy_init());
   }
 
   void Release(CurlHandle h) {
@@ -200,61 +261,61 @@ class CurlTransport final : public HttpTransport {
     t.request = &r;
     char errbuf[CURL_ERROR_SIZE] = {0};
 
-    curl_easy_setopt(c, CURLOPT_URL, r.url.c_str());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/" "0.1");
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(r.connect_timeout_s));
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(r.idle_timeout_s));
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    Curl().easy_setopt(c, CURLOPT_URL, r.url.c_str());
+    Curl().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    Curl().easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    Curl().easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    Curl().easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    Curl().easy_setopt(c, CURLOPT_USERAGENT, "kiln/" "0.1");
+    Curl().easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(r.connect_timeout_s));
+    Curl().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    Curl().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(r.idle_timeout_s));
+    Curl().easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
+    Curl().easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    Curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
+    Curl().easy_setopt(c, CURLOPT_WRITEDATA, &t);
     // Proxies from the environment are honoured by libcurl itself; never
     // send our Authorization to a proxy.
-    curl_easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    Curl().easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 
     if (!r.tls.verify) {
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     std::string ca;
     if (!r.tls.ca_pem.empty()) {
       ca = SystemCaBundle() + "\n" + r.tls.ca_pem;
       curl_blob blob{ca.data(), ca.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+      Curl().easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
     }
     if (!r.tls.client_cert.empty()) {
-      curl_easy_setopt(c, CURLOPT_SSLCERT, r.tls.client_cert.c_str());
-      curl_easy_setopt(c, CURLOPT_SSLKEY, r.tls.client_key.c_str());
+      Curl().easy_setopt(c, CURLOPT_SSLCERT, r.tls.client_cert.c_str());
+      Curl().easy_setopt(c, CURLOPT_SSLKEY, r.tls.client_key.c_str());
     }
 
     curl_slist* raw = nullptr;
     for (const auto& h : r.headers)
-      raw = curl_slist_append(raw, (h.name + ": " + h.value).c_str());
-    raw = curl_slist_append(raw, "Expect:");  // no 100-continue round trip
-    CurlList headers(raw, &curl_slist_free_all);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+      raw = Curl().slist_append(raw, (h.name + ": " + h.value).c_str());
+    raw = Curl().slist_append(raw, "Expect:");  // no 100-continue round trip
+    CurlList headers(raw);
+    Curl().easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
     if (r.method == "GET") {
-      curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+      Curl().easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else if (r.method == "HEAD") {
-      curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+      Curl().easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else {
       uint64_t len = r.body_fd >= 0 ? r.body_length : r.body.size();
-      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method.c_str());
-      curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(len));
-      curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
-      curl_easy_setopt(c, CURLOPT_READDATA, &t);
-      curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
-      curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);
+      Curl().easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      Curl().easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+      Curl().easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(len));
+      Curl().easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
+      Curl().easy_setopt(c, CURLOPT_READDATA, &t);
+      Curl().easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
+      Curl().easy_setopt(c, CURLOPT_SEEKDATA, &t);
     }
 
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = Curl().easy_perform(c);
     if (t.sink_error)
       return std::move(*t.sink_error);
     if (t.too_big)
@@ -263,13 +324,13 @@ class CurlTransport final : public HttpTransport {
     if (t.read_failed)
       return Error(Errc::kIo, r.method + " " + r.url + ": cannot read the upload source");
     if (rc != CURLE_OK) {
-      std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+      std::string why = errbuf[0] ? errbuf : Curl().easy_strerror(rc);
       if (!why.empty())
         why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
       return Error(Errc::kNetwork, r.method + " " + r.url + ": " + why);
     }
     long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    Curl().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     t.response.status = static_cast<int>(code);
     return std::move(t.response);
   }
