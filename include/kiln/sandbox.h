@@ -1,8 +1,8 @@
 // The rootless sandbox: the process-wide user namespace (EnterUserNamespace)
 // and the per-process sandbox (RunSandbox) that RUN steps and `kiln run` use.
 //
-// Model (docs/sandbox.md): kiln re-executes itself once, before any thread
-// exists, into a new user + mount namespace where it is root (0 -> the
+// Model (docs/sandbox.md): kiln forks once, before any thread exists; the
+// child enters a new user + mount namespace where it is root (0 -> the
 // invoking user, 1..N -> its /etc/subuid and /etc/subgid ranges). Each
 // sandboxed process is then started through `kiln-sandbox`, a small
 // single-threaded helper executed from a sealed memfd copy (so the container
