@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,27 @@ inline Status WriteAll(int fd, std::string_view data) { return WriteAll(fd, data
 /// Writes `data` to `path` atomically: temp file in the same directory,
 /// fsync, rename, fsync of the directory.
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+/// How the general WriteFileAtomic() writes.
+struct AtomicWriteOptions {
+  mode_t mode = 0644;
+  /// fsync the file before the rename and its directory after it. false:
+  /// readers still never see a partial file, but a power loss may lose the
+  /// update (run-time state that does not outlive a boot).
+  bool durable = true;
+  /// Directory for the temporary file (on the file system of `path`);
+  /// default: the directory of `path`.
+  std::string temp_dir;
+  /// Called between the steps with "temp created", "half written",
+  /// "synced, before rename" and "renamed, before directory fsync" (the
+  /// store's crash test kills the process there); may be empty.
+  std::function<void(const char* step)> on_step;
+};
+
+/// Replaces `path` atomically: temporary file, write, chmod, (fsync),
+/// rename, (fsync of the directory). On failure the temporary file is removed
+/// and `path` is unchanged.
+Status WriteFileAtomic(const std::string& path, std::string_view data, const AtomicWriteOptions& options);
 
 /// fsync of a directory (after a rename into it).
 Status FsyncDir(const std::string& dir);

@@ -75,29 +75,46 @@ Status FsyncDir(const std::string& dir) {
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  AtomicWriteOptions o;
+  o.mode = mode;
+  return WriteFileAtomic(path, data, o);
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, const AtomicWriteOptions& options) {
   std::string dir = DirName(path);
-  std::string tmpl = JoinPath(dir, "." + BaseName(path) + ".tmp-XXXXXX");
+  std::string tmpl = JoinPath(options.temp_dir.empty() ? dir : options.temp_dir, "." + BaseName(path) + ".tmp-XXXXXX");
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int raw = ::mkostemp(name.data(), O_CLOEXEC);
   if (raw < 0)
-    return Error::FromErrno("create temporary file in " + dir);
+    return Error::FromErrno("create temporary file in " + DirName(tmpl));
   UniqueFd fd(raw);
   std::string tmp(name.data());
   auto fail = [&](Error e) {
     ::unlink(tmp.c_str());
     return e;
   };
-  if (auto s = WriteAll(fd.get(), data); !s)
+  auto step = [&](const char* what) {
+    if (options.on_step)
+      options.on_step(what);
+  };
+  step("temp created");
+  size_t half = options.on_step ? data.size() / 2 : data.size();
+  if (auto s = WriteAll(fd.get(), data.substr(0, half)); !s)
     return fail(std::move(s).error().WithContext(tmp));
-  if (::fchmod(fd.get(), mode) != 0)
+  step("half written");
+  if (auto s = WriteAll(fd.get(), data.substr(half)); !s)
+    return fail(std::move(s).error().WithContext(tmp));
+  if (::fchmod(fd.get(), options.mode) != 0)
     return fail(Error::FromErrno("chmod " + tmp));
-  if (::fsync(fd.get()) != 0)
+  if (options.durable && ::fsync(fd.get()) != 0)
     return fail(Error::FromErrno("fsync " + tmp));
   fd.reset();
+  step("synced, before rename");
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     return fail(Error::FromErrno("rename " + tmp + " to " + path));
-  return FsyncDir(dir);
+  step("renamed, before directory fsync");
+  return options.durable ? FsyncDir(dir) : Ok();
 }
 
 Status MakeDirs(const std::string& path, mode_t mode) {

@@ -212,28 +212,14 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
 
 namespace {
 
-/// Replaces `path` atomically (temporary file + rename) without fsync: for
-/// records that need not survive a power loss (run-time state, the record of
-/// a --rm container). Readers never see a partial file.
+/// Replaces `path` atomically without fsync: for records that need not
+/// survive a power loss (run-time state, the record of a --rm container).
+/// Readers never see a partial file.
 Status ReplaceFileVolatile(const std::string& path, std::string_view data, mode_t mode) {
-  std::string dir = DirName(path);
-  std::string tmpl = JoinPath(dir, "." + BaseName(path) + ".tmp-XXXXXX");
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int raw = ::mkostemp(name.data(), O_CLOEXEC);
-  if (raw < 0)
-    return Error::FromErrno("create temporary file in " + dir);
-  UniqueFd fd(raw);
-  std::string tmp(name.data());
-  Status st = WriteAll(fd.get(), data);
-  if (st && ::fchmod(fd.get(), mode) != 0)
-    st = Error::FromErrno("chmod " + tmp);
-  fd.reset();
-  if (st && ::rename(tmp.c_str(), path.c_str()) != 0)
-    st = Error::FromErrno("rename " + tmp + " to " + path);
-  if (!st)
-    ::unlink(tmp.c_str());
-  return st;
+  AtomicWriteOptions o;
+  o.mode = mode;
+  o.durable = false;
+  return WriteFileAtomic(path, data, o);
 }
 
 }  // namespace

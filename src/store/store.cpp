@@ -79,39 +79,14 @@ namespace store_internal {
 
 Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
                    const char* what, mode_t mode) {
-  std::string tmpl = JoinPath(tmp_dir, "meta-XXXXXX");
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int raw = ::mkostemp(name.data(), O_CLOEXEC);
-  if (raw < 0)
-    return Error::FromErrno("create temporary file in " + tmp_dir);
-  UniqueFd fd(raw);
-  std::string tmp(name.data());
-  auto fail = [&](Error e) {
-    ::unlink(tmp.c_str());
-    return e;
+  AtomicWriteOptions o;
+  o.mode = mode;
+  o.temp_dir = tmp_dir;
+  o.on_step = [what](const char* step) {
+    std::string point = std::string(what) + ": " + step;
+    CrashPoint(point.c_str());
   };
-  std::string point = std::string(what) + ": temp created";
-  CrashPoint(point.c_str());
-  size_t half = data.size() / 2;
-  if (auto s = WriteAll(fd.get(), data.substr(0, half)); !s)
-    return fail(std::move(s).error().WithContext(tmp));
-  point = std::string(what) + ": half written";
-  CrashPoint(point.c_str());
-  if (auto s = WriteAll(fd.get(), data.substr(half)); !s)
-    return fail(std::move(s).error().WithContext(tmp));
-  if (::fchmod(fd.get(), mode) != 0)
-    return fail(Error::FromErrno("chmod " + tmp));
-  if (::fsync(fd.get()) != 0)
-    return fail(Error::FromErrno("fsync " + tmp));
-  fd.reset();
-  point = std::string(what) + ": synced, before rename";
-  CrashPoint(point.c_str());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return fail(Error::FromErrno("rename " + tmp + " to " + path));
-  point = std::string(what) + ": renamed, before directory fsync";
-  CrashPoint(point.c_str());
-  return FsyncDir(DirName(path));
+  return WriteFileAtomic(path, data, o);
 }
 
 Expected<FileLock> FileLock::Acquire(const std::string& path, bool exclusive) {
