@@ -58,3 +58,22 @@ import_busybox() {
   fi
   kiln_as "$mode" "$store" import "$work/busybox.tar" busybox >/dev/null
 }
+
+# start_registry DIR: Debian's docker-registry on an ephemeral loopback port
+# (plain HTTP), its storage and log under DIR. Sets REG (host:port) and
+# REG_PID (kill it when done). Returns 1 when it does not answer.
+start_registry() {
+  local dir=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  REG=127.0.0.1:$port
+  cat >"$dir/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $dir/registry}}
+http: {addr: $REG}
+YML
+  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null && return 0; sleep 0.1; done
+  return 1
+}

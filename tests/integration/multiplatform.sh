@@ -65,17 +65,7 @@ if ! "$KILN_SOURCE_ROOT/scripts/make-busybox-rootfs.sh" --arch arm64 "$shared/bb
 fi
 chmod 644 "$shared"/bb-*.tar
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$port
-cat >"$shared/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $shared/registry}}
-http: {addr: $REG}
-YML
-docker-registry serve "$shared/registry.yml" >"$shared/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+start_registry "$shared" || { tap_not_ok "start docker-registry"; diag <"$shared/registry.log"; tap_done; exit; }
 
 mkdir -p "$shared/ctx"
 cat >"$shared/ctx/Containerfile" <<'CF'
