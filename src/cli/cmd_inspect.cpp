@@ -17,11 +17,7 @@ namespace {
 /// host's manifest only).
 Expected<StoredImage> ResolveListWithoutHost(Store& store, const std::string& text) {
   KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> images, store.ListImages());
-  std::vector<std::string> candidates;
-  if (auto local = ImageReference::ParseWithDefaultDomain(text, "localhost"))
-    candidates.push_back(local->str());
-  if (auto ref = ImageReference::Parse(text))
-    candidates.push_back(ref->str());
+  std::vector<std::string> candidates = CandidateNames(text);
   for (const auto& e : images) {
     if (!IsIndexMediaType(e.descriptor.media_type))
       continue;

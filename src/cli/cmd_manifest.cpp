@@ -34,11 +34,7 @@ Error Usage(std::string msg) { return Error(Errc::kInvalidInput, std::move(msg))
 /// when absent; kInvalidInput when `text` names an image that is no list.
 Expected<StoredList> FindList(Store& store, const std::string& text) {
   KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> images, store.ListImages());
-  std::vector<std::string> candidates;
-  if (auto local = ImageReference::ParseWithDefaultDomain(text, "localhost"))
-    candidates.push_back(local->str());
-  if (auto ref = ImageReference::Parse(text))
-    candidates.push_back(ref->str());
+  std::vector<std::string> candidates = CandidateNames(text);
   const ImageEntry* found = nullptr;
   for (const auto& e : images) {
     for (const auto& c : candidates)

@@ -18,6 +18,15 @@ Expected<Store> OpenImageStore(const Context& ctx) {
   return s;
 }
 
+std::vector<std::string> CandidateNames(const std::string& text) {
+  std::vector<std::string> out;
+  if (auto local = ImageReference::ParseWithDefaultDomain(text, "localhost"))
+    out.push_back(local->str());
+  if (auto ref = ImageReference::Parse(text))
+    out.push_back(ref->str());
+  return out;
+}
+
 Expected<std::string> NormalizeNewName(std::string_view text) {
   KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::ParseWithDefaultDomain(text, "localhost"));
   if (ref.digest.valid())

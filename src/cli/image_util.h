@@ -22,6 +22,10 @@ Expected<Store> OpenImageStore(const Context& ctx);
 /// kInvalidInput for a bad reference or one with a digest.
 Expected<std::string> NormalizeNewName(std::string_view text);
 
+/// The full references a user's `text` may mean in index.json: the
+/// localhost/ reading of a short name first, then the docker.io one.
+std::vector<std::string> CandidateNames(const std::string& text);
+
 /// The name of `image` that `text` refers to ("busybox" ->
 /// "docker.io/library/busybox:latest" when the image has that name), or ""
 /// when `text` addressed it by ID or digest.
