@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -110,6 +111,17 @@ struct UnpackOptions {
   std::optional<Digest> expect_diff_id;
   /// When set, the sha256 of the raw (compressed) input must equal it.
   std::optional<Digest> expect_digest;
+  /// For a producer that hashes the raw input itself (a registry download
+  /// teed into the unpacker): the raw bytes are not hashed again here
+  /// (UnpackStats::digest stays empty); this is called once the whole input
+  /// was read, and an error from it fails the unpack like a digest mismatch.
+  /// Not together with expect_digest.
+  std::function<Status()> raw_verified;
+  /// Start the writeback of file data while unpacking (sync_file_range, every
+  /// 8 MiB and at the end of each large file), for a caller that makes the
+  /// result durable afterwards (the store's syncfs): the disk works while
+  /// the unpack goes on instead of all at the end.
+  bool start_writeback = false;
   /// chown every entry to the ids in the tar. Off: files belong to the caller.
   bool preserve_ownership = true;
   /// Character/block devices we may not create (rootless): skip with a

@@ -222,7 +222,12 @@ class RegistryClient {
   /// a broken connection. Reads at most `size` bytes (size < 0: unknown,
   /// capped at `max_unknown`); fails with kCorrupt unless digest and size
   /// match. On error the fd holds garbage: the caller discards it.
-  Status FetchBlob(const std::string& repo, const Digest& digest, int64_t size, int fd);
+  /// `on_data`, when set, sees every byte right after it was written to `fd`
+  /// (and hashed), with its offset in the blob: a restart from 0 shows as an
+  /// offset that goes back. The digest check covers exactly these bytes, so
+  /// a consumer of a gap-free stream need not hash it again (StreamingUnpack).
+  Status FetchBlob(const std::string& repo, const Digest& digest, int64_t size, int fd,
+                   const std::function<void(std::string_view data, uint64_t offset)>& on_data = {});
   /// A small blob (config) into memory, verified; capped at 4 MiB.
   Expected<std::string> FetchBlobBytes(const std::string& repo, const Digest& digest,
                                        int64_t size);

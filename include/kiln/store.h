@@ -64,6 +64,11 @@ class BlobWriter {
   /// file to hash it instead of trusting Write()'s running hash.
   int fd();
 
+  /// Commit() for a producer that wrote through fd() and hashed exactly the
+  /// bytes it wrote (RegistryClient::FetchBlob): `digest` is that hash; the
+  /// file is not read again. The size comes from the file itself.
+  Expected<Descriptor> CommitHashed(const Digest& digest, std::string_view media_type = {});
+
   /// Verifies (kCorrupt "digest mismatch"/"size mismatch", naming both
   /// values) and publishes the blob. A blob already present counts as
   /// success. Returns its descriptor with `media_type`.
@@ -73,6 +78,7 @@ class BlobWriter {
   friend class Store;
   BlobWriter() = default;
   void Abort();
+  Expected<Descriptor> Publish(const Digest& got, int64_t size, std::string_view media_type);
 
   const Store* store_ = nullptr;
   UniqueFd fd_;
@@ -200,8 +206,12 @@ class Store {
   /// As UnpackedLayer(), but reads the layer's bytes from `in_fd` (a stream:
   /// the pull pipeline feeds it while the blob downloads) instead of the
   /// stored blob. Both digests are verified over the bytes read; nothing is
-  /// published on a mismatch or a short stream.
-  Expected<std::string> UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id);
+  /// published on a mismatch or a short stream. With `raw_verified`, the
+  /// stream's producer hashes the compressed bytes itself (the registry
+  /// download): they are not hashed again, and the layer is published only
+  /// when raw_verified(), called after the last byte, returns Ok.
+  Expected<std::string> UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id,
+                                                const std::function<Status()>& raw_verified = {});
 
   // ------------------------------------------------------------ cache records
 
@@ -278,6 +288,11 @@ class Store {
   class IndexLock;
 
   Expected<std::string> ReadIndexJson() const;
+  std::string UnsyncedRecordPath(const Digest& key) const;
+  /// At Open: discards layer directories whose unsynced record names
+  /// another boot, and clears the records of this boot older than a minute
+  /// (after a syncfs). May take gc.lock exclusively for the discard.
+  Status RecoverUnsyncedLayers(int gc_lock_fd);
   Status WriteIndexJson(const std::string& json) const;
 
   std::string root_;

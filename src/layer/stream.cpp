@@ -555,7 +555,7 @@ Expected<std::unique_ptr<ByteSink>> MakeCompressor(Compression c, int level, int
   return Error(Errc::kUnsupported, std::string("writing ") + CompressionName(c) + " layers is not supported");
 }
 
-HashingFdSource::HashingFdSource(int fd) : fd_(fd) { buf_.resize(kReadChunk); }
+HashingFdSource::HashingFdSource(int fd, bool hash) : fd_(fd), hashing_(hash) { buf_.resize(kReadChunk); }
 
 Expected<std::string_view> HashingFdSource::Peek(size_t n) {
   n = std::min(n, buf_.size());
@@ -568,7 +568,8 @@ Expected<std::string_view> HashingFdSource::Peek(size_t n) {
     }
     if (r == 0)
       break;
-    hash_.Update(buf_.data() + pending_, static_cast<size_t>(r));
+    if (hashing_)
+      hash_.Update(buf_.data() + pending_, static_cast<size_t>(r));
     bytes_ += r;
     pending_ += static_cast<size_t>(r);
   }
@@ -587,7 +588,8 @@ Expected<std::string_view> HashingFdSource::Read() {
         continue;
       return Error::FromErrno("read layer");
     }
-    hash_.Update(buf_.data(), static_cast<size_t>(r));
+    if (hashing_)
+      hash_.Update(buf_.data(), static_cast<size_t>(r));
     bytes_ += r;
     return std::string_view(buf_.data(), static_cast<size_t>(r));
   }

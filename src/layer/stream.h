@@ -37,6 +37,7 @@ class HashingFdSink : public ByteSink {
  private:
   int fd_;
   Sha256 hash_;
+  bool hashing_ = true;
   int64_t bytes_ = 0;
 };
 
@@ -56,7 +57,8 @@ class ByteSource {
 /// chunk (at least `n` bytes unless EOF comes first) without consuming it.
 class HashingFdSource : public ByteSource {
  public:
-  explicit HashingFdSource(int fd);
+  /// `hash` false: only counts (the producer of the bytes hashes them).
+  explicit HashingFdSource(int fd, bool hash = true);
   Expected<std::string_view> Peek(size_t n);
   Expected<std::string_view> Read() override;
   kiln::Digest TakeDigest() { return hash_.Finish(); }
@@ -67,6 +69,7 @@ class HashingFdSource : public ByteSource {
   std::string buf_;
   size_t pending_ = 0;  // peeked bytes not yet returned
   Sha256 hash_;
+  bool hashing_ = true;
   int64_t bytes_ = 0;
 };
 

@@ -559,6 +559,8 @@ class Extractor {
     const void* buf;
     size_t size;
     la_int64_t offset;
+    constexpr la_int64_t kWritebackChunk = 8 << 20;
+    la_int64_t written_back = 0;  // start_writeback: bytes already handed to the disk
     for (;;) {
       int rc = archive_read_data_block(a, &buf, &size, &offset);
       if (rc == ARCHIVE_EOF)
@@ -577,7 +579,13 @@ class Extractor {
         size -= static_cast<size_t>(n);
         offset += n;
       }
+      if (opt_.start_writeback && offset - written_back >= kWritebackChunk) {
+        (void)::sync_file_range(fd.get(), written_back, offset - written_back, SYNC_FILE_RANGE_WRITE);
+        written_back = offset;
+      }
     }
+    if (opt_.start_writeback && written_back > 0)
+      (void)::sync_file_range(fd.get(), written_back, 0, SYNC_FILE_RANGE_WRITE);
     la_int64_t total = archive_entry_size(entry);
     if (total > 0 && ::ftruncate(fd.get(), total) != 0)  // sparse tail
       return Error::FromErrno("truncate " + path);
@@ -777,9 +785,11 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
   if (!root)
     return context(Error::FromErrno("open " + root_dir));
 
+  if (options.raw_verified && options.expect_digest)
+    return context(Error(Errc::kInvalidInput, "unpack: raw_verified and expect_digest are exclusive"));
   internal::Utf8LocaleScope utf8;
   UnpackStats stats;
-  internal::HashingFdSource raw(in_fd);
+  internal::HashingFdSource raw(in_fd, /*hash=*/!options.raw_verified);
   auto head = raw.Peek(8);
   if (!head)
     return context(std::move(head).error());
@@ -835,7 +845,12 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
   stats.uncompressed_size = counted.bytes();
   stats.diff_id = counted.TakeDigest();
   stats.size = raw.bytes();
-  stats.digest = raw.TakeDigest();
+  if (options.raw_verified) {
+    if (auto verified = options.raw_verified(); !verified)
+      return context(std::move(verified).error());
+  } else {
+    stats.digest = raw.TakeDigest();
+  }
   if (options.expect_diff_id && *options.expect_diff_id != stats.diff_id)
     return context(Error(Errc::kCorrupt, "diff_id mismatch: expected " + options.expect_diff_id->str() + ", got " +
                                              stats.diff_id.str()));

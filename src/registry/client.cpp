@@ -738,7 +738,7 @@ Expected<bool> RegistryClient::BlobExists(const std::string& repo, const Digest&
 }
 
 Status RegistryClient::FetchBlob(const std::string& repo, const Digest& digest, int64_t size,
-                                 int fd) {
+                                 int fd, const std::function<void(std::string_view, uint64_t)>& on_data) {
   if (digest.algorithm() != "sha256")
     return Error(Errc::kUnsupported, "blob " + digest.str() + ": only sha256 blobs can be verified");
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
@@ -807,6 +807,8 @@ Status RegistryClient::FetchBlob(const std::string& repo, const Digest& digest, 
         if (n < 0)
           return Error::FromErrno("write blob " + digest.str());
         hasher.Update(p, static_cast<size_t>(n));
+        if (on_data)
+          on_data(std::string_view(p, static_cast<size_t>(n)), offset);
         p += n;
         left -= static_cast<size_t>(n);
         offset += static_cast<uint64_t>(n);

@@ -84,85 +84,106 @@ void Say(const std::function<void(const std::string&)>& progress, const std::str
 
 // Unpacks a layer while it downloads (buildah pulls and unpacks too; doing
 // both at once makes pull+unpack cost about max(download, unpack) instead of
-// their sum). A pump thread tails the blob writer's temp file through its own
-// open file description and feeds the bytes over a socketpair to
-// Store::UnpackedLayerFromStream, which verifies the compressed digest and
-// the diff_id over exactly what it read and publishes nothing otherwise. If
-// the download restarts or fails, the unpack fails harmlessly and the layer
-// is unpacked from the stored blob on first use instead.
+// their sum). The download's sink tees every byte it wrote to the blob's temp
+// file -- and hashed -- into a socketpair read by
+// Store::UnpackedLayerFromStream, which computes the diff_id. The compressed
+// bytes are hashed once, by the download: the unpacker publishes the layer
+// only when the download verified its digest over exactly the stream it was
+// fed (no restart, no gap). If the download restarts or fails, or the
+// unpacker cannot keep up with an error, the unpack fails harmlessly and the
+// layer is unpacked from the stored blob on first use instead.
 class StreamingUnpack {
  public:
-  StreamingUnpack(Store& store, const Descriptor& layer, const Digest& diff_id, int writer_fd) {
+  StreamingUnpack(Store& store, const Descriptor& layer, const Digest& diff_id) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
       return;
     UniqueFd reader(sv[0]);
-    UniqueFd feeder(sv[1]);
-    UniqueFd tail(::open(("/proc/self/fd/" + std::to_string(writer_fd)).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!tail.valid())
-      return;
-    int64_t size = layer.size;
-    pump_ = std::thread([this, tail = std::move(tail), feeder = std::move(feeder), size]() mutable {
-      std::vector<char> buf(1 << 20);
-      int64_t off = 0;
-      while (off < size) {
-        ssize_t n = ::pread(tail.get(), buf.data(), std::min<int64_t>(buf.size(), size - off), off);
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n < 0)
-          break;
-        if (n == 0) {
-          std::unique_lock<std::mutex> lock(mu_);
-          if (finished_)
-            break;
-          cv_.wait_for(lock, std::chrono::milliseconds(2));
-          continue;
-        }
-        ssize_t done = 0;
-        while (done < n) {
-          ssize_t w = ::send(feeder.get(), buf.data() + done, static_cast<size_t>(n - done), MSG_NOSIGNAL);
-          if (w < 0 && errno == EINTR)
-            continue;
-          if (w <= 0)
-            return;  // the unpacker stopped reading (it failed): nothing more to do
-          done += w;
-        }
-        off += n;
-      }
-    });
-    unpack_ = std::thread([this, &store, layer, diff_id, reader = std::move(reader)] {
-      auto dir = store.UnpackedLayerFromStream(reader.get(), layer, diff_id);
+    feeder_.reset(sv[1]);
+    unpack_ = std::thread([this, &store, layer, diff_id, reader = std::move(reader)]() mutable {
+      auto verified = [this, &layer]() -> Status {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return done_; });
+        if (!verified_)
+          return Error(Errc::kCorrupt, "the download of " + layer.digest.str() +
+                                           " was not verified as one gap-free stream");
+        return Ok();
+      };
+      auto dir = store.UnpackedLayerFromStream(reader.get(), layer, diff_id, verified);
+      reader.reset();  // from here on the feeder's sends fail (EPIPE)
       if (!dir)
         LogDebug("streaming unpack of " + layer.digest.str() + " failed (unpacked on first use instead): " +
                  dir.error().message());
     });
   }
-  ~StreamingUnpack() { Finish(); }
-  /// The download ended (well or not): the pump drains what is there and stops.
-  void Finish() {
+  StreamingUnpack(const StreamingUnpack&) = delete;
+  StreamingUnpack& operator=(const StreamingUnpack&) = delete;
+  ~StreamingUnpack() { Finish(false); }
+
+  /// The download's sink: `data` was just written at `offset` of the blob.
+  /// Batched into 1 MiB sends: curl hands over ~16 KiB at a time, and a
+  /// wake-up of the unpacker per piece cost more than the copy.
+  void Feed(std::string_view data, uint64_t offset) {
+    if (!feeder_.valid())
+      return;
+    if (offset != fed_) {  // a restart: the stream would have a gap
+      feeder_.reset();
+      return;
+    }
+    pending_.append(data);
+    fed_ += data.size();
+    if (pending_.size() >= kBatch)
+      Flush();
+  }
+
+  /// The download ended; `verified`: FetchBlob checked the digest.
+  void Finish(bool verified) {
+    if (verified)
+      Flush();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      finished_ = true;
+      if (done_)
+        return;
+      verified_ = verified && feeder_.valid();
+      done_ = true;
     }
     cv_.notify_all();
-    if (pump_.joinable())
-      pump_.join();
+    feeder_.reset();  // end of stream
     if (unpack_.joinable())
       unpack_.join();
   }
 
  private:
+  static constexpr size_t kBatch = 1 << 20;
+
+  void Flush() {
+    size_t done = 0;
+    while (feeder_.valid() && done < pending_.size()) {
+      ssize_t w = ::send(feeder_.get(), pending_.data() + done, pending_.size() - done, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)  // the unpacker stopped reading (it failed)
+        feeder_.reset();
+      else
+        done += static_cast<size_t>(w);
+    }
+    pending_.clear();
+  }
+
+  UniqueFd feeder_;
+  std::string pending_;
+  uint64_t fed_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool finished_ = false;
-  std::thread pump_;
+  bool done_ = false;
+  bool verified_ = false;
   std::thread unpack_;
 };
 
 // Downloads one blob into the store unless it is there already. The bytes go
-// to a BlobWriter's private temp file; Commit() re-hashes it and publishes it
-// only when digest and size match (SECURITY.md I4, I10). With `diff_id`, the
-// layer is unpacked while it downloads (StreamingUnpack).
+// to a BlobWriter's private temp file, hashed as they are written; the blob
+// is published only when digest and size match (SECURITY.md I4, I10). With
+// `diff_id`, the layer is unpacked while it downloads (StreamingUnpack).
 Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
                 const Descriptor& d, const PullOptions& options, const std::optional<Digest>& diff_id = {}) {
   if (d.size < 0)
@@ -175,12 +196,30 @@ Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
   KILN_ASSIGN_OR_RETURN(BlobWriter writer, store.NewBlobWriter(d.digest, d.size));
   std::optional<StreamingUnpack> unpack;
   if (diff_id && !PathExists(store.LayerDir(*diff_id)))
-    unpack.emplace(store, d, *diff_id, writer.fd());
-  Status fetched = client.FetchBlob(repo, d.digest, d.size, writer.fd());
+    unpack.emplace(store, d, *diff_id);
+  // Every 8 MiB the blob's writeback starts (Commit fsyncs it: the disk
+  // works during the download instead of after it), and the bytes go on to
+  // the streaming unpack.
+  const int fd = writer.fd();
+  uint64_t written_back = 0;
+  auto on_data = [&](std::string_view data, uint64_t offset) {
+    uint64_t end = offset + data.size();
+    if (end < written_back)
+      written_back = 0;  // the download restarted
+    if (end - written_back >= (8u << 20)) {
+      (void)::sync_file_range(fd, static_cast<off_t>(written_back), static_cast<off_t>(end - written_back),
+                              SYNC_FILE_RANGE_WRITE);
+      written_back = end;
+    }
+    if (unpack)
+      unpack->Feed(data, offset);
+  };
+  Status fetched = client.FetchBlob(repo, d.digest, d.size, fd, on_data);
   if (unpack)
-    unpack->Finish();
+    unpack->Finish(fetched.has_value());
   KILN_TRY(std::move(fetched));
-  auto committed = writer.Commit(d.media_type);
+  // FetchBlob hashed exactly the bytes it wrote and checked digest and size.
+  auto committed = writer.CommitHashed(d.digest, d.media_type);
   if (!committed)
     return std::move(committed).error().WithContext("blob " + d.digest.str());
   Say(options.progress, "Copying blob " + Short(d.digest) + " done");

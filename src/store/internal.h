@@ -23,6 +23,10 @@ namespace kiln::store_internal {
 Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
                    const char* what, mode_t mode = 0644);
 
+/// This boot's id (/proc/sys/kernel/random/boot_id; $KILN_TEST_BOOT_ID in
+/// tests), empty when unknown. Unsynced layer records carry it.
+const std::string& BootId();
+
 /// A flock(2) held on a file until destroyed.
 class FileLock {
  public:

@@ -24,6 +24,8 @@
 namespace kiln {
 
 using store_internal::AtomicWrite;
+using store_internal::BootId;
+using store_internal::ListDir;
 using store_internal::FileLock;
 
 // ============================================================ crash points
@@ -76,6 +78,24 @@ void CrashPoint(const char* name) {
 // ============================================================ internals
 
 namespace store_internal {
+
+// This boot's id (empty when the kernel does not tell): unsynced layer
+// records carry it, so that a later boot can tell that they never reached a
+// sync. Tests may override it with $KILN_TEST_BOOT_ID.
+const std::string& BootId() {
+  static const std::string id = [] {
+    if (const char* fake = std::getenv("KILN_TEST_BOOT_ID"))
+      return std::string(fake);
+    auto text = ReadFile("/proc/sys/kernel/random/boot_id", 128);
+    if (!text)
+      return std::string();
+    std::string t = *text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' '))
+      t.pop_back();
+    return t;
+  }();
+  return id;
+}
 
 Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
                    const char* what, mode_t mode) {
@@ -257,6 +277,23 @@ Expected<Descriptor> BlobWriter::Commit(std::string_view media_type) {
   } else {
     got = hasher_.Finish();
   }
+  return Publish(got, size, media_type);
+}
+
+Expected<Descriptor> BlobWriter::CommitHashed(const Digest& digest, std::string_view media_type) {
+  if (failed_ || tmp_path_.empty())
+    return Error(Errc::kIo, "blob writer is closed");
+  failed_ = true;  // one attempt only
+  CrashPoint("blob: written, before verify");
+  struct stat st;
+  if (::fstat(fd_.get(), &st) != 0)
+    return Error::FromErrno("stat " + tmp_path_);
+  return Publish(digest, static_cast<int64_t>(st.st_size), media_type);
+}
+
+// Checks digest and size against the expected ones, makes the temp file
+// durable and renames it into place.
+Expected<Descriptor> BlobWriter::Publish(const Digest& got, int64_t size, std::string_view media_type) {
   if (expected_size_ >= 0 && size != expected_size_)
     return Error(Errc::kCorrupt, "size mismatch" + (expected_ ? " for " + expected_->str() : std::string()) +
                                      ": expected " + std::to_string(expected_size_) + " bytes, got " +
@@ -332,16 +369,18 @@ Expected<Store> Store::Open(const std::string& root) {
   if (root.empty())
     return Error(Errc::kInvalidInput, "store root is empty");
   auto ctx = [&](Error e) { return std::move(e).WithContext("open store " + root); };
-  for (const char* sub : {"blobs/sha256", "layers", "cache", "containers", "tmp"})
+  for (const char* sub : {"blobs/sha256", "layers", "cache", "containers", "tmp", "unsynced"})
     if (auto s = MakeDirs(JoinPath(root, sub), 0755); !s)
       return ctx(std::move(s).error());
   Store store(root);
   auto gc = OpenFile(JoinPath(root, "gc.lock"), O_RDWR | O_CREAT, 0644);
   if (!gc)
     return ctx(std::move(gc).error());
+  if (auto s = store.RecoverUnsyncedLayers(gc->get()); !s)
+    return ctx(std::move(s).error());
   int rc;
   do {
-    rc = ::flock(gc->get(), LOCK_SH);
+    rc = ::flock(gc->get(), LOCK_SH);  // (turns a lock taken by the recovery into a shared one)
   } while (rc != 0 && errno == EINTR);
   if (rc != 0)
     return ctx(Error::FromErrno("lock gc.lock"));
@@ -750,6 +789,77 @@ Expected<StoredImage> Store::ResolveImage(std::string_view text,
 
 std::string Store::LayerDir(const Digest& key) const { return root_ + "/layers/" + key.hex(); }
 
+std::string Store::UnsyncedRecordPath(const Digest& key) const { return root_ + "/unsynced/" + key.hex(); }
+
+Status Store::RecoverUnsyncedLayers(int gc_lock_fd) {
+  const std::string& boot = BootId();
+  std::string dir = root_ + "/unsynced";
+  KILN_ASSIGN_OR_RETURN(auto names, ListDir(dir));
+  if (names.empty() || boot.empty())
+    return Ok();
+  bool foreign = false;
+  bool old_own = false;
+  struct timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  // A record of this boot can go once a syncfs ran after its layer was
+  // renamed into place (the rename sets the directory's ctime); a minute
+  // later the kernel has written the layer back, and the syncfs is cheap.
+  auto settled = [&](const std::string& n) {
+    struct stat st;
+    return ::stat((root_ + "/layers/" + n).c_str(), &st) == 0 && now.tv_sec - st.st_ctim.tv_sec > 60;
+  };
+  for (const auto& n : names) {
+    auto text = ReadFile(dir + "/" + n, 256);
+    if (text && *text == boot) {
+      old_own = old_own || settled(n);
+      continue;
+    }
+    foreign = true;  // another boot's, or unreadable (torn by a crash)
+  }
+  if (foreign) {
+    // Layers written in another boot that never reached a sync: the machine
+    // went down with them in the page cache. Nobody of that boot is alive;
+    // wait for processes of this boot that may be doing the same, then move
+    // each such layer out of the way (prune removes it from tmp/).
+    int rc;
+    do {
+      rc = ::flock(gc_lock_fd, LOCK_EX);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0)
+      return Error::FromErrno("lock gc.lock");
+    KILN_ASSIGN_OR_RETURN(names, ListDir(dir));
+    for (const auto& n : names) {
+      std::string path = dir + "/" + n;
+      auto text = ReadFile(path, 256);
+      if (text && *text == boot)
+        continue;
+      std::string layer = root_ + "/layers/" + n;
+      std::string discard = TmpDir() + "/discarded-layer-" + n + "-" + std::to_string(::getpid());
+      if (::rename(layer.c_str(), discard.c_str()) != 0 && errno != ENOENT)
+        return Error::FromErrno("discard unsynced layer " + layer);
+      LogDebug("store: discarded layers/" + n + " (unpacked in an earlier boot, never synced)");
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return Error::FromErrno("remove " + path);
+    }
+    KILN_TRY(FsyncDir(root_ + "/layers"));
+  }
+  if (old_own) {
+    // One syncfs makes the settled layers durable; their records go (only
+    // those listed before the syncfs).
+    std::vector<std::string> cleared;
+    for (const auto& n : names) {
+      auto text = ReadFile(dir + "/" + n, 256);
+      if (text && *text == boot && settled(n))
+        cleared.push_back(dir + "/" + n);
+    }
+    auto fd = OpenFile(dir, O_RDONLY | O_DIRECTORY);
+    if (fd && ::syncfs(fd->get()) == 0)
+      for (const auto& path : cleared)
+        (void)::unlink(path.c_str());
+  }
+  return Ok();
+}
+
 Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
                                                  const std::function<Status(const std::string&)>& fill) {
   if (!key.valid())
@@ -757,6 +867,19 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
   std::string final_dir = LayerDir(key);
   if (PathExists(final_dir))
     return final_dir;
+  // Deferred durability (docs/store.md): a layer directory is a cache of its
+  // blob, which is durable already. Instead of waiting for the whole tree to
+  // reach the disk (a syncfs cost a pull 0.1-0.4 s), a small record naming
+  // the layer and this boot is made durable *before* any of the layer is
+  // written; a store opened in a later boot discards every layer whose
+  // record is still there (RecoverUnsyncedLayers), and the layer is unpacked
+  // again from its blob. Without a boot id, the tree is synced as before.
+  const std::string& boot = BootId();
+  const bool deferred = !boot.empty();
+  if (deferred) {
+    CrashPoint("layer: before record");
+    KILN_TRY(AtomicWrite(TmpDir(), UnsyncedRecordPath(key), boot, "layer record"));
+  }
   KILN_ASSIGN_OR_RETURN(std::string staging, MakeTempDir("layer-"));
   auto cleanup = [&] { (void)RemoveAll(staging); };
   CrashPoint("layer: staging created");
@@ -764,9 +887,8 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
     cleanup();
     return std::move(s).error();
   }
-  CrashPoint("layer: filled, before sync");
-  {
-    // One syncfs for the whole tree instead of an fsync per file.
+  if (!deferred) {
+    CrashPoint("layer: filled, before sync");
     auto fd = OpenFile(staging, O_RDONLY | O_DIRECTORY);
     if (fd && ::syncfs(fd->get()) != 0) {
       int err = errno;
@@ -774,7 +896,7 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
       return Error::FromErrno("syncfs " + staging, err);
     }
   }
-  CrashPoint("layer: synced, before rename");
+  CrashPoint("layer: filled, before rename");
   if (::rename(staging.c_str(), final_dir.c_str()) != 0) {
     int err = errno;
     cleanup();
@@ -782,8 +904,10 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
       return final_dir;  // another process won the race
     return Error::FromErrno("rename " + staging + " to " + final_dir, err);
   }
-  CrashPoint("layer: renamed, before directory fsync");
-  KILN_TRY(FsyncDir(JoinPath(root_, "layers")));
+  if (!deferred) {
+    CrashPoint("layer: renamed, before directory fsync");
+    KILN_TRY(FsyncDir(JoinPath(root_, "layers")));
+  }
   return final_dir;
 }
 
@@ -794,13 +918,21 @@ Expected<std::string> Store::UnpackedLayer(const Descriptor& layer, const Digest
   return UnpackedLayerFromStream(fd.get(), layer, diff_id);
 }
 
-Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id) {
+Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor& layer, const Digest& diff_id,
+                                                     const std::function<Status()>& raw_verified) {
 #ifdef KILN_STORE_HAVE_LAYER
   return GetOrCreateLayerDir(diff_id, [&](const std::string& dir) -> Status {
     layer::UnpackOptions opts;
     opts.whiteouts = layer::WhiteoutMode::kOverlay;
     opts.expect_diff_id = diff_id;
-    opts.expect_digest = layer.digest;
+    // Only when GetOrCreateLayerDir syncs the tree (no boot id): with
+    // deferred durability, early writeback would make the next journal
+    // commit (any fsync) wait for these files.
+    opts.start_writeback = BootId().empty();
+    if (raw_verified)
+      opts.raw_verified = raw_verified;
+    else
+      opts.expect_digest = layer.digest;
     auto stats = layer::UnpackLayer(in_fd, dir, opts);
     if (!stats)
       return std::move(stats).error().WithContext("unpack layer " + layer.digest.str());
@@ -810,6 +942,7 @@ Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor
   (void)in_fd;
   (void)layer;
   (void)diff_id;
+  (void)raw_verified;
   // TODO(integrator): build src/layer before src/store so that layer_dep
   // exists; then this unpacks with layer::UnpackLayer.
   return Error(Errc::kUnsupported, "kiln was built without the layer module: cannot unpack layers");

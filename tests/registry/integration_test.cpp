@@ -652,8 +652,23 @@ TEST_F(FaultTest, KilnPullNeverStoresACorruptBlob) {
   auto r = test::Run({KilnBin(), "--root", good->path(), "pull", proxy_->host() + "/fault/img:1"});
   ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << Log();
   EXPECT_TRUE(PathExists(JoinPath(good->path(), "blobs/sha256/" + img_.layer_digest.hex())));
+  // The layer was unpacked while it downloaded, across the resumed transfer.
+  auto hello = ReadFile(JoinPath(good->path(), "layers/" + img_.diff_id.hex() + "/etc/hello.txt"));
+  ASSERT_TRUE(hello) << "the streamed unpack did not publish the layer";
+  EXPECT_EQ(*hello, "fault test\n");
+  // Corrupted once: the download starts over from byte 0, which cuts the
+  // streamed unpack (it saw bad bytes); the layer is never published from
+  // them -- either absent (unpacked on first use) or right.
+  auto once = TempDir::Create("kiln-fault-store-");
+  proxy_->Add({.kind = Fault::kCorrupt, .method = "GET", .path = "/blobs/" + img_.layer_digest.str()});
+  r = test::Run({KilnBin(), "--root", once->path(), "pull", proxy_->host() + "/fault/img:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << Log();
+  std::string once_layer = JoinPath(once->path(), "layers/" + img_.diff_id.hex());
+  if (PathExists(once_layer)) {
+    EXPECT_EQ(*ReadFile(JoinPath(once_layer, "etc/hello.txt")), "fault test\n");
+  }
   // Always corrupted: the pull fails naming the digest mismatch, and the
-  // blob is not in the store.
+  // blob is not in the store, nor any layer unpacked from it.
   auto bad = TempDir::Create("kiln-fault-store-");
   proxy_->Add({.kind = Fault::kCorrupt, .method = "GET", .path = "/blobs/" + img_.layer_digest.str(),
                .times = 100});
@@ -661,6 +676,7 @@ TEST_F(FaultTest, KilnPullNeverStoresACorruptBlob) {
   EXPECT_NE(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("digest mismatch"), std::string::npos) << r.err;
   EXPECT_FALSE(PathExists(JoinPath(bad->path(), "blobs/sha256/" + img_.layer_digest.hex())));
+  EXPECT_FALSE(PathExists(JoinPath(bad->path(), "layers/" + img_.diff_id.hex())));
 }
 
 }  // namespace
