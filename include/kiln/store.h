@@ -290,9 +290,9 @@ class Store {
   Expected<std::string> ReadIndexJson() const;
   std::string UnsyncedRecordPath(const Digest& key) const;
   /// At Open: discards layer directories whose unsynced record names
-  /// another boot, and clears the records of this boot older than a minute
-  /// (after a syncfs). May take gc.lock exclusively for the discard.
-  Status RecoverUnsyncedLayers(int gc_lock_fd);
+  /// another boot, and clears the records of this boot's layers renamed into
+  /// place over a minute ago (after a syncfs).
+  Status RecoverUnsyncedLayers();
   Status WriteIndexJson(const std::string& json) const;
 
   std::string root_;

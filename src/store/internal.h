@@ -25,7 +25,7 @@ Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::str
 
 /// This boot's id (/proc/sys/kernel/random/boot_id; $KILN_TEST_BOOT_ID in
 /// tests), empty when unknown. Unsynced layer records carry it.
-const std::string& BootId();
+std::string BootId();
 
 /// A flock(2) held on a file until destroyed.
 class FileLock {

@@ -82,10 +82,10 @@ namespace store_internal {
 // This boot's id (empty when the kernel does not tell): unsynced layer
 // records carry it, so that a later boot can tell that they never reached a
 // sync. Tests may override it with $KILN_TEST_BOOT_ID.
-const std::string& BootId() {
+std::string BootId() {
+  if (const char* fake = std::getenv("KILN_TEST_BOOT_ID"))
+    return fake;
   static const std::string id = [] {
-    if (const char* fake = std::getenv("KILN_TEST_BOOT_ID"))
-      return std::string(fake);
     auto text = ReadFile("/proc/sys/kernel/random/boot_id", 128);
     if (!text)
       return std::string();
@@ -376,15 +376,15 @@ Expected<Store> Store::Open(const std::string& root) {
   auto gc = OpenFile(JoinPath(root, "gc.lock"), O_RDWR | O_CREAT, 0644);
   if (!gc)
     return ctx(std::move(gc).error());
-  if (auto s = store.RecoverUnsyncedLayers(gc->get()); !s)
-    return ctx(std::move(s).error());
   int rc;
   do {
-    rc = ::flock(gc->get(), LOCK_SH);  // (turns a lock taken by the recovery into a shared one)
+    rc = ::flock(gc->get(), LOCK_SH);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0)
     return ctx(Error::FromErrno("lock gc.lock"));
   store.gc_lock_ = std::move(*gc);
+  if (auto s = store.RecoverUnsyncedLayers(); !s)
+    return ctx(std::move(s).error());
 
   std::string layout = JoinPath(root, "oci-layout");
   std::string index = JoinPath(root, "index.json");
@@ -791,14 +791,12 @@ std::string Store::LayerDir(const Digest& key) const { return root_ + "/layers/"
 
 std::string Store::UnsyncedRecordPath(const Digest& key) const { return root_ + "/unsynced/" + key.hex(); }
 
-Status Store::RecoverUnsyncedLayers(int gc_lock_fd) {
-  const std::string& boot = BootId();
+Status Store::RecoverUnsyncedLayers() {
+  const std::string boot = BootId();
   std::string dir = root_ + "/unsynced";
   KILN_ASSIGN_OR_RETURN(auto names, ListDir(dir));
   if (names.empty() || boot.empty())
     return Ok();
-  bool foreign = false;
-  bool old_own = false;
   struct timespec now;
   ::clock_gettime(CLOCK_REALTIME, &now);
   // A record of this boot can go once a syncfs ran after its layer was
@@ -808,54 +806,46 @@ Status Store::RecoverUnsyncedLayers(int gc_lock_fd) {
     struct stat st;
     return ::stat((root_ + "/layers/" + n).c_str(), &st) == 0 && now.tv_sec - st.st_ctim.tv_sec > 60;
   };
-  for (const auto& n : names) {
+  auto is_own = [&](const std::string& n) {
     auto text = ReadFile(dir + "/" + n, 256);
-    if (text && *text == boot) {
-      old_own = old_own || settled(n);
-      continue;
-    }
-    foreign = true;  // another boot's, or unreadable (torn by a crash)
+    return text && *text == boot;  // unreadable or empty (torn by a crash): not ours
+  };
+  std::vector<std::string> foreign;
+  std::vector<std::string> settled_own;
+  for (const auto& n : names) {
+    if (!is_own(n))
+      foreign.push_back(n);
+    else if (settled(n))
+      settled_own.push_back(n);
   }
-  if (foreign) {
+  if (!foreign.empty()) {
     // Layers written in another boot that never reached a sync: the machine
-    // went down with them in the page cache. Nobody of that boot is alive;
-    // wait for processes of this boot that may be doing the same, then move
-    // each such layer out of the way (prune removes it from tmp/).
-    int rc;
-    do {
-      rc = ::flock(gc_lock_fd, LOCK_EX);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0)
-      return Error::FromErrno("lock gc.lock");
-    KILN_ASSIGN_OR_RETURN(names, ListDir(dir));
-    for (const auto& n : names) {
-      std::string path = dir + "/" + n;
-      auto text = ReadFile(path, 256);
-      if (text && *text == boot)
-        continue;
+    // went down with them in the page cache. Each is moved out of the way
+    // (rename is atomic: of several processes doing this at once, one
+    // moves it) and removed by prune from tmp/; its next use makes it
+    // again. Every Open does this before any use of a layer, so nobody of
+    // this boot can be using one.
+    for (const auto& n : foreign) {
       std::string layer = root_ + "/layers/" + n;
       std::string discard = TmpDir() + "/discarded-layer-" + n + "-" + std::to_string(::getpid());
       if (::rename(layer.c_str(), discard.c_str()) != 0 && errno != ENOENT)
         return Error::FromErrno("discard unsynced layer " + layer);
       LogDebug("store: discarded layers/" + n + " (unpacked in an earlier boot, never synced)");
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-        return Error::FromErrno("remove " + path);
     }
     KILN_TRY(FsyncDir(root_ + "/layers"));
+    // Records go after the renames are durable. A record rewritten meanwhile
+    // by this boot (the layer made again) is kept.
+    for (const auto& n : foreign)
+      if (!is_own(n) && ::unlink((dir + "/" + n).c_str()) != 0 && errno != ENOENT)
+        return Error::FromErrno("remove " + dir + "/" + n);
   }
-  if (old_own) {
+  if (!settled_own.empty()) {
     // One syncfs makes the settled layers durable; their records go (only
     // those listed before the syncfs).
-    std::vector<std::string> cleared;
-    for (const auto& n : names) {
-      auto text = ReadFile(dir + "/" + n, 256);
-      if (text && *text == boot && settled(n))
-        cleared.push_back(dir + "/" + n);
-    }
     auto fd = OpenFile(dir, O_RDONLY | O_DIRECTORY);
     if (fd && ::syncfs(fd->get()) == 0)
-      for (const auto& path : cleared)
-        (void)::unlink(path.c_str());
+      for (const auto& n : settled_own)
+        (void)::unlink((dir + "/" + n).c_str());
   }
   return Ok();
 }
@@ -874,7 +864,7 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
   // written; a store opened in a later boot discards every layer whose
   // record is still there (RecoverUnsyncedLayers), and the layer is unpacked
   // again from its blob. Without a boot id, the tree is synced as before.
-  const std::string& boot = BootId();
+  const std::string boot = BootId();
   const bool deferred = !boot.empty();
   if (deferred) {
     CrashPoint("layer: before record");

@@ -226,6 +226,53 @@ TEST_F(StoreTest, CacheRecordsAndLayerDirs) {
   EXPECT_TRUE(ListDirForTest(store_->TmpDir()).empty());
 }
 
+// Deferred layer durability (docs/store.md): a layer unpacked in one boot
+// carries a durable record until a later syncfs; a store opened in another
+// boot discards it -- the crash case, where the page cache died with it --
+// and the layer is made again on its next use.
+TEST_F(StoreTest, LayersOfAnEarlierBootThatNeverSyncedAreDiscarded) {
+  std::string root = JoinPath(dir_->path(), "store");
+  Digest key = Digest::Of("boot key");
+  auto fill = [](const std::string& dir) { return WriteFileAtomic(JoinPath(dir, "file"), "v1"); };
+  ::setenv("KILN_TEST_BOOT_ID", "boot-a", 1);
+  ASSERT_TRUE(store_->GetOrCreateLayerDir(key, fill));
+  EXPECT_EQ(*ReadFile(JoinPath(root, "unsynced/" + key.hex())), "boot-a");
+  std::string layer_dir = store_->LayerDir(key);
+  store_.reset();  // (prune below waits for every other open store)
+  // Same boot: the layer is trusted.
+  {
+    auto again = Store::Open(root);
+    ASSERT_TRUE(again) << again.error().message();
+    EXPECT_TRUE(PathExists(layer_dir));
+  }
+  // Another boot before any sync: discarded, record gone, leftovers in tmp/
+  // (prune removes them), and the next use makes the layer again.
+  ::setenv("KILN_TEST_BOOT_ID", "boot-b", 1);
+  {
+    auto later = Store::Open(root);
+    ASSERT_TRUE(later) << later.error().message();
+    EXPECT_FALSE(PathExists(later->LayerDir(key)));
+    EXPECT_TRUE(ListDirForTest(JoinPath(root, "unsynced")).empty());
+    EXPECT_EQ(ListDirForTest(later->TmpDir()).size(), 1u);
+    auto made = later->GetOrCreateLayerDir(
+        key, [](const std::string& dir) { return WriteFileAtomic(JoinPath(dir, "file"), "v2"); });
+    ASSERT_TRUE(made) << made.error().message();
+    EXPECT_EQ(*ReadFile(JoinPath(*made, "file")), "v2");
+    EXPECT_EQ(*ReadFile(JoinPath(root, "unsynced/" + key.hex())), "boot-b");
+    auto pruned = later->Prune({}, 5);
+    ASSERT_TRUE(pruned);
+    EXPECT_TRUE(ListDirForTest(later->TmpDir()).empty());
+  }
+  // A torn (empty) record counts as another boot's.
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(root, "unsynced/" + key.hex()), ""));
+  {
+    auto torn = Store::Open(root);
+    ASSERT_TRUE(torn);
+    EXPECT_FALSE(PathExists(torn->LayerDir(key)));
+  }
+  ::unsetenv("KILN_TEST_BOOT_ID");
+}
+
 TEST_F(StoreTest, PruneKeepsWhatIsReferenced) {
   Descriptor kept = MakeImage("kept-layer");
   std::vector<std::string> names = {"localhost/kept:latest"};
