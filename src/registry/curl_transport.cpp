@@ -274,6 +274,10 @@ class CurlTransport final : public HttpTransport {
     Curl().easy_setopt(c, CURLOPT_HEADERDATA, &t);
     Curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
     Curl().easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    // 512 KiB reads (curl's maximum) instead of 16 KiB: a 240 MB blob took
+    // ~15,000 recv+poll+write rounds, now ~500.
+    Curl().easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+    Curl().easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
     // Proxies from the environment are honoured by libcurl itself; never
     // send our Authorization to a proxy.
     Curl().easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
