@@ -122,6 +122,11 @@ struct SandboxSpec {
   std::vector<std::string> lower_dirs;
   std::string upper_dir;
   std::string work_dir;
+  /// Mount the overlay `volatile` (Linux >= 5.10; ignored when the kernel
+  /// refuses it): its unmount does not sync the upper directory's whole
+  /// file system. For uppers that are thrown away (`run --rm`) or whose
+  /// content the caller makes durable itself (a build step's layer blob).
+  bool volatile_upper = false;
   /// Plain directory rootfs (copy snapshotter), used when lower_dirs is empty.
   /// Writes land in it directly.
   std::string rootfs_dir;

@@ -574,6 +574,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.lower_dirs = lowers;
   spec.upper_dir = upper;
   spec.work_dir = work;
+  spec.volatile_upper = true;  // fresh per step; its layer blob is made durable
   spec.argv = run.argv;
   spec.env = run.env;
   auto has_env = [&](const std::string& k) {

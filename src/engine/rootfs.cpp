@@ -63,7 +63,8 @@ Expected<Mount> Mount::Overlay(const std::vector<std::string>& lowers, const std
     return Error(Errc::kInvalidInput, "overlay mount needs at least one lower directory");
   std::vector<UniqueFd> held;
   std::string data = "lowerdir=" + JoinLowers(lowers, &held) + ",upperdir=" + upper + ",workdir=" + work;
-  KILN_TRY(MountOverlayData(target, data, 0));
+  if (!MountOverlayData(target, data + ",volatile", 0))
+    KILN_TRY(MountOverlayData(target, data, 0));  // a kernel before 5.10
   return Mount(target);
 }
 

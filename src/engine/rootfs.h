@@ -21,6 +21,9 @@ class Mount {
  public:
   /// Writable overlay: `lowers` top first (at least one; pass an empty
   /// directory for scratch), a fresh `upper` and `work` on one filesystem.
+  /// Mounted `volatile` where the kernel allows it: the build makes the
+  /// step's result durable itself (the layer blob), and a plain overlay's
+  /// unmount would sync the whole file system of `upper`.
   static Expected<Mount> Overlay(const std::vector<std::string>& lowers, const std::string& upper,
                                  const std::string& work, const std::string& target);
   /// Read-only view of `lowers` (top first).

@@ -293,6 +293,9 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
   spec.lower_dirs = c.lower_dirs;
   spec.upper_dir = ContainerDir(paths, c.id) + "/upper";
   spec.work_dir = ContainerDir(paths, c.id) + "/work";
+  // A --rm container's upper dies with it: no sync at unmount. Kept
+  // containers keep the default (a volatile upper is unusable after a crash).
+  spec.volatile_upper = c.auto_remove;
   spec.read_only_rootfs = c.read_only;
   for (const auto& m : c.mounts) {
     SandboxMount sm;

@@ -88,6 +88,7 @@ std::string EncodeSpec(const HelperSpec& h) {
   w.Str(s.rootfs_dir);
   w.U32(s.driver ? static_cast<uint32_t>(*s.driver) + 1 : 0);
   w.U32(s.read_only_rootfs);
+  w.U32(s.volatile_upper);
   w.U32(static_cast<uint32_t>(s.mounts.size()));
   for (const auto& m : s.mounts) {
     w.U32(static_cast<uint32_t>(m.type));
@@ -130,6 +131,7 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   if (driver)
     s.driver = static_cast<RootfsDriver>(driver - 1);
   s.read_only_rootfs = r.U32() != 0;
+  s.volatile_upper = r.U32() != 0;
   uint32_t nmounts = r.U32();
   if (nmounts > data.size())
     return false;
