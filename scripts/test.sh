@@ -50,8 +50,12 @@ if [ "${KILN_SKIP_ASAN:-}" != 1 ]; then
   unit_targets=(tests/base/base_test tests/oci/oci_test tests/store/store_test tests/frontend/frontend_test
     tests/engine/engine_test tests/registry/registry_test tests/layer/layer_test)
   # -Wno-maybe-uninitialized: GCC 12 with -fsanitize reports a false positive
-  # inside libstdc++'s <regex>.
-  if configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-Wno-maybe-uninitialized &&
+  # inside libstdc++'s <regex>. -O1 -g1 (line tables only) instead of the
+  # default -O2 -g: the sanitizers still see everything they see at -O2 and
+  # stack traces keep file:line, and the compile takes ~2.4x less time (it
+  # was the longest phase of CI: ~15 of ~32 minutes).
+  if configure build-asan -Dbuildtype=plain -Db_sanitize=address,undefined -Db_lundef=false \
+      "-Dcpp_args=['-O1','-g1','-Wno-maybe-uninitialized']" &&
       meson compile -C build-asan "${unit_targets[@]}" >&2; then
     log "build-asan/: unit tests under ASan+UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
