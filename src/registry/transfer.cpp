@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -12,9 +13,12 @@
 #include <cstdlib>
 #include <optional>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "kiln/fs.h"
 #include "kiln/log.h"
@@ -447,12 +451,85 @@ ClientOptions ClientOptionsFrom(const TransferOptions& options) {
 
 namespace {
 
-std::function<void(const std::string&)> ProgressFor(const TransferOptions& options) {
+// Progress bars on a terminal (podman/docker habit): one line per blob with
+// a bar and the bytes so far, redrawn in place at most every 100 ms; the
+// plain progress lines are printed above the block of bars.
+class TerminalProgress {
+ public:
+  void Update(const ProgressEvent& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = std::find_if(bars_.begin(), bars_.end(), [&](const ProgressEvent& b) { return b.what == e.what; });
+    if (it == bars_.end())
+      bars_.push_back(e);
+    else
+      *it = e;
+    auto now = std::chrono::steady_clock::now();
+    if (!e.finished && now - last_draw_ < std::chrono::milliseconds(100))
+      return;
+    last_draw_ = now;
+    Draw("");
+  }
+  void Line(const std::string& line) {
+    // A blob's own start and end lines ("Copying blob X (size)", "... done")
+    // are what its bar shows; the others ("skipped: already exists",
+    // "Writing manifest ...") go above the bars.
+    if (line.rfind("Copying blob ", 0) == 0 &&
+        (line.back() == ')' || line.find(" done") != std::string::npos))
+      return;
+    std::lock_guard<std::mutex> lock(mu_);
+    Draw(line);
+  }
+
+ private:
+  // Moves up over the bars drawn last, prints `line` (if any) where they
+  // began, then every bar below it.
+  void Draw(const std::string& line) {
+    std::string out;
+    if (drawn_ > 0)
+      out += "\x1b[" + std::to_string(drawn_) + "A";
+    if (!line.empty())
+      out += "\r\x1b[2K" + line + "\n";
+    for (const auto& b : bars_) {
+      constexpr int kWidth = 30;
+      int fill = b.total > 0 ? static_cast<int>(std::min<uint64_t>(b.done, b.total) * kWidth / b.total)
+                             : (b.finished ? kWidth : 0);
+      std::string bar = std::string(static_cast<size_t>(fill), '=') +
+                        (fill < kWidth ? ">" + std::string(static_cast<size_t>(kWidth - fill - 1), ' ') : "");
+      std::string what = b.what.empty() ? b.what : std::string(1, static_cast<char>(std::toupper(
+                                                     static_cast<unsigned char>(b.what[0])))) + b.what.substr(1);
+      out += "\r\x1b[2K" + what + " [" + bar + "] " + HumanSize(static_cast<int64_t>(b.done)) +
+             (b.total > 0 ? " / " + HumanSize(static_cast<int64_t>(b.total)) : std::string()) +
+             (b.finished ? " done" : "") + "\n";
+    }
+    drawn_ = static_cast<int>(bars_.size());
+    std::fwrite(out.data(), 1, out.size(), stderr);
+    std::fflush(stderr);
+  }
+
+  std::mutex mu_;
+  std::vector<ProgressEvent> bars_;
+  int drawn_ = 0;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+// Where progress goes: nowhere (--quiet), the caller's sink (build), bars on
+// a terminal (TERM not "dumb"), or plain lines on stderr otherwise.
+void SetUpProgress(const TransferOptions& options, ClientOptions* client,
+                   std::function<void(const std::string&)>* lines) {
   if (options.quiet)
-    return nullptr;
-  if (options.progress)
-    return options.progress;
-  return [](const std::string& line) {
+    return;
+  if (options.progress) {
+    *lines = options.progress;
+    return;
+  }
+  const char* term = std::getenv("TERM");
+  if (::isatty(STDERR_FILENO) && term && *term && std::string_view(term) != "dumb") {
+    auto view = std::make_shared<TerminalProgress>();
+    client->progress = [view](const ProgressEvent& e) { view->Update(e); };
+    *lines = [view](const std::string& line) { view->Line(line); };
+    return;
+  }
+  *lines = [](const std::string& line) {
     std::string l = line + "\n";
     std::fwrite(l.data(), 1, l.size(), stderr);
   };
@@ -469,7 +546,7 @@ void RegisterDockerTransport() {
     KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(text));
     PushOptions po;
     po.client = ClientOptionsFrom(options);
-    po.progress = ProgressFor(options);
+    SetUpProgress(options, &po.client, &po.progress);
     if (!options.compression.empty())
       LogInfo("push: layers are sent as stored (compressed once, at commit); --compression " +
               options.compression + " applies to new layers only");
@@ -485,7 +562,7 @@ void RegisterDockerTransport() {
     po.platform = options.platform;
     po.all_platforms = options.all_platforms;
     po.client = ClientOptionsFrom(options);
-    po.progress = ProgressFor(options);
+    SetUpProgress(options, &po.client, &po.progress);
     // Inside kiln's user namespace (pull, build, run) the layer directories
     // made here are the ones builds and containers use: unpack while pulling.
     po.unpack_layers = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;

@@ -640,6 +640,31 @@ TEST_F(FaultTest, UploadSurvivesResetsAnd503) {
 
 // kiln pull through the proxy: a blob that always arrives corrupted must
 // never appear in the store (SECURITY.md §2 D).
+// A pull on a terminal draws a bar per blob (redrawn in place); without one
+// it prints plain lines and no escape sequences.
+TEST_F(FaultTest, KilnPullShowsBarsOnATerminalAndLinesOtherwise) {
+  if (!KilnHas("pull"))
+    GTEST_SKIP() << "kiln pull is not built yet";
+  if (test::Run({"sh", "-c", "command -v script"}).exit_code != 0)
+    GTEST_SKIP() << "script(1) (util-linux) is not installed";
+  auto tty_store = TempDir::Create("kiln-progress-");
+  std::string cmd = KilnBin() + " --root " + tty_store->path() + " pull " + server_.host() + "/fault/img:1";
+  auto tty = test::Run({"env", "TERM=xterm", "script", "-qfec", cmd, "/dev/null"});
+  ASSERT_EQ(tty.exit_code, 0) << tty.out << tty.err;
+  EXPECT_NE(tty.out.find("Copying blob " + img_.layer_digest.str().substr(0, 19) + " ["), std::string::npos)
+      << tty.out;
+  EXPECT_NE(tty.out.find("=] "), std::string::npos) << "no full bar: " << tty.out;
+  EXPECT_NE(tty.out.find(" done"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("\x1b["), std::string::npos) << "bars are redrawn with cursor movement";
+
+  auto plain_store = TempDir::Create("kiln-progress-");
+  auto plain = test::Run({KilnBin(), "--root", plain_store->path(), "pull", server_.host() + "/fault/img:1"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.err.find("Copying blob " + img_.layer_digest.str().substr(0, 19) + " done"), std::string::npos)
+      << plain.err;
+  EXPECT_EQ(plain.err.find("\x1b["), std::string::npos) << plain.err;
+}
+
 TEST_F(FaultTest, KilnPullNeverStoresACorruptBlob) {
   if (!KilnHas("pull"))
     GTEST_SKIP() << "kiln pull is not built yet";
