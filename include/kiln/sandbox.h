@@ -179,16 +179,6 @@ struct SandboxSpec {
   /// process; its first child in /proc/<pid>/task/<pid>/children is the
   /// process itself).
   std::function<void(pid_t)> on_started;
-  /// NetworkMode::kPrivate only: host ports forwarded into the sandbox
-  /// (`-p`). Uses pasta (-t/-u) when installed, else slirp4netns's API
-  /// socket (add_hostfwd).
-  struct PortForward {
-    std::string host_ip;  ///< "" = all addresses
-    uint16_t host_port = 0;
-    uint16_t container_port = 0;
-    bool udp = false;
-  };
-  std::vector<PortForward> port_forwards;
 };
 
 /// How the process ended.

@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -120,8 +119,6 @@ Status Validate(const SandboxSpec& s) {
     return Error(Errc::kInvalidInput, "sandbox: hostname longer than 64 bytes");
   if (s.tty && s.stdin_fd < 0)
     return Error(Errc::kInvalidInput, "sandbox: tty needs the terminal's slave side as stdin_fd");
-  if (!s.port_forwards.empty() && s.network != NetworkMode::kPrivate)
-    return Error(Errc::kInvalidInput, "sandbox: port forwarding needs the private network");
   return Ok();
 }
 
@@ -161,17 +158,14 @@ std::string FindInPath(const char* name) {
   return {};
 }
 
-/// slirp4netns or pasta attached to the network namespace of `pid`.
+/// slirp4netns or pasta attached to the network namespace of `pid`. (Ports
+/// published with `kiln run -p` go through kiln's own forwarder, src/run.)
 class NetworkAttachment {
  public:
   ~NetworkAttachment() { Stop(); }
 
-  Status Start(pid_t target, const std::vector<SandboxSpec::PortForward>& ports) {
+  Status Start(pid_t target) {
     std::string helper = NetworkHelper();
-    // kiln run -p: pasta forwards ports itself (-t/-u); slirp4netns through
-    // its API socket after start-up.
-    if (!ports.empty() && !FindInPath("pasta").empty())
-      helper = "pasta";
     if (helper.empty())
       return Error(Errc::kUnsupported,
                    "--network=private needs slirp4netns or pasta (Debian packages slirp4netns, passt) and "
@@ -191,35 +185,14 @@ class NetworkAttachment {
     FileActions fa;
     int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     UniqueFd null_owned(null_fd);
-    std::string api_socket;
     if (helper == "slirp4netns") {
-      args = {bin, "--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=3", "--ready-fd=4"};
-      if (!ports.empty()) {
-        api_socket = "/tmp/kiln-slirp-" + std::to_string(::getpid()) + "-" + std::to_string(target) + ".sock";
-        ::unlink(api_socket.c_str());
-        args.push_back("--api-socket=" + api_socket);
-      }
-      args.push_back(std::to_string(target));
-      args.push_back("tap0");
+      args = {bin, "--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=3", "--ready-fd=4",
+              std::to_string(target), "tap0"};
       fa.Place({null_fd, null_fd, null_fd, exit_r.get(), ready_w.get()});
     } else {
       // pasta daemonizes once the namespace is configured and quits when the
       // namespace goes away.
-      args = {bin, "--config-net", "--quiet", "--no-map-gw"};
-      for (const auto& p : ports) {
-        args.push_back(p.udp ? "-u" : "-t");
-        args.push_back((p.host_ip.empty() ? "" : p.host_ip + "/") + std::to_string(p.host_port) + ":" +
-                       std::to_string(p.container_port));
-      }
-      if (!ports.empty()) {
-        // Only the requested ports (the default would also forward every
-        // port bound in the namespace back to the host).
-        for (const char* flag : {"-T", "-U"}) {
-          args.push_back(flag);
-          args.push_back("none");
-        }
-      }
-      args.push_back(std::to_string(target));
+      args = {bin, "--config-net", "--quiet", "--no-map-gw", std::to_string(target)};
       fa.Place({null_fd, null_fd, 2});
     }
     std::vector<char*> argv;
@@ -240,10 +213,7 @@ class NetworkAttachment {
       } while (n < 0 && errno == EINTR);
       if (n != 1)
         return Error(Errc::kSandbox, "slirp4netns failed to configure the network namespace");
-      Status fwd = AddSlirpForwards(api_socket, ports);
-      if (!api_socket.empty())
-        ::unlink(api_socket.c_str());
-      return fwd;
+      return Ok();
     }
     int st = 0;
     while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
@@ -251,38 +221,6 @@ class NetworkAttachment {
     pid_ = -1;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
       return Error(Errc::kSandbox, "pasta failed to configure the network namespace");
-    return Ok();
-  }
-
-  /// slirp4netns API: {"execute":"add_hostfwd",...} per port, one
-  /// connection each (the socket answers one request per connection).
-  static Status AddSlirpForwards(const std::string& socket_path,
-                                 const std::vector<SandboxSpec::PortForward>& ports) {
-    for (const auto& p : ports) {
-      UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      if (!s)
-        return Error::FromErrno("socket");
-      struct sockaddr_un addr = {};
-      addr.sun_family = AF_UNIX;
-      std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
-      if (::connect(s.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0)
-        return Error(Errc::kSandbox, "slirp4netns API socket: " + std::string(std::strerror(errno)));
-      std::string req = std::string("{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"") +
-                        (p.udp ? "udp" : "tcp") + "\",\"host_addr\":\"" +
-                        (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +
-                        "\",\"host_port\":" + std::to_string(p.host_port) +
-                        ",\"guest_port\":" + std::to_string(p.container_port) + "}}";
-      KILN_TRY(WriteAll(s.get(), req));
-      ::shutdown(s.get(), SHUT_WR);
-      std::string reply;
-      char buf[512];
-      ssize_t n;
-      while ((n = ::read(s.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
-          reply.append(buf, static_cast<size_t>(n));
-      if (reply.find("\"error\"") != std::string::npos)
-        return Error(Errc::kSandbox, "publish port " + std::to_string(p.host_port) + ": slirp4netns: " + reply);
-    }
     return Ok();
   }
 
@@ -521,7 +459,7 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
             spec.on_started(static_cast<pid_t>(std::atoi(text.c_str())));
           break;
         case 'N': {
-          Status st = net.Start(pid, spec.port_forwards);
+          Status st = net.Start(pid);
           if (!st) {
             setup_error = st.error().message();
             ::kill(pid, SIGKILL);
