@@ -76,6 +76,13 @@ for mode in $(test_modes); do
   check "$mode: --entrypoint" test "$out" = "one two"
   out=$(k run --rm --network none busybox cat /proc/net/dev | grep -c ':')
   check "$mode: --network none has only lo ($out interfaces)" test "$out" = 1
+  # A --rm container's overlay is volatile (its unmount does not sync the
+  # whole file system of the upper dir); a kept container's is not.
+  out=$(k run --rm busybox grep -c '^overlay / overlay .*volatile' /proc/mounts)
+  check "$mode: run --rm mounts its overlay volatile" test "$out" = 1
+  out=$(k run --name keep-novolatile busybox grep -c '^overlay / overlay .*volatile' /proc/mounts)
+  k rm keep-novolatile >/dev/null 2>&1
+  check "$mode: a kept container's overlay is not volatile" test "$out" = 0
 
   # 2. detached: run -d, ps, logs, stop, rm
   id=$(k run -d --name web busybox sh -c 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.2; done' 2>"$work/err")
