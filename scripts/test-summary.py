@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Counts test cases in meson's JUnit logs and prints the closing line
-'N passed, N failed, N skipped' that CI reads."""
+'N passed, N failed, N skipped' that CI reads. --note FILE: a line to print
+just before it (the security suite's "hostile inputs: N/52 contained")."""
 import argparse
 import os
 import sys
@@ -9,6 +10,7 @@ import xml.etree.ElementTree as ET
 ap = argparse.ArgumentParser()
 ap.add_argument("--extra-pass", type=int, default=0)
 ap.add_argument("--extra-fail", type=int, default=0)
+ap.add_argument("--note", action="append", default=[])
 ap.add_argument("logs", nargs="*")
 args = ap.parse_args()
 
@@ -34,5 +36,10 @@ for path in args.logs:
     passed += per[0]; failed += per[1]; skipped += per[2]
 for f in failures:
     print(f"FAILED {f}", file=sys.stderr)
+for note in args.note:
+    if os.path.exists(note):
+        with open(note) as f:
+            for line in f.read().splitlines():
+                print(line)
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed else 0)
