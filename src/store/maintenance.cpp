@@ -235,8 +235,9 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
   if (options.dry_run && options.all)
     std::erase_if(images, [](const ImageEntry& e) { return e.names.empty(); });
   std::set<std::string> diff_ids;
+  std::set<std::string> visited;
   for (const auto& e : images)
-    CollectClosure(*this, e.descriptor, &live, &diff_ids);
+    CollectClosure(*this, e.descriptor, &live, &diff_ids, &visited);
   std::function<void(const std::string&, int)> scan_containers = [&](const std::string& dir, int depth) {
     if (depth > 4)
       return;

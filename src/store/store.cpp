@@ -152,17 +152,21 @@ Expected<std::vector<std::string>> ListDir(const std::string& dir) {
 }
 
 void CollectClosure(const Store& store, const Descriptor& top, std::set<std::string>* out,
-                    std::set<std::string>* diff_ids, int depth) {
+                    std::set<std::string>* diff_ids, std::set<std::string>* visited, int depth) {
   if (depth > 8 || !top.digest.valid() || !store.HasBlob(top.digest))
     return;
-  if (!out->insert(top.digest.str()).second)
+  // `visited` is separate from `out`: a digest may be live already (a cache
+  // record names a base image's manifest) without its children having been
+  // marked; only a walk of this closure may skip what it walked itself.
+  if (!visited->insert(top.digest.str()).second)
     return;  // seen (also breaks index cycles)
+  out->insert(top.digest.str());
   if (IsIndexMediaType(top.media_type)) {
     auto idx = store.ReadIndex(top.digest);
     if (!idx)
       return;
     for (const auto& m : idx->manifests)
-      CollectClosure(store, m, out, diff_ids, depth + 1);
+      CollectClosure(store, m, out, diff_ids, visited, depth + 1);
     return;
   }
   if (!IsManifestMediaType(top.media_type))

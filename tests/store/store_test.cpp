@@ -318,6 +318,28 @@ TEST_F(StoreTest, PruneKeepsWhatIsReferenced) {
   EXPECT_TRUE(chk->notes.empty());
 }
 
+// Issue [2.1]: a build's stage record names its base's manifest; the mark
+// of the base image (still named) must not stop at that manifest because
+// it is already live, or the base loses its config and layers.
+TEST_F(StoreTest, PruneKeepsTheClosureOfAManifestACacheRecordNames) {
+  Descriptor base = MakeImage("base-layer");
+  std::vector<std::string> names = {"localhost/base:latest"};
+  ASSERT_TRUE(store_->AddImage(base, names));
+  ASSERT_TRUE(store_->PutCacheRecord("stage-x", R"({"base":)" + ToJson(base) + "}"));
+  auto img = store_->ResolveImage("base");
+  ASSERT_TRUE(img);
+  for (bool all : {false, true}) {
+    auto r = store_->Prune({.all = all}, 0);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->blobs_removed, 0) << "all=" << all;
+    EXPECT_TRUE(store_->HasBlob(img->manifest.config.digest));
+    EXPECT_TRUE(store_->HasBlob(img->manifest.layers[0].digest));
+    auto chk = store_->Check();
+    ASSERT_TRUE(chk);
+    EXPECT_TRUE(chk->ok()) << chk->problems.front();
+  }
+}
+
 TEST_F(StoreTest, PruneWaitsForOtherProcesses) {
   // Another process with the store open holds the shared gc lock.
   int ready[2];
