@@ -184,7 +184,23 @@ class Compiler {
   ExpandOptions Opts() const {
     ExpandOptions o;
     o.escape = file_.escape;
+    o.budget = &budget_;
     return o;
+  }
+  /// Takes `bytes` copied into the graph from the budget all expansions
+  /// share, so that a file of a few KB cannot make gigabytes of graph.
+  Status Charge(int line, size_t bytes) {
+    if (bytes > budget_)
+      return At(line, "the expansion results and step environments of the file together are larger than " +
+                          std::to_string(kMaxExpansionTotal >> 20) + " MiB");
+    budget_ -= bytes;
+    return Ok();
+  }
+  static size_t Bytes(const std::vector<std::string>& v) {
+    size_t n = 0;
+    for (const auto& s : v)
+      n += s.size() + 1;
+    return n;
   }
   /// Lookup in the meta args (automatic platform ARGs + global ARGs).
   EnvLookup MetaLookup() {
@@ -231,6 +247,7 @@ class Compiler {
 
   const File& file_;
   const CompileOptions& opts_;
+  mutable size_t budget_ = kMaxExpansionTotal;  // see ExpandOptions::budget
   Platform target_platform_;
   Platform build_platform_;
   std::vector<const Instruction*> global_args_;
@@ -659,6 +676,7 @@ Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
     KILN_TRY(Dispatch(st, img, args, *ins, out.steps, false, ins->start_line));
 
   img.config.env = img.env.ToList();
+  KILN_TRY(Charge(st.from->start_line, Bytes(img.config.env)));
   img.config.working_dir = img.workdir;
   img.config.user = img.user;
   out.config = img.config;
@@ -939,6 +957,13 @@ Status Compiler::Dispatch(StageInfo& st, ImageState& img, ArgScope& args, const 
   } else {
     return At(ins, "unknown instruction: " + KW);
   }
+  size_t bytes = step.text.size() + step.created_by.size() + Bytes(step.proxy_env);
+  if (const auto* r = std::get_if<RunStep>(&step.op)) {
+    bytes += Bytes(r->env) + Bytes(r->args) + Bytes(r->argv);
+    for (const auto& f : r->files)
+      bytes += f.second.size();
+  }
+  KILN_TRY(Charge(location_line, bytes));
   steps.push_back(std::move(step));
   return Ok();
 }

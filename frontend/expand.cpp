@@ -118,6 +118,11 @@ std::string Quote(std::string_view s) {
   return out + "\"";
 }
 
+/// Quote() of at most the first 80 bytes of a word.
+std::string QuoteHead(std::string_view s) {
+  return s.size() <= 80 ? Quote(s) : Quote(s.substr(0, 77)) + "...";
+}
+
 /// Splits into words the way BuildKit does: unquoted literal whitespace and
 /// whitespace in unquoted expansion results separate words; quoted text and
 /// escaped characters never do.
@@ -160,6 +165,16 @@ class WordSplitter {
 };
 
 Error Bad(std::string message) { return Error(Errc::kInvalidInput, std::move(message)); }
+
+std::string SizeText(size_t n) {
+  if (n >= (size_t(1) << 20) && n % (size_t(1) << 20) == 0)
+    return std::to_string(n >> 20) + " MiB";
+  return std::to_string(n) + " bytes";
+}
+
+Error TooLarge(size_t max) {
+  return Bad("the expansion result is larger than " + SizeText(max) + " (a variable doubling itself?)");
+}
 
 /// Finds the leftmost-first match of `re` in text[start:], returning its
 /// byte range in `text`.
@@ -270,10 +285,12 @@ Expected<std::string> TrimSuffix(std::string_view pattern, std::string_view valu
 
 /// Go's regexp.Expand of a replacement template against a match without
 /// capture groups: "$$" is '$', "$0"/"${0}" the match, any other valid
-/// "$name"/"${name}" empty, a malformed '$' literal.
-std::string ExpandTemplate(std::string_view tmpl, std::string_view match) {
-  std::string out;
+/// "$name"/"${name}" empty, a malformed '$' literal. Appends to `out`;
+/// false as soon as `out` is longer than `max`.
+bool ExpandTemplate(std::string_view tmpl, std::string_view match, size_t max, std::string& out) {
   while (!tmpl.empty()) {
+    if (out.size() > max)
+      return false;
     size_t dollar = tmpl.find('$');
     if (dollar == std::string_view::npos)
       break;
@@ -305,12 +322,13 @@ std::string ExpandTemplate(std::string_view tmpl, std::string_view match) {
       out += match;
   }
   out += tmpl;
-  return out;
+  return out.size() <= max;
 }
 
 /// Go's Regexp.ReplaceAllString (empty matches right after a match are not
 /// replaced; the search always advances by at least one character).
-std::string ReplaceAll(const RE2& re, std::string_view src, std::string_view tmpl) {
+/// nullopt when the result would be longer than `max`.
+std::optional<std::string> ReplaceAll(const RE2& re, std::string_view src, std::string_view tmpl, size_t max) {
   std::string out;
   size_t search = 0;
   size_t last_end = 0;
@@ -319,8 +337,12 @@ std::string ReplaceAll(const RE2& re, std::string_view src, std::string_view tmp
     if (!Find(re, src, search, RE2::UNANCHORED, &begin, &end))
       break;
     out += src.substr(last_end, begin - last_end);
-    if (end > last_end || begin == 0)
-      out += ExpandTemplate(tmpl, src.substr(begin, end - begin));
+    if (end > last_end || begin == 0) {
+      if (!ExpandTemplate(tmpl, src.substr(begin, end - begin), max, out))
+        return std::nullopt;
+    }
+    if (out.size() > max)
+      return std::nullopt;
     last_end = end;
     size_t width = search < src.size() ? DecodeAt(src, search).bytes.size() : 1;
     if (search + width > end)
@@ -331,6 +353,8 @@ std::string ReplaceAll(const RE2& re, std::string_view src, std::string_view tmp
       search = end;
   }
   out += src.substr(last_end);
+  if (out.size() > max)
+    return std::nullopt;
   return out;
 }
 
@@ -394,6 +418,8 @@ class Lexer {
                                                      : ProcessDoubleQuote();
         if (!part)
           return std::move(part).error();
+        if (result.size() + part->size() > opts_.max_word)
+          return TooLarge(opts_.max_word);
         result += *part;
         if (ch.cp == '$')
           words.AddString(*part);
@@ -457,6 +483,8 @@ class Lexer {
       }
       if (peek.cp == '$') {
         KILN_ASSIGN_OR_RETURN(std::string value, ProcessDollar());
+        if (result.size() + value.size() > opts_.max_word)
+          return TooLarge(opts_.max_word);
         result += value;
         continue;
       }
@@ -602,11 +630,17 @@ class Lexer {
              "}";
     KILN_ASSIGN_OR_RETURN(auto re, CompilePattern(pattern->word, true, false));
     std::string v = value.value_or("");
-    if (replace_all)
-      return ReplaceAll(*re, v, replacement->word);
+    if (replace_all) {
+      auto replaced = ReplaceAll(*re, v, replacement->word, opts_.max_word);
+      if (!replaced)
+        return TooLarge(opts_.max_word);
+      return std::move(*replaced);
+    }
     size_t begin = 0, end = 0;
     if (!Find(*re, v, 0, RE2::UNANCHORED, &begin, &end))
       return v;
+    if (v.size() - (end - begin) + replacement->word.size() > opts_.max_word)
+      return TooLarge(opts_.max_word);
     return v.substr(0, begin) + replacement->word + v.substr(end);
   }
 
@@ -626,6 +660,15 @@ Expected<ExpandResult> ExpandWordWithMatches(std::string_view word, const EnvLoo
   if (!processed)
     return Error(Errc::kInvalidInput,
                  "failed to process " + Quote(word) + ": " + processed.error().message());
+  if (processed->word.size() > opts.max_word)
+    return Error(Errc::kInvalidInput, "failed to process " + QuoteHead(word) + ": " + TooLarge(opts.max_word).message());
+  if (opts.budget) {
+    if (processed->word.size() > *opts.budget)
+      return Error(Errc::kInvalidInput, "failed to process " + QuoteHead(word) +
+                                            ": the expansion results and step environments of the file together are larger than " +
+                                            SizeText(kMaxExpansionTotal));
+    *opts.budget -= processed->word.size();
+  }
   ExpandResult out;
   out.word = std::move(processed->word);
   out.words = std::move(processed->words);

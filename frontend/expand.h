@@ -32,15 +32,27 @@ class Environment {
   std::vector<std::pair<std::string, std::string>> entries_;
 };
 
+/// The largest result of expanding one word (BuildKit has no bound; a chain
+/// of `ARG A2=${A1}${A1}` doubles per line and ran kiln out of memory).
+inline constexpr size_t kMaxExpandedWord = size_t(1) << 20;
+/// The budget the compiler gives one Containerfile: all expansion results
+/// and the environments copied into its steps, together.
+inline constexpr size_t kMaxExpansionTotal = size_t(64) << 20;
+
 struct ExpandOptions {
   char escape = '\\';
   bool raw_quotes = false;    // keep quote characters
   bool raw_escapes = false;   // keep escape tokens
   bool skip_unset = false;    // leave $UNSET as written
+  size_t max_word = kMaxExpandedWord;  // a result (or any part of it) over this is an error
+  /// When set: the bytes still allowed for all results together; each
+  /// result is subtracted, and a result that does not fit is an error.
+  size_t* budget = nullptr;
 };
 
 /// Expands one word: quotes removed, escapes processed, no splitting.
-/// Errors (bad substitution, ${V:?msg}, unterminated quote) are kInvalidInput.
+/// Errors (bad substitution, ${V:?msg}, unterminated quote, a result over
+/// opts.max_word or over the budget) are kInvalidInput.
 Expected<std::string> ExpandWord(std::string_view word, const EnvLookup& env,
                                  const ExpandOptions& opts = {});
 

@@ -886,5 +886,35 @@ TEST(CompileGoldenTest, InvalidCases) {
   std::printf("[ compile ] %zu invalid golden cases\n", dirs.size());
 }
 
+// SECURITY.md H36: `ARG A2=${A1}${A1}` chained doubles per line; the
+// compile stops at 1 MiB per word with the line, and a file of many
+// megabyte-sized steps stops at the total budget.
+TEST(CompileLimitTest, ArgDoublingChainStopsAtTheLineWithOneMiB) {
+  std::string text = "FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n";
+  for (int i = 1; i <= 40; ++i)
+    text += "ARG A" + std::to_string(i) + "=${A" + std::to_string(i - 1) + "}${A" + std::to_string(i - 1) + "}\n";
+  text += "RUN true\n";
+  // 16 bytes * 2^16 = 1 MiB (A16 fits), A17 is 2 MiB: line 2 + 17.
+  std::string err = ErrorOf(text);
+  EXPECT_NE(err.find("Containerfile:19: "), std::string::npos) << err;
+  EXPECT_NE(err.find("larger than 1 MiB"), std::string::npos) << err;
+}
+
+TEST(CompileLimitTest, ManyStepsCarryingABigEnvironmentHitTheTotalBudget) {
+  std::string text = "FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n";
+  for (int i = 1; i <= 16; ++i)
+    text += "ARG A" + std::to_string(i) + "=${A" + std::to_string(i - 1) + "}${A" + std::to_string(i - 1) + "}\n";
+  // Every RUN copies the 2 MiB of args in scope: 64 MiB is reached within 32 RUNs.
+  for (int i = 0; i < 40; ++i)
+    text += "RUN true\n";
+  std::string err = ErrorOf(text);
+  EXPECT_NE(err.find("larger than 64 MiB"), std::string::npos) << err;
+  EXPECT_NE(err.find("Containerfile:"), std::string::npos) << err;
+  // A few such steps are fine.
+  std::string few = text.substr(0, text.find("RUN true")) + "RUN true\nRUN true\n";
+  auto g = CompileText(few);
+  EXPECT_TRUE(g.has_value()) << g.error().message();
+}
+
 }  // namespace
 }  // namespace kiln::frontend

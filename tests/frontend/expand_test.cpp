@@ -276,5 +276,43 @@ TEST(ExpandTest, InvalidUtf8PassesThrough) {
   EXPECT_EQ(Expand("a\xff$A\xfe", {{"A", "\x80"}}), "a\xff\x80\xfe");
 }
 
+// SECURITY.md H36: a word whose expansion is over ExpandOptions::max_word
+// (1 MiB by default) is an error, found before the result is built in full.
+TEST(ExpandLimitTest, ResultOverOneMiBIsAnError) {
+  std::string half(kMaxExpandedWord / 2, 'x');
+  auto env = MapEnv({{"H", half}, {"H1", half + "y"}});
+  auto ok = ExpandWord("${H}${H}", env);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message();
+  EXPECT_EQ(ok->size(), kMaxExpandedWord);
+  auto over = ExpandWord("${H}${H1}", env);
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error().code(), Errc::kInvalidInput);
+  EXPECT_NE(over.error().message().find("larger than 1 MiB"), std::string::npos) << over.error().message();
+  // In double quotes, in a default word, and through replacement.
+  EXPECT_FALSE(ExpandWord("\"$H$H1\"", env).has_value());
+  EXPECT_FALSE(ExpandWord("${U:-$H$H1}", env).has_value());
+  EXPECT_FALSE(ExpandWord("${H1//x/xx}", env).has_value());  // 1 MiB + 1
+  EXPECT_FALSE(ExpandWord("${H1/x/$H1}", env).has_value());  // 1 MiB + 1
+  EXPECT_TRUE(ExpandWord("${H//x/xx}", env).has_value());    // exactly 1 MiB
+  EXPECT_FALSE(ExpandWord("${H//x/$H}", env).has_value());  // would be 2^38 bytes
+  EXPECT_TRUE(ExpandWord("${H//x/y}", env).has_value());
+}
+
+TEST(ExpandLimitTest, MaxWordAndBudgetOptions) {
+  ExpandOptions o;
+  o.max_word = 4;
+  auto env = MapEnv({{"A", "ab"}});
+  EXPECT_EQ(ExpandWord("$A$A", env, o).value_or("?"), "abab");
+  EXPECT_FALSE(ExpandWord("$A$A$A", env, o).has_value());
+  EXPECT_FALSE(ExpandWord("abcde", env, o).has_value());  // a literal over the bound too
+  size_t budget = 5;
+  o.budget = &budget;
+  EXPECT_TRUE(ExpandWord("$A$A", env, o).has_value());
+  EXPECT_EQ(budget, 1u);
+  auto e = ExpandWord("$A", env, o);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().message().find("larger than 64 MiB"), std::string::npos) << e.error().message();
+}
+
 }  // namespace
 }  // namespace kiln::frontend
