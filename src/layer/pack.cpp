@@ -300,31 +300,120 @@ class Packer {
     }
     EntryPtr e = NewEntry(path, st);
     archive_entry_set_filetype(e.get(), AE_IFREG);
-    archive_entry_set_size(e.get(), st.st_size);
+    archive_entry_set_size(e.get(), st.st_size);  // before the sparse map, which libarchive checks against it
+    // A file with holes (fewer blocks than its size needs) is stored as a
+    // PAX sparse entry (GNU sparse 1.0, which Go's archive/tar, GNU tar and
+    // libarchive read): only its data extents are read and written, so the
+    // work and the layer follow the data, not the apparent size.
+    KILN_ASSIGN_OR_RETURN(std::vector<Extent> extents, DataExtents(fd.get(), path, st));
+    const bool sparse = IsSparseMap(extents, st.st_size);
+    if (sparse) {
+      for (const auto& x : extents)
+        archive_entry_sparse_add_entry(e.get(), x.offset, x.length);
+      if (extents.empty() || extents.back().offset + extents.back().length < st.st_size)
+        archive_entry_sparse_add_entry(e.get(), st.st_size, 0);  // the map reaches the end (a trailing hole)
+    }
     AddXattrs(e.get(), xattrs);
     KILN_TRY(WriteHeader(e.get(), path));
+    if (!sparse)
+      extents = {{0, st.st_size}};
+    // libarchive writes the sparse map with the first data call: make one
+    // even for a file that is all hole (no extent follows).
+    if (sparse && archive_write_data(a_.get(), buf_.data(), 0) < 0)
+      return ArchiveError("write " + path);
     // Exactly st_size bytes: a file that grows is cut, one that shrinks is
     // padded with zeros (libarchive pads at finish_entry), with a warning.
-    int64_t left = st.st_size;
-    while (left > 0) {
-      ssize_t n = ::read(fd.get(), buf_.data(), static_cast<size_t>(std::min<int64_t>(left, int64_t(buf_.size()))));
-      if (n < 0) {
-        if (errno == EINTR)
-          continue;
-        return Error::FromErrno("read " + path);
+    int64_t pos = 0;
+    for (const auto& x : extents) {
+      // The hole before this extent: libarchive skips hole bytes without
+      // reading them, so the buffer's content does not matter.
+      while (pos < x.offset) {
+        size_t n = static_cast<size_t>(std::min<int64_t>(x.offset - pos, int64_t(buf_.size())));
+        if (archive_write_data(a_.get(), buf_.data(), n) < 0)
+          return ArchiveError("write " + path);
+        pos += static_cast<int64_t>(n);
       }
-      if (n == 0) {
-        LogWarn("layer: " + path + " shrank while being packed");
+      int64_t left = x.length;
+      while (left > 0) {
+        ssize_t n = ::pread(fd.get(), buf_.data(), static_cast<size_t>(std::min<int64_t>(left, int64_t(buf_.size()))),
+                            pos);
+        if (n < 0) {
+          if (errno == EINTR)
+            continue;
+          return Error::FromErrno("read " + path);
+        }
+        if (n == 0) {
+          LogWarn("layer: " + path + " shrank while being packed");
+          break;
+        }
+        la_ssize_t w = archive_write_data(a_.get(), buf_.data(), static_cast<size_t>(n));
+        if (w < 0)
+          return ArchiveError("write " + path);
+        left -= n;
+        pos += n;
+      }
+      if (left > 0)
         break;
-      }
-      la_ssize_t w = archive_write_data(a_.get(), buf_.data(), static_cast<size_t>(n));
-      if (w < 0)
-        return ArchiveError("write " + path);
-      left -= n;
     }
     if (archive_write_finish_entry(a_.get()) < ARCHIVE_WARN)
       return ArchiveError("write " + path);
     return Ok();
+  }
+
+  struct Extent {
+    int64_t offset = 0;
+    int64_t length = 0;
+  };
+
+  /// The data extents of a file that has fewer blocks allocated than its
+  /// size needs (SEEK_DATA/SEEK_HOLE), in order; empty for a dense file or
+  /// when the file system cannot tell. At most kMaxExtents: a file more
+  /// fragmented than that is packed dense (a huge sparse map is a cost of
+  /// its own for every reader, SECURITY.md H15).
+  Expected<std::vector<Extent>> DataExtents(int fd, const std::string& path, const struct stat& st) {
+    constexpr size_t kMaxExtents = 4096;
+    std::vector<Extent> out;
+    if (st.st_size == 0 || st.st_blocks * 512 >= st.st_size)
+      return out;
+    int64_t pos = 0;
+    while (pos < st.st_size) {
+      off_t data = ::lseek(fd, pos, SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO)
+          break;  // only a hole from pos to the end
+        if (errno == EINVAL || errno == ENOTSUP)
+          return std::vector<Extent>();  // no hole support: pack dense
+        return Error::FromErrno("seek in " + path);
+      }
+      if (data >= st.st_size)
+        break;
+      off_t hole = ::lseek(fd, data, SEEK_HOLE);
+      if (hole < 0)
+        return Error::FromErrno("seek in " + path);
+      if (hole > st.st_size)
+        hole = st.st_size;
+      out.push_back({data, hole - data});
+      if (out.size() > kMaxExtents)
+        return std::vector<Extent>();
+      pos = hole;
+    }
+    if (out.empty())
+      out.push_back({0, 0});  // all hole; {0, 0} marks "sparse, no data"
+    return out;
+  }
+
+  /// True when the extents leave out part of the file.
+  static bool IsSparseMap(std::vector<Extent>& extents, int64_t size) {
+    if (extents.empty())
+      return false;
+    if (extents.size() == 1 && extents[0].offset == 0 && extents[0].length == 0) {
+      extents.clear();
+      return size > 0;
+    }
+    int64_t data = 0;
+    for (const auto& x : extents)
+      data += x.length;
+    return data < size;
   }
 
   Status AddSymlink(int dirfd, const std::string& path, const std::string& name, const struct stat& st) {
