@@ -388,14 +388,10 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
         LogWarn(s.error().message());
       }
     }
-    auto image = store->ResolveImage(ref, p);
     // A short name (FROM busybox) that the store has as localhost/busybox is
-    // used as is (CLI.md), before any pull of docker.io/library/busybox.
-    if (!image && ref.rfind("docker.io/library/", 0) == 0) {
-      auto local = store->ResolveImage("localhost/" + ref.substr(18), p);
-      if (local)
-        image = std::move(local);
-    }
+    // used as is (CLI.md), before any pull of docker.io/library/busybox;
+    // COPY --from=busybox follows the same rule (engine::ResolveStoreImage).
+    auto image = engine::ResolveStoreImage(*store, ref, p);
     if (!image && image.error().code() == Errc::kNotFound && req.pull != "never" && req.pull != "always") {
       KILN_TRY(PullInto(*store, ref, p, req, quiet));
       image = store->ResolveImage(ref, p);

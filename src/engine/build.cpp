@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,6 +104,8 @@ class Builder {
   Expected<CopyRequest> MakeCopyRequest(const CopyStep& copy, const std::string& src_root, bool from_context);
   Expected<std::string> SourceRootFor(const CopySource& from, std::vector<Mount>* mounts,
                                       const std::string& scratch);
+  Expected<std::string> WritableView(const Step& step, const RunMount& m, size_t index, const std::string& source,
+                                     const std::string& scratch, std::vector<Mount>* mounts);
   void ApplyConfigStep(const Step& step, StageState& st);
   void AddHistory(const Step& step, StageState& st, bool empty_layer);
   std::string Now() const;
@@ -139,6 +142,29 @@ Expected<std::pair<std::string, std::string>> BindSource(const std::string& cont
   if (src != ctx && src.rfind(ctx + "/", 0) != 0)
     return Error(Errc::kInvalidInput, Where(step) + ": RUN --mount source \"" + m.source + "\" is outside the build context");
   return std::make_pair(src, src == ctx ? std::string() : src.substr(ctx.size() + 1));
+}
+
+/// SECURITY.md H13/H38: an id the build gives a file or a RUN must be one
+/// chown/setuid take as an id (4294967295 means "leave unchanged" to
+/// chown, so --chown=4294967295 gave root-owned files) and one that is
+/// mapped in the user namespace kiln runs in.
+Status CheckBuildId(const std::string& where, const char* kind, uint32_t id) {
+  if (id == 0xffffffffu)
+    return Error(Errc::kInvalidInput, where + ": " + kind + " 4294967295 is out of range (0 to 4294967294)");
+  auto maps = ReadIdMappings(std::string_view(kind) == "gid");
+  if (!maps || maps->empty())
+    return Ok();
+  std::string ranges;
+  for (const auto& m : *maps) {
+    if (id >= m.container_id && id - m.container_id < m.size)
+      return Ok();
+    ranges += (ranges.empty() ? "" : ", ") + std::to_string(m.container_id) + "-" +
+              std::to_string(uint64_t(m.container_id) + m.size - 1);
+  }
+  return Error(Errc::kInvalidInput, where + ": " + kind + " " + std::to_string(id) +
+                                        " is not mapped in kiln's user namespace (mapped: " + ranges +
+                                        "; a rootless build has the ids of /etc/sub" + (kind[0] == 'g' ? "gid" : "uid") +
+                                        ")");
 }
 
 /// The name of a state file or cache record derived from `what`.
@@ -220,7 +246,11 @@ Expected<std::vector<std::string>> Builder::LowerDirs(StageState& st) {
         return std::move(dir).error().WithContext("unpack layer " + it->blob.digest.str());
       it->dir = *dir;
     }
-    lowers.push_back(it->dir);
+    // The same layer twice (two RUN steps that changed nothing have the same
+    // empty diff_id): overlayfs refuses a repeated lowerdir (EINVAL, seen
+    // rootless). The topmost copy alone shows the same tree.
+    if (std::find(lowers.begin(), lowers.end(), it->dir) == lowers.end())
+      lowers.push_back(it->dir);
   }
   if (lowers.empty()) {
     KILN_ASSIGN_OR_RETURN(std::string e, EmptyDir());
@@ -253,7 +283,8 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
       break;
   }
   std::string ref = stage.base.digest.empty() ? stage.base.image : stage.base.image + "@" + stage.base.digest;
-  auto image = store_.ResolveImage(stage.base.digest.empty() ? stage.base.image : stage.base.digest, stage.platform);
+  auto image = stage.base.digest.empty() ? ResolveStoreImage(store_, stage.base.image, stage.platform)
+                                         : store_.ResolveImage(stage.base.digest, stage.platform);
   if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
     KILN_TRY(opts_.pull(stage.base.image, stage.platform));
     image = store_.ResolveImage(stage.base.image, stage.platform);
@@ -312,7 +343,7 @@ Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector
   if (from.kind == CopySource::Kind::kStage) {
     src = &states_[static_cast<size_t>(from.stage)];
   } else {
-    auto image = store_.ResolveImage(from.image);
+    auto image = ResolveStoreImage(store_, from.image);
     if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
       KILN_TRY(opts_.pull(from.image, graph_.target_platform));
       image = store_.ResolveImage(from.image);
@@ -329,6 +360,53 @@ Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector
   KILN_ASSIGN_OR_RETURN(Mount m, Mount::ReadOnly(lowers, target));
   mounts->push_back(std::move(m));
   return target;
+}
+
+/// What a rw bind mount of `source` (in the build context) shows the step:
+/// for a directory an overlay with `source` as its only lower layer and a
+/// fresh upper in the step's scratch directory (writes land there and are
+/// removed with it; nothing is copied up front), for a file a copy.
+Expected<std::string> Builder::WritableView(const Step& step, const RunMount& m, size_t index,
+                                            const std::string& source, const std::string& scratch,
+                                            std::vector<Mount>* mounts) {
+  std::string base = JoinPath(scratch, "rw" + std::to_string(index));
+  struct stat st;
+  if (::stat(source.c_str(), &st) != 0)
+    return Error::FromErrno(Where(step) + ": RUN --mount source \"" + m.source + "\"");
+  if (S_ISDIR(st.st_mode)) {
+    std::string upper = base + "/upper", work = base + "/work", merged = base + "/merged";
+    KILN_TRY(MakeDirs(upper));
+    KILN_TRY(MakeDirs(work));
+    KILN_TRY(MakeDirs(merged));
+    ::chmod(upper.c_str(), st.st_mode & 07777);
+    auto mount = Mount::Overlay({source}, upper, work, merged);
+    if (!mount)
+      return Error(Errc::kSandbox, Where(step) + ": RUN --mount source \"" + m.source +
+                                       "\", rw: cannot put a copy-on-write layer over it (" + mount.error().message() +
+                                       "); without rw the mount is read-only");
+    mounts->push_back(std::move(*mount));
+    return merged;
+  }
+  if (!S_ISREG(st.st_mode))
+    return Error(Errc::kInvalidInput, Where(step) + ": RUN --mount source \"" + m.source +
+                                          "\", rw: not a directory or regular file");
+  KILN_TRY(MakeDirs(base));
+  std::string copy = base + "/file";
+  KILN_ASSIGN_OR_RETURN(UniqueFd in, OpenFile(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
+  if (!out)
+    return Error::FromErrno("create " + copy);
+  for (;;) {
+    ssize_t n = ::sendfile(out.get(), in.get(), nullptr, size_t(1) << 30);
+    if (n == 0)
+      break;
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return Error::FromErrno(Where(step) + ": copy RUN --mount source \"" + m.source + "\"");
+    }
+  }
+  return copy;
 }
 
 Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageState& st, nlohmann::json* info) {
@@ -377,7 +455,7 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
       return inputs;
     }
     case CopySource::Kind::kImage: {
-      auto image = store_.ResolveImage(copy.from.image);
+      auto image = ResolveStoreImage(store_, copy.from.image);
       inputs.push_back("image " + (image ? image->manifest_descriptor.digest.str() : copy.from.image));
       (*info)["from"] = "image " + copy.from.image;
       return inputs;
@@ -591,15 +669,27 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   if (!has_env("PATH"))
     spec.env.insert(spec.env.begin(), kDefaultPath);
   spec.cwd = run.workdir.empty() ? "/" : run.workdir;
-  if (!run.user.empty()) {
+  // HOME as runc sets it for Docker/BuildKit when neither ENV nor ARG does:
+  // the user's passwd entry, "/" without one (so /root for root).
+  const bool need_home = !has_env("HOME");
+  if (!run.user.empty() || need_home) {
     KILN_ASSIGN_OR_RETURN(auto passwd, ReadFileFromLayers(lowers, "/etc/passwd"));
-    KILN_ASSIGN_OR_RETURN(auto group, ReadFileFromLayers(lowers, "/etc/group"));
-    auto user = ResolveUser(run.user, passwd, group);
+    std::optional<std::string> group;
+    if (!run.user.empty()) {
+      KILN_ASSIGN_OR_RETURN(group, ReadFileFromLayers(lowers, "/etc/group"));
+    }
+    auto user = ResolveUser(run.user.empty() ? "0" : run.user, passwd, group);
     if (!user)
       return std::move(user).error().WithContext(Where(step) + ": USER " + run.user);
-    spec.uid = user->uid;
-    spec.gid = user->gid;
-    spec.supplementary_gids = user->supplementary_gids;
+    if (!run.user.empty()) {
+      KILN_TRY(CheckBuildId(Where(step) + ": USER " + run.user, "uid", user->uid));
+      KILN_TRY(CheckBuildId(Where(step) + ": USER " + run.user, "gid", user->gid));
+      spec.uid = user->uid;
+      spec.gid = user->gid;
+      spec.supplementary_gids = user->supplementary_gids;
+    }
+    if (need_home)
+      spec.env.push_back("HOME=" + user->home);
   }
   NetworkMode net = opts_.network;
   if (run.network == "none")
@@ -646,6 +736,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
         (void)RemoveAll(*dir);
     }
   } secret_cleanup{&secret_dir};
+  std::vector<Mount> rw_mounts;  // overlays behind rw bind mounts, unmounted on return
   for (const auto& m : run.mounts) {
     if (m.type == MountType::kTmpfs) {
       spec.mounts.push_back({SandboxMount::Type::kTmpfs, "", m.target, false,
@@ -654,7 +745,15 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
     if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
       KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
-      spec.mounts.push_back({SandboxMount::Type::kBind, src.first, m.target, m.read_only, ""});
+      std::string host = src.first;
+      if (!m.read_only) {
+        // rw lets the step write there, never into the user's context
+        // (SECURITY.md H37): as in BuildKit the writes go to a throwaway
+        // copy-on-write layer, dropped after the step.
+        KILN_ASSIGN_OR_RETURN(host, WritableView(step, m, static_cast<size_t>(&m - run.mounts.data()), src.first,
+                                                DirName(upper), &rw_mounts));
+      }
+      spec.mounts.push_back({SandboxMount::Type::kBind, host, m.target, m.read_only, ""});
       continue;
     }
     if (m.type == MountType::kCache) {
@@ -675,6 +774,11 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
           return Error(Errc::kInvalidInput, Where(step) + ": secret \"" + m.id +
                                                 "\" is required but was not given (kiln build --secret id=" + m.id +
                                                 ",src=FILE)");
+        continue;
+      }
+      if (m.target.empty()) {
+        // env= without target=: the variable only, no file (BuildKit).
+        spec.env.push_back(m.env + "=" + it->second);
         continue;
       }
       if (secret_dir.empty()) {
@@ -899,6 +1003,8 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
     auto user = ResolveUser(copy.chown, passwd, group);
     if (!user)
       return std::move(user).error().WithContext(Where(step) + ": --chown=" + copy.chown);
+    KILN_TRY(CheckBuildId(Where(step) + ": --chown=" + copy.chown, "uid", user->uid));
+    KILN_TRY(CheckBuildId(Where(step) + ": --chown=" + copy.chown, "gid", user->gid));
     req.uid = user->uid;
     req.gid = user->gid;
   }
@@ -1190,6 +1296,18 @@ Expected<BuildResult> Builder::Run() {
 }
 
 }  // namespace
+
+Expected<StoredImage> ResolveStoreImage(const Store& store, const std::string& reference,
+                                        const std::optional<Platform>& platform) {
+  auto image = store.ResolveImage(reference, platform);
+  const std::string hub = "docker.io/library/";
+  if (!image && image.error().code() == Errc::kNotFound && reference.rfind(hub, 0) == 0) {
+    auto local = store.ResolveImage("localhost/" + reference.substr(hub.size()), platform);
+    if (local)
+      return local;
+  }
+  return image;
+}
 
 Digest StepCacheKey(const Digest& parent, const Step& step, const std::vector<std::string>& inputs) {
   nlohmann::json j;

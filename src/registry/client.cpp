@@ -616,7 +616,11 @@ Expected<std::string> RegistryClient::BaseUrl() {
     }
     return base;
   }
-  std::string hint = http_ok ? "" : " (plain HTTP needs --tls-verify=false for a non-loopback registry)";
+  // The hint only when the host answered and plain HTTP could be why (not
+  // for a name that does not resolve).
+  bool unresolved = last.message().find("resolve host") != std::string::npos ||
+                    last.message().find("resolve proxy") != std::string::npos;
+  std::string hint = http_ok || unresolved ? "" : " (plain HTTP needs --tls-verify=false for a non-loopback registry)";
   return Error(Errc::kNetwork, "cannot reach registry " + registry_ + ": " + last.message() + hint);
 }
 

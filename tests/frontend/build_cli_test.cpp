@@ -1,6 +1,7 @@
 // `kiln build` argument handling end to end ($KILN_BIN): Containerfile and
 // ignore-file resolution, --print-graph, usage errors (exit 2), and the
 // stub that stands in for the engine.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,6 +144,48 @@ TEST_F(BuildCliTest, EveryFlagParses) {
       "--format docker --compression zstd --squash --timestamp 0 --cache-from r/c --cache-to r/c "
       "--ignorefile ign --tls-verify=false --authfile auth.json -q --progress plain --print-graph .");
   EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+// SECURITY.md H39: an ignore file in the context that links out of it is
+// not read (exit 2, named); a link inside the context is; a FIFO does not
+// hang the build.
+TEST_F(BuildCliTest, IgnoreFileLinkingOutOfTheContextIsRefused) {
+  Write("ctx/Containerfile", "FROM scratch\nCOPY . /c\n");
+  Write("outside", "secret\n");
+  ASSERT_EQ(0, ::symlink((dir_->path() + "/outside").c_str(), (dir_->path() + "/ctx/.containerignore").c_str()));
+  auto r = Kiln("build --print-graph ctx", true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("ctx/.containerignore: a symlink that leads out of the build context"), std::string::npos)
+      << r.out;
+  ASSERT_EQ(0, ::unlink((dir_->path() + "/ctx/.containerignore").c_str()));
+  ASSERT_EQ(0, ::symlink("../outside", (dir_->path() + "/ctx/.dockerignore").c_str()));
+  r = Kiln("build --print-graph ctx", true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  // Named explicitly, a file outside is the user's choice.
+  r = Kiln("build --print-graph --ignorefile outside ctx", true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_EQ(0, ::unlink((dir_->path() + "/ctx/.dockerignore").c_str()));
+  Write("ctx/lists/ignore", "x\n");
+  ASSERT_EQ(0, ::symlink("lists/ignore", (dir_->path() + "/ctx/.dockerignore").c_str()));
+  r = Kiln("build --print-graph ctx", true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_EQ(0, ::unlink((dir_->path() + "/ctx/.dockerignore").c_str()));
+  ASSERT_EQ(0, ::mkfifo((dir_->path() + "/ctx/.dockerignore").c_str(), 0644));
+  r = Kiln("build --print-graph ctx", true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
+}
+
+// SECURITY.md H36 through the CLI: the doubling chain stops at its line.
+TEST_F(BuildCliTest, ArgDoublingChainIsBounded) {
+  std::string text = "FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n";
+  for (int i = 1; i < 2000; ++i)
+    text += "ARG A" + std::to_string(i) + "=${A" + std::to_string(i - 1) + "}${A" + std::to_string(i - 1) + "}\n";
+  Write("ctx/Containerfile", text);
+  auto r = Kiln("build --print-graph ctx", true);
+  EXPECT_EQ(r.exit_code, 2) << r.out.substr(0, 2000);
+  EXPECT_NE(r.out.find("ctx/Containerfile:19: "), std::string::npos) << r.out.substr(0, 2000);
+  EXPECT_NE(r.out.find("larger than 1 MiB"), std::string::npos) << r.out.substr(0, 2000);
 }
 
 }  // namespace

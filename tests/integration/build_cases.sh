@@ -64,7 +64,7 @@ run_case() {  # run_case MODE STORE WORK CASEDIR
   rm -rf "$ctx"; mkdir -p "$ctx"
   [ -d "$dir/context" ] && cp -a "$dir/context/." "$ctx/"
   if [ -f "$dir/setup" ]; then (cd "$ctx" && bash "$dir/setup") || { tap_not_ok "$mode $name: setup failed"; return; }; fi
-  [ "$(id -u)" -eq 0 ] && [ "$mode" = user ] && chown -R "$KILN_TEST_USER" "$ctx"
+  [ "$(id -u)" -eq 0 ] && [ "$mode" = user ] && chown -R "$KILN_TEST_USER:" "$ctx"  # user and group, as a checkout of theirs
   local flags=()
   [ -f "$dir/flags" ] && read -r -a flags <"$dir/flags"
   local err="$work/$name.err"
