@@ -534,7 +534,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--cache-to", f->cache_to, "registry repository to export cache records to");
   cmd->add_option("--ignorefile", f->ignorefile,
                   "ignore file (default <FILE>.containerignore, <FILE>.dockerignore, then .containerignore, "
-                  ".dockerignore in CONTEXT)");
+                  ".dockerignore in CONTEXT; one in CONTEXT may not be a link out of it)");
   cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
   cmd->add_option("--authfile", f->authfile, "registry credentials file (default: podman/docker auth files)");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
