@@ -14,11 +14,17 @@ set -u
 . "$(dirname "$0")/lib.sh"
 SPARSE_CMP="$KILN_SOURCE_ROOT/tests/integration/sparse_cmp.py"
 
-# run_measured MODE STORE ARGS...: kiln ARGS as MODE under GNU time; the
-# peak RSS (KiB, the largest of kiln's processes) and seconds go to $TIME_OUT.
+# run_measured MODE STORE ARGS...: kiln ARGS as MODE; the peak RSS (KiB, the
+# largest of kiln's processes) and the seconds go to $TIME_OUT.
 run_measured() {
   local mode=$1 store=$2; shift 2
-  as_mode "$mode" env KILN_ROOT="$store" /usr/bin/time -f '%M %e' -o "$TIME_OUT" "$KILN_BIN" "$@"
+  as_mode "$mode" env KILN_ROOT="$store" python3 -c '
+import resource, subprocess, sys, time
+t = time.monotonic()
+rc = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write("%d %.2f\n" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t))
+sys.exit(rc)' "$TIME_OUT" "$KILN_BIN" "$@"
 }
 
 for mode in $(test_modes); do

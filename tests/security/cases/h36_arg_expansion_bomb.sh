@@ -18,8 +18,11 @@ lines.append("RUN true")
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 chmod -R a+rX "$WORK/Containerfile" ctx
-as_mode "$MODE" env KILN_ROOT="$WORK/store" timeout 100 /usr/bin/time -f '%M' -o "$WORK/rss" \
-  "$KILN_BIN" build --print-graph -f "$WORK/Containerfile" "$WORK/ctx" >/dev/null 2>"$WORK/err"
+as_mode "$MODE" env KILN_ROOT="$WORK/store" python3 -c '
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:], timeout=100)
+open(sys.argv[1], "w").write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(rc)' "$WORK/rss" "$KILN_BIN" build --print-graph -f "$WORK/Containerfile" "$WORK/ctx" >/dev/null 2>"$WORK/err"
 rc=$?
 rss=$(tail -1 "$WORK/rss")
 if [ "$rc" -ne 2 ]; then cat "$WORK/err" >&2; echo "exit $rc, want 2 (peak RSS $rss KiB)" >&2; exit 1; fi
