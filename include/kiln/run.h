@@ -167,6 +167,12 @@ struct ExecOptions {
 };
 Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions& options);
 
+/// Removes what a kiln killed while creating or removing a container left
+/// behind: containers/.new-<id> and .rm-<id> directories nobody holds, and
+/// <id> directories without a config.json. `kiln run` calls it; `kiln
+/// prune` should too. Returns how many it removed.
+Expected<int> RemoveContainerLitter(const Paths& paths);
+
 /// Parses a signal name or number ("TERM", "SIGTERM", "15"). kInvalidInput.
 Expected<int> ParseSignal(const std::string& text);
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kiln/error.h"
+#include "kiln/unique_fd.h"
 
 namespace kiln {
 
@@ -61,6 +62,11 @@ struct IdMapping {
 /// The current process's uid_map / gid_map.
 Expected<std::vector<IdMapping>> ReadIdMappings(bool gid);
 
+/// kInvalidInput naming the id when `uid`, `gid` or one of `groups` is not
+/// mapped in the current user namespace (rootless: 0 -> the user, 1..N ->
+/// its /etc/subuid and /etc/subgid range): setuid to it would fail.
+Status CheckIdsMapped(uint32_t uid, uint32_t gid, const std::vector<uint32_t>& groups);
+
 /// /etc/subuid (or /etc/subgid) ranges of a user, by name or numeric id.
 /// Returns an empty vector when the user has none. Entries are
 /// `host_id` (start) + `size`; container_id is 0.
@@ -86,8 +92,11 @@ const char* RootfsDriverName(RootfsDriver driver);
 RootfsDriver ProbeRootfsDriver(const std::string& scratch_dir);
 
 /// The network helper RUN steps with NetworkMode::kPrivate use: "slirp4netns",
-/// "pasta", or "" when neither is installed.
+/// "pasta" (the first found in $PATH), or "" when neither is installed or
+/// /dev/net/tun is not read-write for this user.
 std::string NetworkHelper();
+/// Its full path ("" as NetworkHelper()).
+std::string NetworkHelperPath();
 
 // ---------------------------------------------------------------------------
 // The sandbox
@@ -97,6 +106,12 @@ enum class NetworkMode {
   kHost,     // share the caller's network namespace
   kPrivate,  // new network namespace + slirp4netns/pasta for outbound access
 };
+
+/// The network a sandbox really gets. kPrivate without a usable helper
+/// fails closed: kNone (its own network namespace, loopback only) and
+/// `*warning` says how to get outbound access. Never the host's network
+/// unless asked for. Other modes are returned unchanged.
+NetworkMode ResolvePrivateNetwork(NetworkMode requested, std::string* warning);
 
 /// An extra mount inside the sandbox.
 struct SandboxMount {
@@ -160,10 +175,11 @@ struct SandboxSpec {
   int stdout_fd = -1;
   int stderr_fd = -1;
 
-  /// `kiln run -t`: the caller passes the slave side of a pseudo-terminal it
-  /// allocated as stdin_fd (and usually stdout_fd/stderr_fd); the helper
-  /// makes it the controlling terminal of the process (TIOCSCTTY after
-  /// setsid). The caller relays the master and the window size.
+  /// `kiln run -t`: the helper allocates a pseudo-terminal in the sandbox's
+  /// own devpts (so that `tty` inside names /dev/pts/N), makes its slave the
+  /// process's stdin, stdout, stderr and controlling terminal (stdin_fd..
+  /// stderr_fd are not used), and hands the master to on_tty before the
+  /// process starts. The caller relays the master and the window size.
   bool tty = false;
 
   /// Drop the capability bounding set to Docker's default 14 capabilities
@@ -179,6 +195,10 @@ struct SandboxSpec {
   /// process; its first child in /proc/<pid>/task/<pid>/children is the
   /// process itself).
   std::function<void(pid_t)> on_started;
+  /// With `tty`: called (on the thread running RunSandbox) with the
+  /// terminal's master side before the process starts; the process waits
+  /// until it returns (set the window size, start relaying).
+  std::function<void(UniqueFd master)> on_tty;
 };
 
 /// How the process ended.

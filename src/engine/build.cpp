@@ -696,12 +696,12 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     net = NetworkMode::kNone;
   else if (run.network == "host")
     net = NetworkMode::kHost;
-  if (net == NetworkMode::kPrivate && NetworkHelper().empty()) {
+  // Without a usable helper: loopback only, never the host's network.
+  std::string net_warning;
+  net = ResolvePrivateNetwork(net, &net_warning);
+  if (!net_warning.empty()) {
     static std::once_flag warned;
-    std::call_once(warned, [] {
-      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): RUN steps use the host network");
-    });
-    net = NetworkMode::kHost;
+    std::call_once(warned, [&] { LogWarn("RUN steps: " + net_warning); });
   }
   spec.network = net;
   spec.hostname = "kiln";

@@ -169,6 +169,25 @@ Expected<UniqueFd> MakeDirsInRoot(int root_fd, const std::string& path, mode_t m
 
 namespace {
 
+// Files kiln itself reads from an image (passwd, group): bounded.
+constexpr off_t kMaxImageFileBytes = off_t(4) << 20;
+
+const char* FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode))
+    return "a fifo";
+  if (S_ISSOCK(mode))
+    return "a socket";
+  if (S_ISCHR(mode))
+    return "a character device";
+  if (S_ISBLK(mode))
+    return "a block device";
+  if (S_ISDIR(mode))
+    return "a directory";
+  if (S_ISLNK(mode))
+    return "a symlink";
+  return "a special file";
+}
+
 bool IsWhiteout(const struct stat& st, int dirfd, const std::string& name) {
   if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
     return true;
@@ -203,11 +222,24 @@ Expected<std::optional<std::string>> ReadFileFromLayers(const std::vector<std::s
       continue;
     if (IsWhiteout(st, pfd->get(), name))
       return std::optional<std::string>();
-    auto fd = OpenInRoot(root->get(), rel, O_RDONLY);
+    // Never blocking (a FIFO at /etc/passwd would hang the caller: H12),
+    // never a controlling terminal, links resolved inside this layer only.
+    auto fd = OpenInRoot(root->get(), rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (!fd)
       return std::optional<std::string>();  // e.g. a symlink pointing to a later layer: treat as absent
-    KILN_ASSIGN_OR_RETURN(std::string data, ReadAll(fd->get(), size_t(16) << 20));
-    return std::optional<std::string>(std::move(data));
+    struct stat fst;
+    if (::fstat(fd->get(), &fst) != 0)
+      return Error::FromErrno("stat the image's " + path);
+    if (!S_ISREG(fst.st_mode))
+      return Error(Errc::kInvalidInput, "the image's " + path + " is " + FileTypeName(fst.st_mode) +
+                                            ", not a regular file: refusing to read it");
+    if (fst.st_size > kMaxImageFileBytes)
+      return Error(Errc::kInvalidInput, "the image's " + path + " is larger than " +
+                                            std::to_string(kMaxImageFileBytes >> 20) + " MiB: refusing to read it");
+    auto data = ReadAll(fd->get(), kMaxImageFileBytes);
+    if (!data)
+      return std::move(data).error().WithContext("the image's " + path);
+    return std::optional<std::string>(std::move(*data));
   }
   return std::optional<std::string>();
 }
@@ -244,10 +276,23 @@ bool ParseId(const std::string& s, uint32_t* out) {
       return false;
     v = v * 10 + static_cast<uint64_t>(c - '0');
   }
-  if (v > 0xffffffffu)
+  if (v > 0xfffffffeu)  // 2^32-1 is (uid_t)-1, "no change" to setresuid
     return false;
   *out = static_cast<uint32_t>(v);
   return true;
+}
+
+bool AllDigits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+/// A user or group of a USER spec given as a number must be a valid id:
+/// never a name lookup of a number that does not fit (CVE-2024-40635).
+Status CheckNumericId(const std::string& part, const char* what) {
+  uint32_t id;
+  if (AllDigits(part) && !ParseId(part, &id))
+    return Error(Errc::kInvalidInput, std::string(what) + " " + part + " is out of range (ids are 0 to 4294967294)");
+  return Ok();
 }
 
 }  // namespace
@@ -264,6 +309,9 @@ Expected<ResolvedUser> ResolveUser(const std::string& spec, const std::optional<
   }
   if (user.empty())
     user = "0";
+  KILN_TRY(CheckNumericId(user, "uid"));
+  if (has_group)
+    KILN_TRY(CheckNumericId(grp, "gid"));
   auto pw = passwd ? ParseColonFile(*passwd) : std::vector<std::vector<std::string>>();
   auto gr = group ? ParseColonFile(*group) : std::vector<std::vector<std::string>>();
   uint32_t id;

@@ -16,7 +16,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <thread>
 
 #include "engine/rootfs.h"
 #include "kiln/fs.h"
@@ -74,9 +73,16 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   layer_dirs.insert(layer_dirs.begin(), ContainerDir(paths, id) + "/upper");
   std::vector<std::string> env = c.env;
   if (!o.user.empty()) {
-    KILN_ASSIGN_OR_RETURN(auto passwd, engine::ReadFileFromLayers(layer_dirs, "/etc/passwd"));
-    KILN_ASSIGN_OR_RETURN(auto group, engine::ReadFileFromLayers(layer_dirs, "/etc/group"));
-    KILN_ASSIGN_OR_RETURN(engine::ResolvedUser ru, engine::ResolveUser(o.user, passwd, group));
+    auto passwd = engine::ReadFileFromLayers(layer_dirs, "/etc/passwd");
+    if (!passwd)
+      return std::move(passwd).error().WithContext("container " + c.name);
+    auto group = engine::ReadFileFromLayers(layer_dirs, "/etc/group");
+    if (!group)
+      return std::move(group).error().WithContext("container " + c.name);
+    auto resolved = engine::ResolveUser(o.user, *passwd, *group);
+    if (!resolved)
+      return std::move(resolved).error().WithContext("exec -u " + o.user);
+    engine::ResolvedUser ru = std::move(*resolved);
     uid = ru.uid;
     gid = ru.gid;
     groups = ru.supplementary_gids;
@@ -135,15 +141,19 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
     nss.push_back({name, type, std::move(fd)});
   }
 
-  Pty pty;
-  if (o.tty) {
-    KILN_ASSIGN_OR_RETURN(pty, OpenPty(0));
-  }
-
   for (auto& ns : nss) {
     if (::setns(ns.fd.get(), ns.type) != 0)
       return Error(Errc::kSandbox, std::string("exec: join the container's ") + ns.name +
                                        " namespace: " + std::strerror(errno));
+  }
+  // Now in the container's mount namespace (and root): its own devpts, so
+  // that `tty` in the process names /dev/pts/N as the container sees it.
+  Pty pty;
+  if (o.tty) {
+    auto opened = OpenPtyInRoot(0);
+    if (!opened)
+      return std::move(opened).error().WithContext("exec -t");
+    pty = std::move(*opened);
   }
 
   int status_pipe[2];
@@ -166,6 +176,7 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
       ::dup2(slave, 2);
       if (::ioctl(0, TIOCSCTTY, 0) != 0)
         ChildFail(sfd, 126, std::string("set the controlling terminal: ") + std::strerror(errno));
+      (void)::fchown(0, uid, static_cast<gid_t>(-1));  // the user's own terminal
     } else if (!o.interactive && null_fd) {
       ::dup2(null_fd.get(), 0);
     }
@@ -212,24 +223,22 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   int st = 0;
   if (o.tty) {
     pty.slave.reset();
-    int stop[2];
-    if (::pipe2(stop, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd stop_r(stop[0]);
-    UniqueFd stop_w(stop[1]);
-    std::thread waiter([&] {
+    // No thread: this process joined the container's pid namespace, and
+    // clone(CLONE_THREAD) fails there (EINVAL). A pidfd says when the
+    // process is gone.
+    UniqueFd exited(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+    if (!exited) {
+      ::kill(child, SIGKILL);
       while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
       }
-      (void)!::write(stop_w.get(), "x", 1);
-    });
+      return Error::FromErrno("exec: pidfd_open");
+    }
     {
       RawMode raw(0);
-      RelayPty(pty.master.get(), o.interactive ? 0 : -1, 1, stop_r.get());
+      RelayPty(pty.master.get(), o.interactive ? 0 : -1, 1, exited.get());
     }
-    waiter.join();
-  } else {
-    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
-    }
+  }
+  while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
   }
   g_exec_child = 0;
   std::string msg;

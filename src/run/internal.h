@@ -16,6 +16,12 @@
 
 namespace kiln::run::internal {
 
+/// containers/<prefix><id>: a record being made (renamed to <id> once
+/// complete) or being removed (renamed from <id> first). flock()ed by the
+/// process doing it; RemoveContainerLitter() removes those nobody holds.
+inline constexpr char kStagingPrefix[] = ".new-";
+inline constexpr char kRemovingPrefix[] = ".rm-";
+
 std::string ContainersRoot(const Paths& paths);
 std::string ContainerDir(const Paths& paths, const std::string& id);
 std::string RunDir(const Paths& paths, const std::string& id);
@@ -61,6 +67,8 @@ struct Config {
 std::string ConfigToJson(const Config& c);
 Expected<Config> ReadConfig(const Paths& paths, const std::string& id);
 Status WriteConfig(const Paths& paths, const Config& c);
+/// The same into `dir`/config.json (a staging directory).
+Status WriteConfigAt(const std::string& dir, const Config& c);
 
 /// state.json
 struct State {
@@ -100,6 +108,13 @@ struct Pty {
   UniqueFd slave;
 };
 Expected<Pty> OpenPty(int size_from);
+/// `kiln exec -t`: a pseudo-terminal of the devpts at /dev/pts of the
+/// current root (after joining the container's mount namespace), opened
+/// without following links the container could have planted; the slave via
+/// TIOCGPTPEER. Sized like `size_from` when that is a terminal.
+Expected<Pty> OpenPtyInRoot(int size_from);
+/// Copies the window size of `from` (a terminal) to `master`, else 24x80.
+void SetWindowSize(int master, int from);
 
 /// Puts the terminal on `fd` in raw mode until destroyed (nothing when `fd`
 /// is not a terminal).

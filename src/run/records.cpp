@@ -224,13 +224,15 @@ Status ReplaceFileVolatile(const std::string& path, std::string_view data, mode_
 
 }  // namespace
 
-Status WriteConfig(const Paths& paths, const Config& c) {
-  std::string path = ContainerDir(paths, c.id) + "/config.json";
+Status WriteConfigAt(const std::string& dir, const Config& c) {
+  std::string path = dir + "/config.json";
   // A --rm container's record goes away with it: no fsync on the hot path.
   if (c.auto_remove)
     return ReplaceFileVolatile(path, ConfigToJson(c), 0600);
   return WriteFileAtomic(path, ConfigToJson(c), 0600);
 }
+
+Status WriteConfig(const Paths& paths, const Config& c) { return WriteConfigAt(ContainerDir(paths, c.id), c); }
 
 State ReadState(const Paths& paths, const std::string& id) {
   State s;
@@ -336,7 +338,19 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
 }
 
 Status RemoveRecords(const Paths& paths, const Config& c) {
-  KILN_TRY(RemoveAll(ContainerDir(paths, c.id)));
+  // Uncommitted first (one rename), then removed under a lock: a kiln
+  // killed half-way leaves containers/.rm-<id>, never a half record.
+  std::string dir = ContainerDir(paths, c.id);
+  std::string doomed = ContainersRoot(paths) + "/" + kRemovingPrefix + c.id;
+  UniqueFd held(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (held) {
+    (void)::flock(held.get(), LOCK_EX);
+    if (::rename(dir.c_str(), doomed.c_str()) != 0)
+      return Error::FromErrno("remove container record " + dir);
+    KILN_TRY(RemoveAll(doomed));
+  } else if (errno != ENOENT) {
+    return Error::FromErrno("open " + dir);
+  }
   (void)RemoveAll(RunDir(paths, c.id));
   for (const auto& v : c.anonymous_volumes)
     (void)RemoveAll(VolumesRoot(paths) + "/" + v);
@@ -352,6 +366,43 @@ namespace {
 bool IsHexId(const std::string& s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
+
+}  // namespace
+
+Expected<int> RemoveContainerLitter(const Paths& paths) {
+  std::string root = ContainersRoot(paths);
+  DIR* d = ::opendir(root.c_str());
+  if (!d)
+    return errno == ENOENT ? 0 : Expected<int>(Error::FromErrno("open " + root));
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d))
+    names.emplace_back(e->d_name);
+  ::closedir(d);
+  int removed = 0;
+  for (const auto& n : names) {
+    std::string p = root + "/" + n;
+    bool staged = (n.rfind(kStagingPrefix, 0) == 0 && IsHexId(n.substr(std::strlen(kStagingPrefix)))) ||
+                  (n.rfind(kRemovingPrefix, 0) == 0 && IsHexId(n.substr(std::strlen(kRemovingPrefix))));
+    // An <id> directory without its config.json: left by a kiln before
+    // records were committed by rename.
+    bool headless = IsHexId(n) && !PathExists(p + "/config.json");
+    if (!staged && !headless)
+      continue;
+    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+      continue;  // being made or removed right now
+    if (headless && PathExists(p + "/config.json"))
+      continue;
+    if (Status st = RemoveAll(p); !st) {
+      LogWarn("cannot remove the leftover container directory " + p + ": " + st.error().message());
+      continue;
+    }
+    ++removed;
+  }
+  return removed;
+}
+
+namespace {
 
 std::vector<std::string> AllIds(const Paths& paths) {
   std::vector<std::string> ids;

@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "engine/rootfs.h"
@@ -253,10 +254,12 @@ bool IsEmptyDir(const std::string& dir) {
   return empty;
 }
 
-/// Everything from the image and the flags, resolved into a Config (volumes
-/// created, nothing started).
+/// Everything from the image and the flags, resolved into a Config (nothing
+/// created but `staging`/empty for an image without layers; mounts are
+/// AddMounts()'). Reads the image's content (layers, /etc/passwd): called
+/// without the containers lock.
 Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& o, const StoredImage& image,
-                            const std::string& id) {
+                            const std::string& id, const std::string& staging) {
   const ContainerConfig& ic = image.config.config;
   Config c;
   c.id = id;
@@ -280,8 +283,8 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   }
   std::string cdir = ContainerDir(paths, id);
   if (c.lower_dirs.empty()) {  // FROM scratch with no layer
-    KILN_TRY(MakeDirs(cdir + "/empty", 0755));
-    c.lower_dirs.push_back(cdir + "/empty");
+    KILN_TRY(MakeDirs(staging + "/empty", 0755));
+    c.lower_dirs.push_back(cdir + "/empty");  // where it is once committed
   }
 
   // Command: --entrypoint replaces the image's (and drops its Cmd, as
@@ -306,9 +309,22 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
 
   // USER from the image's /etc/passwd and /etc/group (SECURITY.md I6).
   std::string user = !o.user.empty() ? o.user : ic.user.empty() ? "0" : ic.user;
-  KILN_ASSIGN_OR_RETURN(auto passwd, engine::ReadFileFromLayers(c.lower_dirs, "/etc/passwd"));
-  KILN_ASSIGN_OR_RETURN(auto group, engine::ReadFileFromLayers(c.lower_dirs, "/etc/group"));
-  KILN_ASSIGN_OR_RETURN(engine::ResolvedUser ru, engine::ResolveUser(user, passwd, group));
+  std::string user_from = !o.user.empty() ? "-u " + o.user : "image " + o.image + ": User " + ic.user;
+  std::vector<std::string> layer_dirs = c.lower_dirs;
+  if (layer_dirs.size() == 1 && layer_dirs[0] == cdir + "/empty")
+    layer_dirs[0] = staging + "/empty";
+  auto passwd = engine::ReadFileFromLayers(layer_dirs, "/etc/passwd");
+  if (!passwd)
+    return std::move(passwd).error().WithContext("image " + o.image);
+  auto group = engine::ReadFileFromLayers(layer_dirs, "/etc/group");
+  if (!group)
+    return std::move(group).error().WithContext("image " + o.image);
+  auto resolved = engine::ResolveUser(user, *passwd, *group);
+  if (!resolved)
+    return std::move(resolved).error().WithContext(user_from);
+  engine::ResolvedUser ru = std::move(*resolved);
+  if (Status st = CheckIdsMapped(ru.uid, ru.gid, ru.supplementary_gids); !st)
+    return std::move(st).error().WithContext(user_from);
   c.uid = ru.uid;
   c.gid = ru.gid;
   c.groups = ru.supplementary_gids;
@@ -355,15 +371,14 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
   std::string helper;
   if (c.network == NetworkMode::kPrivate) {
-    helper = NetworkHelper();
-    if (helper.empty() && !o.ports.empty()) {
-      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): the container has "
-              "no outbound network, but its published ports work");
-      c.network = NetworkMode::kNone;
-    } else if (helper.empty()) {
-      LogWarn("no usable network helper (slirp4netns or pasta, with access to /dev/net/tun): the container uses the host network");
-      c.network = NetworkMode::kHost;
-    }
+    // No usable helper: fail closed (own network namespace, loopback only),
+    // never the host's network unless --network host asks for it.
+    std::string warning;
+    c.network = ResolvePrivateNetwork(c.network, &warning);
+    if (c.network == NetworkMode::kPrivate)
+      helper = NetworkHelper();
+    else
+      LogWarn(warning + (o.ports.empty() ? "" : " (published ports still work)"));
   }
   c.ports = o.ports;
   c.etc_hostname = c.hostname + "\n";
@@ -394,6 +409,15 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
       LogWarn("image " + o.image + ": ignoring invalid StopSignal " + ic.stop_signal);
   }
 
+  return c;
+}
+
+/// The mounts of `c`: the flags', then an anonymous volume for every image
+/// VOLUME not covered by one (volumes created, and initialised from the
+/// image through `staging`/tmp). Under the containers lock.
+Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& image, const std::string& staging,
+                 Config& c) {
+  const ContainerConfig& ic = image.config.config;
   // Mounts: flags, then an anonymous volume for every image VOLUME not
   // covered by one.
   std::vector<MountRequest> mounts = o.mounts;
@@ -422,22 +446,46 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
         c.anonymous_volumes.push_back(m.source);
       }
       KILN_ASSIGN_OR_RETURN(VolumeInfo vol, CreateVolume(paths, m.source, true));
-      if (IsEmptyDir(vol.mountpoint))
-        KILN_TRY(InitVolumeFromImage(c.lower_dirs, m.target, vol.mountpoint, cdir + "/tmp"));
+      if (IsEmptyDir(vol.mountpoint)) {
+        std::vector<std::string> lowers = c.lower_dirs;
+        if (lowers.size() == 1 && lowers[0] == ContainerDir(paths, c.id) + "/empty")
+          lowers[0] = staging + "/empty";
+        KILN_TRY(InitVolumeFromImage(lowers, m.target, vol.mountpoint, staging + "/tmp"));
+      }
     }
     c.mounts.push_back(m);
   }
-  return c;
+  return Ok();
 }
 
 // ------------------------------------------------------------------ running
 
 std::atomic<pid_t> g_init_pid{0};
+// A signal that arrived before the container ran: the run is cancelled
+// (the record is not made, or the container is stopped as soon as it
+// exists) instead of kiln dying half-way through making the record.
+std::atomic<int> g_cancel_signal{0};
 
 void ForwardToContainer(int sig) {
   pid_t p = g_init_pid.load();
   if (p > 0)
     ::kill(p, sig);
+  else
+    g_cancel_signal = sig;
+}
+
+void InstallForwarders() {
+  struct sigaction sa = {};
+  sa.sa_handler = ForwardToContainer;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
+}
+
+Error Cancelled() {
+  return Error(Errc::kCancelled, "run cancelled by signal " + std::to_string(g_cancel_signal.load()) +
+                                     " before the container started");
 }
 
 /// Runs the container in this process, which owns it (monitor.lock) until
@@ -467,15 +515,28 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
   KILN_TRY(MakeDirs(cdir + "/work", 0700));
 
   SandboxSpec spec = SpecFromConfig(paths, c);
-  Pty pty;
-  if (tty) {
-    KILN_ASSIGN_OR_RETURN(pty, OpenPty(tty_in >= 0 ? tty_in : tty_out));
-    in = out = err = pty.slave.get();
-  }
-  spec.stdin_fd = in;
-  spec.stdout_fd = out;
-  spec.stderr_fd = err;
+  spec.stdin_fd = tty ? -1 : in;
+  spec.stdout_fd = tty ? -1 : out;
+  spec.stderr_fd = tty ? -1 : err;
   spec.tty = tty;
+  // -t: the helper makes the pty in the container's devpts and hands us the
+  // master before the process starts; a thread relays it until we stop it.
+  UniqueFd stop_r;
+  UniqueFd stop_w;
+  std::thread relay;
+  std::optional<RawMode> raw;
+  if (tty) {
+    int stop[2];
+    if (::pipe2(stop, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    stop_r.reset(stop[0]);
+    stop_w.reset(stop[1]);
+    spec.on_tty = [&](UniqueFd master) {
+      SetWindowSize(master.get(), tty_in >= 0 ? tty_in : tty_out);
+      raw.emplace(tty_in);
+      relay = std::thread([&, m = std::move(master)] { RelayPty(m.get(), tty_in, tty_out, stop_r.get()); });
+    };
+  }
   std::string fwd_error;
   spec.on_started = [&](pid_t pid) {
     if (fwd) {
@@ -486,6 +547,8 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       }
     }
     g_init_pid = pid;
+    if (int sig = g_cancel_signal.load())
+      ::kill(pid, sig);  // arrived before the container existed
     (void)UpdateState(paths, c.id, [&](State& s) {
       s.status = "running";
       s.pid = pid;
@@ -501,32 +564,14 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       *ready_fd = -1;
     }
   };
-  struct sigaction sa = {};
-  sa.sa_handler = ForwardToContainer;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
-    ::sigaction(sig, &sa, nullptr);
+  InstallForwarders();
 
-  Expected<SandboxResult> result = Error(Errc::kFailed, "not run");
-  if (tty) {
-    int stop[2];
-    if (::pipe2(stop, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd stop_r(stop[0]);
-    UniqueFd stop_w(stop[1]);
-    std::thread runner([&] {
-      result = RunSandbox(spec);
-      (void)!::write(stop_w.get(), "x", 1);
-    });
-    {
-      RawMode raw(tty_in >= 0 ? tty_in : -1);
-      RelayPty(pty.master.get(), tty_in, tty_out, stop_r.get());
-    }
-    runner.join();
-  } else {
-    result = RunSandbox(spec);
+  Expected<SandboxResult> result = RunSandbox(spec);
+  if (relay.joinable()) {
+    (void)!::write(stop_w.get(), "x", 1);
+    relay.join();
   }
+  raw.reset();  // the user's terminal back to normal
   g_init_pid = 0;
   if (fwd)
     fwd->Stop();  // the host ports are free before the state says exited
@@ -658,34 +703,66 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   }
 
   std::string cdir = ContainerDir(paths, id);
-  Config c;
+  // The record is made in a staging directory, flock()ed while it is, and
+  // renamed into place with its config.json: containers/<id> exists only
+  // complete. A kiln killed meanwhile leaves containers/.new-<id> with a
+  // free lock, which `kiln prune` removes (StagingLitter()).
+  std::string staging = ContainersRoot(paths) + "/" + kStagingPrefix + id;
+  // From here a signal cancels the run cleanly (and is forwarded to the
+  // container once it exists) rather than killing kiln half-way.
+  InstallForwarders();
+  struct Discard {
+    std::string dir;
+    ~Discard() {
+      if (!dir.empty())
+        (void)RemoveAll(dir);
+    }
+  } discard;
+  UniqueFd staging_lock;
+  {
+    // Made and locked under the containers lock: the sweep of unheld
+    // staging directories (under the same lock) never sees it unlocked.
+    KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+    if (::mkdir(staging.c_str(), 0700) != 0)
+      return Error::FromErrno("mkdir " + staging);
+    discard.dir = staging;
+    KILN_ASSIGN_OR_RETURN(staging_lock, OpenFile(staging, O_RDONLY | O_DIRECTORY));
+    if (::flock(staging_lock.get(), LOCK_EX) != 0)
+      return Error::FromErrno("lock " + staging);
+  }
+  // The image's content (its /etc/passwd may be a FIFO) is read without the
+  // containers lock: a hostile image cannot hold up other runs.
+  KILN_ASSIGN_OR_RETURN(Config c, MakeConfig(store, paths, o, image, id, staging));
+  if (g_cancel_signal)
+    return Cancelled();
   {
     // Names are unique: check and claim under the containers lock.
     KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+    (void)RemoveContainerLitter(paths);
     if (!o.name.empty()) {
       auto existing = ResolveContainer(paths, o.name);
       if (existing)
         return Error(Errc::kInvalidInput, "the container name " + o.name + " is already in use by " +
                                               existing->substr(0, 12) + ": remove it or choose another name");
     }
-    if (::mkdir(cdir.c_str(), 0700) != 0)
-      return Error::FromErrno("mkdir " + cdir);
-    auto made = MakeConfig(store, paths, o, image, id);
-    if (!made) {
-      (void)RemoveAll(cdir);
-      return std::move(made).error();
-    }
-    c = std::move(*made);
-    if (auto st = WriteConfig(paths, c); !st) {
-      (void)RemoveAll(cdir);
-      return std::move(st).error();
-    }
+    KILN_TRY(AddMounts(paths, o, image, staging, c));
+    (void)RemoveAll(staging + "/tmp");
+    KILN_TRY(WriteConfigAt(staging, c));
+    if (::rename(staging.c_str(), cdir.c_str()) != 0)
+      return Error::FromErrno("commit container record " + cdir);
+    discard.dir.clear();
+    staging_lock.reset();  // RemoveRecords() locks the record itself
   }
   if (id_out)
     *id_out = id;
 
   if (o.detach) {
     fwd.reset();
+    if (g_cancel_signal) {
+      auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
+      (void)RemoveRecords(paths, c);
+      return Cancelled();
+    }
     Status st = SpawnMonitor(paths, id);
     if (!st) {
       if (o.remove)

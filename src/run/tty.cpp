@@ -1,9 +1,13 @@
 // Pseudo-terminals for `kiln run -t` and `kiln exec -t`: the pair, raw mode
 // of the user's terminal, and the relay loop (with window-size changes).
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -70,6 +74,50 @@ Expected<Pty> OpenPty(int size_from) {
     ws.ws_col = 80;
     ::ioctl(m, TIOCSWINSZ, &ws);
   }
+  return pty;
+}
+
+void SetWindowSize(int master, int from) {
+  if (from >= 0 && ::isatty(from)) {
+    CopyWindowSize(from, master);
+    return;
+  }
+  struct winsize ws = {};
+  ws.ws_row = 24;
+  ws.ws_col = 80;
+  ::ioctl(master, TIOCSWINSZ, &ws);
+}
+
+Expected<Pty> OpenPtyInRoot(int size_from) {
+  // The container's root may have replaced anything under /dev: no symlink
+  // is followed, and the result must be the ptmx of a devpts.
+  struct open_how how = {};
+  how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root)
+    return Error::FromErrno("open /");
+  long m;
+  do {
+    m = ::syscall(SYS_openat2, root.get(), "dev/pts/ptmx", &how, sizeof how);
+  } while (m < 0 && (errno == EINTR || errno == EAGAIN));
+  if (m < 0)
+    return Error::FromErrno("open the container's /dev/pts/ptmx");
+  Pty pty;
+  pty.master.reset(static_cast<int>(m));
+  struct statfs sf;
+  struct stat st;
+  if (::fstatfs(pty.master.get(), &sf) != 0 || sf.f_type != 0x1cd1 /* DEVPTS_SUPER_MAGIC */ ||
+      ::fstat(pty.master.get(), &st) != 0 || !S_ISCHR(st.st_mode))
+    return Error(Errc::kSandbox, "the container's /dev/pts/ptmx is not a devpts terminal multiplexer");
+  int unlock = 0;
+  if (::ioctl(pty.master.get(), TIOCSPTLCK, &unlock) != 0)
+    return Error::FromErrno("unlock the pseudo-terminal");
+  int slave = ::ioctl(pty.master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0)
+    return Error::FromErrno("open the pseudo-terminal's slave");
+  pty.slave.reset(slave);
+  SetWindowSize(pty.master.get(), size_from);
   return pty;
 }
 

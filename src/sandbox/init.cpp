@@ -568,26 +568,51 @@ void ClearInheritable() {
   ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 }
 
-void MakeDirsAsRoot(const std::string& abs) {
+// Opens (O_PATH) the working directory, creating it and its parents as
+// root when missing. Resolved inside the root without magic links: never a
+// directory of the host (CVE-2024-21626). The caller fchdir()s to this fd,
+// so the path is not resolved a second time.
+int OpenWorkdirAsRoot(const std::string& abs) {
   std::string rel = CleanRelative(abs);
   int rootfd = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     DieErrno("open /");
   int fd = PrepareTarget(rootfd, rel, true);
+  if (fd < 0 && errno == ELOOP)
+    Die("working directory " + abs +
+        ": resolves through a /proc magic link or a symlink loop, not to a directory inside the container "
+        "(CVE-2024-21626)");
+  if (fd < 0 && errno == EEXIST)
+    Die("working directory " + abs + ": a dangling symlink in the container");
   if (fd < 0)
-    DieErrno("create working directory " + abs);
-  ::close(fd);
+    DieErrno("working directory " + abs);
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    DieErrno("stat working directory " + abs);
+  if (!S_ISDIR(st.st_mode))
+    Die("working directory " + abs + ": not a directory");
   ::close(rootfd);
+  return fd;
 }
 
-[[noreturn]] void ExecCommand(const SandboxSpec& s) {
+[[noreturn]] void ExecCommand(const SandboxSpec& s, int tty_slave) {
   ResetSignals();
   g_report_stubs = false;
   if (::setsid() < 0)
     DieErrno("setsid");
-  if (s.tty && ::ioctl(0, TIOCSCTTY, 0) != 0)  // kiln run -t: the caller's pty slave
-    DieErrno("make the terminal the controlling terminal");
-  MakeDirsAsRoot(s.cwd);
+  if (tty_slave >= 0) {
+    // kiln run -t: the pty of the container's own devpts is stdio and the
+    // controlling terminal, so `tty` names /dev/pts/N as the container sees it.
+    for (int fd = 0; fd <= 2; ++fd)
+      if (::dup2(tty_slave, fd) < 0)
+        DieErrno("dup the terminal");
+    if (tty_slave > 2)
+      ::close(tty_slave);
+    if (::ioctl(0, TIOCSCTTY, 0) != 0)
+      DieErrno("make the terminal the controlling terminal");
+    (void)::fchown(0, s.uid, static_cast<gid_t>(-1));  // the user's own terminal, as runc
+  }
+  int cwd_fd = OpenWorkdirAsRoot(s.cwd);
   if (s.default_capabilities)
     DropBoundingSet();
   std::vector<gid_t> groups = {s.gid};
@@ -605,11 +630,12 @@ void MakeDirsAsRoot(const std::string& abs) {
   if (::setresuid(s.uid, s.uid, s.uid) != 0)
     DieErrno("setuid " + std::to_string(s.uid));
   ClearInheritable();
-  if (::chdir(s.cwd.c_str()) != 0)
-    DieErrno("chdir " + s.cwd);
+  if (::fchdir(cwd_fd) != 0)
+    DieErrno("working directory " + s.cwd);
+  ::close(cwd_fd);
   char cwd[4096];
   if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/')
-    Die("working directory " + s.cwd + " is outside the rootfs");
+    Die("working directory " + s.cwd + " is outside the container's root filesystem (CVE-2024-21626)");
 
   std::vector<char*> argv;
   for (const auto& a : s.argv)
@@ -661,6 +687,52 @@ void MakeDirsAsRoot(const std::string& abs) {
 
 // ---------------------------------------------------------------------------
 // R: pid 1
+
+// kiln run -t: a pseudo-terminal of the sandbox's own devpts (mounted by
+// MountDev, nothing of the container has run yet). The master goes to the
+// parent over the spec socket (SCM_RIGHTS), which relays it; the slave is
+// returned for C. Waits for the parent's 'S' (window size set, relay
+// running) so that the process starts with its terminal ready.
+int AllocateTerminal() {
+  int master = OpenAt2(AT_FDCWD, "/dev/pts/ptmx", O_RDWR | O_NOCTTY,
+                       RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (master < 0)
+    DieErrno("open /dev/pts/ptmx");
+  int unlock = 0;
+  if (::ioctl(master, TIOCSPTLCK, &unlock) != 0)
+    DieErrno("unlock the pseudo-terminal");
+  int slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0)
+    DieErrno("open the pseudo-terminal's slave");
+  char byte = 'T';
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control = {};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+  ssize_t n;
+  do {
+    n = ::sendmsg(kSpecFd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1)
+    DieErrno("send the terminal to kiln");
+  ::close(master);
+  Send('T', "");
+  char go = 0;
+  if (!ReadFull(kSpecFd, &go, 1) || go != 'S')
+    Die("terminal set-up was cancelled");
+  return slave;
+}
 
 [[noreturn]] void RunInit(const HelperSpec& h) {
   const SandboxSpec& s = h.spec;
@@ -736,12 +808,14 @@ void MakeDirsAsRoot(const std::string& abs) {
       Die("network set-up was cancelled");
   }
 
+  int tty_slave = s.tty ? AllocateTerminal() : -1;
+
   InstallForwarders();
   pid_t child = ::fork();
   if (child < 0)
     DieErrno("fork");
   if (child == 0)
-    ExecCommand(s);
+    ExecCommand(s, tty_slave);
   g_forward_pid = child;
   // pid 1 keeps only the status fd: the process's stdio pipes must reach EOF
   // when it and its children are gone.

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "kiln/fs.h"
@@ -92,15 +93,47 @@ RootfsDriver ProbeRootfsDriver(const std::string& scratch_dir) {
   return RootfsDriver::kDirectory;
 }
 
-std::string NetworkHelper() {
+std::string NetworkHelperPath() {
   // Both helpers create a tap device: without access to /dev/net/tun (mode
   // 0600 on some hosts) they cannot work for this user.
   if (::access("/dev/net/tun", R_OK | W_OK) != 0)
     return {};
-  for (const char* name : {"slirp4netns", "pasta"})
-    if (!FindBinary(name).empty())
-      return name;
+  // Looked up in $PATH, as podman does (without PATH: the usual places).
+  const char* env = std::getenv("PATH");
+  std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+  for (const char* name : {"slirp4netns", "pasta"}) {
+    size_t i = 0;
+    while (i <= path.size()) {
+      size_t j = path.find(':', i);
+      if (j == std::string::npos)
+        j = path.size();
+      std::string dir = path.substr(i, j - i);
+      i = j + 1;
+      if (dir.empty() || dir[0] != '/')
+        continue;  // never relative to the current directory
+      std::string p = dir + "/" + name;
+      struct stat st;
+      if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0)
+        return p;
+    }
+  }
   return {};
+}
+
+std::string NetworkHelper() {
+  std::string p = NetworkHelperPath();
+  return p.empty() ? p : BaseName(p);
+}
+
+NetworkMode ResolvePrivateNetwork(NetworkMode requested, std::string* warning) {
+  if (requested != NetworkMode::kPrivate || !NetworkHelper().empty())
+    return requested;
+  if (warning)
+    *warning =
+        "no usable network helper (slirp4netns or pasta in $PATH, with read-write access to /dev/net/tun): "
+        "running with a private network namespace that has only loopback (no outbound access); install "
+        "slirp4netns or pasta and give access to /dev/net/tun, or use --network host to share the host network";
+  return NetworkMode::kNone;
 }
 
 }  // namespace kiln

@@ -115,10 +115,9 @@ Status Validate(const SandboxSpec& s) {
   for (uint32_t g : s.supplementary_gids)
     if (g == 4294967295u)
       return Error(Errc::kInvalidInput, "sandbox: gid 4294967295 is not a valid id");
+  KILN_TRY(CheckIdsMapped(s.uid, s.gid, s.supplementary_gids));
   if (s.hostname.size() > 64)
     return Error(Errc::kInvalidInput, "sandbox: hostname longer than 64 bytes");
-  if (s.tty && s.stdin_fd < 0)
-    return Error(Errc::kInvalidInput, "sandbox: tty needs the terminal's slave side as stdin_fd");
   return Ok();
 }
 
@@ -149,15 +148,6 @@ class FileActions {
   posix_spawn_file_actions_t fa_;
 };
 
-std::string FindInPath(const char* name) {
-  for (const char* dir : {"/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"}) {
-    std::string p = std::string(dir) + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0)
-      return p;
-  }
-  return {};
-}
-
 /// slirp4netns or pasta attached to the network namespace of `pid`. (Ports
 /// published with `kiln run -p` go through kiln's own forwarder, src/run.)
 class NetworkAttachment {
@@ -165,12 +155,12 @@ class NetworkAttachment {
   ~NetworkAttachment() { Stop(); }
 
   Status Start(pid_t target) {
-    std::string helper = NetworkHelper();
-    if (helper.empty())
+    std::string bin = NetworkHelperPath();
+    if (bin.empty())
       return Error(Errc::kUnsupported,
                    "--network=private needs slirp4netns or pasta (Debian packages slirp4netns, passt) and "
                    "read-write access to /dev/net/tun");
-    std::string bin = FindInPath(helper.c_str());
+    std::string helper = BaseName(bin);
     int exit_pipe[2];
     int ready_pipe[2];
     if (::pipe2(exit_pipe, O_CLOEXEC) != 0)
@@ -250,6 +240,39 @@ Status SendAll(int fd, std::string_view data) {
   return Ok();
 }
 
+/// One fd passed with SCM_RIGHTS (and one data byte) on `sock`.
+UniqueFd ReceiveFd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control = {};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    if (n >= 0)
+      errno = EPROTO;
+    return UniqueFd();
+  }
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+      cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
+    errno = EPROTO;
+    return UniqueFd();
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+  return UniqueFd(fd);
+}
+
 int OpenAt2(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
   struct open_how how = {};
   how.flags = flags | O_CLOEXEC;
@@ -289,6 +312,33 @@ void RemoveStubs(const std::string& root, std::vector<std::string> stubs) {
 }
 
 }  // namespace
+
+Status CheckIdsMapped(uint32_t uid, uint32_t gid, const std::vector<uint32_t>& groups) {
+  auto check = [](bool is_gid, uint32_t id) -> Status {
+    auto maps = ReadIdMappings(is_gid);
+    if (!maps)
+      return Ok();  // no /proc: setuid itself will tell
+    std::string ranges;
+    for (const auto& m : *maps) {
+      if (id >= m.container_id && id - m.container_id < m.size)
+        return Ok();
+      if (!ranges.empty())
+        ranges += ", ";
+      ranges += std::to_string(m.container_id);
+      if (m.size > 1)
+        ranges += "-" + std::to_string(static_cast<uint64_t>(m.container_id) + m.size - 1);
+    }
+    return Error(Errc::kInvalidInput,
+                 std::string(is_gid ? "gid " : "uid ") + std::to_string(id) +
+                     " is not mapped in kiln's user namespace (mapped: " + ranges + "; a larger range in " +
+                     (is_gid ? "/etc/subgid" : "/etc/subuid") + " maps more, see docs/sandbox.md)");
+  };
+  KILN_TRY(check(false, uid));
+  KILN_TRY(check(true, gid));
+  for (uint32_t g : groups)
+    KILN_TRY(check(true, g));
+  return Ok();
+}
 
 const char* RootfsDriverName(RootfsDriver driver) {
   switch (driver) {
@@ -469,6 +519,19 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
             setup_error = "network set-up: the sandbox helper went away";
           break;
         }
+        case 'T': {  // kiln run -t: the terminal's master, over the spec socket
+          UniqueFd master = ReceiveFd(spec_w.get());
+          if (!master) {
+            setup_error = "receive the terminal from the sandbox helper: " + std::string(std::strerror(errno));
+            ::kill(pid, SIGKILL);
+            break;
+          }
+          if (spec.on_tty)
+            spec.on_tty(std::move(master));
+          if (!SendAll(spec_w.get(), "S"))
+            setup_error = "terminal set-up: the sandbox helper went away";
+          break;
+        }
         case 'W':
           saw_wait = true;
           wait_status = std::atoi(text.c_str());
@@ -487,7 +550,10 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   net.Stop();
   RemoveStubs(spec.lower_dirs.empty() ? spec.rootfs_dir : spec.upper_dir, stubs);
 
-  if (!setup_error.empty() && !saw_wait)
+  // A set-up error is fatal even when pid 1 reported a wait status: the
+  // process failed before execve (e.g. its working directory), and its
+  // status (125) alone would say nothing.
+  if (!setup_error.empty())
     return Error(Errc::kSandbox, "sandbox: " + setup_error);
   if (!saw_wait) {
     if (!sent)

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -390,6 +391,59 @@ TEST_F(SandboxTest, InvalidSpecIsRejected) {
   s = Spec("true");
   s.cwd = "/a/../b";
   EXPECT_FALSE(RunSandbox(s));
+}
+
+// kiln run -t: the pty comes from the sandbox's own devpts, so `tty` in
+// the process names it as the process sees it.
+TEST_F(SandboxTest, TtyIsAPtyOfTheSandboxDevpts) {
+  SandboxSpec s = Spec("tty; test -t 0 && test -t 1 && echo both-terminals");
+  s.tty = true;
+  UniqueFd master;
+  s.on_tty = [&](UniqueFd m) { master = std::move(m); };
+  auto res = RunSandbox(s);
+  ASSERT_TRUE(res) << res.error().message();
+  ASSERT_TRUE(master);
+  EXPECT_EQ(0, res->exit_code);
+  ::fcntl(master.get(), F_SETFL, O_NONBLOCK);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(master.get(), buf, sizeof buf)) > 0)
+    out.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(std::string::npos, out.find("/dev/pts/0")) << out;
+  EXPECT_NE(std::string::npos, out.find("both-terminals")) << out;
+  EXPECT_EQ(std::string::npos, out.find('\0')) << out;
+}
+
+// CVE-2024-21626: a working directory through a /proc magic link is an
+// error that names it (not a bare status 125).
+TEST_F(SandboxTest, WorkdirThroughProcMagicLinkIsRefusedByName) {
+  for (const char* cwd : {"/proc/self/fd/3", "/proc/self/cwd", "/proc/1/root"}) {
+    SandboxSpec s = Spec("pwd");
+    s.cwd = cwd;
+    auto res = RunSandbox(s);
+    ASSERT_FALSE(res) << cwd << " ran";
+    EXPECT_NE(std::string::npos, res.error().message().find(std::string("working directory ") + cwd))
+        << res.error().message();
+  }
+}
+
+// A uid outside the user namespace's mapping: refused by name up front.
+TEST_F(SandboxTest, UnmappedUidIsRefusedByName) {
+  auto maps = ReadIdMappings(false);
+  ASSERT_TRUE(maps);
+  uint64_t end = 0;
+  for (const auto& m : *maps)
+    end = std::max<uint64_t>(end, uint64_t(m.container_id) + m.size);
+  if (end >= 4294967295u)
+    GTEST_SKIP() << "every uid is mapped here (real root)";
+  SandboxSpec s = Spec("true");
+  s.uid = static_cast<uint32_t>(end);
+  auto res = RunSandbox(s);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(Errc::kInvalidInput, res.error().code());
+  EXPECT_NE(std::string::npos, res.error().message().find("uid " + std::to_string(end) + " is not mapped"))
+      << res.error().message();
 }
 
 }  // namespace

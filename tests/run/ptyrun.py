@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Runs a command on a new pseudo-terminal, as a user at a terminal would.
+
+  ptyrun.py OUTFILE TIMEOUT CMD [ARG...]
+
+Everything the command writes to the terminal goes to OUTFILE (raw bytes).
+Exits with the command's status (128+N for a signal), 124 on timeout.
+"""
+import os
+import pty
+import select
+import signal
+import sys
+import time
+
+
+def main():
+    out_path, timeout, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            os.kill(pid, signal.SIGKILL)
+            break
+        r, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if fd in r:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: every slave is closed
+                break
+            if not data:
+                break
+            out += data
+    _, st = os.waitpid(pid, 0)
+    with open(out_path, "wb") as f:
+        f.write(out)
+    if timed_out:
+        sys.exit(124)
+    sys.exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
+
+
+if __name__ == "__main__":
+    main()
