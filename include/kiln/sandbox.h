@@ -42,7 +42,10 @@ inline constexpr const char kUserNsMarkerEnv[] = "KILN_STARTED_IN_USERNS";
 /// helpers) a single mapping 0 -> uid, `setgroups` denied, and a warning.
 /// Real root gets 0 -> 0 over the whole id range.
 ///
-/// Must be called before any thread is started (it forks).
+/// Must be called before any thread is started (it forks). The child dies
+/// with the parent (PR_SET_PDEATHSIG); the parent, which only waits, passes
+/// the signals it gets to the child (not the terminal's, which reach both)
+/// and unblocks SIGINT/SIGTERM (main() blocks them until handled).
 Status EnterUserNamespace(int argc, char** argv);
 
 /// True when this process runs inside kiln's user namespace.

@@ -1,5 +1,6 @@
 // kiln: the command-line entry point. Parses global flags, dispatches to the
 // command table (cli.h) and maps errors to exit codes (docs/cli.md).
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "kiln/cancel.h"
 #include "kiln/log.h"
 #include "kiln/sandbox.h"
 
@@ -34,11 +36,45 @@ std::string Context::RunRoot() const {
 }
 
 int ReportError(const Error& error) {
+  // Whatever failed after SIGINT/SIGTERM failed because of it: one line
+  // saying so, exit 128+signal.
+  if (kiln::Cancelled())
+    return kiln::ReportCancelled();
   std::string line = "kiln: error: " + error.message() + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
   return ExitCodeFor(error.code());
 }
+
+namespace {
+
+// The command word of argv (as NeedsUserNamespace finds it).
+std::string CommandWord(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--root" || a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-')
+      continue;
+    return a;
+  }
+  return {};
+}
+
+// The commands that stop at a safe point on SIGINT/SIGTERM (kiln/cancel.h).
+// The others keep the default action (they hold nothing that needs
+// cleaning up, or, as `logs -f`, never reach a safe point); `run` and `exec`
+// pass the signals on to the container once it runs (docs/run.md).
+bool Cancellable(const std::string& command) {
+  for (const char* c : {"build", "pull", "push", "load", "save", "import", "prune", "rmi", "run", "create"})
+    if (command == c)
+      return true;
+  return false;
+}
+
+}  // namespace
 
 }  // namespace kiln::cli
 
@@ -46,9 +82,22 @@ int main(int argc, char** argv) {
   using namespace kiln::cli;
   // Before anything else (no threads yet): commands that unpack or sandbox
   // re-exec into kiln's user namespace (src/sandbox, docs/sandbox.md).
+  // SIGINT/SIGTERM wait (blocked) until the handlers are in place: one that
+  // comes while the user-namespace child starts is still a cancellation,
+  // with its message, not a silent death.
+  sigset_t cancel_signals;
+  sigset_t old_mask;
+  sigemptyset(&cancel_signals);
+  sigaddset(&cancel_signals, SIGINT);
+  sigaddset(&cancel_signals, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &cancel_signals, &old_mask);
   if (NeedsUserNamespace(argc, argv))
     if (auto st = kiln::EnterUserNamespace(argc, argv); !st)
       return ReportError(st.error());
+  // Still the only thread: the handlers are in place before any worker.
+  if (std::string command = CommandWord(argc, argv); Cancellable(command))
+    kiln::InstallCancelHandlers(command);
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   Context ctx;
   CLI::App app{"kiln: a rootless OCI image builder and container runner", "kiln"};
   app.require_subcommand(1);
@@ -104,5 +153,9 @@ int main(int argc, char** argv) {
               << "run 'kiln --help' or 'kiln COMMAND --help' for usage\n";
     return 2;
   }
+  // Cancelled: a command that still finished its work exits 0; one that
+  // stopped says so once and exits 128+signal (130 for SIGINT, 143 for SIGTERM).
+  if (ctx.exit_code != 0 && kiln::Cancelled())
+    return kiln::ReportCancelled();
   return ctx.exit_code;
 }

@@ -25,6 +25,7 @@
 #include "engine/copy.h"
 #include "engine/plan.h"
 #include "engine/rootfs.h"
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
@@ -1226,7 +1227,7 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   int n = 0;
   for (const Step& step : stage.steps) {
     ++n;
-    if (cancel)
+    if (cancel || Cancelled())
       return Error(Errc::kCancelled, "cancelled");
     StepLabel label{name, n, total, step.text};
     KILN_TRY(ExecuteStep(stage, step, st, label));
@@ -1292,6 +1293,7 @@ Expected<BuildResult> Builder::Run() {
     (void)RemoveAll(empty_dir_);
   if (!s)
     return std::move(s).error();
+  KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM: no image, no name
   return WriteFinalImage();
 }
 

@@ -19,6 +19,7 @@
 #include <tbb/parallel_for.h>
 
 #include "engine/rootfs.h"
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/layer.h"
 
@@ -251,6 +252,7 @@ Status CopyDirContents(int src_fd, const std::string& rel, int dst_fd, const std
 
 Status CopyNode(int src_dir, const std::string& src_name, const std::string& rel, int dst_dir,
                 const std::string& dst_name, const std::string& dst_what, CopyCtx& ctx) {
+  KILN_TRY(CheckCancelled());  // a safe point per file (kiln/cancel.h)
   struct stat st;
   if (::fstatat(src_dir, src_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
     return Error::FromErrno("stat " + rel);
@@ -662,6 +664,7 @@ Status WalkNode(int dir, const std::string& name, const std::string& rel, const 
 }
 
 Status DigestItem(int root_fd, HashItem& item, StatCache* cache) {
+  KILN_TRY(CheckCancelled());
   auto fd = OpenInRoot(root_fd, item.rel, item.follow ? O_RDONLY : O_RDONLY | O_NOFOLLOW);
   if (!fd)
     return std::move(fd).error().WithContext("open " + item.rel);

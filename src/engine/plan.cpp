@@ -10,6 +10,8 @@
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
+#include "kiln/cancel.h"
+
 namespace kiln::engine {
 
 Expected<Plan> Plan::Create(std::vector<std::vector<NodeId>> deps) {
@@ -80,6 +82,10 @@ Status RunPlan(Plan& plan, size_t jobs,
   Status outcome;  // Ok until the first failure
 
   while (true) {
+    if (outcome && Cancelled()) {  // SIGINT/SIGTERM: start nothing more, as on a failure
+      outcome = Error(Errc::kCancelled, "cancelled");
+      cancel = true;
+    }
     if (outcome) {  // no failure yet: start what is ready
       for (NodeId id : plan.TakeReady())
         pending.push_back(id);

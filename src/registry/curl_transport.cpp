@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/registry.h"
 
@@ -221,6 +222,10 @@ int OnSeek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
+// Called by curl about once a second even on a stalled connection: a
+// cancelled command (kiln/cancel.h) aborts its transfers here.
+int OnProgress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) { return Cancelled() ? 1 : 0; }
+
 class CurlTransport final : public HttpTransport {
  public:
   CurlTransport() { (void)Curl(); }  // load (and curl_global_init) once, now
@@ -228,6 +233,7 @@ class CurlTransport final : public HttpTransport {
   Expected<HttpResponse> Send(const HttpRequest& request) override {
     if (!Curl().error.empty())
       return Error(Errc::kUnsupported, Curl().error);
+    KILN_TRY(CheckCancelled());
     CurlHandle handle = Acquire();
     if (!handle)
       return Error(Errc::kNetwork, "cannot create a curl handle");
@@ -274,6 +280,8 @@ class CurlTransport final : public HttpTransport {
     Curl().easy_setopt(c, CURLOPT_HEADERDATA, &t);
     Curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
     Curl().easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    Curl().easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+    Curl().easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     // 512 KiB reads (curl's maximum) instead of 16 KiB: a 240 MB blob took
     // ~15,000 recv+poll+write rounds, now ~500.
     Curl().easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -163,6 +164,15 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   UniqueFd status_w(status_pipe[1]);
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
 
+  // Whether the parent is alive, for the child: the parent never writes to
+  // this pipe, so its read end polls readable (EOF) only once the parent is
+  // gone. (getppid() cannot tell: from the container's pid namespace the
+  // parent has no pid, and neither has the host process it is handed to.)
+  int alive_pipe[2];
+  if (::pipe2(alive_pipe, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd alive_r(alive_pipe[0]);
+  UniqueFd alive_w(alive_pipe[1]);
   pid_t child = ::fork();
   if (child < 0)
     return Error::FromErrno("fork");
@@ -193,6 +203,12 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
       ChildFail(sfd, 126, "setuid " + std::to_string(uid) + ": " + std::strerror(errno));
     if (::chdir(cwd.c_str()) != 0)
       ChildFail(sfd, 126, "chdir " + cwd + ": " + std::strerror(errno));
+    // Dies with `kiln exec` (set after the uid change, which clears it),
+    // also when that happened before the prctl.
+    alive_w.reset();
+    struct pollfd parent_gone = {alive_r.get(), POLLIN, 0};
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::poll(&parent_gone, 1, 0) != 0)
+      _exit(137);
     ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     std::vector<char*> argv;
     for (const auto& a : o.command)
@@ -212,6 +228,7 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
                                   : std::strerror(err)));
   }
   status_w.reset();
+  alive_r.reset();
   g_exec_child = child;
   struct sigaction sa = {};
   sa.sa_handler = ForwardToChild;

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "engine/rootfs.h"
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/oci.h"
@@ -468,10 +469,13 @@ std::atomic<int> g_cancel_signal{0};
 
 void ForwardToContainer(int sig) {
   pid_t p = g_init_pid.load();
-  if (p > 0)
+  if (p > 0) {
     ::kill(p, sig);
-  else
+  } else {
     g_cancel_signal = sig;
+    if (sig == SIGINT || sig == SIGTERM)
+      kiln::RequestCancel(sig);  // main(): "kiln: run cancelled by SIGxxx", 130/143 (kiln/cancel.h)
+  }
 }
 
 void InstallForwarders() {

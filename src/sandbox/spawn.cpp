@@ -4,6 +4,7 @@
 // helper, removes mount stubs afterwards and returns how the process ended.
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/sandbox.h"
@@ -467,7 +470,33 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   int wait_status = 0;
   std::string buf;
   char chunk[4096];
+  // Cancelled (SIGINT/SIGTERM to kiln, kiln/cancel.h): SIGTERM to the helper,
+  // which passes it to the process, and SIGKILL after a grace period.
+  int cancel_fd = CancelFd();
+  int64_t kill_at = -1;  // ms on CLOCK_MONOTONIC once SIGTERM was sent
+  auto now_ms = [] {
+    struct timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+  };
   for (;;) {
+    struct pollfd pfd[2] = {{status_r.get(), POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+    nfds_t nfds = cancel_fd >= 0 && kill_at < 0 ? 2 : 1;
+    int timeout = kill_at > 0 ? static_cast<int>(std::max<int64_t>(0, kill_at - now_ms())) : -1;
+    int r = ::poll(pfd, nfds, timeout);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r == 0 && kill_at > 0) {
+      ::kill(pid, SIGKILL);
+      kill_at = 0;  // sent; wait for the end without a timeout
+      continue;
+    }
+    if (nfds == 2 && (pfd[1].revents & POLLIN)) {
+      ::kill(pid, SIGTERM);
+      kill_at = now_ms() + kCancelGraceMs;
+    }
+    if (r > 0 && pfd[0].revents == 0)
+      continue;
     ssize_t n = ::read(status_r.get(), chunk, sizeof chunk);
     if (n < 0 && errno == EINTR)
       continue;

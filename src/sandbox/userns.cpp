@@ -29,9 +29,15 @@ namespace {
 
 volatile sig_atomic_t g_userns_child = 0;
 
-void ForwardToChild(int sig) {
-  if (g_userns_child > 0)
-    ::kill(g_userns_child, sig);
+// The parent outside the namespace only waits: what it receives goes to the
+// child, which does the work. A signal from the terminal (SI_KERNEL: Ctrl-C,
+// Ctrl-backslash, a hang-up, a resize) reached the child already, since both
+// are in the terminal's process group: forwarding it would count twice (a
+// second Ctrl-C makes a cancelled command exit at once, kiln/cancel.h).
+void ForwardToChild(int sig, siginfo_t* info, void*) {
+  pid_t child = g_userns_child;
+  if (child > 0 && !(info && info->si_code == SI_KERNEL))
+    ::kill(child, sig);
 }
 
 std::string FindInPath(const char* name) {
@@ -148,11 +154,18 @@ bool ReadByte(int fd, char* c) {
 [[noreturn]] void WaitAndForward(pid_t child) {
   g_userns_child = child;
   struct sigaction sa = {};
-  sa.sa_handler = ForwardToChild;
-  sa.sa_flags = SA_RESTART;
+  sa.sa_sigaction = ForwardToChild;
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT})
     ::sigaction(sig, &sa, nullptr);
+  // main() blocked SIGINT/SIGTERM until someone handles them (the child
+  // unblocks them once its handlers are in place): pass on what came.
+  sigset_t cancel_signals;
+  sigemptyset(&cancel_signals);
+  sigaddset(&cancel_signals, SIGINT);
+  sigaddset(&cancel_signals, SIGTERM);
+  ::sigprocmask(SIG_UNBLOCK, &cancel_signals, nullptr);
   int st = 0;
   while (::waitpid(child, &st, 0) < 0) {
     if (errno != EINTR)
@@ -251,7 +264,10 @@ Status EnterUserNamespace(int /*argc*/, char** argv) {
   if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(to_parent, O_CLOEXEC) != 0)
     return Error::FromErrno("pipe");
   const uid_t uid = ::getuid();
+  const pid_t parent = ::getpid();
   std::fflush(nullptr);
+  // Forked from the only thread (main() has started none yet): the child's
+  // PDEATHSIG below fires when this process dies, not when some thread ends.
   pid_t pid = ::fork();
   if (pid < 0)
     return Error::FromErrno("fork");
@@ -272,6 +288,12 @@ Status EnterUserNamespace(int /*argc*/, char** argv) {
       std::perror("kiln: error: become root in the user namespace");
       _exit(125);
     }
+    // The child dies with the parent (kill -9 of kiln, or of the CI job):
+    // nothing it started may go on writing to the store after the shell
+    // moved on. Set after the uid change, which clears it (prctl(2)); the
+    // parent may have died before: then the child was reparented.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent)
+      _exit(125);
     // Our mounts never propagate back to the host.
     ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr);
     ::setenv(kUserNsMarkerEnv, std::to_string(uid).c_str(), 1);

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <map>
 #include <set>
 #include <vector>
@@ -13,6 +12,7 @@
 #include <archive_entry.h>
 #include <nlohmann/json.hpp>
 
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "kiln/transport.h"
@@ -92,6 +92,7 @@ class TarWriter {
     std::vector<char> buf(1 << 17);
     int64_t left = size;
     while (left > 0) {
+      KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM (kiln/cancel.h)
       ssize_t n = ::read(fd, buf.data(), static_cast<size_t>(std::min<int64_t>(left, static_cast<int64_t>(buf.size()))));
       if (n < 0) {
         if (errno == EINTR)
@@ -453,6 +454,7 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
   KILN_ASSIGN_OR_RETURN(ArchiveReader a, OpenTar(path));
   struct archive_entry* entry;
   for (;;) {
+    KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM (kiln/cancel.h)
     int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF)
       break;
@@ -487,7 +489,6 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
       return Error(Errc::kCorrupt, path + ": " + w.config + " lists " + std::to_string(cfg->diff_ids.size()) +
                                        " diff_ids for " + std::to_string(w.layers.size()) + " layers");
     Manifest m;
-    std::vector<VerifiedLayer> verified;
     for (size_t i = 0; i < w.layers.size(); ++i) {
       auto lit = layers.find(w.layers[i]);
       if (lit == layers.end())
@@ -496,13 +497,11 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
         return Error(Errc::kCorrupt, path + ": layer " + w.layers[i] + " has diff_id " + lit->second.diff_id.str() +
                                          ", but the config says " + cfg->diff_ids[i].str());
       m.layers.push_back(lit->second.blob);
-      verified.push_back(VerifiedLayer{lit->second.blob.digest, lit->second.diff_id});
     }
     KILN_ASSIGN_OR_RETURN(m.config, store.PutBlob(kMediaTypeOciConfig, cit->second));
     KILN_ASSIGN_OR_RETURN(Descriptor top, store.PutBlob(kMediaTypeOciManifest, ToJson(m)));
     FoundImage f;
     f.top = top;
-    f.verified_layers = std::move(verified);
     if (!w.tags.empty())
       f.ref_name = w.tags[0];
     for (const auto& t : w.tags) {
@@ -527,6 +526,7 @@ Expected<std::vector<FoundImage>> LoadArchiveImages(Store& store, const std::str
   struct archive_entry* entry;
   int64_t count = 0;
   for (;;) {
+    KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM (kiln/cancel.h)
     int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF)
       break;
@@ -597,7 +597,7 @@ Expected<FoundImage> LoadLayoutImage(Store& store, const std::string& dir, const
   // Copy the closure: top, then what it references (verified on the way).
   std::function<Status(const Descriptor&, int)> copy = [&](const Descriptor& d, int depth) -> Status {
     if (depth > 8)
-      return Error(Errc::kCorrupt, "oci:" + dir + ": image nesting deeper than 8 levels at " + d.digest.str());
+      return Error(Errc::kCorrupt, "oci:" + dir + ": nesting too deep");
     std::string src = JoinPath(dir, "blobs/" + d.digest.algorithm() + "/" + d.digest.hex());
     if (IsIndexMediaType(d.media_type) && depth > 0 && !PathExists(src))
       return Ok();
@@ -645,22 +645,16 @@ Status SaveArchive(Store& store, const std::vector<SaveItem>& items, const std::
 Expected<std::vector<PulledImage>> LoadArchive(Store& store, const std::string& path) {
   KILN_ASSIGN_OR_RETURN(auto found, store_internal::LoadArchiveImages(store, path));
   std::vector<PulledImage> out;
-  // Every image verified before the caller names any of them.
-  for (auto& f : found) {
-    if (auto s = VerifyImageClosure(store, f.top, f.verified_layers); !s)
-      return std::move(s).error().WithContext(path);
-    out.push_back(PulledImage{f.top, f.names, f.verified_layers});
-  }
+  for (auto& f : found)
+    out.push_back(PulledImage{f.top, f.names});
   return out;
 }
 
 Expected<PulledImage> LoadOciLayout(Store& store, const std::string& dir, const std::string& tag,
                                     const TransferOptions& options) {
+  (void)options;
   KILN_ASSIGN_OR_RETURN(FoundImage f, store_internal::LoadLayoutImage(store, dir, tag));
-  bool unpack = options.unpack_layers && std::getenv("KILN_STARTED_IN_USERNS") != nullptr;
-  if (auto s = VerifyImageClosure(store, f.top, {}, unpack); !s)
-    return std::move(s).error().WithContext("oci:" + dir);
-  return PulledImage{f.top, f.names, {}};
+  return PulledImage{f.top, f.names};
 }
 
 }  // namespace kiln

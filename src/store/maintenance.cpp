@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
@@ -208,6 +209,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     for (const auto& e : images) {
       if (!e.names.empty())
         continue;
+      KILN_TRY(CheckCancelled());  // safe points: between removals (kiln/cancel.h)
       ++report.images_removed;
       if (!options.dry_run)
         KILN_TRY(RemoveImage(e.descriptor.digest));
@@ -266,6 +268,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
   for (const auto& n : blobs) {
     if (live.count("sha256:" + n))
       continue;
+    KILN_TRY(CheckCancelled());
     std::string p = root_ + "/blobs/sha256/" + n;
     struct stat st;
     if (::lstat(p.c_str(), &st) == 0)
@@ -281,10 +284,18 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     bool used = live_layers.count("sha256:" + n) > 0 || (!options.all && diff_ids.count(n) > 0);
     if (used)
       continue;
+    KILN_TRY(CheckCancelled());
     if (!options.dry_run) {
+      // Out of layers/ first (one rename), then removed: a prune killed
+      // half-way leaves no half-empty layer directory for a later pull to
+      // reuse, only a leftover in tmp/.
+      std::string doomed = JoinPath(TmpDir(), "prune-layer-" + n);
+      std::string from = root_ + "/layers/" + n;
+      if (::rename(from.c_str(), doomed.c_str()) != 0)
+        doomed = from;
       // Rootless: files of other mapped uids can only be removed from inside
       // kiln's user namespace; report and go on with the rest.
-      if (auto s = RemoveAll(root_ + "/layers/" + n); !s) {
+      if (auto s = RemoveAll(doomed); !s) {
         LogWarn("prune: cannot remove layers/" + n + ": " + s.error().message());
         continue;
       }
