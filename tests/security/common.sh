@@ -24,6 +24,13 @@ run_k() {
   RC=$?
   return 0
 }
+# run_k_timeout SECS ARGS...: run_k bounded in time (RC 124 or 137 when killed)
+run_k_timeout() {
+  local secs=$1; shift
+  as_mode "$MODE" env KILN_ROOT="$STORE" timeout -k 5 "$secs" "$KILN_BIN" "$@" >"$WORK/out" 2>"$WORK/err"
+  RC=$?
+  return 0
+}
 show() { echo "--- exit $RC; stdout:"; head -c 2000 "$WORK/out"; echo "--- stderr:"; head -c 2000 "$WORK/err"; }
 # expect_fail NEEDLE ARGS...: kiln ARGS must fail (exit 1 or 2, not a crash)
 # and say NEEDLE (a grep -E pattern) on stderr
@@ -41,9 +48,10 @@ expect_ok() {
   return 0
 }
 # The error is one clear line: no more than a few lines, no stack trace.
+# ERROR_LINES_ONLY=1: count only the "error" lines (warnings may precede them).
 expect_short_error() {
   local n
-  n=$(grep -c . "$WORK/err")
+  if [ -n "${ERROR_LINES_ONLY:-}" ]; then n=$(grep -ci 'error' "$WORK/err"); else n=$(grep -c . "$WORK/err"); fi
   if [ "$n" -gt "${1:-4}" ]; then show >&2; not_contained "error output is $n lines"; fi
   return 0
 }

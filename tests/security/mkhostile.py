@@ -190,9 +190,10 @@ def oci_layout(layout, layers, ref="localhost/hostile:latest", compress=True, co
         f.write('{"imageLayoutVersion":"1.0.0"}')
     parts = {"layers": [], "diff_ids": []}
     for i, tar in enumerate(layers):
-        blob = gz(tar) if compress else tar
         if blobs and i < len(blobs) and blobs[i] is not None:
             blob = blobs[i]  # the stored form as given (concatenated members, zstd, ...)
+        else:
+            blob = gz(tar) if compress else tar
         desc = put_blob(layout, blob)
         desc["mediaType"] = MT_LAYER_GZ if compress else MT_LAYER
         if media_types and i < len(media_types) and media_types[i] is not None:
@@ -265,9 +266,21 @@ def image(via, busybox_tar, layer_tars, out, ref="localhost/hostile:latest", com
             f.write(strip_end(bb) + b"".join(strip_end(t) for t in layer_tars[:-1]) + layer_tars[-1])
         return None
     layout = out if via == "oci" else out + ".layout"
+    # busybox's layer is gzip'd once per work dir (BUSYBOX_TAR.gz), so that
+    # every image of a case shares it and the store unpacks it once
+    cache = busybox_tar + ".gz"
+    try:
+        with open(cache, "rb") as f:
+            bbgz = f.read()
+    except OSError:
+        bbgz = gz(bb, level=1)
+        with open(cache + ".tmp", "wb") as f:
+            f.write(bbgz)
+        os.replace(cache + ".tmp", cache)
     # BLOBS and MEDIA_TYPES apply to the hostile layers (busybox's is gzip)
     parts = oci_layout(layout, [bb] + list(layer_tars), ref=ref, compress=compress, mutate=mutate,
-                       blobs=[None] + list(blobs or []), media_types=[None] + list(media_types or []))
+                       blobs=[bbgz if compress else None] + list(blobs or []),
+                       media_types=[None] + list(media_types or []))
     if via == "archive":
         archive(layout, out)
     return parts

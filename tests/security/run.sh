@@ -30,7 +30,7 @@
 # failed or is a known hole, and every case passed in at least one mode.
 #
 # Knobs: KILN_SECURITY_FILTER (an extended regex on case names, e.g. 'h0[1-5]'),
-# KILN_SECURITY_JOBS (cases run at once, default 2), KILN_SECURITY_SUMMARY (a
+# KILN_SECURITY_JOBS (cases run at once, default 3), KILN_SECURITY_SUMMARY (a
 # file that gets the plain line "hostile inputs: N/52 contained"),
 # KILN_KEEP=1 (keep the work dirs).
 set -u
@@ -45,7 +45,7 @@ export KILN_BIN
 
 CASES_DIR=${KILN_SECURITY_CASES:-$KILN_SOURCE_ROOT/tests/security/cases}
 TIMEOUT=${KILN_SECURITY_TIMEOUT:-120}
-JOBS=${KILN_SECURITY_JOBS:-2}
+JOBS=${KILN_SECURITY_JOBS:-3}
 FILTER=${KILN_SECURITY_FILTER:-}
 TOTAL_IDS=52
 
