@@ -15,7 +15,7 @@ start_hostile none "$WORK/a" --tls "$WORK/tls"
 run_k pull -q "$HREG/h35/img:1"
 [ "$RC" -ne 0 ] || { show >&2; not_contained "a self-signed certificate was accepted"; }
 case $RC in 1 | 2 | 125) ;; *) show >&2; not_contained "exit $RC" ;; esac
-# (what the message says is x02_tls_error_message.sh)
+# (what the message says is x21_tls_error_message.sh)
 ! grep -q '^GET /v2/h35' "$WORK/server.log" || { cat "$WORK/server.log" >&2; not_contained "requests got through without a verified certificate"; }
 expect_ok pull -q --tls-verify=false "$HREG/h35/img:1"
 k rmi -f "$HREG/h35/img:1" >/dev/null 2>&1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# x02 (no H-id; H35's message): a loopback registry with a self-signed
+# x21 (no H-id; H35's message): a loopback registry with a self-signed
 # certificate: the error names the certificate failure. docs/registry.md says
 # kiln falls back to plain HTTP "only when HTTPS cannot connect at all"; a
 # certificate kiln cannot verify is not that, so the user must learn why.
@@ -11,7 +11,7 @@ mk.image("oci", sys.argv[1] + "/busybox.tar", [mk.Tar().file("a", "tls\n").bytes
 PY
 mkdir -p "$WORK/tls"
 start_hostile none "$WORK/a" --tls "$WORK/tls"
-run_k pull -q "$HREG/x02/img:1"
+run_k pull -q "$HREG/x21/img:1"
 [ "$RC" -ne 0 ] || { show >&2; not_contained "a self-signed certificate was accepted"; }
 grep -Eqi 'certificate|SSL|TLS|verif' "$WORK/err" || { show >&2; not_contained "the error does not say that the certificate was refused (it reports the plain-HTTP fall-back instead)"; }
 exit 0

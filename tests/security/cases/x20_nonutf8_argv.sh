@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# x01 (no H-id): bytes that are not UTF-8 in `kiln run`'s command and -e
+# x20 (no H-id): bytes that are not UTF-8 in `kiln run`'s command and -e
 # (file names and values on Linux are bytes): the container gets them as
 # they are, or kiln refuses with a clear error -- never an abort.
 . "$KILN_SOURCE_ROOT/tests/security/common.sh" "$@"
