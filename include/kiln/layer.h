@@ -78,14 +78,32 @@ enum class WhiteoutMode {
 
 /// Which xattr namespace overlay markers use in kOverlay mode.
 enum class OverlayXattrs {
-  kAuto,     ///< trusted.* when we are root in the initial user namespace, else user.*
+  kAuto,     ///< OverlayXattrsForMount(): trusted.* only for real root in the initial user namespace
   kTrusted,  ///< trusted.overlay.* (overlay mounted by real root)
   kUser,     ///< user.overlay.* (overlay mounted with -o userxattr, rootless)
 };
 
+/// The xattr namespace overlayfs reads whiteout/opaque markers from where
+/// kiln mounts it: kTrusted only for real root in the initial user namespace
+/// (the kernel tells: /proc/self/ns/user is the initial namespace's inode),
+/// kUser everywhere else -- in kiln's user namespace (also when started as
+/// root, where the id map is the identity but trusted.* is not writable) the
+/// overlay is mounted with `-o userxattr`. The one place that decides.
+OverlayXattrs OverlayXattrsForMount();
+
+/// The default of UnpackLimits::max_expansion_ratio: $KILN_MAX_EXPANSION_RATIO
+/// when it is a non-negative integer (0 turns the ratio cap off), else 1000.
+int64_t DefaultMaxExpansionRatio();
+
 /// Bounds on an untrusted layer (I5). Exceeding one is an error.
 struct UnpackLimits {
   int64_t max_uncompressed_bytes = int64_t(64) << 30;  ///< whole tar stream
+  /// Compressed layers: past the first `expansion_allowance` bytes of output,
+  /// the decompressed stream may be at most this many times the compressed
+  /// bytes read so far ("decompressed size limit exceeded"; a gzip/zstd bomb
+  /// stops after a few MiB instead of at max_uncompressed_bytes). 0: no cap.
+  int64_t max_expansion_ratio = DefaultMaxExpansionRatio();
+  int64_t expansion_allowance = int64_t(16) << 20;
   int64_t max_entries = 4'000'000;
   size_t max_path_bytes = 4096;      ///< a name or a hardlink target
   size_t max_depth = 512;            ///< path components
@@ -152,6 +170,12 @@ struct UnpackStats {
 /// a private staging directory and remove it on failure. The whole input is
 /// read, so trailing bytes count in both digests.
 Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const UnpackOptions& options);
+
+/// Reads a layer blob from `in_fd` to its end and returns its digests and
+/// sizes (digest, size, diff_id, uncompressed_size, compression) without
+/// unpacking it: the same decompressors and limits as UnpackLayer(), so the
+/// diff_id is the one an unpack would compute.
+Expected<UnpackStats> HashLayer(int in_fd, const UnpackLimits& limits = {});
 
 /// Probes (by trying, in a temporary entry inside `dir`) which whiteout form
 /// works here. kXattr is reported only on kernels >= 6.7.

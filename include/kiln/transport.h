@@ -58,12 +58,35 @@ struct TransferOptions {
 using PushFn = std::function<Status(Store& store, const StoredImage& image,
                                     const std::string& source_name, const TransportRef& dest,
                                     const TransferOptions& options)>;
+/// A layer blob whose diff_id this process computed from the blob's own
+/// bytes (while downloading and unpacking it, or ingesting it).
+struct VerifiedLayer {
+  Digest digest;
+  Digest diff_id;
+};
+
 /// Copies the image at `src` into the store (not named) and returns the
 /// top-level descriptor to record, plus names the source carries.
 struct PulledImage {
   Descriptor top;
   std::vector<std::string> names;  ///< full references found in the source
+  std::vector<VerifiedLayer> verified_layers;  ///< diff_ids computed on the way in
 };
+
+/// Verifies the closure of `top` before anything names it (docs/store.md,
+/// "What a name guarantees"): every descriptor (index -> manifests -> config
+/// + layers; absent children of an index are skipped, a present one must be
+/// complete) names a blob in the store whose size equals the descriptor's
+/// (blobs were digest-checked when written); nesting is at most 8 deep and
+/// acyclic; an image config parses and lists one diff_id per layer; and the
+/// diff_id of each layer is the sha256 of that blob's decompressed bytes --
+/// taken from `verified`, from an image already named in the store with the
+/// same (layer, diff_id) pair, or computed now (with `unpack`, by unpacking
+/// the layer into its layer directory when that does not exist yet, which a
+/// later run needs anyway; otherwise by hashing it). kCorrupt / kNotFound /
+/// kInvalidInput naming the digest.
+Status VerifyImageClosure(Store& store, const Descriptor& top, const std::vector<VerifiedLayer>& verified = {},
+                          bool unpack = false);
 using PullFn = std::function<Expected<PulledImage>(Store& store, const TransportRef& src,
                                                    const TransferOptions& options)>;
 
@@ -72,7 +95,9 @@ using PullFn = std::function<Expected<PulledImage>(Store& store, const Transport
 void RegisterTransport(const std::string& name, PushFn push, PullFn pull);
 
 /// Dispatches to the transport's handler; kUnsupported naming the
-/// transport when none is registered.
+/// transport when none is registered. PullImage() then verifies what the
+/// handler brought in (VerifyImageClosure()) before returning it, so a caller
+/// that names the result names only a verified image.
 Status PushImage(Store& store, const StoredImage& image, const std::string& source_name,
                  const TransportRef& dest, const TransferOptions& options);
 Expected<PulledImage> PullImage(Store& store, const TransportRef& src, const TransferOptions& options);
@@ -95,8 +120,9 @@ Status SaveArchive(Store& store, const std::vector<SaveItem>& items, const std::
                    ArchiveFormat format);
 
 /// Reads an oci-archive or docker-archive (detected from the members) into
-/// the store, verifying every blob. Returns the images found (not yet
-/// recorded in index.json: callers AddImage() them).
+/// the store, verifying every blob and then every image
+/// (VerifyImageClosure()). Returns the images found (not yet recorded in
+/// index.json: callers AddImage() them).
 Expected<std::vector<PulledImage>> LoadArchive(Store& store, const std::string& path);
 
 /// Reads an OCI image layout directory (oci:DIR[:TAG]); with `tag` empty and

@@ -163,7 +163,7 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
         f->entrypoint_set = true;
       },
       "override the image's ENTRYPOINT (\"\" clears it)");
-  cmd->add_option("--network,--net", f->network, "private (default, slirp4netns/pasta), none or host");
+  cmd->add_option("--network,--net", f->network, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none or host");
   cmd->add_option("--hostname", f->o.hostname, "container host name (default: the short ID)");
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
   cmd->add_option("--pull", f->o.pull, "pull the image: missing (default), always or never")

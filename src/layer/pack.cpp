@@ -105,6 +105,13 @@ class Packer {
  public:
   Packer(const PackOptions& options, ByteSink* sink)
       : options_(options), sink_(sink), a_(archive_write_new(), &archive_write_free), buf_(1 << 20) {}
+  // Unless Close() succeeded, archive_write_free must not flush the end of
+  // the archive through WriteCb into members destroyed before a_ (diff_):
+  // after an ENOSPC from the sink that crashed kiln build (SIGSEGV).
+  ~Packer() {
+    if (a_ && !closed_)
+      archive_write_fail(a_.get());
+  }
 
   Status Open() {
     if (!a_)
@@ -123,6 +130,7 @@ class Packer {
   Status Close() {
     if (archive_write_close(a_.get()) != ARCHIVE_OK)
       return ArchiveError("finish tar");
+    closed_ = true;
     return Ok();
   }
 
@@ -451,6 +459,7 @@ class Packer {
   int64_t entries_ = 0;
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
   std::optional<Error> cb_error_;
+  bool closed_ = false;
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -84,17 +85,9 @@ std::vector<std::string> SplitLoose(std::string_view path) {
   return out;
 }
 
-bool InitialUserNamespace() {
-  auto map = ReadFile("/proc/self/uid_map", 4096);
-  if (!map)
-    return true;
-  unsigned long a = 1, b = 1, c = 0;
-  return std::sscanf(map->c_str(), "%lu %lu %lu", &a, &b, &c) == 3 && a == 0 && b == 0 && c == 4294967295UL;
-}
-
 std::string OverlayXattrPrefix(OverlayXattrs x) {
   if (x == OverlayXattrs::kAuto)
-    x = (::geteuid() == 0 && InitialUserNamespace()) ? OverlayXattrs::kTrusted : OverlayXattrs::kUser;
+    x = OverlayXattrsForMount();
   return x == OverlayXattrs::kTrusted ? "trusted.overlay." : "user.overlay.";
 }
 
@@ -180,6 +173,33 @@ class CountingSource {
   int64_t bytes_ = 0;
   Sha256 hash_;
   std::optional<Error> error_;
+};
+
+// Between a decompressor and its consumer: bounds the expansion ratio
+// (UnpackLimits::max_expansion_ratio) against the compressed bytes read so
+// far. Runs on the thread that drives the decompressor (which alone reads
+// `raw`), so reading raw->bytes() is not a race.
+class RatioGuard : public ByteSource {
+ public:
+  RatioGuard(ByteSource* in, const internal::HashingFdSource* raw, const UnpackLimits& limits)
+      : in_(in), raw_(raw), ratio_(limits.max_expansion_ratio), allowance_(limits.expansion_allowance) {}
+
+  Expected<std::string_view> Read() override {
+    KILN_ASSIGN_OR_RETURN(std::string_view chunk, in_->Read());
+    out_ += static_cast<int64_t>(chunk.size());
+    if (ratio_ > 0 && out_ > allowance_ && out_ / ratio_ > raw_->bytes())
+      return Error(Errc::kCorrupt, "decompressed size limit exceeded: " + std::to_string(out_) + " bytes from " +
+                                       std::to_string(raw_->bytes()) + " compressed bytes is more than " +
+                                       std::to_string(ratio_) + ":1 (KILN_MAX_EXPANSION_RATIO)");
+    return chunk;
+  }
+
+ private:
+  ByteSource* in_;
+  const internal::HashingFdSource* raw_;
+  int64_t ratio_;
+  int64_t allowance_;
+  int64_t out_ = 0;
 };
 
 // Plain passthrough of the raw fd source (uncompressed layers).
@@ -772,6 +792,67 @@ class Extractor {
 
 }  // namespace
 
+OverlayXattrs OverlayXattrsForMount() {
+  // PROC_USER_INIT_INO (include/linux/proc_ns.h): the initial user
+  // namespace's inode. A namespace made by root with the identity map
+  // "0 0 4294967295" (kiln's, for real root) looks like the initial one in
+  // uid_map but cannot write trusted.* xattrs; the inode tells them apart.
+  constexpr ino_t kInitialUserNsInode = 0xEFFFFFFDU;
+  struct stat st;
+  bool initial = ::stat("/proc/self/ns/user", &st) == 0 && st.st_ino == kInitialUserNsInode;
+  return ::geteuid() == 0 && initial ? OverlayXattrs::kTrusted : OverlayXattrs::kUser;
+}
+
+int64_t DefaultMaxExpansionRatio() {
+  static const int64_t ratio = [] {
+    const char* v = std::getenv("KILN_MAX_EXPANSION_RATIO");
+    if (!v || !*v)
+      return int64_t(1000);
+    char* end = nullptr;
+    long long n = std::strtoll(v, &end, 10);
+    if (*end || n < 0) {
+      LogWarn(std::string("KILN_MAX_EXPANSION_RATIO=") + v + " is not a non-negative integer: using 1000");
+      return int64_t(1000);
+    }
+    return static_cast<int64_t>(n);
+  }();
+  return ratio;
+}
+
+Expected<UnpackStats> HashLayer(int in_fd, const UnpackLimits& limits) {
+  UnpackStats stats;
+  internal::HashingFdSource raw(in_fd);
+  KILN_ASSIGN_OR_RETURN(std::string_view head, raw.Peek(8));
+  stats.compression = SniffCompression(head);
+  std::unique_ptr<ByteSource> decompressor;
+  std::unique_ptr<ByteSource> guard;
+  ByteSource* source = nullptr;
+  RawSource plain(&raw);
+  if (stats.compression == Compression::kNone) {
+    source = &plain;
+  } else {
+    KILN_ASSIGN_OR_RETURN(decompressor, internal::MakeDecompressor(stats.compression, &raw));
+    guard = std::make_unique<RatioGuard>(decompressor.get(), &raw, limits);
+    source = guard.get();
+  }
+  CountingSource counted(source, limits.max_uncompressed_bytes);
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(std::string_view chunk, counted.Read());
+    if (chunk.empty())
+      break;
+  }
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(std::string_view chunk, raw.Read());
+    if (chunk.empty())
+      break;
+  }
+  stats.uncompressed_size = counted.bytes();
+  stats.diff_id = counted.TakeDigest();
+  stats.size = raw.bytes();
+  stats.digest = raw.TakeDigest();
+  return stats;
+}
+
 WhiteoutFormat ProbeWhiteoutFormat(const std::string& dir, OverlayXattrs xattrs) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd)
@@ -795,6 +876,7 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
     return context(std::move(head).error());
   stats.compression = SniffCompression(*head);
   std::unique_ptr<ByteSource> decompressor;
+  std::unique_ptr<ByteSource> guard;
   std::unique_ptr<ByteSource> source;  // declared after: destroyed first
   if (stats.compression == Compression::kNone) {
     source = std::make_unique<RawSource>(&raw);
@@ -803,8 +885,9 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
     if (!dec)
       return context(std::move(dec).error());
     decompressor = std::move(*dec);
+    guard = std::make_unique<RatioGuard>(decompressor.get(), &raw, options.limits);
     // Decompress on a second core while this one writes files.
-    source = std::make_unique<internal::PrefetchSource>(decompressor.get());
+    source = std::make_unique<internal::PrefetchSource>(guard.get());
   }
   CountingSource counted(source.get(), options.limits.max_uncompressed_bytes);
 

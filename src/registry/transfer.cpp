@@ -2,6 +2,7 @@
 // "docker" transport that plugs them into kiln pull/push/FROM.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -115,6 +116,7 @@ class StreamingUnpack {
       };
       auto dir = store.UnpackedLayerFromStream(reader.get(), layer, diff_id, verified);
       reader.reset();  // from here on the feeder's sends fail (EPIPE)
+      unpacked_ = dir.has_value();
       if (!dir)
         LogDebug("streaming unpack of " + layer.digest.str() + " failed (unpacked on first use instead): " +
                  dir.error().message());
@@ -123,6 +125,10 @@ class StreamingUnpack {
   StreamingUnpack(const StreamingUnpack&) = delete;
   StreamingUnpack& operator=(const StreamingUnpack&) = delete;
   ~StreamingUnpack() { Finish(false); }
+
+  /// After Finish(): the layer was unpacked from exactly the verified
+  /// download and its diff_id matched (a layer directory of this blob).
+  bool unpacked() const { return unpacked_; }
 
   /// The download's sink: `data` was just written at `offset` of the blob.
   /// Batched into 1 MiB sends: curl hands over ~16 KiB at a time, and a
@@ -181,6 +187,7 @@ class StreamingUnpack {
   std::condition_variable cv_;
   bool done_ = false;
   bool verified_ = false;
+  bool unpacked_ = false;  // written by unpack_, read after it was joined
   std::thread unpack_;
 };
 
@@ -189,10 +196,17 @@ class StreamingUnpack {
 // is published only when digest and size match (SECURITY.md I4, I10). With
 // `diff_id`, the layer is unpacked while it downloads (StreamingUnpack).
 Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
-                const Descriptor& d, const PullOptions& options, const std::optional<Digest>& diff_id = {}) {
+                const Descriptor& d, const PullOptions& options, const std::optional<Digest>& diff_id = {},
+                bool* unpacked = nullptr) {
   if (d.size < 0)
     return Error(Errc::kCorrupt, "blob " + d.digest.str() + ": negative size");
   if (store.HasBlob(d.digest)) {
+    // Reused only when it is what the descriptor says it is.
+    struct stat st;
+    if (::stat(store.BlobPath(d.digest).c_str(), &st) == 0 && st.st_size != d.size)
+      return Error(Errc::kCorrupt, "blob " + d.digest.str() + ": size mismatch: the descriptor says " +
+                                       std::to_string(d.size) + " bytes, the blob has " +
+                                       std::to_string(st.st_size));
     Say(options.progress, "Copying blob " + Short(d.digest) + " skipped: already exists");
     return Ok();
   }
@@ -219,8 +233,11 @@ Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
       unpack->Feed(data, offset);
   };
   Status fetched = client.FetchBlob(repo, d.digest, d.size, fd, on_data);
-  if (unpack)
+  if (unpack) {
     unpack->Finish(fetched.has_value());
+    if (unpacked)
+      *unpacked = unpack->unpacked();
+  }
   KILN_TRY(std::move(fetched));
   // FetchBlob hashed exactly the bytes it wrote and checked digest and size.
   auto committed = writer.CommitHashed(d.digest, d.media_type);
@@ -234,7 +251,7 @@ Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
 // config first (its diff_ids let the layers unpack while they download, when
 // options.unpack_layers), then the layers in parallel.
 Status PullImageBlobs(Store& store, RegistryClient& client, const std::string& repo,
-                      const Manifest& m, const PullOptions& options) {
+                      const Manifest& m, const PullOptions& options, std::vector<VerifiedLayer>* verified) {
   if (!IsConfigMediaType(m.config.media_type) && m.config.media_type != kMediaTypeOciEmpty)
     LogDebug("config media type " + m.config.media_type);
   KILN_TRY(PullBlob(store, client, repo, m.config, options));
@@ -262,8 +279,15 @@ Status PullImageBlobs(Store& store, RegistryClient& client, const std::string& r
     unpack_as.push_back(options.unpack_layers && tar && i < diff_ids.size() ? std::optional<Digest>(diff_ids[i])
                                                                             : std::nullopt);
   }
-  return RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) {
-    return PullBlob(store, client, repo, blobs[i], options, unpack_as[i]);
+  std::mutex mu;
+  return RunParallel(blobs.size(), client.options().max_connections, [&](size_t i) -> Status {
+    bool unpacked = false;
+    KILN_TRY(PullBlob(store, client, repo, blobs[i], options, unpack_as[i], &unpacked));
+    if (unpacked) {
+      std::lock_guard<std::mutex> lock(mu);
+      verified->push_back(VerifiedLayer{blobs[i].digest, *unpack_as[i]});
+    }
+    return Ok();
   });
 }
 
@@ -326,7 +350,7 @@ Expected<PulledImage> PullFromRegistry(Store& store, const ImageReference& ref,
       auto m = ParseManifest(*body);
       if (!m)
         return std::move(m).error().WithContext(what + ": manifest " + d.digest.str());
-      if (auto s = PullImageBlobs(store, *client, ref.path, *m, options); !s)
+      if (auto s = PullImageBlobs(store, *client, ref.path, *m, options, &out.verified_layers); !s)
         return std::move(s).error().WithContext(what);
     }
     if (options.all_platforms) {
@@ -343,7 +367,7 @@ Expected<PulledImage> PullFromRegistry(Store& store, const ImageReference& ref,
   auto m = ParseManifest(top->body);
   if (!m)
     return std::move(m).error().WithContext(what);
-  if (auto s = PullImageBlobs(store, *client, ref.path, *m, options); !s)
+  if (auto s = PullImageBlobs(store, *client, ref.path, *m, options, &out.verified_layers); !s)
     return std::move(s).error().WithContext(what);
   KILN_ASSIGN_OR_RETURN(out.top, store.PutBlob(*media, top->body));
   Say(options.progress, "Writing manifest to image destination");

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <vector>
@@ -489,6 +490,7 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
       return Error(Errc::kCorrupt, path + ": " + w.config + " lists " + std::to_string(cfg->diff_ids.size()) +
                                        " diff_ids for " + std::to_string(w.layers.size()) + " layers");
     Manifest m;
+    std::vector<VerifiedLayer> verified;
     for (size_t i = 0; i < w.layers.size(); ++i) {
       auto lit = layers.find(w.layers[i]);
       if (lit == layers.end())
@@ -497,11 +499,13 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
         return Error(Errc::kCorrupt, path + ": layer " + w.layers[i] + " has diff_id " + lit->second.diff_id.str() +
                                          ", but the config says " + cfg->diff_ids[i].str());
       m.layers.push_back(lit->second.blob);
+      verified.push_back(VerifiedLayer{lit->second.blob.digest, lit->second.diff_id});
     }
     KILN_ASSIGN_OR_RETURN(m.config, store.PutBlob(kMediaTypeOciConfig, cit->second));
     KILN_ASSIGN_OR_RETURN(Descriptor top, store.PutBlob(kMediaTypeOciManifest, ToJson(m)));
     FoundImage f;
     f.top = top;
+    f.verified_layers = std::move(verified);
     if (!w.tags.empty())
       f.ref_name = w.tags[0];
     for (const auto& t : w.tags) {
@@ -597,7 +601,7 @@ Expected<FoundImage> LoadLayoutImage(Store& store, const std::string& dir, const
   // Copy the closure: top, then what it references (verified on the way).
   std::function<Status(const Descriptor&, int)> copy = [&](const Descriptor& d, int depth) -> Status {
     if (depth > 8)
-      return Error(Errc::kCorrupt, "oci:" + dir + ": nesting too deep");
+      return Error(Errc::kCorrupt, "oci:" + dir + ": image nesting deeper than 8 levels at " + d.digest.str());
     std::string src = JoinPath(dir, "blobs/" + d.digest.algorithm() + "/" + d.digest.hex());
     if (IsIndexMediaType(d.media_type) && depth > 0 && !PathExists(src))
       return Ok();
@@ -645,16 +649,22 @@ Status SaveArchive(Store& store, const std::vector<SaveItem>& items, const std::
 Expected<std::vector<PulledImage>> LoadArchive(Store& store, const std::string& path) {
   KILN_ASSIGN_OR_RETURN(auto found, store_internal::LoadArchiveImages(store, path));
   std::vector<PulledImage> out;
-  for (auto& f : found)
-    out.push_back(PulledImage{f.top, f.names});
+  // Every image verified before the caller names any of them.
+  for (auto& f : found) {
+    if (auto s = VerifyImageClosure(store, f.top, f.verified_layers); !s)
+      return std::move(s).error().WithContext(path);
+    out.push_back(PulledImage{f.top, f.names, f.verified_layers});
+  }
   return out;
 }
 
 Expected<PulledImage> LoadOciLayout(Store& store, const std::string& dir, const std::string& tag,
                                     const TransferOptions& options) {
-  (void)options;
   KILN_ASSIGN_OR_RETURN(FoundImage f, store_internal::LoadLayoutImage(store, dir, tag));
-  return PulledImage{f.top, f.names};
+  bool unpack = options.unpack_layers && std::getenv("KILN_STARTED_IN_USERNS") != nullptr;
+  if (auto s = VerifyImageClosure(store, f.top, {}, unpack); !s)
+    return std::move(s).error().WithContext("oci:" + dir);
+  return PulledImage{f.top, f.names, {}};
 }
 
 }  // namespace kiln

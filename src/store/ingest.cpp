@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include <zstd.h>
 
 #include "kiln/fs.h"
+#include "kiln/layer.h"
 
 namespace kiln::store_internal {
 
@@ -121,14 +123,33 @@ class Ingester : public LayerIngester {
         return Deflate(data.data(), data.size(), Z_NO_FLUSH);
       case Mode::kGzipIn:
         KILN_TRY(blob_.Write(data));
-        return Inflate(data);
+        compressed_ += static_cast<int64_t>(data.size());
+        KILN_TRY(Inflate(data));
+        return CheckExpansion();
       case Mode::kZstdIn:
         KILN_TRY(blob_.Write(data));
-        return Unzstd(data);
+        compressed_ += static_cast<int64_t>(data.size());
+        KILN_TRY(Unzstd(data));
+        return CheckExpansion();
       case Mode::kUnknown:
         break;
     }
     return Error(Errc::kIo, "layer ingester not started");
+  }
+
+  // The same bounds as layer::UnpackLayer: the absolute size and the
+  // expansion ratio (docs/layers.md).
+  Status CheckExpansion() const {
+    if (uncompressed_ > limits_.max_uncompressed_bytes)
+      return Error(Errc::kCorrupt, "layer: decompressed size limit exceeded (" +
+                                       std::to_string(limits_.max_uncompressed_bytes) + " bytes)");
+    const int64_t ratio = limits_.max_expansion_ratio;
+    if (ratio > 0 && uncompressed_ > limits_.expansion_allowance && uncompressed_ / ratio > compressed_)
+      return Error(Errc::kCorrupt, "layer: decompressed size limit exceeded: " + std::to_string(uncompressed_) +
+                                       " bytes from " + std::to_string(compressed_) +
+                                       " compressed bytes is more than " + std::to_string(ratio) +
+                                       ":1 (KILN_MAX_EXPANSION_RATIO)");
+    return Ok();
   }
 
   Status Deflate(const char* data, size_t len, int flush) {
@@ -197,6 +218,8 @@ class Ingester : public LayerIngester {
   bool zstd_pending_ = false;
   Sha256 diff_;
   int64_t uncompressed_ = 0;
+  int64_t compressed_ = 0;
+  layer::UnpackLimits limits_;
   char out_[kChunk];
 };
 
@@ -268,8 +291,26 @@ Status CopyBlobOut(const Store& store, const Digest& digest, const std::string& 
   return Ok();
 }
 
+Status CheckStoredBlob(const Store& store, const Descriptor& d, std::string_view what) {
+  std::string name = std::string(what) + " " + d.digest.str();
+  if (d.size < 0)
+    return Error(Errc::kCorrupt, name + ": negative size " + std::to_string(d.size) + " in its descriptor");
+  struct stat st;
+  std::string path = store.BlobPath(d.digest);
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      return Error(Errc::kNotFound, name + " is not in the store");
+    return Error::FromErrno("stat " + path);
+  }
+  if (st.st_size != d.size)
+    return Error(Errc::kCorrupt, name + ": size mismatch: the descriptor says " + std::to_string(d.size) +
+                                     " bytes, the blob has " + std::to_string(st.st_size));
+  return Ok();
+}
+
 Expected<Descriptor> CopyBlobIn(const Store& store, const std::string& path, const Descriptor& expected) {
   if (store.HasBlob(expected.digest)) {
+    KILN_TRY(CheckStoredBlob(store, expected, "blob"));
     Descriptor d = expected;
     return d;
   }
@@ -328,3 +369,156 @@ Expected<std::vector<Descriptor>> ImageBlobs(const Store& store, const Descripto
 }
 
 }  // namespace kiln::store_internal
+
+namespace kiln {
+
+namespace {
+
+constexpr int kMaxImageNesting = 8;
+
+class ClosureVerifier {
+ public:
+  ClosureVerifier(Store& store, const std::vector<VerifiedLayer>& verified, bool unpack)
+      : store_(store), unpack_(unpack) {
+    for (const auto& v : verified)
+      ok_.insert({v.digest, v.diff_id});
+  }
+
+  Status Visit(const Descriptor& d, int depth, std::vector<Digest>& path) {
+    if (depth > kMaxImageNesting)
+      return Error(Errc::kCorrupt, "image nesting deeper than " + std::to_string(kMaxImageNesting) + " levels at " +
+                                       d.digest.str());
+    if (std::find(path.begin(), path.end(), d.digest) != path.end())
+      return Error(Errc::kCorrupt, "index cycle: " + d.digest.str() + " contains itself");
+    const bool index = IsIndexMediaType(d.media_type);
+    if (!index && !IsManifestMediaType(d.media_type))
+      return Error(Errc::kUnsupported, d.digest.str() + ": media type \"" + d.media_type +
+                                           "\" is neither an image manifest nor an index");
+    KILN_TRY(store_internal::CheckStoredBlob(store_, d, index ? "index" : "manifest"));
+    if (!done_.insert(d.digest).second)
+      return Ok();
+    path.push_back(d.digest);
+    if (index) {
+      KILN_ASSIGN_OR_RETURN(Index idx, store_.ReadIndex(d.digest));
+      size_t present = 0;
+      for (const auto& child : idx.manifests) {
+        if (!store_.HasBlob(child.digest))
+          continue;  // a platform that was not pulled
+        ++present;
+        KILN_TRY(Visit(child, depth + 1, path));
+      }
+      if (present == 0 && !idx.manifests.empty())
+        return Error(Errc::kNotFound, "index " + d.digest.str() + ": none of its " +
+                                          std::to_string(idx.manifests.size()) + " manifests is in the store");
+    } else {
+      KILN_ASSIGN_OR_RETURN(Manifest m, store_.ReadManifest(d.digest));
+      auto s = VisitManifest(m);
+      if (!s)
+        return std::move(s).error().WithContext("manifest " + d.digest.str());
+    }
+    path.pop_back();
+    return Ok();
+  }
+
+ private:
+  Status VisitManifest(const Manifest& m) {
+    KILN_TRY(store_internal::CheckStoredBlob(store_, m.config, "config"));
+    for (const auto& l : m.layers)
+      KILN_TRY(store_internal::CheckStoredBlob(store_, l, "layer"));
+    if (!IsConfigMediaType(m.config.media_type))
+      return Ok();  // an artifact: kiln does not run it, sizes are all there is
+    auto cfg = store_.ReadConfig(m.config.digest);
+    if (!cfg)
+      return std::move(cfg).error().WithContext("config " + m.config.digest.str());
+    if (cfg->diff_ids.size() != m.layers.size())
+      return Error(Errc::kCorrupt, "config " + m.config.digest.str() + " lists " +
+                                       std::to_string(cfg->diff_ids.size()) + " diff_ids for " +
+                                       std::to_string(m.layers.size()) + " layers");
+    for (size_t i = 0; i < m.layers.size(); ++i)
+      KILN_TRY(CheckDiffId(m.layers[i], cfg->diff_ids[i]));
+    return Ok();
+  }
+
+  Status CheckDiffId(const Descriptor& layer, const Digest& diff_id) {
+    std::pair<Digest, Digest> key{layer.digest, diff_id};
+    if (ok_.count(key))
+      return Ok();
+    LoadNamedPairs();
+    if (named_.count(key)) {
+      ok_.insert(key);
+      return Ok();
+    }
+    if (unpack_ && !PathExists(store_.LayerDir(diff_id))) {
+      // Computed while unpacking: the layer directory a run needs anyway.
+      auto dir = store_.UnpackedLayer(layer, diff_id);
+      if (!dir)
+        return std::move(dir).error().WithContext("layer " + layer.digest.str());
+    } else {
+      KILN_ASSIGN_OR_RETURN(UniqueFd fd, store_.OpenBlob(layer.digest));
+      auto stats = layer::HashLayer(fd.get());
+      if (!stats)
+        return std::move(stats).error().WithContext("layer " + layer.digest.str());
+      if (stats->digest != layer.digest)
+        return Error(Errc::kCorrupt, "layer " + layer.digest.str() + ": the stored blob hashes to " +
+                                         stats->digest.str());
+      if (stats->diff_id != diff_id)
+        return Error(Errc::kCorrupt, "layer " + layer.digest.str() + ": diff_id mismatch: the config says " +
+                                         diff_id.str() + ", the layer's content is " + stats->diff_id.str());
+    }
+    ok_.insert(key);
+    return Ok();
+  }
+
+  // (layer, diff_id) pairs of the images the store names already: each was
+  // verified when it was named.
+  void LoadNamedPairs() {
+    if (named_loaded_)
+      return;
+    named_loaded_ = true;
+    auto images = store_.ListImages();
+    if (!images)
+      return;
+    auto add_manifest = [&](const Digest& digest) {
+      auto m = store_.ReadManifest(digest);
+      if (!m || !IsConfigMediaType(m->config.media_type))
+        return;
+      auto cfg = store_.ReadConfig(m->config.digest);
+      if (!cfg || cfg->diff_ids.size() != m->layers.size())
+        return;
+      for (size_t i = 0; i < m->layers.size(); ++i)
+        named_.insert({m->layers[i].digest, cfg->diff_ids[i]});
+    };
+    for (const auto& e : *images) {
+      if (!store_.HasBlob(e.descriptor.digest))
+        continue;
+      if (IsManifestMediaType(e.descriptor.media_type)) {
+        add_manifest(e.descriptor.digest);
+      } else if (IsIndexMediaType(e.descriptor.media_type)) {
+        auto idx = store_.ReadIndex(e.descriptor.digest);
+        if (!idx)
+          continue;
+        for (const auto& c : idx->manifests)
+          if (IsManifestMediaType(c.media_type) && store_.HasBlob(c.digest))
+            add_manifest(c.digest);
+      }
+    }
+  }
+
+  Store& store_;
+  bool unpack_;
+  std::set<std::pair<Digest, Digest>> ok_;
+  std::set<std::pair<Digest, Digest>> named_;
+  bool named_loaded_ = false;
+  std::set<Digest> done_;
+};
+
+}  // namespace
+
+Status VerifyImageClosure(Store& store, const Descriptor& top, const std::vector<VerifiedLayer>& verified,
+                          bool unpack) {
+  ClosureVerifier v(store, verified, unpack);
+  std::vector<Digest> path;
+  return v.Visit(top, 0, path);
+}
+
+}  // namespace kiln

@@ -13,6 +13,7 @@
 #include "kiln/error.h"
 #include "kiln/oci.h"
 #include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::store_internal {
 
@@ -45,7 +46,13 @@ Status DecompressFd(int fd, const std::function<Status(std::string_view)>& sink,
 /// rename), unless `path` exists with the right size.
 Status CopyBlobOut(const Store& store, const Digest& digest, const std::string& path);
 
-/// Copies a file into the store, verifying digest and size.
+/// Fails (kCorrupt, naming the digest and both sizes) unless the blob of `d`
+/// is in the store with exactly d.size bytes; kNotFound when absent. `what`
+/// names the kind of blob ("layer", "config", ...).
+Status CheckStoredBlob(const Store& store, const Descriptor& d, std::string_view what);
+
+/// Copies a file into the store, verifying digest and size. A blob already
+/// in the store is reused only when its size equals expected.size.
 Expected<Descriptor> CopyBlobIn(const Store& store, const std::string& path, const Descriptor& expected);
 
 /// Every blob reachable from `top` that is present in the store, in a
@@ -64,6 +71,7 @@ struct FoundImage {
   Descriptor top;
   std::string ref_name;            ///< raw org.opencontainers.image.ref.name (or RepoTags[0])
   std::vector<std::string> names;  ///< normalised full references
+  std::vector<VerifiedLayer> verified_layers;  ///< diff_ids computed while ingesting
 };
 
 /// Loads every blob of an oci-archive or docker-archive file into the store

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <cstdlib>
 #include <set>
 
 #include "kiln/fs.h"
@@ -70,8 +71,9 @@ Status PushOciLayout(Store& store, const StoredImage& image, const std::string&,
   return WriteFileAtomic(index_path, ToJson(idx));
 }
 
-Expected<PulledImage> PullOciLayout(Store& store, const TransportRef& src, const TransferOptions& options) {
-  return LoadOciLayout(store, src.location, src.ref, options);
+Expected<PulledImage> PullOciLayout(Store& store, const TransportRef& src, const TransferOptions&) {
+  KILN_ASSIGN_OR_RETURN(FoundImage f, store_internal::LoadLayoutImage(store, src.location, src.ref));
+  return PulledImage{f.top, f.names, {}};
 }
 
 // ------------------------------------------------------------ archives
@@ -104,7 +106,7 @@ Status PushDockerArchive(Store& store, const StoredImage& image, const std::stri
 Expected<PulledImage> PullArchive(Store& store, const TransportRef& src, const TransferOptions&) {
   KILN_ASSIGN_OR_RETURN(auto found, store_internal::LoadArchiveImages(store, src.location));
   KILN_ASSIGN_OR_RETURN(FoundImage f, store_internal::SelectImage(found, src.ref, src.transport + ":" + src.location));
-  return PulledImage{f.top, f.names};
+  return PulledImage{f.top, f.names, f.verified_layers};
 }
 
 // ------------------------------------------------------------ dir:
@@ -254,6 +256,16 @@ Expected<PulledImage> PullImage(Store& store, const TransportRef& src, const Tra
   auto r = h.pull(store, src, options);
   if (!r)
     return std::move(r).error().WithContext("pull " + src.str());
+  // Verify before anyone names it. Inside kiln's user namespace (pull,
+  // build, run) a layer whose diff_id is still unknown is checked by
+  // unpacking it into the layer directory a run will use.
+  bool unpack = options.unpack_layers && std::getenv("KILN_STARTED_IN_USERNS") != nullptr;
+  if (auto s = VerifyImageClosure(store, r->top, r->verified_layers, unpack); !s)
+    return std::move(s).error().WithContext("pull " + src.str());
+  // ... and it must resolve to a runnable image for the platform asked for
+  // (pull prints its ID right after naming it).
+  if (auto img = store.LoadImage(r->top, options.platform); !img)
+    return std::move(img).error().WithContext("pull " + src.str());
   return r;
 }
 

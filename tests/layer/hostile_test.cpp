@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -443,6 +444,52 @@ TEST_F(HostileTest, H18DecompressionBombs) {
   for (int i = 0; i < 20; ++i)
     many.File("f" + std::to_string(i), "");
   ExpectError(Unpack(many.Finish(), few), "more than 10 entries");
+}
+
+// H18, ratio cap: a few hundred KiB of gzip or a few KiB of zstd that expand
+// 1000x or more stop after the first 16 MiB of output, long before the
+// absolute cap; an ordinary layer is untouched; HashLayer (the store's
+// diff_id check without unpacking) applies the same bounds.
+TEST_F(HostileTest, H18ExpansionRatioCap) {
+  EXPECT_EQ(1000, UnpackLimits().max_expansion_ratio);
+  std::string zeros_tar = TarBuilder().File("zeros", std::string(64 << 20, '\0')).Finish();
+  std::string z = Zstd(zeros_tar);
+  ASSERT_LT(z.size(), size_t(64) << 10);
+  ExpectError(Unpack(z), "decompressed size limit exceeded");
+  ExpectError(Unpack(z), ":1 (KILN_MAX_EXPANSION_RATIO)");
+  std::string g = Gzip(zeros_tar);  // deflate tops out near 1030:1
+  UnpackOptions tight;
+  tight.limits.max_expansion_ratio = 100;
+  ExpectError(Unpack(g, tight), "decompressed size limit exceeded");
+  UnpackOptions off;
+  off.limits.max_expansion_ratio = 0;
+  auto ok = Unpack(z, off);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(Digest::Of(zeros_tar), ok->diff_id);
+
+  auto hash = [](const std::string& bytes, const UnpackLimits& limits) {
+    int p[2];
+    EXPECT_EQ(0, ::pipe(p));
+    std::string copy = bytes;
+    std::thread writer([fd = p[1], copy] {
+      (void)WriteAll(fd, copy);
+      ::close(fd);
+    });
+    auto r = HashLayer(p[0], limits);
+    ::close(p[0]);
+    writer.join();
+    return r;
+  };
+  auto bomb = hash(z, UnpackLimits());
+  ASSERT_FALSE(bomb);
+  EXPECT_NE(std::string::npos, bomb.error().message().find("decompressed size limit exceeded"));
+  std::string text_tar = TarBuilder().File("t", std::string(3 << 20, 'x') + "tail").Finish();
+  std::string text_gz = Gzip(text_tar);
+  auto h = hash(text_gz, UnpackLimits());  // ~1000:1 too, but within the first 16 MiB
+  ASSERT_TRUE(h) << h.error().message();
+  EXPECT_EQ(Digest::Of(text_tar), h->diff_id);
+  EXPECT_EQ(Digest::Of(text_gz), h->digest);
+  EXPECT_EQ(static_cast<int64_t>(text_gz.size()), h->size);
 }
 
 TEST_F(HostileTest, H19ConcatenatedStreamsAndPadding) {

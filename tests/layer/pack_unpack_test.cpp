@@ -419,7 +419,7 @@ TEST_F(PackUnpackTest, WhiteoutsAppliedAndConvertedMatchOverlayMount) {
     ASSERT_TRUE(st) << st.error().message();
     WhiteoutFormat fmt = form ? *form : ProbeWhiteoutFormat(l2);
     ASSERT_NE(WhiteoutFormat::kNone, fmt);
-    bool trusted = IsRoot();
+    bool trusted = OverlayXattrsForMount() == OverlayXattrs::kTrusted;  // the namespace the unpack chose
     std::string ns = trusted ? "trusted" : "user";
     struct stat s;
     ASSERT_EQ(0, ::lstat((l2 + "/etc/remove").c_str(), &s));

@@ -157,6 +157,11 @@ for mode in $(test_modes); do
   out=$(tr -d '\r' <"$work/tty.out" | tr '\0' '@')
   check "$mode: run -it: tty inside names the container's pty ($rc: '$out')" \
     bash -c "[ $rc -eq 0 ] && grep -Eqx '/dev/pts/[0-9]+' <<<'$out'"
+  python3 "$HERE/ptyrun.py" --type $'echo typed-$((6*7)); exit 3\r' "$work/tty2.out" 60 \
+    bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store run -it --rm --network none busybox sh"
+  rc=$?
+  check "$mode: run -it sh: what is typed runs and exit 3 is the status ($rc)" \
+    bash -c "[ $rc -eq 3 ] && tr -d '\r' <'$work/tty2.out' | grep -qx typed-42"
   check "$mode: run -it: no NUL byte in the output" bash -c "! tr -d -c '\\000' <'$work/tty.out' | grep -q ."
   id=$(k run -d busybox sleep 300 2>"$work/err")
   python3 "$HERE/ptyrun.py" "$work/tty.out" 60 \

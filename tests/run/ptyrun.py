@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Runs a command on a new pseudo-terminal, as a user at a terminal would.
 
-  ptyrun.py OUTFILE TIMEOUT CMD [ARG...]
+  ptyrun.py [--type TEXT] OUTFILE TIMEOUT CMD [ARG...]
 
 Everything the command writes to the terminal goes to OUTFILE (raw bytes).
+--type: TEXT is typed on the terminal once the command has printed something
+(a prompt) or after 3 seconds.
 Exits with the command's status (128+N for a signal), 124 on timeout.
 """
 import os
@@ -15,7 +17,13 @@ import time
 
 
 def main():
-    out_path, timeout, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    args = sys.argv[1:]
+    typed = None
+    if args[0] == "--type":
+        typed = args[1].encode()
+        args = args[2:]
+    out_path, timeout, argv = args[0], float(args[1]), args[2:]
+    start = time.monotonic()
     pid, fd = pty.fork()
     if pid == 0:
         try:
@@ -31,6 +39,9 @@ def main():
             timed_out = True
             os.kill(pid, signal.SIGKILL)
             break
+        if typed is not None and (out or time.monotonic() - start > 3):
+            os.write(fd, typed)
+            typed = None
         r, _, _ = select.select([fd], [], [], min(left, 0.5))
         if fd in r:
             try:

@@ -218,3 +218,190 @@ TEST_F(TransportTest, LayoutAndDirTransports) {
 
 }  // namespace
 }  // namespace kiln
+
+// ------------------------------------------------------------ verify before naming
+
+namespace kiln {
+namespace {
+
+// An OCI layout written by hand: two gzip layers, a config, a manifest, and
+// an index.json naming it "localhost/v:1". Each test breaks one thing.
+class VerifyTest : public TransportTest {
+ protected:
+  void SetUp() override {
+    TransportTest::SetUp();
+    layout_ = Path("layout");
+    ASSERT_TRUE(MakeDirs(JoinPath(layout_, "blobs/sha256")));
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "oci-layout"), R"({"imageLayoutVersion":"1.0.0"})"));
+    for (int i = 0; i < 2; ++i) {
+      std::string root = Path("l" + std::to_string(i));
+      ASSERT_TRUE(MakeDirs(root));
+      ASSERT_TRUE(WriteFileAtomic(JoinPath(root, "f" + std::to_string(i)), std::string(1000 + i, 'a' + i)));
+      std::string tar = Path("l" + std::to_string(i) + ".tar");
+      std::string cmd = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C " + root + " -cf " + tar +
+                        " . && gzip -n -k " + tar;
+      ASSERT_EQ(std::system(cmd.c_str()), 0);
+      auto raw = ReadFile(tar);
+      auto gz = ReadFile(tar + ".gz");
+      ASSERT_TRUE(raw && gz);
+      diff_ids_.push_back(Digest::Of(*raw));
+      layers_.push_back(Blob(*gz, kMediaTypeOciLayerGzip));
+    }
+  }
+
+  Descriptor Blob(const std::string& bytes, std::string_view media_type) {
+    Descriptor d;
+    d.media_type = std::string(media_type);
+    d.digest = Digest::Of(bytes);
+    d.size = static_cast<int64_t>(bytes.size());
+    EXPECT_TRUE(WriteFileAtomic(JoinPath(layout_, "blobs/sha256/" + d.digest.hex()), bytes));
+    return d;
+  }
+
+  // Writes config + manifest (+ index.json naming it) and returns the
+  // manifest descriptor as index.json gives it.
+  Descriptor Write(std::vector<Digest> diff_ids, std::vector<Descriptor> layers, int64_t manifest_size_delta = 0) {
+    std::string ids;
+    for (const auto& d : diff_ids)
+      ids += (ids.empty() ? "\"" : ",\"") + d.str() + "\"";
+    std::string cfg = R"({"architecture":")" + Platform::Host().architecture +
+                      R"(","os":"linux","rootfs":{"type":"layers","diff_ids":[)" + ids + "]}}";
+    Manifest m;
+    m.config = Blob(cfg, kMediaTypeOciConfig);
+    m.layers = std::move(layers);
+    Descriptor top = Blob(ToJson(m), kMediaTypeOciManifest);
+    top.size += manifest_size_delta;
+    Index idx;
+    Descriptor named = top;
+    named.annotations[std::string(kAnnotationRefName)] = "localhost/v:1";
+    idx.manifests.push_back(named);
+    EXPECT_TRUE(WriteFileAtomic(JoinPath(layout_, "index.json"), ToJson(idx)));
+    return top;
+  }
+
+  Expected<PulledImage> Pull(Store& store) { return PullImage(store, *TransportRef::Parse("oci:" + layout_), {}); }
+
+  void ExpectRefused(Store& store, const std::string& needle) {
+    auto before = ReadFile(JoinPath(store.root(), "index.json"));
+    auto r = Pull(store);
+    ASSERT_FALSE(r) << "accepted";
+    EXPECT_NE(std::string::npos, r.error().message().find(needle)) << r.error().message();
+    auto after = ReadFile(JoinPath(store.root(), "index.json"));
+    EXPECT_EQ(before ? *before : "", after ? *after : "");
+    auto check = store.Check();
+    ASSERT_TRUE(check);
+    EXPECT_TRUE(check->ok()) << (check->problems.empty() ? "" : check->problems[0]);
+  }
+
+  std::string layout_;
+  std::vector<Digest> diff_ids_;
+  std::vector<Descriptor> layers_;
+};
+
+TEST_F(VerifyTest, GoodLayoutPullsAndVerifies) {
+  Write(diff_ids_, layers_);
+  auto r = Pull(*store_);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(VerifyImageClosure(*store_, r->top));
+}
+
+TEST_F(VerifyTest, LayerSizeLiesAreRefusedNamingTheLayer) {
+  for (int64_t delta : {int64_t(-1), int64_t(1)}) {
+    auto layers = layers_;
+    layers[1].size += delta;
+    Write(diff_ids_, layers);
+    ExpectRefused(*store_, layers_[1].digest.str());
+  }
+  auto layers = layers_;
+  layers[1].size = 0;
+  Write(diff_ids_, layers);
+  ExpectRefused(*store_, layers_[1].digest.str());
+  // The same lie about a layer the store already has (reused only when the
+  // sizes agree).
+  Write(diff_ids_, layers_);
+  ASSERT_TRUE(Pull(*store_));
+  layers[1].size = layers_[1].size + 1;
+  Write(diff_ids_, layers);
+  ExpectRefused(*store_, "size mismatch");
+}
+
+TEST_F(VerifyTest, DiffIdsCountMustEqualLayerCount) {
+  Write({diff_ids_[0]}, layers_);
+  ExpectRefused(*store_, "lists 1 diff_ids for 2 layers");
+  Write({diff_ids_[0], diff_ids_[1], diff_ids_[1]}, layers_);
+  ExpectRefused(*store_, "lists 3 diff_ids for 2 layers");
+}
+
+TEST_F(VerifyTest, DiffIdOfAnotherLayerIsRefused) {
+  // First the honest image (its layers become known), then one whose config
+  // claims layer 0's content for layer 1.
+  Write(diff_ids_, layers_);
+  ASSERT_TRUE(Pull(*store_));
+  Write({diff_ids_[0], diff_ids_[0]}, layers_);
+  ExpectRefused(*store_, "layer " + layers_[1].digest.str() + ": diff_id mismatch");
+  // Also into a fresh store.
+  auto fresh = Open("fresh");
+  ExpectRefused(*fresh, "diff_id mismatch");
+}
+
+TEST_F(VerifyTest, ManifestSizeLieIsRefusedWhenTheManifestIsPresent) {
+  Descriptor top = Write(diff_ids_, layers_);
+  auto r = Pull(*store_);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(store_->AddImage(r->top, r->names));
+  Write(diff_ids_, layers_, +1);
+  ExpectRefused(*store_, top.digest.str() + ": size mismatch");
+  auto images = store_->ListImages();
+  ASSERT_TRUE(images);
+  ASSERT_EQ(images->size(), 1u);
+  EXPECT_EQ((*images)[0].descriptor.size, top.size) << "the stored size is the true one";
+}
+
+TEST_F(VerifyTest, OversizedConfigIsRefusedBeforeNaming) {
+  Write(diff_ids_, layers_);
+  std::string big = R"({"architecture":"amd64","os":"linux","config":{"Labels":{"x":")" + std::string(5 << 20, 'x') +
+                    R"("}},"rootfs":{"type":"layers","diff_ids":[")" + diff_ids_[0].str() + "\",\"" +
+                    diff_ids_[1].str() + "\"]}}";
+  Manifest m;
+  m.config = Blob(big, kMediaTypeOciConfig);
+  m.layers = layers_;
+  Descriptor top = Blob(ToJson(m), kMediaTypeOciManifest);
+  Index idx;
+  idx.manifests.push_back(top);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "index.json"), ToJson(idx)));
+  ExpectRefused(*store_, m.config.digest.str());
+  auto r = Pull(*store_);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::kInvalidInput);
+}
+
+TEST_F(VerifyTest, NestedIndexesAreBoundedAndCyclesRefused) {
+  Descriptor top = Write(diff_ids_, layers_);
+  for (int depth = 0; depth < 10; ++depth) {
+    Index idx;
+    idx.manifests.push_back(top);
+    top = Blob(ToJson(idx), kMediaTypeOciIndex);
+  }
+  Index outer;
+  outer.manifests.push_back(top);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "index.json"), ToJson(outer)));
+  auto fresh = Open("fresh");
+  ExpectRefused(*fresh, "deep");
+  EXPECT_FALSE(VerifyImageClosure(*fresh, top));
+  // A -> B -> A can only be written by lying about file names: the digest
+  // check at the door refuses it.
+  std::string a_hex(64, 'a'), b_hex(64, 'b');
+  auto idx_naming = [](const std::string& hex) {
+    return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:)" +
+           hex + R"(","size":200}]})";
+  };
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "blobs/sha256/" + a_hex), idx_naming(b_hex)));
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "blobs/sha256/" + b_hex), idx_naming(a_hex)));
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(layout_, "index.json"),
+                              R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:)" +
+                                  a_hex + R"(","size":)" + std::to_string(idx_naming(b_hex).size()) + "}]}"));
+  ExpectRefused(*fresh, "sha256:" + a_hex);
+}
+
+}  // namespace
+}  // namespace kiln
