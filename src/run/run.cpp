@@ -279,6 +279,10 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     return Error(Errc::kCorrupt, "image " + o.image + ": manifest and config disagree on the number of layers");
   for (size_t i = 0; i < layers.size(); ++i) {
     KILN_ASSIGN_OR_RETURN(std::string dir, store.UnpackedLayer(layers[i], image.config.diff_ids[i]));
+    // The same layer twice (two steps that changed nothing share the empty
+    // layer's diff_id): overlayfs refuses a repeated lowerdir (EINVAL), and
+    // the topmost copy alone shows the same tree.
+    std::erase(c.lower_dirs, dir);
     c.lower_dirs.insert(c.lower_dirs.begin(), dir);
     c.layers.push_back(image.config.diff_ids[i].str());
   }

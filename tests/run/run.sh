@@ -300,6 +300,15 @@ PY
   if [ "$rc" -eq 0 ]; then tap_ok "$mode: --memory applied"
   else check "$mode: --memory refused with a clear message (rc $rc)" grep -q "delegated cgroup" "$work/err"; fi
 
+  # 9. an image whose steps changed nothing repeats the empty layer: it runs
+  mkdir -p "$work/ctx-empty"
+  printf 'FROM busybox\nRUN true\nRUN true\nRUN true\n' >"$work/ctx-empty/Containerfile"
+  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown -R "$KILN_TEST_USER" "$work/ctx-empty"
+  k build -q -t empty-layers "$work/ctx-empty" >/dev/null 2>"$work/err" || diag <"$work/err"
+  out=$(k run --rm empty-layers echo hi 2>"$work/err"); rc=$?
+  check "$mode: an image with a repeated empty layer runs (rc $rc, $out)" test "$out" = hi -a "$rc" -eq 0
+  [ "$rc" -eq 0 ] || diag <"$work/err"
+
   for c in $(k ps -a -q); do k rm -f "$c" >/dev/null 2>&1; done
   rm -rf "$work" 2>/dev/null
 done
