@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -738,6 +740,57 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
   } secret_cleanup{&secret_dir};
   std::vector<Mount> rw_mounts;  // overlays behind rw bind mounts, unmounted on return
+  // Cache mounts, one directory per id. sharing= (SECURITY.md H48): one
+  // flock per id, held until the step ends, across threads and kiln
+  // processes; taken in the ids' order (no deadlock between two steps that
+  // name the same ids in another order). shared: a shared lock (all shared
+  // users at once); locked: an exclusive lock, waited for (the step bodies
+  // never overlap); private: the cache when nobody else uses it, else an
+  // empty throwaway directory (never another step's in-flight writes).
+  std::vector<UniqueFd> cache_locks;
+  std::map<std::string, std::string> cache_hosts;  // hex(id) -> host directory
+  {
+    std::map<std::string, std::pair<CacheSharing, uint32_t>> wanted;  // hex(id) -> strongest sharing, mode
+    for (const auto& m : run.mounts) {
+      if (m.type != MountType::kCache)
+        continue;
+      std::string hex = Digest::Of(m.id.empty() ? m.target : m.id).hex();
+      auto [it, fresh] = wanted.emplace(hex, std::make_pair(m.sharing, static_cast<uint32_t>(m.mode.value_or(0755))));
+      if (!fresh && (m.sharing == CacheSharing::kLocked ||
+                     (m.sharing == CacheSharing::kPrivate && it->second.first == CacheSharing::kShared)))
+        it->second.first = m.sharing;
+    }
+    for (const auto& [hex, want] : wanted) {
+      std::string dir = JoinPath(store_.root(), "cache-mounts/" + hex);
+      KILN_TRY(MakeDirs(dir, want.second));
+      std::string lock_path = dir + ".lock";
+      int lfd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (lfd < 0)
+        return Error::FromErrno("open cache lock " + lock_path);
+      UniqueFd lock_fd(lfd);
+      int op = want.first == CacheSharing::kShared   ? LOCK_SH
+               : want.first == CacheSharing::kLocked ? LOCK_EX
+                                                     : LOCK_EX | LOCK_NB;
+      int rc;
+      while ((rc = ::flock(lock_fd.get(), op)) != 0 && errno == EINTR) {
+      }
+      std::string host = dir;
+      if (rc != 0) {
+        if (want.first != CacheSharing::kPrivate || errno != EWOULDBLOCK)
+          return Error::FromErrno("lock cache " + lock_path);
+        lock_fd.reset();
+        KILN_ASSIGN_OR_RETURN(host, store_.MakeTempDir("cache-private-"));
+        {
+          std::lock_guard<std::mutex> lock(temp_mu_);
+          temp_dirs_.push_back(host);
+        }
+        ::chmod(host.c_str(), want.second);
+      }
+      if (lock_fd.valid())
+        cache_locks.push_back(std::move(lock_fd));
+      cache_hosts[hex] = host;
+    }
+  }
   for (const auto& m : run.mounts) {
     if (m.type == MountType::kTmpfs) {
       spec.mounts.push_back({SandboxMount::Type::kTmpfs, "", m.target, false,
@@ -759,9 +812,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
     if (m.type == MountType::kCache) {
       std::string id = m.id.empty() ? m.target : m.id;
-      std::string dir = JoinPath(store_.root(), "cache-mounts/" + Digest::Of(id).hex());
-      KILN_TRY(MakeDirs(dir, m.mode.value_or(0755)));
-      spec.mounts.push_back({SandboxMount::Type::kBind, dir, m.target, false, ""});
+      spec.mounts.push_back({SandboxMount::Type::kBind, cache_hosts.at(Digest::Of(id).hex()), m.target, false, ""});
       continue;
     }
     if (m.type == MountType::kSecret) {
