@@ -13,6 +13,8 @@
 //   <root>/cache/<key>.json       build-cache records (opaque JSON)
 //   <root>/state/<name>           other private module state (stat caches, keys)
 //   <root>/containers/            owned by the run module (opaque)
+//   <root>/roots/<module>/<n>.json what modules keep alive through GC (GcRoot)
+//   <root>/leases/<id>            flock'ed by in-flight builds, pulls, loads
 //   <root>/tmp/                   private staging files and directories
 //   <root>/lock, <root>/gc.lock   flock(2) files
 //
@@ -27,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -41,6 +44,49 @@
 namespace kiln {
 
 class Store;
+
+/// What a module keeps alive through garbage collection (docs/store.md,
+/// "Roots and leases"). Registered with Store::PutRoot(module, name, root).
+struct GcRoot {
+  /// Blobs kept with their whole closure: a manifest keeps its config and
+  /// layers, an index every manifest below it.
+  std::vector<Descriptor> blobs;
+  /// Unpacked layer directories (layers/<hex>) kept: diff_ids or keys.
+  std::vector<Digest> layers;
+  /// Image IDs (config digests): every image with one of these IDs is kept
+  /// whole, `prune -a` does not remove it unnamed, and `rmi` refuses it
+  /// without -f. A container's root names its image here.
+  std::vector<Digest> image_ids;
+  /// A path relative to the store root whose existence keeps the root
+  /// valid (a container's config.json, a cache record). When it is gone the
+  /// root is stale: Prune() ignores and removes it. Empty: the root lives
+  /// until DeleteRoot().
+  std::string owner;
+};
+
+/// A lease (containerd's model): while alive it protects every blob and
+/// unpacked layer that its process writes, reuses or finds present through
+/// the store object it was taken on (including their closure), so that no
+/// garbage collection removes them between "blob written" and "image
+/// named". It is a file leases/<random> holding those digests, flock'ed
+/// for as long as the Lease lives; Prune() removes unlocked (stale) leases.
+/// Nested leases on one store object share the file. Not copyable; moving
+/// keeps it alive.
+class Lease {
+ public:
+  Lease() = default;
+  Lease(Lease&&) noexcept;
+  Lease& operator=(Lease&&) noexcept;
+  ~Lease();
+  /// Protects `digest` (a blob, or a layer directory's key) explicitly.
+  void Add(const Digest& digest);
+  bool active() const { return state_ != nullptr; }
+  struct State;
+
+ private:
+  friend class Store;
+  std::shared_ptr<State> state_;
+};
 
 /// Streams one blob into the store: a private temp file in tmp/, hashed as
 /// it is written; Commit() checks digest and size, fsyncs, renames it into
@@ -216,9 +262,11 @@ class Store {
   // ------------------------------------------------------------ cache records
 
   /// Keys: 1..128 of [A-Za-z0-9_.-], not starting with '.'; typically the hex
-  /// of a cache key digest. Values are opaque JSON (any "sha256:<hex>" string
-  /// in them keeps that blob alive through Prune()).
-  Status PutCacheRecord(std::string_view key, std::string_view json) const;
+  /// of a cache key digest. Values are opaque JSON. What the record needs
+  /// kept through Prune() is `keep` (registered as the root "cache"/<key>
+  /// owned by the record); a record without a root (written by an older
+  /// kiln) keeps every "sha256:<hex>" string in it alive.
+  Status PutCacheRecord(std::string_view key, std::string_view json, const GcRoot& keep = {}) const;
   /// kNotFound when absent.
   Expected<std::string> GetCacheRecord(std::string_view key) const;
   Status DeleteCacheRecord(std::string_view key) const;
@@ -236,10 +284,44 @@ class Store {
   /// kNotFound when absent.
   Expected<std::string> GetStateFile(std::string_view name, size_t max_bytes = size_t(256) << 20) const;
 
+  // ------------------------------------------------------------ roots and leases
+
+  /// Registers (replaces) the root `module`/`name` (both as cache keys:
+  /// [A-Za-z0-9_.-]): its blobs, layers and images survive Prune() while
+  /// the root exists (and, with an owner, while the owner path exists).
+  /// Written atomically; not synced (a root lost in a power cut falls back
+  /// to the legacy scan of its owner's JSON, docs/store.md).
+  Status PutRoot(std::string_view module, std::string_view name, const GcRoot& root) const;
+  /// Removes a root; absent is fine.
+  Status DeleteRoot(std::string_view module, std::string_view name) const;
+  /// Every valid (non-stale) root of `module` (empty: all modules), keyed
+  /// "module/name".
+  Expected<std::map<std::string, GcRoot>> ListRoots(std::string_view module = {}) const;
+  /// Takes a lease (see Lease) on this store object, or joins the one
+  /// already held through it. `purpose` is recorded for humans.
+  Expected<Lease> AcquireLease(std::string_view purpose) const;
+
+  // ------------------------------------------------------------ damage
+
+  /// The blobs of the image `top` that are missing (for an index: the
+  /// manifests of it that are present, and their configs and layers; an
+  /// index without any present manifest counts as missing that index's
+  /// first manifest). Each entry is "what digest" ("config sha256:...").
+  /// Empty: the image is complete.
+  std::vector<std::string> MissingBlobs(const Descriptor& top) const;
+  /// Like ResolveImage, but finds an image even when it is damaged (its
+  /// manifest or config missing): by name, by top digest, by ID or ID
+  /// prefix (when its manifest is readable). Returns every matching entry
+  /// (several when an ID prefix matches several entries); kNotFound when
+  /// none.
+  Expected<std::vector<ImageEntry>> FindImageEntries(std::string_view text) const;
+
   // ------------------------------------------------------------ directories
 
-  /// <root>/containers: the run module's own records. Every "sha256:<hex>"
-  /// in a *.json file below it keeps that blob alive through Prune().
+  /// <root>/containers: the run module's own records. A container keeps its
+  /// image through a root ("containers"/<id>, owner its config.json); a
+  /// record written by an older kiln without a root keeps every
+  /// "sha256:<hex>" in its *.json files alive (the legacy scan).
   std::string ContainersDir() const;
   /// <root>/tmp: on the store's file system, for staging.
   std::string TmpDir() const;
@@ -270,14 +352,19 @@ class Store {
   };
   struct PruneReport {
     int64_t images_removed = 0;
+    int64_t roots_removed = 0;   ///< stale roots and leases
     int64_t blobs_removed = 0;
     int64_t bytes_freed = 0;
     int64_t layer_dirs_removed = 0;
     int64_t tmp_removed = 0;
     int64_t cache_records_removed = 0;
   };
-  /// Removes blobs unreachable from index.json, cache records and container
-  /// records; unpacked layers no remaining image uses; everything in tmp/.
+  /// One mark-and-sweep from the roots (docs/store.md): every image of
+  /// index.json with its closure, every registered root (containers, cache
+  /// records), every live lease, and the legacy scan of records without a
+  /// root. Removes unmarked blobs, unpacked layers no root uses (--all:
+  /// none but those of containers, cache records and leases), stale roots
+  /// and leases, and everything in tmp/.
   /// Takes the gc lock exclusively: waits up to `wait_seconds` for other
   /// kiln processes (0: fail at once with kFailed "store is in use").
   Expected<PruneReport> Prune(const PruneOptions& options, int wait_seconds = 30);
@@ -285,18 +372,26 @@ class Store {
  private:
   explicit Store(std::string root);
   friend class BlobWriter;
+  struct LeaseSlot;
   class IndexLock;
 
   Expected<std::string> ReadIndexJson() const;
+  /// AddImage's update of `idx` (read under the index lock), then written.
+  Status AddImageLocked(Index& idx, const Descriptor& top, std::span<const std::string> names);
+  static std::shared_ptr<LeaseSlot> NewLeaseSlot();
   std::string UnsyncedRecordPath(const Digest& key) const;
   /// At Open: discards layer directories whose unsynced record names
   /// another boot, and clears the records of this boot's layers renamed into
   /// place over a minute ago (after a syncfs).
   Status RecoverUnsyncedLayers();
   Status WriteIndexJson(const std::string& json) const;
+  /// The lease of this store object, when one is held: every blob and
+  /// layer key the store writes or finds present is added to it.
+  void NoteLeased(const Digest& digest) const;
 
   std::string root_;
   UniqueFd gc_lock_;
+  std::shared_ptr<LeaseSlot> lease_;
 };
 
 /// Crash-point injection for the crash-safety test: when $KILN_CRASH_AT=N,

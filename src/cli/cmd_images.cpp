@@ -56,9 +56,44 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
         continue;
       }
     }
+    // A damaged image (a blob of it missing) is listed, not hidden: SIZE
+    // says "damaged", a warning names what is missing and the way out
+    // (docs/images.md).
+    std::vector<std::string> missing = store->MissingBlobs(e.descriptor);
+    if (!missing.empty()) {
+      std::string label = e.names.empty() ? e.descriptor.digest.str() : e.names.front();
+      std::fprintf(stderr,
+                   "kiln: warning: image %s is damaged: %s is missing%s; pull or load it again to repair it, "
+                   "or remove it with kiln rmi\n",
+                   label.c_str(), missing.front().c_str(),
+                   missing.size() > 1 ? (" (and " + std::to_string(missing.size() - 1) + " more)").c_str() : "");
+    }
     if (!img) {
-      std::fprintf(stderr, "kiln: warning: image %s: %s\n", e.descriptor.digest.str().c_str(),
-                   img.error().message().c_str());
+      if (missing.empty()) {
+        std::fprintf(stderr, "kiln: warning: image %s: %s\n", e.descriptor.digest.str().c_str(),
+                     img.error().message().c_str());
+        missing.push_back(img.error().message());
+      }
+      // Not even its config: show what index.json and the manifest tell.
+      Digest idd = e.descriptor.digest;
+      if (IsManifestMediaType(e.descriptor.media_type))
+        if (auto m = store->ReadManifest(e.descriptor.digest))
+          idd = m->config.digest;
+      std::string id = no_trunc ? idd.str() : ShortId(idd);
+      if (quiet) {
+        if (ids_printed.insert(id).second)
+          std::printf("%s\n", id.c_str());
+        continue;
+      }
+      array.push_back({{"Id", idd.hex()}, {"Names", e.names}, {"RepoTags", e.names},
+                       {"Digest", e.descriptor.digest.str()}, {"Dangling", e.names.empty()},
+                       {"IsManifestList", is_list}, {"Damaged", true}, {"Missing", missing}});
+      if (e.names.empty())
+        rows.push_back({"<none>", "<none>", id, "", "damaged"});
+      for (const auto& n : e.names) {
+        auto ref = ImageReference::Parse(n);
+        rows.push_back({ref ? ref->Name() : n, ref && !ref->tag.empty() ? ref->tag : "<none>", id, "", "damaged"});
+      }
       continue;
     }
     img->names = e.names;
@@ -85,19 +120,24 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
                         {"CreatedAt", img->config.created},
                         {"Dangling", e.names.empty()},
                         {"IsManifestList", is_list}};
+    if (!missing.empty()) {
+      j["Damaged"] = true;
+      j["Missing"] = missing;
+    }
+    std::string size = missing.empty() ? HumanSize(ImageSize(*img)) : "damaged";
     for (const auto& n : e.names)
       if (auto ref = ImageReference::Parse(n))
         j["RepoDigests"].push_back(ref->Name() + "@" + e.descriptor.digest.str());
     array.push_back(j);
     if (e.names.empty()) {
-      rows.push_back({"<none>", "<none>", id, HumanAgo(img->config.created), HumanSize(ImageSize(*img))});
+      rows.push_back({"<none>", "<none>", id, HumanAgo(img->config.created), size});
       continue;
     }
     for (const auto& n : e.names) {
       auto ref = ImageReference::Parse(n);
       std::string repo = ref ? ref->Name() : n;
       std::string tag = ref && !ref->tag.empty() ? ref->tag : "<none>";
-      rows.push_back({repo, tag, id, HumanAgo(img->config.created), HumanSize(ImageSize(*img))});
+      rows.push_back({repo, tag, id, HumanAgo(img->config.created), size});
     }
   }
   if (quiet)

@@ -61,6 +61,9 @@ void AddImportCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
+    auto lease = store->AcquireLease("import");  // until the image is named
+    if (!lease)
+      return ReportError(lease.error());
     auto top = ImportRootfsTar(*store, fd, opts);
     if (!top)
       return ReportError(std::move(top).error().WithContext("import " + f->source));

@@ -23,6 +23,9 @@ void AddLoadCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
+    auto lease = store->AcquireLease("load");  // until the images are named
+    if (!lease)
+      return ReportError(lease.error());
     std::string path = f->input;
     std::string staged;
     if (path.empty() || path == "-") {

@@ -52,6 +52,9 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
+    auto lease = store->AcquireLease("pull " + f->reference);  // until the image is named
+    if (!lease)
+      return ReportError(lease.error());
     auto pulled = PullImage(*store, *src, opts);
     if (!pulled)
       return ReportError(pulled.error());

@@ -87,16 +87,21 @@ Expected<size_t> ImportCache(Store& store, const std::string& ref, TransferOptio
   for (const auto& [key, rec] : doc["records"].items()) {
     if (!rec.is_object())
       continue;
+    GcRoot keep;
     if (rec.contains("layer")) {
       auto desc = ParseDescriptor(rec["layer"].dump());
       if (!desc || layers.count(desc->digest) == 0)
         continue;  // a record must not point at a blob this cache did not bring
+      keep.blobs = {*desc};
+      if (rec.contains("diff_id") && rec["diff_id"].is_string())
+        if (auto diff = Digest::Parse(rec["diff_id"].get<std::string>()))
+          keep.layers = {*diff};
     } else if (!rec.value("empty", false)) {
       continue;
     }
     if (store.GetCacheRecord(key))
       continue;
-    if (auto s = store.PutCacheRecord(key, rec.dump()); !s)
+    if (auto s = store.PutCacheRecord(key, rec.dump(), keep); !s)
       return std::move(s).error().WithContext("--cache-from " + ref);
     ++imported;
   }

@@ -371,6 +371,9 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   auto store = Store::Open(ctx.StoreRoot());
   if (!store)
     return ReportError(store.error());
+  auto lease = store->AcquireLease("build");  // until the images are tagged
+  if (!lease)
+    return ReportError(lease.error());
   registry::RegisterDockerTransport();
   const Platform platform = req.platforms.empty() ? Platform::Host() : req.platforms[0];
   bool quiet = req.quiet || req.progress == "json";

@@ -509,6 +509,7 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
     }
   }
   nlohmann::json record;
+  GcRoot keep;  // what the record needs through prune (docs/store.md)
   if (empty) {
     record["empty"] = true;
     AddHistory(step, st, true);
@@ -544,13 +545,15 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
     st.config.diff_ids.push_back(info->diff_id);
     record["layer"] = nlohmann::json::parse(ToJson(desc));
     record["diff_id"] = info->diff_id.str();
+    keep.blobs = {desc};
+    keep.layers = {info->diff_id};
     AddHistory(step, st, false);
   }
   // Records are written even with --no-cache (which only skips the
   // lookup), so that the next build can hit them; not with --layers=false
   // (buildah keeps no intermediate images then).
   if (opts_.write_cache)
-    (void)store_.PutCacheRecord(key.hex(), record.dump());
+    (void)store_.PutCacheRecord(key.hex(), record.dump(), keep);
   return Ok();
 }
 

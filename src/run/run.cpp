@@ -756,6 +756,14 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     KILN_TRY(AddMounts(paths, o, image, staging, c));
     (void)RemoveAll(staging + "/tmp");
     KILN_TRY(WriteConfigAt(staging, c));
+    // The container keeps its image (and the layers it runs on) through
+    // prune; the root is valid once config.json is in place and goes stale
+    // with it (docs/store.md).
+    GcRoot root{.blobs = {}, .layers = {}, .image_ids = {image.id()}, .owner = "containers/" + id + "/config.json"};
+    for (const auto& l : c.layers)
+      if (auto d = Digest::Parse(l))
+        root.layers.push_back(*d);
+    KILN_TRY(store.PutRoot("containers", id, root));
     if (::rename(staging.c_str(), cdir.c_str()) != 0)
       return Error::FromErrno("commit container record " + cdir);
     discard.dir.clear();

@@ -47,12 +47,4 @@ void CollectDigests(std::string_view text, std::set<std::string>* out);
 /// Names (not "." / "..") of a directory; missing directory: empty.
 Expected<std::vector<std::string>> ListDir(const std::string& dir);
 
-/// The blob digests reachable from `top` that are present in the store
-/// (manifests, indexes, configs, layers; index children that are absent are
-/// skipped). Adds to `out`; `diff_ids` collects every config's diff_ids.
-/// `visited` is the walk's own set (never `out`: a digest already live for
-/// another reason must still have its children marked).
-void CollectClosure(const Store& store, const Descriptor& top, std::set<std::string>* out,
-                    std::set<std::string>* diff_ids, std::set<std::string>* visited, int depth = 0);
-
 }  // namespace kiln::store_internal

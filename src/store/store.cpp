@@ -151,44 +151,6 @@ Expected<std::vector<std::string>> ListDir(const std::string& dir) {
   return names;
 }
 
-void CollectClosure(const Store& store, const Descriptor& top, std::set<std::string>* out,
-                    std::set<std::string>* diff_ids, std::set<std::string>* visited, int depth) {
-  if (depth > 8 || !top.digest.valid() || !store.HasBlob(top.digest))
-    return;
-  // `visited` is separate from `out`: a digest may be live already (a cache
-  // record names a base image's manifest) without its children having been
-  // marked; only a walk of this closure may skip what it walked itself.
-  if (!visited->insert(top.digest.str()).second)
-    return;  // seen (also breaks index cycles)
-  out->insert(top.digest.str());
-  if (IsIndexMediaType(top.media_type)) {
-    auto idx = store.ReadIndex(top.digest);
-    if (!idx)
-      return;
-    for (const auto& m : idx->manifests)
-      CollectClosure(store, m, out, diff_ids, visited, depth + 1);
-    return;
-  }
-  if (!IsManifestMediaType(top.media_type))
-    return;
-  auto m = store.ReadManifest(top.digest);
-  if (!m)
-    return;
-  out->insert(m->config.digest.str());
-  for (const auto& l : m->layers)
-    out->insert(l.digest.str());
-  if (diff_ids && IsConfigMediaType(m->config.media_type)) {
-    if (auto c = store.ReadConfig(m->config.digest)) {
-      for (const auto& d : c->diff_ids)
-        diff_ids->insert(d.hex());
-      for (size_t n = 1; n <= c->diff_ids.size(); ++n)
-        diff_ids->insert(ChainId(std::span<const Digest>(c->diff_ids.data(), n)).hex());
-    }
-  }
-  if (m->subject)
-    out->insert(m->subject->digest.str());
-}
-
 }  // namespace store_internal
 
 // ============================================================ BlobWriter
@@ -321,6 +283,7 @@ Expected<Descriptor> BlobWriter::Publish(const Digest& got, int64_t size, std::s
     CrashPoint("blob: renamed, before directory fsync");
     KILN_TRY(FsyncDir(DirName(dest)));
   }
+  store_->NoteLeased(got);
   Descriptor d;
   d.media_type = std::string(media_type);
   d.digest = got;
@@ -364,7 +327,7 @@ class Store::IndexLock {
   FileLock lock_;
 };
 
-Store::Store(std::string root) : root_(std::move(root)) {}
+Store::Store(std::string root) : root_(std::move(root)), lease_(NewLeaseSlot()) {}
 Store::Store(Store&&) noexcept = default;
 Store& Store::operator=(Store&&) noexcept = default;
 Store::~Store() = default;
@@ -412,7 +375,12 @@ std::string Store::BlobPath(const Digest& digest) const {
   return root_ + "/blobs/" + digest.algorithm() + "/" + digest.hex();
 }
 
-bool Store::HasBlob(const Digest& digest) const { return digest.valid() && PathExists(BlobPath(digest)); }
+bool Store::HasBlob(const Digest& digest) const {
+  if (!digest.valid() || !PathExists(BlobPath(digest)))
+    return false;
+  NoteLeased(digest);  // found present: a writer may reuse it
+  return true;
+}
 
 Expected<BlobWriter> Store::NewBlobWriter(std::optional<Digest> expected, int64_t expected_size) const {
   if (expected && expected->algorithm() != "sha256")
@@ -477,6 +445,8 @@ Expected<UniqueFd> Store::OpenBlob(const Digest& digest) const {
   auto fd = OpenFile(BlobPath(digest), O_RDONLY);
   if (!fd && fd.error().code() == Errc::kNotFound)
     return Error(Errc::kNotFound, "blob " + digest.str() + " is not in the store " + root_);
+  if (fd)
+    NoteLeased(digest);
   return fd;
 }
 
@@ -597,6 +567,43 @@ Status Store::AddImage(const Descriptor& top, std::span<const std::string> names
   CrashPoint("index: locked");
   KILN_ASSIGN_OR_RETURN(std::string json, ReadIndexJson());
   KILN_ASSIGN_OR_RETURN(Index idx, LoadIndex(json, root_));
+  // An image that is already present under another manifest (same ID: same
+  // config digest; e.g. `save --format docker-archive` then `load`) gets the
+  // names only, never a second entry with the same ID (issue [2.1b] 7). The
+  // complete copy stays: the existing one, unless it is damaged (a blob
+  // missing), which the new one then replaces with all its names (repair).
+  std::optional<Digest> absorb;
+  if (IsManifestMediaType(top.media_type)) {
+    if (auto mine = ReadManifest(top.digest)) {
+      for (const auto& d : idx.manifests) {
+        if (d.digest == top.digest || !IsManifestMediaType(d.media_type) || !HasBlob(d.digest))
+          continue;
+        auto other = ReadManifest(d.digest);
+        if (!other || other->config.digest != mine->config.digest)
+          continue;
+        if (MissingBlobs(d).empty()) {
+          Descriptor existing = d;
+          existing.annotations.erase(std::string(kAnnotationRefName));
+          return AddImageLocked(idx, existing, names);
+        }
+        absorb = d.digest;
+        break;
+      }
+    }
+  }
+  if (absorb)
+    for (auto& d : idx.manifests)
+      if (d.digest == *absorb) {
+        std::string n = RefName(d);
+        d = top;
+        d.annotations.erase(std::string(kAnnotationRefName));
+        if (!n.empty())
+          d.annotations[std::string(kAnnotationRefName)] = n;
+      }
+  return AddImageLocked(idx, top, names);
+}
+
+Status Store::AddImageLocked(Index& idx, const Descriptor& top, std::span<const std::string> names) {
   std::set<std::string> wanted(names.begin(), names.end());
   std::vector<Descriptor> kept;
   std::set<std::string> lost_name;  // images that lose a name to this one
@@ -859,6 +866,7 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
   if (!key.valid())
     return Error(Errc::kInvalidInput, "invalid layer key");
   std::string final_dir = LayerDir(key);
+  NoteLeased(key);
   if (PathExists(final_dir))
     return final_dir;
   // Deferred durability (docs/store.md): a layer directory is a cache of its
@@ -906,6 +914,7 @@ Expected<std::string> Store::GetOrCreateLayerDir(const Digest& key,
 }
 
 Expected<std::string> Store::UnpackedLayer(const Descriptor& layer, const Digest& diff_id) {
+  NoteLeased(diff_id);
   if (PathExists(LayerDir(diff_id)))
     return LayerDir(diff_id);
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenBlob(layer.digest));
@@ -945,9 +954,14 @@ Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor
 
 // ------------------------------------------------------------ cache records
 
-Status Store::PutCacheRecord(std::string_view key, std::string_view json) const {
+Status Store::PutCacheRecord(std::string_view key, std::string_view json, const GcRoot& keep) const {
   if (!ValidCacheKey(key))
     return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
+  // The root first (owned by the record, so a crash before the record
+  // leaves a stale root the collector drops), then the record.
+  GcRoot root = keep;
+  root.owner = "cache/" + std::string(key) + ".json";
+  KILN_TRY(PutRoot("cache", key, root));
   return AtomicWrite(TmpDir(), root_ + "/cache/" + std::string(key) + ".json", json, "cache record");
 }
 
@@ -966,7 +980,7 @@ Status Store::DeleteCacheRecord(std::string_view key) const {
   std::string path = root_ + "/cache/" + std::string(key) + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
     return Error::FromErrno("remove " + path);
-  return Ok();
+  return DeleteRoot("cache", key);
 }
 
 // ------------------------------------------------------------ state files

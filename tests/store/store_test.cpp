@@ -281,7 +281,9 @@ TEST_F(StoreTest, PruneKeepsWhatIsReferenced) {
   ASSERT_TRUE(store_->AddImage(dangling));
   auto orphan = store_->PutBlob("x/y", "orphan");
   auto cached = store_->PutBlob(kMediaTypeOciLayerGzip, "cached-layer");
-  ASSERT_TRUE(store_->PutCacheRecord("k1", R"({"layer":{"digest":")" + cached->digest.str() + R"("}})"));
+  GcRoot keep;
+  keep.blobs = {*cached};
+  ASSERT_TRUE(store_->PutCacheRecord("k1", R"({"layer":{"digest":")" + cached->digest.str() + R"("}})", keep));
   ASSERT_TRUE(MakeDirs(JoinPath(store_->TmpDir(), "stale-dir")));
   ASSERT_TRUE(WriteFileAtomic(JoinPath(store_->TmpDir(), "stale"), "x"));
   auto kept_img = store_->ResolveImage("kept");
@@ -395,6 +397,252 @@ TEST_F(StoreTest, ConcurrentNamingLosesNothing) {
   ASSERT_TRUE(list);
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ(list->front().names.size(), 3u * kPerProcess);
+}
+
+// ---------------------------------------------------------------- roots and leases
+
+TEST_F(StoreTest, RegisteredRootsKeepTheirClosureUntilStaleOrDeleted) {
+  Descriptor m = MakeImage("rooted-layer");  // never named: only the root keeps it
+  auto img = store_->LoadImage(m);
+  ASSERT_TRUE(img) << img.error().message();
+  GcRoot root;
+  root.blobs = {m};
+  ASSERT_TRUE(store_->PutRoot("test", "r1", root));
+  auto listed = store_->ListRoots();
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->count("test/r1"), 1u);
+  auto r = store_->Prune({}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->blobs_removed, 0);
+  EXPECT_TRUE(store_->HasBlob(img->manifest.config.digest));
+  EXPECT_TRUE(store_->HasBlob(img->manifest.layers[0].digest));
+  // An owner that does not exist makes the root stale: removed, and what it
+  // kept goes.
+  root.owner = "containers/gone/config.json";
+  ASSERT_TRUE(store_->PutRoot("test", "r1", root));
+  EXPECT_EQ(store_->ListRoots("test")->size(), 0u);
+  r = store_->Prune({}, 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->roots_removed, 1);
+  EXPECT_EQ(r->blobs_removed, 3);
+  EXPECT_FALSE(PathExists(store_->root() + "/roots/test/r1.json"));
+  // Bad names and owners are refused.
+  EXPECT_EQ(store_->PutRoot("../x", "a", {}).error().code(), Errc::kInvalidInput);
+  GcRoot escape;
+  escape.owner = "../outside";
+  EXPECT_EQ(store_->PutRoot("test", "a", escape).error().code(), Errc::kInvalidInput);
+}
+
+TEST_F(StoreTest, AContainersRootKeepsItsUnnamedImageThroughPruneAll) {
+  Descriptor m = MakeImage("ctr-layer");
+  ASSERT_TRUE(store_->AddImage(m));  // unnamed (<none>)
+  auto img = store_->LoadImage(m);
+  ASSERT_TRUE(img);
+  ASSERT_TRUE(MakeDirs(store_->ContainersDir() + "/c1"));
+  ASSERT_TRUE(WriteFileAtomic(store_->ContainersDir() + "/c1/config.json", "{}"));
+  GcRoot root;
+  root.image_ids = {img->id()};
+  root.layers = {img->config.diff_ids[0]};
+  root.owner = "containers/c1/config.json";
+  ASSERT_TRUE(store_->PutRoot("containers", "c1", root));
+  ASSERT_TRUE(store_->GetOrCreateLayerDir(img->config.diff_ids[0], [](const std::string&) -> Status { return Ok(); }));
+  auto r = store_->Prune({.all = true}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->images_removed, 0);
+  EXPECT_EQ(r->blobs_removed, 0);
+  EXPECT_EQ(r->layer_dirs_removed, 0);
+  EXPECT_TRUE(store_->ResolveImage(img->id().str()));
+  // The container goes (its record removed): the image goes with prune -a.
+  ASSERT_TRUE(RemoveAll(store_->ContainersDir() + "/c1"));
+  r = store_->Prune({.all = true}, 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->images_removed, 1);
+  EXPECT_EQ(r->layer_dirs_removed, 1);
+  EXPECT_FALSE(store_->HasBlob(img->manifest.layers[0].digest));
+}
+
+TEST_F(StoreTest, OldRecordsWithoutRootsAreStillProtected) {
+  // A store written by an older kiln: a container record and a cache record
+  // that only mention digests in their JSON.
+  Descriptor m = MakeImage("legacy-layer");
+  ASSERT_TRUE(store_->AddImage(m));
+  auto img = store_->LoadImage(m);
+  ASSERT_TRUE(img);
+  ASSERT_TRUE(MakeDirs(store_->ContainersDir() + "/old"));
+  ASSERT_TRUE(WriteFileAtomic(store_->ContainersDir() + "/old/config.json",
+                              R"({"image_id":")" + img->id().str() + R"(","layers":[")" +
+                                  img->config.diff_ids[0].str() + R"("]})"));
+  auto cached = store_->PutBlob(kMediaTypeOciLayerGzip, "legacy-cached");
+  ASSERT_TRUE(WriteFileAtomic(store_->root() + "/cache/oldkey.json",
+                              R"({"layer":{"digest":")" + cached->digest.str() + R"("}})"));
+  auto r = store_->Prune({.all = true}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->images_removed, 0);
+  EXPECT_EQ(r->blobs_removed, 0);
+  EXPECT_TRUE(store_->HasBlob(cached->digest));
+  EXPECT_TRUE(store_->HasBlob(img->manifest.layers[0].digest));
+}
+
+TEST_F(StoreTest, CacheRecordsKeepWhatTheyRegisterNotWhatTheyMention) {
+  auto layer = store_->PutBlob(kMediaTypeOciLayerGzip, "cache-layer");
+  auto mentioned = store_->PutBlob(kMediaTypeOciLayerGzip, "only-mentioned");
+  GcRoot keep;
+  keep.blobs = {*layer};
+  keep.layers = {Digest::Of("diff")};
+  ASSERT_TRUE(store_->GetOrCreateLayerDir(Digest::Of("diff"), [](const std::string&) -> Status { return Ok(); }));
+  ASSERT_TRUE(store_->PutCacheRecord("k1", R"({"base":")" + mentioned->digest.str() + R"("})", keep));
+  auto r = store_->Prune({}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(store_->HasBlob(layer->digest));
+  EXPECT_FALSE(store_->HasBlob(mentioned->digest));
+  EXPECT_EQ(r->layer_dirs_removed, 0);
+  ASSERT_TRUE(store_->DeleteCacheRecord("k1"));
+  r = store_->Prune({}, 0);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(store_->HasBlob(layer->digest));
+  EXPECT_EQ(r->layer_dirs_removed, 1);
+  // prune --cache drops the records and what only they kept.
+  auto l2 = store_->PutBlob(kMediaTypeOciLayerGzip, "cache-layer-2");
+  GcRoot k2;
+  k2.blobs = {*l2};
+  ASSERT_TRUE(store_->PutCacheRecord("k2", "{}", k2));
+  r = store_->Prune({.cache = true}, 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->cache_records_removed, 1);
+  EXPECT_FALSE(store_->HasBlob(l2->digest));
+}
+
+TEST_F(StoreTest, ALeaseProtectsWhatItsProcessWritesUntilItDies) {
+  int ready[2], done[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  std::string data = "leased blob";
+  Digest d = Digest::Of(data);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Lease lease;
+    {
+      auto s = Store::Open(store_->root());
+      if (!s)
+        ::_exit(1);
+      auto l = s->AcquireLease("test");
+      if (!l)
+        ::_exit(2);
+      lease = std::move(*l);
+      auto nested = s->AcquireLease("nested");  // joins the same lease
+      if (!nested || !s->PutBlob("x/y", data))
+        ::_exit(3);
+    }  // the store is closed (gc lock released); the lease lives on
+    char c = 'x';
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(done[0], &c, 1);
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  auto leases = ListDirForTest(store_->root() + "/leases");
+  EXPECT_EQ(leases.size(), 1u);
+  auto r = store_->Prune({}, 5);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(store_->HasBlob(d));
+  EXPECT_EQ(r->blobs_removed, 0);
+  // The holder dies without cleaning up (its file stays, unlocked).
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status;
+  ::waitpid(pid, &status, 0);
+  r = store_->Prune({}, 5);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(store_->HasBlob(d));
+  EXPECT_TRUE(ListDirForTest(store_->root() + "/leases").empty());
+  for (int fd : {ready[0], ready[1], done[0], done[1]})
+    ::close(fd);
+}
+
+TEST_F(StoreTest, MarkingHasItsOwnVisitedSet) {
+  // Two images share a layer; the first walked is the one with a name. A
+  // lease and a root name the second's manifest: still every blob of both
+  // is kept.
+  Descriptor a = MakeImage("shared-layer", "a");
+  Descriptor b = MakeImage("shared-layer", "b");
+  std::vector<std::string> na = {"localhost/a:latest"}, nb = {"localhost/b:latest"};
+  ASSERT_TRUE(store_->AddImage(a, na));
+  ASSERT_TRUE(store_->AddImage(b, nb));
+  GcRoot root;
+  root.blobs = {b};
+  ASSERT_TRUE(store_->PutRoot("test", "b", root));
+  ASSERT_TRUE(store_->PutCacheRecord("stage", R"({"base":)" + ToJson(a) + "}"));
+  auto r = store_->Prune({.all = true}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->blobs_removed, 0);
+  auto chk = store_->Check();
+  ASSERT_TRUE(chk);
+  EXPECT_TRUE(chk->ok()) << chk->problems.front();
+}
+
+// ---------------------------------------------------------------- damage and duplicates
+
+TEST_F(StoreTest, DamagedImagesAreFoundAndRepairedByTheSameImage) {
+  Descriptor m = MakeImage("damaged-layer");
+  std::vector<std::string> names = {"localhost/d:latest"};
+  ASSERT_TRUE(store_->AddImage(m, names));
+  auto img = store_->LoadImage(m);
+  ASSERT_TRUE(img);
+  EXPECT_TRUE(store_->MissingBlobs(m).empty());
+  std::string layer_bytes = "damaged-layer";
+  ASSERT_EQ(::unlink(store_->BlobPath(img->manifest.layers[0].digest).c_str()), 0);
+  auto missing = store_->MissingBlobs(m);
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_EQ(missing[0], "layer 0 " + img->manifest.layers[0].digest.str());
+  ASSERT_EQ(::unlink(store_->BlobPath(img->manifest.config.digest).c_str()), 0);
+  EXPECT_FALSE(store_->ResolveImage("d"));
+  for (std::string text : {std::string("d"), m.digest.str(), img->id().hex().substr(0, 12)}) {
+    auto found = store_->FindImageEntries(text);
+    ASSERT_TRUE(found) << text << ": " << found.error().message();
+    ASSERT_EQ(found->size(), 1u) << text;
+    EXPECT_EQ(found->front().descriptor.digest, m.digest) << text;
+  }
+  EXPECT_EQ(store_->FindImageEntries("nope").error().code(), Errc::kNotFound);
+  // The same image written again (a pull or load) repairs it.
+  ASSERT_TRUE(store_->PutBlob(kMediaTypeOciLayer, layer_bytes));
+  ASSERT_TRUE(store_->PutBlob(kMediaTypeOciConfig, img->config_json));
+  ASSERT_TRUE(store_->AddImage(m, names));
+  EXPECT_TRUE(store_->MissingBlobs(m).empty());
+  EXPECT_TRUE(store_->ResolveImage("d"));
+}
+
+TEST_F(StoreTest, AnImageAlreadyPresentUnderAnotherManifestGetsTheNamesOnly) {
+  Descriptor oci = MakeImage("dup-layer");
+  std::vector<std::string> n1 = {"localhost/one:latest"};
+  ASSERT_TRUE(store_->AddImage(oci, n1));
+  auto img = store_->LoadImage(oci);
+  ASSERT_TRUE(img);
+  // The same config under a docker manifest whose layer was compressed
+  // again (a docker-archive load): same ID, other blobs.
+  Manifest dm = img->manifest;
+  dm.media_type = std::string(kMediaTypeDockerManifest);
+  auto recompressed = store_->PutBlob(kMediaTypeDockerLayerGzip, "dup-layer, compressed again");
+  ASSERT_TRUE(recompressed);
+  dm.layers[0] = *recompressed;
+  auto docker = store_->PutBlob(kMediaTypeDockerManifest, ToJson(dm));
+  ASSERT_TRUE(docker) << docker.error().message();
+  ASSERT_NE(docker->digest, oci.digest);
+  std::vector<std::string> n2 = {"localhost/one:latest", "localhost/two:latest"};
+  ASSERT_TRUE(store_->AddImage(*docker, n2));
+  auto list = store_->ListImages();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().descriptor.digest, oci.digest);
+  EXPECT_EQ(list->front().names, n2);
+  // When the stored copy is damaged, the new one replaces it, names and all.
+  ASSERT_EQ(::unlink(store_->BlobPath(img->manifest.layers[0].digest).c_str()), 0);
+  std::vector<std::string> n3 = {"localhost/three:latest"};
+  ASSERT_TRUE(store_->AddImage(*docker, n3));
+  list = store_->ListImages();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().descriptor.digest, docker->digest);
+  EXPECT_EQ(list->front().names.size(), 3u);
 }
 
 }  // namespace
