@@ -10,6 +10,38 @@
 
 namespace kiln::cli {
 
+namespace {
+
+/// One image per ID, as podman: a docker-archive's layers are stored
+/// recompressed, so loading an image the store already has (a build's layers
+/// are compressed differently) gives a second manifest for the same config,
+/// listed twice by `images`, and `rmi ID` removed only one of them. The
+/// names go to the complete manifest already there instead; the new one is
+/// left to prune.
+Descriptor SameImageInStore(const Store& store, const Descriptor& top) {
+  if (!IsManifestMediaType(top.media_type))
+    return top;
+  auto loaded = store.LoadImage(top);
+  auto entries = store.ListImages();
+  if (!loaded || !entries)
+    return top;
+  for (const auto& e : *entries) {
+    if (e.descriptor.digest == top.digest || !IsManifestMediaType(e.descriptor.media_type))
+      continue;
+    auto have = store.LoadImage(e.descriptor);
+    if (!have || have->id() != loaded->id())
+      continue;
+    bool complete = true;
+    for (const auto& l : have->manifest.layers)
+      complete = complete && store.HasBlob(l.digest);
+    if (complete)
+      return e.descriptor;
+  }
+  return top;
+}
+
+}  // namespace
+
 void AddLoadCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("load", "load images from an oci-archive or docker-archive file");
   struct Flags {
@@ -61,7 +93,8 @@ void AddLoadCommand(CLI::App& app, Context& ctx) {
     auto images = LoadArchive(*store, path);
     if (!images)
       return ReportError(std::move(images).error().WithContext("load " + (f->input.empty() ? "-" : f->input)));
-    for (const auto& p : *images) {
+    for (auto p : *images) {
+      p.top = SameImageInStore(*store, p.top);
       if (auto s = store->AddImage(p.top, p.names); !s)
         return ReportError(s.error());
       if (f->quiet)

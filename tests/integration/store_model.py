@@ -879,6 +879,51 @@ class ModelRun:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- fixed cases
+
+def case_load_same_image(args, mode, reg, tars):
+    """A docker-archive of a built image, loaded while the image is in the
+    store: still one image (its layers are stored recompressed, which gave a
+    second manifest of the same config, and `rmi ID` then removed one of the
+    two). Found by the model (root, seed 3, operation 53)."""
+    m = ModelRun(args, mode, 0, 0, reg, tars, False)
+    k = m.kiln
+    try:
+        def ok(argv):
+            r = k.run(argv)
+            if r.rc != 0:
+                raise Failure("exit", r.describe())
+            return r
+        ok(["import", "-q", tars[0][0], "m0"])
+        ctx = os.path.join(m.work, "ctx")
+        os.mkdir(ctx)
+        with open(os.path.join(ctx, "Containerfile"), "w") as f:
+            f.write("FROM m0\nRUN echo built > /x\n")
+        os.chmod(ctx, 0o755)
+        os.chmod(os.path.join(ctx, "Containerfile"), 0o644)
+        iid = ok(["build", "-q", "--pull", "never", "--network", "none", "-t", "m1", ctx]).out.split()[-1]
+        iid = iid.replace("sha256:", "")
+        archive = os.path.join(m.out_dir, "m1.tar")
+        ok(["save", "-o", archive, "--format", "docker-archive", "m1"])
+        ok(["tag", "m1", "m2"])
+        ok(["load", "-q", "-i", archive])
+        seen = m.observe()    # fails on an ID listed twice
+        if seen.images.get(iid) != {"localhost/m1:latest", "localhost/m2:latest"}:
+            raise Failure("images", "after load: %s" % seen.render())
+        ok(["rmi", "-f", iid])
+        seen = m.observe()
+        if iid in seen.images:
+            raise Failure("images", "rmi -f %s left it listed: %s" % (iid[:12], seen.render()))
+        r = k.run(["prune", "--check"])
+        if r.rc != 0:
+            raise Failure("check", r.describe())
+        return None
+    except Failure as f:
+        return f
+    finally:
+        m.cleanup()
+
+
 # ---------------------------------------------------------------- setup
 
 def free_port():
@@ -960,6 +1005,9 @@ def main():
     args = ap.parse_args()
     if not args.kiln:
         ap.error("KILN_BIN or --kiln is needed")
+    if not os.access(args.kiln, os.X_OK):
+        print("Bail out! %s is not an executable" % args.kiln)
+        return 1
     src_root = os.environ.get("KILN_SOURCE_ROOT") or \
         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run_modes = args.mode or modes()
@@ -990,7 +1038,10 @@ def main():
         for m in pending:
             def go(m=m):
                 with slots:
-                    m.failure = m.run()
+                    try:
+                        m.failure = m.run()
+                    except Exception as e:   # a bug of this script: report it, do not hang
+                        m.failure = Failure("script", "%s: %s" % (type(e).__name__, e))
                     m.done.set()
             m.done = threading.Event()
             t = threading.Thread(target=go, daemon=True)
@@ -1014,6 +1065,16 @@ def main():
             print("# ops: " + ", ".join("%s %d" % kv for kv in sorted(m.stats.items())), flush=True)
             print("# seconds: " + ", ".join("%s %.1f" % kv for kv in m.kiln.cmd_secs.most_common()), flush=True)
             m.cleanup()
+        for mode in run_modes:
+            n += 1
+            f = case_load_same_image(args, mode, reg, tars)
+            desc = "load of a docker-archive of an image in the store keeps one image (%s)" % mode
+            if f is None:
+                print("ok %d - %s" % (n, desc), flush=True)
+            else:
+                failed += 1
+                print("not ok %d - %s" % (n, desc), flush=True)
+                print("\n".join("# " + l for l in f.message.splitlines()), flush=True)
         for key, (desc, reason) in sorted(KNOWN.items()):
             n += 1
             conformed = sum(m.conformed[key] for m in pending)
