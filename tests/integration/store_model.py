@@ -69,7 +69,7 @@ import urllib.request
 
 NAME_POOL = ["localhost/m0:latest", "localhost/m1:latest", "localhost/m2:v1", "localhost/m2:v2",
              "localhost/m3:latest"]
-MAX_IMAGES = 5        # creation ops are skipped beyond this (keeps the per-op checks cheap)
+MAX_IMAGES = 4        # creation ops are skipped beyond this (keeps the per-op checks cheap)
 MAX_CONTAINERS = 2
 KILL_PROBABILITY = 0.07
 CMD_TIMEOUT = 180
