@@ -170,6 +170,11 @@ std::string DescribeHttpError(const HttpResponse& r) {
   return out;
 }
 
+bool IsTlsVerifyError(const Error& error) {
+  return error.code() == Errc::kNetwork &&
+         error.message().find(kTlsVerifyFailed) != std::string::npos;
+}
+
 bool IsTransientStatus(int status) {
   return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
          status == 504;
@@ -383,7 +388,8 @@ Expected<std::string> FetchToken(Ctx& c, const std::string& scope,
   Expected<HttpResponse> resp = Error(Errc::kNetwork, "");
   for (int attempt = 1;; ++attempt) {
     resp = c.impl->transport->Send(req);
-    bool transient = resp ? IsTransientStatus(resp->status) : resp.error().code() == Errc::kNetwork;
+    bool transient = resp ? IsTransientStatus(resp->status)
+                          : resp.error().code() == Errc::kNetwork && !IsTlsVerifyError(resp.error());
     if (!transient || attempt >= c.opts->max_attempts)
       break;
     std::this_thread::sleep_for(
@@ -529,7 +535,7 @@ Expected<HttpResponse> Send(Ctx& c, const HttpRequest& req, const std::string& s
   for (int attempt = 1;; ++attempt) {
     auto resp = SendOnce(c, req, scope);
     bool transient = resp ? IsTransientStatus(resp->status)
-                          : resp.error().code() == Errc::kNetwork;
+                          : resp.error().code() == Errc::kNetwork && !IsTlsVerifyError(resp.error());
     if (!transient || attempt >= c.opts->max_attempts)
       return resp;
     auto delay = RetryDelay(attempt, c.opts->retry_base, c.opts->max_retry_after,
@@ -576,7 +582,9 @@ Expected<std::string> RegistryClient::BaseUrl() {
       return impl_->base_url;
   }
   // https first; plain http only for loopback registries (docker's rule) or
-  // with --tls-verify=false, and only when https cannot connect at all.
+  // with --tls-verify=false, and only when https cannot connect at all: a
+  // server whose certificate cannot be verified is an error, never a
+  // downgrade (podman: "x509: certificate signed by unknown authority").
   bool http_ok = !options_.tls_verify || IsLoopbackRegistry(registry_);
   std::vector<std::string> schemes = {"https"};
   if (http_ok)
@@ -598,6 +606,13 @@ Expected<std::string> RegistryClient::BaseUrl() {
         break;
       std::this_thread::sleep_for(
           RetryDelay(attempt, options_.retry_base, options_.max_retry_after, &*resp));
+    }
+    if (!resp && IsTlsVerifyError(resp.error())) {
+      std::string dir = options_.cert_dir.empty() ? "/etc/containers/certs.d/" + registry_ + "/ca.crt"
+                                                  : options_.cert_dir + "/ca.crt";
+      return Error(Errc::kNetwork, "registry " + registry_ + ": " + resp.error().message() +
+                                       " (add the registry's CA certificate to " + dir +
+                                       ", or use --tls-verify=false)");
     }
     if (!resp) {
       last = std::move(resp).error();

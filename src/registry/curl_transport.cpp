@@ -18,6 +18,7 @@
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/registry.h"
+#include "registry/internal.h"
 
 namespace kiln::registry {
 
@@ -339,6 +340,16 @@ class CurlTransport final : public HttpTransport {
       std::string why = errbuf[0] ? errbuf : Curl().easy_strerror(rc);
       if (!why.empty())
         why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+      // The server answered the handshake but its certificate (or ours) was
+      // refused: say so, so that the client neither retries nor falls back
+      // to plain HTTP. A plain-HTTP server gives CURLE_SSL_CONNECT_ERROR
+      // "wrong version number", which stays an ordinary connect failure.
+      bool cert_problem =
+          rc == CURLE_PEER_FAILED_VERIFICATION ||
+          (rc == CURLE_SSL_CONNECT_ERROR && why.find("certificate") != std::string::npos);
+      if (cert_problem)
+        return Error(Errc::kNetwork, r.method + " " + r.url + ": " + std::string(kTlsVerifyFailed) +
+                                         ": " + why);
       return Error(Errc::kNetwork, r.method + " " + r.url + ": " + why);
     }
     long code = 0;

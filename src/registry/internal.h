@@ -33,4 +33,14 @@ bool IsTransientStatus(int status);
 /// certs.d directory into `tls`. A missing directory is fine.
 Status LoadCertDir(const std::string& dir, TlsConfig* tls);
 
+/// How a transport words a TLS handshake that reached the server but could
+/// not be verified (unknown CA, self-signed, wrong host name, expired, a
+/// refused client certificate): "<METHOD> <URL>: <kTlsVerifyFailed>: <why>".
+/// Such an error is never retried and never a reason to fall back to plain
+/// HTTP (podman: "x509: certificate signed by unknown authority").
+inline constexpr std::string_view kTlsVerifyFailed = "TLS certificate verification failed";
+
+/// True for an error worded with kTlsVerifyFailed.
+bool IsTlsVerifyError(const Error& error);
+
 }  // namespace kiln::registry

@@ -431,6 +431,45 @@ TEST(ClientTest, PlainHttpOnlyForLoopback) {
   EXPECT_EQ(*ib, "http://reg.example:5000");
 }
 
+// A loopback registry whose certificate cannot be verified (self-signed):
+// an error naming the registry, the URL and curl's reason with the certs.d
+// hint; never a retry, never a fall-back to plain HTTP (x21).
+TEST(ClientTest, CertificateFailureIsNotAFallBack) {
+  struct TlsFailTransport final : HttpTransport {
+    std::mutex mu;
+    std::vector<std::string> urls;
+    Expected<HttpResponse> Send(const HttpRequest& r) override {
+      std::lock_guard<std::mutex> lock(mu);
+      urls.push_back(r.url);
+      if (r.url.rfind("https://", 0) == 0)
+        return Error(Errc::kNetwork, r.method + " " + r.url + ": " + std::string(kTlsVerifyFailed) +
+                                         ": SSL certificate problem: self-signed certificate");
+      HttpResponse resp;
+      resp.status = 200;
+      return resp;
+    }
+  } t;
+  auto o = FastOptions(&t);
+  auto local = MakeClient("127.0.0.1:5000", o);
+  auto b = local->BaseUrl();
+  ASSERT_FALSE(b) << *b;
+  const std::string& m = b.error().message();
+  EXPECT_NE(m.find("registry 127.0.0.1:5000"), std::string::npos) << m;
+  EXPECT_NE(m.find("https://127.0.0.1:5000/v2/"), std::string::npos) << m;
+  EXPECT_NE(m.find("self-signed certificate"), std::string::npos) << m;
+  EXPECT_NE(m.find("/etc/containers/certs.d/127.0.0.1:5000/ca.crt"), std::string::npos) << m;
+  EXPECT_NE(m.find("--tls-verify=false"), std::string::npos) << m;
+  ASSERT_EQ(t.urls.size(), 1u) << "retried or fell back to plain http";
+  TempDir certs = std::move(*TempDir::Create("kiln-regtest-"));
+  o.cert_dir = certs.path();
+  t.urls.clear();
+  auto with_dir = MakeClient("127.0.0.1:5000", o);
+  auto wb = with_dir->BaseUrl();
+  ASSERT_FALSE(wb);
+  EXPECT_NE(wb.error().message().find(certs.path() + "/ca.crt"), std::string::npos)
+      << wb.error().message();
+}
+
 // ------------------------------------------------------------ uploads
 
 TEST(ClientTest, MonolithicUploadThenConfirm) {
