@@ -338,7 +338,8 @@ class CurlTransport final : public HttpTransport {
       return Error(Errc::kIo, r.method + " " + r.url + ": cannot read the upload source");
     if (rc != CURLE_OK) {
       std::string why = errbuf[0] ? errbuf : Curl().easy_strerror(rc);
-      if (!why.empty())
+      // "Failed to connect" -> "failed to connect", but "SSL ..." stays.
+      if (!why.empty() && !(why.size() > 1 && std::isupper(static_cast<unsigned char>(why[1]))))
         why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
       // The server answered the handshake but its certificate (or ours) was
       // refused: say so, so that the client neither retries nor falls back
