@@ -270,6 +270,9 @@ nlohmann::json GraphToJson(const BuildGraph& graph) {
               {"warnings", graph.warnings}};
 }
 
-std::string DumpGraph(const BuildGraph& graph) { return GraphToJson(graph).dump(2) + "\n"; }
+// A display: bytes that are not UTF-8 (a RUN line may hold them) become U+FFFD.
+std::string DumpGraph(const BuildGraph& graph) {
+  return GraphToJson(graph).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
 
 }  // namespace kiln

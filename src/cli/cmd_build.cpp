@@ -460,7 +460,7 @@ int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
       nlohmann::json all = nlohmann::json::array();
       for (const BuildGraph& g : req.graphs)
         all.push_back(GraphToJson(g));
-      out = all.dump(2) + "\n";
+      out = all.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);

@@ -144,7 +144,7 @@ int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names
                    {"AutoRemove", info->auto_remove},
                    {"Config", config.is_discarded() ? nlohmann::json() : config}});
   }
-  std::printf("%s\n", out.dump(2).c_str());
+  std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return rc;
 }
 

@@ -85,7 +85,7 @@ void AddPsCommand(CLI::App& app, Context& ctx) {
                        {"Pid", c.pid},
                        {"Ports", c.ports},
                        {"AutoRemove", c.auto_remove}});
-      std::printf("%s\n", out.dump(2).c_str());
+      std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return 0;
     }
     if (*quiet) {

@@ -921,6 +921,20 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
   info["text"] = step.text;
   info["parent"] = st.key.str();
   info["op"] = StepCacheJson(step);
+  // What goes into the image config must be UTF-8 (the OCI config is JSON):
+  // refuse ENV, LABEL, CMD, ... with other bytes rather than change them.
+  if (!layered || step.kind == StepKind::kWorkdir) {
+    try {
+      (void)info["op"].dump();
+    } catch (const nlohmann::json::type_error&) {
+      std::string word = step.text.substr(0, step.text.find_first_of(" \t"));
+      for (char& ch : word)
+        if (static_cast<unsigned char>(ch) >= 0x80)
+          ch = '?';
+      return Error(Errc::kInvalidInput,
+                   Where(step) + ": " + word + " holds bytes that are not UTF-8; the image config (JSON) needs UTF-8");
+    }
+  }
   if (!layered) {
     ApplyConfigStep(step, st);
     AddHistory(step, st, true);
@@ -1365,13 +1379,62 @@ Expected<StoredImage> ResolveStoreImage(const Store& store, const std::string& r
   return image;
 }
 
+namespace {
+
+// A byte-exact, unambiguous serialisation of a JSON value (strings as
+// length-prefixed raw bytes), for cache keys of non-UTF-8 input.
+void CacheKeyBytes(const nlohmann::json& j, std::string& out) {
+  auto str = [&](const std::string& s) {
+    out += 's';
+    out += std::to_string(s.size());
+    out += ':';
+    out += s;
+  };
+  if (j.is_object()) {
+    out += 'o';
+    out += std::to_string(j.size());
+    out += ':';
+    for (const auto& [k, v] : j.items()) {
+      str(k);
+      CacheKeyBytes(v, out);
+    }
+  } else if (j.is_array()) {
+    out += 'a';
+    out += std::to_string(j.size());
+    out += ':';
+    for (const auto& v : j)
+      CacheKeyBytes(v, out);
+  } else if (j.is_string()) {
+    str(j.get_ref<const std::string&>());
+  } else {
+    out += 'v';
+    std::string text = j.dump();  // null, bool, number: ASCII
+    out += std::to_string(text.size());
+    out += ':';
+    out += text;
+  }
+}
+
+}  // namespace
+
 Digest StepCacheKey(const Digest& parent, const Step& step, const std::vector<std::string>& inputs) {
   nlohmann::json j;
   j["v"] = 1;
   j["parent"] = parent.str();
   j["step"] = StepCacheJson(step);
   j["inputs"] = inputs;
-  return Digest::Of(j.dump());
+  // The key must be lossless: a RUN line or ENV value may hold bytes that are
+  // not UTF-8 (Docker runs them as they are), which nlohmann's dump rejects
+  // (and replacement would give different commands one key). Valid text keeps
+  // the JSON form (existing cache keys stay valid); otherwise the raw bytes
+  // are hashed in a length-prefixed form that no JSON text can equal.
+  try {
+    return Digest::Of(j.dump());
+  } catch (const nlohmann::json::type_error&) {
+    std::string raw = "kiln-cache-key-bytes-v1\n";
+    CacheKeyBytes(j, raw);
+    return Digest::Of(raw);
+  }
 }
 
 Expected<BuildResult> Build(const BuildGraph& graph, Store& store, const BuildOptions& options, Progress& progress) {

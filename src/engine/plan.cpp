@@ -1,6 +1,8 @@
 #include "engine/plan.h"
 
 #include <algorithm>
+#include <exception>
+#include <string>
 
 #include <thread>
 #include <utility>
@@ -96,7 +98,19 @@ Status RunPlan(Plan& plan, size_t jobs,
         pending.erase(pending.begin());
         ++running;
         arena.execute([&, id] {
-          group.run([&, id] { results.push(Result{id, run(id, cancel)}); });
+          group.run([&, id] {
+            // No exception may escape a worker: the loop below waits for one
+            // result per started node, so a throw would hang the build.
+            Status st;
+            try {
+              st = run(id, cancel);
+            } catch (const std::exception& e) {
+              st = Error(Errc::kFailed, std::string("step failed: ") + e.what());
+            } catch (...) {
+              st = Error(Errc::kFailed, "step failed: unknown exception");
+            }
+            results.push(Result{id, std::move(st)});
+          });
         });
       }
     }

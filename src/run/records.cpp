@@ -106,6 +106,142 @@ T Get(const json& j, const char* key, T fallback) {
 
 }  // namespace
 
+namespace {
+
+// Records are JSON, which holds UTF-8 only; a command, an env value or a path
+// may hold other bytes (Docker passes them on). Such a field is written twice:
+// under its name with U+FFFD replacement (a display, and what an older kiln
+// reads), and byte-exact as base64 under name + "_b64", which the reader
+// prefers.
+bool ValidUtf8(const std::string& s) {
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string B64Encode(const std::string& in) {
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += kB64[v & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
+    if (i + 1 < in.size())
+      v |= uint32_t(uint8_t(in[i + 1])) << 8;
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kB64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool B64Decode(const std::string& in, std::string& out) {
+  out.clear();
+  uint32_t v = 0;
+  int bits = 0;
+  for (char ch : in) {
+    if (ch == '=')
+      break;
+    const char* p = std::strchr(kB64, ch);
+    if (ch == '\0' || p == nullptr)
+      return false;
+    v = (v << 6) | uint32_t(p - kB64);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += char((v >> bits) & 0xFF);
+    }
+  }
+  return true;
+}
+
+void PutBytes(json& j, const char* key, const std::string& value) {
+  j[key] = value;
+  if (!ValidUtf8(value))
+    j[std::string(key) + "_b64"] = B64Encode(value);
+}
+
+void PutBytes(json& j, const char* key, const std::vector<std::string>& values) {
+  j[key] = values;
+  if (std::all_of(values.begin(), values.end(), ValidUtf8))
+    return;
+  json enc = json::array();
+  for (const auto& v : values)
+    enc.push_back(B64Encode(v));
+  j[std::string(key) + "_b64"] = enc;
+}
+
+bool GetBytes(const json& j, const char* key, std::string& out) {
+  auto it = j.find(std::string(key) + "_b64");
+  if (it == j.end() || !it->is_string())
+    return false;
+  return B64Decode(it->get<std::string>(), out);
+}
+
+bool GetBytes(const json& j, const char* key, std::vector<std::string>& out) {
+  auto it = j.find(std::string(key) + "_b64");
+  if (it == j.end() || !it->is_array())
+    return false;
+  std::vector<std::string> values;
+  for (const auto& e : *it) {
+    std::string v;
+    if (!e.is_string() || !B64Decode(e.get<std::string>(), v))
+      return false;
+    values.push_back(std::move(v));
+  }
+  out = std::move(values);
+  return true;
+}
+
+template <typename T>
+T GetExact(const json& j, const char* key, T fallback) {
+  T out;
+  if (GetBytes(j, key, out))
+    return out;
+  return Get<T>(j, key, std::move(fallback));
+}
+
+}  // namespace
+
 std::string ConfigToJson(const Config& c) {
   json j;
   j["id"] = c.id;
@@ -118,22 +254,22 @@ std::string ConfigToJson(const Config& c) {
   j["tty"] = c.tty;
   j["interactive"] = c.interactive;
   j["lower_dirs"] = c.lower_dirs;
-  j["argv"] = c.argv;
-  j["env"] = c.env;
-  j["cwd"] = c.cwd;
+  PutBytes(j, "argv", c.argv);
+  PutBytes(j, "env", c.env);
+  PutBytes(j, "cwd", c.cwd);
   j["uid"] = c.uid;
   j["gid"] = c.gid;
   j["groups"] = c.groups;
-  j["hostname"] = c.hostname;
+  PutBytes(j, "hostname", c.hostname);
   j["read_only"] = c.read_only;
   j["network"] = NetworkName(c.network);
   json mounts = json::array();
-  for (const auto& m : c.mounts)
-    mounts.push_back({{"type", MountTypeName(m.type)},
-                      {"source", m.source},
-                      {"target", m.target},
-                      {"read_only", m.read_only},
-                      {"options", m.tmpfs_options}});
+  for (const auto& m : c.mounts) {
+    json e = {{"type", MountTypeName(m.type)}, {"read_only", m.read_only}, {"options", m.tmpfs_options}};
+    PutBytes(e, "source", m.source);
+    PutBytes(e, "target", m.target);
+    mounts.push_back(std::move(e));
+  }
   j["mounts"] = mounts;
   json ports = json::array();
   for (const auto& p : c.ports)
@@ -147,7 +283,7 @@ std::string ConfigToJson(const Config& c) {
   j["etc_hosts"] = c.etc_hosts;
   j["etc_resolv_conf"] = c.etc_resolv_conf;
   j["etc_hostname"] = c.etc_hostname;
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
@@ -168,13 +304,13 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   c.tty = Get<bool>(j, "tty", false);
   c.interactive = Get<bool>(j, "interactive", false);
   c.lower_dirs = Get<std::vector<std::string>>(j, "lower_dirs", {});
-  c.argv = Get<std::vector<std::string>>(j, "argv", {});
-  c.env = Get<std::vector<std::string>>(j, "env", {});
-  c.cwd = Get<std::string>(j, "cwd", "/");
+  c.argv = GetExact<std::vector<std::string>>(j, "argv", {});
+  c.env = GetExact<std::vector<std::string>>(j, "env", {});
+  c.cwd = GetExact<std::string>(j, "cwd", "/");
   c.uid = Get<uint32_t>(j, "uid", 0);
   c.gid = Get<uint32_t>(j, "gid", 0);
   c.groups = Get<std::vector<uint32_t>>(j, "groups", {});
-  c.hostname = Get<std::string>(j, "hostname", "");
+  c.hostname = GetExact<std::string>(j, "hostname", "");
   c.read_only = Get<bool>(j, "read_only", false);
   std::string net = Get<std::string>(j, "network", "private");
   c.network = net == "none" ? NetworkMode::kNone : net == "host" ? NetworkMode::kHost : NetworkMode::kPrivate;
@@ -185,8 +321,8 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
       r.type = type == "volume" ? MountRequest::Type::kVolume
                : type == "tmpfs" ? MountRequest::Type::kTmpfs
                                  : MountRequest::Type::kBind;
-      r.source = Get<std::string>(m, "source", "");
-      r.target = Get<std::string>(m, "target", "");
+      r.source = GetExact<std::string>(m, "source", "");
+      r.target = GetExact<std::string>(m, "target", "");
       r.read_only = Get<bool>(m, "read_only", false);
       r.tmpfs_options = Get<std::string>(m, "options", "");
       c.mounts.push_back(std::move(r));
@@ -269,7 +405,7 @@ Status UpdateState(const Paths& paths, const std::string& id, const std::functio
             {"monitor_pid", s.monitor_pid}, {"exit_code", s.exit_code},
             {"started_at", s.started_at}, {"finished_at", s.finished_at},
             {"error", s.error}};
-  std::string text = j.dump() + "\n";
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The run-time directory does not outlive a reboot: no fsync there.
   KILN_TRY(ReplaceFileVolatile(dir + "/state.json", text, 0600));
   // A copy with the record survives a reboot (not for --rm records, removed

@@ -83,6 +83,19 @@ for mode in $(test_modes); do
   out=$(k run --name keep-novolatile busybox grep -c '^overlay / overlay .*volatile' /proc/mounts)
   k rm keep-novolatile >/dev/null 2>&1
   check "$mode: a kept container's overlay is not volatile" test "$out" = 0
+  # Bytes that are not UTF-8 in the command and -e reach the container as
+  # they are, also when a kept container is started again from its record.
+  out=$(k run --name nonutf8 -e $'A=\xff' busybox sh -c 'printf "%s|%s" "$A" "$1" | od -An -tx1' x $'\xfe\xfd' 2>"$work/err")
+  check "$mode: non-UTF-8 argv and -e arrive byte-exact ($out)" test "$(echo $out)" = "ff 7c fe fd"
+  k start nonutf8 >/dev/null 2>&1
+  code=$(k wait nonutf8)
+  out=$(k logs nonutf8 2>&1 | tr -s ' \n' ' ')
+  check "$mode: ... and again after start from the record ($out)" test "$out" = " ff 7c fe fd ff 7c fe fd "
+  k ps -a --format json >/dev/null 2>&1; rc=$?
+  check "$mode: ps --format json with such a command (exit $rc)" test "$rc" -eq 0
+  k inspect nonutf8 >/dev/null 2>&1; rc=$?
+  check "$mode: inspect with such a command (exit $rc)" test "$rc" -eq 0
+  k rm nonutf8 >/dev/null 2>&1
 
   # 2. detached: run -d, ps, logs, stop, rm
   id=$(k run -d --name web busybox sh -c 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.2; done' 2>"$work/err")
