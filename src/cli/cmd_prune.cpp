@@ -5,8 +5,12 @@
 #include <iostream>
 
 #include "cli/image_util.h"
+#include "kiln/log.h"
+#include "kiln/run.h"
 
 namespace kiln::cli {
+
+run::Paths RunPaths(const Context& ctx);
 
 namespace {
 
@@ -58,6 +62,12 @@ void AddPruneCommand(CLI::App& app, Context& ctx) {
     auto r = store->Prune({.all = f->all, .cache = f->cache, .dry_run = f->dry_run});
     if (!r)
       return ReportError(r.error());
+    // What a killed run/rm left half-made (containers/.new-<id>, .rm-<id>, an
+    // <id> without its config): never listed by ps, so prune removes it.
+    if (!f->dry_run) {
+      if (auto litter = run::RemoveContainerLitter(RunPaths(ctx)); !litter)
+        LogWarn("prune: containers: " + litter.error().message());
+    }
     std::printf("%s%lld images, %lld blobs (%s), %lld unpacked layers, %lld cache records, %lld temporary files\n",
                 f->dry_run ? "would remove: " : "removed: ", static_cast<long long>(r->images_removed),
                 static_cast<long long>(r->blobs_removed), HumanSize(r->bytes_freed).c_str(),

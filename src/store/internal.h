@@ -23,6 +23,10 @@ namespace kiln::store_internal {
 Status AtomicWrite(const std::string& tmp_dir, const std::string& path, std::string_view data,
                    const char* what, mode_t mode = 0644);
 
+/// A name kiln writes under a store directory (cache records, state files,
+/// GC roots): 1..128 of [A-Za-z0-9_.-], not starting with '.'.
+bool ValidRecordName(std::string_view name);
+
 /// This boot's id (/proc/sys/kernel/random/boot_id; $KILN_TEST_BOOT_ID in
 /// tests), empty when unknown. Unsynced layer records carry it.
 std::string BootId();

@@ -23,6 +23,7 @@ namespace kiln {
 
 using store_internal::CollectDigests;
 using store_internal::ListDir;
+using store_internal::ValidRecordName;
 
 namespace {
 
@@ -184,15 +185,6 @@ Expected<Store::CheckReport> Store::Check() const {
 // ============================================================ roots and leases
 
 namespace {
-
-bool ValidRootKey(std::string_view key) {
-  if (key.empty() || key.size() > 128 || key[0] == '.')
-    return false;
-  for (char c : key)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
-      return false;
-  return true;
-}
 
 std::string RootToJson(const GcRoot& r) {
   nlohmann::json j = nlohmann::json::object();
@@ -356,7 +348,7 @@ Expected<Lease> Store::AcquireLease(std::string_view purpose) const {
 }
 
 Status Store::PutRoot(std::string_view module, std::string_view name, const GcRoot& root) const {
-  if (!ValidRootKey(module) || !ValidRootKey(name))
+  if (!ValidRecordName(module) || !ValidRecordName(name))
     return Error(Errc::kInvalidInput, "invalid root name \"" + std::string(module) + "/" + std::string(name) + "\"");
   if (!root.owner.empty() && !SafeOwner(root.owner))
     return Error(Errc::kInvalidInput, "invalid root owner \"" + root.owner + "\"");
@@ -369,7 +361,7 @@ Status Store::PutRoot(std::string_view module, std::string_view name, const GcRo
 }
 
 Status Store::DeleteRoot(std::string_view module, std::string_view name) const {
-  if (!ValidRootKey(module) || !ValidRootKey(name))
+  if (!ValidRecordName(module) || !ValidRecordName(name))
     return Error(Errc::kInvalidInput, "invalid root name \"" + std::string(module) + "/" + std::string(name) + "\"");
   std::string path = root_ + "/roots/" + std::string(module) + "/" + std::string(name) + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
@@ -386,7 +378,7 @@ Expected<std::map<std::string, GcRoot>> Store::ListRoots(std::string_view module
     modules.emplace_back(module);
   }
   for (const auto& m : modules) {
-    if (!ValidRootKey(m))
+    if (!ValidRecordName(m))
       continue;
     KILN_ASSIGN_OR_RETURN(auto names, ListDir(root_ + "/roots/" + m));
     for (const auto& n : names) {

@@ -26,6 +26,7 @@ namespace kiln {
 using store_internal::AtomicWrite;
 using store_internal::BootId;
 using store_internal::ListDir;
+using store_internal::ValidRecordName;
 using store_internal::FileLock;
 
 // ============================================================ crash points
@@ -149,6 +150,15 @@ Expected<std::vector<std::string>> ListDir(const std::string& dir) {
   ::closedir(d);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+bool ValidRecordName(std::string_view key) {
+  if (key.empty() || key.size() > 128 || key[0] == '.')
+    return false;
+  for (char c : key)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
+  return true;
 }
 
 }  // namespace store_internal
@@ -303,14 +313,6 @@ std::string RefName(const Descriptor& d) {
   return it == d.annotations.end() ? std::string() : it->second;
 }
 
-bool ValidCacheKey(std::string_view key) {
-  if (key.empty() || key.size() > 128 || key[0] == '.')
-    return false;
-  for (char c : key)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
-      return false;
-  return true;
-}
 
 }  // namespace
 
@@ -955,7 +957,7 @@ Expected<std::string> Store::UnpackedLayerFromStream(int in_fd, const Descriptor
 // ------------------------------------------------------------ cache records
 
 Status Store::PutCacheRecord(std::string_view key, std::string_view json, const GcRoot& keep) const {
-  if (!ValidCacheKey(key))
+  if (!ValidRecordName(key))
     return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
   // The root first (owned by the record, so a crash before the record
   // leaves a stale root the collector drops), then the record.
@@ -966,7 +968,7 @@ Status Store::PutCacheRecord(std::string_view key, std::string_view json, const 
 }
 
 Expected<std::string> Store::GetCacheRecord(std::string_view key) const {
-  if (!ValidCacheKey(key))
+  if (!ValidRecordName(key))
     return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
   auto data = ReadFile(root_ + "/cache/" + std::string(key) + ".json", kMaxDocumentBytes);
   if (!data && data.error().code() == Errc::kNotFound)
@@ -975,7 +977,7 @@ Expected<std::string> Store::GetCacheRecord(std::string_view key) const {
 }
 
 Status Store::DeleteCacheRecord(std::string_view key) const {
-  if (!ValidCacheKey(key))
+  if (!ValidRecordName(key))
     return Error(Errc::kInvalidInput, "invalid cache key \"" + std::string(key) + "\"");
   std::string path = root_ + "/cache/" + std::string(key) + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
@@ -986,14 +988,14 @@ Status Store::DeleteCacheRecord(std::string_view key) const {
 // ------------------------------------------------------------ state files
 
 Status Store::PutStateFile(std::string_view name, std::string_view data, uint32_t mode) const {
-  if (!ValidCacheKey(name))
+  if (!ValidRecordName(name))
     return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
   KILN_TRY(MakeDirs(root_ + "/state"));
   return AtomicWrite(TmpDir(), root_ + "/state/" + std::string(name), data, "state file", static_cast<mode_t>(mode));
 }
 
 Status Store::CreateStateFile(std::string_view name, std::string_view data, uint32_t mode) const {
-  if (!ValidCacheKey(name))
+  if (!ValidRecordName(name))
     return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
   KILN_TRY(MakeDirs(root_ + "/state"));
   KILN_ASSIGN_OR_RETURN(std::string dir, MakeTempDir("state-"));
@@ -1007,7 +1009,7 @@ Status Store::CreateStateFile(std::string_view name, std::string_view data, uint
 }
 
 Expected<std::string> Store::GetStateFile(std::string_view name, size_t max_bytes) const {
-  if (!ValidCacheKey(name))
+  if (!ValidRecordName(name))
     return Error(Errc::kInvalidInput, "invalid state file name \"" + std::string(name) + "\"");
   return ReadFile(root_ + "/state/" + std::string(name), max_bytes);
 }

@@ -230,6 +230,13 @@ fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); open(sys
   left=$(ls -A "$store/containers" 2>/dev/null | grep -E '^(\.new-|\.rm-)?[0-9a-f]{64}$')
   check "$mode: ... the next run removes what they left ($(echo $left | head -c 100))" test -z "$left"
 
+  # prune removes the same litter (issue [2.1]: "runs killed by SIGTERM
+  # leave empty containers/<id> directories that prune keeps").
+  as_mode "$mode" mkdir -p "$store/containers/.new-$h1/upper" "$store/containers/$h3"
+  k prune -f >/dev/null 2>"$work/err"
+  check "$mode: prune removes an unheld staging directory and an <id> without a record" \
+    test ! -e "$store/containers/.new-$h1" -a ! -e "$store/containers/$h3"
+
   for c in $(k ps -a -q); do k rm -f "$c" >/dev/null 2>&1; done
   k prune --check >"$work/out" 2>&1
   rc=$?
