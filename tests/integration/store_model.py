@@ -689,7 +689,7 @@ class ModelRun:
 
     def execute(self, op):
         # drawn even with --no-kill, so that it replays the same operations
-        kill_after = self.rng.uniform(0.01, 0.5) if self.rng.random() < KILL_PROBABILITY else None
+        kill_after = self.rng.uniform(0.005, 0.15) if self.rng.random() < KILL_PROBABILITY else None
         if not self.kill:
             kill_after = None
         before = self.state.copy()
