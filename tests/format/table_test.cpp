@@ -1,0 +1,122 @@
+// podman's list output: headers from field names, the `table` prefix,
+// tabwriter alignment, --format json.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/format.h"
+
+namespace kiln::format {
+namespace {
+
+using nlohmann::json;
+
+TEST(Headers, CamelCaseWords) {
+  EXPECT_EQ(HeaderFor("ID"), "ID");
+  EXPECT_EQ(HeaderFor("Names"), "NAMES");
+  EXPECT_EQ(HeaderFor("CreatedAt"), "CREATED AT");
+  EXPECT_EQ(HeaderFor("ImageID"), "IMAGE ID");
+  EXPECT_EQ(HeaderFor("AutoRemove"), "AUTO REMOVE");
+  EXPECT_EQ(HeaderFor("IDFoo"), "ID FOO");
+  EXPECT_EQ(HeaderFor("Ipv4Addr"), "IPV 4 ADDR");
+  EXPECT_EQ(HeaderFor("x"), "X");
+}
+
+TEST(AlignTabs, GoTabwriter) {
+  // cells padded to the widest + 2, at least 12; the last text left alone
+  EXPECT_EQ(AlignTabs("A\tB\nlonger-than-twelve\tC\n"), "A                   B\nlonger-than-twelve  C\n");
+  EXPECT_EQ(AlignTabs("a\tb\tc\n"), "a           b           c\n");
+  EXPECT_EQ(AlignTabs("no tabs\n"), "no tabs\n");
+  // a line without the column ends the block
+  EXPECT_EQ(AlignTabs("xx\ty\nz\nlong-cell-abcdef\tq\n"), "xx          y\nz\nlong-cell-abcdef  q\n");
+  EXPECT_EQ(AlignTabs("é\tx\n"), "é           x\n");  // widths count runes
+}
+
+std::vector<json> Rows() {
+  return {json{{"ID", "abc"}, {"Names", {"web"}}, {"Status", "Up 2 seconds"}, {"Labels", {{"a", "b"}}}},
+          json{{"ID", "def"}, {"Names", {"a-much-longer-name"}}, {"Status", "Created"}, {"Labels", json::object()}}};
+}
+
+ListOptions PsOptions() {
+  ListOptions o;
+  o.default_format = "table {{.ID}}\t{{.Names}}\t{{.Status}}";
+  o.headers = {{"ID", "CONTAINER ID"}};
+  o.template_options.name = "ps";
+  return o;
+}
+
+TEST(RenderList, DefaultTable) {
+  auto out = RenderList("", Rows(), PsOptions());
+  ASSERT_TRUE(out) << out.error().message();
+  EXPECT_EQ(*out,
+                "CONTAINER ID  NAMES                 STATUS\n"
+                "abc           [web]                 Up 2 seconds\n"
+                "def           [a-much-longer-name]  Created\n");
+  auto bare = RenderList("table", Rows(), PsOptions());
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(*bare, *out);
+}
+
+TEST(RenderList, UserTableSpacesBecomeColumns) {
+  auto out = RenderList("table {{.ID}} {{.Status}}", Rows(), PsOptions());
+  ASSERT_TRUE(out) << out.error().message();
+  EXPECT_EQ(*out,
+            "CONTAINER ID  STATUS\n"
+            "abc           Up 2 seconds\n"
+            "def           Created\n");
+  // the \t escape a shell user types
+  auto esc = RenderList("table {{.ID}}\\t{{printf \"%s %s\" .ID .Status}}", Rows(), PsOptions());
+  ASSERT_TRUE(esc) << esc.error().message();
+  EXPECT_EQ(*esc,
+            "CONTAINER ID  CONTAINER ID STATUS\n"
+            "abc           abc Up 2 seconds\n"
+            "def           def Created\n");
+}
+
+TEST(RenderList, NoHeading) {
+  ListOptions o = PsOptions();
+  o.no_heading = true;
+  auto out = RenderList("table {{.ID}}\t{{.Status}}", Rows(), o);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, "abc         Up 2 seconds\ndef         Created\n");
+}
+
+TEST(RenderList, PlainTemplatePerRow) {
+  auto out = RenderList("{{.ID}}:{{join .Names \",\"}}", Rows(), PsOptions());
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, "abc:web\ndef:a-much-longer-name\n");
+  auto tabs = RenderList("{{.ID}}\\t{{.Status}}\\n", Rows(), PsOptions());
+  ASSERT_TRUE(tabs);
+  EXPECT_EQ(*tabs, "abc\tUp 2 seconds\ndef\tCreated\n");  // not aligned, as podman
+  auto empty = RenderList("{{.ID}}", {}, PsOptions());
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(*empty, "");
+}
+
+TEST(RenderList, Errors) {
+  auto bad = RenderList("{{.Nope}}", Rows(), PsOptions());
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(), "template: ps:1:2: executing \"ps\" at <.Nope>: can't evaluate field Nope in type struct");
+  auto syntax = RenderList("table {{.ID", Rows(), PsOptions());
+  ASSERT_FALSE(syntax);
+  EXPECT_EQ(syntax.error().code(), Errc::kInvalidInput);
+}
+
+TEST(RenderOne, JsonAndTemplate) {
+  json v = {{"State", {{"Status", "exited"}}}, {"Name", "c1"}};
+  EXPECT_TRUE(IsJsonFormat("json"));
+  EXPECT_TRUE(IsJsonFormat(" JSON "));
+  EXPECT_FALSE(IsJsonFormat("{{json .}}"));
+  auto j = RenderOne("json", v, {}, 2);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(*j, v.dump(2) + "\n");
+  auto t = RenderOne("{{.State.Status}}\\t{{.Name}}", v, {});
+  ASSERT_TRUE(t);
+  EXPECT_EQ(*t, "exited\tc1\n");
+  auto n = RenderOne("{{.Name}}\n", v, {});
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, "c1\n");
+}
+
+}  // namespace
+}  // namespace kiln::format
