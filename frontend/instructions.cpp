@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "lexer.h"
+
 namespace kiln::frontend {
 namespace {
 
@@ -93,8 +95,13 @@ Expected<Flags> ParseFlags(std::string_view keyword, const std::vector<std::stri
     for (const auto& s : specs)
       if (name == s.name)
         spec = &s;
-    if (!spec)
-      return Invalid("unknown flag --" + name + " for " + instr);
+    if (!spec) {
+      std::vector<std::string_view> names;
+      for (const auto& s : specs)
+        names.push_back(s.name);
+      std::string near = lex::Suggest(name, names);
+      return Invalid("unknown flag --" + name + " for " + instr + (near.empty() ? "" : " (did you mean " + near + "?)"));
+    }
     switch (spec->type) {
       case FlagType::kBool: {
         bool b = true;

@@ -743,4 +743,31 @@ std::optional<std::vector<std::string>> ShellWords(std::string_view text, bool r
   return words;
 }
 
+std::string Suggest(std::string_view word, const std::vector<std::string_view>& options) {
+  auto lower = [](char ch) { return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch; };
+  std::string best;
+  size_t best_dist = 3;
+  for (std::string_view opt : options) {
+    std::vector<size_t> row(opt.size() + 1);
+    for (size_t j = 0; j <= opt.size(); ++j)
+      row[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= opt.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (lower(word[i - 1]) == lower(opt[j - 1]) ? 0 : 1)});
+        diag = up;
+      }
+    }
+    if (row[opt.size()] == 0)
+      return "";  // an exact match: the error is about something else
+    if (row[opt.size()] < best_dist) {
+      best_dist = row[opt.size()];
+      best = std::string(opt);
+    }
+  }
+  return best;
+}
+
 }  // namespace kiln::frontend::lex

@@ -76,4 +76,9 @@ void ExtractFlags(std::string_view text, char escape, std::vector<std::string>* 
 std::optional<std::vector<std::string>> ShellWords(std::string_view text, bool raw_quotes,
                                                    bool raw_escapes);
 
+/// BuildKit's suggest.Search: the option closest to a misspelt `word`
+/// (Levenshtein distance below 3, ignoring ASCII case), else "". For the
+/// "did you mean X?" hint of unknown instructions, flags and mount keys.
+std::string Suggest(std::string_view word, const std::vector<std::string_view>& options);
+
 }  // namespace kiln::frontend::lex

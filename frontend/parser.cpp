@@ -104,8 +104,13 @@ class LineParser {
     }
     inst.keyword = AsciiLower(word);
     std::optional<Shape> shape = ShapeOf(inst.keyword);
-    if (!shape)
-      return Fail("unknown instruction " + Excerpt(word));
+    if (!shape) {
+      std::string near = lex::Suggest(inst.keyword, {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose",
+                                                     "from", "healthcheck", "label", "maintainer", "onbuild",
+                                                     "run", "shell", "stopsignal", "user", "volume", "workdir"});
+      return Fail("unknown instruction " + Excerpt(word) +
+                  (near.empty() ? "" : " (did you mean " + AsciiUpper(near) + "?)"));
+    }
     std::string_view rest;
     lex::ExtractFlags(rest_raw, escape_, &inst.flags, &rest);
     rest = lex::TrimSpace(rest);

@@ -101,7 +101,7 @@ TEST(CompileAstTest, UnknownFlagNamesInstructionAndLine) {
   f.instructions.push_back(Ins("copy", {"a", "b"}, {"--foo=1"}, 2));
   auto g = Compile(f, Defaults());
   ASSERT_FALSE(g);
-  EXPECT_EQ(g.error().message(), "Containerfile:2: unknown flag --foo for COPY");
+  EXPECT_EQ(g.error().message(), "Containerfile:2: unknown flag --foo for COPY (did you mean from?)");
   EXPECT_EQ(g.error().code(), Errc::kInvalidInput);
 }
 
@@ -442,7 +442,7 @@ TEST(CompileTest, UndefinedArgInFrom) {
 }
 
 TEST(CompileTest, FlagErrors) {
-  EXPECT_EQ(ErrorOf("FROM scratch\nCOPY --foo a b\n"), "Containerfile:2: unknown flag --foo for COPY");
+  EXPECT_EQ(ErrorOf("FROM scratch\nCOPY --foo a b\n"), "Containerfile:2: unknown flag --foo for COPY (did you mean from?)");
   EXPECT_EQ(ErrorOf("FROM scratch\nADD --from=x a b\n"), "Containerfile:2: unknown flag --from for ADD");
   EXPECT_EQ(ErrorOf("FROM scratch\nCOPY --parents=maybe a b\n"),
             "Containerfile:2: flag --parents for COPY: invalid boolean \"maybe\"");

@@ -86,7 +86,7 @@ TEST_F(ParseCliTest, InvalidFileExitsTwoWithLocation) {
   std::string dir = test::TestdataDir() + "/containerfiles-invalid/unknown-instruction";
   RunResult r = RunShell("cd " + Quote(dir) + " && " + Quote(bin_) + " parse Containerfile 2>&1");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.out, "kiln: error: Containerfile:2: unknown instruction \"RUNN\"\n");
+  EXPECT_EQ(r.out, "kiln: error: Containerfile:2: unknown instruction \"RUNN\" (did you mean RUN?)\n");
 }
 
 TEST_F(ParseCliTest, MissingFileAndUsage) {

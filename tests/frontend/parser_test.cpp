@@ -148,7 +148,7 @@ TEST(ParserTest, Directives) {
 TEST(ParserTest, Errors) {
   EXPECT_EQ(ErrorOf(""), "Containerfile:1: file with no instructions");
   EXPECT_EQ(ErrorOf("# a\n\n"), "Containerfile:2: file with no instructions");
-  EXPECT_EQ(ErrorOf("FROM a\nRUNN x\n"), "Containerfile:2: unknown instruction \"RUNN\"");
+  EXPECT_EQ(ErrorOf("FROM a\nRUNN x\n"), "Containerfile:2: unknown instruction \"RUNN\" (did you mean RUN?)");
   EXPECT_EQ(ErrorOf("FROM a\n\nENV PATH\n"), "Containerfile:3: ENV must have two arguments: \"ENV PATH\"");
   EXPECT_EQ(ErrorOf("LABEL a=b c\n"),
             "Containerfile:1: LABEL: can't find = in \"c\"; must be of the form name=value");
@@ -167,7 +167,7 @@ TEST(ParserTest, Errors) {
             "Containerfile:1: ONBUILD ONBUILD is not allowed: \"ONBUILD RUN x\"");
   auto named = ParseContainerfile("FOO\n", "dir/Containerfile.dev");
   ASSERT_FALSE(named);
-  EXPECT_EQ(named.error().message(), "dir/Containerfile.dev:1: unknown instruction \"FOO\"");
+  EXPECT_EQ(named.error().message(), "dir/Containerfile.dev:1: unknown instruction \"FOO\" (did you mean FROM?)");
 }
 
 TEST(ParserTest, LineLengthLimit) {
