@@ -181,7 +181,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadAll(STDIN_FILENO, kMaxContainerfileBytes));
   } else {
     if (f.file.empty()) {
-      for (const char* name : {"Containerfile", "Dockerfile"}) {
+      for (const char* name : {"Containerfile", "Dockerfile", "dockerfile"}) {  // BuildKit also takes "dockerfile"
         std::string p = JoinPath(f.context, name);
         if (IsFile(p)) {
           r.containerfile_path = p;
@@ -476,7 +476,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("build", "build an image from a Containerfile");
   // Repeatable options take one value per occurrence (they must not eat CONTEXT).
   cmd->add_option("-f,--file", f->file,
-                  "the Containerfile (default: Containerfile, then Dockerfile, in CONTEXT); - reads stdin");
+                  "the Containerfile (default: Containerfile, Dockerfile, then dockerfile in CONTEXT); - reads stdin");
   cmd->add_option("-t,--tag", f->tags, "name for the image (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--build-arg", f->build_args,

@@ -160,13 +160,10 @@ Status ExpandSource(int root_fd, const std::string& source, const Filter& filter
 
 Expected<std::vector<Match>> ExpandSources(int root_fd, const CopyRequest& req, const Filter& filter) {
   std::vector<Match> matches;
-  for (const auto& s : req.sources) {
-    size_t before = matches.size();
+  // A wildcard that matches nothing copies nothing, as in BuildKit (AllowEmptyWildcard); a
+  // plain source that does not exist is an error (ExpandSource).
+  for (const auto& s : req.sources)
     KILN_TRY(ExpandSource(root_fd, s, filter, req, &matches));
-    if (matches.size() == before)
-      return Error(Errc::kNotFound, req.what + " failed: no source files were specified: \"" + s +
-                                        "\" matches nothing");
-  }
   return matches;
 }
 
