@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite; called by `scripts/dev test` (which installs the
 # packages first). Prints per-suite results, the security suite's line
-# "hostile inputs: N/52 contained", then one plain closing line:
+# "hostile inputs: N/52 contained", the BuildKit suite's line "BuildKit cases:
+# N/M", then one plain closing line:
 #   N passed, N failed, N skipped
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ ensure_test_user || log "could not create the test user; unprivileged tests will
 log "build/: compile"
 if configure build && meson compile -C build >&2; then
   log "build/: unit and integration tests"
-  rm -f build/security-summary.txt  # written by the security suite (tests/security/run.sh)
+  rm -f build/security-summary.txt build/buildkit-summary.txt  # written by tests/security/run.sh, tests/buildkit/run.sh
   meson test -C build --num-processes "$JOBS" --print-errorlogs >&2 || status=1
 else
   log "build/ failed to compile"; extra_fail=$((extra_fail + 1)); status=1
@@ -101,6 +102,6 @@ if [ "${KILN_SKIP_FUZZ:-}" != 1 ] && command -v clang++-14 >/dev/null; then
 fi
 
 python3 "$TOP/scripts/test-summary.py" --extra-pass "$extra_pass" --extra-fail "$extra_fail" \
-  --note build/security-summary.txt \
+  --note build/security-summary.txt --note build/buildkit-summary.txt \
   build/meson-logs/testlog.junit.xml build-asan/meson-logs/testlog.junit.xml || status=1
 exit $status

@@ -1,0 +1,2 @@
+#!/usr/bin/env sh
+printf "%s" "$my_arg $*" >/out
