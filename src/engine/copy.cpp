@@ -101,10 +101,26 @@ Expected<Filter> MakeFilter(const CopyRequest& req) {
   return f;
 }
 
-/// One matched source: its path relative to the source root.
+/// One matched source: its path relative to the source root, and which of
+/// the request's sources matched it.
 struct Match {
   std::string rel;
+  size_t source = 0;
 };
+
+/// `base` (relative to the root, "" for the root) and every directory below
+/// it, not through symlinks: what a `**` component matches.
+void AllDirsBelow(int root_fd, const std::string& base, std::vector<std::string>* out) {
+  out->push_back(base);
+  auto dfd = OpenInRoot(root_fd, base.empty() ? "." : base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!dfd)
+    return;
+  for (const auto& name : ListDir(dfd->get())) {
+    struct stat st;
+    if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+      AllDirsBelow(root_fd, base.empty() ? name : base + "/" + name, out);
+  }
+}
 
 /// Expands one source (wildcards per component) into matches.
 Status ExpandSource(int root_fd, const std::string& source, const Filter& filter, const CopyRequest& req,
@@ -133,6 +149,10 @@ Status ExpandSource(int root_fd, const std::string& source, const Filter& filter
   for (size_t i = 0; i < comps.size(); ++i) {
     std::vector<std::string> next;
     for (const auto& base : partial) {
+      if (comps[i] == "**") {  // any number of directories, as in BuildKit's patterns
+        AllDirsBelow(root_fd, base, &next);
+        continue;
+      }
       if (!HasGlob(comps[i])) {
         std::string p = base.empty() ? comps[i] : base + "/" + comps[i];
         if (OpenInRoot(root_fd, p, O_PATH))
@@ -151,6 +171,8 @@ Status ExpandSource(int root_fd, const std::string& source, const Filter& filter
         next.push_back(p);
       }
     }
+    std::sort(next.begin(), next.end());
+    next.erase(std::unique(next.begin(), next.end()), next.end());
     partial = std::move(next);
   }
   for (auto& p : partial)
@@ -162,8 +184,12 @@ Expected<std::vector<Match>> ExpandSources(int root_fd, const CopyRequest& req, 
   std::vector<Match> matches;
   // A wildcard that matches nothing copies nothing, as in BuildKit (AllowEmptyWildcard); a
   // plain source that does not exist is an error (ExpandSource).
-  for (const auto& s : req.sources)
-    KILN_TRY(ExpandSource(root_fd, s, filter, req, &matches));
+  for (size_t i = 0; i < req.sources.size(); ++i) {
+    size_t before = matches.size();
+    KILN_TRY(ExpandSource(root_fd, req.sources[i], filter, req, &matches));
+    for (size_t m = before; m < matches.size(); ++m)
+      matches[m].source = i;
+  }
   return matches;
 }
 
@@ -410,10 +436,12 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   CopyCtx ctx{&req, filter, {}, {}};
   auto owner_uid = req.uid ? req.uid : std::optional<uint32_t>(0);
   auto owner_gid = req.gid ? req.gid : std::optional<uint32_t>(0);
+  if (count == 0 && dest_is_dir)  // wildcards that matched nothing still make the destination, as in BuildKit
+    KILN_TRY(MakeDirsInRoot(dest_root_fd, req.dest, 0755, owner_uid, owner_gid));
 
   for (size_t mi = 0; mi < matches.size(); ++mi) {
     const Match& m = matches[mi];
-    const std::string& source = mi < req.sources.size() ? req.sources[mi] : req.sources.back();
+    const std::string& source = req.sources[m.source];
     auto path_fd = OpenInRoot(src_root.get(), m.rel.empty() ? "." : m.rel, O_RDONLY | O_NOFOLLOW);
     // Top-level symlinks are followed inside the source root (as BuildKit).
     if (!path_fd)
