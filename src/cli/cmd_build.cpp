@@ -363,17 +363,24 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   r.format = f.format;
   r.compression = f.compression;
   r.squash = f.squash;
+  // --timestamp, else --build-arg SOURCE_DATE_EPOCH (as BuildKit), else $SOURCE_DATE_EPOCH.
   std::string ts = f.timestamp;
+  std::string ts_from = "--timestamp ";
+  if (auto it = r.build_args.find("SOURCE_DATE_EPOCH"); ts.empty() && it != r.build_args.end() && !it->second.empty()) {
+    ts = it->second;
+    ts_from = "--build-arg SOURCE_DATE_EPOCH=";
+  }
   if (ts.empty())
-    if (const char* e = std::getenv("SOURCE_DATE_EPOCH"); e && *e)
+    if (const char* e = std::getenv("SOURCE_DATE_EPOCH"); e && *e) {
       ts = e;
+      ts_from = "SOURCE_DATE_EPOCH=";
+    }
   if (!ts.empty()) {
     char* end = nullptr;
     errno = 0;
     long long v = std::strtoll(ts.c_str(), &end, 10);
     if (errno != 0 || *end != '\0' || v < 0)
-      return Usage((f.timestamp.empty() ? "SOURCE_DATE_EPOCH=" : "--timestamp ") + ts +
-                   ": not a number of seconds since the epoch");
+      return Usage(ts_from + ts + ": not a number of seconds since the epoch");
     r.timestamp = v;
   }
   r.cache_from = f.cache_from;
@@ -528,7 +535,8 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"gzip", "zstd"}));
   cmd->add_flag("--squash", f->squash, "squash the new layers into one");
   cmd->add_option("--timestamp", f->timestamp,
-                  "seconds since the epoch for every timestamp (default $SOURCE_DATE_EPOCH): reproducible builds");
+                  "seconds since the epoch for every timestamp (default: --build-arg SOURCE_DATE_EPOCH, then "
+                  "$SOURCE_DATE_EPOCH): reproducible builds");
   cmd->add_option("--cache-from", f->cache_from, "registry repository to import cache records from (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--cache-to", f->cache_to, "registry repository to export cache records to");
