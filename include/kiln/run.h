@@ -97,6 +97,10 @@ struct RunOptions {
   std::optional<std::string> memory;  ///< --memory 512m
   std::optional<double> cpus;         ///< --cpus 1.5
   std::optional<int64_t> pids_limit;  ///< --pids-limit
+  /// Where the container runs in the foreground (null: the real sandbox,
+  /// HostSandbox(); tests pass a fake). A detached container's monitor
+  /// always uses the real one.
+  Sandbox* sandbox = nullptr;
 };
 
 /// What a container is doing.

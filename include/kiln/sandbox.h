@@ -11,6 +11,7 @@
 // /proc, /dev, /sys, pivots into the rootfs, drops to USER and execs argv.
 #pragma once
 
+#include <linux/capability.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -229,6 +230,41 @@ struct SandboxResult {
 /// kUnsupported for a feature the host lacks, kInvalidInput for a bad spec.
 /// A process that runs and fails is not an error: see SandboxResult.
 Expected<SandboxResult> RunSandbox(const SandboxSpec& spec);
+
+/// The seam between the sandbox and the modules that start processes in it
+/// (the build engine's RUN steps, `kiln run`): they call Run() on the
+/// Sandbox they were given (engine::BuildOptions::sandbox,
+/// run::RunOptions::sandbox), the real one unless a test passes a fake
+/// (tests/support/fake_sandbox.h).
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  /// Runs spec.argv and waits for it; the contract of RunSandbox() (errors,
+  /// on_started/on_tty called before the process runs, SandboxResult).
+  virtual Expected<SandboxResult> Run(const SandboxSpec& spec) = 0;
+};
+
+/// The real sandbox (RunSandbox()); one process-wide object.
+Sandbox& HostSandbox();
+
+/// `sandbox` when it is set, else HostSandbox(): what callers whose
+/// options hold a `Sandbox*` (null = the real one) run through.
+inline Sandbox& SandboxOrHost(Sandbox* sandbox) { return sandbox ? *sandbox : HostSandbox(); }
+
+/// Docker's default capability set: what a sandboxed process (with
+/// SandboxSpec::default_capabilities) and a `kiln exec` process keep in
+/// their bounding set. The one definition (docs/security.md).
+inline constexpr int kDefaultCapabilities[] = {
+    CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,          CAP_FOWNER,     CAP_MKNOD, CAP_NET_RAW,  CAP_SETGID,
+    CAP_SETUID,  CAP_SETFCAP,      CAP_SETPCAP,         CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,
+    CAP_AUDIT_WRITE};
+
+/// Drops every capability not in kDefaultCapabilities from the calling
+/// thread's bounding set (capabilities the kernel does not know are
+/// skipped). Async-signal-safe, allocates nothing. Returns -1 when done,
+/// else the capability whose drop failed (errno set): the caller must not
+/// go on to exec.
+int DropToDefaultCapabilities();
 
 /// Path of the kiln-sandbox helper: $KILN_SANDBOX_HELPER, else next to the
 /// running executable, else <libexecdir>/kiln/kiln-sandbox, else the build

@@ -889,7 +889,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.stderr_fd = write_end.get();
   std::string tail;
   std::thread pump([&] { PumpOutput(read_end.get(), progress_, label, &tail); });
-  auto result = RunSandbox(spec);
+  auto result = SandboxOrHost(opts_.sandbox).Run(spec);
   write_end.reset();
   pump.join();
   if (!result)

@@ -52,6 +52,8 @@ struct BuildOptions {
   bool squash = false;
   /// Pull a base image that is not in the store (set by the CLI; null = fail).
   std::function<Status(const std::string& reference, const Platform& platform)> pull;
+  /// Where RUN steps run (null: the real sandbox, HostSandbox(); tests pass a fake).
+  Sandbox* sandbox = nullptr;
 };
 
 struct BuildResult {

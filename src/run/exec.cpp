@@ -36,20 +36,6 @@ void ForwardToChild(int sig) {
     ::kill(p, sig);
 }
 
-void DropBoundingSet() {
-  // Docker's default capability set, as the sandbox helper keeps.
-  const int keep[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,  CAP_MKNOD,
-                      CAP_NET_RAW, CAP_SETGID,      CAP_SETUID,           CAP_SETFCAP, CAP_SETPCAP,
-                      CAP_NET_BIND_SERVICE,         CAP_SYS_CHROOT,       CAP_KILL,    CAP_AUDIT_WRITE};
-  for (int cap = 0; cap <= 63; ++cap) {
-    bool kept = false;
-    for (int k : keep)
-      kept = kept || k == cap;
-    if (!kept)
-      ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-  }
-}
-
 [[noreturn]] void ChildFail(int status_fd, int code, const std::string& msg) {
   std::string line = std::to_string(code) + " " + msg;
   (void)!::write(status_fd, line.data(), line.size());
@@ -190,7 +176,8 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
     } else if (!o.interactive && null_fd) {
       ::dup2(null_fd.get(), 0);
     }
-    DropBoundingSet();
+    if (int cap = DropToDefaultCapabilities(); cap >= 0)  // Docker's default set, as the sandbox
+      ChildFail(sfd, 126, "drop capability " + std::to_string(cap) + ": " + std::strerror(errno));
     std::vector<gid_t> gids = {gid};
     for (uint32_t g : groups)
       if (g != gid)

@@ -502,7 +502,7 @@ Error Cancelled() {
 /// they are bound here, before the container starts).
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
                         int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
-                        std::unique_ptr<PortForwarder> fwd = nullptr) {
+                        std::unique_ptr<PortForwarder> fwd = nullptr, Sandbox* sandbox = nullptr) {
   std::string rdir = RunDir(paths, c.id);
   KILN_TRY(MakeDirs(rdir, 0700));
   auto lock = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
@@ -574,7 +574,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
   };
   InstallForwarders();
 
-  Expected<SandboxResult> result = RunSandbox(spec);
+  Expected<SandboxResult> result = SandboxOrHost(sandbox).Run(spec);
   if (relay.joinable()) {
     (void)!::write(stop_w.get(), "x", 1);
     relay.join();
@@ -790,7 +790,8 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   bool tty = o.tty;
   int in = o.interactive ? 0 : -1;
   int no_ready = -1;
-  auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup, std::move(fwd));
+  auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup, std::move(fwd),
+                          o.sandbox);
   if (o.remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
     (void)RemoveRecords(paths, c);

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "sandbox/shared.h"
 #include "sandbox/wire.h"
 
 namespace kiln::sandbox {
@@ -142,15 +143,6 @@ std::string JoinFds(const std::vector<int>& fds) {
     s += FdPath(fd);
   }
   return s;
-}
-
-std::string FindHostBinary(const char* name) {
-  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"}) {
-    std::string p = std::string(dir) + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0)
-      return p;
-  }
-  return {};
 }
 
 bool MountFuseOverlayfs(const HelperSpec& h, std::string* err) {
@@ -541,22 +533,6 @@ std::string EnvValue(const std::vector<std::string>& env, const std::string& key
   return {};
 }
 
-void DropBoundingSet() {
-  // Docker's default capability set.
-  const int keep[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,  CAP_MKNOD,
-                      CAP_NET_RAW, CAP_SETGID,      CAP_SETUID,           CAP_SETFCAP, CAP_SETPCAP,
-                      CAP_NET_BIND_SERVICE,         CAP_SYS_CHROOT,       CAP_KILL,    CAP_AUDIT_WRITE};
-  for (int cap = 0; cap <= 63; ++cap) {
-    bool kept = false;
-    for (int k : keep)
-      kept = kept || k == cap;
-    if (kept)
-      continue;
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-      DieErrno("drop capability " + std::to_string(cap));
-  }
-}
-
 void ClearInheritable() {
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
@@ -613,8 +589,10 @@ int OpenWorkdirAsRoot(const std::string& abs) {
     (void)::fchown(0, s.uid, static_cast<gid_t>(-1));  // the user's own terminal, as runc
   }
   int cwd_fd = OpenWorkdirAsRoot(s.cwd);
-  if (s.default_capabilities)
-    DropBoundingSet();
+  if (s.default_capabilities) {
+    if (int cap = DropToDefaultCapabilities(); cap >= 0)
+      DieErrno("drop capability " + std::to_string(cap));
+  }
   std::vector<gid_t> groups = {s.gid};
   for (uint32_t g : s.supplementary_gids)
     if (g != s.gid)
@@ -660,19 +638,13 @@ int OpenWorkdirAsRoot(const std::string& abs) {
     if (path.empty())
       path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     bool saw_eacces = false;
-    size_t i = 0;
-    while (i <= path.size()) {
-      size_t j = path.find(':', i);
-      if (j == std::string::npos)
-        j = path.size();
-      std::string dir = path.substr(i, j - i);
+    for (const std::string& dir : SplitSearchPath(path)) {
       std::string candidate = (dir.empty() ? "." : dir) + "/" + file;
       ::execve(candidate.c_str(), argv.data(), envp.data());
       if (errno == EACCES)
         saw_eacces = true;
       else if (errno != ENOENT && errno != ENOTDIR)
         err = errno;
-      i = j + 1;
     }
     if (err == ENOENT && saw_eacces)
       err = EACCES;
@@ -704,27 +676,7 @@ int AllocateTerminal() {
   int slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (slave < 0)
     DieErrno("open the pseudo-terminal's slave");
-  char byte = 'T';
-  struct iovec iov = {&byte, 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof control.buf;
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
-  ssize_t n;
-  do {
-    n = ::sendmsg(kSpecFd, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1)
+  if (!SendFd(kSpecFd, master))
     DieErrno("send the terminal to kiln");
   ::close(master);
   Send('T', "");

@@ -11,18 +11,10 @@
 
 #include "kiln/fs.h"
 #include "kiln/sandbox.h"
+#include "sandbox/shared.h"
 
 namespace kiln {
 namespace {
-
-std::string FindBinary(const char* name) {
-  for (const char* dir : {"/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"}) {
-    std::string p = std::string(dir) + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0)
-      return p;
-  }
-  return {};
-}
 
 bool Visible(const std::string& merged) { return ::access((merged + "/probe").c_str(), F_OK) == 0; }
 
@@ -41,7 +33,7 @@ bool TryKernelOverlay(const std::string& dir) {
 }
 
 bool TryFuseOverlayfs(const std::string& dir) {
-  std::string bin = FindBinary("fuse-overlayfs");
+  std::string bin = sandbox::FindHostBinary("fuse-overlayfs");
   if (bin.empty() || ::access("/dev/fuse", R_OK | W_OK) != 0)
     return false;
   std::string opts = "lowerdir=" + dir + "/l,upperdir=" + dir + "/u,workdir=" + dir + "/w2";
@@ -102,13 +94,7 @@ std::string NetworkHelperPath() {
   const char* env = std::getenv("PATH");
   std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
   for (const char* name : {"slirp4netns", "pasta"}) {
-    size_t i = 0;
-    while (i <= path.size()) {
-      size_t j = path.find(':', i);
-      if (j == std::string::npos)
-        j = path.size();
-      std::string dir = path.substr(i, j - i);
-      i = j + 1;
+    for (const std::string& dir : sandbox::SplitSearchPath(path)) {
       if (dir.empty() || dir[0] != '/')
         continue;  // never relative to the current directory
       std::string p = dir + "/" + name;

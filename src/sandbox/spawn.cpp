@@ -243,39 +243,6 @@ Status SendAll(int fd, std::string_view data) {
   return Ok();
 }
 
-/// One fd passed with SCM_RIGHTS (and one data byte) on `sock`.
-UniqueFd ReceiveFd(int sock) {
-  char byte;
-  struct iovec iov = {&byte, 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof control.buf;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1) {
-    if (n >= 0)
-      errno = EPROTO;
-    return UniqueFd();
-  }
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
-      cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
-    errno = EPROTO;
-    return UniqueFd();
-  }
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-  return UniqueFd(fd);
-}
-
 int OpenAt2(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
   struct open_how how = {};
   how.flags = flags | O_CLOEXEC;
@@ -549,7 +516,7 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
           break;
         }
         case 'T': {  // kiln run -t: the terminal's master, over the spec socket
-          UniqueFd master = ReceiveFd(spec_w.get());
+          UniqueFd master(sandbox::ReceiveFd(spec_w.get()));
           if (!master) {
             setup_error = "receive the terminal from the sandbox helper: " + std::string(std::strerror(errno));
             ::kill(pid, SIGKILL);
@@ -597,6 +564,18 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
     result.exit_code = WEXITSTATUS(wait_status);
   }
   return result;
+}
+
+namespace {
+class RealSandbox final : public Sandbox {
+ public:
+  Expected<SandboxResult> Run(const SandboxSpec& spec) override { return RunSandbox(spec); }
+};
+}  // namespace
+
+Sandbox& HostSandbox() {
+  static RealSandbox sandbox;
+  return sandbox;
 }
 
 }  // namespace kiln

@@ -1,5 +1,8 @@
 #include "sandbox/wire.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace kiln::sandbox {
@@ -171,6 +174,61 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   out->parent_pid = static_cast<int32_t>(r.U32());
   out->in_userns = r.U32() != 0;
   return r.ok();
+}
+
+namespace {
+
+// A message of one data byte with room for one fd.
+struct FdMessage {
+  char byte = 0;
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg = {};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  FdMessage() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+};
+
+}  // namespace
+
+bool SendFd(int sock, int fd) {
+  FdMessage m;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&m.msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  ssize_t n;
+  do {
+    n = ::sendmsg(sock, &m.msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == 1;
+}
+
+int ReceiveFd(int sock) {
+  FdMessage m;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    if (n >= 0)
+      errno = EPROTO;
+    return -1;
+  }
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&m.msg);
+  if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+      cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
+    errno = EPROTO;
+    return -1;
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+  return fd;
 }
 
 }  // namespace kiln::sandbox

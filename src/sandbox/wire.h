@@ -42,6 +42,13 @@ struct HelperSpec {
   bool in_userns = false;      // try overlay `userxattr` first
 };
 
+/// Passes `fd` with SCM_RIGHTS (and one data byte) on the socket `sock`
+/// (the helper's pty master to the parent). False with errno on failure.
+bool SendFd(int sock, int fd);
+/// Receives one fd sent by SendFd() (O_CLOEXEC), or -1 with errno (EPROTO
+/// when the message carries no single fd).
+int ReceiveFd(int sock);
+
 std::string EncodeSpec(const HelperSpec& h);
 /// False on a malformed payload.
 bool DecodeSpec(const std::string& data, HelperSpec* out);

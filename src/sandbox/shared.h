@@ -1,0 +1,20 @@
+// Internal to src/sandbox: small host helpers that both the kiln-sandbox
+// helper (init.cpp, no base library) and the parent side (probe.cpp,
+// spawn.cpp) use, defined once in shared.cpp.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::sandbox {
+
+/// The entries of a $PATH-style list, in order, empty ones included ("" is
+/// the current directory to execvp; callers decide).
+std::vector<std::string> SplitSearchPath(const std::string& path);
+
+/// The first executable `name` in /usr/local/bin, /usr/bin, /bin,
+/// /usr/sbin, /sbin (never $PATH: the helper runs with the caller's
+/// environment), or "". The probe and the helper find the same binary.
+std::string FindHostBinary(const char* name);
+
+}  // namespace kiln::sandbox
