@@ -134,8 +134,9 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& options, s
 
 /// The hidden `kiln __monitor ID` command: owns a detached container until
 /// it exits. `ready_fd` (or -1) receives one byte once the container runs,
-/// or an error line.
-int MonitorMain(const Paths& paths, const std::string& id, int ready_fd);
+/// or an error line. `port_fds`: the host sockets of the container's -p
+/// mappings, in their order, when `kiln run -d` bound them (inherited).
+int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const std::vector<int>& port_fds = {});
 
 /// Finds a container by full id, unique id prefix (>= 3 chars) or name.
 Expected<std::string> ResolveContainer(const Paths& paths, const std::string& text);

@@ -185,9 +185,11 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
   mon->add_option("--store", *store, "store")->required();
   mon->add_option("--run-root", *run_root, "run-time directory")->required();
   mon->add_option("--ready-fd", *ready, "fd for the ready message");
+  auto port_fds = std::make_shared<std::vector<int>>();
+  mon->add_option("--port-fd", *port_fds, "inherited -p host socket (repeated, in -p order)");
   mon->add_option("id", *id, "container id")->required();
-  SetAction(mon, ctx, [store, run_root, ready, id] {
-    return run::MonitorMain(run::Paths{*store, *run_root}, *id, *ready);
+  SetAction(mon, ctx, [store, run_root, ready, id, port_fds] {
+    return run::MonitorMain(run::Paths{*store, *run_root}, *id, *ready, *port_fds);
   });
 }
 

@@ -190,12 +190,62 @@ Expected<std::unique_ptr<PortForwarder>> PortForwarder::Bind(const std::vector<P
       return Error(Errc::kSandbox, flag + ": listen: " + std::strerror(errno));
     f->listeners_.push_back(Listener{p, std::move(s)});
   }
+  KILN_TRY(f->MakeWakePipe());
+  return f;
+}
+
+Expected<std::unique_ptr<PortForwarder>> PortForwarder::Adopt(const std::vector<PortMapping>& ports,
+                                                              const std::vector<int>& fds) {
+  std::vector<UniqueFd> owned;
+  for (int fd : fds) {
+    owned.emplace_back(fd);
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // never into the sandbox helper
+  }
+  if (ports.size() != fds.size())
+    return Error(Errc::kSandbox, "-p: got " + std::to_string(fds.size()) + " host sockets for " +
+                                     std::to_string(ports.size()) + " published ports");
+  std::unique_ptr<PortForwarder> f(new PortForwarder());
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const PortMapping& p = ports[i];
+    std::string flag = "-p " + PublishFlagText(p);
+    int type = 0;
+    int listening = 0;
+    socklen_t tlen = sizeof type;
+    socklen_t llen = sizeof listening;
+    struct sockaddr_storage ss = {};
+    socklen_t len = sizeof ss;
+    if (::getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+        ::getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) != 0 ||
+        ::getsockname(fds[i], reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
+      return Error(Errc::kSandbox, flag + ": host socket (fd " + std::to_string(fds[i]) + "): " + std::strerror(errno));
+    uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port)
+                    : ss.ss_family == AF_INET ? ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port)
+                                              : 0;
+    if (type != (p.udp ? SOCK_DGRAM : SOCK_STREAM) || port != p.host_port || (!p.udp && !listening))
+      return Error(Errc::kSandbox, flag + ": fd " + std::to_string(fds[i]) + " is not the host socket of this port");
+    int fl = ::fcntl(fds[i], F_GETFL);
+    if (fl < 0 || ::fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0)
+      return Error::FromErrno(flag + ": host socket");
+    f->listeners_.push_back(Listener{p, std::move(owned[i])});
+  }
+  KILN_TRY(f->MakeWakePipe());
+  return f;
+}
+
+std::vector<int> PortForwarder::fds() const {
+  std::vector<int> out;
+  for (const auto& l : listeners_)
+    out.push_back(l.fd.get());
+  return out;
+}
+
+Status PortForwarder::MakeWakePipe() {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0)
     return Error::FromErrno("pipe");
-  f->wake_r_.reset(pipefd[0]);
-  f->wake_w_.reset(pipefd[1]);
-  return f;
+  wake_r_.reset(pipefd[0]);
+  wake_w_.reset(pipefd[1]);
+  return Ok();
 }
 
 PortForwarder::~PortForwarder() { Stop(); }

@@ -46,6 +46,16 @@ class PortForwarder {
   /// calling thread's network namespace. kSandbox "-p 127.0.0.1:8080:80:
   /// address already in use" when one is taken, kInvalidInput for a bad IP.
   static Expected<std::unique_ptr<PortForwarder>> Bind(const std::vector<PortMapping>& ports);
+  /// Takes over host sockets that another process bound for `ports` (the
+  /// detached container's monitor gets them from `kiln run -d`, so that the
+  /// port is held from the first bind on, never released in between): fds[i]
+  /// must be a socket bound to ports[i]'s port (listening, for TCP), else
+  /// kSandbox naming the mapping. Takes ownership of every fd (and sets
+  /// FD_CLOEXEC on it), also on error.
+  static Expected<std::unique_ptr<PortForwarder>> Adopt(const std::vector<PortMapping>& ports,
+                                                        const std::vector<int>& fds);
+  /// The host sockets, in the order of the mappings (borrowed).
+  std::vector<int> fds() const;
 
   ~PortForwarder();
   PortForwarder(const PortForwarder&) = delete;
@@ -65,6 +75,7 @@ class PortForwarder {
     UniqueFd fd;
   };
   PortForwarder() = default;
+  Status MakeWakePipe();
   void Loop();
 
   std::vector<Listener> listeners_;

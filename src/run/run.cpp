@@ -623,8 +623,10 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
 }
 
 /// Starts `kiln __monitor` for `id`, detached (own session, stdio on
-/// /dev/null), and waits until the container runs.
-Status SpawnMonitor(const Paths& paths, const std::string& id) {
+/// /dev/null), and waits until the container runs. `port_fds`: the host
+/// sockets of -p, bound by the caller; the monitor inherits them (as fds 4,
+/// 5, ...) and serves them, so the ports are never free in between.
+Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector<int>& port_fds = {}) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
     return Error::FromErrno("pipe");
@@ -637,6 +639,20 @@ Status SpawnMonitor(const Paths& paths, const std::string& id) {
   posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 2);
   posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
+  // Copies above the target range first, so that no dup2 overwrites a
+  // socket not yet moved; dup2 clears FD_CLOEXEC on the target.
+  const int first_port_fd = 4;
+  std::vector<UniqueFd> port_copies;
+  for (int fd : port_fds) {
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, first_port_fd + static_cast<int>(port_fds.size()));
+    if (copy < 0) {
+      posix_spawn_file_actions_destroy(&fa);
+      return Error::FromErrno("dup the -p host socket");
+    }
+    port_copies.emplace_back(copy);
+  }
+  for (size_t i = 0; i < port_copies.size(); ++i)
+    posix_spawn_file_actions_adddup2(&fa, port_copies[i].get(), first_port_fd + static_cast<int>(i));
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;
@@ -653,6 +669,10 @@ Status SpawnMonitor(const Paths& paths, const std::string& id) {
   self[n] = '\0';
   std::vector<std::string> args = {"kiln", "__monitor", "--store", paths.store_root, "--run-root",
                                    paths.run_root, "--ready-fd", "3", id};
+  for (size_t i = 0; i < port_fds.size(); ++i) {
+    args.push_back("--port-fd");
+    args.push_back(std::to_string(first_port_fd + static_cast<int>(i)));
+  }
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -704,7 +724,8 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   }
   KILN_ASSIGN_OR_RETURN(StoredImage image, GetImage(store, o));
   // -p: the host sockets first, so that a busy port fails before anything
-  // exists. A detached container's monitor binds them again itself.
+  // exists. A detached container's monitor inherits them (SpawnMonitor):
+  // the ports are held from here on, never free for another process.
   std::unique_ptr<PortForwarder> fwd;
   if (!o.ports.empty() && o.network == NetworkMode::kPrivate) {
     KILN_ASSIGN_OR_RETURN(fwd, PortForwarder::Bind(o.ports));
@@ -773,13 +794,15 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     *id_out = id;
 
   if (o.detach) {
-    fwd.reset();
     if (g_cancel_signal) {
       auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
       (void)RemoveRecords(paths, c);
       return Cancelled();
     }
-    Status st = SpawnMonitor(paths, id);
+    // The monitor inherits the host sockets bound above; ours close once
+    // it runs the container (or failed to).
+    Status st = SpawnMonitor(paths, id, fwd ? fwd->fds() : std::vector<int>{});
+    fwd.reset();
     if (!st) {
       if (o.remove)
         (void)RemoveRecords(paths, c);
@@ -805,7 +828,7 @@ Status StartContainer(const Paths& paths, const std::string& id) {
   return SpawnMonitor(paths, id);
 }
 
-int MonitorMain(const Paths& paths, const std::string& id, int ready_fd) {
+int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const std::vector<int>& port_fds) {
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
   auto fail = [&](const Error& e) {
@@ -814,6 +837,15 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd) {
     return 125;
   };
   auto c = ReadConfig(paths, id);
+  // -p: the host sockets `kiln run -d` bound (none after `kiln start`:
+  // Supervise binds them).
+  std::unique_ptr<PortForwarder> fwd;
+  if (!port_fds.empty()) {
+    auto adopted = PortForwarder::Adopt(c ? c->ports : std::vector<PortMapping>{}, port_fds);
+    if (!adopted)
+      return fail(c ? adopted.error() : c.error());
+    fwd = std::move(*adopted);
+  }
   if (!c)
     return fail(c.error());
   std::string log_path = ContainerDir(paths, id) + "/ctr.log";
@@ -824,9 +856,9 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd) {
   Expected<int> status = Error(Errc::kFailed, "not run");
   if (c->tty) {
     // -d -t: the terminal's output goes to the log.
-    status = Supervise(paths, *c, -1, log_fd, log_fd, true, -1, log_fd, &ready_fd, "");
+    status = Supervise(paths, *c, -1, log_fd, log_fd, true, -1, log_fd, &ready_fd, "", std::move(fwd));
   } else {
-    status = Supervise(paths, *c, -1, log_fd, log_fd, false, -1, -1, &ready_fd, "");
+    status = Supervise(paths, *c, -1, log_fd, log_fd, false, -1, -1, &ready_fd, "", std::move(fwd));
   }
   if (!status) {
     std::string line = "kiln: error: " + status.error().message() + "\n";

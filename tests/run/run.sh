@@ -182,6 +182,61 @@ PY
   check "$mode: after stop the host port is free again ($rc)" test "$rc" -eq 0
   [ "$rc" -eq 0 ] || diag <"$work/err"
   k rm -f "$id" >/dev/null 2>&1
+  # The host port is held from `run -d`'s first bind on (the monitor
+  # inherits that socket, issue [2.3]): a process that tries to bind the port
+  # all the while never gets it, and the socket listening once the container
+  # runs is the one bound first (same inode in /proc/net/tcp).
+  port=$(free_port)
+  rm -f "$work/race" "$work/race.ready" "$work/race.stop"
+  python3 - "$port" "$work/race" <<'PY' &
+import os, socket, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+def listener():
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if p[1] == "0100007F:%04X" % port and p[3] == "0A":
+                return p[9]
+    return None
+open(out + ".ready", "w").close()
+deadline = time.time() + 60
+first = None
+while first is None and time.time() < deadline:
+    first = listener()
+won = tries = 0
+held = []
+while not os.path.exists(out + ".stop") and time.time() < deadline:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tries += 1
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        won += 1
+        held.append(s)  # keep it, as a competing server would
+    except OSError:
+        s.close()
+with open(out, "w") as f:
+    f.write("%s %d %d\n" % (first, won, tries))
+PY
+  racer=$!
+  for _ in $(seq 1 100); do [ -e "$work/race.ready" ] && break; sleep 0.05; done
+  id=$(k run -d -p "127.0.0.1:$port:80" busybox httpd -f -p 80 -h /var/www 2>"$work/err"); rc=$?
+  now=$(python3 -c "import sys
+for l in open('/proc/net/tcp').readlines()[1:]:
+    p = l.split()
+    if p[1] == '0100007F:%04X' % int(sys.argv[1]) and p[3] == '0A': print(p[9])" "$port" | head -1)
+  touch "$work/race.stop"
+  wait "$racer"
+  read -r first won tries <"$work/race"
+  check "$mode: -d -p while another process tries to bind the port: run succeeds ($rc)" test "$rc" -eq 0
+  [ "$rc" -eq 0 ] || diag <"$work/err"
+  check "$mode: ... the other process never gets the port ($won of $tries binds succeeded)" test "$won" -eq 0
+  check "$mode: ... the monitor listens on the socket run bound first (inode $first, now $now)" \
+    test -n "$now" -a "$first" = "$now"
+  got=$(curl -s --max-time 5 "http://127.0.0.1:$port/index.html")
+  check "$mode: ... and serves it ($got)" test "$got" = "from the image"
+  k rm -f "$id" >/dev/null 2>&1
   # Eight connections at once, 4 MB each up, the digest back after the
   # client's half-close (sha256sum reads to EOF).
   port=$(free_port)
