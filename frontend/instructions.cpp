@@ -1,5 +1,7 @@
 #include "instructions.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -330,9 +332,24 @@ Expected<std::vector<std::string>> ParseExposePort(std::string_view spec) {
     if (proto != "tcp" && proto != "udp" && proto != "sctp")
       return Invalid("EXPOSE " + std::string(spec) + ": invalid protocol \"" + proto + "\"");
   }
-  // Docker accepts ip:hostPort:containerPort here but uses only the last part.
-  if (size_t colon = port.rfind(':'); colon != std::string_view::npos)
+  // Docker accepts [ip:][hostPort:]containerPort here but uses only the last
+  // part; the ip must be an IP address (nat.ParsePortSpec), not a host name.
+  if (size_t colon = port.rfind(':'); colon != std::string_view::npos) {
+    std::string_view head = port.substr(0, colon);
     port = port.substr(colon + 1);
+    std::string_view ip;
+    if (size_t c2 = head.rfind(':'); c2 != std::string_view::npos) {
+      ip = head.substr(0, c2);
+      if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']')
+        ip = ip.substr(1, ip.size() - 2);
+    }
+    if (!ip.empty()) {
+      std::string ip_text(ip);
+      unsigned char buf[sizeof(struct in6_addr)];
+      if (::inet_pton(AF_INET, ip_text.c_str(), buf) != 1 && ::inet_pton(AF_INET6, ip_text.c_str(), buf) != 1)
+        return Invalid("EXPOSE " + std::string(spec) + ": invalid IP address \"" + ip_text + "\"");
+    }
+  }
   std::string_view lo = port, hi = port;
   if (size_t dash = port.find('-'); dash != std::string_view::npos) {
     lo = port.substr(0, dash);

@@ -736,6 +736,9 @@ TEST(CompileTest, ConfigErrors) {
   EXPECT_EQ(ErrorOf("FROM scratch\nSTOPSIGNAL SIGFOO\n"), "Containerfile:2: invalid signal: SIGFOO");
   EXPECT_EQ(ErrorOf("FROM scratch\nEXPOSE 80/xtp\n"), "Containerfile:2: EXPOSE 80/xtp: invalid protocol \"xtp\"");
   EXPECT_EQ(ErrorOf("FROM scratch\nEXPOSE 99999\n"), "Containerfile:2: EXPOSE 99999: invalid port");
+  EXPECT_EQ(ErrorOf("FROM scratch\nEXPOSE localhost:80:80\n"),
+            "Containerfile:2: EXPOSE localhost:80:80: invalid IP address \"localhost\"");
+  EXPECT_EQ(ErrorOf("FROM scratch\nEXPOSE 0.0.0.0:80:80 [::1]:81:81/udp 82:82\n"), "<no error>");
   EXPECT_EQ(ErrorOf("FROM scratch\nSHELL /bin/bash -c\n"),
             "Containerfile:2: SHELL requires the arguments to be in JSON form");
   EXPECT_EQ(ErrorOf("FROM scratch\nARG E\nVOLUME $E\n"),
