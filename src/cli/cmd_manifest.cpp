@@ -13,6 +13,7 @@
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 #include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
@@ -74,26 +75,22 @@ struct PlatformOverride {
 /// index.
 Expected<std::vector<Descriptor>> ManifestsOf(Store& store, const std::string& image_text, bool all,
                                               const TransferOptions& pull_options) {
-  std::string text = image_text;
-  bool remote_only = false;
-  if (text.rfind("docker://", 0) == 0) {
-    text = text.substr(9);
-    remote_only = true;
-  }
-  auto img = remote_only ? Expected<StoredImage>(Error(Errc::kNotFound, "")) : store.ResolveImage(text);
+  // docker://REF is always pulled; anything else is the stored image if
+  // there is one (the host's manifest of an index), else pulled.
+  bool remote_only = image_text.rfind("docker://", 0) == 0;
+  auto img = remote_only ? Expected<StoredImage>(Error(Errc::kNotFound, "")) : image::ResolveLocal(store, image_text);
   if (!img) {
     if (img.error().code() != Errc::kNotFound)
       return std::move(img).error();
-    KILN_ASSIGN_OR_RETURN(TransportRef src, TransportRef::Parse(image_text));
-    if (src.transport == "docker")
+    if (TransportRef::Parse(image_text).value_or(TransportRef{}).transport == "docker")
       registry::RegisterDockerTransport();
-    TransferOptions to = pull_options;
-    to.all_platforms = all;
-    KILN_ASSIGN_OR_RETURN(PulledImage pulled, PullImage(store, src, to));
-    std::vector<std::string> names = pulled.names;
-    KILN_TRY(store.AddImage(pulled.top, names));
-    KILN_ASSIGN_OR_RETURN(StoredImage loaded, store.LoadImage(pulled.top, pull_options.platform));
-    img = std::move(loaded);
+    image::AcquireOptions ao;
+    ao.platform = pull_options.platform;
+    ao.transfer = pull_options;
+    ao.transfer.all_platforms = all;
+    img = image::Pull(store, image_text, ao);
+    if (!img)
+      return std::move(img).error();
   }
   std::vector<Descriptor> out;
   if (all && IsIndexMediaType(img->top.media_type)) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 #include "kiln/registry.h"
 #include "kiln/transport.h"
 
@@ -30,18 +31,18 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
     auto src = TransportRef::Parse(f->reference);
     if (!src)
       return ReportError(src.error());
-    TransferOptions opts;
+    image::AcquireOptions opts;
     if (!f->platform.empty()) {
       auto p = Platform::Parse(f->platform);
       if (!p)
         return ReportError(p.error());
       opts.platform = *p;
     }
-    opts.all_platforms = f->all_platforms;
-    opts.tls_verify = f->tls_verify;
-    opts.authfile = f->authfile;
-    opts.cert_dir = f->cert_dir;
-    opts.quiet = f->quiet;
+    opts.transfer.all_platforms = f->all_platforms;
+    opts.transfer.tls_verify = f->tls_verify;
+    opts.transfer.authfile = f->authfile;
+    opts.transfer.cert_dir = f->cert_dir;
+    opts.transfer.quiet = f->quiet;
     if (src->transport == "docker") {
       // Validate before touching the network; exit 2 for a bad reference.
       std::string text = src->location;
@@ -52,18 +53,7 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
-    auto lease = store->AcquireLease("pull " + f->reference);  // until the image is named
-    if (!lease)
-      return ReportError(lease.error());
-    auto pulled = PullImage(*store, *src, opts);
-    if (!pulled)
-      return ReportError(pulled.error());
-    std::vector<std::string> names = pulled->names;
-    if (src->transport == "docker" && names.empty())
-      names.push_back(ImageReference::Parse(src->location)->str());
-    if (auto s = store->AddImage(pulled->top, names); !s)
-      return ReportError(s.error());
-    auto img = store->LoadImage(pulled->top, opts.platform);
+    auto img = image::Pull(*store, f->reference, opts);  // holds a lease until the image is named
     if (!img)
       return ReportError(img.error());
     std::printf("%s\n", img->id().hex().c_str());

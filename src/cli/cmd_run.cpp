@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "kiln/acquire.h"
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
@@ -40,21 +41,13 @@ int SelectPlatform(Store& store, const std::string& text, run::RunOptions& o) {
   auto p = Platform::Parse(text);
   if (!p)
     return ReportError(Error(Errc::kInvalidInput, "--platform " + text + ": " + p.error().message()));
-  auto img = o.pull == "always" ? Expected<StoredImage>(Error(Errc::kNotFound, "")) : store.ResolveImage(o.image, *p);
-  if (!img && img.error().code() == Errc::kNotFound && o.pull != "never") {
-    auto src = TransportRef::Parse(o.image);
-    if (!src)
-      return ReportError(src.error());
-    TransferOptions t;
-    t.platform = *p;
-    auto pulled = PullImage(store, *src, t);
-    if (!pulled)
-      return ReportError(std::move(pulled).error().WithContext("pull " + o.image));
-    std::vector<std::string> names = pulled->names;
-    if (auto s = store.AddImage(pulled->top, names); !s)
-      return ReportError(s.error());
-    img = store.LoadImage(pulled->top, *p);
-  }
+  auto policy = image::ParsePullPolicy(o.pull);
+  if (!policy)
+    return ReportError(policy.error());
+  image::AcquireOptions ao;
+  ao.policy = *policy;
+  ao.platform = *p;
+  auto img = image::Acquire(store, o.image, ao);
   if (!img)
     return ReportError(img.error());
   if (!p->Matches(img->config.platform()))

@@ -18,6 +18,7 @@
 #include "engine/build.h"
 #include "engine/export.h"
 #include "ignore.h"
+#include "kiln/acquire.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
@@ -28,28 +29,6 @@
 namespace kiln::cli {
 
 namespace {
-
-Status PullInto(Store& store, const std::string& reference, const Platform& platform, const BuildRequest& req,
-                bool quiet) {
-  KILN_ASSIGN_OR_RETURN(TransportRef src, TransportRef::Parse(reference));
-  TransferOptions to;
-  to.platform = platform;
-  to.tls_verify = req.tls_verify;
-  to.authfile = req.authfile;
-  to.quiet = quiet;
-  if (!quiet)
-    to.progress = [](const std::string& line) { LogInfo(line); };
-  auto pulled = PullImage(store, src, to);
-  if (!pulled)
-    return std::move(pulled).error().WithContext("pull " + reference);
-  std::vector<std::string> names = pulled->names;
-  if (src.transport == "docker") {
-    auto ref = ImageReference::Parse(src.location);
-    if (ref)
-      names.push_back(ref->str());
-  }
-  return store.AddImage(pulled->top, names);
-}
 
 // ------------------------------------------------------------ remote cache
 
@@ -382,23 +361,24 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
 
   // Base images: the store first; pulled when missing (--pull=missing), every
   // time (always) or never.
+  auto policy = image::ParsePullPolicy(req.pull);
+  if (!policy)
+    return ReportError(policy.error());
+  image::AcquireOptions acquire;
+  acquire.policy = *policy;
+  acquire.transfer.tls_verify = req.tls_verify;
+  acquire.transfer.authfile = req.authfile;
+  acquire.transfer.quiet = quiet;
+  if (!quiet)
+    acquire.transfer.progress = [](const std::string& line) { LogInfo(line); };
   frontend::CompileOptions copts = req.CompileOptionsFor(platform);
   copts.resolve_base = [&](const std::string& ref, const Platform& p) -> Expected<BaseImageInfo> {
-    if (req.pull == "always" || req.pull == "newer") {
-      if (auto s = PullInto(*store, ref, p, req, quiet); !s) {
-        if (req.pull == "always")
-          return std::move(s).error();
-        LogWarn(s.error().message());
-      }
-    }
     // A short name (FROM busybox) that the store has as localhost/busybox is
     // used as is (CLI.md), before any pull of docker.io/library/busybox;
-    // COPY --from=busybox follows the same rule (engine::ResolveStoreImage).
-    auto image = engine::ResolveStoreImage(*store, ref, p);
-    if (!image && image.error().code() == Errc::kNotFound && req.pull != "never" && req.pull != "always") {
-      KILN_TRY(PullInto(*store, ref, p, req, quiet));
-      image = store->ResolveImage(ref, p);
-    }
+    // COPY --from=busybox follows the same rule (image::ResolveLocal).
+    image::AcquireOptions ao = acquire;
+    ao.platform = p;
+    auto image = image::Acquire(*store, ref, ao);
     if (!image)
       return std::move(image).error();
     BaseImageInfo info;
@@ -478,7 +458,10 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   opts.pull = [&](const std::string& ref, const Platform& p) {
     if (req.pull == "never")
       return Status(Error(Errc::kNotFound, "image not known: " + ref + " (--pull=never)"));
-    return PullInto(*store, ref, p, req, quiet);
+    image::AcquireOptions ao = acquire;
+    ao.platform = p;
+    auto pulled = image::Pull(*store, ref, ao);
+    return pulled ? Ok() : Status(std::move(pulled).error().WithContext("pull " + ref));
   };
 
   if (graphs.size() > 1)

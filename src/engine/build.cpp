@@ -1367,18 +1367,6 @@ Expected<BuildResult> Builder::Run() {
 
 }  // namespace
 
-Expected<StoredImage> ResolveStoreImage(const Store& store, const std::string& reference,
-                                        const std::optional<Platform>& platform) {
-  auto image = store.ResolveImage(reference, platform);
-  const std::string hub = "docker.io/library/";
-  if (!image && image.error().code() == Errc::kNotFound && reference.rfind(hub, 0) == 0) {
-    auto local = store.ResolveImage("localhost/" + reference.substr(hub.size()), platform);
-    if (local)
-      return local;
-  }
-  return image;
-}
-
 namespace {
 
 // A byte-exact, unambiguous serialisation of a JSON value (strings as

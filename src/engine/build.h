@@ -19,6 +19,7 @@
 
 #include "engine/progress.h"
 #include "ignore.h"
+#include "kiln/acquire.h"
 #include "kiln/error.h"
 #include "kiln/graph.h"
 #include "kiln/layer.h"
@@ -61,13 +62,13 @@ struct BuildResult {
   Digest image_id;       // config digest (podman's image ID)
 };
 
-/// The image a FROM or COPY --from reference names in the store, one rule
-/// for both: the reference as given, else, for a Docker Hub name
-/// (docker.io/library/NAME, what `FROM busybox` normalizes to), the image
-/// stored as localhost/NAME (imported or built under the short name,
-/// CLI.md). kNotFound when neither is there (the caller may pull).
-Expected<StoredImage> ResolveStoreImage(const Store& store, const std::string& reference,
-                                        const std::optional<Platform>& platform = std::nullopt);
+/// The image a FROM or COPY --from reference names in the store: the one
+/// rule of image::ResolveLocal (include/kiln/acquire.h). kNotFound when the
+/// store has no such image (the caller may pull).
+inline Expected<StoredImage> ResolveStoreImage(const Store& store, const std::string& reference,
+                                               const std::optional<Platform>& platform = std::nullopt) {
+  return image::ResolveLocal(store, reference, platform);
+}
 
 /// Runs `graph` and stores the resulting image (named by options.tags).
 Expected<BuildResult> Build(const BuildGraph& graph, Store& store, const BuildOptions& options,

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "engine/rootfs.h"
+#include "kiln/acquire.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
@@ -111,22 +112,14 @@ Status AddUserEnv(std::vector<std::string>& env, const std::string& item, const 
 }
 
 Expected<StoredImage> GetImage(Store& store, const RunOptions& o) {
-  if (o.pull != "always") {
-    auto img = store.ResolveImage(o.image);
-    if (img || img.error().code() != Errc::kNotFound || o.pull == "never")
-      return img;
-  }
-  KILN_ASSIGN_OR_RETURN(TransportRef ref, TransportRef::Parse(o.image));
-  TransferOptions t;
-  t.progress = [](const std::string& line) {
+  KILN_ASSIGN_OR_RETURN(image::PullPolicy policy, image::ParsePullPolicy(o.pull));
+  image::AcquireOptions ao;
+  ao.policy = policy;
+  ao.transfer.progress = [](const std::string& line) {
     std::string l = line + "\n";
     (void)!::write(2, l.data(), l.size());
   };
-  auto pulled = PullImage(store, ref, t);
-  if (!pulled)
-    return std::move(pulled).error().WithContext("pull " + o.image);
-  KILN_TRY(store.AddImage(pulled->top, pulled->names));
-  return store.LoadImage(pulled->top);
+  return image::Acquire(store, o.image, ao);
 }
 
 /// --memory/--cpus/--pids-limit: a writable, delegated cgroup v2 with the
