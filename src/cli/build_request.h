@@ -1,7 +1,7 @@
-// What `kiln build` hands to the build engine: every parsed flag, the
-// Containerfile (parsed and compiled once per platform), the context
-// directory and the ignore patterns. Filled by cmd_build.cpp; consumed by
-// RunBuild() (src/cli/run_build_stub.cpp until the engine replaces it).
+// What `kiln build` hands to RunBuild(): every parsed flag, the parsed
+// Containerfile, the context directory and the ignore patterns. Filled by
+// cmd_build.cpp; RunBuild() (run_build.cpp) turns it into an
+// engine::BuildJob.
 #pragma once
 
 #include <cstdint>
@@ -93,11 +93,6 @@ struct BuildRequest {
     o.build_contexts = build_contexts;
     return o;
   }
-
-  /// graphs[i] is the graph for platforms[i], compiled by the CLI without a
-  /// base-image resolver (base ENV/WORKDIR/USER/ONBUILD unknown). The
-  /// engine recompiles with CompileOptionsFor() + its resolver.
-  std::vector<BuildGraph> graphs;
 };
 
 /// Reads the values of --secret (file or environment variable) into

@@ -1,7 +1,7 @@
 // kiln build: parses every flag of CLI.md's "Build" section, finds the
-// Containerfile and the ignore file, parses and compiles the Containerfile
-// (once per --platform), then either prints the graph (--print-graph) or
-// hands a BuildRequest to RunBuild().
+// Containerfile and the ignore file, parses the Containerfile, then either
+// prints the graph (--print-graph, compiled once per --platform) or hands a
+// BuildRequest to RunBuild().
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -450,22 +450,25 @@ int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
   for (const frontend::Warning& w : parsed->warnings)
     LogWarn(req.containerfile_name + ":" + std::to_string(w.line) + ": " + w.message);
   req.containerfile = std::move(*parsed);
-  for (const Platform& p : req.platforms) {
-    auto graph = frontend::Compile(req.containerfile, req.CompileOptionsFor(p));
-    if (!graph)
-      return ReportError(graph.error());
-    if (&p == &req.platforms.front())
-      for (const std::string& w : graph->warnings)
-        LogWarn(w);
-    req.graphs.push_back(std::move(*graph));
-  }
   if (req.print_graph) {
+    // The graphs without base images (their ENV/WORKDIR/USER/ONBUILD are
+    // not looked up): nothing is opened or pulled.
+    std::vector<BuildGraph> graphs;
+    for (const Platform& p : req.platforms) {
+      auto graph = frontend::Compile(req.containerfile, req.CompileOptionsFor(p));
+      if (!graph)
+        return ReportError(graph.error());
+      if (&p == &req.platforms.front())
+        for (const std::string& w : graph->warnings)
+          LogWarn(w);
+      graphs.push_back(std::move(*graph));
+    }
     std::string out;
-    if (req.graphs.size() == 1) {
-      out = DumpGraph(req.graphs[0]);
+    if (graphs.size() == 1) {
+      out = DumpGraph(graphs[0]);
     } else {
       nlohmann::json all = nlohmann::json::array();
-      for (const BuildGraph& g : req.graphs)
+      for (const BuildGraph& g : graphs)
         all.push_back(GraphToJson(g));
       out = all.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
@@ -473,6 +476,8 @@ int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
     std::fflush(stdout);
     return 0;
   }
+  // The engine compiles the Containerfile, once per platform, with the
+  // store's base images (engine/build_job.h).
   return RunBuild(req, ctx);
 }
 

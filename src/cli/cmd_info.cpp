@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
-#include "cli/emulation.h"
+#include "engine/emulation.h"
 #include "kiln/fs.h"
 #include "kiln/sandbox.h"
 
@@ -47,7 +47,7 @@ std::string CgroupVersion() {
 /// The platforms RUN steps can execute on here (natively or emulated).
 nlohmann::json PlatformsJson() {
   nlohmann::json out = nlohmann::json::array();
-  for (const RunnablePlatform& r : RunnablePlatforms()) {
+  for (const engine::RunnablePlatform& r : engine::RunnablePlatforms()) {
     nlohmann::json j = {{"platform", r.platform.str()}, {"native", !r.handler}};
     if (r.handler)
       j["emulator"] = {{"binfmt_misc", r.handler->name}, {"interpreter", r.handler->interpreter},

@@ -15,7 +15,7 @@
 #include "kiln/store.h"
 #include "kiln/transport.h"
 
-namespace kiln::cli {
+namespace kiln::engine {
 
 inline constexpr const char kCacheLabel[] = "io.kiln.cache.v1";
 
@@ -30,4 +30,4 @@ Status ExportCache(Store& store, const std::vector<std::string>& keys, const std
 /// the registry does not have is kNotFound.
 Expected<size_t> ImportCache(Store& store, const std::string& ref, TransferOptions options);
 
-}  // namespace kiln::cli
+}  // namespace kiln::engine

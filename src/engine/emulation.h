@@ -12,7 +12,7 @@
 #include "kiln/error.h"
 #include "kiln/oci.h"
 
-namespace kiln::cli {
+namespace kiln::engine {
 
 /// One binfmt_misc entry that handles an architecture's ELF binaries.
 struct BinfmtHandler {
@@ -47,4 +47,4 @@ struct RunnablePlatform {
 };
 std::vector<RunnablePlatform> RunnablePlatforms();
 
-}  // namespace kiln::cli
+}  // namespace kiln::engine

@@ -1,5 +1,5 @@
 // binfmt_misc probing for multi-platform builds (emulation.h).
-#include "cli/emulation.h"
+#include "engine/emulation.h"
 
 #include <dirent.h>
 
@@ -9,7 +9,7 @@
 
 #include "kiln/fs.h"
 
-namespace kiln::cli {
+namespace kiln::engine {
 namespace {
 
 /// What an ELF executable of an architecture looks like in its header.
@@ -246,4 +246,4 @@ std::vector<RunnablePlatform> RunnablePlatforms() {
   return out;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::engine

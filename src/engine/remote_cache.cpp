@@ -1,4 +1,4 @@
-#include "cli/remote_cache.h"
+#include "engine/remote_cache.h"
 
 #include <map>
 #include <set>
@@ -8,7 +8,7 @@
 #include "kiln/log.h"
 #include "kiln/oci.h"
 
-namespace kiln::cli {
+namespace kiln::engine {
 
 namespace {
 
@@ -108,4 +108,4 @@ Expected<size_t> ImportCache(Store& store, const std::string& ref, TransferOptio
   return imported;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::engine

@@ -1,0 +1,62 @@
+// RunBuildJob(): one `kiln build` from the parsed Containerfile to the named
+// image and its outputs -- the base-image resolver (image::Acquire with the
+// pull policy), the compile (once per target platform), the runnability
+// check, the remote cache, the multi-platform orchestration (one thread per
+// platform after the shared stages, then the index) and the output writers.
+// The CLI parses flags into a BuildJob, calls this and prints the result.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "compile.h"
+#include "engine/build.h"
+#include "engine/progress.h"
+#include "kiln/acquire.h"
+#include "kiln/error.h"
+#include "kiln/store.h"
+#include "kiln/transport.h"
+
+namespace kiln::engine {
+
+/// --output type=oci|oci-archive|docker-archive|local|tar,dest=PATH
+struct OutputSpec {
+  std::string type;
+  std::string dest;
+};
+
+struct BuildJob {
+  const frontend::File* containerfile = nullptr;  // parsed; must outlive the call
+  /// Build args, target, build platform, build contexts. target_platform
+  /// and resolve_base are set here, per platform.
+  frontend::CompileOptions compile;
+  std::vector<Platform> platforms;                // one graph each (multiplatform.md)
+  /// Tags are full references; `pull` is set here (from `acquire`).
+  BuildOptions options;
+  /// FROM: the pull policy and registry options (COPY --from=IMAGE pulls a
+  /// missing image unless the policy is never).
+  image::AcquireOptions acquire;
+  std::vector<OutputSpec> outputs;
+  std::vector<std::string> cache_from;            // --cache-from REF...
+  std::string cache_to;                           // --cache-to REF
+  TransferOptions cache_transfer;                 // their registry options
+  ProgressMode progress = ProgressMode::kPlain;
+  bool quiet = false;                             // no "imported N cache records" line
+};
+
+/// Runs the build. Returns the image ID ("sha256:...") of a one-platform
+/// build, or the digest of the stored index of a multi-platform one.
+/// Warnings (unused build args...) are logged once.
+Expected<std::string> RunBuildJob(const BuildJob& job, Store& store);
+
+/// Ok when every stage with RUN steps has a platform this machine can run
+/// (emulation.h); kInvalidInput naming the first that it cannot. Checks
+/// each platform once.
+Status CheckRunnable(const std::vector<BuildGraph>& graphs);
+
+/// The graph of stage `index` of `graph` and the stages it needs,
+/// renumbered, with it as the target (what compiling with --target=its
+/// name gives): a shared stage built on its own.
+BuildGraph StageSubgraph(const BuildGraph& graph, StageIndex index);
+
+}  // namespace kiln::engine
