@@ -82,8 +82,7 @@ Expected<std::vector<Descriptor>> ManifestsOf(Store& store, const std::string& i
   if (!img) {
     if (img.error().code() != Errc::kNotFound)
       return std::move(img).error();
-    if (TransportRef::Parse(image_text).value_or(TransportRef{}).transport == "docker")
-      registry::RegisterDockerTransport();
+    KILN_TRY(ParseImageTransport(image_text));
     image::AcquireOptions ao;
     ao.platform = pull_options.platform;
     ao.transfer = pull_options;
@@ -150,11 +149,7 @@ void AddToIndex(Index& index, const std::vector<Descriptor>& manifests) {
 
 TransferOptions PullOptionsFrom(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
                                 const PlatformOverride& o) {
-  TransferOptions to;
-  to.tls_verify = tls_verify;
-  to.authfile = authfile;
-  to.cert_dir = cert_dir;
-  to.quiet = true;
+  TransferOptions to = RegistryOptions(tls_verify, authfile, cert_dir, true);
   if (!o.platform.empty())
     if (auto p = Platform::Parse(o.platform))
       to.platform = *p;
@@ -401,26 +396,17 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
           return ReportError(Usage("manifest push " + f->list + ": the list has no name; give a DESTINATION"));
         dest_text = "docker://" + list->names.front();
       }
-      auto dest = TransportRef::Parse(dest_text);
+      auto dest = ParseImageTransport(dest_text);
       if (!dest)
         return ReportError(dest.error());
-      if (dest->transport == "docker") {
-        if (auto ref = ImageReference::Parse(dest->location); !ref)
-          return ReportError(ref.error());
-        registry::RegisterDockerTransport();
-      } else if (dest->transport != "oci" && dest->transport != "oci-archive") {
+      if (dest->transport != "docker" && dest->transport != "oci" && dest->transport != "oci-archive")
         return ReportError(Usage("manifest push: " + dest->transport +
                                  ": cannot hold a manifest list (use docker://, oci: or oci-archive:)"));
-      }
       StoredImage image;
       image.top = list->top;
       image.manifest_descriptor = list->top;
       image.names = list->names;
-      TransferOptions opts;
-      opts.tls_verify = f->tls_verify;
-      opts.authfile = f->authfile;
-      opts.cert_dir = f->cert_dir;
-      opts.quiet = f->quiet;
+      TransferOptions opts = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
       if (auto s = PushImage(*store, image, list->names.empty() ? "" : list->names.front(), *dest, opts); !s)
         return ReportError(s.error());
       if (!f->digestfile.empty())

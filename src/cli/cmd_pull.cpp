@@ -28,7 +28,7 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
                   "docker-archive:FILE[:REF] or dir:DIR")
       ->required();
   SetAction(cmd, ctx, [&ctx, f] {
-    auto src = TransportRef::Parse(f->reference);
+    auto src = ParseImageTransport(f->reference);  // exit 2 for a bad reference, before any network use
     if (!src)
       return ReportError(src.error());
     image::AcquireOptions opts;
@@ -38,18 +38,8 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
         return ReportError(p.error());
       opts.platform = *p;
     }
+    opts.transfer = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
     opts.transfer.all_platforms = f->all_platforms;
-    opts.transfer.tls_verify = f->tls_verify;
-    opts.transfer.authfile = f->authfile;
-    opts.transfer.cert_dir = f->cert_dir;
-    opts.transfer.quiet = f->quiet;
-    if (src->transport == "docker") {
-      // Validate before touching the network; exit 2 for a bad reference.
-      std::string text = src->location;
-      if (auto ref = ImageReference::Parse(text); !ref)
-        return ReportError(ref.error());
-      registry::RegisterDockerTransport();
-    }
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());

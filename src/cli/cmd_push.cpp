@@ -42,20 +42,11 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
                                                       "DESTINATION"));
       dest_text = "docker://" + source_name;
     }
-    auto dest = TransportRef::Parse(dest_text);
+    auto dest = ParseImageTransport(dest_text);
     if (!dest)
       return ReportError(dest.error());
-    if (dest->transport == "docker") {
-      if (auto ref = ImageReference::Parse(dest->location); !ref)
-        return ReportError(ref.error());
-      registry::RegisterDockerTransport();
-    }
-    TransferOptions opts;
-    opts.tls_verify = f->tls_verify;
-    opts.authfile = f->authfile;
-    opts.cert_dir = f->cert_dir;
+    TransferOptions opts = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
     opts.compression = f->compression;
-    opts.quiet = f->quiet;
     if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
       return ReportError(s.error());
     return 0;

@@ -6,6 +6,7 @@
 
 #include "kiln/oci.h"
 #include "kiln/reference.h"
+#include "kiln/registry.h"
 
 namespace kiln::cli {
 
@@ -16,6 +17,25 @@ Expected<Store> OpenImageStore(const Context& ctx) {
   if (!s)  // CLI.md: kiln could not set up its store -> exit 125
     return Error(Errc::kSandbox, s.error().message(), s.error().sys_errno());
   return s;
+}
+
+Expected<TransportRef> ParseImageTransport(std::string_view text) {
+  KILN_ASSIGN_OR_RETURN(TransportRef ref, TransportRef::Parse(text));
+  if (ref.transport == "docker") {
+    KILN_TRY(ImageReference::Parse(ref.location));
+    registry::RegisterDockerTransport();
+  }
+  return ref;
+}
+
+TransferOptions RegistryOptions(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
+                                bool quiet) {
+  TransferOptions to;
+  to.tls_verify = tls_verify;
+  to.authfile = authfile;
+  to.cert_dir = cert_dir;
+  to.quiet = quiet;
+  return to;
 }
 
 std::vector<std::string> CandidateNames(const std::string& text) {

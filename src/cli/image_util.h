@@ -11,11 +11,22 @@
 
 #include "cli/cli.h"
 #include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::cli {
 
 /// Opens the store at ctx.StoreRoot(); the error names the path.
 Expected<Store> OpenImageStore(const Context& ctx);
+
+/// TRANSPORT:LOCATION as pull, push and manifest push take it
+/// (kiln/transport.h). A registry reference is checked before any network
+/// use (kInvalidInput: exit 2) and the docker:// transport is registered.
+Expected<TransportRef> ParseImageTransport(std::string_view text);
+
+/// TransferOptions of the registry flags --tls-verify, --authfile,
+/// --cert-dir and -q.
+TransferOptions RegistryOptions(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
+                                bool quiet);
 
 /// A name kiln gives an image (tag, import, pull of a local transport):
 /// "name" -> "localhost/name:latest", "quay.io/x" -> "quay.io/x:latest".
