@@ -70,6 +70,14 @@ struct PlatformOverride {
   std::vector<std::string> annotations;
 };
 
+/// The list entry for one image: its manifest, with its platform.
+Descriptor EntryOf(const StoredImage& img) {
+  Descriptor d = img.manifest_descriptor;
+  d.annotations.clear();
+  d.platform = img.config.platform();
+  return d;
+}
+
 /// The manifests `image_text` contributes: a local image (or a registry
 /// image, pulled first) -- one manifest, or with `all` every manifest of an
 /// index.
@@ -99,10 +107,7 @@ Expected<std::vector<Descriptor>> ManifestsOf(Store& store, const std::string& i
         out.push_back(d);
     return out;
   }
-  Descriptor d = img->manifest_descriptor;
-  d.annotations.clear();
-  d.platform = img->config.platform();
-  out.push_back(d);
+  out.push_back(EntryOf(*img));
   return out;
 }
 
@@ -251,13 +256,9 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       std::vector<Descriptor> ms;
       if (!f->o.platform.empty() && !f->all) {
         // Pick the platform from a list IMAGE; a single image keeps its own.
-        auto img = store->ResolveImage(f->image, to.platform);
-        if (img) {
-          Descriptor d = img->manifest_descriptor;
-          d.annotations.clear();
-          d.platform = img->config.platform();
-          ms.push_back(d);
-        }
+        auto img = image::ResolveLocal(*store, f->image, to.platform);
+        if (img)
+          ms.push_back(EntryOf(*img));
       }
       if (ms.empty()) {
         auto got = ManifestsOf(*store, f->image, f->all, to);
