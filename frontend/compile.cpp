@@ -260,6 +260,12 @@ class Compiler {
   std::map<std::string, BaseImageInfo> resolved_;  // ref|platform -> info
   std::deque<File> trigger_files_;        // parsed ONBUILD triggers of base images
   int onbuild_line_ = 0;                  // FROM line while dispatching ONBUILD triggers
+  struct LateRef {                        // a stage reference to a stage further down
+    int stage;
+    int line;
+    std::string message;
+  };
+  std::vector<LateRef> late_refs_;
 };
 
 // ---------------------------------------------------------------- phase 1
@@ -319,6 +325,15 @@ Status Compiler::ComputeMetaArgs() {
   add_auto("TARGETOS", target_platform_.os);
   add_auto("TARGETARCH", target_platform_.architecture);
   add_auto("TARGETVARIANT", target_platform_.variant);
+  // TARGETSTAGE: the --target name, else the last stage's name, else
+  // "default" (BuildKit).
+  std::string target_stage = Lower(opts_.target);
+  if (target_stage.empty()) {
+    const Instruction& last = *stages_.back().from;
+    if (last.args.size() == 3 && Lower(last.args[1]) == "as")
+      target_stage = Lower(last.args[2]);
+  }
+  add_auto("TARGETSTAGE", target_stage.empty() ? "default" : target_stage);
 
   for (const Instruction* ins : global_args_) {
     auto flags = ParseFlags("arg", ins->flags);
@@ -333,13 +348,14 @@ Status Compiler::ComputeMetaArgs() {
       if (w.key.empty())
         return At(*ins, "ARG names can not be blank");
       std::optional<std::string> value;
-      if (w.raw_value) {
-        KILN_ASSIGN_OR_RETURN(value, Expand(*ins, *w.raw_value, MetaLookup()));
-      }
+      // A --build-arg value replaces the default unexpanded (BuildKit:
+      // `ARG X=${Y:?}` builds when X is given).
       if (auto it = opts_.build_args.find(w.key); it != opts_.build_args.end()) {
         value = it->second;
         consumed_.insert(w.key);
-      } else if (!w.raw_value && meta_.Declared(w.key)) {
+      } else if (w.raw_value) {
+        KILN_ASSIGN_OR_RETURN(value, Expand(*ins, *w.raw_value, MetaLookup()));
+      } else if (meta_.Declared(w.key)) {
         value = meta_.Get(w.key);  // `ARG TARGETPLATFORM` keeps the automatic value
       }
       defs.emplace_back(w.key, value);
@@ -525,6 +541,11 @@ Status Compiler::CollectReferences(StageInfo& st, const Instruction& ins, int ed
       KILN_ASSIGN_OR_RETURN(CopySource src, ResolveFrom(ins, "COPY --from", flags->Get("from"), st.source_index));
       if (src.kind == CopySource::Kind::kStage)
         st.edges.push_back({src.stage, edge_line});
+      if (src.kind == CopySource::Kind::kStage && src.stage > st.source_index)
+        late_refs_.push_back({st.source_index, edge_line,
+                              "COPY --from=" + flags->Get("from") + ": cannot copy from stage \"" +
+                                  stages_[src.stage].display + "\", it needs to be defined before current stage \"" +
+                                  st.display + "\""});
       st.refs[{&ins, 0}] = src;
     }
     return Ok();
@@ -544,6 +565,11 @@ Status Compiler::CollectReferences(StageInfo& st, const Instruction& ins, int ed
         KILN_ASSIGN_OR_RETURN(CopySource src, ResolveFrom(ins, "RUN --mount from", f.value, st.source_index));
         if (src.kind == CopySource::Kind::kStage)
           st.edges.push_back({src.stage, edge_line});
+        if (src.kind == CopySource::Kind::kStage && src.stage > st.source_index)
+          late_refs_.push_back({st.source_index, edge_line,
+                                "RUN --mount from=" + f.value + ": cannot mount from stage \"" +
+                                    stages_[src.stage].display +
+                                    "\", stage needs to be defined before current command"});
         st.refs[{&ins, static_cast<int>(i)}] = src;
       }
     }
@@ -933,13 +959,12 @@ Status Compiler::Dispatch(StageInfo& st, ImageState& img, ArgScope& args, const 
       if (w.key.empty())
         return At(ins, "ARG names can not be blank");
       ArgStep::Def def{w.key, std::nullopt};
-      if (w.raw_value) {
-        KILN_ASSIGN_OR_RETURN(def.value, Expand(ins, *w.raw_value, env));
-      }
       if (auto it = opts_.build_args.find(w.key); it != opts_.build_args.end()) {
-        def.value = it->second;
+        def.value = it->second;  // the default is not expanded (BuildKit)
         consumed_.insert(w.key);
-      } else if (!w.raw_value && meta_.Declared(w.key)) {
+      } else if (w.raw_value) {
+        KILN_ASSIGN_OR_RETURN(def.value, Expand(ins, *w.raw_value, env));
+      } else if (meta_.Declared(w.key)) {
         def.value = meta_.Get(w.key);
         used_meta_.insert(w.key);
       }
@@ -980,8 +1005,12 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
   RunMount m;
   std::string type = "bind";
   for (const MountField& f : *fields)
-    if (f.key == "type")
-      type = Lower(f.value);
+    if (f.key == "type") {  // expanded like every other value (BuildKit)
+      auto v = ExpandWord(f.value, env, Opts());
+      if (!v)
+        return Wrap(ins, v.error());
+      type = Lower(*v);
+    }
   static const std::map<std::string, MountType> kTypes = {{"bind", MountType::kBind},
                                                           {"cache", MountType::kCache},
                                                           {"tmpfs", MountType::kTmpfs},
@@ -1227,12 +1256,23 @@ Status Compiler::DispatchRun(StageInfo& st, ImageState& img, ArgScope& args, con
     if (!img.env.Has(k))
       r.args.push_back(k + "=" + *v);
   }
-  for (const char* p : kProxyArgs) {
-    auto it = opts_.build_args.find(p);
-    if (it == opts_.build_args.end() || args.Declared(p))
+  // A proxy --build-arg, in any letter case, reaches RUN in both spellings
+  // (BuildKit: HTTP_PROXY and http_proxy, ...; of several spellings given,
+  // the last in sorted order wins). A name the step already has as ENV or
+  // declared ARG keeps that value.
+  for (size_t i = 0; i + 1 < std::size(kProxyArgs); i += 2) {
+    const std::string upper = kProxyArgs[i], lower = kProxyArgs[i + 1];
+    std::optional<std::string> value;
+    for (const auto& [name, v] : opts_.build_args)  // sorted, as BuildKit
+      if (Lower(name) == lower) {
+        value = v;
+        consumed_.insert(name);
+      }
+    if (!value || value->empty())
       continue;
-    step.proxy_env.push_back(std::string(p) + "=" + it->second);
-    consumed_.insert(p);
+    for (const std::string& name : {upper, lower})
+      if (!args.Declared(name) && !img.env.Has(name))
+        step.proxy_env.push_back(name + "=" + *value);
   }
   r.workdir = img.workdir;
   r.user = img.user;
@@ -1273,8 +1313,11 @@ Status Compiler::DispatchCopy(StageInfo& st, ImageState& img, const Instruction&
       if (h != ins.heredocs.end()) {
         HeredocFile f{h->name, h->chomp ? ChompHeredoc(h->content) : h->content, h->expand, h->file_descriptor};
         if (f.expand) {
+          // As BuildKit: quotes are plain text (${X} expands inside them)
+          // and the escape token is always the backslash.
           ExpandOptions o = Opts();
-          o.raw_quotes = true;
+          o.skip_quotes = true;
+          o.escape = '\\';
           auto v = ExpandWord(f.content, env, o);
           if (!v)
             return Wrap(ins, v.error());
@@ -1293,9 +1336,9 @@ Status Compiler::DispatchCopy(StageInfo& st, ImageState& img, const Instruction&
     c.sources.push_back(src);
     written.push_back(src);
   }
-  KILN_ASSIGN_OR_RETURN(std::string dest, Expand(ins, ins.args.back(), env));
-  if (dest.empty())
-    return At(ins, KW + ": the destination is empty");
+  KILN_ASSIGN_OR_RETURN(const std::string dest_written, Expand(ins, ins.args.back(), env));
+  // BuildKit: an empty destination is the working directory.
+  const std::string dest = dest_written.empty() ? "./" : dest_written;
   bool dir = dest == "." || dest.back() == '/' || (dest.size() >= 2 && dest.substr(dest.size() - 2) == "/.");
   c.dest = ResolvePath(img.workdir, dest);
   if (dir && c.dest != "/")
@@ -1339,7 +1382,7 @@ Status Compiler::DispatchCopy(StageInfo& st, ImageState& img, const Instruction&
   c.keep_git_dir = flags.GetBool("keep-git-dir");
   if (flags.Has("unpack"))
     c.unpack = flags.GetBool("unpack");
-  step.created_by = KW + " " + Join(written, " ") + " " + dest + " # buildkit";
+  step.created_by = KW + " " + Join(written, " ") + " " + dest_written + " # buildkit";
   step.empty_layer = false;
   step.op = std::move(c);
   return Ok();
@@ -1390,6 +1433,11 @@ Expected<BuildGraph> Compiler::Run() {
         work.push_back(e.to);
       }
   }
+  // BuildKit builds the reachable stages in file order: a reference to a
+  // stage further down is an error there, not a reordering.
+  for (const LateRef& r : late_refs_)
+    if (stages_[r.stage].reachable)
+      return At(r.line, r.message);
   // Dependencies first; among ready stages, file order (Kahn).
   std::vector<int> order;
   std::vector<bool> placed(stages_.size(), false);

@@ -412,7 +412,7 @@ class Lexer {
         Next();
         return Processed{std::move(result), words.Take()};
       }
-      if (ch.cp == '$' || ch.cp == '\'' || ch.cp == '"') {
+      if (ch.cp == '$' || (!opts_.skip_quotes && (ch.cp == '\'' || ch.cp == '"'))) {
         Expected<std::string> part = ch.cp == '$'    ? ProcessDollar()
                                      : ch.cp == '\'' ? ProcessSingleQuote()
                                                      : ProcessDoubleQuote();

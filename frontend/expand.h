@@ -42,6 +42,7 @@ inline constexpr size_t kMaxExpansionTotal = size_t(64) << 20;
 struct ExpandOptions {
   char escape = '\\';
   bool raw_quotes = false;    // keep quote characters
+  bool skip_quotes = false;   // quotes are plain characters ($ expands inside them)
   bool raw_escapes = false;   // keep escape tokens
   bool skip_unset = false;    // leave $UNSET as written
   size_t max_word = kMaxExpandedWord;  // a result (or any part of it) over this is an error

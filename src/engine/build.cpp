@@ -268,6 +268,7 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
       st.config.set_platform(stage.platform);
       // As BuildKit's empty image (and Docker's hello-world): PATH is set.
       st.config.config.SetEnv("PATH", kDefaultPath + 5);
+      st.config.config.working_dir = "/";  // BuildKit's empty image has WorkingDir "/"
       st.key = Digest::Of("kiln-base scratch " + stage.platform.str());
       st.base_desc = "scratch";
       return Ok();
@@ -677,13 +678,12 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.cwd = run.workdir.empty() ? "/" : run.workdir;
   // HOME as runc sets it for Docker/BuildKit when neither ENV nor ARG does:
   // the user's passwd entry, "/" without one (so /root for root).
+  // The default user is root with the supplementary groups /etc/group
+  // gives it, as runc does for BuildKit (`groups=0(root),10(wheel)`).
   const bool need_home = !has_env("HOME");
-  if (!run.user.empty() || need_home) {
+  {
     KILN_ASSIGN_OR_RETURN(auto passwd, ReadFileFromLayers(lowers, "/etc/passwd"));
-    std::optional<std::string> group;
-    if (!run.user.empty()) {
-      KILN_ASSIGN_OR_RETURN(group, ReadFileFromLayers(lowers, "/etc/group"));
-    }
+    KILN_ASSIGN_OR_RETURN(auto group, ReadFileFromLayers(lowers, "/etc/group"));
     auto user = ResolveUser(run.user.empty() ? "0" : run.user, passwd, group);
     if (!user)
       return std::move(user).error().WithContext(Where(step) + ": USER " + run.user);
@@ -693,6 +693,12 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       spec.uid = user->uid;
       spec.gid = user->gid;
       spec.supplementary_gids = user->supplementary_gids;
+    } else {
+      // Without a USER, a group kiln's user namespace cannot map (a
+      // single-id mapping) is left out rather than failing every RUN.
+      for (uint32_t g : user->supplementary_gids)
+        if (CheckBuildId("", "gid", g))
+          spec.supplementary_gids.push_back(g);
     }
     if (need_home)
       spec.env.push_back("HOME=" + user->home);

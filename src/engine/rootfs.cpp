@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -44,6 +45,19 @@ std::string JoinLowers(const std::vector<std::string>& lowers, std::vector<Uniqu
   return joined;
 }
 
+// The same layer twice (two steps with an identical diff, e.g. two RUNs
+// that changed nothing): overlayfs refuses a repeated lowerdir (EINVAL, or
+// ELOOP read-only). The topmost copy alone shows the same tree: every path
+// a lower copy could supply, whiteout or opaque marker is already decided by
+// the identical copy above it. Keeps the first (topmost) of each.
+std::vector<std::string> DistinctLowers(const std::vector<std::string>& lowers) {
+  std::vector<std::string> out;
+  for (const auto& l : lowers)
+    if (std::find(out.begin(), out.end(), l) == out.end())
+      out.push_back(l);
+  return out;
+}
+
 Status MountOverlayData(const std::string& target, const std::string& data, unsigned long flags) {
   int last_errno = 0;
   for (const char* extra : {",userxattr", ""}) {
@@ -57,8 +71,9 @@ Status MountOverlayData(const std::string& target, const std::string& data, unsi
 
 }  // namespace
 
-Expected<Mount> Mount::Overlay(const std::vector<std::string>& lowers, const std::string& upper,
+Expected<Mount> Mount::Overlay(const std::vector<std::string>& all_lowers, const std::string& upper,
                                const std::string& work, const std::string& target) {
+  const std::vector<std::string> lowers = DistinctLowers(all_lowers);
   if (lowers.empty())
     return Error(Errc::kInvalidInput, "overlay mount needs at least one lower directory");
   std::vector<UniqueFd> held;
@@ -68,7 +83,8 @@ Expected<Mount> Mount::Overlay(const std::vector<std::string>& lowers, const std
   return Mount(target);
 }
 
-Expected<Mount> Mount::ReadOnly(const std::vector<std::string>& lowers, const std::string& target) {
+Expected<Mount> Mount::ReadOnly(const std::vector<std::string>& all_lowers, const std::string& target) {
+  const std::vector<std::string> lowers = DistinctLowers(all_lowers);
   if (lowers.empty())
     return Error(Errc::kInvalidInput, "read-only mount needs at least one layer directory");
   if (lowers.size() == 1) {

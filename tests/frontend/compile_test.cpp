@@ -390,19 +390,54 @@ TEST(CompileTest, CopyFromUnknownBareNameIsImageWithWarning) {
             "docker.io/library/buidler:latest");
 }
 
-TEST(CompileTest, ForwardCopyFromPutsDependencyFirst) {
-  auto g = CompileText("FROM scratch AS app\nCOPY --from=tool /t /t\nFROM scratch AS tool\nCOPY t /t\n",
-                       [] {
-                         auto o = Defaults();
-                         o.target = "app";
-                         return o;
-                       }());
+TEST(CompileTest, CopyFromALaterStageIsAnError) {
+  // BuildKit builds stages in file order: a reference further down fails.
+  auto app = [] {
+    auto o = Defaults();
+    o.target = "app";
+    return o;
+  }();
+  EXPECT_EQ(ErrorOf("FROM scratch AS app\nCOPY --from=tool /t /t\nFROM scratch AS tool\nCOPY t /t\n", app),
+            "Containerfile:2: COPY --from=tool: cannot copy from stage \"tool\", it needs to be defined before "
+            "current stage \"app\"");
+  EXPECT_EQ(ErrorOf("FROM scratch AS a\nRUN --mount=from=1,target=/t true\nFROM scratch\nFROM a\n"),
+            "Containerfile:2: RUN --mount from=1: cannot mount from stage \"stage-1\", stage needs to be "
+            "defined before current command");
+  // A stage the target does not build may name a later one.
+  auto tool = app;
+  tool.target = "tool";
+  EXPECT_TRUE(CompileText("FROM scratch AS app\nCOPY --from=tool /t /t\nFROM scratch AS tool\nCOPY t /t\n", tool));
+}
+
+TEST(CompileTest, TargetStageArg) {
+  const char* file = "FROM scratch AS a\nARG TARGETSTAGE\nENV T=$TARGETSTAGE\nFROM a AS b\nFROM a\n";
+  auto env_of = [](const BuildGraph& g, int stage) {
+    for (const auto& e : g.stages[static_cast<size_t>(stage)].config.env)
+      if (e.rfind("T=", 0) == 0)
+        return e;
+    return std::string();
+  };
+  auto g = CompileText(file);
   ASSERT_TRUE(g) << g.error().message();
-  ASSERT_EQ(g->stages.size(), 2u);
-  EXPECT_EQ(g->stages[0].name, "tool");
-  EXPECT_EQ(g->stages[1].name, "app");
-  EXPECT_EQ(g->target, 1);
-  EXPECT_EQ(Op<CopyStep>(g->stages[1].steps[0]).from.stage, 0);
+  EXPECT_EQ(env_of(*g, g->target), "T=default");
+  auto o = Defaults();
+  o.target = "B";
+  g = CompileText(file, o);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(env_of(*g, g->target), "T=b");
+  g = CompileText("FROM scratch AS last\nARG TARGETSTAGE\nENV T=$TARGETSTAGE\n");
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(env_of(*g, g->target), "T=last");
+}
+
+TEST(CompileTest, BuildArgValueSkipsTheDefault) {
+  auto o = Defaults();
+  o.build_args = {{"G", "g"}, {"L", "l"}};
+  auto g = CompileText("ARG G=${NOPE:?unset}\nFROM scratch\nARG G\nARG L=${NOPE:?unset}\nENV V=\"$G $L\"\n", o);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->stages[0].config.env.back(), "V=g l");
+  EXPECT_EQ(ErrorOf("FROM scratch\nARG L=${NOPE:?unset}\n"),
+            "Containerfile:2: failed to process \"${NOPE:?unset}\": NOPE: unset");
 }
 
 TEST(CompileTest, StageErrors) {

@@ -8,7 +8,8 @@
 # A case directory holds: Containerfile; context/ (optional, copied to a
 # temp dir); setup (optional bash run in that copy); flags (optional extra
 # build flags); expect (bash assertions, see the helpers below) or fail
-# (first line: the exit status; further lines: text stderr must contain).
+# (first line: the exit status; further lines: text stderr must contain);
+# export (optional marker: `--output type=tar` must hold the same paths).
 set -u
 . "$(dirname "$0")/lib.sh"
 CASES_DIR=${KILN_TESTDATA:-$KILN_SOURCE_ROOT/testdata}/build
@@ -51,6 +52,15 @@ run_case() {  # run_case MODE STORE WORK CASEDIR
   local expect_rc=$?
   if [ $expect_rc -ne 0 ] || [ -s "$err.expect" ]; then
     tap_not_ok "$mode $name"; diag <"$err.expect"; diag <"$err"; return
+  fi
+  # An `export` marker: --output type=tar must write the same tree the image has.
+  if [ -f "$dir/export" ]; then
+    kiln_as "$mode" "$store" build -f "$dir/Containerfile" --progress=plain -o "type=tar,dest=$work/$name.rootfs.tar" \
+      "${flags[@]}" "$ctx" >/dev/null 2>"$err.export" || { tap_not_ok "$mode $name: --output type=tar failed"; diag <"$err.export"; return; }
+    if ! diff <(tar -tf "$work/$name.rootfs.tar" | sed 's|^\./||; s|/$||' | grep -v '^$' | sort) \
+              <(cut -f1 "$OUT/list" | sed 's|^/||' | grep -v '^\.\?$' | sort) >"$err.export"; then
+      tap_not_ok "$mode $name: --output type=tar differs from the image"; diag <"$err.export"; return
+    fi
   fi
   # The same build again: every step must come from the cache.
   kiln_as "$mode" "$store" build -f "$dir/Containerfile" -t "case-$name" --progress=json "${flags[@]}" "$ctx" \
