@@ -305,7 +305,8 @@ TEST(CompileTest, ProxyArgsReachRunButNotHistory) {
   auto g = CompileText("FROM scratch\nRUN curl x\n", o);
   ASSERT_TRUE(g) << g.error().message();
   const Step& s = g->stages[0].steps[0];
-  EXPECT_EQ(s.proxy_env, std::vector<std::string>{"HTTP_PROXY=http://proxy:3128"});
+  // Both spellings, as BuildKit (solver/llbsolver/ops/exec.go proxyEnvList).
+  EXPECT_EQ(s.proxy_env, (std::vector<std::string>{"HTTP_PROXY=http://proxy:3128", "http_proxy=http://proxy:3128"}));
   EXPECT_EQ(s.created_by, "RUN /bin/sh -c curl x # buildkit");
   EXPECT_TRUE(Op<RunStep>(s).args.empty());
   ASSERT_EQ(g->warnings.size(), 1u);
