@@ -142,6 +142,10 @@ struct UnpackOptions {
   bool start_writeback = false;
   /// chown every entry to the ids in the tar. Off: files belong to the caller.
   bool preserve_ownership = true;
+  /// With preserve_ownership: every entry gets this uid (gid) instead of
+  /// the tar's (ADD --chown of an archive).
+  std::optional<uint32_t> owner_uid;
+  std::optional<uint32_t> owner_gid;
   /// Character/block devices we may not create (rootless): skip with a
   /// warning (true) or fail (false).
   bool skip_unmakeable_devices = true;

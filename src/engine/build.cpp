@@ -759,33 +759,55 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   std::vector<UniqueFd> cache_locks;
   std::map<std::string, std::string> cache_hosts;  // hex(id) -> host directory
   {
-    std::map<std::string, std::pair<CacheSharing, uint32_t>> wanted;  // hex(id) -> strongest sharing, mode
+    // A new cache directory starts as BuildKit's: mode (0755) and owner
+    // uid:gid (0:0) from the first mount naming it.
+    struct Want {
+      CacheSharing sharing;
+      uint32_t mode;
+      uint32_t uid, gid;
+    };
+    std::map<std::string, Want> wanted;  // hex(id) -> strongest sharing, mode, owner
     for (const auto& m : run.mounts) {
       if (m.type != MountType::kCache)
         continue;
       std::string hex = Digest::Of(m.id.empty() ? m.target : m.id).hex();
-      auto [it, fresh] = wanted.emplace(hex, std::make_pair(m.sharing, static_cast<uint32_t>(m.mode.value_or(0755))));
+      auto [it, fresh] = wanted.emplace(hex, Want{m.sharing, static_cast<uint32_t>(m.mode.value_or(0755)),
+                                                  static_cast<uint32_t>(m.uid.value_or(0)),
+                                                  static_cast<uint32_t>(m.gid.value_or(0))});
       if (!fresh && (m.sharing == CacheSharing::kLocked ||
-                     (m.sharing == CacheSharing::kPrivate && it->second.first == CacheSharing::kShared)))
-        it->second.first = m.sharing;
+                     (m.sharing == CacheSharing::kPrivate && it->second.sharing == CacheSharing::kShared)))
+        it->second.sharing = m.sharing;
     }
+    auto init_cache_dir = [&](const std::string& dir, const Want& want) -> Status {
+      KILN_TRY(CheckBuildId(Where(step) + ": RUN --mount=type=cache", "uid", want.uid));
+      KILN_TRY(CheckBuildId(Where(step) + ": RUN --mount=type=cache", "gid", want.gid));
+      if (::chown(dir.c_str(), want.uid, want.gid) != 0)
+        return Error::FromErrno(Where(step) + ": chown cache mount to " + std::to_string(want.uid) + ":" +
+                                std::to_string(want.gid));
+      if (::chmod(dir.c_str(), want.mode) != 0)
+        return Error::FromErrno(Where(step) + ": chmod cache mount");
+      return Ok();
+    };
     for (const auto& [hex, want] : wanted) {
       std::string dir = JoinPath(store_.root(), "cache-mounts/" + hex);
-      KILN_TRY(MakeDirs(dir, want.second));
+      const bool is_new = ::access(dir.c_str(), F_OK) != 0;
+      KILN_TRY(MakeDirs(dir, want.mode));
+      if (is_new)
+        KILN_TRY(init_cache_dir(dir, want));
       std::string lock_path = dir + ".lock";
       int lfd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (lfd < 0)
         return Error::FromErrno("open cache lock " + lock_path);
       UniqueFd lock_fd(lfd);
-      int op = want.first == CacheSharing::kShared   ? LOCK_SH
-               : want.first == CacheSharing::kLocked ? LOCK_EX
-                                                     : LOCK_EX | LOCK_NB;
+      int op = want.sharing == CacheSharing::kShared   ? LOCK_SH
+               : want.sharing == CacheSharing::kLocked ? LOCK_EX
+                                                       : LOCK_EX | LOCK_NB;
       int rc;
       while ((rc = ::flock(lock_fd.get(), op)) != 0 && errno == EINTR) {
       }
       std::string host = dir;
       if (rc != 0) {
-        if (want.first != CacheSharing::kPrivate || errno != EWOULDBLOCK)
+        if (want.sharing != CacheSharing::kPrivate || errno != EWOULDBLOCK)
           return Error::FromErrno("lock cache " + lock_path);
         lock_fd.reset();
         KILN_ASSIGN_OR_RETURN(host, store_.MakeTempDir("cache-private-"));
@@ -793,7 +815,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
           std::lock_guard<std::mutex> lock(temp_mu_);
           temp_dirs_.push_back(host);
         }
-        ::chmod(host.c_str(), want.second);
+        KILN_TRY(init_cache_dir(host, want));
       }
       if (lock_fd.valid())
         cache_locks.push_back(std::move(lock_fd));

@@ -436,8 +436,17 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   CopyCtx ctx{&req, filter, {}, {}};
   auto owner_uid = req.uid ? req.uid : std::optional<uint32_t>(0);
   auto owner_gid = req.gid ? req.gid : std::optional<uint32_t>(0);
+  // Directories the copy creates on the way to the destination get an octal
+  // --chmod mode, as in BuildKit (fsutil copy: MkdirAll with the mode);
+  // a symbolic --chmod leaves them 0755.
+  mode_t dir_mode = 0755;
+  if (!req.chmod.empty() &&
+      std::all_of(req.chmod.begin(), req.chmod.end(), [](char c) { return c >= '0' && c <= '7'; })) {
+    KILN_ASSIGN_OR_RETURN(uint32_t m, ApplyChmod(req.chmod, 0, true));
+    dir_mode = static_cast<mode_t>(m);
+  }
   if (count == 0 && dest_is_dir)  // wildcards that matched nothing still make the destination, as in BuildKit
-    KILN_TRY(MakeDirsInRoot(dest_root_fd, req.dest, 0755, owner_uid, owner_gid));
+    KILN_TRY(MakeDirsInRoot(dest_root_fd, req.dest, dir_mode, owner_uid, owner_gid));
 
   for (size_t mi = 0; mi < matches.size(); ++mi) {
     const Match& m = matches[mi];
@@ -458,7 +467,8 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
     }
     if (S_ISDIR(st.st_mode)) {
       bool created = false;
-      KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, base_dest, 0755, owner_uid, owner_gid, &created));
+      KILN_ASSIGN_OR_RETURN(UniqueFd dfd,
+                            MakeDirsInRoot(dest_root_fd, base_dest, dir_mode, owner_uid, owner_gid, &created));
       KILN_TRY(CopyDirContents(path_fd->get(), m.rel, dfd.get(), base_dest, ctx));
       continue;
     }
@@ -467,6 +477,10 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
       layer::UnpackOptions uo;
       uo.whiteouts = layer::WhiteoutMode::kApply;
       uo.preserve_ownership = true;
+      // ADD --chown: every extracted entry gets the owner (BuildKit untars
+      // with ChownOpts), not the archive's ids.
+      uo.owner_uid = req.uid;
+      uo.owner_gid = req.gid;
       std::string target = "/proc/self/fd/" + std::to_string(dfd.get());
       auto r = layer::UnpackLayer(path_fd->get(), target, uo);
       if (!r)
@@ -476,7 +490,7 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
     }
     std::string dir = (dest_is_dir || req.parents) ? base_dest : DirName(req.dest);
     std::string name = (dest_is_dir || req.parents) ? BaseName(m.rel.empty() ? source : m.rel) : BaseName(req.dest);
-    KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, 0755, owner_uid, owner_gid));
+    KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, dir_mode, owner_uid, owner_gid));
     std::string parent_rel = DirName(m.rel);
     auto parent_fd = OpenInRoot(src_root.get(), parent_rel == "." ? "." : parent_rel, O_RDONLY | O_DIRECTORY);
     if (parent_fd && ::faccessat(parent_fd->get(), BaseName(m.rel).c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -503,7 +517,7 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   for (const auto& [fname, content] : req.inline_files) {
     std::string dir = dest_is_dir ? req.dest : DirName(req.dest);
     std::string name = dest_is_dir ? fname : BaseName(req.dest);
-    KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, 0755, owner_uid, owner_gid));
+    KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, dir_mode, owner_uid, owner_gid));
     KILN_TRY(ClearForReplace(dfd.get(), name, false, JoinPath(dir, name)));
     int d = ::openat(dfd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (d < 0)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <sstream>
 
@@ -143,17 +144,21 @@ Expected<UniqueFd> MakeDirsInRoot(int root_fd, const std::string& path, mode_t m
   if (created_last)
     *created_last = false;
   KILN_ASSIGN_OR_RETURN(UniqueFd cur, OpenInRoot(root_fd, "/", O_RDONLY | O_DIRECTORY));
-  std::stringstream ss(path);
-  std::string comp;
-  std::vector<std::string> comps;
-  while (std::getline(ss, comp, '/')) {
-    if (comp.empty() || comp == ".")
-      continue;
-    comps.push_back(comp);
-  }
+  auto split = [](const std::string& p) {
+    std::stringstream ss(p);
+    std::string comp;
+    std::vector<std::string> out;
+    while (std::getline(ss, comp, '/'))
+      if (!comp.empty() && comp != ".")
+        out.push_back(comp);
+    return out;
+  };
+  std::vector<std::string> comps = split(path);
   std::string sofar;
+  int links = 0;
   for (size_t i = 0; i < comps.size(); ++i) {
-    const std::string& c = comps[i];
+    const std::string c = comps[i];
+    const std::string parent = sofar;
     sofar += "/" + c;
     // Resolve each step from the root again so that ".." and symlinks
     // (possibly planted by an earlier RUN) stay inside the root.
@@ -168,6 +173,28 @@ Expected<UniqueFd> MakeDirsInRoot(int root_fd, const std::string& path, mode_t m
       return std::move(next).error();
     if (c == "..")
       continue;  // ".." at the root stays at the root
+    // A dangling symlink: create its target, as BuildKit does (its MkdirAll
+    // runs on the path resolved in the root). The target is read, never
+    // followed by the host: the rest of the walk continues from the root
+    // with the link replaced by it, so an absolute or "../" target still
+    // ends inside the root.
+    struct stat lst;
+    if (::fstatat(cur.get(), c.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
+      if (++links > 40)
+        return Error(Errc::kInvalidInput, "cannot create directory " + sofar + ": too many levels of symbolic links");
+      char buf[PATH_MAX];
+      ssize_t n = ::readlinkat(cur.get(), c.c_str(), buf, sizeof buf);
+      if (n < 0 || n >= static_cast<ssize_t>(sizeof buf))
+        return Error::FromErrno("readlink " + sofar);
+      std::string target(buf, static_cast<size_t>(n));
+      std::vector<std::string> rest = split(target[0] == '/' ? target : parent + "/" + target);
+      rest.insert(rest.end(), comps.begin() + static_cast<long>(i) + 1, comps.end());
+      comps = std::move(rest);
+      sofar.clear();
+      i = static_cast<size_t>(-1);  // the loop's ++ starts it at 0
+      KILN_ASSIGN_OR_RETURN(cur, OpenInRoot(root_fd, "/", O_RDONLY | O_DIRECTORY));
+      continue;
+    }
     if (::mkdirat(cur.get(), c.c_str(), mode) != 0 && errno != EEXIST)
       return Error::FromErrno("mkdir " + sofar);
     KILN_ASSIGN_OR_RETURN(UniqueFd made, OpenInRoot(root_fd, sofar, O_RDONLY | O_DIRECTORY));

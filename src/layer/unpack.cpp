@@ -386,6 +386,10 @@ class Extractor {
   Status Chown(int fd, const char* name, int flags, const std::string& path, uid_t uid, gid_t gid) {
     if (!opt_.preserve_ownership)
       return Ok();
+    if (opt_.owner_uid)
+      uid = *opt_.owner_uid;
+    if (opt_.owner_gid)
+      gid = *opt_.owner_gid;
     if (::fchownat(fd, name, uid, gid, flags) == 0)
       return Ok();
     if (errno == EINVAL || errno == EPERM)
