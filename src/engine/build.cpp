@@ -147,6 +147,18 @@ Expected<std::pair<std::string, std::string>> BindSource(const std::string& cont
   return std::make_pair(src, src == ctx ? std::string() : src.substr(ctx.size() + 1));
 }
 
+/// The directory name of a cache mount: its id (default: the target), and
+/// an owner or mode other than 0:0 0755 too, since BuildKit keys a cache by
+/// id and the directory it starts from (made with that owner and mode).
+std::string CacheMountKey(const RunMount& m) {
+  std::string id = m.id.empty() ? m.target : m.id;
+  int64_t uid = m.uid.value_or(0), gid = m.gid.value_or(0);
+  uint32_t mode = m.mode.value_or(0755);
+  if (uid == 0 && gid == 0 && mode == 0755)
+    return Digest::Of(id).hex();
+  return Digest::Of(id + '\0' + std::to_string(uid) + ':' + std::to_string(gid) + ':' + std::to_string(mode)).hex();
+}
+
 /// SECURITY.md H13/H38: an id the build gives a file or a RUN must be one
 /// chown/setuid take as an id (4294967295 means "leave unchanged" to
 /// chown, so --chown=4294967295 gave root-owned files) and one that is
@@ -770,7 +782,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     for (const auto& m : run.mounts) {
       if (m.type != MountType::kCache)
         continue;
-      std::string hex = Digest::Of(m.id.empty() ? m.target : m.id).hex();
+      std::string hex = CacheMountKey(m);
       auto [it, fresh] = wanted.emplace(hex, Want{m.sharing, static_cast<uint32_t>(m.mode.value_or(0755)),
                                                   static_cast<uint32_t>(m.uid.value_or(0)),
                                                   static_cast<uint32_t>(m.gid.value_or(0))});
@@ -843,7 +855,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
     if (m.type == MountType::kCache) {
       std::string id = m.id.empty() ? m.target : m.id;
-      spec.mounts.push_back({SandboxMount::Type::kBind, cache_hosts.at(Digest::Of(id).hex()), m.target, false, ""});
+      spec.mounts.push_back({SandboxMount::Type::kBind, cache_hosts.at(CacheMountKey(m)), m.target, false, ""});
       continue;
     }
     if (m.type == MountType::kSecret) {
