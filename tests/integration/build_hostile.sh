@@ -38,16 +38,7 @@ for mode in $(test_modes); do
   [ "$(id -u)" -eq 0 ] && [ "$mode" = user ] && chown -R "$KILN_TEST_USER" "$ctx"
 
   # --- ARG expansion bomb: ~60 KB of `ARG An=${An-1}${An-1}`.
-  python3 - "$work/bomb" <<'PY'
-import sys
-lines = ["FROM busybox", "ARG A0=" + "x" * 16]
-i = 1
-while sum(len(l) + 1 for l in lines) < 60000:
-    lines.append("ARG A%d=${A%d}${A%d}" % (i, i - 1, i - 1))
-    i += 1
-lines.append("RUN true")
-open(sys.argv[1], "w").write("\n".join(lines) + "\n")
-PY
+  python3 "$KILN_SOURCE_ROOT/tests/security/mkhostile.py" arg-bomb "$work/bomb"
   chmod 644 "$work/bomb"
   run_measured "$mode" "$store" build --print-graph -f "$work/bomb" "$ctx" >/dev/null 2>"$work/bomb.err"
   rc=$?

@@ -18,6 +18,20 @@ known_hole() { echo "KNOWN HOLE: $*" >&2; exit 77; }
 # own PATH...: hand files the case made (as root) to the mode's user
 own() { if [ "$MODE" = user ] && [ "$(id -u)" -eq 0 ]; then chown -R "$KILN_TEST_USER" "$@"; fi; }
 
+# need_busybox [skip]: the offline busybox base as localhost/busybox in
+# STORE; the case fails (with `skip`: is skipped) when it cannot be made.
+need_busybox() {
+  import_busybox "$MODE" "$STORE" "$WORK" && return 0
+  [ "${1:-}" = skip ] && skip "skip: cannot make or import the busybox image"
+  echo "cannot import the busybox base" >&2
+  exit 1
+}
+# containerfile: $WORK/Containerfile from stdin and an empty context
+# $WORK/ctx, both readable by the mode's user (build with -f Containerfile ctx).
+containerfile() {
+  mkdir -p "$WORK/ctx" && chmod a+rx "$WORK/ctx"
+  cat >"$WORK/Containerfile" && chmod 644 "$WORK/Containerfile"
+}
 # run_k ARGS...: kiln as the mode's user; RC, $WORK/out, $WORK/err
 run_k() {
   k "$@" >"$WORK/out" 2>"$WORK/err"
@@ -150,6 +164,14 @@ in_image() {
   run_k run --rm --network none "$IMG" "$@"
   if [ "$RC" -ne 0 ]; then show >&2; not_contained "run $IMG $* failed"; fi
   return 0
+}
+# in_image_prints WANT WHAT CMD...: CMD in the last delivered image must
+# print exactly WANT, else the case is not contained (WHAT says why).
+in_image_prints() {
+  local want=$1 what=$2
+  shift 2
+  in_image "$@"
+  [ "$(cat "$WORK/out")" = "$want" ] || { show >&2; not_contained "$what"; }
 }
 # refused VIA LAYER NEEDLE: the layer must be refused (at delivery or first
 # run) with an error matching NEEDLE (grep -E), exit 1, 2 or 125 (not a crash),

@@ -400,11 +400,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not plain and srv.behaviour.startswith("reset-") and not self._is_config(digest):
             return self._reset(digest, body, head)
         if not plain and srv.behaviour in ("slow", "stall") and not self._is_config(digest):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Content-Type", "application/octet-stream")
-            self.end_headers()
-            if head:
+            if not self._blob_headers(body, head):
                 return
             try:
                 if srv.behaviour == "stall":
@@ -419,6 +415,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self._send(200, body, {"Content-Type": "application/octet-stream",
                                       "Docker-Content-Digest": digest}, head)
 
+    def _blob_headers(self, body, head):
+        """A 200 for the whole blob, headers only; False for a HEAD request
+        (nothing more to send)."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        return not head
+
     def _reset(self, digest, body, head):
         """The first GET of a blob breaks off half-way; a retry with Range is
         answered as the behaviour says: reset-206 (correct), reset-200 (Range
@@ -429,11 +434,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             srv.gets[digest] = n + 1
         rng = self.headers.get("Range")
         if n == 0 or head:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Content-Type", "application/octet-stream")
-            self.end_headers()
-            if head:
+            if not self._blob_headers(body, head):
                 return
             self.wfile.write(body[:len(body) // 2])
             self.wfile.flush()
@@ -531,8 +532,19 @@ def main():
     i.add_argument("--layer", required=True, action="append", help="a hostile layer, an uncompressed tar")
     i.add_argument("--out", required=True)
     i.add_argument("--ref", default="localhost/hostile:latest")
+    b = sub.add_parser("arg-bomb", help="H36: ~60 KB of ARG An=${An-1}${An-1} after FROM busybox "
+                       "(A16 on line 18 is 1 MiB, A17 on line 19 the first word over)")
+    b.add_argument("out")
     args = ap.parse_args()
-    if args.cmd == "serve":
+    if args.cmd == "arg-bomb":
+        lines = ["FROM busybox", "ARG A0=" + "x" * 16]
+        while sum(len(l) + 1 for l in lines) < 60000:
+            n = len(lines) - 1
+            lines.append("ARG A%d=${A%d}${A%d}" % (n, n - 1, n - 1))
+        lines.append("RUN true")
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    elif args.cmd == "serve":
         serve(args)
     elif args.cmd == "image":
         layers = []

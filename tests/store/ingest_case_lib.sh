@@ -45,6 +45,21 @@ expect_refused() {
   return 0
 }
 
+# pull_and_load_refused VARIANT PATTERN: the image VARIANT is refused both
+# as a layout (`pull oci:`) and as an archive (`load -i`), each with
+# expect_refused PATTERN; {KEY} in PATTERN is replaced by `info KEY`.
+pull_and_load_refused() {
+  local v=$1 pat=$2 key
+  make_image layout "$WORK/$v" "$v"
+  while [[ $pat =~ \{([a-z0-9_]+)\} ]]; do
+    key=${BASH_REMATCH[1]}
+    pat=${pat//\{$key\}/$(info "$key")}
+  done
+  expect_refused "$pat" pull -q "oci:$WORK/$v"
+  make_image archive "$WORK/$v.tar" "$v"
+  expect_refused "$pat" load -q -i "$WORK/$v.tar"
+}
+
 # small_store MiB: the store on a tmpfs of that size (made by root, chowned
 # to the test user in user mode); skips when we are not root. Sets MNT.
 small_store() {

@@ -31,8 +31,8 @@ refused import "$WORK/escape.tar" 'escapes root'
 # removes the link only.
 for via in oci archive; do
   accepted "$via" "$WORK/lower.tar,$WORK/upper.tar"
-  in_image sh -c "[ -e /lv ] || [ -L /lv ] && echo lv-still-there; cat '$VICTIM/hello' /victim/hello; echo end"
-  [ "$(cat "$WORK/out")" = "$(printf 'in-root copy\nin-root\nend')" ] || { show >&2; not_contained "$via: the whiteouts did not act as expected"; }
+  in_image_prints "$(printf 'in-root copy\nin-root\nend')" "$via: the whiteouts did not act as expected" \
+    sh -c "[ -e /lv ] || [ -L /lv ] && echo lv-still-there; cat '$VICTIM/hello' /victim/hello; echo end"
   check_victim
 done
 prune_check

@@ -6,14 +6,7 @@ source "$KILN_SOURCE_ROOT/tests/store/ingest_case_lib.sh"
 make_image layout "$WORK/good" good
 kiln_as "$MODE" "$STORE" pull -q "oci:$WORK/good" >/dev/null 2>"$WORK/err" || not_contained "good image: $(cat "$WORK/err")"
 for v in diffid_count diffid_short; do
-  make_image layout "$WORK/$v" "$v"
-  expect_refused "diff_ids for 2 layers" pull -q "oci:$WORK/$v"
-  make_image archive "$WORK/$v.tar" "$v"
-  expect_refused "diff_ids for 2 layers" load -q -i "$WORK/$v.tar"
+  pull_and_load_refused "$v" "diff_ids for 2 layers"
 done
-make_image layout "$WORK/dup" diffid_dup
-layer=$(info layer1)
-expect_refused "$layer.*diff_id mismatch" pull -q "oci:$WORK/dup"
-make_image archive "$WORK/dup.tar" diffid_dup
-expect_refused "$layer.*diff_id mismatch" load -q -i "$WORK/dup.tar"
+pull_and_load_refused diffid_dup "{layer1}.*diff_id mismatch"
 exit 0

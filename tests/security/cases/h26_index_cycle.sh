@@ -4,10 +4,7 @@
 # error; nothing is named.
 source "$KILN_SOURCE_ROOT/tests/store/ingest_case_lib.sh"
 for v in cycle_self cycle_ab; do
-  make_image layout "$WORK/$v" "$v"
-  expect_refused "sha256:aaaa" pull -q "oci:$WORK/$v"
-  make_image archive "$WORK/$v.tar" "$v"
-  expect_refused "sha256:aaaa" load -q -i "$WORK/$v.tar"
+  pull_and_load_refused "$v" "sha256:aaaa"
 done
 DEPTH=10 make_image layout "$WORK/deep" deepnest
 expect_refused "sha256:" pull -q "oci:$WORK/deep"

@@ -5,13 +5,10 @@
 # as a name); an id outside kiln's user namespace mapping is one clear line,
 # not a silent 125 (exit 2, invalid image). Usage: bash FILE MODE WORKDIR.
 set -u
-MODE=$1 WORK=$2
-. "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
-store=$WORK/store
-import_busybox "$MODE" "$store" "$WORK" || { echo "skip: cannot make or import the busybox image" >&2; exit 77; }
-k() { kiln_as "$MODE" "$store" "$@"; }
+. "$KILN_SOURCE_ROOT/tests/security/common.sh" "$@"
+need_busybox skip
 mkdir -p "$WORK/ctx"
-[ "$MODE" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$WORK/ctx"
+own "$WORK/ctx"
 fail() { echo "not contained: $*" >&2; exit 1; }
 
 for user in 2147483648:0 4294967296 4294967295 99999999999999999999; do

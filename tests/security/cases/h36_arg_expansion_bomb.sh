@@ -7,16 +7,7 @@ MODE=$1 WORK=$2
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 cd "$WORK" || exit 1
 mkdir -p ctx
-python3 - "$WORK/Containerfile" <<'PY'
-import sys
-lines = ["FROM busybox", "ARG A0=" + "x" * 16]
-i = 1
-while sum(len(l) + 1 for l in lines) < 60000:
-    lines.append("ARG A%d=${A%d}${A%d}" % (i, i - 1, i - 1))
-    i += 1
-lines.append("RUN true")
-open(sys.argv[1], "w").write("\n".join(lines) + "\n")
-PY
+python3 "$KILN_SOURCE_ROOT/tests/security/mkhostile.py" arg-bomb "$WORK/Containerfile"
 chmod -R a+rX "$WORK/Containerfile" ctx
 as_mode "$MODE" env KILN_ROOT="$WORK/store" python3 -c '
 import resource, subprocess, sys

@@ -4,11 +4,8 @@
 # `-u 4294967295`. Contained: refused with one line naming the value and
 # why; no process runs with a cwd outside the rootfs. Usage: bash FILE MODE WORKDIR.
 set -u
-MODE=$1 WORK=$2
-. "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
-store=$WORK/store
-import_busybox "$MODE" "$store" "$WORK" || { echo "skip: cannot make or import the busybox image" >&2; exit 77; }
-k() { kiln_as "$MODE" "$store" "$@"; }
+. "$KILN_SOURCE_ROOT/tests/security/common.sh" "$@"
+need_busybox skip
 fail() { echo "not contained: $*" >&2; exit 1; }
 mkdir -p "$WORK/ctx"
 [ "$MODE" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$WORK/ctx"
