@@ -158,6 +158,23 @@ Status RemoveContainer(const Paths& paths, const std::string& id, bool force);
 /// Writes the container's log to `out_fd` (the last `tail` lines when >= 0);
 /// with follow, keeps writing until the container stops.
 Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd);
+/// `kiln logs` options beyond follow/tail: -t prefixes each line with the
+/// time it was written (RFC 3339, nanoseconds, as podman), --since/--until
+/// keep the lines written in that window (Unix nanoseconds; 0: no bound).
+/// The times come from ctr.log.ts, which the monitor writes since kiln 0.5;
+/// the lines of an older container's log have none (printed without a time,
+/// never filtered out).
+struct LogOptions {
+  bool follow = false;
+  int64_t tail = -1;
+  bool timestamps = false;
+  int64_t since_ns = 0;
+  int64_t until_ns = 0;
+};
+Status WriteLogs(const Paths& paths, const std::string& id, const LogOptions& options, int out_fd);
+/// "2026-12-05T02:30:00.123456789Z": RFC 3339 with nanoseconds, trailing
+/// zeros trimmed, local time (as Go's time.RFC3339Nano, which podman uses).
+std::string FormatLogTime(int64_t unix_ns);
 
 /// `kiln exec`: runs a process in a running container's namespaces (setns).
 /// Must be called OUTSIDE kiln's user namespace, single-threaded. Returns

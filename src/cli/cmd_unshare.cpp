@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "kiln/sandbox.h"
 
 namespace kiln::cli {
@@ -25,17 +26,9 @@ bool NeedsUserNamespace(int argc, char** argv) {
                                                   "prune", "rmi",
                                                   "container", "__monitor", "unshare", "info", "mount",
                                                   "__sandbox-test"};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--root" || a == "--log-level") {
-      ++i;  // the option's value
-      continue;
-    }
-    if (!a.empty() && a[0] == '-')
-      continue;
-    return kCommands.count(a) != 0;
-  }
-  return false;
+  // Through the group aliases: `image build` is build, `container exec` is
+  // exec (not `container`), `system prune` is prune (commands.cpp).
+  return kCommands.count(CanonicalCommand(argc, argv)) != 0;
 }
 
 void AddUnshareCommand(CLI::App& app, Context& ctx) {

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
 #include "kiln/cancel.h"
 #include "kiln/log.h"
 #include "kiln/sandbox.h"
@@ -48,21 +48,6 @@ int ReportError(const Error& error) {
 
 namespace {
 
-// The command word of argv (as NeedsUserNamespace finds it).
-std::string CommandWord(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--root" || a == "--log-level") {
-      ++i;
-      continue;
-    }
-    if (!a.empty() && a[0] == '-')
-      continue;
-    return a;
-  }
-  return {};
-}
-
 // The commands that stop at a safe point on SIGINT/SIGTERM (kiln/cancel.h).
 // The others keep the default action (they hold nothing that needs
 // cleaning up, or, as `logs -f`, never reach a safe point); `run` and `exec`
@@ -95,13 +80,15 @@ int main(int argc, char** argv) {
     if (auto st = kiln::EnterUserNamespace(argc, argv); !st)
       return ReportError(st.error());
   // Still the only thread: the handlers are in place before any worker.
-  if (std::string command = CommandWord(argc, argv); Cancellable(command))
+  if (std::string command = CanonicalCommand(argc, argv); Cancellable(command))
     kiln::InstallCancelHandlers(command);
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   Context ctx;
   CLI::App app{"kiln: a rootless OCI image builder and container runner", "kiln"};
+  app.formatter(std::make_shared<KilnFormatter>());
   app.require_subcommand(1);
   app.fallthrough();
+  app.set_version_flag("-v,--version", std::string("kiln version ") + KILN_VERSION, "print kiln's version");
   app.set_help_all_flag("--help-all", "show help for every command");
   app.add_option("--root", ctx.globals.root, "store directory (default $KILN_ROOT, ~/.local/share/kiln)");
   app.add_option("--log-level", ctx.globals.log_level, "error|warn|info|debug")
@@ -137,6 +124,11 @@ int main(int argc, char** argv) {
   AddExecCommand(app, ctx);
   AddContainerCommands(app, ctx);
   AddVolumeCommand(app, ctx);
+  AddCommandGroups(app, ctx);
+  AddDocsCommand(app, ctx);
+
+  if (int rc = CheckCommandLine(app, argc, argv); rc >= 0)
+    return rc;
 
   try {
     app.parse(argc, argv);
@@ -144,14 +136,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // Usage errors: name the flag, exit 2 (docs/cli.md).
-    std::string msg = e.what();
-    if (!msg.empty())
-      msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
-    std::cerr << "kiln: error: " << msg << "\n"
-              << "run 'kiln --help' or 'kiln COMMAND --help' for usage\n";
-    return 2;
+    // Usage errors: one line naming the flag (podman's wording), exit 2 (docs/cli.md).
+    return ReportParseError(app, e, argc, argv);
   }
   // Cancelled: a command that still finished its work exits 0; one that
   // stopped says so once and exits 128+signal (130 for SIGINT, 143 for SIGTERM).

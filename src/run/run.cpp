@@ -821,6 +821,92 @@ Status StartContainer(const Paths& paths, const std::string& id) {
   return SpawnMonitor(paths, id);
 }
 
+namespace {
+
+// "<offset> <seconds>.<nanoseconds>\n" without allocating (the logger is
+// forked from a process that may have threads).
+size_t FormatTimestampRecord(char* buf, uint64_t offset, const struct timespec& t) {
+  char digits[24];
+  size_t n = 0;
+  auto put_number = [&](uint64_t v, int width) {
+    int k = 0;
+    do {
+      digits[k++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v > 0 || k < width);
+    while (k > 0)
+      buf[n++] = digits[--k];
+  };
+  put_number(offset, 1);
+  buf[n++] = ' ';
+  put_number(static_cast<uint64_t>(t.tv_sec), 1);
+  buf[n++] = '.';
+  put_number(static_cast<uint64_t>(t.tv_nsec), 9);
+  buf[n++] = '\n';
+  return n;
+}
+
+void WriteFully(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+UniqueFd StartLogger(int log_fd, int ts_fd, pid_t* logger) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return UniqueFd();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return UniqueFd();
+  }
+  if (pid == 0) {
+    // Only the pipe and the two files: not the monitor's ready fd (its
+    // reader waits for EOF) nor the -p sockets.
+    int in = fds[0];
+    for (int fd = 3; fd < 65536; ++fd)
+      if (fd != in && fd != log_fd && fd != ts_fd)
+        ::close(fd);
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    off_t off = ::lseek(log_fd, 0, SEEK_END);
+    uint64_t offset = off > 0 ? static_cast<uint64_t>(off) : 0;
+    bool at_line_start = true;
+    static char buf[65536];
+    char rec[64];
+    for (;;) {
+      ssize_t n = ::read(in, buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      struct timespec now;
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      for (ssize_t i = 0; i < n; ++i) {
+        if (at_line_start)
+          WriteFully(ts_fd, rec, FormatTimestampRecord(rec, offset + static_cast<uint64_t>(i), now));
+        at_line_start = buf[i] == '\n';
+      }
+      WriteFully(log_fd, buf, static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[0]);
+  *logger = pid;
+  return UniqueFd(fds[1]);
+}
+
+}  // namespace
+
 int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const std::vector<int>& port_fds) {
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
@@ -845,7 +931,16 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
   auto log = OpenFile(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
   if (!log)
     return fail(log.error());
-  int log_fd = log->get();
+  // The container writes into a pipe; a logger process copies it into
+  // ctr.log unchanged and records when each line started in ctr.log.ts
+  // (`logs -t/--since/--until`, docs/run.md). Without the pipe (it could not
+  // be made) the container writes to ctr.log directly, as before.
+  UniqueFd log_pipe;
+  pid_t logger = -1;
+  auto ts = OpenFile(log_path + ".ts", O_WRONLY | O_CREAT | O_APPEND, 0600);
+  if (ts)
+    log_pipe = StartLogger(log->get(), ts->get(), &logger);
+  int log_fd = log_pipe ? log_pipe.get() : log->get();
   Expected<int> status = Error(Errc::kFailed, "not run");
   if (c->tty) {
     // -d -t: the terminal's output goes to the log.
@@ -858,6 +953,14 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
     (void)WriteAll(log_fd, line);
     if (ready_fd >= 0)
       (void)WriteAll(ready_fd, "E" + status.error().message() + "\n");
+  }
+  // The logger has copied everything once the container's output ends
+  // (logs -f stops when the monitor is gone: nothing may come after).
+  log_pipe.reset();
+  for (int i = 0; logger > 0 && i < 200; ++i) {
+    if (::waitpid(logger, nullptr, WNOHANG) != 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (c->auto_remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
