@@ -8,7 +8,7 @@
 //  4. keep the stages reachable from the target, dependencies first;
 //  5. dispatch each kept stage: base image config (resolve_base), ONBUILD
 //     triggers, then every instruction into a typed, expanded Step.
-#include "compile.h"
+#include "kiln/containerfile.h"
 
 #include <algorithm>
 #include <deque>

@@ -3,8 +3,9 @@
 #include <string>
 #include <string_view>
 
-#include "ast.h"
+#include "kiln/containerfile.h"
 #include "lexer.h"
+#include "quote.h"
 
 namespace kiln::frontend {
 namespace {

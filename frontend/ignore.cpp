@@ -3,7 +3,7 @@
 // Each pattern is validated with Go filepath.Match's syntax rules, then
 // classified the way patternmatcher does it (exact, prefix "dir/**", suffix
 // "**/name", or a regular expression) and compiled to one RE2 object.
-#include "ignore.h"
+#include "kiln/containerfile.h"
 
 #include <re2/re2.h>
 

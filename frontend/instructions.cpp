@@ -1,4 +1,5 @@
 #include "instructions.h"
+#include "quote.h"
 
 #include <arpa/inet.h>
 

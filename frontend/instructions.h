@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ast.h"
+#include "kiln/containerfile.h"
 #include "kiln/error.h"
 
 namespace kiln::frontend {

@@ -9,8 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "ast.h"
+#include "kiln/containerfile.h"
 #include "lexer.h"
+#include "quote.h"
 
 namespace kiln::frontend {
 namespace {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/env.h"  // kUserNsMarkerEnv
 #include "kiln/error.h"
 #include "kiln/unique_fd.h"
 
@@ -27,10 +28,6 @@ namespace kiln {
 
 // ---------------------------------------------------------------------------
 // User namespace
-
-/// Environment marker set in the re-executed process. Its value is the host
-/// uid kiln was started as ("0" for real root).
-inline constexpr const char kUserNsMarkerEnv[] = "KILN_STARTED_IN_USERNS";
 
 /// Re-executes /proc/self/exe (with the same argv) in a new user + mount
 /// namespace and never returns in the original process: the parent waits for

@@ -11,9 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "ast.h"
 #include "cli/cli.h"
-#include "compile.h"
+#include "kiln/containerfile.h"
 #include "kiln/graph.h"
 #include "kiln/oci.h"
 

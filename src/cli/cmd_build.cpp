@@ -20,7 +20,7 @@
 
 #include "cli/build_request.h"
 #include "cli/cli.h"
-#include "ignore.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 

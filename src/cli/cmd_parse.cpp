@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "ast.h"
 #include "cli/cli.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 

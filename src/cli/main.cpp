@@ -20,7 +20,7 @@ std::string Context::StoreRoot() const {
   if (const char* env = std::getenv("KILN_ROOT"); env && *env)
     return env;
   // Real root (also inside kiln's user namespace, where the marker is "0").
-  if (const char* host_uid = std::getenv("KILN_STARTED_IN_USERNS");
+  if (const char* host_uid = std::getenv(kUserNsMarkerEnv);
       ::geteuid() == 0 && (!host_uid || std::string(host_uid) == "0"))
     return "/var/lib/kiln";
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)

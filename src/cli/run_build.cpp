@@ -6,8 +6,8 @@
 
 #include "cli/build_request.h"
 #include "engine/build_job.h"
-#include "ignore.h"
 #include "kiln/acquire.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"

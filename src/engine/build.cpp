@@ -26,13 +26,15 @@
 
 #include "engine/copy.h"
 #include "engine/plan.h"
-#include "engine/rootfs.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
+#include "kiln/rootfs.h"
 
 namespace kiln::engine {
+
+using namespace rootfs;  // Mount, OpenInRoot, MakeDirsInRoot, ReadFileFromLayers, ResolveUser
 
 namespace {
 

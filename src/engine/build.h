@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "engine/progress.h"
-#include "ignore.h"
 #include "kiln/acquire.h"
+#include "kiln/containerfile.h"
 #include "kiln/error.h"
 #include "kiln/graph.h"
 #include "kiln/layer.h"

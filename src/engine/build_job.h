@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "compile.h"
 #include "engine/build.h"
 #include "engine/progress.h"
 #include "kiln/acquire.h"
+#include "kiln/containerfile.h"
 #include "kiln/error.h"
 #include "kiln/store.h"
 #include "kiln/transport.h"

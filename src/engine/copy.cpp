@@ -18,12 +18,14 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include "engine/rootfs.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/layer.h"
+#include "kiln/rootfs.h"
 
 namespace kiln::engine {
+
+using namespace rootfs;  // Mount, OpenInRoot, MakeDirsInRoot, ReadFileFromLayers, ResolveUser
 
 namespace {
 

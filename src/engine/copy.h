@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "ignore.h"
+#include "kiln/containerfile.h"
 #include "kiln/digest.h"
 #include "kiln/error.h"
 

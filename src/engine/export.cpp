@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include "engine/copy.h"
-#include "engine/rootfs.h"
 #include "kiln/fs.h"
 #include "kiln/layer.h"
+#include "kiln/rootfs.h"
 
 namespace kiln::engine {
+
+using namespace rootfs;  // Mount, OpenInRoot, MakeDirsInRoot, ReadFileFromLayers, ResolveUser
 
 namespace {
 

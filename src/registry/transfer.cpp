@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "kiln/env.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
-#include "kiln/unique_fd.h"
 #include "kiln/registry.h"
-#include "kiln/sandbox.h"
+#include "kiln/unique_fd.h"
 
 namespace kiln::registry {
 

@@ -18,8 +18,8 @@
 #include <atomic>
 #include <cstring>
 
-#include "engine/rootfs.h"
 #include "kiln/fs.h"
+#include "kiln/rootfs.h"
 #include "run/internal.h"
 
 namespace kiln::run {
@@ -60,16 +60,16 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   layer_dirs.insert(layer_dirs.begin(), ContainerDir(paths, id) + "/upper");
   std::vector<std::string> env = c.env;
   if (!o.user.empty()) {
-    auto passwd = engine::ReadFileFromLayers(layer_dirs, "/etc/passwd");
+    auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
     if (!passwd)
       return std::move(passwd).error().WithContext("container " + c.name);
-    auto group = engine::ReadFileFromLayers(layer_dirs, "/etc/group");
+    auto group = rootfs::ReadFileFromLayers(layer_dirs, "/etc/group");
     if (!group)
       return std::move(group).error().WithContext("container " + c.name);
-    auto resolved = engine::ResolveUser(o.user, *passwd, *group);
+    auto resolved = rootfs::ResolveUser(o.user, *passwd, *group);
     if (!resolved)
       return std::move(resolved).error().WithContext("exec -u " + o.user);
-    engine::ResolvedUser ru = std::move(*resolved);
+    rootfs::ResolvedUser ru = std::move(*resolved);
     uid = ru.uid;
     gid = ru.gid;
     groups = ru.supplementary_gids;

@@ -19,12 +19,12 @@
 #include <optional>
 #include <thread>
 
-#include "engine/rootfs.h"
 #include "kiln/acquire.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/oci.h"
+#include "kiln/rootfs.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
 #include "kiln/transport.h"
@@ -193,7 +193,7 @@ Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std
     return Error::FromErrno("mkdir " + mnt);
   Status result = Ok();
   {
-    auto mounted = engine::Mount::ReadOnly(lower_dirs, mnt);
+    auto mounted = rootfs::Mount::ReadOnly(lower_dirs, mnt);
     if (!mounted) {
       ::rmdir(mnt.c_str());
       return std::move(mounted).error().WithContext("initialise volume from the image");
@@ -203,7 +203,7 @@ Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std
       return std::move(root).error();
     // Resolved inside the image's root: an image symlink cannot point the
     // copy at a host directory.
-    auto src = engine::OpenInRoot(root->get(), path, O_RDONLY | O_DIRECTORY);
+    auto src = rootfs::OpenInRoot(root->get(), path, O_RDONLY | O_DIRECTORY);
     if (src) {
       posix_spawn_file_actions_t fa;
       posix_spawn_file_actions_init(&fa);
@@ -311,16 +311,16 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   std::vector<std::string> layer_dirs = c.lower_dirs;
   if (layer_dirs.size() == 1 && layer_dirs[0] == cdir + "/empty")
     layer_dirs[0] = staging + "/empty";
-  auto passwd = engine::ReadFileFromLayers(layer_dirs, "/etc/passwd");
+  auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
   if (!passwd)
     return std::move(passwd).error().WithContext("image " + o.image);
-  auto group = engine::ReadFileFromLayers(layer_dirs, "/etc/group");
+  auto group = rootfs::ReadFileFromLayers(layer_dirs, "/etc/group");
   if (!group)
     return std::move(group).error().WithContext("image " + o.image);
-  auto resolved = engine::ResolveUser(user, *passwd, *group);
+  auto resolved = rootfs::ResolveUser(user, *passwd, *group);
   if (!resolved)
     return std::move(resolved).error().WithContext(user_from);
-  engine::ResolvedUser ru = std::move(*resolved);
+  rootfs::ResolvedUser ru = std::move(*resolved);
   if (Status st = CheckIdsMapped(ru.uid, ru.gid, ru.supplementary_gids); !st)
     return std::move(st).error().WithContext(user_from);
   c.uid = ru.uid;

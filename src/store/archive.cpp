@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/cancel.h"
+#include "kiln/env.h"
 #include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "kiln/transport.h"
@@ -661,7 +662,7 @@ Expected<std::vector<PulledImage>> LoadArchive(Store& store, const std::string& 
 Expected<PulledImage> LoadOciLayout(Store& store, const std::string& dir, const std::string& tag,
                                     const TransferOptions& options) {
   KILN_ASSIGN_OR_RETURN(FoundImage f, store_internal::LoadLayoutImage(store, dir, tag));
-  bool unpack = options.unpack_layers && std::getenv("KILN_STARTED_IN_USERNS") != nullptr;
+  bool unpack = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;
   if (auto s = VerifyImageClosure(store, f.top, {}, unpack); !s)
     return std::move(s).error().WithContext("oci:" + dir);
   return PulledImage{f.top, f.names, {}};

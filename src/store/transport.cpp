@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "kiln/env.h"
 #include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "store/ingest.h"
@@ -259,7 +260,7 @@ Expected<PulledImage> PullImage(Store& store, const TransportRef& src, const Tra
   // Verify before anyone names it. Inside kiln's user namespace (pull,
   // build, run) a layer whose diff_id is still unknown is checked by
   // unpacking it into the layer directory a run will use.
-  bool unpack = options.unpack_layers && std::getenv("KILN_STARTED_IN_USERNS") != nullptr;
+  bool unpack = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;
   if (auto s = VerifyImageClosure(store, r->top, r->verified_layers, unpack); !s)
     return std::move(s).error().WithContext("pull " + src.str());
   // ... and it must resolve to a runnable image for the platform asked for

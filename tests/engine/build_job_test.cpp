@@ -6,8 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ast.h"
-#include "compile.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 
 namespace kiln::engine {

@@ -25,10 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "ast.h"
-#include "compile.h"
 #include "engine/build.h"
 #include "kiln/cancel.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/store.h"
 #include "support/fake_sandbox.h"

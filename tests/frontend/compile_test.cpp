@@ -1,4 +1,4 @@
-#include "compile.h"
+#include "kiln/containerfile.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ast.h"
 #include "instructions.h"
 #include "kiln/fs.h"
 #include "support/testdata.h"

@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ast.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "support/testdata.h"
 

@@ -1,7 +1,7 @@
 // ReadIgnoreFile and IgnoreMatcher: moby/patternmatcher semantics
 // (FORMAT.md §7; cases modelled on patternmatcher_test.go and
 // ignorefile_test.go).
-#include "ignore.h"
+#include "kiln/containerfile.h"
 
 #include <gtest/gtest.h>
 

@@ -8,9 +8,10 @@
 
 #include <gtest/gtest.h>
 
-#include "ast.h"
+#include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "lexer.h"
+#include "quote.h"
 #include "support/testdata.h"
 
 namespace kiln::frontend {

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "ast.h"
 #include "expand.h"
+#include "kiln/containerfile.h"
 
 namespace {
 

@@ -1,4 +1,5 @@
-// Reading and writing inside a container root filesystem from the engine:
+// Reading and writing inside a container root filesystem, for the build
+// engine and for run (module src/rootfs, below both):
 // overlay mounts of layer directories, safe path resolution (every lookup
 // stays inside the root, SECURITY.md I1), and USER resolution from the
 // image's /etc/passwd and /etc/group.
@@ -12,7 +13,7 @@
 #include "kiln/error.h"
 #include "kiln/unique_fd.h"
 
-namespace kiln::engine {
+namespace kiln::rootfs {
 
 /// An overlay (or, for a single read-only layer, a bind) mount owned by this
 /// object; unmounted (lazily) by the destructor. Needs CAP_SYS_ADMIN in the
@@ -78,4 +79,4 @@ struct ResolvedUser {
 Expected<ResolvedUser> ResolveUser(const std::string& spec, const std::optional<std::string>& passwd,
                                    const std::optional<std::string>& group);
 
-}  // namespace kiln::engine
+}  // namespace kiln::rootfs

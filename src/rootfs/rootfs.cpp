@@ -1,4 +1,4 @@
-#include "engine/rootfs.h"
+#include "kiln/rootfs.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -16,7 +16,7 @@
 
 #include "kiln/fs.h"
 
-namespace kiln::engine {
+namespace kiln::rootfs {
 
 namespace {
 
@@ -413,4 +413,4 @@ Expected<ResolvedUser> ResolveUser(const std::string& spec, const std::optional<
   return r;
 }
 
-}  // namespace kiln::engine
+}  // namespace kiln::rootfs
