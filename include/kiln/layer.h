@@ -1,7 +1,7 @@
 // Layer archives: packing a directory or an overlayfs upperdir into a
 // deterministic tar layer (gzip/zstd/none), and safely unpacking untrusted
 // layers into a directory. See docs/layers.md for the rules (whiteouts,
-// ownership, limits) and ../shared/docs/SECURITY.md (I1, I3, I5) for why.
+// ownership, limits) and docs/security.md (I1, I3, I5) for why.
 #pragma once
 
 #include <cstdint>

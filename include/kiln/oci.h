@@ -48,7 +48,7 @@ inline constexpr std::string_view kMediaTypeDockerForeignLayer =
 inline constexpr std::string_view kAnnotationRefName = "org.opencontainers.image.ref.name";
 inline constexpr std::string_view kAnnotationCreated = "org.opencontainers.image.created";
 
-/// Cap on a manifest, index or config body (SECURITY.md I5).
+/// Cap on a manifest, index or config body (docs/security.md I5).
 inline constexpr size_t kMaxDocumentBytes = size_t(4) << 20;
 
 /// OCI or Docker image manifest.

@@ -22,7 +22,8 @@ struct ImageReference {
   std::string tag;     ///< "latest", or "" when only a digest was given
   Digest digest;       ///< valid() only when "@sha256:..." was given
   /// The text named no registry ("alpine", "team/app"): the store tries
-  /// localhost/<path> before docker.io (CLI.md).
+  /// localhost/<path> before docker.io (docs/cli.md "Image references and
+  /// transports").
   bool implicit_domain = false;
 
   /// Parses and normalises `text`. kInvalidInput, naming the reference, on

@@ -62,7 +62,7 @@ struct HttpRequest {
   /// With a sink: called once the headers of a 2xx response are in, before
   /// its first body byte; an error aborts the transfer.
   std::function<Status(const HttpResponse&)> on_headers;
-  /// Cap on a buffered body (SECURITY.md I5); more is a kCorrupt error.
+  /// Cap on a buffered body (docs/security.md I5); more is a kCorrupt error.
   size_t max_body = size_t(4) << 20;
   TlsConfig tls;
   int connect_timeout_s = 30;
@@ -112,7 +112,8 @@ struct AuthChallenge {
 /// several challenges. Unparseable text yields the challenges read so far.
 std::vector<AuthChallenge> ParseWwwAuthenticate(std::string_view header);
 
-/// The auth files in the order CLI.md gives: --authfile, $REGISTRY_AUTH_FILE,
+/// The auth files in the order docs/cli.md gives ("Registries: TLS and
+/// credentials"): --authfile, $REGISTRY_AUTH_FILE,
 /// $XDG_RUNTIME_DIR/containers/auth.json, $XDG_CONFIG_HOME/containers/auth.json
 /// (~/.config/...), $DOCKER_CONFIG/config.json or ~/.docker/config.json.
 /// With `authfile` set, only that file.

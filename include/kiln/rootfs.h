@@ -1,7 +1,7 @@
 // Reading and writing inside a container root filesystem, for the build
 // engine and for run (module src/rootfs, below both):
 // overlay mounts of layer directories, safe path resolution (every lookup
-// stays inside the root, SECURITY.md I1), and USER resolution from the
+// stays inside the root, docs/security.md I1), and USER resolution from the
 // image's /etc/passwd and /etc/group.
 #pragma once
 

@@ -15,10 +15,11 @@
 //                                         running container (the foreground
 //                                         `kiln run` or the detached monitor)
 //
-// <run> is the run-time directory (CLI.md: $XDG_RUNTIME_DIR/kiln, else
-// <store>/run). A container whose state says "running" but whose
-// monitor.lock is free has lost its monitor (killed, or the machine
-// rebooted): it is reported as exited (code -1) and can be removed.
+// <run> is the run-time directory ($XDG_RUNTIME_DIR/kiln, else <store>/run;
+// docs/cli.md "Store and run-time directories"). A container whose state
+// says "running" but whose monitor.lock is free has lost its monitor
+// (killed, or the machine rebooted): it is reported as exited (code -1) and
+// can be removed.
 //
 // Ownership: the process that owns a running container holds monitor.lock
 // for its whole life; the container's processes die with it (the sandbox
@@ -74,7 +75,7 @@ struct MountRequest {
   static Expected<MountRequest> ParseMountFlag(const std::string& text);
 };
 
-/// Everything `kiln run` takes (CLI.md "Run").
+/// Everything `kiln run` takes (docs/cli.md "kiln run").
 struct RunOptions {
   std::string image;
   std::vector<std::string> command;  ///< overrides the image's Cmd

@@ -158,7 +158,7 @@ struct SandboxSpec {
   std::string cwd = "/";          // created (0755, root) if missing
   uint32_t uid = 0;
   uint32_t gid = 0;
-  std::vector<uint32_t> supplementary_gids;  // gid is always added (SECURITY.md I6)
+  std::vector<uint32_t> supplementary_gids;  // gid is always added (docs/security.md I6)
 
   std::string hostname = "kiln";
   /// Contents of /etc/hosts, /etc/resolv.conf, /etc/hostname. Each is written

@@ -90,7 +90,7 @@ class Lease {
 
 /// Streams one blob into the store: a private temp file in tmp/, hashed as
 /// it is written; Commit() checks digest and size, fsyncs, renames it into
-/// blobs/sha256/<hex> and fsyncs the directory (SECURITY.md I10). An
+/// blobs/sha256/<hex> and fsyncs the directory (docs/security.md I10). An
 /// uncommitted writer removes its temp file when destroyed.
 class BlobWriter {
  public:

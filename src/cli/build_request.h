@@ -48,7 +48,7 @@ struct BuildRequest {
   std::string ignore_file;                    // resolved path, "" when none
   std::vector<std::string> ignore_patterns;   // ReadIgnoreFile() of it
 
-  // Flags (CLI.md "Build").
+  // Flags (docs/cli.md "kiln build").
   std::vector<std::string> tags;              // -t, as given
   std::map<std::string, std::string> build_args;  // --build-arg, K alone taken from the environment
   std::string target;                         // --target
@@ -101,8 +101,8 @@ struct BuildRequest {
 Status ResolveBuildSecrets(const BuildRequest& request, std::map<std::string, std::string>* secrets,
                            std::map<std::string, std::string>* ssh);
 
-/// Runs the build. Returns the process exit status (CLI.md); prints errors
-/// itself via ReportError.
+/// Runs the build. Returns the process exit status (docs/cli.md "Exit status
+/// and errors"); prints errors itself via ReportError.
 int RunBuild(const BuildRequest& request, Context& ctx);
 
 }  // namespace kiln::cli

@@ -23,7 +23,8 @@ struct Globals {
 struct Context {
   Globals globals;
   int exit_code = 0;
-  /// Resolved store directory (CLI.md: --root, $KILN_ROOT, XDG default).
+  /// Resolved store directory (--root, $KILN_ROOT, XDG default; docs/cli.md
+  /// "Store and run-time directories").
   std::string StoreRoot() const;
   /// Run-time state directory: $XDG_RUNTIME_DIR/kiln, else <store>/run.
   std::string RunRoot() const;

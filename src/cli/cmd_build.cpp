@@ -1,4 +1,4 @@
-// kiln build: parses every flag of CLI.md's "Build" section, finds the
+// kiln build: parses every flag of `kiln build` (docs/cli.md), finds the
 // Containerfile and the ignore file, parses the Containerfile, then either
 // prints the graph (--print-graph, compiled once per --platform) or hands a
 // BuildRequest to RunBuild().
@@ -87,7 +87,7 @@ std::string Absolute(const std::string& path) {
   return path == "." ? std::string(buf) : JoinPath(buf, path);
 }
 
-/// The text of an ignore file (SECURITY.md H39). `beneath_context`: the
+/// The text of an ignore file (docs/security.md H39). `beneath_context`: the
 /// file was found in the build context (not named by --ignorefile), so it
 /// is opened beneath the context: a symlink may lead elsewhere in the
 /// context, never out of it. Always a regular file (opened O_NONBLOCK: a
@@ -170,7 +170,7 @@ Expected<std::map<std::string, std::string>> SplitAttrs(const std::string& text,
 }
 
 Status FillRequest(const BuildFlags& f, BuildRequest& r) {
-  // Context and Containerfile (CLI.md: FILE defaults to Containerfile, then
+  // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
   // Dockerfile, in CONTEXT; -f - reads stdin).
   if (!IsDir(f.context))
     return Usage("build context " + f.context + ": not a directory");

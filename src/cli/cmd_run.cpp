@@ -1,4 +1,4 @@
-// kiln run [flags] IMAGE [COMMAND [ARG...]] (CLI.md "Run", docs/run.md), and
+// kiln run [flags] IMAGE [COMMAND [ARG...]] (docs/cli.md "kiln run", docs/run.md), and
 // the hidden `kiln __monitor` that owns a detached container.
 #include <cstdio>
 #include <cstdlib>

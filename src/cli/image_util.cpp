@@ -14,7 +14,7 @@ using Json = nlohmann::json;
 
 Expected<Store> OpenImageStore(const Context& ctx) {
   auto s = Store::Open(ctx.StoreRoot());
-  if (!s)  // CLI.md: kiln could not set up its store -> exit 125
+  if (!s)  // docs/cli.md "Exit status": kiln could not set up its store -> exit 125
     return Error(Errc::kSandbox, s.error().message(), s.error().sys_errno());
   return s;
 }

@@ -134,7 +134,7 @@ class Builder {
 
 /// A RUN --mount=type=bind source in the build context: (real host path,
 /// path relative to the context). It must stay inside the context,
-/// symlinks and ".." included (SECURITY.md I2).
+/// symlinks and ".." included (docs/security.md I2).
 Expected<std::pair<std::string, std::string>> BindSource(const std::string& context_dir, const Step& step,
                                                          const RunMount& m) {
   char* ctx_real = ::realpath(context_dir.c_str(), nullptr);
@@ -161,7 +161,7 @@ std::string CacheMountKey(const RunMount& m) {
   return Digest::Of(id + '\0' + std::to_string(uid) + ':' + std::to_string(gid) + ':' + std::to_string(mode)).hex();
 }
 
-/// SECURITY.md H13/H38: an id the build gives a file or a RUN must be one
+/// docs/security.md H13/H38: an id the build gives a file or a RUN must be one
 /// chown/setuid take as an id (4294967295 means "leave unchanged" to
 /// chown, so --chown=4294967295 gave root-owned files) and one that is
 /// mapped in the user namespace kiln runs in.
@@ -763,7 +763,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
   } secret_cleanup{&secret_dir};
   std::vector<Mount> rw_mounts;  // overlays behind rw bind mounts, unmounted on return
-  // Cache mounts, one directory per id. sharing= (SECURITY.md H48): one
+  // Cache mounts, one directory per id. sharing= (docs/security.md H48): one
   // flock per id, held until the step ends, across threads and kiln
   // processes; taken in the ids' order (no deadlock between two steps that
   // name the same ids in another order). shared: a shared lock (all shared
@@ -847,7 +847,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       std::string host = src.first;
       if (!m.read_only) {
         // rw lets the step write there, never into the user's context
-        // (SECURITY.md H37): as in BuildKit the writes go to a throwaway
+        // (docs/security.md H37): as in BuildKit the writes go to a throwaway
         // copy-on-write layer, dropped after the step.
         KILN_ASSIGN_OR_RETURN(host, WritableView(step, m, static_cast<size_t>(&m - run.mounts.data()), src.first,
                                                 DirName(upper), &rw_mounts));

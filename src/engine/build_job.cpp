@@ -66,7 +66,8 @@ class BaseResolver {
       return resolved_.emplace(key, InfoOf(*image)).first->second;
     }
     // A short name (FROM busybox) that the store has as localhost/busybox is
-    // used as is (CLI.md), before any pull of docker.io/library/busybox;
+    // used as is (docs/cli.md "Image references and transports"), before
+    // any pull of docker.io/library/busybox;
     // COPY --from=busybox follows the same rule (image::ResolveLocal).
     image::AcquireOptions ao = acquire_;
     ao.platform = p;

@@ -380,7 +380,7 @@ class Packer {
   /// size needs (SEEK_DATA/SEEK_HOLE), in order; empty for a dense file or
   /// when the file system cannot tell. At most kMaxExtents: a file more
   /// fragmented than that is packed dense (a huge sparse map is a cost of
-  /// its own for every reader, SECURITY.md H15).
+  /// its own for every reader, docs/security.md H15).
   Expected<std::vector<Extent>> DataExtents(int fd, const std::string& path, const struct stat& st) {
     constexpr size_t kMaxExtents = 4096;
     std::vector<Extent> out;

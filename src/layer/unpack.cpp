@@ -1,4 +1,4 @@
-// UnpackLayer: safe extraction of untrusted layers (SECURITY.md I1, I3, I5).
+// UnpackLayer: safe extraction of untrusted layers (docs/security.md I1, I3, I5).
 //
 // libarchive only parses the tar stream; every write to disk is done here,
 // relative to directory fds that were resolved inside the root with

@@ -39,7 +39,7 @@ Expected<Json> ParseStrict(std::string_view text, std::string_view what, size_t 
   // tool sees the same document.
   if (text.substr(0, 3) == "\xEF\xBB\xBF")
     return Error(Errc::kCorrupt, std::string(what) + ": invalid JSON: byte order mark");
-  // One set of keys per open object, to reject duplicate keys (SECURITY.md
+  // One set of keys per open object, to reject duplicate keys (docs/security.md
   // H24: the last one would silently win otherwise).
   std::vector<std::set<std::string>> keys;
   auto callback = [&keys](int depth, Json::parse_event_t event, Json& parsed) -> bool {

@@ -328,7 +328,7 @@ struct Ctx {
 };
 
 // Fetches a Bearer token for `scope`, with the user's credentials when there
-// are any. The token body is capped at 1 MiB (SECURITY.md I5).
+// are any. The token body is capped at 1 MiB (docs/security.md I5).
 Expected<std::string> FetchToken(Ctx& c, const std::string& scope,
                                  const std::map<std::string, std::string>& challenge) {
   auto it = challenge.find("realm");

@@ -193,7 +193,7 @@ class StreamingUnpack {
 
 // Downloads one blob into the store unless it is there already. The bytes go
 // to a BlobWriter's private temp file, hashed as they are written; the blob
-// is published only when digest and size match (SECURITY.md I4, I10). With
+// is published only when digest and size match (docs/security.md I4, I10). With
 // `diff_id`, the layer is unpacked while it downloads (StreamingUnpack).
 Status PullBlob(Store& store, RegistryClient& client, const std::string& repo,
                 const Descriptor& d, const PullOptions& options, const std::optional<Digest>& diff_id = {},

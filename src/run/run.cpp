@@ -305,7 +305,7 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     return Error(Errc::kInvalidInput, "no command specified: image " + o.image +
                                           " has no Entrypoint or Cmd; give a COMMAND");
 
-  // USER from the image's /etc/passwd and /etc/group (SECURITY.md I6).
+  // USER from the image's /etc/passwd and /etc/group (docs/security.md I6).
   std::string user = !o.user.empty() ? o.user : ic.user.empty() ? "0" : ic.user;
   std::string user_from = !o.user.empty() ? "-u " + o.user : "image " + o.image + ": User " + ic.user;
   std::vector<std::string> layer_dirs = c.lower_dirs;

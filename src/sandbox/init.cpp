@@ -13,7 +13,7 @@
 //     everything, reports C's wait status, exits (which kills the namespace).
 //   C: setsid, bounding set, groups/gid/uid, cwd, close fds, execve.
 // Neither R nor C keeps an fd to a host directory once the rootfs is pivoted
-// (SECURITY.md I6 / CVE-2024-21626).
+// (docs/security.md I6 / CVE-2024-21626).
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
@@ -203,7 +203,7 @@ void MountRootfs(const HelperSpec& h) {
     Send('D', "directory 0");
     return;
   }
-  // Mount only what we opened (SECURITY.md I2): the kernel gets /proc/self/fd
+  // Mount only what we opened (docs/security.md I2): the kernel gets /proc/self/fd
   // paths, which also keeps the option string short with many layers.
   std::vector<int> lower;
   for (const auto& d : s.lower_dirs) {
@@ -298,7 +298,7 @@ std::string CleanRelative(const std::string& abs) {
 // Opens (O_PATH) the mount target `rel` inside the rootfs, creating it and
 // its missing parents (directories, or an empty file for the last component
 // when !want_dir). Every component is resolved inside the root, so a symlink
-// in the image can never point a mount outside it (SECURITY.md I1/I2).
+// in the image can never point a mount outside it (docs/security.md I1/I2).
 // Returns -1 with errno set; EEXIST means a dangling symlink.
 int PrepareTarget(int rootfd, const std::string& rel, bool want_dir) {
   if (rel.empty())

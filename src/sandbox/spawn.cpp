@@ -112,7 +112,7 @@ Status Validate(const SandboxSpec& s) {
     if (m.tmpfs_options.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz=,") != std::string::npos)
       return Error(Errc::kInvalidInput, "sandbox: invalid tmpfs options: " + m.tmpfs_options);
   }
-  // SECURITY.md I6: ids are 0..2^32-2.
+  // docs/security.md I6: ids are 0..2^32-2.
   if (s.uid == 4294967295u || s.gid == 4294967295u)
     return Error(Errc::kInvalidInput, "sandbox: uid/gid 4294967295 is not a valid id");
   for (uint32_t g : s.supplementary_gids)
@@ -251,7 +251,7 @@ int OpenAt2(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve
 }
 
 /// Removes the mount stubs the helper created (deepest first) if they are
-/// still empty, resolving strictly inside `root` (SECURITY.md I2: cleanup
+/// still empty, resolving strictly inside `root` (docs/security.md I2: cleanup
 /// checks the path again inside the root).
 void RemoveStubs(const std::string& root, std::vector<std::string> stubs) {
   if (root.empty() || stubs.empty())

@@ -1,5 +1,5 @@
 // EnterUserNamespace: re-exec kiln into a new user + mount namespace, once,
-// before any thread exists (ARCHITECTURE.md §3.5).
+// before any thread exists (docs/sandbox.md, "How it works").
 #include <fcntl.h>
 #include <pwd.h>
 #include <sched.h>

@@ -146,7 +146,7 @@ TEST_F(BuildCliTest, EveryFlagParses) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
-// SECURITY.md H39: an ignore file in the context that links out of it is
+// docs/security.md H39: an ignore file in the context that links out of it is
 // not read (exit 2, named); a link inside the context is; a FIFO does not
 // hang the build.
 TEST_F(BuildCliTest, IgnoreFileLinkingOutOfTheContextIsRefused) {
@@ -176,7 +176,7 @@ TEST_F(BuildCliTest, IgnoreFileLinkingOutOfTheContextIsRefused) {
   EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
 }
 
-// SECURITY.md H36 through the CLI: the doubling chain stops at its line.
+// docs/security.md H36 through the CLI: the doubling chain stops at its line.
 TEST_F(BuildCliTest, ArgDoublingChainIsBounded) {
   std::string text = "FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n";
   for (int i = 1; i < 2000; ++i)

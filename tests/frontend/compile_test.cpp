@@ -924,7 +924,7 @@ TEST(CompileGoldenTest, InvalidCases) {
   std::printf("[ compile ] %zu invalid golden cases\n", dirs.size());
 }
 
-// SECURITY.md H36: `ARG A2=${A1}${A1}` chained doubles per line; the
+// docs/security.md H36: `ARG A2=${A1}${A1}` chained doubles per line; the
 // compile stops at 1 MiB per word with the line, and a file of many
 // megabyte-sized steps stops at the total budget.
 TEST(CompileLimitTest, ArgDoublingChainStopsAtTheLineWithOneMiB) {

@@ -276,7 +276,7 @@ TEST(ExpandTest, InvalidUtf8PassesThrough) {
   EXPECT_EQ(Expand("a\xff$A\xfe", {{"A", "\x80"}}), "a\xff\x80\xfe");
 }
 
-// SECURITY.md H36: a word whose expansion is over ExpandOptions::max_word
+// docs/security.md H36: a word whose expansion is over ExpandOptions::max_word
 // (1 MiB by default) is an error, found before the result is built in full.
 TEST(ExpandLimitTest, ResultOverOneMiBIsAnError) {
   std::string half(kMaxExpandedWord / 2, 'x');

@@ -4,7 +4,7 @@
 # run-mount-bind-rw, home-from-passwd, copy-chown-overflow,
 # ignore-symlink-*, copy-from-short-name):
 #   - an ARG doubling chain stops at the line that passes 1 MiB, with bounded
-#     memory (SECURITY.md H36);
+#     memory (docs/security.md H36);
 #   - an 8 GiB sparse file: RUN chmod on it takes little time, makes a small
 #     layer, and unpacks sparse with the same content (H15);
 #   - COPY --chown to an id outside the user namespace is refused by name;

@@ -1,4 +1,4 @@
-// Hostile-layer corpus (SECURITY.md §2 A/B: H01-H20). Every case extracts a
+// Hostile-layer corpus (docs/security.md: H01-H20). Every case extracts a
 // crafted layer into base/dest beside victim files; the fixture's TearDown
 // asserts that nothing outside dest changed (oracle (a)/(b)).
 #include <fcntl.h>

@@ -558,7 +558,7 @@ std::string SparseContent(const std::string& path) {
 
 // A sparse file (8 GiB apparent, a few KB of data) is packed as a PAX
 // sparse entry: the layer and the time follow the data; unpack recreates
-// the holes; GNU tar reads the same bytes (SECURITY.md H15, issue 13).
+// the holes; GNU tar reads the same bytes (docs/security.md H15, issue 13).
 TEST_F(PackUnpackTest, SparseFilesArePackedSparse) {
   const int64_t kSize = int64_t(8) << 30;
   {

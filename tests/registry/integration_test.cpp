@@ -639,7 +639,7 @@ TEST_F(FaultTest, UploadSurvivesResetsAnd503) {
 }
 
 // kiln pull through the proxy: a blob that always arrives corrupted must
-// never appear in the store (SECURITY.md §2 D).
+// never appear in the store (docs/security.md H29-H35).
 // A pull on a terminal draws a bar per blob (redrawn in place); without one
 // it prints plain lines and no escape sequences.
 TEST_F(FaultTest, KilnPullShowsBarsOnATerminalAndLinesOtherwise) {

@@ -78,7 +78,7 @@ prune_check() {
   fi
 }
 
-# Victim tree beside the store (oracle (a) of SECURITY.md §2): a directory
+# Victim tree beside the store (the victim-tree check of docs/security.md, "What a case checks"): a directory
 # the mode's user can write, so an escape would really land there.
 VICTIM=$WORK/victim
 make_victim() {

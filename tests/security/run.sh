@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile inputs through the real CLI (SECURITY.md §2, issue [2.1] item 3):
+# Hostile inputs through the real CLI (docs/security.md, issue [2.1] item 3):
 # runs every tests/security/cases/*.sh once per mode (the unprivileged test
 # user and root, see test_modes in tests/integration/lib.sh), prints one TAP
 # line per (case, mode) and a summary of the H-ids contained.
@@ -23,7 +23,7 @@
 #     to its whole process group (and SIGKILL 5 s later): a timeout fails.
 #     Slow cases (more than ~20 s) run only with KILN_SECURITY_LONG=1 and exit
 #     77 otherwise.
-#   - Names: hNN_<short>.sh counts toward H-id NN of SECURITY.md;
+#   - Names: hNN_<short>.sh counts toward H-id NN of docs/security.md;
 #     xNN_<short>.sh is an extra case (an issue item with no H-id): run and
 #     reported, not counted in N/52.
 # An H-id is contained when it has at least one hNN_ case, no (case, mode)

@@ -1,4 +1,4 @@
-// Crash safety (SECURITY.md H49): a writer process is killed with SIGKILL at
+// Crash safety (docs/security.md H49): a writer process is killed with SIGKILL at
 // every crash point of a workload that exercises each write protocol of the
 // store (blobs, index.json, cache records, unpacked layers); after each
 // kill, Store::Check() must be clean and the workload must then complete.

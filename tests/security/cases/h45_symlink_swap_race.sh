@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# H45 (race harness, SECURITY.md; CVE-2021-30465, CVE-2024-23651,
+# H45 (race harness, docs/security.md; CVE-2021-30465, CVE-2024-23651,
 # CVE-2018-15664): RUN steps whose background processes loop, for 5 s,
 # swapping a directory and a symlink to a host canary (a directory of the
 # work dir, outside the context) with busybox `mv` (renameat2 is not in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# H48 (cache mounts under concurrency, SECURITY.md, CVE-2024-23651): two
+# H48 (cache mounts under concurrency, docs/security.md, CVE-2024-23651): two
 # builds at once, each with two stages that run in parallel (every ready
 # stage runs by default), all on `RUN --mount=type=cache,id=c,target=/c`:
 #   - sharing=shared: the four bodies see one cache (each waits until it sees
