@@ -19,6 +19,7 @@
 #include "expand.h"
 #include "instructions.h"
 #include "kiln/reference.h"
+#include "lexer.h"
 
 namespace kiln::frontend {
 namespace {
@@ -434,7 +435,9 @@ Status Compiler::ResolveStages() {
       st.base_stage = it->second;
     } else if (auto ctx = opts_.build_contexts.find(st.base_written); ctx != opts_.build_contexts.end()) {
       const std::string prefix = "docker-image://";
-      if (ctx->second.rfind(prefix, 0) == 0) {
+      if (ctx->second == prefix + "scratch") {  // the empty image, as BuildKit
+        st.base.kind = StageBase::Kind::kScratch;
+      } else if (ctx->second.rfind(prefix, 0) == 0) {
         auto ref = NormalizeImageReference(ctx->second.substr(prefix.size()));
         if (!ref)
           return At(ins, "--build-context " + ctx->first + ": " + ref.error().message());
@@ -633,7 +636,13 @@ std::string TriggerText(const Instruction& onbuild) {
     s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
     s.remove_suffix(1);
-  return std::string(s);
+  // The trigger's heredocs go with it, so that a build FROM the image can
+  // parse it again (BuildKit keeps them too).
+  std::string text(s);
+  const std::vector<Heredoc>& docs = onbuild.sub.empty() ? onbuild.heredocs : onbuild.sub[0].heredocs;
+  for (const Heredoc& h : docs)
+    text += "\n" + h.content + h.name;
+  return text;
 }
 
 Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
@@ -1036,8 +1045,11 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
       key = a->second;
     static const std::set<std::string> kKnown = {"type", "from", "source", "target", "readonly", "readwrite", "id",
                                                  "sharing", "mode", "uid", "gid", "required", "env", "size"};
-    if (!kKnown.count(key))
-      return fail("unexpected key '" + f.key + "'");
+    if (!kKnown.count(key)) {
+      std::string near = lex::Suggest(f.key, {"type", "from", "source", "target", "readonly", "readwrite", "id",
+                                              "sharing", "mode", "uid", "gid", "required", "env", "size"});
+      return fail("unexpected key '" + f.key + "'" + (near.empty() ? "" : " (did you mean " + near + "?)"));
+    }
     if (!kAllowed.at(type).count(key))
       return fail("option '" + f.key + "' is not valid for a type=" + type + " mount");
     if (key == "type" || key == "from")
@@ -1303,6 +1315,12 @@ Status Compiler::DispatchCopy(StageInfo& st, ImageState& img, const Instruction&
   if (ins.args.size() < 2)
     return At(ins, KW + " requires at least two arguments, but only " + std::to_string(ins.args.size()) +
                        " was provided: the destination could not be determined");
+  if (!ins.json_form && !ins.heredocs.empty()) {
+    std::string name = HeredocMarkerName(ins.args.back());
+    for (const Heredoc& hd : ins.heredocs)
+      if (!name.empty() && hd.name == name)
+        return At(ins, KW + " cannot accept a heredoc as a destination");
+  }
   std::vector<std::string> written;
   for (size_t i = 0; i + 1 < ins.args.size(); ++i) {
     const std::string& raw = ins.args[i];

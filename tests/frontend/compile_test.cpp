@@ -492,6 +492,24 @@ TEST(CompileTest, FlagErrors) {
             "Containerfile:2: RUN --security=root: must be sandbox or insecure");
 }
 
+// ------------------------------------------- from BuildKit's tests (testdata/buildkit)
+
+TEST(CompileTest, BuildKitParityHintsHeredocsAndScratchContext) {
+  EXPECT_EQ(ErrorOf("FROM scratch\nRUN --mount=typ=tmpfs true\n"),
+            "Containerfile:2: RUN --mount=typ=tmpfs: unexpected key 'typ' (did you mean type?)");
+  EXPECT_EQ(ErrorOf("FROM scratch\nCOPY /foo <<EOF\nEOF\n"),
+            "Containerfile:2: COPY cannot accept a heredoc as a destination");
+  // An ONBUILD trigger keeps its heredoc, so that it parses again in a child.
+  auto g = CompileText("FROM scratch\nONBUILD RUN <<EOF\necho hi\nEOF\n");
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->stages[0].config.onbuild, (std::vector<std::string>{"RUN <<EOF\necho hi\nEOF"}));
+  auto o = Defaults();
+  o.build_contexts = {{"busybox", "docker-image://scratch"}};
+  auto s = CompileText("FROM busybox\nCOPY <<EOF /out\nhi\nEOF\n", o);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->stages[0].base.kind, StageBase::Kind::kScratch);
+}
+
 // ---------------------------------------------------------------- ONBUILD
 
 TEST(CompileTest, OnbuildOfAStageBaseIsInserted) {
