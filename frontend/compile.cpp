@@ -1506,7 +1506,7 @@ Expected<BuildGraph> Compiler::Run() {
         consumed_.insert(SplitArgWord(w).key);
   std::vector<std::string> unused;
   for (const auto& [k, v] : opts_.build_args)
-    if (!consumed_.count(k) && !IsProxyArg(k))
+    if (!consumed_.count(k) && !IsProxyArg(k) && k != "BUILDKIT_SANDBOX_HOSTNAME")  // read by the engine
       unused.push_back(k);
   if (!unused.empty())
     warnings_.push_back("one or more build args were not consumed: " + Join(unused, ", "));

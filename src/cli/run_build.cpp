@@ -2,6 +2,7 @@
 // engine::BuildJob (src/engine/build_job.h: base images, compile, the
 // multi-platform orchestration, outputs, remote cache), runs it on the
 // store and prints the image ID.
+#include <cctype>
 #include <cstdio>
 
 #include "cli/build_request.h"
@@ -90,6 +91,16 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   opts.compression = req.compression == "zstd" ? layer::Compression::kZstd : layer::Compression::kGzip;
   opts.docker_format = req.format == "docker";
   opts.timestamp = req.timestamp;
+  if (auto h = req.build_args.find("BUILDKIT_SANDBOX_HOSTNAME"); h != req.build_args.end() && !h->second.empty()) {
+    // BuildKit's build arg for the hostname RUN steps see: a host name, checked as one.
+    bool ok = h->second.size() <= 64;
+    for (char c : h->second)
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
+    if (!ok)
+      return ReportError(Error(Errc::kInvalidInput, "--build-arg BUILDKIT_SANDBOX_HOSTNAME=" + h->second +
+                                                        ": not a host name (letters, digits, '-' and '.', at most 64)"));
+    opts.hostname = h->second;
+  }
   opts.network = req.network == "none" ? NetworkMode::kNone
                  : req.network == "host" ? NetworkMode::kHost
                                          : NetworkMode::kPrivate;

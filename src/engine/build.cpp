@@ -730,9 +730,9 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     std::call_once(warned, [&] { LogWarn("RUN steps: " + net_warning); });
   }
   spec.network = net;
-  spec.hostname = "kiln";
-  spec.etc_hostname = "kiln\n";
-  spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tkiln\n";
+  spec.hostname = opts_.hostname;
+  spec.etc_hostname = opts_.hostname + "\n";
+  spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";
   if (net == NetworkMode::kNone) {
     spec.etc_resolv_conf = "";
   } else if (net == NetworkMode::kPrivate && NetworkHelper() == "slirp4netns") {
