@@ -1497,7 +1497,7 @@ Expected<BuildGraph> Compiler::Run() {
   graph.target = stages_[target_].graph_index;
 
   for (const auto& [name, value] : meta_.vars)
-    if (used_meta_.count(name) && value)
+    if ((used_meta_.count(name) || name == "SOURCE_DATE_EPOCH") && value)  // the build's timestamp (build_job)
       graph.global_args.emplace_back(name, *value);
   // Global ARG declarations consume build args even when unused (Docker).
   for (const Instruction* ins : global_args_)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -450,6 +451,20 @@ Expected<std::string> RunBuildJob(const BuildJob& job, Store& store) {
   }
 
   BuildOptions opts = job.options;
+  // A global `ARG SOURCE_DATE_EPOCH=N` is the timestamp when neither --timestamp,
+  // --build-arg SOURCE_DATE_EPOCH nor $SOURCE_DATE_EPOCH gave one (BuildKit).
+  if (!opts.timestamp)
+    for (const auto& [name, value] : graphs.front().global_args) {
+      if (name != "SOURCE_DATE_EPOCH" || value.empty())
+        continue;
+      char* end = nullptr;
+      errno = 0;
+      long long v = std::strtoll(value.c_str(), &end, 10);
+      if (errno != 0 || *end != '\0' || v < 0)
+        return Error(Errc::kInvalidInput, job.containerfile->filename + ": invalid SOURCE_DATE_EPOCH: " + value +
+                                              " (ARG default: seconds since the epoch)");
+      opts.timestamp = v;
+    }
   opts.pull = [&store, &job](const std::string& ref, const Platform& p) {
     if (job.acquire.policy == image::PullPolicy::kNever)
       return Status(Error(Errc::kNotFound, "image not known: " + ref + " (--pull=never)"));
