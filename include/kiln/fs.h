@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kiln/error.h"
 #include "kiln/unique_fd.h"
@@ -70,6 +71,32 @@ std::string DirName(std::string_view path);
 std::string BaseName(std::string_view path);
 /// Joins with exactly one '/'.
 std::string JoinPath(std::string_view a, std::string_view b);
+
+/// read(2), retried on EINTR.
+ssize_t ReadRetry(int fd, void* buf, size_t len);
+
+/// The components of a slash-separated path, without empty and "."
+/// components ("/a//./b/" -> a, b); ".." is kept for the caller to judge.
+std::vector<std::string> PathComponents(std::string_view path);
+
+/// Splits what is read from a pipe or socket into lines (the status pipe of
+/// the sandbox helper, a RUN step's output): ReadOnce() reads once and hands
+/// every complete line, without its '\n', to `on_line`.
+class LineReader {
+ public:
+  using OnLine = std::function<void(std::string_view line)>;
+  /// One read(2) of `fd` (EINTR retried). Returns its result: > 0 bytes
+  /// read, 0 at end of file (the incomplete last line is then handed over
+  /// too), -1 on error (errno set).
+  ssize_t ReadOnce(int fd, const OnLine& on_line);
+
+ private:
+  std::string buf_;
+};
+
+/// Reads `fd` to its end, calling `on_line` for every line (the last one
+/// also without a final '\n'). kIo on a read error.
+Status ReadLines(int fd, const LineReader::OnLine& on_line);
 
 /// A fresh private directory under $TMPDIR (or /tmp); removed by the
 /// destructor unless release()d.

@@ -29,12 +29,9 @@ Expected<std::string> ReadAll(int fd, size_t max_bytes) {
   std::string out;
   char buf[65536];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
+    ssize_t n = ReadRetry(fd, buf, sizeof buf);
+    if (n < 0)
       return Error::FromErrno("read");
-    }
     if (n == 0)
       break;
     if (out.size() + static_cast<size_t>(n) > max_bytes)
@@ -259,6 +256,56 @@ TempDir& TempDir::operator=(TempDir&& o) noexcept {
 TempDir::~TempDir() {
   if (!path_.empty())
     (void)RemoveAll(path_);
+}
+
+ssize_t ReadRetry(int fd, void* buf, size_t len) {
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, len);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+std::vector<std::string> PathComponents(std::string_view path) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string_view::npos)
+      slash = path.size();
+    std::string_view c = path.substr(pos, slash - pos);
+    if (!c.empty() && c != ".")
+      out.emplace_back(c);
+    pos = slash + 1;
+  }
+  return out;
+}
+
+ssize_t LineReader::ReadOnce(int fd, const OnLine& on_line) {
+  char chunk[8192];
+  ssize_t n = ReadRetry(fd, chunk, sizeof chunk);
+  if (n > 0)
+    buf_.append(chunk, static_cast<size_t>(n));
+  size_t start = 0;
+  for (size_t nl; (nl = buf_.find('\n', start)) != std::string::npos; start = nl + 1)
+    on_line(std::string_view(buf_).substr(start, nl - start));
+  buf_.erase(0, start);
+  if (n == 0 && !buf_.empty()) {
+    on_line(buf_);
+    buf_.clear();
+  }
+  return n;
+}
+
+Status ReadLines(int fd, const LineReader::OnLine& on_line) {
+  LineReader reader;
+  for (;;) {
+    ssize_t n = reader.ReadOnce(fd, on_line);
+    if (n == 0)
+      return Ok();
+    if (n < 0)
+      return Error::FromErrno("read");
+  }
 }
 
 }  // namespace kiln

@@ -22,6 +22,7 @@
 #include "kiln/acquire.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
+#include "kiln/process.h"
 #include "kiln/log.h"
 #include "kiln/oci.h"
 #include "kiln/rootfs.h"
@@ -647,14 +648,7 @@ Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector
   for (size_t i = 0; i < port_copies.size(); ++i)
     posix_spawn_file_actions_adddup2(&fa, port_copies[i].get(), first_port_fd + static_cast<int>(i));
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigset_t all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  InitSpawnAttr(&attr, POSIX_SPAWN_SETSID);
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0)

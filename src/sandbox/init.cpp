@@ -224,6 +224,14 @@ void MountRootfs(const HelperSpec& h) {
       DieErrno("open work dir " + s.work_dir);
     opts += ",upperdir=" + FdPath(upper) + ",workdir=" + FdPath(work);
   }
+  auto close_layers = [&] {
+    for (int fd : lower)
+      ::close(fd);
+    if (upper >= 0)
+      ::close(upper);
+    if (work >= 0)
+      ::close(work);
+  };
   std::string overlay_err;
   if (!s.driver || *s.driver == RootfsDriver::kOverlay) {
     const bool order[2] = {h.in_userns, !h.in_userns};
@@ -245,23 +253,13 @@ void MountRootfs(const HelperSpec& h) {
         break;
     }
     if (overlay_err.empty()) {
-      for (int fd : lower)
-        ::close(fd);
-      if (upper >= 0)
-        ::close(upper);
-      if (work >= 0)
-        ::close(work);
+      close_layers();
       return;
     }
     if (s.driver)
       Die(overlay_err);
   }
-  for (int fd : lower)
-    ::close(fd);
-  if (upper >= 0)
-    ::close(upper);
-  if (work >= 0)
-    ::close(work);
+  close_layers();
   std::string fuse_err;
   if (MountFuseOverlayfs(h, &fuse_err)) {
     Send('D', "fuse-overlayfs 0");
@@ -279,18 +277,9 @@ constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 std::string CleanRelative(const std::string& abs) {
   // "/a//b/./c/" -> "a/b/c"; ".." is refused by the caller's validation.
   std::string out;
-  size_t i = 0;
-  while (i < abs.size()) {
-    size_t j = abs.find('/', i);
-    if (j == std::string::npos)
-      j = abs.size();
-    std::string comp = abs.substr(i, j - i);
-    if (!comp.empty() && comp != ".") {
-      if (!out.empty())
-        out += '/';
-      out += comp;
-    }
-    i = j + 1;
+  for (const std::string& comp : SplitOn(abs, '/')) {
+    if (!comp.empty() && comp != ".")
+      out += (out.empty() ? "" : "/") + comp;
   }
   return out;
 }

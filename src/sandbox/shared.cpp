@@ -28,16 +28,12 @@ int DropToDefaultCapabilities() {
 
 namespace sandbox {
 
-std::vector<std::string> SplitSearchPath(const std::string& path) {
+std::vector<std::string> SplitOn(const std::string& text, char sep) {
   std::vector<std::string> out;
   size_t i = 0;
-  while (i <= path.size()) {
-    size_t j = path.find(':', i);
-    if (j == std::string::npos)
-      j = path.size();
-    out.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
+  for (size_t j; (j = text.find(sep, i)) != std::string::npos; i = j + 1)
+    out.push_back(text.substr(i, j - i));
+  out.push_back(text.substr(i));
   return out;
 }
 

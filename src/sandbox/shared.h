@@ -8,9 +8,13 @@
 
 namespace kiln::sandbox {
 
-/// The entries of a $PATH-style list, in order, empty ones included ("" is
-/// the current directory to execvp; callers decide).
-std::vector<std::string> SplitSearchPath(const std::string& path);
+/// The pieces of `text` between `sep`s, in order, empty ones included
+/// ("a::b" -> "a", "", "b"; "" -> one empty piece).
+std::vector<std::string> SplitOn(const std::string& text, char sep);
+
+/// The entries of a $PATH-style list (SplitOn ':'): empty ones included (""
+/// is the current directory to execvp; callers decide).
+inline std::vector<std::string> SplitSearchPath(const std::string& path) { return SplitOn(path, ':'); }
 
 /// The first executable `name` in /usr/local/bin, /usr/bin, /bin,
 /// /usr/sbin, /sbin (never $PATH: the helper runs with the caller's

@@ -26,6 +26,7 @@
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/process.h"
 #include "kiln/sandbox.h"
 #include "sandbox/wire.h"
 
@@ -401,14 +402,7 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
            memfd);
 
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigset_t all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  InitSpawnAttr(&attr);
   std::string exe = "/proc/self/fd/" + std::to_string(memfd);
   char arg0[] = "kiln-sandbox";
   char* argv[] = {arg0, nullptr};
@@ -435,8 +429,72 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   NetworkAttachment net;
   bool saw_wait = false;
   int wait_status = 0;
-  std::string buf;
-  char chunk[4096];
+  // One status line of the helper (wire.h).
+  LineReader status_lines;
+  auto on_status = [&](std::string_view status_line) {
+    std::string line(status_line);
+    if (line.empty())
+      return;
+    char tag = line[0];
+    std::string text = line.substr(1);
+    switch (tag) {
+      case 'E':
+        if (setup_error.empty())
+          setup_error = text;
+        break;
+      case 'F': {
+        size_t sp = text.find(' ');
+        result.message = sp == std::string::npos ? text : text.substr(sp + 1);
+        break;
+      }
+      case 'C':
+        stubs.push_back(text);
+        break;
+      case 'D':
+        if (text.rfind("overlay", 0) == 0)
+          result.driver = RootfsDriver::kOverlay;
+        else if (text.rfind("fuse-overlayfs", 0) == 0)
+          result.driver = RootfsDriver::kFuseOverlayfs;
+        else
+          result.driver = RootfsDriver::kDirectory;
+        result.overlay_userxattr = text.size() > 1 && text.back() == '1';
+        break;
+      case 'P':  // the sandbox's init process exists (kiln run)
+        if (spec.on_started)
+          spec.on_started(static_cast<pid_t>(std::atoi(text.c_str())));
+        break;
+      case 'N': {
+        Status st = net.Start(pid);
+        if (!st) {
+          setup_error = st.error().message();
+          ::kill(pid, SIGKILL);
+          break;
+        }
+        if (!SendAll(spec_w.get(), "G"))
+          setup_error = "network set-up: the sandbox helper went away";
+        break;
+      }
+      case 'T': {  // kiln run -t: the terminal's master, over the spec socket
+        UniqueFd master(sandbox::ReceiveFd(spec_w.get()));
+        if (!master) {
+          setup_error = "receive the terminal from the sandbox helper: " + std::string(std::strerror(errno));
+          ::kill(pid, SIGKILL);
+          break;
+        }
+        if (spec.on_tty)
+          spec.on_tty(std::move(master));
+        if (!SendAll(spec_w.get(), "S"))
+          setup_error = "terminal set-up: the sandbox helper went away";
+        break;
+      }
+      case 'W':
+        saw_wait = true;
+        wait_status = std::atoi(text.c_str());
+        break;
+      default:
+        break;
+    }
+  };
   // Cancelled (SIGINT/SIGTERM to kiln, kiln/cancel.h): SIGTERM to the helper,
   // which passes it to the process, and SIGKILL after a grace period.
   int cancel_fd = CancelFd();
@@ -464,78 +522,8 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
     }
     if (r > 0 && pfd[0].revents == 0)
       continue;
-    ssize_t n = ::read(status_r.get(), chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
+    if (status_lines.ReadOnce(status_r.get(), on_status) <= 0)
       break;
-    buf.append(chunk, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      if (line.empty())
-        continue;
-      char tag = line[0];
-      std::string text = line.substr(1);
-      switch (tag) {
-        case 'E':
-          if (setup_error.empty())
-            setup_error = text;
-          break;
-        case 'F': {
-          size_t sp = text.find(' ');
-          result.message = sp == std::string::npos ? text : text.substr(sp + 1);
-          break;
-        }
-        case 'C':
-          stubs.push_back(text);
-          break;
-        case 'D':
-          if (text.rfind("overlay", 0) == 0)
-            result.driver = RootfsDriver::kOverlay;
-          else if (text.rfind("fuse-overlayfs", 0) == 0)
-            result.driver = RootfsDriver::kFuseOverlayfs;
-          else
-            result.driver = RootfsDriver::kDirectory;
-          result.overlay_userxattr = text.size() > 1 && text.back() == '1';
-          break;
-        case 'P':  // the sandbox's init process exists (kiln run)
-          if (spec.on_started)
-            spec.on_started(static_cast<pid_t>(std::atoi(text.c_str())));
-          break;
-        case 'N': {
-          Status st = net.Start(pid);
-          if (!st) {
-            setup_error = st.error().message();
-            ::kill(pid, SIGKILL);
-            break;
-          }
-          if (!SendAll(spec_w.get(), "G"))
-            setup_error = "network set-up: the sandbox helper went away";
-          break;
-        }
-        case 'T': {  // kiln run -t: the terminal's master, over the spec socket
-          UniqueFd master(sandbox::ReceiveFd(spec_w.get()));
-          if (!master) {
-            setup_error = "receive the terminal from the sandbox helper: " + std::string(std::strerror(errno));
-            ::kill(pid, SIGKILL);
-            break;
-          }
-          if (spec.on_tty)
-            spec.on_tty(std::move(master));
-          if (!SendAll(spec_w.get(), "S"))
-            setup_error = "terminal set-up: the sandbox helper went away";
-          break;
-        }
-        case 'W':
-          saw_wait = true;
-          wait_status = std::atoi(text.c_str());
-          break;
-        default:
-          break;
-      }
-    }
   }
   spec_w.reset();
   int st = 0;

@@ -21,6 +21,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/sandbox.h"
+#include "sandbox/shared.h"
 
 extern char** environ;
 
@@ -44,13 +45,7 @@ std::string FindInPath(const char* name) {
   const char* path = std::getenv("PATH");
   std::string p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
   p += ":/usr/bin:/usr/sbin";
-  size_t i = 0;
-  while (i <= p.size()) {
-    size_t j = p.find(':', i);
-    if (j == std::string::npos)
-      j = p.size();
-    std::string dir = p.substr(i, j - i);
-    i = j + 1;
+  for (const std::string& dir : sandbox::SplitSearchPath(p)) {
     if (dir.empty())
       continue;
     std::string candidate = dir + "/" + name;
@@ -205,13 +200,7 @@ uid_t HostUid() {
 Expected<std::vector<IdMapping>> ReadIdMappings(bool gid) {
   KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(gid ? "/proc/self/gid_map" : "/proc/self/uid_map", 1 << 20));
   std::vector<IdMapping> out;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t j = text.find('\n', i);
-    if (j == std::string::npos)
-      j = text.size();
-    std::string line = text.substr(i, j - i);
-    i = j + 1;
+  for (const std::string& line : sandbox::SplitOn(text, '\n')) {
     unsigned long a, b, c;
     if (std::sscanf(line.c_str(), "%lu %lu %lu", &a, &b, &c) == 3)
       out.push_back(IdMapping{static_cast<uint32_t>(a), static_cast<uint32_t>(b), static_cast<uint32_t>(c)});
@@ -228,13 +217,7 @@ Expected<std::vector<IdMapping>> SubordinateRanges(const std::string& file, cons
     return std::move(text).error();
   }
   const std::string ids = std::to_string(id);
-  size_t i = 0;
-  while (i < text->size()) {
-    size_t j = text->find('\n', i);
-    if (j == std::string::npos)
-      j = text->size();
-    std::string line = text->substr(i, j - i);
-    i = j + 1;
+  for (const std::string& line : sandbox::SplitOn(*text, '\n')) {
     size_t c1 = line.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
     if (c2 == std::string::npos)

@@ -1,6 +1,10 @@
 #include "kiln/fs.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -49,6 +53,42 @@ TEST(FsTest, PathHelpers) {
   EXPECT_EQ(DirName("/b"), "/");
   EXPECT_EQ(BaseName("a/b/"), "b");
   EXPECT_EQ(JoinPath("a/", "/b"), "a/b");
+}
+
+TEST(FsTest, PathComponents) {
+  EXPECT_EQ(PathComponents("/a//./b/"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(PathComponents("a/../b"), (std::vector<std::string>{"a", "..", "b"}));
+  EXPECT_TRUE(PathComponents("").empty());
+  EXPECT_TRUE(PathComponents("/./").empty());
+}
+
+TEST(FsTest, LineReaderSplitsReadsIntoLines) {
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  std::vector<std::string> lines;
+  auto add = [&](std::string_view l) { lines.emplace_back(l); };
+  LineReader reader;
+  ASSERT_TRUE(WriteAll(w.get(), std::string("one\ntw")));
+  EXPECT_EQ(reader.ReadOnce(r.get(), add), 6);
+  EXPECT_EQ(lines, std::vector<std::string>{"one"});  // "tw" waits for its end
+  ASSERT_TRUE(WriteAll(w.get(), std::string("o\n\nthree")));
+  EXPECT_GT(reader.ReadOnce(r.get(), add), 0);
+  w.reset();
+  EXPECT_EQ(reader.ReadOnce(r.get(), add), 0);  // EOF: the last line without '\n'
+  EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "", "three"}));
+}
+
+TEST(FsTest, ReadLinesToTheEnd) {
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_TRUE(WriteAll(w.get(), std::string("a\nb\n")));
+  w.reset();
+  std::vector<std::string> lines;
+  ASSERT_TRUE(ReadLines(r.get(), [&](std::string_view l) { lines.emplace_back(l); }));
+  EXPECT_EQ(lines, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(ReadLines(-1, [](std::string_view) {}));
 }
 
 }  // namespace

@@ -10,7 +10,6 @@
 //   exit N            ends the step with status N
 //   error TEXT        the sandbox fails to start the step (kSandbox)
 //   cancel            SIGTERM reaches kiln while the step runs
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -31,13 +30,16 @@
 #include "kiln/fs.h"
 #include "kiln/store.h"
 #include "support/fake_sandbox.h"
+#include "support/scratch.h"
 
 extern char** environ;
 
 namespace kiln::engine {
 namespace {
 
+using kiln::testing::DirNames;
 using kiln::testing::FakeSandbox;
+using kiln::testing::MakeScratchDir;
 
 std::vector<std::string> Split(const std::string& text, char sep) {
   std::vector<std::string> out;
@@ -74,23 +76,11 @@ Expected<SandboxResult> Interpret(const SandboxSpec& spec, FakeSandbox::Call& ca
   return r;
 }
 
-std::vector<std::string> Names(const std::string& dir) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-        out.push_back(e->d_name);
-    ::closedir(d);
-  }
-  return out;
-}
-
 class BuildTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kiln-buildtest-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeScratchDir("kiln-buildtest-");
+    ASSERT_FALSE(dir_.empty());
     ASSERT_TRUE(MakeDirs(dir_ + "/context"));
     auto store = Store::Open(dir_ + "/store");
     ASSERT_TRUE(store) << store.error().message();
@@ -116,6 +106,13 @@ class BuildTest : public ::testing::Test {
       opts.tags = {"localhost/test:latest"};
     Progress progress(ProgressMode::kQuiet, null_fd_.get());
     return engine::Build(*graph, *store_, opts, progress);
+  }
+
+  /// `r` failed with a message holding every one of `parts`.
+  static void ExpectFailureSays(const Expected<BuildResult>& r, std::initializer_list<const char*> parts) {
+    ASSERT_FALSE(r) << "the build succeeded";
+    for (const char* part : parts)
+      EXPECT_NE(r.error().message().find(part), std::string::npos) << r.error().message();
   }
 
   /// The commands the fake ran, in order.
@@ -150,8 +147,8 @@ class BuildTest : public ::testing::Test {
     ASSERT_TRUE(check);
     EXPECT_TRUE(check->ok()) << check->problems.front();
     EXPECT_TRUE(check->notes.empty()) << check->notes.front();
-    EXPECT_EQ(Names(dir_ + "/store/leases"), std::vector<std::string>{});
-    EXPECT_EQ(Names(store_->TmpDir()), std::vector<std::string>{});
+    EXPECT_EQ(DirNames(dir_ + "/store/leases"), std::vector<std::string>{});
+    EXPECT_EQ(DirNames(store_->TmpDir()), std::vector<std::string>{});
     auto images = store_->ListImages();
     ASSERT_TRUE(images);
     EXPECT_TRUE(images->empty());
@@ -255,12 +252,10 @@ TEST_F(BuildTest, NoCacheRunsEveryStep) {
 
 TEST_F(BuildTest, AFailingStepLeavesNoImageAndNothingToPrune) {
   auto r = Build("FROM scratch\nRUN write /a 1\nRUN write /b 2; print it broke; exit 3\nRUN write /c 3\n");
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), Errc::kFailed);
   // Where, what, how; in quiet mode with the step's output.
-  EXPECT_NE(r.error().message().find("Containerfile:3"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("exited with status 3"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("it broke"), std::string::npos) << r.error().message();
+  ASSERT_FALSE(r);
+  ExpectFailureSays(r, {"Containerfile:3", "exited with status 3", "it broke"});
+  EXPECT_EQ(r.error().code(), Errc::kFailed);
   EXPECT_EQ(fake_.calls(), 2u) << "a step after the failed one ran";
   ExpectNothingLeaked();
   // The step before the failure is cached: a fixed build runs only from
@@ -278,18 +273,15 @@ TEST_F(BuildTest, AKilledStepFailsTheBuild) {
     r.signal = SIGKILL;
     return r;
   };
-  auto r = Build("FROM scratch\nRUN anything\n");
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("was killed by signal 9"), std::string::npos) << r.error().message();
+  ExpectFailureSays(Build("FROM scratch\nRUN anything\n"), {"was killed by signal 9"});
   ExpectNothingLeaked();
 }
 
 TEST_F(BuildTest, ASandboxErrorFailsTheBuildAndNamesTheStep) {
   auto r = Build("FROM scratch\nRUN write /a 1\nRUN error no helper\n");
   ASSERT_FALSE(r);
+  ExpectFailureSays(r, {"Containerfile:3", "no helper"});
   EXPECT_EQ(r.error().code(), Errc::kSandbox);
-  EXPECT_NE(r.error().message().find("Containerfile:3"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("no helper"), std::string::npos) << r.error().message();
   ExpectNothingLeaked();
 }
 

@@ -47,6 +47,17 @@ for mode in $(test_modes); do
   work=$(make_workdir "$mode")
   store="$work/store"
   k() { kiln_as "$mode" "$store" "$@"; }
+  # pty_k OUT [--type TEXT] -- KILN-ARGS: kiln under a real pty (ptyrun.py,
+  # 60 s), its output in OUT; RC is its status.
+  pty_k() {
+    local out=$1 opts=()
+    shift
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    python3 "$HERE/ptyrun.py" "${opts[@]}" "$out" 60 \
+      bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store $*"
+    RC=$?
+  }
   # k_nohelper: kiln with no network helper in reach (both modes)
   k_nohelper() { as_mode "$mode" env KILN_ROOT="$store" PATH="$NOHELPER_PATH" "$KILN_BIN" "$@"; }
   if ! k import "$WORK_ROOT/busybox.tar" busybox >"$work/out" 2>&1 ||
@@ -151,28 +162,24 @@ for mode in $(test_modes); do
     bash -c "[ $rc -ne 0 ] && grep -q 'working directory /proc/self/fd/7' '$work/out'"
 
   # --- Terminals: run -it and exec -it under a real pty.
-  python3 "$HERE/ptyrun.py" "$work/tty.out" 60 \
-    bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store run -it --rm --network none busybox tty"
-  rc=$?
+  pty_k "$work/tty.out" -- run -it --rm --network none busybox tty
+  rc=$RC
   out=$(tr -d '\r' <"$work/tty.out" | tr '\0' '@')
   check "$mode: run -it: tty inside names the container's pty ($rc: '$out')" \
     bash -c "[ $rc -eq 0 ] && grep -Eqx '/dev/pts/[0-9]+' <<<'$out'"
-  python3 "$HERE/ptyrun.py" --type $'echo typed-$((6*7)); exit 3\r' "$work/tty2.out" 60 \
-    bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store run -it --rm --network none busybox sh"
-  rc=$?
+  pty_k "$work/tty2.out" --type $'echo typed-$((6*7)); exit 3\r' -- run -it --rm --network none busybox sh
+  rc=$RC
   check "$mode: run -it sh: what is typed runs and exit 3 is the status ($rc)" \
     bash -c "[ $rc -eq 3 ] && tr -d '\r' <'$work/tty2.out' | grep -qx typed-42"
   check "$mode: run -it: no NUL byte in the output" bash -c "! tr -d -c '\\000' <'$work/tty.out' | grep -q ."
   id=$(k run -d busybox sleep 300 2>"$work/err")
-  python3 "$HERE/ptyrun.py" "$work/tty.out" 60 \
-    bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store exec -it $id tty"
-  rc=$?
+  pty_k "$work/tty.out" -- exec -it "$id" tty
+  rc=$RC
   out=$(tr -d '\r' <"$work/tty.out" | tr '\0' '@')
   check "$mode: exec -it: no crash, tty names the container's pty ($rc: '${out:0:200}')" \
     bash -c "[ $rc -eq 0 ] && grep -Eqx '/dev/pts/[0-9]+' <<<'$out'"
-  python3 "$HERE/ptyrun.py" "$work/tty.out" 60 \
-    bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store exec -it $id sh -c 'exit 7'"
-  rc=$?
+  pty_k "$work/tty.out" -- exec -it "$id" sh -c "'exit 7'"
+  rc=$RC
   check "$mode: exec -it: the exit status is the command's ($rc)" test "$rc" -eq 7
   k rm -f "$id" >/dev/null 2>&1
 

@@ -2,13 +2,13 @@
 // (tests/support/fake_sandbox.h): records, states, exit codes, names,
 // stop/kill/rm and the failure paths. The real containers are tested by
 // tests/run/run.sh and hostile.sh through the kiln binary.
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -18,30 +18,20 @@
 #include "kiln/run.h"
 #include "kiln/store.h"
 #include "support/fake_sandbox.h"
+#include "support/scratch.h"
 
 namespace kiln::run {
 namespace {
 
+using kiln::testing::DirNames;
 using kiln::testing::FakeSandbox;
-
-std::vector<std::string> Names(const std::string& dir) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-        out.push_back(e->d_name);
-    ::closedir(d);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using kiln::testing::MakeScratchDir;
 
 class RunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kiln-runtest-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeScratchDir("kiln-runtest-");
+    ASSERT_FALSE(dir_.empty());
     paths_ = Paths{dir_ + "/store", dir_ + "/run"};
     auto store = Store::Open(paths_.store_root);
     ASSERT_TRUE(store) << store.error().message();
@@ -112,12 +102,26 @@ class RunTest : public ::testing::Test {
     return result;
   }
 
+  /// Starts a sleeper, ends it with `end` and returns the status Run()
+  /// returned for it (-1 when something failed on the way).
+  int EndSleeper(const std::function<Status(const std::string& id)>& end) {
+    std::string id;
+    auto running = StartSleeper(&id);
+    if (id.empty())
+      return -1;
+    Status st = end(id);
+    EXPECT_TRUE(st) << st.error().message();
+    auto status = running.get();
+    EXPECT_TRUE(status) << status.error().message();
+    return st && status ? *status : -1;
+  }
+
   /// Nothing the containers left behind: no record, no litter, no root.
   void ExpectNoContainers() {
     auto all = ListContainers(paths_, true);
     ASSERT_TRUE(all);
     EXPECT_TRUE(all->empty());
-    EXPECT_EQ(Names(store_->ContainersDir()), std::vector<std::string>{"lock"});
+    EXPECT_EQ(DirNames(store_->ContainersDir()), std::vector<std::string>{"lock"});
     auto roots = store_->ListRoots("containers");
     ASSERT_TRUE(roots);
     EXPECT_TRUE(roots->empty());
@@ -332,23 +336,11 @@ TEST_F(RunTest, StopEndsARunningContainerWithItsStopSignal) {
 }
 
 TEST_F(RunTest, KillSendsTheSignal) {
-  std::string id;
-  auto running = StartSleeper(&id);
-  ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(KillContainer(paths_, id, SIGUSR1));
-  auto status = running.get();
-  ASSERT_TRUE(status);
-  EXPECT_EQ(*status, 128 + SIGUSR1);
+  EXPECT_EQ(EndSleeper([&](const std::string& id) { return KillContainer(paths_, id, SIGUSR1); }), 128 + SIGUSR1);
 }
 
 TEST_F(RunTest, ForcedRemovalKillsARunningContainer) {
-  std::string id;
-  auto running = StartSleeper(&id);
-  ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(RemoveContainer(paths_, id, true));
-  auto status = running.get();
-  ASSERT_TRUE(status);
-  EXPECT_EQ(*status, 128 + SIGKILL);
+  EXPECT_EQ(EndSleeper([&](const std::string& id) { return RemoveContainer(paths_, id, true); }), 128 + SIGKILL);
   ExpectNoContainers();
 }
 

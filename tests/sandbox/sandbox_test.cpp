@@ -111,6 +111,13 @@ class SandboxTest : public ::testing::Test {
     return r;
   }
 
+  /// Runs the spec: it must exit 0 and print exactly `want`.
+  void ExpectPrints(SandboxSpec s, const std::string& want) {
+    Outcome r = Exec(std::move(s));
+    EXPECT_EQ(0, r.result.exit_code) << r.err;
+    EXPECT_EQ(want, r.out);
+  }
+
   std::unique_ptr<TempDir> scratch_;
   std::string upper_;
   std::string work_;
@@ -163,9 +170,7 @@ TEST_F(SandboxTest, GeneratedEtcFilesAreVisibleAndReadOnly) {
   s.etc_resolv_conf = "nameserver 10.0.2.3\n";
   s.etc_hostname = "box\n";
   s.hostname = "box";
-  Outcome r = Exec(s);
-  EXPECT_EQ(0, r.result.exit_code) << r.err;
-  EXPECT_EQ("127.0.0.1 localhost\nnameserver 10.0.2.3\nbox\nbox\nro\n", r.out);
+  ExpectPrints(s, "127.0.0.1 localhost\nnameserver 10.0.2.3\nbox\nbox\nro\n");
 }
 
 TEST_F(SandboxTest, NoHostPathWritableExceptMounts) {
@@ -204,9 +209,7 @@ TEST_F(SandboxTest, CannotSeeHostProcesses) {
 }
 
 TEST_F(SandboxTest, NetworkNoneHasOnlyLoopback) {
-  Outcome r = Exec(Spec("ls /sys/class/net; cat /sys/class/net/lo/operstate >/dev/null && ip link show lo | grep -c UP"));
-  EXPECT_EQ(0, r.result.exit_code) << r.err;
-  EXPECT_EQ("lo\n1\n", r.out);
+  ExpectPrints(Spec("ls /sys/class/net; cat /sys/class/net/lo/operstate >/dev/null && ip link show lo | grep -c UP"), "lo\n1\n");
 }
 
 TEST_F(SandboxTest, HostNetworkIsShared) {
@@ -311,9 +314,7 @@ TEST_F(SandboxTest, UserSwitchingWithSubordinateIds) {
 }
 
 TEST_F(SandboxTest, CapabilitiesAreDockersDefault) {
-  Outcome r = Exec(Spec("grep -E '^Cap(Inh|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '"));
-  EXPECT_EQ(0, r.result.exit_code) << r.err;
-  EXPECT_EQ("CapInh: 0000000000000000\nCapBnd: 00000000a80425fb\nCapAmb: 0000000000000000\n", r.out);
+  ExpectPrints(Spec("grep -E '^Cap(Inh|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '"), "CapInh: 0000000000000000\nCapBnd: 00000000a80425fb\nCapAmb: 0000000000000000\n");
 }
 
 TEST_F(SandboxTest, WorkdirIsCreated) {
@@ -377,9 +378,7 @@ TEST_F(SandboxTest, ProcIsMasked) {
   if (!PathExists("/proc/timer_list"))
     GTEST_SKIP() << "/proc/timer_list missing on this kernel";
   // timer_list is world-readable and non-empty on the host.
-  Outcome r = Exec(Spec("wc -c < /proc/timer_list; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro"));
-  EXPECT_EQ(0, r.result.exit_code) << r.err;
-  EXPECT_EQ("0\nro\n", r.out);
+  ExpectPrints(Spec("wc -c < /proc/timer_list; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro"), "0\nro\n");
 }
 
 TEST_F(SandboxTest, InvalidSpecIsRejected) {
