@@ -560,12 +560,9 @@ HashingFdSource::HashingFdSource(int fd, bool hash) : fd_(fd), hashing_(hash) { 
 Expected<std::string_view> HashingFdSource::Peek(size_t n) {
   n = std::min(n, buf_.size());
   while (pending_ < n) {
-    ssize_t r = ::read(fd_, buf_.data() + pending_, buf_.size() - pending_);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
+    ssize_t r = ReadRetry(fd_, buf_.data() + pending_, buf_.size() - pending_);
+    if (r < 0)
       return Error::FromErrno("read layer");
-    }
     if (r == 0)
       break;
     if (hashing_)
@@ -755,12 +752,9 @@ Expected<Digest> CopyAndHash(int in, int out, int64_t max_bytes, int64_t* copied
   std::vector<char> buf(1 << 20);
   int64_t total = 0;
   for (;;) {
-    ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
+    ssize_t n = ReadRetry(in, buf.data(), buf.size());
+    if (n < 0)
       return Error::FromErrno("read");
-    }
     if (n == 0)
       break;
     total += n;

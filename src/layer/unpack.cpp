@@ -70,21 +70,6 @@ std::string Join(const std::vector<std::string>& comps, size_t n) {
   return out;
 }
 
-std::vector<std::string> SplitLoose(std::string_view path) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string_view::npos)
-      slash = path.size();
-    std::string_view c = path.substr(pos, slash - pos);
-    if (!c.empty() && c != ".")
-      out.emplace_back(c);
-    pos = slash + 1;
-  }
-  return out;
-}
-
 std::string OverlayXattrPrefix(OverlayXattrs x) {
   if (x == OverlayXattrs::kAuto)
     x = OverlayXattrsForMount();
@@ -262,7 +247,7 @@ class Extractor {
       return Error(Errc::kCorrupt, "path longer than " + std::to_string(opt_.limits.max_path_bytes) + " bytes");
     if (raw.find('\0') != std::string_view::npos)
       return Error(Errc::kCorrupt, "path contains NUL");
-    std::vector<std::string> comps = SplitLoose(raw);
+    std::vector<std::string> comps = PathComponents(raw);
     for (const auto& c : comps) {
       if (c == "..")
         return Error(Errc::kCorrupt, "path escapes root (\"..\" component)");
@@ -361,7 +346,7 @@ class Extractor {
           resolved.clear();
           cur.reset(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
         }
-        auto parts = SplitLoose(target);
+        auto parts = PathComponents(target);
         todo.insert(todo.begin(), parts.begin(), parts.end());
         continue;
       }

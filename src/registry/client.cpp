@@ -275,6 +275,14 @@ struct RegistryClient::Impl {
   std::map<std::string, Token> tokens;        // by scope
 
   std::counting_semaphore<256> slots{4};
+  /// One of the max_connections transfer slots, held while alive.
+  struct Slot {
+    explicit Slot(Impl* impl) : sem(&impl->slots) { sem->acquire(); }
+    ~Slot() { sem->release(); }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    std::counting_semaphore<256>* sem;
+  };
 };
 
 RegistryClient::RegistryClient(std::string registry, ClientOptions options)
@@ -763,11 +771,7 @@ Status RegistryClient::FetchBlob(const std::string& repo, const Digest& digest, 
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
   const uint64_t limit = size >= 0 ? static_cast<uint64_t>(size) : uint64_t(1) << 36;
-  impl_->slots.acquire();
-  struct Release {
-    std::counting_semaphore<256>* s;
-    ~Release() { s->release(); }
-  } release{&impl_->slots};
+  Impl::Slot slot(impl_.get());
 
   std::string what = "copying blob " + digest.str().substr(0, 19);
   auto progress = [&](uint64_t done, bool finished) {
@@ -909,11 +913,7 @@ Expected<RegistryClient::UploadResult> RegistryClient::UploadBlob(
     result.existed = true;
     return result;
   }
-  impl_->slots.acquire();
-  struct Release {
-    std::counting_semaphore<256>* s;
-    ~Release() { s->release(); }
-  } release{&impl_->slots};
+  Impl::Slot slot(impl_.get());
   std::string what = "copying blob " + digest.str().substr(0, 19);
   if (options_.progress)
     options_.progress({what, 0, static_cast<uint64_t>(size), false});

@@ -296,19 +296,11 @@ std::string ResolveLink(const std::string& from, const std::string& target) {
   std::vector<std::string> parts;
   std::string base = target.rfind('/', 0) == 0 ? std::string() : DirName(from);
   std::string all = (base == "." || base.empty() ? std::string() : base + "/") + target;
-  size_t start = 0;
-  while (start <= all.size()) {
-    size_t slash = all.find('/', start);
-    if (slash == std::string::npos)
-      slash = all.size();
-    std::string p = all.substr(start, slash - start);
-    if (p == "..") {
-      if (!parts.empty())
-        parts.pop_back();
-    } else if (!p.empty() && p != ".") {
-      parts.push_back(p);
-    }
-    start = slash + 1;
+  for (std::string& p : PathComponents(all)) {
+    if (p != "..")
+      parts.push_back(std::move(p));
+    else if (!parts.empty())
+      parts.pop_back();
   }
   std::string out;
   for (const auto& p : parts)
@@ -332,6 +324,18 @@ Expected<ArchiveReader> OpenTar(const std::string& path) {
 Error ReadError(archive* a, const std::string& path) {
   const char* msg = archive_error_string(a);
   return Error(Errc::kCorrupt, path + ": " + (msg ? msg : "invalid tar archive"));
+}
+
+/// Moves to the next member of `a` (false at the end of the archive),
+/// cancelled by SIGINT/SIGTERM (kiln/cancel.h) between members.
+Expected<bool> NextMember(archive* a, archive_entry** entry, const std::string& path) {
+  KILN_TRY(CheckCancelled());
+  int rc = archive_read_next_header(a, entry);
+  if (rc == ARCHIVE_EOF)
+    return false;
+  if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+    return ReadError(a, path);
+  return true;
 }
 
 Expected<std::string> ReadMemberData(archive* a, const std::string& path, const std::string& name, int64_t size) {
@@ -368,6 +372,23 @@ bool IsHex64(std::string_view s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
+/// An image of an OCI layout's index.json: its descriptor (without the name
+/// annotation) and the names its annotations give.
+FoundImage FoundFromIndexEntry(const Descriptor& d) {
+  FoundImage f;
+  f.top = d;
+  f.top.annotations.erase(std::string(kAnnotationRefName));
+  auto rn = d.annotations.find(std::string(kAnnotationRefName));
+  if (rn != d.annotations.end())
+    f.ref_name = rn->second;
+  // containerd / docker >= 25 put the full name here.
+  auto full = d.annotations.find("io.containerd.image.name");
+  std::string name = NameFromRefName(full != d.annotations.end() ? full->second : f.ref_name);
+  if (!name.empty())
+    f.names.push_back(name);
+  return f;
+}
+
 /// The images an OCI index.json names; each must be complete in the store.
 Expected<std::vector<FoundImage>> ImagesOfLayoutIndex(Store& store, const std::string& index_json,
                                                       const std::string& where) {
@@ -378,17 +399,7 @@ Expected<std::vector<FoundImage>> ImagesOfLayoutIndex(Store& store, const std::s
   for (const auto& d : idx->manifests) {
     if (!IsManifestMediaType(d.media_type) && !IsIndexMediaType(d.media_type))
       continue;
-    FoundImage f;
-    f.top = d;
-    f.top.annotations.erase(std::string(kAnnotationRefName));
-    auto rn = d.annotations.find(std::string(kAnnotationRefName));
-    if (rn != d.annotations.end())
-      f.ref_name = rn->second;
-    // containerd / docker >= 25 put the full name here.
-    auto full = d.annotations.find("io.containerd.image.name");
-    std::string name = NameFromRefName(full != d.annotations.end() ? full->second : f.ref_name);
-    if (!name.empty())
-      f.names.push_back(name);
+    FoundImage f = FoundFromIndexEntry(d);
     if (!store.HasBlob(d.digest))
       return Error(Errc::kCorrupt, where + ": index.json names " + d.digest.str() + ", which it does not contain");
     auto blobs = ImageBlobs(store, f.top);
@@ -456,12 +467,9 @@ Expected<std::vector<FoundImage>> LoadDockerArchive(Store& store, const std::str
   KILN_ASSIGN_OR_RETURN(ArchiveReader a, OpenTar(path));
   struct archive_entry* entry;
   for (;;) {
-    KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM (kiln/cancel.h)
-    int rc = archive_read_next_header(a.get(), &entry);
-    if (rc == ARCHIVE_EOF)
+    KILN_ASSIGN_OR_RETURN(bool more, NextMember(a.get(), &entry, path));
+    if (!more)
       break;
-    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
-      return ReadError(a.get(), path);
     std::string name = CleanMemberName(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
     if (!needed.count(name) || archive_entry_filetype(entry) != AE_IFREG)
       continue;
@@ -531,12 +539,9 @@ Expected<std::vector<FoundImage>> LoadArchiveImages(Store& store, const std::str
   struct archive_entry* entry;
   int64_t count = 0;
   for (;;) {
-    KILN_TRY(CheckCancelled());  // SIGINT/SIGTERM (kiln/cancel.h)
-    int rc = archive_read_next_header(a.get(), &entry);
-    if (rc == ARCHIVE_EOF)
+    KILN_ASSIGN_OR_RETURN(bool more, NextMember(a.get(), &entry, path));
+    if (!more)
       break;
-    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
-      return ReadError(a.get(), path);
     if (++count > 1'000'000)
       return Error(Errc::kCorrupt, path + ": too many members");
     const char* raw = archive_entry_pathname(entry);
@@ -586,17 +591,7 @@ Expected<FoundImage> LoadLayoutImage(Store& store, const std::string& dir, const
     return std::move(idx).error().WithContext("oci:" + dir + "/index.json");
   std::vector<FoundImage> found;
   for (const auto& d : idx->manifests) {
-    FoundImage f;
-    f.top = d;
-    f.top.annotations.erase(std::string(kAnnotationRefName));
-    auto rn = d.annotations.find(std::string(kAnnotationRefName));
-    if (rn != d.annotations.end())
-      f.ref_name = rn->second;
-    auto full = d.annotations.find("io.containerd.image.name");
-    std::string name = NameFromRefName(full != d.annotations.end() ? full->second : f.ref_name);
-    if (!name.empty())
-      f.names.push_back(name);
-    found.push_back(std::move(f));
+    found.push_back(FoundFromIndexEntry(d));
   }
   KILN_ASSIGN_OR_RETURN(FoundImage chosen, SelectImage(found, tag, "oci:" + dir));
   // Copy the closure: top, then what it references (verified on the way).

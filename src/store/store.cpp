@@ -428,12 +428,9 @@ Expected<Descriptor> Store::PutBlobFromFd(int fd, std::string_view media_type, s
   KILN_ASSIGN_OR_RETURN(BlobWriter w, NewBlobWriter(expected, expected_size));
   std::vector<char> buf(1 << 17);
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
+    ssize_t n = ReadRetry(fd, buf.data(), buf.size());
+    if (n < 0)
       return Error::FromErrno("read");
-    }
     if (n == 0)
       break;
     KILN_TRY(w.Write(buf.data(), static_cast<size_t>(n)));

@@ -9,20 +9,12 @@
 
 #include "kiln/fs.h"
 #include "kiln/reference.h"
+#include "support/scratch.h"
 
 namespace kiln {
 namespace {
 
-std::vector<std::string> ListDirForTest(const std::string& dir) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-        out.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  return out;
-}
+using kiln::testing::DirNames;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -107,7 +99,7 @@ TEST_F(StoreTest, BlobsAreVerified) {
   EXPECT_EQ(c4->size, 6);
   }
   // Writers that were not committed removed their temp files.
-  auto l = ListDirForTest(store_->TmpDir());
+  auto l = DirNames(store_->TmpDir());
   EXPECT_TRUE(l.empty()) << l.front();
 
   // A corrupted blob on disk is detected on read.
@@ -223,7 +215,7 @@ TEST_F(StoreTest, CacheRecordsAndLayerDirs) {
   });
   ASSERT_FALSE(failed);
   EXPECT_FALSE(PathExists(store_->LayerDir(key2)));
-  EXPECT_TRUE(ListDirForTest(store_->TmpDir()).empty());
+  EXPECT_TRUE(DirNames(store_->TmpDir()).empty());
 }
 
 // Deferred layer durability (docs/store.md): a layer unpacked in one boot
@@ -252,8 +244,8 @@ TEST_F(StoreTest, LayersOfAnEarlierBootThatNeverSyncedAreDiscarded) {
     auto later = Store::Open(root);
     ASSERT_TRUE(later) << later.error().message();
     EXPECT_FALSE(PathExists(later->LayerDir(key)));
-    EXPECT_TRUE(ListDirForTest(JoinPath(root, "unsynced")).empty());
-    EXPECT_EQ(ListDirForTest(later->TmpDir()).size(), 1u);
+    EXPECT_TRUE(DirNames(JoinPath(root, "unsynced")).empty());
+    EXPECT_EQ(DirNames(later->TmpDir()).size(), 1u);
     auto made = later->GetOrCreateLayerDir(
         key, [](const std::string& dir) { return WriteFileAtomic(JoinPath(dir, "file"), "v2"); });
     ASSERT_TRUE(made) << made.error().message();
@@ -261,7 +253,7 @@ TEST_F(StoreTest, LayersOfAnEarlierBootThatNeverSyncedAreDiscarded) {
     EXPECT_EQ(*ReadFile(JoinPath(root, "unsynced/" + key.hex())), "boot-b");
     auto pruned = later->Prune({}, 5);
     ASSERT_TRUE(pruned);
-    EXPECT_TRUE(ListDirForTest(later->TmpDir()).empty());
+    EXPECT_TRUE(DirNames(later->TmpDir()).empty());
   }
   // A torn (empty) record counts as another boot's.
   ASSERT_TRUE(WriteFileAtomic(JoinPath(root, "unsynced/" + key.hex()), ""));
@@ -541,7 +533,7 @@ TEST_F(StoreTest, ALeaseProtectsWhatItsProcessWritesUntilItDies) {
   }
   char c;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  auto leases = ListDirForTest(store_->root() + "/leases");
+  auto leases = DirNames(store_->root() + "/leases");
   EXPECT_EQ(leases.size(), 1u);
   auto r = store_->Prune({}, 5);
   ASSERT_TRUE(r) << r.error().message();
@@ -554,7 +546,7 @@ TEST_F(StoreTest, ALeaseProtectsWhatItsProcessWritesUntilItDies) {
   r = store_->Prune({}, 5);
   ASSERT_TRUE(r);
   EXPECT_FALSE(store_->HasBlob(d));
-  EXPECT_TRUE(ListDirForTest(store_->root() + "/leases").empty());
+  EXPECT_TRUE(DirNames(store_->root() + "/leases").empty());
   for (int fd : {ready[0], ready[1], done[0], done[1]})
     ::close(fd);
 }
