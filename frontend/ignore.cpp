@@ -12,8 +12,12 @@
 #include <cstdio>
 #include <optional>
 
+#include "text_util.h"
+
 namespace kiln::frontend {
 namespace {
+
+using text::CleanPath;
 
 std::string_view TrimSpace(std::string_view s) {
   // Go's strings.TrimSpace for the ASCII whitespace found in ignore files.
@@ -23,44 +27,6 @@ std::string_view TrimSpace(std::string_view s) {
     return {};
   size_t e = s.find_last_not_of(ws);
   return s.substr(b, e - b + 1);
-}
-
-/// Go's path.Clean: lexical, '/' separated.
-std::string CleanPath(std::string_view p) {
-  if (p.empty())
-    return ".";
-  bool rooted = p[0] == '/';
-  std::vector<std::string_view> out;
-  size_t dotdots = 0;  // leading ".." kept for relative paths
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t slash = p.find('/', pos);
-    if (slash == std::string_view::npos)
-      slash = p.size();
-    std::string_view seg = p.substr(pos, slash - pos);
-    pos = slash + 1;
-    if (seg.empty() || seg == ".")
-      continue;
-    if (seg == "..") {
-      if (out.size() > dotdots) {
-        out.pop_back();
-      } else if (!rooted) {
-        out.push_back(seg);
-        ++dotdots;
-      }
-      continue;
-    }
-    out.push_back(seg);
-  }
-  std::string result = rooted ? "/" : "";
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (i > 0)
-      result += '/';
-    result += out[i];
-  }
-  if (result.empty())
-    return ".";
-  return result;
 }
 
 /// Decodes one UTF-8 character; an invalid byte counts as one character.

@@ -9,22 +9,15 @@
 #include <limits>
 
 #include "lexer.h"
+#include "text_util.h"
 
 namespace kiln::frontend {
 namespace {
 
 Error Invalid(std::string msg) { return Error(Errc::kInvalidInput, std::move(msg)); }
 
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool AllDigits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
+using text::Upper;
+using text::IsDigits;
 
 }  // namespace
 
@@ -190,7 +183,7 @@ Expected<std::vector<MountField>> SplitMountFields(std::string_view text) {
 Status ValidateChmod(std::string_view chmod) {
   if (chmod.empty())
     return Invalid("--chmod: empty mode");
-  if (AllDigits(chmod)) {
+  if (IsDigits(chmod)) {
     unsigned long v = 0;
     for (char c : chmod) {
       if (c > '7' || v > 07777)
@@ -357,7 +350,7 @@ Expected<std::vector<std::string>> ParseExposePort(std::string_view spec) {
     hi = port.substr(dash + 1);
   }
   auto bad = [&] { return Invalid("EXPOSE " + std::string(spec) + ": invalid port"); };
-  if (!AllDigits(lo) || !AllDigits(hi) || lo.size() > 5 || hi.size() > 5)
+  if (!IsDigits(lo) || !IsDigits(hi) || lo.size() > 5 || hi.size() > 5)
     return bad();
   int a = std::stoi(std::string(lo)), b = std::stoi(std::string(hi));
   if (a > 65535 || b > 65535 || b < a)
@@ -369,7 +362,7 @@ Expected<std::vector<std::string>> ParseExposePort(std::string_view spec) {
 }
 
 Status ValidateSignal(std::string_view signal) {
-  if (AllDigits(signal)) {
+  if (IsDigits(signal)) {
     if (signal.size() > 2 || std::stoi(std::string(signal)) < 1 || std::stoi(std::string(signal)) > 64)
       return Invalid("invalid signal: " + std::string(signal));
     return Ok();
@@ -387,7 +380,7 @@ Status ValidateSignal(std::string_view signal) {
   for (std::string_view base : {"RTMIN+", "RTMAX-"}) {
     if (name.rfind(base, 0) == 0) {
       std::string_view num = std::string_view(name).substr(base.size());
-      if (AllDigits(num) && num.size() <= 2 && std::stoi(std::string(num)) >= 1 &&
+      if (IsDigits(num) && num.size() <= 2 && std::stoi(std::string(num)) >= 1 &&
           std::stoi(std::string(num)) <= 15)
         return Ok();
     }
