@@ -1,0 +1,146 @@
+// A stage's starting point: its base (image, scratch or stage), the lower
+// directories, and the source roots of COPY.
+#include "engine/build_internal.h"
+
+namespace kiln::engine {
+
+namespace build_internal {
+
+Expected<std::string> Builder::EmptyDir() {
+  std::lock_guard<std::mutex> lock(empty_mu_);
+  if (empty_dir_.empty()) {
+    KILN_ASSIGN_OR_RETURN(std::string d, store_.MakeTempDir("empty-"));
+    empty_dir_ = d;
+  }
+  return empty_dir_;
+}
+
+Expected<std::vector<std::string>> Builder::LowerDirs(StageState& st) {
+  std::vector<std::string> lowers;
+  for (auto it = st.layers.rbegin(); it != st.layers.rend(); ++it) {
+    if (it->dir.empty()) {
+      auto dir = store_.UnpackedLayer(it->blob, it->diff_id);
+      if (!dir)
+        return std::move(dir).error().WithContext("unpack layer " + it->blob.digest.str());
+      it->dir = *dir;
+    }
+    // The same layer twice (two RUN steps that changed nothing have the same
+    // empty diff_id): overlayfs refuses a repeated lowerdir (EINVAL, seen
+    // rootless). The topmost copy alone shows the same tree.
+    if (std::find(lowers.begin(), lowers.end(), it->dir) == lowers.end())
+      lowers.push_back(it->dir);
+  }
+  if (lowers.empty()) {
+    KILN_ASSIGN_OR_RETURN(std::string e, EmptyDir());
+    lowers.push_back(e);
+  }
+  return lowers;
+}
+
+Status Builder::InitFromBase(const Stage& stage, StageState& st) {
+  switch (stage.base.kind) {
+    case StageBase::Kind::kScratch:
+      st.config.set_platform(stage.platform);
+      // As BuildKit's empty image (and Docker's hello-world): PATH is set.
+      st.config.config.SetEnv("PATH", kDefaultPath + 5);
+      st.config.config.working_dir = "/";  // BuildKit's empty image has WorkingDir "/"
+      st.key = Digest::Of("kiln-base scratch " + stage.platform.str());
+      st.base_desc = "scratch";
+      return Ok();
+    case StageBase::Kind::kStage: {
+      const StageState& parent = states_[static_cast<size_t>(stage.base.stage)];
+      st.config = parent.config;
+      st.layers = parent.layers;
+      st.key = parent.key;
+      st.base_desc = "the result of stage " + StageLabelName(graph_.stages[static_cast<size_t>(stage.base.stage)]);
+      return Ok();
+    }
+    case StageBase::Kind::kContext:
+      return Error(Errc::kUnsupported, stage.location.file + ":" + std::to_string(stage.location.line) +
+                                           ": FROM a named build context is not supported yet");
+    case StageBase::Kind::kImage:
+      break;
+  }
+  std::string ref = stage.base.digest.empty() ? stage.base.image : stage.base.image + "@" + stage.base.digest;
+  auto image = stage.base.digest.empty() ? ResolveStoreImage(store_, stage.base.image, stage.platform)
+                                         : store_.ResolveImage(stage.base.digest, stage.platform);
+  if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
+    KILN_TRY(opts_.pull(stage.base.image, stage.platform));
+    image = store_.ResolveImage(stage.base.image, stage.platform);
+  }
+  if (!image)
+    return std::move(image).error().WithContext(stage.location.file + ":" + std::to_string(stage.location.line) +
+                                                ": FROM " + stage.base.written);
+  st.config = image->config;
+  if (image->manifest.layers.size() != image->config.diff_ids.size())
+    return Error(Errc::kCorrupt, "image " + ref + ": manifest has " + std::to_string(image->manifest.layers.size()) +
+                                     " layers but config has " + std::to_string(image->config.diff_ids.size()) +
+                                     " diff_ids");
+  for (size_t i = 0; i < image->manifest.layers.size(); ++i)
+    st.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
+  st.key = Digest::Of("kiln-base image " + image->manifest_descriptor.digest.str());
+  st.base_desc = "image " + stage.base.written + " (" + image->manifest_descriptor.digest.str() + ")";
+  return Ok();
+}
+
+Expected<CopyRequest> Builder::MakeCopyRequest(const CopyStep& copy, const std::string& src_root,
+                                               bool from_context) {
+  CopyRequest req;
+  req.src_root = src_root;
+  req.from_context = from_context;
+  req.ignore = from_context ? opts_.ignore : nullptr;
+  for (const auto& s : copy.sources)
+    req.sources.push_back(s);
+  for (const auto& h : copy.heredoc_sources)
+    req.inline_files.emplace_back(h.name, h.content);
+  req.dest = copy.dest;
+  req.chmod = copy.chmod;
+  req.excludes = copy.excludes;
+  req.parents = copy.parents;
+  req.unpack_archives = copy.is_add && copy.unpack.value_or(true) && from_context;
+  req.what = copy.is_add ? "ADD" : "COPY";
+  return req;
+}
+
+Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector<Mount>* mounts,
+                                             const std::string& scratch) {
+  switch (from.kind) {
+    case CopySource::Kind::kContext:
+      return opts_.context_dir;
+    case CopySource::Kind::kNamedContext: {
+      auto it = opts_.named_contexts.find(from.name);
+      if (it == opts_.named_contexts.end())
+        return Error(Errc::kInvalidInput, "no build context named \"" + from.name + "\" (use --build-context)");
+      return it->second;
+    }
+    case CopySource::Kind::kStage:
+    case CopySource::Kind::kImage:
+      break;
+  }
+  StageState image_state;
+  StageState* src = nullptr;
+  if (from.kind == CopySource::Kind::kStage) {
+    src = &states_[static_cast<size_t>(from.stage)];
+  } else {
+    auto image = ResolveStoreImage(store_, from.image);
+    if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
+      KILN_TRY(opts_.pull(from.image, graph_.target_platform));
+      image = store_.ResolveImage(from.image);
+    }
+    if (!image)
+      return std::move(image).error();
+    for (size_t i = 0; i < image->manifest.layers.size() && i < image->config.diff_ids.size(); ++i)
+      image_state.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
+    src = &image_state;
+  }
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, LowerDirs(*src));
+  std::string target = JoinPath(scratch, "src" + std::to_string(mounts->size()));
+  KILN_TRY(MakeDirs(target));
+  KILN_ASSIGN_OR_RETURN(Mount m, Mount::ReadOnly(lowers, target));
+  mounts->push_back(std::move(m));
+  return target;
+}
+
+}  // namespace build_internal
+
+}  // namespace kiln::engine

@@ -1,0 +1,171 @@
+// Cache keys: the inputs of a step, the secret HMAC key, StepCacheKey.
+#include "engine/build_internal.h"
+
+namespace kiln::engine {
+
+namespace build_internal {
+
+Expected<std::string> Builder::SecretKey() {
+  std::lock_guard<std::mutex> lock(secret_mu_);
+  if (!secret_key_.empty())
+    return secret_key_;
+  auto key = store_.GetStateFile("secret-hmac-key", 4096);
+  if (!key && key.error().code() == Errc::kNotFound) {
+    unsigned char buf[32];
+    if (::getrandom(buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf))
+      return Error::FromErrno("getrandom");
+    auto made = store_.CreateStateFile("secret-hmac-key", std::string(reinterpret_cast<char*>(buf), sizeof buf), 0600);
+    if (!made && made.error().code() != Errc::kFailed)
+      return std::move(made).error();
+    key = store_.GetStateFile("secret-hmac-key", 4096);
+  }
+  if (!key)
+    return std::move(key).error().WithContext("the store's secret key");
+  if (key->size() < 16)
+    return Error(Errc::kCorrupt, store_.root() + "/state/secret-hmac-key: too short");
+  secret_key_ = *key;
+  return secret_key_;
+}
+
+Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageState& st, nlohmann::json* info) {
+  (void)st;
+  std::vector<std::string> inputs;
+  if (step.kind == StepKind::kRun) {
+    const auto& run = std::get<RunStep>(step.op);
+    for (const auto& m : run.mounts) {
+      if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
+        // What the step can read through a bind mount of the context.
+        KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
+        CopyRequest req;
+        req.src_root = opts_.context_dir;
+        req.ignore = nullptr;  // the mount shows the directory as it is, ignored files included
+        req.sources = {"/" + src.second};
+        req.what = "RUN --mount";
+        auto d = HashCopySources(req, StatCacheFor(opts_.context_dir));
+        if (!d)
+          return std::move(d).error().WithContext(Where(step));
+        inputs.push_back("bind " + m.target + " " + d->str());
+      } else if (m.type == MountType::kSecret && opts_.secret_cache_key) {
+        auto it = opts_.secrets.find(m.id);
+        if (it == opts_.secrets.end()) {
+          inputs.push_back("secret " + m.id + " absent");
+          continue;
+        }
+        KILN_ASSIGN_OR_RETURN(std::string k, SecretKey());
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (!HMAC(EVP_sha256(), k.data(), static_cast<int>(k.size()),
+                  reinterpret_cast<const unsigned char*>(it->second.data()), it->second.size(), mac, &len))
+          return Error(Errc::kFailed, "HMAC of secret " + m.id + " failed");
+        inputs.push_back("secret " + m.id + " hmac-" + Digest::FromSha256Bytes(mac).hex());
+      }
+    }
+    return inputs;
+  }
+  if (step.kind != StepKind::kCopy && step.kind != StepKind::kAdd)
+    return inputs;
+  const auto& copy = std::get<CopyStep>(step.op);
+  switch (copy.from.kind) {
+    case CopySource::Kind::kStage: {
+      const Stage& from = graph_.stages[static_cast<size_t>(copy.from.stage)];
+      inputs.push_back("stage " + states_[static_cast<size_t>(copy.from.stage)].key.str());
+      (*info)["from"] = "stage " + StageLabelName(from);
+      return inputs;
+    }
+    case CopySource::Kind::kImage: {
+      auto image = ResolveStoreImage(store_, copy.from.image);
+      inputs.push_back("image " + (image ? image->manifest_descriptor.digest.str() : copy.from.image));
+      (*info)["from"] = "image " + copy.from.image;
+      return inputs;
+    }
+    case CopySource::Kind::kContext:
+    case CopySource::Kind::kNamedContext: {
+      KILN_ASSIGN_OR_RETURN(std::string root, SourceRootFor(copy.from, nullptr, ""));
+      for (const auto& s : copy.sources)
+        if (s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0)
+          return Error(Errc::kUnsupported, Where(step) + ": ADD from a URL is not supported yet");
+      KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(copy, root, true));
+      SourceListing listing;
+      auto d = HashCopySources(req, StatCacheFor(root), &listing);
+      if (!d)
+        return std::move(d).error().WithContext(Where(step));
+      inputs.push_back("context " + d->str());
+      (*info)["from"] = copy.from.kind == CopySource::Kind::kContext ? "the build context" : "context " + copy.from.name;
+      // The file list behind the digest, for --explain-cache: one record
+      // per distinct digest, written once (content-addressed).
+      std::string name = "files-" + d->hex();
+      if (!PathExists(JoinPath(store_.root(), "cache/" + name + ".json"))) {
+        nlohmann::json files = nlohmann::json::object();
+        for (const auto& [rel, meta] : listing)
+          files[rel] = meta;
+        std::string text = nlohmann::json{{"files", files}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        if (text.size() < (size_t(3) << 20))
+          (void)store_.PutCacheRecord(name, text);
+      }
+      return inputs;
+    }
+  }
+  return inputs;
+}
+
+}  // namespace build_internal
+
+namespace {
+
+// A byte-exact, unambiguous serialisation of a JSON value (strings as
+// length-prefixed raw bytes), for cache keys of non-UTF-8 input.
+void CacheKeyBytes(const nlohmann::json& j, std::string& out) {
+  auto str = [&](const std::string& s) {
+    out += 's';
+    out += std::to_string(s.size());
+    out += ':';
+    out += s;
+  };
+  if (j.is_object()) {
+    out += 'o';
+    out += std::to_string(j.size());
+    out += ':';
+    for (const auto& [k, v] : j.items()) {
+      str(k);
+      CacheKeyBytes(v, out);
+    }
+  } else if (j.is_array()) {
+    out += 'a';
+    out += std::to_string(j.size());
+    out += ':';
+    for (const auto& v : j)
+      CacheKeyBytes(v, out);
+  } else if (j.is_string()) {
+    str(j.get_ref<const std::string&>());
+  } else {
+    out += 'v';
+    std::string text = j.dump();  // null, bool, number: ASCII
+    out += std::to_string(text.size());
+    out += ':';
+    out += text;
+  }
+}
+
+}  // namespace
+
+Digest StepCacheKey(const Digest& parent, const Step& step, const std::vector<std::string>& inputs) {
+  nlohmann::json j;
+  j["v"] = 1;
+  j["parent"] = parent.str();
+  j["step"] = StepCacheJson(step);
+  j["inputs"] = inputs;
+  // The key must be lossless: a RUN line or ENV value may hold bytes that are
+  // not UTF-8 (Docker runs them as they are), which nlohmann's dump rejects
+  // (and replacement would give different commands one key). Valid text keeps
+  // the JSON form (existing cache keys stay valid); otherwise the raw bytes
+  // are hashed in a length-prefixed form that no JSON text can equal.
+  try {
+    return Digest::Of(j.dump());
+  } catch (const nlohmann::json::type_error&) {
+    std::string raw = "kiln-cache-key-bytes-v1\n";
+    CacheKeyBytes(j, raw);
+    return Digest::Of(raw);
+  }
+}
+
+}  // namespace kiln::engine

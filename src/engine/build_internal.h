@@ -1,0 +1,136 @@
+// Engine-internal: the Builder shared by build.cpp (driver, step loop),
+// build_base.cpp (base init, lower dirs, COPY sources), build_cachekey.cpp
+// (cache inputs and keys, secret HMAC key), build_step.cpp (step execution,
+// the sandbox step, commit) and build_config.cpp (config-only steps,
+// --explain-cache). Not part of the engine's interface.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <set>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "engine/build.h"
+#include "engine/copy.h"
+#include "engine/plan.h"
+#include "kiln/cancel.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/reference.h"
+#include "kiln/rootfs.h"
+
+namespace kiln::engine {
+
+using namespace rootfs;  // Mount, OpenInRoot, MakeDirsInRoot, ReadFileFromLayers, ResolveUser
+
+namespace build_internal {
+
+inline constexpr const char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One layer of a stage's filesystem. `dir` is empty until the layer is
+/// needed on disk (a cache hit never unpacks).
+struct LayerRef {
+  Descriptor blob;
+  Digest diff_id;
+  std::string dir;
+};
+
+struct StageState {
+  ImageConfig config;
+  bool cmd_set = false;  // CMD seen in this stage (ENTRYPOINT then keeps it, as BuildKit)
+  std::vector<LayerRef> layers;
+  Digest key;  // cache key after the last step
+  bool done = false;
+  // --explain-cache and the per-stage record of the last build's inputs.
+  std::string base_desc;                       // "image sha256:...", "scratch linux/amd64", "stage NAME"
+  bool use_cache = true;                       // false: --no-cache, --layers=false or --no-cache-filter
+  nlohmann::json record_steps = nlohmann::json::array();
+  nlohmann::json prev_record;                  // null when no earlier build is recorded
+  std::string prev_record_text;
+  std::string first_change;                    // the earliest change found in this stage
+};
+
+std::string Rfc3339(int64_t t);
+std::string StageLabelName(const Stage& stage);
+std::string Where(const Step& step);
+Expected<std::pair<std::string, std::string>> BindSource(const std::string& context_dir, const Step& step,
+                                                         const RunMount& m);
+std::string CacheMountKey(const RunMount& m);
+Status CheckBuildId(const std::string& where, const char* kind, uint32_t id);
+std::string HexName(const std::string& prefix, const std::string& what);
+void PumpOutput(int fd, Progress& progress, const StepLabel& label, std::string* tail);
+
+class Builder {
+ public:
+  Builder(const BuildGraph& graph, Store& store, const BuildOptions& options, Progress& progress)
+      : graph_(graph), store_(store), opts_(options), progress_(progress), states_(graph.stages.size()) {}
+
+  Expected<BuildResult> Run();
+
+ private:
+  Status RunStage(StageIndex index, const std::atomic<bool>& cancel);
+  Status InitFromBase(const Stage& stage, StageState& st);
+  Status ExecuteStep(const Stage& stage, const Step& step, StageState& st, const StepLabel& label);
+  Status RunStepInSandbox(const Stage& stage, const Step& step, const RunStep& run, StageState& st,
+                          const StepLabel& label, const std::string& upper, const std::string& work);
+  Status CopyStep_(const Step& step, const CopyStep& copy, StageState& st, const std::string& merged);
+  Expected<std::vector<std::string>> LowerDirs(StageState& st);
+  Expected<std::string> EmptyDir();
+  /// Packs `upper` into a layer (or nothing when it is empty), records it in
+  /// `st` and the cache under `key`.
+  Status CommitUpper(const std::string& upper, const Step& step, StageState& st, const Digest& key);
+  Expected<std::vector<std::string>> InputsFor(const Step& step, StageState& st, nlohmann::json* info);
+  StatCache* StatCacheFor(const std::string& root);
+  void SaveStatCaches();
+  Expected<std::string> SecretKey();
+  std::string StageRecordKey(const Stage& stage) const;
+  std::vector<std::string> Explain(const Stage& stage, size_t index, StageState& st, const nlohmann::json& cur);
+  std::vector<std::string> ExplainFiles(const std::string& old_input, const std::string& new_input);
+  Expected<CopyRequest> MakeCopyRequest(const CopyStep& copy, const std::string& src_root, bool from_context);
+  Expected<std::string> SourceRootFor(const CopySource& from, std::vector<Mount>* mounts,
+                                      const std::string& scratch);
+  Expected<std::string> WritableView(const Step& step, const RunMount& m, size_t index, const std::string& source,
+                                     const std::string& scratch, std::vector<Mount>* mounts);
+  void ApplyConfigStep(const Step& step, StageState& st);
+  void AddHistory(const Step& step, StageState& st, bool empty_layer);
+  std::string Now() const;
+  Expected<BuildResult> WriteFinalImage();
+
+  const BuildGraph& graph_;
+  Store& store_;
+  const BuildOptions& opts_;
+  Progress& progress_;
+  std::vector<StageState> states_;
+  std::mutex empty_mu_;
+  std::string empty_dir_;
+  std::vector<std::string> temp_dirs_;
+  std::mutex temp_mu_;
+  std::mutex stat_mu_;
+  std::map<std::string, std::unique_ptr<StatCache>> stat_caches_;  // by source root
+  int64_t start_ns_ = 0;  // CLOCK_REALTIME_COARSE at the start (the stat caches' stamp)
+  std::mutex secret_mu_;
+  std::string secret_key_;
+};
+
+}  // namespace build_internal
+
+}  // namespace kiln::engine
