@@ -10,6 +10,20 @@ namespace kiln::frontend::compile_internal {
 
 // ---------------------------------------------------------------- RUN
 
+namespace {
+// A secret or ssh mount is a read-only file owned by root with MODE unless
+// the mount's options say otherwise (BuildKit's defaults).
+void DefaultReadOnlyFile(RunMount& m, unsigned mode) {
+  if (!m.mode)
+    m.mode = mode;
+  if (!m.uid)
+    m.uid = 0;
+  if (!m.gid)
+    m.gid = 0;
+  m.read_only = true;
+}
+}  // namespace
+
 Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, const EnvLookup& env,
                                         const Instruction& ins, const std::string& spec, int index,
                                         int ssh_count) {
@@ -169,26 +183,14 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
         m.id = m.target.substr(m.target.rfind('/') + 1);
       if (m.target.empty() && m.env.empty())
         m.target = "/run/secrets/" + m.id;
-      if (!m.mode)
-        m.mode = 0400;
-      if (!m.uid)
-        m.uid = 0;
-      if (!m.gid)
-        m.gid = 0;
-      m.read_only = true;
+      DefaultReadOnlyFile(m, 0400);
       break;
     case MountType::kSsh:
       if (m.id.empty())
         m.id = "default";
       if (m.target.empty())
         m.target = "/run/buildkit/ssh_agent." + std::to_string(ssh_count);
-      if (!m.mode)
-        m.mode = 0600;
-      if (!m.uid)
-        m.uid = 0;
-      if (!m.gid)
-        m.gid = 0;
-      m.read_only = true;
+      DefaultReadOnlyFile(m, 0600);
       break;
   }
   return m;
