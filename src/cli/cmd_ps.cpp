@@ -1,11 +1,20 @@
-// kiln ps [-a] [-q] [--format json]: the containers.
-#include <ctime>
+// kiln ps [-a] [-q] [-l] [-n N] [--no-trunc] [-s] [--filter K=V]... [--sort KEY]
+// [--noheading] [--format json|TEMPLATE]: the containers, with podman's
+// fields, filters and table (docs/format.md, docs/run.md).
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <re2/re2.h>
 
-#include "cli/cli.h"
+#include "cli/format_util.h"
+#include "cli/image_util.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -14,18 +23,11 @@ run::Paths RunPaths(const Context& ctx);
 
 namespace {
 
-time_t ParseTime(const std::string& rfc3339) {
-  struct tm tm = {};
-  if (rfc3339.empty() || !::strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm))
-    return 0;
-  return ::timegm(&tm);
-}
-
 std::string Ago(const std::string& when) {
-  time_t t = ParseTime(when);
-  if (t == 0)
+  auto t = ParseRfc3339(when);
+  if (!t)
     return "";
-  long d = static_cast<long>(std::time(nullptr) - t);
+  long d = static_cast<long>(std::time(nullptr) - *t);
   if (d < 1)
     return "Less than a second";
   if (d < 60)
@@ -54,59 +56,322 @@ std::string Joined(const std::vector<std::string>& v, const std::string& sep) {
   return s;
 }
 
+std::string Hex(const std::string& digest) {
+  return digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
+}
+
+struct Flags {
+  bool all = false, quiet = false, latest = false, no_trunc = false, size = false, no_heading = false;
+  int last = -1;
+  std::vector<std::string> filters;
+  std::string sort = "created", format;
+};
+
+// What a container has beyond run::ContainerInfo: from its config record
+// and its image.
+struct Extra {
+  std::string network;
+  std::vector<std::string> mounts;
+  nlohmann::json labels = nlohmann::json::object();
+  int64_t size = -1;
+};
+
+// podman's --filter for ps: one key ORs its values, keys AND.
+class Filter {
+ public:
+  Status Parse(const std::vector<std::string>& specs) {
+    static const char* const kKeys[] = {"name", "id", "status", "label", "ancestor", "exited", "pod", "network",
+                                        "health", "before", "since"};
+    for (const auto& s : specs) {
+      size_t eq = s.find('=');
+      std::string key = s.substr(0, eq);
+      std::string value = eq == std::string::npos ? "" : s.substr(eq + 1);
+      if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys))
+        return Error(Errc::kInvalidInput, key + " is an invalid filter (ps --filter takes name, id, status, label, "
+                                                "ancestor, exited, before, since, network, pod, health)");
+      if (eq == std::string::npos || value.empty())
+        return Error(Errc::kInvalidInput, "--filter " + s + ": expected " + key + "=VALUE");
+      if (key == "status") {
+        static const char* const kStates[] = {"created", "exited", "paused", "running", "unknown", "configured",
+                                              "stopped", "removing"};
+        if (std::find(std::begin(kStates), std::end(kStates), value) == std::end(kStates))
+          return Error(Errc::kInvalidInput, "unknown container state: " + value +
+                                                " (created, running, exited, paused, unknown)");
+      }
+      if (key == "exited" && value.find_first_not_of("0123456789") != std::string::npos)
+        return Error(Errc::kInvalidInput, "--filter exited=" + value + ": not an exit code");
+      if (key == "name") {
+        auto re = std::make_shared<RE2>(value, RE2::Quiet);
+        if (!re->ok())
+          return Error(Errc::kInvalidInput, "--filter name=" + value + ": " + re->error());
+        names_.push_back(re);
+      }
+      by_key_[key].push_back(value);
+    }
+    return Ok();
+  }
+
+  bool NeedsLabels() const { return by_key_.count("label") > 0; }
+
+  bool Match(const run::ContainerInfo& c, const Extra& x, const std::vector<run::ContainerInfo>& all) const {
+    for (const auto& [key, values] : by_key_) {
+      bool any = false;
+      for (size_t i = 0; i < values.size() && !any; ++i)
+        any = MatchOne(key, values[i], i, c, x, all);
+      if (!any)
+        return false;
+    }
+    return true;
+  }
+
+ private:
+  bool MatchOne(const std::string& key, const std::string& v, size_t i, const run::ContainerInfo& c, const Extra& x,
+                const std::vector<run::ContainerInfo>& all) const {
+    if (key == "name")
+      return RE2::PartialMatch(c.name, *names_[i]);  // names_[i] is by_key_["name"][i]
+    if (key == "id")
+      return c.id.rfind(v, 0) == 0;
+    if (key == "status")
+      return c.status == v || (v == "stopped" && c.status == "exited") || (v == "configured" && c.status == "created");
+    if (key == "exited")
+      return c.status == "exited" && std::to_string(c.exit_code) == v;
+    if (key == "label") {
+      size_t eq = v.find('=');
+      std::string k = v.substr(0, eq);
+      auto it = x.labels.find(k);
+      if (it == x.labels.end())
+        return false;
+      return eq == std::string::npos || (it->is_string() && it->get<std::string>() == v.substr(eq + 1));
+    }
+    if (key == "ancestor") {
+      std::string id = Hex(c.image_id);
+      if (c.image == v || (v.size() >= 3 && id.rfind(Hex(v), 0) == 0))
+        return true;
+      for (const auto& cand : CandidateNames(v))
+        if (cand == c.image || cand == c.image + ":latest")
+          return true;
+      // "busybox" names "localhost/busybox:latest" and ".../busybox:1.36"
+      std::string repo = c.image.substr(0, c.image.rfind(':') == std::string::npos ||
+                                                   c.image.rfind(':') < c.image.rfind('/')
+                                               ? std::string::npos
+                                               : c.image.rfind(':'));
+      for (const auto& cand : CandidateNames(v)) {
+        std::string crepo = cand.substr(0, cand.rfind(':') == std::string::npos || cand.rfind(':') < cand.rfind('/')
+                                               ? std::string::npos
+                                               : cand.rfind(':'));
+        if (v.find(':') == std::string::npos && crepo == repo)
+          return true;
+      }
+      return false;
+    }
+    if (key == "network")
+      return x.network == v;
+    if (key == "before" || key == "since") {
+      // another container, by name or ID: created before / after it
+      for (const auto& o : all)
+        if (o.name == v || (v.size() >= 3 && o.id.rfind(v, 0) == 0))
+          return key == "before" ? c.created < o.created : c.created > o.created;
+      return false;
+    }
+    // pod=, health=: kiln has no pods and no health checks yet, so, as in
+    // podman for a container without them, nothing matches.
+    return false;
+  }
+
+  std::map<std::string, std::vector<std::string>> by_key_;
+  std::vector<std::shared_ptr<RE2>> names_;
+};
+
+int64_t DirSize(const std::string& path);
+
+int PsCommand(Context& ctx, const Flags& f) {
+  static const char* const kSorts[] = {"command", "created", "id", "image", "names", "runningfor", "size", "status"};
+  if (std::find(std::begin(kSorts), std::end(kSorts), f.sort) == std::end(kSorts))
+    return ReportFormatError(Error(Errc::kInvalidInput, "invalid argument \"" + f.sort +
+                                                            "\" for \"--sort\" flag: choose from command, created, "
+                                                            "id, image, names, runningfor, size, status"));
+  Filter filter;
+  if (auto st = filter.Parse(f.filters); !st)
+    return ReportFormatError(st.error());  // podman: 125 for a bad filter
+  run::Paths paths = RunPaths(ctx);
+  bool all = f.all || f.latest || f.last >= 0;
+  auto list = run::ListContainers(paths, all);
+  if (!list)
+    return ReportError(list.error());
+  bool json = format::IsJsonFormat(f.format);
+  bool want_labels = json || filter.NeedsLabels() || f.format.find("Label") != std::string::npos;
+  std::optional<Store> store;
+  std::map<std::string, nlohmann::json> image_labels;
+  std::vector<std::pair<const run::ContainerInfo*, Extra>> rows;
+  for (const auto& c : *list) {
+    Extra x;
+    nlohmann::json config = nlohmann::json::parse(c.config_json, nullptr, false);
+    if (config.is_object()) {
+      if (config.contains("network") && config["network"].is_string())
+        x.network = config["network"].get<std::string>();
+      if (config.contains("mounts") && config["mounts"].is_array())
+        for (const auto& m : config["mounts"])
+          if (m.is_object() && m.contains("target") && m["target"].is_string())
+            x.mounts.push_back(m["target"].get<std::string>());
+    }
+    if (want_labels) {
+      auto it = image_labels.find(c.image_id);
+      if (it == image_labels.end()) {
+        nlohmann::json labels = nlohmann::json::object();
+        if (!store)
+          if (auto s = OpenImageStore(ctx))
+            store.emplace(std::move(*s));
+        if (store)
+          if (auto img = store->ResolveImage(c.image_id))
+            for (const auto& [k, v] : img->config.config.labels)
+              labels[k] = v;
+        it = image_labels.emplace(c.image_id, labels).first;
+      }
+      x.labels = it->second;
+    }
+    if (!filter.Match(c, x, *list))
+      continue;
+    if (f.size)
+      x.size = DirSize(paths.store_root + "/containers/" + c.id + "/upper");
+    rows.push_back({&c, std::move(x)});
+  }
+  // newest first (ListContainers' order); --sort picks another key
+  auto key = [&](const run::ContainerInfo& c, const Extra& x) -> std::string {
+    if (f.sort == "command") return Joined(c.command, " ");
+    if (f.sort == "id") return c.id;
+    if (f.sort == "image") return c.image;
+    if (f.sort == "names") return c.name;
+    if (f.sort == "status") return c.status;
+    if (f.sort == "size") {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%020lld", static_cast<long long>(x.size));
+      return buf;
+    }
+    return "";
+  };
+  if (f.sort != "created" && f.sort != "runningfor")
+    std::stable_sort(rows.begin(), rows.end(),
+                     [&](const auto& a, const auto& b) { return key(*a.first, a.second) < key(*b.first, b.second); });
+  if (f.latest && rows.size() > 1)
+    rows.resize(1);
+  if (f.last >= 0 && rows.size() > static_cast<size_t>(f.last))
+    rows.resize(static_cast<size_t>(f.last));
+  if (f.quiet) {
+    for (const auto& [c, x] : rows)
+      std::printf("%s\n", f.no_trunc ? c->id.c_str() : c->id.substr(0, 12).c_str());
+    return 0;
+  }
+  std::vector<nlohmann::json> json_rows, tmpl_rows;
+  for (const auto& [cp, x] : rows) {
+    const run::ContainerInfo& c = *cp;
+    std::string created_ago = Ago(c.created);
+    created_ago = created_ago.empty() ? "" : created_ago + " ago";
+    std::string size_text;
+    if (x.size >= 0)
+      size_text = HumanSize(x.size);
+    if (json) {
+      nlohmann::json j = {{"AutoRemove", c.auto_remove},
+                          {"Command", c.command},
+                          {"CreatedAt", created_ago},
+                          {"Exited", c.status == "exited"},
+                          {"ExitedAt", UnixOrZero(c.finished_at)},
+                          {"ExitCode", c.exit_code},
+                          {"Id", c.id},
+                          {"Image", c.image},
+                          {"ImageID", Hex(c.image_id)},
+                          {"IsInfra", false},
+                          {"Labels", x.labels.empty() ? nlohmann::json(nullptr) : x.labels},
+                          {"Mounts", x.mounts},
+                          {"Names", {c.name}},
+                          {"Namespaces", nlohmann::json::object()},
+                          {"Networks", x.network.empty() ? nlohmann::json::array() : nlohmann::json::array({x.network})},
+                          {"Pid", c.pid},
+                          {"Pod", ""},
+                          {"PodName", ""},
+                          {"Ports", c.ports.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.ports)},
+                          {"Size", x.size >= 0 ? nlohmann::json{{"RootFsSize", 0}, {"RwSize", x.size}}
+                                               : nlohmann::json(nullptr)},
+                          {"StartedAt", UnixOrZero(c.started_at)},
+                          {"State", c.status},
+                          {"Status", StatusText(c)},
+                          {"Created", UnixOrZero(c.created)}};
+      json_rows.push_back(std::move(j));
+      continue;
+    }
+    std::string command = Joined(c.command, " ");
+    if (!f.no_trunc && command.size() > 20)  // podman cuts at 17 and adds "..."
+      command = command.substr(0, 17) + "...";
+    tmpl_rows.push_back({{"ID", f.no_trunc ? c.id : c.id.substr(0, 12)},
+                         {"Image", c.image},
+                         {"ImageID", f.no_trunc ? Hex(c.image_id) : Hex(c.image_id).substr(0, 12)},
+                         {"Command", command},
+                         {"CreatedAt", GoTime(c.created)},
+                         {"Created", GoTime(c.created)},
+                         {"CreatedHuman", created_ago},
+                         {"RunningFor", created_ago},
+                         {"Status", StatusText(c)},
+                         {"State", c.status},
+                         {"Ports", Joined(c.ports, ", ")},
+                         {"Names", c.name},
+                         {"Labels", x.labels},
+                         {"Mounts", x.mounts},
+                         {"Networks", x.network},
+                         {"Pod", ""},
+                         {"PodName", ""},
+                         {"Pid", c.pid},
+                         {"ExitCode", c.exit_code},
+                         {"Exited", c.status == "exited"},
+                         {"ExitedAt", UnixOrZero(c.finished_at)},
+                         {"StartedAt", UnixOrZero(c.started_at)},
+                         {"AutoRemove", c.auto_remove},
+                         {"Namespaces", nlohmann::json::object()},
+                         {"Size", size_text}});
+  }
+  format::ListOptions o;
+  o.default_format = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+  if (f.size)
+    o.default_format += "\t{{.Size}}";
+  o.headers = {{"ID", "CONTAINER ID"}, {"CreatedHuman", "CREATED"}, {"Pod", "POD ID"}, {"PodName", "PODNAME"}};
+  o.no_heading = f.no_heading;
+  o.template_options.name = "ps";
+  o.template_options.type_name = "ps.Container";
+  return PrintList(f.format, json_rows, tmpl_rows, o, 2);
+}
+
+int64_t DirSize(const std::string& path) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           path, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2))
+      total += static_cast<int64_t>(it->file_size(e2));
+  }
+  return total;
+}
+
 }  // namespace
 
 void AddPsCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("ps", "list containers (running ones; -a for all)");
-  auto all = std::make_shared<bool>(false);
-  auto quiet = std::make_shared<bool>(false);
-  auto format = std::make_shared<std::string>();
-  cmd->add_flag("-a,--all", *all, "show every container, not only the running ones");
-  cmd->add_flag("-q,--quiet", *quiet, "print only the container IDs");
-  cmd->add_option("--format", *format, "json: one JSON array")->check(CLI::IsMember({"json", "table"}));
-  SetAction(cmd, ctx, [&ctx, all, quiet, format] {
-    auto list = run::ListContainers(RunPaths(ctx), *all);
-    if (!list)
-      return ReportError(list.error());
-    if (*format == "json") {
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& c : *list)
-        out.push_back({{"Id", c.id},
-                       {"Names", {c.name}},
-                       {"Image", c.image},
-                       {"ImageID", c.image_id},
-                       {"Command", c.command},
-                       {"Created", c.created},
-                       {"State", c.status},
-                       {"Status", StatusText(c)},
-                       {"ExitCode", c.exit_code},
-                       {"StartedAt", c.started_at},
-                       {"ExitedAt", c.finished_at},
-                       {"Pid", c.pid},
-                       {"Ports", c.ports},
-                       {"AutoRemove", c.auto_remove}});
-      std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-      return 0;
-    }
-    if (*quiet) {
-      for (const auto& c : *list)
-        std::printf("%s\n", c.id.substr(0, 12).c_str());
-      return 0;
-    }
-    std::printf("%-12s  %-28s  %-20s  %-14s  %-24s  %-28s  %s\n", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED",
-                "STATUS", "PORTS", "NAMES");
-    for (const auto& c : *list) {
-      std::string command = Joined(c.command, " ");
-      if (command.size() > 20)
-        command = command.substr(0, 17) + "...";
-      std::string created = Ago(c.created);
-      created = created.empty() ? "" : created + " ago";
-      std::printf("%-12s  %-28s  %-20s  %-14s  %-24s  %-28s  %s\n", c.id.substr(0, 12).c_str(), c.image.c_str(),
-                  ("\"" + command + "\"").c_str(), created.c_str(), StatusText(c).c_str(),
-                  Joined(c.ports, ", ").c_str(), c.name.c_str());
-    }
-    return 0;
-  });
+  auto f = std::make_shared<Flags>();
+  cmd->add_flag("-a,--all", f->all, "show every container, not only the running ones");
+  cmd->add_flag("-q,--quiet", f->quiet, "print only the container IDs");
+  cmd->add_flag("-l,--latest", f->latest, "show only the latest created container (any state)");
+  cmd->add_option("-n,--last", f->last, "show the N latest created containers (any state)");
+  cmd->add_flag("--no-trunc", f->no_trunc, "do not truncate IDs and commands");
+  cmd->add_flag("-s,--size", f->size, "show the size of each container's writable layer (SIZE column, .Size)");
+  cmd->add_option("-f,--filter", f->filters,
+                  "name=REGEX, id=PREFIX, status=STATE, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE, "
+                  "before=/since=CONTAINER, network=NAME; pod= and health= match nothing (kiln has no pods "
+                  "or health checks yet). A key's values OR, keys AND")
+      ->allow_extra_args(false);
+  cmd->add_option("--sort", f->sort, "command, created (default), id, image, names, runningfor, size, status");
+  cmd->add_flag("--noheading", f->no_heading, "leave out the header row of a table");
+  cmd->add_option("--format", f->format,
+                  "json, a Go template ({{.Names}} {{.Status}}), or table TEMPLATE (docs/format.md)");
+  SetAction(cmd, ctx, [&ctx, f] { return PsCommand(ctx, *f); });
 }
 
 }  // namespace kiln::cli

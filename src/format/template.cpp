@@ -1355,6 +1355,19 @@ class Exec {
       if (!want(2))
         return false;
       std::string sep;
+      // A string joins to itself: podman's ps and docker's .Names is one
+      // string, and `join .Names ","` is what users type.
+      for (const Value& a : args)
+        if (a.header) {  // a header row: the column's header
+          out = a;
+          return true;
+        }
+      if (!args[0].missing() && args[0].j().is_string()) {
+        if (!str(1, sep))
+          return false;
+        out = args[0];
+        return true;
+      }
       if (args[0].missing() || !(args[0].j().is_array() || args[0].j().is_null()))
         return fail("wrong type for value; expected []string; got " + GoTypeName(args[0]));
       if (!str(1, sep))

@@ -167,8 +167,12 @@ TEST(Template, Pipelines) {
   EXPECT_EQ(Render("{{.State.Status | upper}}"), "RUNNING");
   EXPECT_EQ(Render("{{.ID | truncate 4 | upper}}"), "EXEC ERROR: template: 1:8: executing at <truncate>: "
                                                     "wrong type for value; expected string; got int");
-  EXPECT_EQ(Render("{{.Names | join \"+\"}}"), "EXEC ERROR: template: 1:11: executing at <join>: error calling join: "
-                                             "wrong type for value; expected []string; got string");
+  // the piped value is the last argument: join "+" .Names
+  EXPECT_EQ(Render("{{.Names | join \"+\"}}"),
+            "EXEC ERROR: template: 1:11: executing at <join>: wrong type for value; expected string; got []string");
+  EXPECT_EQ(Render("{{join .ID \",\"}}"), "0123456789abcdef");  // a string joins to itself (podman's .Names)
+  EXPECT_EQ(Render("{{join .Size \",\"}}"), "EXEC ERROR: template: 1:2: executing at <join>: error calling join: "
+                                           "wrong type for value; expected []string; got int");
   EXPECT_EQ(Render("{{\"x\" | printf \"%s-%s\" \"y\"}}"), "y-x");
   EXPECT_EQ(Render("{{(index .Names 0) | upper}}"), "WEB");
   EXPECT_EQ(Render("{{(.State).Status}}"), "running");
