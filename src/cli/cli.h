@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "kiln/error.h"
 
@@ -65,7 +66,9 @@ void AddVolumeCommand(CLI::App& app, Context& ctx);
 void AddManifestCommand(CLI::App& app, Context& ctx);
 /// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
 /// JSON array, returns the exit status.
-int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names);
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names, const std::string& format);
+/// One container's `inspect` object (podman's field names).
+Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& name);
 /// True for the commands that must run inside kiln's user namespace (main()
 /// calls EnterUserNamespace for them before parsing).
 bool NeedsUserNamespace(int argc, char** argv);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/format_util.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -110,42 +111,50 @@ void AddVerbs(CLI::App& parent, Context& ctx) {
 
 }  // namespace
 
-int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names) {
+Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n) {
   run::Paths paths = RunPaths(ctx);
-  nlohmann::json out = nlohmann::json::array();
+  KILN_ASSIGN_OR_RETURN(std::string id, run::ResolveContainer(paths, n));
+  KILN_ASSIGN_OR_RETURN(run::ContainerInfo info, run::InspectContainer(paths, id));
+  nlohmann::json config = nlohmann::json::parse(info.config_json, nullptr, false);
+  return nlohmann::json{{"Id", info.id},
+                        {"Name", info.name},
+                        {"Image", info.image_id},
+                        {"ImageName", info.image},
+                        {"Created", info.created},
+                        {"Path", info.command.empty() ? "" : info.command[0]},
+                        {"Args", info.command.size() > 1
+                                     ? std::vector<std::string>(info.command.begin() + 1, info.command.end())
+                                     : std::vector<std::string>()},
+                        {"State",
+                         {{"Status", info.status},
+                          {"Running", info.status == "running"},
+                          {"Pid", info.pid},
+                          {"MonitorPid", info.monitor_pid},
+                          {"ExitCode", info.exit_code},
+                          {"StartedAt", info.started_at},
+                          {"FinishedAt", info.finished_at}}},
+                        {"LogPath", info.log_path},
+                        {"Ports", info.ports},
+                        {"AutoRemove", info.auto_remove},
+                        {"Config", config.is_discarded() ? nlohmann::json() : config}};
+}
+
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names, const std::string& format) {
+  std::vector<nlohmann::json> out;
   int rc = 0;
   for (const auto& n : names) {
-    auto id = run::ResolveContainer(paths, n);
-    auto info = id ? run::InspectContainer(paths, *id) : Expected<run::ContainerInfo>(id.error());
-    if (!info) {
-      rc = ReportError(info.error());
+    auto j = InspectContainerJson(ctx, n);
+    if (!j) {
+      rc = ReportError(j.error());
       continue;
     }
-    nlohmann::json config = nlohmann::json::parse(info->config_json, nullptr, false);
-    out.push_back({{"Id", info->id},
-                   {"Name", info->name},
-                   {"Image", info->image_id},
-                   {"ImageName", info->image},
-                   {"Created", info->created},
-                   {"Path", info->command.empty() ? "" : info->command[0]},
-                   {"Args", info->command.size() > 1
-                                ? std::vector<std::string>(info->command.begin() + 1, info->command.end())
-                                : std::vector<std::string>()},
-                   {"State",
-                    {{"Status", info->status},
-                     {"Running", info->status == "running"},
-                     {"Pid", info->pid},
-                     {"MonitorPid", info->monitor_pid},
-                     {"ExitCode", info->exit_code},
-                     {"StartedAt", info->started_at},
-                     {"FinishedAt", info->finished_at}}},
-                   {"LogPath", info->log_path},
-                   {"Ports", info->ports},
-                   {"AutoRemove", info->auto_remove},
-                   {"Config", config.is_discarded() ? nlohmann::json() : config}});
+    out.push_back(std::move(*j));
   }
-  std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-  return rc;
+  format::Options o;
+  o.name = "inspect";
+  o.type_name = "define.InspectContainerData";
+  int prc = PrintObjects(format, out, o, 2);
+  return prc != 0 ? prc : rc;
 }
 
 void AddContainerCommands(CLI::App& app, Context& ctx) {
@@ -155,8 +164,11 @@ void AddContainerCommands(CLI::App& app, Context& ctx) {
   AddVerbs(*group, ctx);
   auto* inspect = group->add_subcommand("inspect", "show a container's configuration and state as JSON");
   auto names = std::make_shared<std::vector<std::string>>();
+  auto format = std::make_shared<std::string>();
+  inspect->add_option("-f,--format", *format,
+                      "json, or a Go template such as {{.State.Status}} (docs/format.md)");
   inspect->add_option("containers", *names, "container names or IDs")->required();
-  SetAction(inspect, ctx, [&ctx, names] { return InspectContainersCommand(ctx, *names); });
+  SetAction(inspect, ctx, [&ctx, names, format] { return InspectContainersCommand(ctx, *names, *format); });
 }
 
 }  // namespace kiln::cli

@@ -1,14 +1,16 @@
-// kiln history [--no-trunc] [-q] [--format json] IMAGE
+// kiln history [--no-trunc] [-q] [--noheading] [--format json|TEMPLATE] IMAGE
 #include <algorithm>
 #include <cstdio>
 
+#include "cli/format_util.h"
 #include "cli/image_util.h"
 
 namespace kiln::cli {
 
 namespace {
 
-int HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool quiet, const std::string& format) {
+int HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool quiet, bool no_heading,
+                   const std::string& format) {
   auto store = OpenImageStore(ctx);
   if (!store)
     return ReportError(store.error());
@@ -49,29 +51,27 @@ int HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool qu
       std::printf("%s\n", r.id.c_str());
     return 0;
   }
-  if (format == "json") {
-    nlohmann::json a = nlohmann::json::array();
-    for (const auto& r : rows)
-      a.push_back(r.json);
-    std::printf("%s\n", a.dump(4).c_str());
-    return 0;
-  }
-  size_t w_id = 8, w_created = 7, w_by = 10, w_size = 4;
+  // podman's fields: .ID .Created .CreatedAt .CreatedSince .CreatedBy .Size .Comment .Tags
+  std::vector<nlohmann::json> json_rows, tmpl_rows;
   for (const auto& r : rows) {
-    w_id = std::max(w_id, r.id.size());
-    w_created = std::max(w_created, r.created.size());
-    w_by = std::max(w_by, r.created_by.size());
-    w_size = std::max(w_size, r.size.size());
+    json_rows.push_back(r.json);
+    std::string created_at = r.json.value("created", "");
+    tmpl_rows.push_back({{"ID", r.id},
+                         {"Created", r.created},
+                         {"CreatedSince", r.created},
+                         {"CreatedAt", GoTime(created_at)},
+                         {"CreatedBy", r.created_by},
+                         {"Size", r.size},
+                         {"Comment", r.comment},
+                         {"Tags", nlohmann::json::array()}});
   }
-  auto line = [&](const std::string& a, const std::string& b, const std::string& c, const std::string& d,
-                  const std::string& e) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %s\n", static_cast<int>(w_id), a.c_str(), static_cast<int>(w_created),
-                b.c_str(), static_cast<int>(w_by), c.c_str(), static_cast<int>(w_size), d.c_str(), e.c_str());
-  };
-  line("ID", "CREATED", "CREATED BY", "SIZE", "COMMENT");
-  for (const auto& r : rows)
-    line(r.id, r.created, r.created_by, r.size, r.comment);
-  return 0;
+  format::ListOptions o;
+  o.default_format = "table {{.ID}}\t{{.Created}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+  o.headers = {{"CreatedBy", "CREATED BY"}};
+  o.no_heading = no_heading;
+  o.template_options.name = "history";
+  o.template_options.type_name = "image.historyReporter";
+  return PrintList(format, json_rows, tmpl_rows, o, 4);
 }
 
 }  // namespace
@@ -80,14 +80,16 @@ void AddHistoryCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("history", "show the history of an image");
   struct Flags {
     std::string image, format;
-    bool no_trunc = false, quiet = false;
+    bool no_trunc = false, quiet = false, no_heading = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_flag("--no-trunc", f->no_trunc, "do not truncate IDs and commands");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the IDs");
-  cmd->add_option("--format", f->format, "json for machine-readable output")->check(CLI::IsMember({"json"}));
+  cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
+  cmd->add_option("--format", f->format,
+                  "json, a Go template ({{.ID}} {{.CreatedBy}}), or table TEMPLATE (docs/format.md)");
   cmd->add_option("image", f->image, "image name, ID or digest")->required();
-  SetAction(cmd, ctx, [&ctx, f] { return HistoryCommand(ctx, f->image, f->no_trunc, f->quiet, f->format); });
+  SetAction(cmd, ctx, [&ctx, f] { return HistoryCommand(ctx, f->image, f->no_trunc, f->quiet, f->no_heading, f->format); });
 }
 
 }  // namespace kiln::cli

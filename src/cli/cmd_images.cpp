@@ -1,8 +1,14 @@
-// kiln images [-a] [-q] [--no-trunc] [--format json|TEMPLATE]
+// kiln images [-a] [-q] [--no-trunc] [--digests] [--filter K=V]... [--sort KEY] [--noheading]
+// [--format json|TEMPLATE]: podman's fields, filters and table (docs/format.md).
 #include <algorithm>
 #include <cstdio>
 #include <set>
 
+#include <fnmatch.h>
+
+#include <map>
+
+#include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/reference.h"
 
@@ -14,18 +20,119 @@ struct Row {
   std::string repo, tag, id, created, size;
 };
 
-int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::string& format) {
-  (void)all;  // every image of the store is listed; kiln keeps no intermediate images
+struct Flags {
+  bool all = false, quiet = false, no_trunc = false, no_heading = false, digests = false;
+  std::vector<std::string> filters;
+  std::string format, sort = "created";
+};
+
+// One image: its --format json object and its table rows (one per name).
+struct Item {
+  nlohmann::json j;
+  std::vector<Row> rows;
+  std::string id;  // as printed
+};
+
+std::string Short(const std::string& name) {
+  for (const char* p : {"docker.io/library/", "docker.io/", "localhost/"})
+    if (name.rfind(p, 0) == 0)
+      return name.substr(std::string(p).size());
+  return name;
+}
+
+// podman's images --filter: one key ORs its values, keys AND.
+Status MatchFilters(const std::vector<std::string>& specs, const std::vector<Item>& items, std::vector<Item>& out) {
+  std::map<std::string, std::vector<std::string>> by_key;
+  for (const auto& s : specs) {
+    size_t eq = s.find('=');
+    std::string key = s.substr(0, eq);
+    static const char* const kKeys[] = {"dangling", "label", "reference", "before", "since", "id"};
+    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys))
+      return Error(Errc::kInvalidInput, "unsupported image filter \"" + key +
+                                            "\" (dangling, label, reference, before, since, id)");
+    if (eq == std::string::npos || eq + 1 == s.size())
+      return Error(Errc::kInvalidInput, "--filter " + s + ": expected " + key + "=VALUE");
+    std::string v = s.substr(eq + 1);
+    if (key == "dangling" && v != "true" && v != "false")
+      return Error(Errc::kInvalidInput, "--filter dangling=" + v + ": expected true or false");
+    by_key[key].push_back(v);
+  }
+  auto created = [](const Item& i) { return i.j.value("Created", int64_t{0}); };
+  auto find = [&](const std::string& v) -> const Item* {
+    for (const auto& i : items) {
+      std::string hex = i.j.value("Id", "");
+      if (v.size() >= 3 && (hex.rfind(v, 0) == 0 || ("sha256:" + hex).rfind(v, 0) == 0))
+        return &i;
+      for (const auto& n : i.j.value("Names", std::vector<std::string>{}))
+        for (const auto& c : CandidateNames(v))
+          if (n == c)
+            return &i;
+    }
+    return nullptr;
+  };
+  for (const auto& [key, values] : by_key)
+    if (key == "before" || key == "since")
+      for (const auto& v : values)
+        if (!find(v))
+          return Error(Errc::kNotFound, "--filter " + key + "=" + v + ": image not known");
+  for (const auto& item : items) {
+    bool keep = true;
+    for (const auto& [key, values] : by_key) {
+      bool any = false;
+      for (const auto& v : values) {
+        const nlohmann::json& j = item.j;
+        std::vector<std::string> names = j.value("Names", std::vector<std::string>{});
+        if (key == "dangling") {
+          any = any || ((v == "true") == names.empty());
+        } else if (key == "label") {
+          size_t eq = v.find('=');
+          const nlohmann::json labels = j.value("Labels", nlohmann::json::object());
+          if (labels.is_object()) {
+            auto it = labels.find(v.substr(0, eq));
+            any = any || (it != labels.end() &&
+                          (eq == std::string::npos || (it->is_string() && *it == v.substr(eq + 1))));
+          }
+        } else if (key == "reference") {
+          for (const auto& n : names) {
+            std::string repo = n.substr(0, n.rfind(':') != std::string::npos && n.rfind(':') > n.rfind('/')
+                                               ? n.rfind(':')
+                                               : std::string::npos);
+            for (const std::string& form : {n, repo, Short(n), Short(repo)})
+              any = any || ::fnmatch(v.c_str(), form.c_str(), 0) == 0;
+          }
+        } else if (key == "id") {
+          std::string hex = j.value("Id", "");
+          any = any || hex.rfind(v.rfind("sha256:", 0) == 0 ? v.substr(7) : v, 0) == 0;
+        } else {  // before, since
+          const Item* other = find(v);
+          any = any || (key == "before" ? created(item) < created(*other) : created(item) > created(*other));
+        }
+      }
+      keep = keep && any;
+    }
+    if (keep)
+      out.push_back(item);
+  }
+  return Ok();
+}
+
+int ImagesCommand(Context& ctx, const Flags& f) {
+  bool quiet = f.quiet, no_trunc = f.no_trunc;
+  static const char* const kSorts[] = {"created", "id", "repository", "size", "tag"};
+  if (std::find(std::begin(kSorts), std::end(kSorts), f.sort) == std::end(kSorts))
+    return ReportFormatError(Error(Errc::kInvalidInput, "\"" + f.sort +
+                                                            "\" is not a valid field for sorting. Choose from: "
+                                                            "created, id, repository, size, tag"));
   auto store = OpenImageStore(ctx);
   if (!store)
     return ReportError(store.error());
   auto entries = store->ListImages();
   if (!entries)
     return ReportError(entries.error());
-  std::vector<Row> rows;
-  nlohmann::json array = nlohmann::json::array();
-  std::set<std::string> ids_printed;
+  std::vector<Item> items;
   for (const auto& e : *entries) {
+    Item& item = items.emplace_back();
+    std::vector<Row>& rows = item.rows;
     auto img = store->LoadImage(e.descriptor);
     bool is_list = IsIndexMediaType(e.descriptor.media_type);
     if (!img && is_list) {
@@ -40,12 +147,8 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
           }
       if (!img && idx && idx->manifests.empty()) {
         std::string id = no_trunc ? e.descriptor.digest.str() : ShortId(e.descriptor.digest);
-        if (quiet) {
-          if (ids_printed.insert(id).second)
-            std::printf("%s\n", id.c_str());
-          continue;
-        }
-        array.push_back({{"Id", e.descriptor.digest.hex()}, {"Names", e.names}, {"RepoTags", e.names},
+        item.id = id;
+        item.j = nlohmann::json({{"Id", e.descriptor.digest.hex()}, {"Names", e.names}, {"RepoTags", e.names},
                          {"Digest", e.descriptor.digest.str()}, {"Size", e.descriptor.size},
                          {"IsManifestList", true}, {"Dangling", e.names.empty()}});
         for (const auto& n : e.names) {
@@ -80,12 +183,8 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
         if (auto m = store->ReadManifest(e.descriptor.digest))
           idd = m->config.digest;
       std::string id = no_trunc ? idd.str() : ShortId(idd);
-      if (quiet) {
-        if (ids_printed.insert(id).second)
-          std::printf("%s\n", id.c_str());
-        continue;
-      }
-      array.push_back({{"Id", idd.hex()}, {"Names", e.names}, {"RepoTags", e.names},
+      item.id = id;
+      item.j = nlohmann::json({{"Id", idd.hex()}, {"Names", e.names}, {"RepoTags", e.names},
                        {"Digest", e.descriptor.digest.str()}, {"Dangling", e.names.empty()},
                        {"IsManifestList", is_list}, {"Damaged", true}, {"Missing", missing}});
       if (e.names.empty())
@@ -98,11 +197,7 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
     }
     img->names = e.names;
     std::string id = no_trunc ? img->id().str() : ShortId(img->id());
-    if (quiet) {
-      if (ids_printed.insert(id).second)
-        std::printf("%s\n", id.c_str());
-      continue;
-    }
+    item.id = id;
     int64_t created = ParseRfc3339(img->config.created).value_or(0);
     nlohmann::json j = {{"Id", img->id().hex()},
                         {"ParentId", ""},
@@ -128,7 +223,7 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
     for (const auto& n : e.names)
       if (auto ref = ImageReference::Parse(n))
         j["RepoDigests"].push_back(ref->Name() + "@" + e.descriptor.digest.str());
-    array.push_back(j);
+    item.j = j;
     if (e.names.empty()) {
       rows.push_back({"<none>", "<none>", id, HumanAgo(img->config.created), size});
       continue;
@@ -140,53 +235,80 @@ int ImagesCommand(Context& ctx, bool all, bool quiet, bool no_trunc, const std::
       rows.push_back({repo, tag, id, HumanAgo(img->config.created), size});
     }
   }
-  if (quiet)
-    return 0;
-  if (format == "json") {
-    std::printf("%s\n", array.dump(4).c_str());
-    return 0;
-  }
-  if (!format.empty()) {
-    for (const auto& j : array) {
-      auto line = RenderTemplate(format, j);
-      if (!line)
-        return ReportError(line.error());
-      std::printf("%s\n", line->c_str());
-    }
-    return 0;
-  }
-  size_t w_repo = 10, w_tag = 3, w_id = 8, w_created = 7;
-  for (const auto& r : rows) {
-    w_repo = std::max(w_repo, r.repo.size());
-    w_tag = std::max(w_tag, r.tag.size());
-    w_id = std::max(w_id, r.id.size());
-    w_created = std::max(w_created, r.created.size());
-  }
-  auto line = [&](const Row& r) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %s\n", static_cast<int>(w_repo), r.repo.c_str(), static_cast<int>(w_tag),
-                r.tag.c_str(), static_cast<int>(w_id), r.id.c_str(), static_cast<int>(w_created),
-                r.created.c_str(), r.size.c_str());
+  std::vector<Item> kept;
+  if (auto st = MatchFilters(f.filters, items, kept); !st)
+    return ReportFormatError(st.error());  // podman: 125 for a bad filter
+  // newest first; --sort picks another key
+  auto key = [&](const Item& i) -> std::string {
+    if (f.sort == "id") return i.j.value("Id", "");
+    if (f.sort == "repository") return i.rows.empty() ? "" : i.rows[0].repo;
+    if (f.sort == "tag") return i.rows.empty() ? "" : i.rows[0].tag;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%020lld",
+                  static_cast<long long>(f.sort == "size" ? i.j.value("Size", int64_t{0}) : i.j.value("Created", int64_t{0})));
+    return buf;
   };
-  line({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
-  for (const auto& r : rows)
-    line(r);
-  return 0;
+  std::stable_sort(kept.begin(), kept.end(), [&](const Item& a, const Item& b) {
+    return f.sort == "created" ? key(a) > key(b) : key(a) < key(b);
+  });
+  if (quiet) {
+    std::set<std::string> printed;
+    for (const auto& i : kept)
+      if (printed.insert(i.id).second)
+        std::printf("%s\n", i.id.c_str());
+    return 0;
+  }
+  std::vector<nlohmann::json> json_rows, tmpl_rows;
+  for (const auto& i : kept) {
+    json_rows.push_back(i.j);
+    for (const auto& r : i.rows) {
+      // podman's image fields: the JSON object's, and per name these
+      nlohmann::json t = i.j;
+      std::string created_at = i.j.value("CreatedAt", "");
+      t["ID"] = r.id;
+      t["Repository"] = r.repo;
+      t["Tag"] = r.tag;
+      t["Created"] = r.created;
+      t["CreatedSince"] = r.created;
+      t["CreatedAt"] = GoTime(created_at);
+      t["CreatedTime"] = GoTime(created_at);
+      t["Size"] = r.size;
+      t["ReadOnly"] = false;
+      t["History"] = i.j.value("Names", std::vector<std::string>{});
+      if (!t.contains("Labels") || t["Labels"].is_null())
+        t["Labels"] = nlohmann::json::object();
+      if (!t.contains("Digest"))
+        t["Digest"] = "";
+      tmpl_rows.push_back(std::move(t));
+    }
+  }
+  format::ListOptions o;
+  o.default_format = f.digests ? "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
+                               : "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Created}}\t{{.Size}}";
+  o.headers = {{"ID", "IMAGE ID"}, {"ReadOnly", "R/O"}};
+  o.no_heading = f.no_heading;
+  o.template_options.name = "images";
+  o.template_options.type_name = "images.imageReporter";
+  return PrintList(f.format, json_rows, tmpl_rows, o, 4);
 }
 
 }  // namespace
 
 void AddImagesCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("images", "list the images in the store");
-  struct Flags {
-    bool all = false, quiet = false, no_trunc = false;
-    std::string format;
-  };
   auto f = std::make_shared<Flags>();
   cmd->add_flag("-a,--all", f->all, "show all images (kiln keeps no hidden intermediate images)");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image IDs");
   cmd->add_flag("--no-trunc", f->no_trunc, "print full image IDs");
-  cmd->add_option("--format", f->format, "json, or a template over the JSON fields ({{.Id}} {{.Names}})");
-  SetAction(cmd, ctx, [&ctx, f] { return ImagesCommand(ctx, f->all, f->quiet, f->no_trunc, f->format); });
+  cmd->add_flag("--digests", f->digests, "show the manifest digests (DIGEST column)");
+  cmd->add_option("-f,--filter", f->filters,
+                  "dangling=true|false, label=KEY[=VALUE], reference=PATTERN, before=IMAGE, since=IMAGE, "
+                  "id=PREFIX; a key's values OR, keys AND");
+  cmd->add_option("--sort", f->sort, "created (default, newest first), id, repository, size, tag");
+  cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
+  cmd->add_option("--format", f->format,
+                  "json, a Go template ({{.Repository}}:{{.Tag}}), or table TEMPLATE (docs/format.md)");
+  SetAction(cmd, ctx, [&ctx, f] { return ImagesCommand(ctx, *f); });
 }
 
 }  // namespace kiln::cli

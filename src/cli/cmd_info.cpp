@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/format_util.h"
 #include "engine/emulation.h"
 #include "kiln/fs.h"
 #include "kiln/sandbox.h"
@@ -98,12 +99,37 @@ void PrintMappings(const char* name, const nlohmann::json& maps) {
 void AddInfoCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter, network helper and the platforms this machine can run");
   auto format = std::make_shared<std::string>();
-  cmd->add_option("--format", *format, "output format: json")->check(CLI::IsMember({"json"}));
+  cmd->add_option("-f,--format", *format,
+                  "json, or a Go template: podman's {{.Host.Arch}}, {{.Store.GraphRoot}}, {{.Store.GraphDriverName}}, "
+                  "{{.Version.Version}}, or kiln's own keys ({{.sandbox.snapshotter}}) (docs/format.md)");
   SetAction(cmd, ctx, [&ctx, format] {
     nlohmann::json info = Collect(ctx);
-    if (*format == "json") {
+    if (format::IsJsonFormat(*format)) {
       std::printf("%s\n", info.dump(2).c_str());
       return 0;
+    }
+    if (!format->empty()) {
+      // podman's field names for what kiln has, beside kiln's own keys
+      nlohmann::json t = info;
+      const auto& host = info["host"];
+      std::string cg = host["cgroup_version"].is_string() ? host["cgroup_version"].get<std::string>() : "";
+      std::string arch = host["arch"].get<std::string>();
+      arch = arch == "x86_64" ? "amd64" : arch == "aarch64" ? "arm64" : arch;  // Go's names, as podman
+      t["Host"] = {{"Arch", arch},
+                   {"Kernel", host["kernel"]},
+                   {"Os", "linux"},
+                   {"CgroupsVersion", cg},
+                   {"Security", {{"Rootless", host["rootless"]}}},
+                   {"IDMappings", {{"UIDMap", host["uid_map"]}, {"GIDMap", host["gid_map"]}}}};
+      t["Store"] = {{"GraphRoot", info["store"]["root"]},
+                    {"RunRoot", info["store"]["run_root"]},
+                    {"GraphDriverName", info["sandbox"]["snapshotter"]}};
+      t["Version"] = {{"Version", KILN_VERSION}, {"OsArch", "linux/" + arch}};
+      format::Options o;
+      o.name = "info";
+      o.type_name = "define.Info";
+      std::vector<nlohmann::json> one{t};
+      return PrintObjects(*format, one, o);
     }
     const auto& h = info["host"];
     const auto& s = info["sandbox"];

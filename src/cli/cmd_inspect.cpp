@@ -2,13 +2,16 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/reference.h"
 
 namespace kiln::cli {
 
 // Provided by the run module (cmd_container.cpp) when it is linked in.
-int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names) __attribute__((weak));
+int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names, const std::string& format)
+    __attribute__((weak));
+Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& name) __attribute__((weak));
 
 namespace {
 
@@ -43,12 +46,12 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
     if (!InspectContainersCommand)
       return ReportError(Error(Errc::kUnsupported, "inspect --type container: containers are not supported by "
                                                    "this build"));
-    return InspectContainersCommand(ctx, names);
+    return InspectContainersCommand(ctx, names, format);
   }
   auto store = OpenImageStore(ctx);
   if (!store)
     return ReportError(store.error());
-  nlohmann::json out = nlohmann::json::array();
+  std::vector<nlohmann::json> out;
   int status = 0;
   for (const auto& n : names) {
     auto img = store->ResolveImage(n);
@@ -57,11 +60,11 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
         img = std::move(list);
     if (!img) {
       // podman: without --type, a name that is no image may be a container.
-      if (type.empty() && img.error().code() == Errc::kNotFound && InspectContainersCommand) {
-        std::vector<std::string> one = {n};
-        int rc = InspectContainersCommand(ctx, one);
-        if (rc == 0)
+      if (type.empty() && img.error().code() == Errc::kNotFound && InspectContainerJson) {
+        if (auto c = InspectContainerJson(ctx, n)) {
+          out.push_back(std::move(*c));
           continue;
+        }
       }
       status = ReportError(img.error());
       continue;
@@ -81,18 +84,13 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
     }
     out.push_back(j);
   }
-  if (format.empty() || format == "json") {
-    if (!out.empty() || status == 0)
-      std::printf("%s\n", out.dump(4).c_str());
+  if ((format.empty() || format::IsJsonFormat(format)) && out.empty() && status != 0)
     return status;
-  }
-  for (const auto& j : out) {
-    auto line = RenderTemplate(format, j);
-    if (!line)
-      return ReportError(line.error());
-    std::printf("%s\n", line->c_str());
-  }
-  return status;
+  format::Options o;
+  o.name = "inspect";
+  o.type_name = "inspect.ImageData";
+  int rc = PrintObjects(format, out, o, 4);
+  return rc != 0 ? rc : status;
 }
 
 }  // namespace
@@ -106,7 +104,8 @@ void AddInspectCommand(CLI::App& app, Context& ctx) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("-t,--type", f->type, "image or container (default: image, then container)")
       ->check(CLI::IsMember({"image", "container"}));
-  cmd->add_option("-f,--format", f->format, "json, or a template such as {{.Id}} or {{json .Config}}");
+  cmd->add_option("-f,--format", f->format,
+                  "json, or a Go template such as {{.Id}}, {{json .Config}}, {{.State.Status}} (docs/format.md)");
   cmd->add_option("names", f->names, "image names, IDs or digests")->required();
   SetAction(cmd, ctx, [&ctx, f] { return InspectCommand(ctx, f->type, f->format, f->names); });
 }

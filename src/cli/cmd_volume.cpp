@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/format_util.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -14,9 +15,24 @@ run::Paths RunPaths(const Context& ctx);
 
 namespace {
 
+// podman's volume fields (plus UsedBy: the containers that use it).
 nlohmann::json VolumeJson(const run::VolumeInfo& v) {
-  return {{"Name", v.name}, {"Driver", "local"}, {"Mountpoint", v.mountpoint}, {"CreatedAt", v.created},
+  return {{"Name", v.name},
+          {"Driver", "local"},
+          {"Mountpoint", v.mountpoint},
+          {"CreatedAt", v.created},
+          {"Labels", nlohmann::json::object()},
+          {"Scope", "local"},
+          {"Options", nlohmann::json::object()},
+          {"MountCount", 0},
           {"UsedBy", v.used_by}};
+}
+
+format::Options VolumeTemplateOptions(const char* name) {
+  format::Options o;
+  o.name = name;
+  o.type_name = "define.InspectVolumeData";
+  return o;
 }
 
 std::string RandomVolumeName() {
@@ -54,37 +70,70 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
   }
   {
     auto* cmd = group->add_subcommand("ls", "list volumes");
-    auto quiet = std::make_shared<bool>(false);
-    auto format = std::make_shared<std::string>();
-    cmd->add_flag("-q,--quiet", *quiet, "print only the names");
-    cmd->add_option("--format", *format, "json: one JSON array")->check(CLI::IsMember({"json", "table"}));
-    SetAction(cmd, ctx, [&ctx, quiet, format] {
+    struct LsFlags {
+      bool quiet = false, no_heading = false;
+      std::string format;
+      std::vector<std::string> filters;
+    };
+    auto f = std::make_shared<LsFlags>();
+    cmd->add_flag("-q,--quiet", f->quiet, "print only the names");
+    cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
+    cmd->add_option("-f,--filter", f->filters,
+                    "name=NAME (a substring), driver=local, dangling=true|false (no container uses it)");
+    cmd->add_option("--format", f->format,
+                    "json, a Go template ({{.Name}} {{.Mountpoint}}), or table TEMPLATE (docs/format.md)");
+    SetAction(cmd, ctx, [&ctx, f] {
+      for (const auto& s : f->filters) {
+        std::string key = s.substr(0, s.find('='));
+        if (key != "name" && key != "driver" && key != "dangling")
+          return ReportFormatError(Error(Errc::kInvalidInput, "invalid filter \"" + key +
+                                                                   "\" (volume ls takes name, driver, dangling)"));
+      }
       auto list = run::ListVolumes(RunPaths(ctx));
       if (!list)
         return ReportError(list.error());
-      if (*format == "json") {
-        nlohmann::json out = nlohmann::json::array();
-        for (const auto& v : *list)
-          out.push_back(VolumeJson(v));
-        std::printf("%s\n", out.dump(2).c_str());
-        return 0;
-      }
-      if (!*quiet)
-        std::printf("%-10s %s\n", "DRIVER", "VOLUME NAME");
-      for (const auto& v : *list)
-        if (*quiet)
+      std::vector<nlohmann::json> rows, tmpl_rows;
+      for (const auto& v : *list) {
+        bool keep = true;
+        for (const auto& s : f->filters) {
+          size_t eq = s.find('=');
+          std::string key = s.substr(0, eq), val = eq == std::string::npos ? "" : s.substr(eq + 1);
+          if (key == "name")
+            keep = keep && v.name.find(val) != std::string::npos;
+          else if (key == "driver")
+            keep = keep && val == "local";
+          else
+            keep = keep && ((val == "true") == v.used_by.empty());
+        }
+        if (!keep)
+          continue;
+        if (f->quiet) {
           std::printf("%s\n", v.name.c_str());
-        else
-          std::printf("%-10s %s\n", "local", v.name.c_str());
-      return 0;
+          continue;
+        }
+        rows.push_back(VolumeJson(v));
+        nlohmann::json t = rows.back();
+        t["CreatedAt"] = GoTime(v.created);
+        tmpl_rows.push_back(std::move(t));
+      }
+      if (f->quiet)
+        return 0;
+      format::ListOptions o;
+      o.default_format = "table {{.Driver}}\t{{.Name}}";
+      o.headers = {{"Name", "VOLUME NAME"}};
+      o.no_heading = f->no_heading;
+      o.template_options = VolumeTemplateOptions("list");
+      return PrintList(f->format, rows, tmpl_rows, o, 2);
     });
   }
   {
     auto* cmd = group->add_subcommand("inspect", "show volumes as JSON");
     auto names = std::make_shared<std::vector<std::string>>();
+    auto format = std::make_shared<std::string>();
+    cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Mountpoint}} (docs/format.md)");
     cmd->add_option("names", *names, "volume names")->required();
-    SetAction(cmd, ctx, [&ctx, names] {
-      nlohmann::json out = nlohmann::json::array();
+    SetAction(cmd, ctx, [&ctx, names, format] {
+      std::vector<nlohmann::json> out;
       int rc = 0;
       for (const auto& n : *names) {
         auto v = run::InspectVolume(RunPaths(ctx), n);
@@ -94,8 +143,8 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
         }
         out.push_back(VolumeJson(*v));
       }
-      std::printf("%s\n", out.dump(2).c_str());
-      return rc;
+      int prc = PrintObjects(*format, out, VolumeTemplateOptions("inspect"), 2);
+      return prc != 0 ? prc : rc;
     });
   }
   {

@@ -54,12 +54,6 @@ int64_t ImageSize(const StoredImage& image);
 /// podman-like JSON description of an image (`kiln inspect`).
 nlohmann::json InspectImageJson(const StoredImage& image);
 
-/// Renders a Go-template-like format ("{{.Id}} {{.Config.Env}}", "{{json
-/// .Config}}") against `value`: each {{.A.B}} is replaced by the value at
-/// that path (strings verbatim, arrays as "[a b]", maps as "map[k:v]",
-/// others as JSON). kInvalidInput for a malformed template.
-Expected<std::string> RenderTemplate(std::string_view format, const nlohmann::json& value);
-
 /// Prints "kiln: warning: ..." style info to stderr unless quiet.
 void PrintProgress(bool quiet, const std::string& line);
 
