@@ -213,6 +213,7 @@ int ImagesCommand(Context& ctx, const Flags& f) {
                         {"Digest", e.descriptor.digest.str()},
                         {"Created", created},
                         {"CreatedAt", img->config.created},
+                        {"History", e.names},
                         {"Dangling", e.names.empty()},
                         {"IsManifestList", is_list}};
     if (!missing.empty()) {

@@ -101,7 +101,7 @@ class Lexer {
         continue;
       }
       out.push_back({Tok::kLeft, l, "{{"});
-      if (!Action(p, out, err, trim_next))
+      if (!Action(l, p, out, err, trim_next))
         return false;
       pos = p;
     }
@@ -112,11 +112,11 @@ class Lexer {
  private:
   // Lexes one action from p (after the left delimiter) through its right
   // delimiter; p ends after it.
-  bool Action(size_t& p, std::vector<Token>& out, SyntaxError& err, bool& trim_next) {
+  bool Action(size_t left, size_t& p, std::vector<Token>& out, SyntaxError& err, bool& trim_next) {
     int parens = 0;
     while (true) {
       if (p >= in_.size()) {
-        err = {p, "unclosed action"};
+        err = {left, "unclosed action"};  // where it begins
         return false;
       }
       char c = in_[p];

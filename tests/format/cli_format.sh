@@ -34,6 +34,7 @@ for mode in $(test_modes); do
   k volume create v1 >/dev/null
   k run -d --name web labelled sleep 1000 >/dev/null 2>"$work/run.err" || diag <"$work/run.err"
   k run --name done busybox sh -c 'exit 3' >/dev/null 2>&1
+  sleep 1  # -l and -n: the latest created, in seconds
   k run --name long-command-container busybox sh -c 'echo a command much longer than twenty characters' \
     >/dev/null 2>&1
 
@@ -46,7 +47,7 @@ for mode in $(test_modes); do
   same "$mode: images --digests header as podman's" "$(columns <"$REC/images-digests-header")" \
     "$(k images --digests | head -1 | columns)"
   same "$mode: images --format json field names as podman's" "$(cat "$REC/images-json-keys")" \
-    "$(k images --format json | json_keys | grep -v -x -e IsManifestList)"
+    "$(k images --format json | json_keys | grep -v -x -e IsManifestList -e Dangling)"
   same "$mode: volume ls header as podman's" "$(columns <"$REC/volume-ls-header")" \
     "$(k volume ls | head -1 | columns)"
   same "$mode: volume ls --format json field names as podman's (and UsedBy)" \
@@ -107,7 +108,7 @@ exited" "$(k inspect --format '{{.State.Status}}' web done)"
   }
   err "$mode: ps --format '{{.Foo}}' names the field and position" ps-bad-field \
     'template: ps:1:2: executing "ps" at <.Foo>: can'"'"'t evaluate field Foo in type' ps -a --format '{{.Foo}}'
-  err "$mode: ps --format '{{.ID' is a syntax error" ps-unclosed 'template: ps:1:5: unclosed action' \
+  err "$mode: ps --format '{{.ID' is a syntax error" ps-unclosed 'template: ps:1:0: unclosed action' \
     ps -a --format '{{.ID'
   err "$mode: inspect --format '{{.State.Foo}}'" inspect-bad-field \
     'executing "inspect" at <.State.Foo>: can'"'"'t evaluate field Foo in type State' inspect --format '{{.State.Foo}}' web

@@ -235,8 +235,8 @@ TEST(Template, ExecErrors) {
 }
 
 TEST(Template, ParseErrors) {
-  EXPECT_EQ(ParseError("{{.ID"), "template: 1:5: unclosed action");
-  EXPECT_EQ(ParseError("abc {{.ID}} {{"), "template: 1:14: unclosed action");
+  EXPECT_EQ(ParseError("{{.ID"), "template: 1:0: unclosed action");
+  EXPECT_EQ(ParseError("abc {{.ID}} {{"), "template: 1:12: unclosed action");
   EXPECT_EQ(ParseError("{{foo .ID}}"), "template: 1:2: function \"foo\" not defined");
   EXPECT_EQ(ParseError("{{if .ID}}x"), "template: 1:2: unexpected EOF: {{if}} without {{end}}");
   EXPECT_EQ(ParseError("x{{end}}"), "template: 1:3: unexpected {{end}}");
