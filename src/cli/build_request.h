@@ -66,6 +66,7 @@ struct BuildRequest {
   std::vector<BuildSecret> secrets;           // --secret
   std::vector<BuildSsh> ssh;                  // --ssh
   std::string network = "private";            // --network: private|none|host
+  bool allow_network_host = false;            // --allow network.host
   std::map<std::string, std::string> build_contexts;  // --build-context NAME=DIR|docker-image://REF
   std::vector<BuildOutput> outputs;           // --output
   std::string iidfile;                        // --iidfile

@@ -48,6 +48,7 @@ struct BuildFlags {
   std::vector<std::string> secrets;
   std::vector<std::string> ssh;
   std::string network = "private";
+  std::vector<std::string> allow;
   std::vector<std::string> build_contexts;
   std::vector<std::string> outputs;
   std::string iidfile;
@@ -336,6 +337,11 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     r.ssh.push_back(ssh);
   }
   r.network = f.network;
+  for (const std::string& a : f.allow) {
+    if (a != "network.host")
+      return Usage("--allow " + a + ": unknown entitlement (kiln grants only network.host)");
+    r.allow_network_host = true;
+  }
   for (const std::string& c : f.build_contexts) {
     KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(c, "--build-context", true));
     if (kv.second.rfind("docker-image://", 0) != 0) {
@@ -527,6 +533,9 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   cmd->add_option("--network", f->network, "network for RUN steps: private|none|host (default private)")
       ->check(CLI::IsMember({"private", "none", "host"}));
+  cmd->add_option("--allow", f->allow,
+                  "network.host: let RUN --network=host use the host's network (repeatable; BuildKit's entitlement)")
+      ->allow_extra_args(false);
   cmd->add_option("--build-context", f->build_contexts,
                   "NAME=DIR or NAME=docker-image://REF: an extra context for FROM/COPY --from (repeatable)")
       ->allow_extra_args(false);

@@ -104,6 +104,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   opts.network = req.network == "none" ? NetworkMode::kNone
                  : req.network == "host" ? NetworkMode::kHost
                                          : NetworkMode::kPrivate;
+  opts.allow_network_host = req.allow_network_host;
   opts.jobs = req.jobs > 0 ? static_cast<size_t>(req.jobs) : 0;
   opts.use_cache = !req.no_cache && req.layers;
   opts.write_cache = req.layers;

@@ -164,6 +164,18 @@ Expected<BuildResult> Build(const BuildGraph& graph, Store& store, const BuildOp
     return Error(Errc::kInvalidInput, "nothing to build: the graph has no stages");
   if (options.squash)
     return Error(Errc::kUnsupported, "--squash is not supported yet");
+  // Host networking is granted by whoever runs the build, never by the
+  // Containerfile (BuildKit's network.host entitlement): RUN --network=host
+  // needs --allow network.host or a build that runs with --network host.
+  // Checked before any step runs, cached ones included.
+  if (!options.allow_network_host && options.network != NetworkMode::kHost)
+    for (const Stage& stage : graph.stages)
+      for (const Step& step : stage.steps)
+        if (const auto* run = std::get_if<RunStep>(&step.op); run && run->network == "host")
+          return Error(Errc::kInvalidInput,
+                       build_internal::Where(step) + ": RUN --network=host is not allowed: the build runs with --network " +
+                           (options.network == NetworkMode::kNone ? "none" : "private") +
+                           "; grant the host network with --allow network.host (or --network host)");
   Builder b(graph, store, options, progress);
   return b.Run();
 }

@@ -38,6 +38,7 @@ struct BuildOptions {
   bool docker_format = false;                             // --format docker
   std::optional<int64_t> timestamp;                       // --timestamp / SOURCE_DATE_EPOCH
   NetworkMode network = NetworkMode::kPrivate;            // --network (RUN default)
+  bool allow_network_host = false;                        // --allow network.host (RUN --network=host)
   std::string hostname = "kiln";                          // RUN's hostname (--build-arg BUILDKIT_SANDBOX_HOSTNAME)
   size_t jobs = 0;                                        // --jobs (0: number of cores)
   bool use_cache = true;                                  // false: --no-cache / --layers=false (no lookups)
