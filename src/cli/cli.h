@@ -31,12 +31,26 @@ struct Context {
   std::string RunRoot() const;
 };
 
-/// Prints "kiln: error: <message>" and returns the exit code for the error.
+/// Prints "kiln: error: <message>" and returns the exit code for the error
+/// (docs/cli.md "Exit status": podman's 125 for a container or image that
+/// does not exist, except rm/rmi, which exit 1 as podman's).
 int ReportError(const Error& error);
+
+/// Asks "<warning>\nAre you sure you want to continue? [y/N] " when stdin is
+/// a terminal and returns whether the answer was yes; true without asking
+/// otherwise (scripts pass -f anyway; docs/cli.md "Confirmation").
+bool Confirm(const std::string& warning);
+
+/// Records the command about to run (its name, e.g. "rm" for `kiln rm`,
+/// `kiln container rm` and `kiln volume rm`), for ReportError.
+void SetRunningCommand(const std::string& name);
 
 /// Wraps a command body so that its result lands in ctx.exit_code.
 inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
-  cmd->callback([&ctx, body = std::move(body)] { ctx.exit_code = body(); });
+  cmd->callback([&ctx, cmd, body = std::move(body)] {
+    SetRunningCommand(cmd->get_name());
+    ctx.exit_code = body();
+  });
 }
 
 void AddBuildCommand(CLI::App& app, Context& ctx);

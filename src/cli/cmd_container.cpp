@@ -159,7 +159,7 @@ int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names
 
 void AddContainerCommands(CLI::App& app, Context& ctx) {
   AddVerbs(app, ctx);
-  auto* group = app.add_subcommand("container", "manage containers (start, stop, kill, wait, rm, inspect, ls)");
+  auto* group = app.add_subcommand("container", "manage containers (start, stop, kill, wait, rm, inspect, ls, prune)");
   group->require_subcommand(1);
   AddVerbs(*group, ctx);
   auto* inspect = group->add_subcommand("inspect", "show a container's configuration and state as JSON");
@@ -169,6 +169,34 @@ void AddContainerCommands(CLI::App& app, Context& ctx) {
                       "json, or a Go template such as {{.State.Status}} (docs/format.md)");
   inspect->add_option("containers", *names, "container names or IDs")->required();
   SetAction(inspect, ctx, [&ctx, names, format] { return InspectContainersCommand(ctx, *names, *format); });
+
+  // podman container prune: every container that is not running, after
+  // asking (on a terminal) unless -f; prints the removed IDs.
+  auto* prune = group->add_subcommand("prune", "remove every container that is not running");
+  auto force = std::make_shared<bool>(false);
+  prune->add_flag("-f,--force", *force, "do not ask for confirmation (kiln asks only when stdin is a terminal)");
+  SetAction(prune, ctx, [&ctx, force] {
+    if (!*force && !Confirm("WARNING! This will remove all non running containers."))
+      return 0;
+    run::Paths paths = RunPaths(ctx);
+    auto all = run::ListContainers(paths, /*all=*/true);
+    if (!all)
+      return ReportError(all.error());
+    int rc = 0;
+    for (const auto& c : *all) {
+      if (c.status == "running")
+        continue;
+      if (auto st = run::RemoveContainer(paths, c.id, /*force=*/false); !st) {
+        // Started or removed by another command since the listing.
+        if (st.error().code() == Errc::kNotFound)
+          continue;
+        rc = ReportError(st.error());
+        continue;
+      }
+      std::printf("%s\n", c.id.c_str());
+    }
+    return rc;
+  });
 }
 
 }  // namespace kiln::cli

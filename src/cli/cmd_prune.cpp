@@ -32,6 +32,16 @@ int CheckCommand(Store& store) {
 
 }  // namespace
 
+bool Confirm(const std::string& warning) {
+  if (!::isatty(STDIN_FILENO))
+    return true;
+  std::printf("%s\nAre you sure you want to continue? [y/N] ", warning.c_str());
+  std::fflush(stdout);
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
 void AddPruneCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("prune", "remove unused blobs, unpacked layers and temporary files");
   struct Flags {
@@ -49,16 +59,10 @@ void AddPruneCommand(CLI::App& app, Context& ctx) {
       return ReportError(store.error());
     if (f->check)
       return CheckCommand(*store);
-    if (!f->force && !f->dry_run && ::isatty(0)) {
-      std::printf("WARNING! This removes unused blobs and unpacked layers%s%s.\nAre you sure you want to continue? "
-                  "[y/N] ",
-                  f->all ? ", unnamed images" : "", f->cache ? " and the build cache" : "");
-      std::fflush(stdout);
-      std::string answer;
-      std::getline(std::cin, answer);
-      if (answer != "y" && answer != "Y" && answer != "yes")
-        return 0;
-    }
+    if (!f->force && !f->dry_run &&
+        !Confirm(std::string("WARNING! This removes unused blobs and unpacked layers") +
+                 (f->all ? ", unnamed images" : "") + (f->cache ? " and the build cache" : "") + "."))
+      return 0;
     auto r = store->Prune({.all = f->all, .cache = f->cache, .dry_run = f->dry_run});
     if (!r)
       return ReportError(r.error());

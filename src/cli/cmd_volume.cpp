@@ -168,8 +168,26 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
   {
     auto* cmd = group->add_subcommand("prune", "remove every volume no container uses");
     auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "do not ask (kiln never asks; accepted for podman compatibility)");
-    SetAction(cmd, ctx, [&ctx] {
+    cmd->add_flag("-f,--force", *force, "do not ask for confirmation (kiln asks only when stdin is a terminal)");
+    SetAction(cmd, ctx, [&ctx, force] {
+      if (!*force) {
+        auto volumes = run::ListVolumes(RunPaths(ctx));
+        if (!volumes)
+          return ReportError(volumes.error());
+        std::string warning =
+            "WARNING! This will remove all volumes not used by at least one container. The following volumes "
+            "will be removed:";
+        bool any = false;
+        for (const auto& v : *volumes)
+          if (v.used_by.empty()) {
+            warning += "\n" + v.name;
+            any = true;
+          }
+        if (!any)
+          return 0;
+        if (!Confirm(warning))
+          return 0;
+      }
       auto removed = run::PruneVolumes(RunPaths(ctx));
       if (!removed)
         return ReportError(removed.error());

@@ -100,7 +100,7 @@ for mode in $(modes); do
 
   # --- exit codes and messages
   k inspect nope >/dev/null 2>"$W/err"; rc=$?
-  if [ $rc -eq 1 ] && grep -q 'image not known: nope' "$W/err"; then ok "[$mode] unknown image: exit 1"; else not_ok "[$mode] unknown image rc=$rc"; fi
+  if [ $rc -eq 125 ] && grep -q 'image not known: nope' "$W/err"; then ok "[$mode] unknown image: exit 125 (podman's)"; else not_ok "[$mode] unknown image rc=$rc"; fi
   k tag busybox 'Bad/Name' >/dev/null 2>"$W/err"; rc=$?
   if [ $rc -eq 2 ] && grep -q 'invalid reference "Bad/Name"' "$W/err"; then ok "[$mode] bad reference: exit 2"; else not_ok "[$mode] bad reference rc=$rc"; fi
   k pull containers-storage:x >/dev/null 2>&1; rc=$?
