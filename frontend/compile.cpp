@@ -277,11 +277,14 @@ Expected<CopySource> Compiler::ResolveFrom(const Instruction& ins, const std::st
     src.kind = CopySource::Kind::kStage;
     src.stage = std::stoi(from);
   } else {
-    for (const StageInfo& st : stages_)
-      if (!st.name.empty() && st.name == Lower(from)) {
-        src.kind = CopySource::Kind::kStage;
-        src.stage = st.source_index;
-      }
+    // A named context (--build-context NAME=...) replaces a stage of that
+    // name (BuildKit): the stage is then not built for this reference.
+    if (!opts_.build_contexts.count(from))
+      for (const StageInfo& st : stages_)
+        if (!st.name.empty() && st.name == Lower(from)) {
+          src.kind = CopySource::Kind::kStage;
+          src.stage = st.source_index;
+        }
     if (src.kind != CopySource::Kind::kStage) {
       if (auto ctx = opts_.build_contexts.find(from); ctx != opts_.build_contexts.end()) {
         const std::string prefix = "docker-image://";

@@ -68,6 +68,7 @@ struct BuildRequest {
   std::string network = "private";            // --network: private|none|host
   bool allow_network_host = false;            // --allow network.host
   std::map<std::string, std::string> build_contexts;  // --build-context NAME=DIR|docker-image://REF
+  std::map<std::string, std::vector<std::string>> build_context_ignores;  // a DIR context's ignore file
   std::vector<BuildOutput> outputs;           // --output
   std::string iidfile;                        // --iidfile
   std::string format = "oci";                 // --format: oci|docker

@@ -348,6 +348,16 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = Absolute(kv.second);
+      // A local named context has its own ignore file, as the main one.
+      for (const char* name : {".containerignore", ".dockerignore"}) {
+        std::string path = JoinPath(kv.second, name);
+        struct stat st;
+        if (::lstat(path.c_str(), &st) != 0)
+          continue;
+        KILN_ASSIGN_OR_RETURN(std::string text, ReadIgnoreFileText(path, kv.second, true));
+        r.build_context_ignores[kv.first] = frontend::ReadIgnoreFile(text);
+        break;
+      }
     }
     r.build_contexts[kv.first] = kv.second;
   }

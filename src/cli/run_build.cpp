@@ -82,6 +82,12 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   for (const auto& [name, value] : req.build_contexts)
     if (value.rfind("docker-image://", 0) != 0)
       opts.named_contexts[name] = value;
+  for (const auto& [name, patterns] : req.build_context_ignores) {
+    auto m = frontend::IgnoreMatcher::Create(patterns);
+    if (!m)
+      return ReportError(std::move(m).error().WithContext("--build-context " + name + ": ignore file"));
+    opts.named_ignores[name] = *m;
+  }
   for (const auto& t : req.tags) {
     auto ref = ImageReference::ParseWithDefaultDomain(t, "localhost");
     if (!ref)

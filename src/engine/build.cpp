@@ -104,7 +104,34 @@ Expected<BuildResult> Builder::WriteFinalImage() {
   const Stage& stage = graph_.stages[static_cast<size_t>(graph_.target)];
   StageState& st = states_[static_cast<size_t>(graph_.target)];
   ImageConfig config = st.config;
-  config.created = Now();
+  // History entries without a time (config-only steps) take the time of the
+  // first new layer after them, else of the entry before them; the image is
+  // as old as its last entry (BuildKit's exporter): a build served from the
+  // cache names the same image.
+  {
+    std::string fill;
+    bool gap = false;
+    for (const auto& h : config.history) {
+      if (!h.created.empty()) {
+        fill = h.created;
+        if (gap)
+          break;
+      } else {
+        gap = true;
+      }
+    }
+    gap = false;
+    for (auto& h : config.history) {
+      if (!h.created.empty()) {
+        if (gap)
+          fill = h.created;
+      } else {
+        gap = true;
+        h.created = fill.empty() ? Now() : fill;
+      }
+    }
+  }
+  config.created = opts_.timestamp || config.history.empty() ? Now() : config.history.back().created;
   config.set_platform(stage.platform);
   for (const auto& [k, v] : opts_.labels)
     config.config.labels[k] = v;

@@ -33,6 +33,7 @@ struct BuildOptions {
   std::string context_dir;                                // the build context (host path)
   std::shared_ptr<const frontend::IgnoreMatcher> ignore;  // may be null
   std::map<std::string, std::string> named_contexts;      // --build-context NAME=DIR
+  std::map<std::string, std::shared_ptr<const frontend::IgnoreMatcher>> named_ignores;  // their ignore files
   std::vector<std::string> tags;                          // full references
   layer::Compression compression = layer::Compression::kGzip;
   bool docker_format = false;                             // --format docker

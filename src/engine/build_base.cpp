@@ -89,6 +89,10 @@ Expected<CopyRequest> Builder::MakeCopyRequest(const CopyStep& copy, const std::
   req.src_root = src_root;
   req.from_context = from_context;
   req.ignore = from_context ? opts_.ignore : nullptr;
+  if (copy.from.kind == CopySource::Kind::kNamedContext) {
+    auto it = opts_.named_ignores.find(copy.from.name);
+    req.ignore = it != opts_.named_ignores.end() ? it->second : nullptr;
+  }
   for (const auto& s : copy.sources)
     req.sources.push_back(s);
   for (const auto& h : copy.heredoc_sources)
@@ -100,6 +104,35 @@ Expected<CopyRequest> Builder::MakeCopyRequest(const CopyStep& copy, const std::
   req.unpack_archives = copy.is_add && copy.unpack.value_or(true) && from_context;
   req.what = copy.is_add ? "ADD" : "COPY";
   return req;
+}
+
+Expected<std::string> Builder::BindRoot(const RunMount& m) {
+  if (!m.from || m.from->kind == CopySource::Kind::kContext)
+    return opts_.context_dir;
+  return SourceRootFor(*m.from, nullptr, "");  // a named context: its directory
+}
+
+Expected<std::vector<std::string>> Builder::SourceLowers(const CopySource& from, std::vector<Digest>* diff_ids) {
+  StageState image_state;
+  StageState* src = nullptr;
+  if (from.kind == CopySource::Kind::kStage) {
+    src = &states_[static_cast<size_t>(from.stage)];
+  } else {
+    auto image = ResolveStoreImage(store_, from.image);
+    if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
+      KILN_TRY(opts_.pull(from.image, graph_.target_platform));
+      image = store_.ResolveImage(from.image);
+    }
+    if (!image)
+      return std::move(image).error();
+    for (size_t i = 0; i < image->manifest.layers.size() && i < image->config.diff_ids.size(); ++i)
+      image_state.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
+    src = &image_state;
+  }
+  if (diff_ids)
+    for (const auto& l : src->layers)
+      diff_ids->push_back(l.diff_id);
+  return LowerDirs(*src);
 }
 
 Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector<Mount>* mounts,
@@ -117,23 +150,7 @@ Expected<std::string> Builder::SourceRootFor(const CopySource& from, std::vector
     case CopySource::Kind::kImage:
       break;
   }
-  StageState image_state;
-  StageState* src = nullptr;
-  if (from.kind == CopySource::Kind::kStage) {
-    src = &states_[static_cast<size_t>(from.stage)];
-  } else {
-    auto image = ResolveStoreImage(store_, from.image);
-    if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
-      KILN_TRY(opts_.pull(from.image, graph_.target_platform));
-      image = store_.ResolveImage(from.image);
-    }
-    if (!image)
-      return std::move(image).error();
-    for (size_t i = 0; i < image->manifest.layers.size() && i < image->config.diff_ids.size(); ++i)
-      image_state.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
-    src = &image_state;
-  }
-  KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, LowerDirs(*src));
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, SourceLowers(from));
   std::string target = JoinPath(scratch, "src" + std::to_string(mounts->size()));
   KILN_TRY(MakeDirs(target));
   KILN_ASSIGN_OR_RETURN(Mount m, Mount::ReadOnly(lowers, target));

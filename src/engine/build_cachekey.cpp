@@ -33,15 +33,58 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
   if (step.kind == StepKind::kRun) {
     const auto& run = std::get<RunStep>(step.op);
     for (const auto& m : run.mounts) {
-      if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
+      if (m.type == MountType::kBind && m.from &&
+          (m.from->kind == CopySource::Kind::kStage || m.from->kind == CopySource::Kind::kImage)) {
+        // What the step can read through a bind mount of a stage or image:
+        // the content of the source, not how the stage was built (BuildKit),
+        // so a change elsewhere in the stage keeps the step cached. The
+        // whole root: its layers' digests; a path: the digest of its files.
+        std::vector<Digest> ids;
+        KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, SourceLowers(*m.from, &ids));
+        std::string rel = m.source;
+        while (!rel.empty() && rel.front() == '/')
+          rel.erase(0, 1);
+        while (!rel.empty() && rel.back() == '/')
+          rel.pop_back();
+        if (rel.empty() || rel == ".") {
+          std::string all;
+          for (const auto& id : ids)
+            all += id.str() + "\n";
+          inputs.push_back("bind " + m.target + " layers " + Digest::Of(all).str());
+          continue;
+        }
+        KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("bindkey-"));
+        struct Cleanup {
+          std::string dir;
+          ~Cleanup() { (void)RemoveAll(dir); }
+        } cleanup{scratch};
+        Expected<Digest> d = Error(Errc::kIo, "");
+        {
+          std::string root = JoinPath(scratch, "root");
+          KILN_TRY(MakeDirs(root));
+          auto mount = Mount::ReadOnly(lowers, root);
+          if (!mount)
+            return std::move(mount).error().WithContext(Where(step) + ": RUN --mount from=");
+          CopyRequest req;
+          req.src_root = root;
+          req.ignore = nullptr;
+          req.sources = {"/" + rel};
+          req.what = "RUN --mount";
+          d = HashCopySources(req, nullptr);
+        }
+        if (!d)
+          return std::move(d).error().WithContext(Where(step));
+        inputs.push_back("bind " + m.target + " " + d->str());
+      } else if (m.type == MountType::kBind) {
         // What the step can read through a bind mount of the context.
-        KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
+        KILN_ASSIGN_OR_RETURN(std::string ctx_root, BindRoot(m));
+        KILN_ASSIGN_OR_RETURN(auto src, BindSource(ctx_root, step, m));
         CopyRequest req;
-        req.src_root = opts_.context_dir;
+        req.src_root = ctx_root;
         req.ignore = nullptr;  // the mount shows the directory as it is, ignored files included
         req.sources = {"/" + src.second};
         req.what = "RUN --mount";
-        auto d = HashCopySources(req, StatCacheFor(opts_.context_dir));
+        auto d = HashCopySources(req, StatCacheFor(ctx_root));
         if (!d)
           return std::move(d).error().WithContext(Where(step));
         inputs.push_back("bind " + m.target + " " + d->str());
@@ -68,7 +111,13 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
   switch (copy.from.kind) {
     case CopySource::Kind::kStage: {
       const Stage& from = graph_.stages[static_cast<size_t>(copy.from.stage)];
-      inputs.push_back("stage " + states_[static_cast<size_t>(copy.from.stage)].key.str());
+      // What the stage holds (its layers' digests), not how it was made: a
+      // stage that ran again (--no-cache-filter) with another result makes
+      // the COPY run again, one rebuilt to the same layers keeps it cached.
+      std::string all;
+      for (const auto& l : states_[static_cast<size_t>(copy.from.stage)].layers)
+        all += l.diff_id.str() + "\n";
+      inputs.push_back("stage layers " + Digest::Of(all).str());
       (*info)["from"] = "stage " + StageLabelName(from);
       return inputs;
     }

@@ -5,9 +5,9 @@ namespace kiln::engine {
 
 namespace build_internal {
 
-void Builder::AddHistory(const Step& step, StageState& st, bool empty_layer) {
+void Builder::AddHistory(const Step& step, StageState& st, bool empty_layer, const std::string& created) {
   HistoryEntry h;
-  h.created = Now();
+  h.created = opts_.timestamp ? Now() : created;
   h.created_by = step.created_by;
   h.comment = "kiln";
   h.empty_layer = empty_layer;

@@ -93,6 +93,22 @@ class Builder {
   Status RunStepInSandbox(const Stage& stage, const Step& step, const RunStep& run, StageState& st,
                           const StepLabel& label, const std::string& upper, const std::string& work);
   Status CopyStep_(const Step& step, const CopyStep& copy, StageState& st, const std::string& merged);
+  /// The layer directories (top first) of a stage or image source (pulled
+  /// when missing and allowed); its diff_ids, bottom first, into `diff_ids`.
+  /// The directory a RUN --mount=type=bind without from=STAGE|IMAGE reads
+  /// from: the build context or a named context (--build-context NAME=DIR).
+  Expected<std::string> BindRoot(const RunMount& m);
+  /// True the first time this build resets cache mount `hex` for --no-cache.
+  bool FirstNoCacheUse(const std::string& hex) {
+    std::lock_guard<std::mutex> lock(temp_mu_);
+    return no_cache_reset_.insert(hex).second;
+  }
+  Expected<std::vector<std::string>> SourceLowers(const CopySource& from, std::vector<Digest>* diff_ids = nullptr);
+  /// RUN --mount=type=bind,from=STAGE|IMAGE: the host path the step gets,
+  /// resolved inside the source's root; read-only, or with rw a throwaway
+  /// overlay (upper in `scratch`). The mounts go to `mounts`.
+  Expected<std::string> FromBindView(const Step& step, const RunMount& m, size_t index, const std::string& scratch,
+                                     std::vector<Mount>* mounts);
   Expected<std::vector<std::string>> LowerDirs(StageState& st);
   Expected<std::string> EmptyDir();
   /// Packs `upper` into a layer (or nothing when it is empty), records it in
@@ -111,7 +127,9 @@ class Builder {
   Expected<std::string> WritableView(const Step& step, const RunMount& m, size_t index, const std::string& source,
                                      const std::string& scratch, std::vector<Mount>* mounts);
   void ApplyConfigStep(const Step& step, StageState& st);
-  void AddHistory(const Step& step, StageState& st, bool empty_layer);
+  /// `created`: the time the step's layer was made (kept in its cache
+  /// record); "" for a step without one: WriteFinalImage fills it in.
+  void AddHistory(const Step& step, StageState& st, bool empty_layer, const std::string& created = "");
   std::string Now() const;
   Expected<BuildResult> WriteFinalImage();
 
@@ -124,6 +142,7 @@ class Builder {
   std::string empty_dir_;
   std::vector<std::string> temp_dirs_;
   std::mutex temp_mu_;
+  std::set<std::string> no_cache_reset_;  // cache mount ids this --no-cache build emptied
   std::mutex stat_mu_;
   std::map<std::string, std::unique_ptr<StatCache>> stat_caches_;  // by source root
   int64_t start_ns_ = 0;  // CLOCK_REALTIME_COARSE at the start (the stat caches' stamp)

@@ -104,6 +104,51 @@ Expected<std::string> Builder::WritableView(const Step& step, const RunMount& m,
   return copy;
 }
 
+Expected<std::string> Builder::FromBindView(const Step& step, const RunMount& m, size_t index,
+                                            const std::string& scratch, std::vector<Mount>* mounts) {
+  const std::string what = "RUN --mount from=" + (m.from->kind == CopySource::Kind::kStage
+                                                       ? StageLabelName(graph_.stages[static_cast<size_t>(m.from->stage)])
+                                                       : m.from->image);
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, SourceLowers(*m.from));
+  std::string base = JoinPath(scratch, "from" + std::to_string(index)), root;
+  if (m.read_only) {
+    root = base + "/ro";
+    KILN_TRY(MakeDirs(root));
+    auto mount = Mount::ReadOnly(lowers, root);
+    if (!mount)
+      return std::move(mount).error().WithContext(Where(step) + ": " + what);
+    mounts->push_back(std::move(*mount));
+  } else {
+    // rw: the writes go to a throwaway upper in the step's scratch space,
+    // never into the source stage or the step's layer (as BuildKit).
+    std::string upper = base + "/upper", work = base + "/work";
+    root = base + "/merged";
+    KILN_TRY(MakeDirs(upper));
+    KILN_TRY(MakeDirs(work));
+    KILN_TRY(MakeDirs(root));
+    auto mount = Mount::Overlay(lowers, upper, work, root);
+    if (!mount)
+      return Error(Errc::kSandbox, Where(step) + ": " + what + ", rw: cannot put a copy-on-write layer over it (" +
+                                       mount.error().message() + "); without rw the mount is read-only");
+    mounts->push_back(std::move(*mount));
+  }
+  // The source is resolved inside the source's root, symlinks included
+  // (docs/security.md I8).
+  KILN_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenFile(root, O_RDONLY | O_DIRECTORY));
+  auto fd = OpenInRoot(root_fd.get(), m.source.empty() ? "/" : m.source, O_PATH);
+  if (!fd)
+    return Error(Errc::kNotFound, Where(step) + ": " + what + ": source \"" + m.source + "\": " + fd.error().message());
+  char buf[PATH_MAX + 1];
+  std::string link = "/proc/self/fd/" + std::to_string(fd->get());
+  ssize_t n = ::readlink(link.c_str(), buf, PATH_MAX);
+  if (n <= 0)
+    return Error::FromErrno(Where(step) + ": " + what + ": resolve source \"" + m.source + "\"");
+  std::string host(buf, static_cast<size_t>(n));
+  if (host != root && host.rfind(root + "/", 0) != 0)
+    return Error(Errc::kInvalidInput, Where(step) + ": " + what + ": source \"" + m.source + "\" resolves outside its root");
+  return host;
+}
+
 Status Builder::CommitUpper(const std::string& upper, const Step& step, StageState& st, const Digest& key) {
   bool empty = true;
   {
@@ -121,9 +166,13 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
   }
   nlohmann::json record;
   GcRoot keep;  // what the record needs through prune (docs/store.md)
+  // The time the step ran: a rebuild from the cache keeps it (BuildKit), so
+  // that a fully cached build names the same image.
+  const std::string created = Now();
+  record["created"] = created;
   if (empty) {
     record["empty"] = true;
-    AddHistory(step, st, true);
+    AddHistory(step, st, true, created);
   } else {
     KILN_ASSIGN_OR_RETURN(BlobWriter writer, store_.NewBlobWriter());
     layer::PackOptions po;
@@ -158,7 +207,7 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
     record["diff_id"] = info->diff_id.str();
     keep.blobs = {desc};
     keep.layers = {info->diff_id};
-    AddHistory(step, st, false);
+    AddHistory(step, st, false, created);
   }
   // Records are written even with --no-cache (which only skips the
   // lookup), so that the next build can hit them; not with --layers=false
@@ -332,6 +381,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
         return Error::FromErrno(Where(step) + ": chmod cache mount");
       return Ok();
     };
+    const bool no_cache = !(opts_.use_cache && st.use_cache);
     for (const auto& [hex, want] : wanted) {
       std::string dir = JoinPath(store_.root(), "cache-mounts/" + hex);
       const bool is_new = ::access(dir.c_str(), F_OK) != 0;
@@ -339,6 +389,24 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       if (is_new)
         KILN_TRY(init_cache_dir(dir, want));
       std::string lock_path = dir + ".lock";
+      if (no_cache && !is_new && FirstNoCacheUse(hex)) {
+        // --no-cache (or --no-cache-filter naming this stage): the build
+        // starts the cache empty, as BuildKit gives such a build new cache
+        // mounts; what it writes is kept for later builds. Emptied under an
+        // exclusive lock, so no other step or kiln process is using it.
+        int efd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (efd < 0)
+          return Error::FromErrno("open cache lock " + lock_path);
+        UniqueFd excl(efd);
+        int erc;
+        while ((erc = ::flock(excl.get(), LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        if (erc != 0)
+          return Error::FromErrno("lock cache " + lock_path);
+        KILN_TRY(RemoveAll(dir));
+        KILN_TRY(MakeDirs(dir, want.mode));
+        KILN_TRY(init_cache_dir(dir, want));
+      }
       int lfd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (lfd < 0)
         return Error::FromErrno("open cache lock " + lock_path);
@@ -372,8 +440,16 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
                              m.size ? "size=" + std::to_string(*m.size) : std::string()});
       continue;
     }
-    if (m.type == MountType::kBind && (!m.from || m.from->kind == CopySource::Kind::kContext)) {
-      KILN_ASSIGN_OR_RETURN(auto src, BindSource(opts_.context_dir, step, m));
+    if (m.type == MountType::kBind && m.from &&
+        (m.from->kind == CopySource::Kind::kStage || m.from->kind == CopySource::Kind::kImage)) {
+      KILN_ASSIGN_OR_RETURN(std::string host, FromBindView(step, m, static_cast<size_t>(&m - run.mounts.data()),
+                                                          DirName(upper), &rw_mounts));
+      spec.mounts.push_back({SandboxMount::Type::kBind, host, m.target, m.read_only, ""});
+      continue;
+    }
+    if (m.type == MountType::kBind) {
+      KILN_ASSIGN_OR_RETURN(std::string ctx_root, BindRoot(m));
+      KILN_ASSIGN_OR_RETURN(auto src, BindSource(ctx_root, step, m));
       std::string host = src.first;
       if (!m.read_only) {
         // rw lets the step write there, never into the user's context
@@ -450,7 +526,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       spec.env.push_back("SSH_AUTH_SOCK=" + m.target);
       continue;
     }
-    return Error(Errc::kUnsupported, Where(step) + ": RUN --mount type=bind from a stage or image is not supported yet");
+    return Error(Errc::kUnsupported, Where(step) + ": RUN --mount: this mount type is not supported");
   }
 
   int pipefd[2];
@@ -485,6 +561,7 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
   size_t index = st.record_steps.size();
   if (step.kind == StepKind::kArg) {
     st.record_steps.push_back(nlohmann::json{{"text", step.text}, {"arg", true}});
+    AddHistory(step, st, true);  // "ARG foo=bar", as BuildKit; not in the cache key
     return Ok();
   }
   bool layered = step.kind == StepKind::kRun || step.kind == StepKind::kCopy || step.kind == StepKind::kAdd ||
@@ -532,10 +609,13 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
     if (rec) {
       auto j = nlohmann::json::parse(*rec, nullptr, false);
       bool ok = !j.is_discarded() && j.is_object();
+      std::string created = ok && j.contains("created") && j["created"].is_string() ? j["created"].get<std::string>() : "";
+      if (created.empty())
+        created = Now();
       if (ok && j.value("empty", false)) {
         if (step.kind == StepKind::kWorkdir)
           ApplyConfigStep(step, st);
-        AddHistory(step, st, true);
+        AddHistory(step, st, true, created);
         st.key = key;
         if (opts_.explain_cache)
           progress_.Explain(label, true, {});
@@ -551,7 +631,7 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
           st.config.diff_ids.push_back(*diff);
           if (step.kind == StepKind::kWorkdir)
             ApplyConfigStep(step, st);
-          AddHistory(step, st, false);
+          AddHistory(step, st, false, created);
           st.key = key;
           if (opts_.explain_cache)
             progress_.Explain(label, true, {});
