@@ -63,4 +63,12 @@ Expected<StoredImage> Pull(Store& store, std::string_view reference, const Acqui
 /// such image.
 Expected<StoredImage> Acquire(Store& store, std::string_view reference, const AcquireOptions& options);
 
+/// `--platform PLATFORM --pull POLICY` of `kiln run` (docs/multiplatform.md):
+/// Acquire() for that platform, refusing (kNotFound, naming both platforms)
+/// an image that is for another one. Returns the reference that names
+/// exactly that image: the manifest's digest when `reference` is an index,
+/// else `reference`. kInvalidInput naming a bad --platform or --pull value.
+Expected<std::string> AcquireForPlatform(Store& store, std::string_view reference, std::string_view platform,
+                                         std::string_view pull);
+
 }  // namespace kiln::image

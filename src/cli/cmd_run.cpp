@@ -35,30 +35,6 @@ struct RunFlags {
   std::string platform;  // --platform: which manifest of an index (multiplatform.md)
 };
 
-/// --platform: resolves (pulling it for that platform when missing) the
-/// image's manifest for the platform and runs that one, by digest.
-int SelectPlatform(Store& store, const std::string& text, run::RunOptions& o) {
-  auto p = Platform::Parse(text);
-  if (!p)
-    return ReportError(Error(Errc::kInvalidInput, "--platform " + text + ": " + p.error().message()));
-  auto policy = image::ParsePullPolicy(o.pull);
-  if (!policy)
-    return ReportError(policy.error());
-  image::AcquireOptions ao;
-  ao.policy = *policy;
-  ao.platform = *p;
-  auto img = image::Acquire(store, o.image, ao);
-  if (!img)
-    return ReportError(img.error());
-  if (!p->Matches(img->config.platform()))
-    return ReportError(Error(Errc::kNotFound, o.image + ": no image for " + p->str() + " (it is " +
-                                                  img->config.platform().str() + ")"));
-  if (img->manifest_descriptor.digest != img->top.digest)
-    o.image = img->manifest_descriptor.digest.str();
-  o.pull = "never";
-  return 0;
-}
-
 int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   std::vector<std::string> rest = cmd->remaining();
   if (rest.empty())
@@ -111,9 +87,13 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   auto store = Store::Open(ctx.StoreRoot());
   if (!store)
     return ReportError(store.error());
-  if (!f.platform.empty())
-    if (int rc = SelectPlatform(*store, f.platform, o); rc != 0)
-      return rc;
+  if (!f.platform.empty()) {  // that platform's manifest, by digest (image::AcquireForPlatform)
+    auto chosen = image::AcquireForPlatform(*store, o.image, f.platform, o.pull);
+    if (!chosen)
+      return ReportError(chosen.error());
+    o.image = *chosen;
+    o.pull = "never";
+  }
   std::string id;
   auto status = run::Run(*store, RunPaths(ctx), o, &id);
   if (!status)

@@ -101,4 +101,22 @@ Expected<StoredImage> Acquire(Store& store, std::string_view reference, const Ac
   return pull();
 }
 
+Expected<std::string> AcquireForPlatform(Store& store, std::string_view reference, std::string_view platform,
+                                         std::string_view pull) {
+  auto p = Platform::Parse(platform);
+  if (!p)
+    return Error(Errc::kInvalidInput, "--platform " + std::string(platform) + ": " + p.error().message());
+  KILN_ASSIGN_OR_RETURN(PullPolicy policy, ParsePullPolicy(pull));
+  AcquireOptions options;
+  options.policy = policy;
+  options.platform = *p;
+  KILN_ASSIGN_OR_RETURN(StoredImage image, Acquire(store, reference, options));
+  if (!p->Matches(image.config.platform()))
+    return Error(Errc::kNotFound, std::string(reference) + ": no image for " + p->str() + " (it is " +
+                                      image.config.platform().str() + ")");
+  if (image.manifest_descriptor.digest != image.top.digest)
+    return image.manifest_descriptor.digest.str();
+  return std::string(reference);
+}
+
 }  // namespace kiln::image

@@ -230,5 +230,27 @@ TEST_F(AcquireTest, LocalTransportsPullToo) {
   EXPECT_EQ(pulls_, 0);
 }
 
+TEST_F(AcquireTest, AcquireForPlatformRefusesAnImageOfAnotherPlatform) {
+  Import(*store_, "local", {"localhost/busybox:latest"});  // the host's platform
+  auto host = image::AcquireForPlatform(*store_, "busybox", Platform::Host().str(), "never");
+  ASSERT_TRUE(host) << host.error().message();
+  EXPECT_EQ(*host, "busybox") << "a single manifest is run by the name given";
+  std::string other = Platform::Host().architecture == "arm64" ? "linux/amd64" : "linux/arm64";
+  auto wrong = image::AcquireForPlatform(*store_, "busybox", other, "never");
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code(), Errc::kNotFound);
+  // the store's words: "image sha256:... is for linux/amd64, not linux/arm64"
+  EXPECT_NE(wrong.error().message().find(other), std::string::npos) << wrong.error().message();
+  EXPECT_NE(wrong.error().message().find(Platform::Host().str()), std::string::npos) << wrong.error().message();
+  auto bad = image::AcquireForPlatform(*store_, "busybox", "", "never");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), Errc::kInvalidInput);
+  EXPECT_EQ(bad.error().message().rfind("--platform : ", 0), 0u) << bad.error().message();
+  auto bad_pull = image::AcquireForPlatform(*store_, "busybox", other, "sometimes");
+  ASSERT_FALSE(bad_pull);
+  EXPECT_EQ(bad_pull.error().code(), Errc::kInvalidInput);
+  EXPECT_EQ(pulls_, 0);
+}
+
 }  // namespace
 }  // namespace kiln
