@@ -62,6 +62,14 @@ Status MakeDirs(const std::string& path, mode_t mode = 0755);
 /// rm -rf, not crossing mount points; a missing path is fine.
 Status RemoveAll(const std::string& path);
 
+/// The names in directory `dir`, without "." and "..", sorted by byte
+/// value (a stable order for digests and listings). A missing directory is
+/// an empty list; any other failure is kIo naming `dir`.
+Expected<std::vector<std::string>> ListDirSorted(const std::string& dir);
+/// The same for an open directory `dirfd` (read through a duplicate, so
+/// `dirfd`'s offset is unchanged); `what` names it in an error.
+Expected<std::vector<std::string>> ListDirSortedAt(int dirfd, std::string_view what);
+
 /// True if the path exists (lstat).
 bool PathExists(const std::string& path);
 

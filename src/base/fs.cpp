@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -191,6 +192,50 @@ Status RemoveAllAt(int dirfd, const char* name, dev_t dev) {
 }
 
 }  // namespace
+
+namespace {
+
+/// Reads and closes `d`: its names but "." and "..", sorted.
+Expected<std::vector<std::string>> SortedNames(DIR* d, std::string_view what) {
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      names.emplace_back(e->d_name);
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0)
+    return Error::FromErrno("readdir " + std::string(what), err);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+Expected<std::vector<std::string>> ListDirSorted(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT)
+      return std::vector<std::string>{};
+    return Error::FromErrno("opendir " + dir);
+  }
+  return SortedNames(d, dir);
+}
+
+Expected<std::vector<std::string>> ListDirSortedAt(int dirfd, std::string_view what) {
+  int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0)
+    return Error::FromErrno("open " + std::string(what));
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    int err = errno;
+    ::close(dup);
+    return Error::FromErrno("opendir " + std::string(what), err);
+  }
+  return SortedNames(d, what);
+}
 
 Status RemoveAll(const std::string& path) {
   struct stat st;

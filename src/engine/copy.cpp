@@ -56,24 +56,10 @@ std::string CleanRel(const std::string& path) {
 
 bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
+/// The sorted names in `dirfd` (kiln/fs.h); unreadable: none.
 std::vector<std::string> ListDir(int dirfd) {
-  std::vector<std::string> names;
-  int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup < 0)
-    return names;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return names;
-  }
-  while (struct dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0)
-      continue;
-    names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
+  auto names = ListDirSortedAt(dirfd, "directory");
+  return names ? std::move(*names) : std::vector<std::string>{};
 }
 
 struct Filter {

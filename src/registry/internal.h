@@ -13,6 +13,14 @@ namespace kiln::registry {
 std::string Base64Encode(std::string_view in);
 std::optional<std::string> Base64Decode(std::string_view in);
 
+/// A URL's scheme (lower case), authority and path (with the query).
+struct UrlParts {
+  std::string scheme;     // "https"
+  std::string authority;  // "host:port" as written
+  std::string path;       // "/v2/..." with query
+};
+UrlParts SplitUrl(const std::string& url);
+
 /// The URL of a Link: <url>; rel="next" header, resolved against `base`, or "".
 std::string NextLink(const std::string& link_header, const std::string& base);
 

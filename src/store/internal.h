@@ -48,7 +48,4 @@ class FileLock {
 /// the blobs that opaque records mention alive through prune).
 void CollectDigests(std::string_view text, std::set<std::string>* out);
 
-/// Names (not "." / "..") of a directory; missing directory: empty.
-Expected<std::vector<std::string>> ListDir(const std::string& dir);
-
 }  // namespace kiln::store_internal

@@ -22,7 +22,6 @@
 namespace kiln {
 
 using store_internal::CollectDigests;
-using store_internal::ListDir;
 using store_internal::ValidRecordName;
 
 namespace {
@@ -115,13 +114,13 @@ void CheckTree(const Store& store, const Descriptor& d, const std::string& where
 Expected<Store::CheckReport> Store::Check() const {
   CheckReport report;
   // Blobs: every name a digest, every content matching its name.
-  KILN_ASSIGN_OR_RETURN(auto algos, ListDir(root_ + "/blobs"));
+  KILN_ASSIGN_OR_RETURN(auto algos, ListDirSorted(root_ + "/blobs"));
   for (const auto& algo : algos) {
     if (algo != "sha256") {
       report.notes.push_back("blobs/" + algo + ": not verified");
       continue;
     }
-    KILN_ASSIGN_OR_RETURN(auto names, ListDir(root_ + "/blobs/sha256"));
+    KILN_ASSIGN_OR_RETURN(auto names, ListDirSorted(root_ + "/blobs/sha256"));
     for (const auto& n : names) {
       std::string rel = "blobs/sha256/" + n;
       if (!IsHex64(n)) {
@@ -162,7 +161,7 @@ Expected<Store::CheckReport> Store::Check() const {
     report.images = static_cast<int64_t>(images.size());
   }
   // Unpacked layers: only complete directories have a digest name.
-  KILN_ASSIGN_OR_RETURN(auto layers, ListDir(root_ + "/layers"));
+  KILN_ASSIGN_OR_RETURN(auto layers, ListDirSorted(root_ + "/layers"));
   for (const auto& n : layers) {
     if (!IsHex64(n))
       report.problems.push_back("layers/" + n + ": not a layer directory name");
@@ -170,13 +169,13 @@ Expected<Store::CheckReport> Store::Check() const {
       ++report.layer_dirs;
   }
   // Cache records: every file is a complete record.
-  KILN_ASSIGN_OR_RETURN(auto records, ListDir(root_ + "/cache"));
+  KILN_ASSIGN_OR_RETURN(auto records, ListDirSorted(root_ + "/cache"));
   for (const auto& n : records) {
     if (n.size() < 6 || n.compare(n.size() - 5, 5, ".json") != 0 || n[0] == '.')
       report.problems.push_back("cache/" + n + ": not a cache record");
   }
   // Temp files are never reachable from the index; leftovers are harmless.
-  KILN_ASSIGN_OR_RETURN(auto tmp, ListDir(TmpDir()));
+  KILN_ASSIGN_OR_RETURN(auto tmp, ListDirSorted(TmpDir()));
   for (const auto& n : tmp)
     report.notes.push_back("tmp/" + n + ": leftover temporary file (removed by kiln prune)");
   return report;
@@ -373,14 +372,14 @@ Expected<std::map<std::string, GcRoot>> Store::ListRoots(std::string_view module
   std::map<std::string, GcRoot> out;
   std::vector<std::string> modules;
   if (module.empty()) {
-    KILN_ASSIGN_OR_RETURN(modules, ListDir(root_ + "/roots"));
+    KILN_ASSIGN_OR_RETURN(modules, ListDirSorted(root_ + "/roots"));
   } else {
     modules.emplace_back(module);
   }
   for (const auto& m : modules) {
     if (!ValidRecordName(m))
       continue;
-    KILN_ASSIGN_OR_RETURN(auto names, ListDir(root_ + "/roots/" + m));
+    KILN_ASSIGN_OR_RETURN(auto names, ListDirSorted(root_ + "/roots/" + m));
     for (const auto& n : names) {
       if (n.size() < 6 || n.compare(n.size() - 5, 5, ".json") != 0)
         continue;
@@ -627,7 +626,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
   std::set<std::string> legacy_container_digests;
 
   // --cache: the build cache goes first (its roots then go stale).
-  KILN_ASSIGN_OR_RETURN(auto records, ListDir(root_ + "/cache"));
+  KILN_ASSIGN_OR_RETURN(auto records, ListDirSorted(root_ + "/cache"));
   std::set<std::string> removed_records;
   for (const auto& n : records) {
     std::string path = root_ + "/cache/" + n;
@@ -641,9 +640,9 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
 
   // Roots 1: registered roots (stale ones are removed).
   std::set<std::string> in_use_ids;  // images that containers (or others) keep whole
-  KILN_ASSIGN_OR_RETURN(auto modules, ListDir(root_ + "/roots"));
+  KILN_ASSIGN_OR_RETURN(auto modules, ListDirSorted(root_ + "/roots"));
   for (const auto& m : modules) {
-    KILN_ASSIGN_OR_RETURN(auto names, ListDir(root_ + "/roots/" + m));
+    KILN_ASSIGN_OR_RETURN(auto names, ListDirSorted(root_ + "/roots/" + m));
     for (const auto& n : names) {
       std::string path = root_ + "/roots/" + m + "/" + n;
       auto text = ReadFile(path, kMaxDocumentBytes);
@@ -671,7 +670,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
 
   // Roots 2: leases of in-flight builds, pulls and loads. A lease whose
   // file is not locked belongs to a dead process: removed.
-  KILN_ASSIGN_OR_RETURN(auto leases, ListDir(root_ + "/leases"));
+  KILN_ASSIGN_OR_RETURN(auto leases, ListDirSorted(root_ + "/leases"));
   for (const auto& n : leases) {
     std::string path = root_ + "/leases/" + n;
     auto fd = OpenFile(path, O_RDONLY);
@@ -695,7 +694,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
   // Roots 3 (compatibility): cache records and container records written
   // by an older kiln have no root; every "sha256:<hex>" in them is kept,
   // as before, and a container's image ID keeps its image whole.
-  KILN_ASSIGN_OR_RETURN(auto cache_roots, ListDir(root_ + "/roots/cache"));
+  KILN_ASSIGN_OR_RETURN(auto cache_roots, ListDirSorted(root_ + "/roots/cache"));
   std::set<std::string> has_root(cache_roots.begin(), cache_roots.end());
   for (const auto& n : records) {
     if (removed_records.count(n) || has_root.count(n))
@@ -709,12 +708,12 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
       }
     }
   }
-  KILN_ASSIGN_OR_RETURN(auto ctr_roots, ListDir(root_ + "/roots/containers"));
+  KILN_ASSIGN_OR_RETURN(auto ctr_roots, ListDirSorted(root_ + "/roots/containers"));
   std::set<std::string> ctr_has_root(ctr_roots.begin(), ctr_roots.end());
   std::function<void(const std::string&, int)> scan_containers = [&](const std::string& dir, int depth) {
     if (depth > 4)
       return;
-    auto names = ListDir(dir);
+    auto names = ListDirSorted(dir);
     if (!names)
       return;
     for (const auto& n : *names) {
@@ -764,7 +763,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     mark.Walk(e.descriptor, !options.all);
 
   // Sweep 1: unmarked blobs.
-  KILN_ASSIGN_OR_RETURN(auto blobs, ListDir(root_ + "/blobs/sha256"));
+  KILN_ASSIGN_OR_RETURN(auto blobs, ListDirSorted(root_ + "/blobs/sha256"));
   for (const auto& n : blobs) {
     if (mark.live.count("sha256:" + n))
       continue;
@@ -778,7 +777,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
       return Error::FromErrno("remove " + p);
   }
   // Sweep 2: unmarked unpacked layers.
-  KILN_ASSIGN_OR_RETURN(auto layers, ListDir(root_ + "/layers"));
+  KILN_ASSIGN_OR_RETURN(auto layers, ListDirSorted(root_ + "/layers"));
   for (const auto& n : layers) {
     if (mark.live_layers.count(n))
       continue;
@@ -801,7 +800,7 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     ++report.layer_dirs_removed;
   }
   // Sweep 3: tmp/. Nobody else has the store open, so everything there is stale.
-  KILN_ASSIGN_OR_RETURN(auto tmp, ListDir(TmpDir()));
+  KILN_ASSIGN_OR_RETURN(auto tmp, ListDirSorted(TmpDir()));
   for (const auto& n : tmp) {
     if (!options.dry_run) {
       if (auto s = RemoveAll(JoinPath(TmpDir(), n)); !s) {
