@@ -1,5 +1,8 @@
 // podman's list output: headers from field names, the `table` prefix,
 // tabwriter alignment, --format json.
+#include <string>
+#include <utility>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -12,24 +15,32 @@ namespace {
 using nlohmann::json;
 
 TEST(Headers, CamelCaseWords) {
-  EXPECT_EQ(HeaderFor("ID"), "ID");
-  EXPECT_EQ(HeaderFor("Names"), "NAMES");
-  EXPECT_EQ(HeaderFor("CreatedAt"), "CREATED AT");
-  EXPECT_EQ(HeaderFor("ImageID"), "IMAGE ID");
-  EXPECT_EQ(HeaderFor("AutoRemove"), "AUTO REMOVE");
-  EXPECT_EQ(HeaderFor("IDFoo"), "ID FOO");
-  EXPECT_EQ(HeaderFor("Ipv4Addr"), "IPV 4 ADDR");
-  EXPECT_EQ(HeaderFor("x"), "X");
+  const std::pair<std::string, std::string> cases[] = {
+      {"ID", "ID"},
+      {"Names", "NAMES"},
+      {"CreatedAt", "CREATED AT"},
+      {"ImageID", "IMAGE ID"},
+      {"AutoRemove", "AUTO REMOVE"},
+      {"IDFoo", "ID FOO"},
+      {"Ipv4Addr", "IPV 4 ADDR"},
+      {"x", "X"},
+  };
+  for (const auto& [field, header] : cases)
+    EXPECT_EQ(HeaderFor(field), header) << field;
 }
 
 TEST(AlignTabs, GoTabwriter) {
-  // cells padded to the widest + 2, at least 12; the last text left alone
-  EXPECT_EQ(AlignTabs("A\tB\nlonger-than-twelve\tC\n"), "A                   B\nlonger-than-twelve  C\n");
-  EXPECT_EQ(AlignTabs("a\tb\tc\n"), "a           b           c\n");
-  EXPECT_EQ(AlignTabs("no tabs\n"), "no tabs\n");
-  // a line without the column ends the block
-  EXPECT_EQ(AlignTabs("xx\ty\nz\nlong-cell-abcdef\tq\n"), "xx          y\nz\nlong-cell-abcdef  q\n");
-  EXPECT_EQ(AlignTabs("é\tx\n"), "é           x\n");  // widths count runes
+  const std::pair<std::string, std::string> cases[] = {
+      // cells padded to the widest + 2, at least 12; the last text left alone
+      {"A\tB\nlonger-than-twelve\tC\n", "A                   B\nlonger-than-twelve  C\n"},
+      {"a\tb\tc\n", "a           b           c\n"},
+      {"no tabs\n", "no tabs\n"},
+      // a line without the column ends the block
+      {"xx\ty\nz\nlong-cell-abcdef\tq\n", "xx          y\nz\nlong-cell-abcdef  q\n"},
+      {"é\tx\n", "é           x\n"},  // widths count runes
+  };
+  for (const auto& [text, want] : cases)
+    EXPECT_EQ(AlignTabs(text), want) << text;
 }
 
 std::vector<json> Rows() {

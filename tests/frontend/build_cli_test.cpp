@@ -13,43 +13,21 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/fs.h"
+#include "support/shell.h"
 
 namespace kiln {
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;  // stdout only
-};
-
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s)
-    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-RunResult RunShell(const std::string& command) {
-  RunResult r;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p)
-    return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using RunResult = testing::ShellResult;
+using testing::RunShell;
+using testing::ShellQuote;
 
 class BuildCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* bin = std::getenv("KILN_BIN");
-    if (!bin || !PathExists(bin))
+    bin_ = testing::KilnBinary();
+    if (bin_.empty())
       GTEST_SKIP() << "KILN_BIN not set or missing";
-    bin_ = bin;
     auto dir = TempDir::Create("kiln-build-cli-");
     ASSERT_TRUE(dir);
     dir_ = std::make_unique<TempDir>(std::move(*dir));
@@ -61,7 +39,7 @@ class BuildCliTest : public ::testing::Test {
   }
   /// Runs kiln with `args` in the temp dir; stderr goes to stdout when `merge`.
   RunResult Kiln(const std::string& args, bool merge = false) {
-    return RunShell("cd " + Quote(dir_->path()) + " && " + Quote(bin_) + " --root " + Quote(root_) + " " + args +
+    return RunShell("cd " + ShellQuote(dir_->path()) + " && " + ShellQuote(bin_) + " --root " + ShellQuote(root_) + " " + args +
                     (merge ? " 2>&1" : " 2>/dev/null"));
   }
   std::string bin_;
@@ -85,8 +63,8 @@ TEST_F(BuildCliTest, PrintGraphUsesContainerfileThenDockerfile) {
 
 TEST_F(BuildCliTest, PrintGraphWithBuildArgsTargetAndStdin) {
   Write("ctx/.keep", "");
-  auto r = RunShell("cd " + Quote(dir_->path()) + " && printf 'ARG V=1\\nFROM scratch AS a\\nARG V\\nENV X=$V\\n"
-                    "FROM scratch AS b\\n' | " + Quote(bin_) + " --root " + Quote(root_) +
+  auto r = RunShell("cd " + ShellQuote(dir_->path()) + " && printf 'ARG V=1\\nFROM scratch AS a\\nARG V\\nENV X=$V\\n"
+                    "FROM scratch AS b\\n' | " + ShellQuote(bin_) + " --root " + ShellQuote(root_) +
                     " build -f - --target A --build-arg V=2 --print-graph ctx 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);

@@ -11,6 +11,7 @@
 
 #include "instructions.h"
 #include "kiln/fs.h"
+#include "support/golden.h"
 #include "support/testdata.h"
 
 namespace kiln::frontend {
@@ -893,53 +894,34 @@ std::vector<std::string> CaseDirs(const std::string& root) {
   return out;
 }
 
-bool UpdateGolden() {
-  const char* v = std::getenv("KILN_UPDATE_GOLDEN");
-  return v && std::string(v) == "1";
+/// Compiles testdata/ROOT/compile-*/Containerfile and hands each case's
+/// directory and result to `check`.
+template <typename Check>
+void CompileCases(const std::string& root, const char* kind, Check check) {
+  auto dirs = CaseDirs(test::TestdataDir() + "/" + root);
+  ASSERT_FALSE(dirs.empty()) << root;
+  for (const std::string& dir : dirs) {
+    SCOPED_TRACE(dir);
+    auto text = ReadFile(dir + "/Containerfile");
+    ASSERT_TRUE(text);
+    FakeResolver r;
+    check(dir, CompileText(*text, GoldenOptions(dir, &r)));
+  }
+  std::printf("[ compile ] %zu %s golden cases\n", dirs.size(), kind);
 }
 
 TEST(CompileGoldenTest, ValidCases) {
-  auto dirs = CaseDirs(test::TestdataDir() + "/containerfiles");
-  ASSERT_FALSE(dirs.empty());
-  for (const std::string& dir : dirs) {
-    SCOPED_TRACE(dir);
-    auto text = ReadFile(dir + "/Containerfile");
-    ASSERT_TRUE(text);
-    FakeResolver r;
-    auto g = CompileText(*text, GoldenOptions(dir, &r));
+  CompileCases("containerfiles", "valid", [](const std::string& dir, const auto& g) {
     ASSERT_TRUE(g) << g.error().message();
-    std::string got = DumpGraph(*g);
-    if (UpdateGolden()) {
-      ASSERT_TRUE(WriteFileAtomic(dir + "/graph.json", got));
-      continue;
-    }
-    auto want = ReadFile(dir + "/graph.json");
-    ASSERT_TRUE(want) << "missing graph.json; run with KILN_UPDATE_GOLDEN=1";
-    EXPECT_EQ(got, *want);
-  }
-  std::printf("[ compile ] %zu valid golden cases\n", dirs.size());
+    test::ExpectGolden(dir + "/graph.json", DumpGraph(*g));
+  });
 }
 
 TEST(CompileGoldenTest, InvalidCases) {
-  auto dirs = CaseDirs(test::TestdataDir() + "/containerfiles-invalid");
-  ASSERT_FALSE(dirs.empty());
-  for (const std::string& dir : dirs) {
-    SCOPED_TRACE(dir);
-    auto text = ReadFile(dir + "/Containerfile");
-    ASSERT_TRUE(text);
-    FakeResolver r;
-    auto g = CompileText(*text, GoldenOptions(dir, &r));
+  CompileCases("containerfiles-invalid", "invalid", [](const std::string& dir, const auto& g) {
     ASSERT_FALSE(g) << "compiled without error";
-    std::string got = g.error().message() + "\n";
-    if (UpdateGolden()) {
-      ASSERT_TRUE(WriteFileAtomic(dir + "/error.txt", got));
-      continue;
-    }
-    auto want = ReadFile(dir + "/error.txt");
-    ASSERT_TRUE(want) << "missing error.txt; run with KILN_UPDATE_GOLDEN=1";
-    EXPECT_EQ(got, *want);
-  }
-  std::printf("[ compile ] %zu invalid golden cases\n", dirs.size());
+    test::ExpectGolden(dir + "/error.txt", g.error().message() + "\n");
+  });
 }
 
 // docs/security.md H36: `ARG A2=${A1}${A1}` chained doubles per line; the

@@ -11,62 +11,36 @@
 #include <gtest/gtest.h>
 
 #include "kiln/fs.h"
+#include "support/shell.h"
 #include "support/testdata.h"
 
 namespace kiln {
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr, in that order
-};
-
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
-
-RunResult RunShell(const std::string& command) {
-  RunResult r;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p)
-    return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using RunResult = testing::ShellResult;
+using testing::RunShell;
+using testing::ShellQuote;
 
 class ParseCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* bin = std::getenv("KILN_BIN");
-    if (!bin || !PathExists(bin))
+    bin_ = testing::KilnBinary();
+    if (bin_.empty())
       GTEST_SKIP() << "KILN_BIN not set or missing";
-    bin_ = bin;
   }
   std::string bin_;
 };
 
 TEST_F(ParseCliTest, ValidFileExitsZeroSilently) {
   std::string file = test::TestdataDir() + "/containerfiles/heredoc-basic/Containerfile";
-  RunResult r = RunShell(Quote(bin_) + " parse " + Quote(file) + " 2>&1");
+  RunResult r = RunShell(ShellQuote(bin_) + " parse " + ShellQuote(file) + " 2>&1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "");
 }
 
 TEST_F(ParseCliTest, DumpPrintsTheAst) {
   std::string file = test::TestdataDir() + "/containerfiles/onbuild/Containerfile";
-  RunResult r = RunShell(Quote(bin_) + " parse --dump " + Quote(file) + " 2>/dev/null");
+  RunResult r = RunShell(ShellQuote(bin_) + " parse --dump " + ShellQuote(file) + " 2>/dev/null");
   EXPECT_EQ(r.exit_code, 0);
   auto want = ReadFile(test::TestdataDir() + "/containerfiles/onbuild/ast.txt");
   ASSERT_TRUE(want);
@@ -75,7 +49,7 @@ TEST_F(ParseCliTest, DumpPrintsTheAst) {
 }
 
 TEST_F(ParseCliTest, StdinAndWarnings) {
-  RunResult r = RunShell("printf '# syntax=example.com/x\\nFROM a\\n' | " + Quote(bin_) +
+  RunResult r = RunShell("printf '# syntax=example.com/x\\nFROM a\\n' | " + ShellQuote(bin_) +
                          " parse --dump - 2>&1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("kiln: warning: <stdin>:1: syntax directive"), std::string::npos) << r.out;
@@ -84,16 +58,16 @@ TEST_F(ParseCliTest, StdinAndWarnings) {
 
 TEST_F(ParseCliTest, InvalidFileExitsTwoWithLocation) {
   std::string dir = test::TestdataDir() + "/containerfiles-invalid/unknown-instruction";
-  RunResult r = RunShell("cd " + Quote(dir) + " && " + Quote(bin_) + " parse Containerfile 2>&1");
+  RunResult r = RunShell("cd " + ShellQuote(dir) + " && " + ShellQuote(bin_) + " parse Containerfile 2>&1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "kiln: error: Containerfile:2: unknown instruction \"RUNN\" (did you mean RUN?)\n");
 }
 
 TEST_F(ParseCliTest, MissingFileAndUsage) {
-  RunResult r = RunShell(Quote(bin_) + " parse /nonexistent/Containerfile 2>&1");
+  RunResult r = RunShell(ShellQuote(bin_) + " parse /nonexistent/Containerfile 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("kiln: error: reading /nonexistent/Containerfile"), std::string::npos) << r.out;
-  RunResult usage = RunShell(Quote(bin_) + " parse 2>&1");
+  RunResult usage = RunShell(ShellQuote(bin_) + " parse 2>&1");
   EXPECT_EQ(usage.exit_code, 2) << usage.out;
 }
 
@@ -102,8 +76,8 @@ TEST_F(ParseCliTest, UnprivilegedUser) {
   if (::geteuid() != 0 || !user || !*user)
     GTEST_SKIP() << "needs root and KILN_TEST_USER";
   std::string file = test::TestdataDir() + "/containerfiles-invalid/env-no-value/Containerfile";
-  RunResult r = RunShell("cat " + Quote(file) + " | runuser -u " + Quote(user) + " -- " +
-                         Quote(bin_) + " parse - 2>&1");
+  RunResult r = RunShell("cat " + ShellQuote(file) + " | runuser -u " + ShellQuote(user) + " -- " +
+                         ShellQuote(bin_) + " parse - 2>&1");
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_EQ(r.out, "kiln: error: <stdin>:3: ENV must have two arguments: \"ENV PATH\"\n");
 }

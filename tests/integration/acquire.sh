@@ -6,15 +6,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v docker-registry >/dev/null; then
-  tap_skip "docker-registry is not installed (Debian package docker-registry)"; tap_done; exit
-fi
-work=$(mktemp -d /tmp/kiln-acquire.XXXXXX)
-chmod 755 "$work"
-REG_PID=
-cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-start_registry "$work" || { tap_not_ok "start docker-registry"; diag <"$work/registry.log"; tap_done; exit; }
+registry_workdir acquire
 
 for mode in $(test_modes); do
   mw=$(make_workdir "$mode")

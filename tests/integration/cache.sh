@@ -72,6 +72,17 @@ expect() {
   fi
 }
 
+# explains MODE WHAT FILE STEP TEXT: FILE.err has an --explain-cache line
+# for step STEP ("" = any step) that says TEXT.
+explains() {
+  local step="\"step\":$4"; [ -z "$4" ] && step=''
+  if grep '"status":"explain"' "$3.err" | grep -- "$step" | grep -q -- "$5"; then
+    tap_ok "$1 --explain-cache names $2"
+  else
+    tap_not_ok "$1 --explain-cache names $2"; grep '"explain"' "$3.err" | diag
+  fi
+}
+
 # check (MODE STORE NAME): the store's fsck is clean
 store_check() {
   if kiln_as "$1" "$2" prune --check >"$3.check" 2>&1; then tap_ok "$1 $4: store check clean"; else
@@ -102,11 +113,7 @@ for mode in $(test_modes); do
   as_mode "$mode" bash -c "echo a2 > '$ctx/a.txt'"
   build "$mode" "$store" "$ctx" "$o.2" --explain-cache
   expect "$mode" "a.txt content changed: COPY a.txt and later steps rerun" "$CHANGED_A" "$o.2"
-  if grep '"status":"explain"' "$o.2.err" | grep '"step":4' | grep -q 'file a.txt changed: content'; then
-    tap_ok "$mode --explain-cache (json) names a.txt and 'content'"
-  else
-    tap_not_ok "$mode --explain-cache (json) names a.txt"; grep '"explain"' "$o.2.err" | diag
-  fi
+  explains "$mode" "a.txt and 'content' (json)" "$o.2" 4 'file a.txt changed: content'
   as_mode "$mode" bash -c "echo a3 > '$ctx/a.txt'"
   kiln_as "$mode" "$store" build -t cachetest --progress=plain --explain-cache --secret "id=tok,src=$ctx/tok" "$ctx" \
     >"$o.2p.out" 2>"$o.2p.err"
@@ -121,9 +128,7 @@ for mode in $(test_modes); do
   as_mode "$mode" chmod 600 "$ctx/a.txt"
   build "$mode" "$store" "$ctx" "$o.3" --explain-cache
   expect "$mode" "a.txt mode changed: COPY a.txt and later steps rerun" "$CHANGED_A" "$o.3"
-  grep '"status":"explain"' "$o.3.err" | grep -q 'file a.txt changed: mode 0644 -> 0600' \
-    && tap_ok "$mode --explain-cache names the mode change" \
-    || { tap_not_ok "$mode --explain-cache names the mode change"; grep '"explain"' "$o.3.err" | diag; }
+  explains "$mode" "the mode change" "$o.3" "" 'file a.txt changed: mode 0644 -> 0600'
 
   if [ "$mode" = root ]; then
     chown 1234:1234 "$ctx/a.txt"
@@ -135,9 +140,7 @@ for mode in $(test_modes); do
   fi
   build "$mode" "$store" "$ctx" "$o.4" --explain-cache
   expect "$mode" "a.txt owner changed: COPY a.txt and later steps rerun" "$CHANGED_A" "$o.4"
-  grep '"status":"explain"' "$o.4.err" | grep -q 'file a.txt changed: owner' \
-    && tap_ok "$mode --explain-cache names the owner change" \
-    || { tap_not_ok "$mode --explain-cache names the owner change"; grep '"explain"' "$o.4.err" | diag; }
+  explains "$mode" "the owner change" "$o.4" "" 'file a.txt changed: owner'
 
   # An ignored file: nothing reruns.
   as_mode "$mode" bash -c "echo i2 > '$ctx/sub/ignored.txt'"
@@ -156,9 +159,7 @@ for mode in $(test_modes); do
   build "$mode" "$store" "$ctx" "$o.6" --build-arg USED=2 --explain-cache
   expect "$mode" "used build arg changed: only the RUN after its ARG reruns" \
     "base/1=C stage-1/1=C stage-1/3=C stage-1/4=C stage-1/5=C stage-1/6=C stage-1/8=R stage-1/9=R" "$o.6"
-  grep '"status":"explain"' "$o.6.err" | grep '"step":8' | grep -q 'build arg USED changed' \
-    && tap_ok "$mode --explain-cache names the build arg" \
-    || { tap_not_ok "$mode --explain-cache names the build arg"; grep '"explain"' "$o.6.err" | diag; }
+  explains "$mode" "the build arg" "$o.6" "8" 'build arg USED changed'
   build "$mode" "$store" "$ctx" "$o.7" --build-arg UNUSED=2
   expect "$mode" "unused build arg changed: steps before it and COPYs after it stay cached" \
     "base/1=C stage-1/1=C stage-1/3=C stage-1/4=C stage-1/5=R stage-1/6=R stage-1/8=R stage-1/9=R" "$o.7"
@@ -169,9 +170,7 @@ for mode in $(test_modes); do
   build "$mode" "$store" "$ctx" "$o.8" --explain-cache
   expect "$mode" "--from stage output changed: its COPY --from and later rerun" \
     "base/1=R stage-1/1=C stage-1/3=C stage-1/4=C stage-1/5=C stage-1/6=R stage-1/8=R stage-1/9=R" "$o.8"
-  grep '"status":"explain"' "$o.8.err" | grep '"step":6' | grep -q 'the result of stage base changed' \
-    && tap_ok "$mode --explain-cache names the --from stage" \
-    || { tap_not_ok "$mode --explain-cache names the --from stage"; grep '"explain"' "$o.8.err" | diag; }
+  explains "$mode" "the --from stage" "$o.8" "6" 'the result of stage base changed'
 
   # The base image tag moved to different content.
   printf 'FROM busybox\nRUN echo v2 > /v2\n' >"$work/Containerfile.base2"; chmod 644 "$work/Containerfile.base2"
@@ -180,9 +179,7 @@ for mode in $(test_modes); do
   build "$mode" "$store" "$ctx" "$o.9" --explain-cache
   expect "$mode" "base image retagged: every step of that stage reruns, the other stage hits" \
     "base/1=C stage-1/1=R stage-1/3=R stage-1/4=R stage-1/5=R stage-1/6=R stage-1/8=R stage-1/9=R" "$o.9"
-  grep '"status":"explain"' "$o.9.err" | grep '"step":1' | grep -q 'the base changed' \
-    && tap_ok "$mode --explain-cache names the base image" \
-    || { tap_not_ok "$mode --explain-cache names the base image"; grep '"explain"' "$o.9.err" | diag; }
+  explains "$mode" "the base image" "$o.9" "1" 'the base changed'
 
   # Secrets: not in the key unless --secret-cache-key; never in the image.
   as_mode "$mode" bash -c "printf 'other-secret-%s' \$RANDOM > '$ctx/tok'"
@@ -197,9 +194,7 @@ for mode in $(test_modes); do
   build "$mode" "$store" "$ctx" "$o.13" --secret-cache-key --explain-cache
   expect "$mode" "--secret-cache-key, secret changed: the secret's RUN reruns" \
     "base/1=C stage-1/1=C stage-1/3=C stage-1/4=C stage-1/5=C stage-1/6=C stage-1/8=C stage-1/9=R" "$o.13"
-  grep '"status":"explain"' "$o.13.err" | grep '"step":9' | grep -q 'secret tok changed' \
-    && tap_ok "$mode --explain-cache names the secret (not its value)" \
-    || { tap_not_ok "$mode --explain-cache names the secret"; grep '"explain"' "$o.13.err" | diag; }
+  explains "$mode" "the secret (not its value)" "$o.13" "9" 'secret tok changed'
   secret=$(cat "$ctx/tok")
   flat="$work/flat"; rm -rf "$flat"; mkdir -p "$flat"
   if kiln_as "$mode" "$store" save --format oci-archive -o "$work/img.tar" cachetest 2>"$o.save" &&

@@ -21,23 +21,10 @@ set -u
 
 SEED=${KILN_CANCEL_SEED:-2026}
 RANDOM=$SEED
-if ! command -v docker-registry >/dev/null; then
-  tap_skip "docker-registry is not installed (Debian package docker-registry)"; tap_done; exit
-fi
 for tool in setsid setpriv python3; do
   command -v $tool >/dev/null || { tap_skip "$tool not installed"; tap_done; exit; }
 done
-work=$(mktemp -d /tmp/kiln-cancel.XXXXXX)
-chmod 755 "$work"
-REG_PID=
-cleanup() {
-  [ "$BASHPID" = "$$" ] || return 0
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start_registry "$work" || { tap_not_ok "start docker-registry"; diag <"$work/registry.log"; tap_done; exit; }
+registry_workdir cancel
 KILN_EXE=$(readlink -f "$KILN_BIN")
 
 # Processes of a trial: in session SID (kiln runs as its leader), or with

@@ -77,3 +77,30 @@ YML
   for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null && return 0; sleep 0.1; done
   return 1
 }
+
+# temp_workdir NAME: a fresh /tmp/kiln-NAME.XXXXXX in $work (mode 755, so
+# the test user reaches it), removed at exit together with the registry
+# start_registry started there, if any.
+temp_workdir() {
+  work=$(mktemp -d "/tmp/kiln-$1.XXXXXX")
+  chmod 755 "$work"
+  REG_PID=
+  trap cleanup_workdir EXIT
+}
+cleanup_workdir() {
+  [ "$BASHPID" = "$$" ] || return 0  # not from a subshell of the test
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+
+# registry_workdir NAME: temp_workdir NAME with a docker-registry started in
+# it (REG, REG_PID); the whole suite is skipped when docker-registry is not
+# installed, and fails when it does not start.
+registry_workdir() {
+  if ! command -v docker-registry >/dev/null; then
+    tap_skip "docker-registry is not installed (Debian package docker-registry)"; tap_done; exit
+  fi
+  temp_workdir "$1"
+  start_registry "$work" || { tap_not_ok "start docker-registry"; diag <"$work/registry.log"; tap_done; exit; }
+}

@@ -15,11 +15,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-work=$(mktemp -d /tmp/kiln-gc.XXXXXX)
-chmod 755 "$work"
-REG_PID=
-cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+temp_workdir gc
 export SOURCE_DATE_EPOCH=1700000000
 "$KILN_SOURCE_ROOT/scripts/make-busybox-rootfs.sh" "$work/busybox.tar" >/dev/null || {
   tap_not_ok "make busybox rootfs"; tap_done; exit; }

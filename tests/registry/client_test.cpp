@@ -25,6 +25,16 @@ bool EndsWith(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+/// A fake registry's handler: the /v2/ ping answers 200, any other request
+/// `serve`.
+FakeTransport::Handler AfterPing(FakeTransport::Handler serve) {
+  return [serve = std::move(serve)](const HttpRequest& r) -> FakeReply {
+    if (EndsWith(r.url, "/v2/"))
+      return {200};
+    return serve(r);
+  };
+}
+
 ClientOptions FastOptions(HttpTransport* t) {
   ClientOptions o;
   o.transport = t;
@@ -196,13 +206,11 @@ TEST(ClientTest, TokenRealmMustBeHttps) {
 
 TEST(ClientTest, RetriesAfter429WithRetryAfter) {
   std::atomic<int> calls{0};
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     if (++calls == 1)
       return {429, {{"Retry-After", "1"}}, R"({"errors":[{"code":"TOOMANYREQUESTS"}]})"};
     return {200, {{"Content-Type", std::string(kOciIndex)}}, R"({"schemaVersion":2,"manifests":[]})"};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto start = std::chrono::steady_clock::now();
   auto m = client->GetManifest("a", "latest");
@@ -214,12 +222,10 @@ TEST(ClientTest, RetriesAfter429WithRetryAfter) {
 
 TEST(ClientTest, Persistent503FailsWithStatusAndUrl) {
   std::atomic<int> calls{0};
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     ++calls;
     return {503};
-  });
+  }));
   auto o = FastOptions(&t);
   o.max_attempts = 3;
   auto client = MakeClient("reg.example", o);
@@ -232,12 +238,10 @@ TEST(ClientTest, Persistent503FailsWithStatusAndUrl) {
 
 TEST(ClientTest, NotFoundIsNotRetried) {
   std::atomic<int> calls{0};
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     ++calls;
     return {404, {}, R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]})"};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto m = client->GetManifest("a", "nope");
   ASSERT_FALSE(m);
@@ -246,11 +250,9 @@ TEST(ClientTest, NotFoundIsNotRetried) {
 }
 
 TEST(ClientTest, ManifestByDigestIsVerified) {
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     return {200, {{"Content-Type", std::string(kOciManifest)}}, R"({"schemaVersion":2,"layers":[]})"};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto m = client->GetManifest("a", Digest::Of("something else").str());
   ASSERT_FALSE(m);
@@ -259,12 +261,10 @@ TEST(ClientTest, ManifestByDigestIsVerified) {
 }
 
 TEST(ClientTest, MediaTypeMismatchIsRejected) {
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     return {200, {{"Content-Type", std::string(kOciManifest)}},
             R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]})"};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto m = client->GetManifest("a", "latest");
   ASSERT_FALSE(m);
@@ -280,14 +280,12 @@ TEST(ClientTest, BlobResumesWithRangeAfterReset) {
   Digest d = Digest::Of(blob);
   std::atomic<int> calls{0};
   std::string range_seen;
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (++calls == 1)
       return {200, {}, blob, 30000};
     range_seen = RequestHeader(r, "Range");
     return {206, {{"Content-Range", "bytes 30000-99999/100000"}}, blob.substr(30000)};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   auto s = client->FetchBlob("a", d, static_cast<int64_t>(blob.size()), f.fd.get());
@@ -300,9 +298,7 @@ TEST(ClientTest, BlobRestartsWhenRangeIsIgnoredOrWrong) {
   std::string blob(50000, 'y');
   Digest d = Digest::Of(blob);
   std::atomic<int> calls{0};
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     int n = ++calls;
     if (n == 1)
       return {200, {}, blob, 1000};
@@ -313,7 +309,7 @@ TEST(ClientTest, BlobRestartsWhenRangeIsIgnoredOrWrong) {
       return {200, {}, blob, 20000};
     }
     return {200, {}, blob};  // Range ignored: full body from 0
-  });
+  }));
   auto o = FastOptions(&t);
   o.max_attempts = 6;
   auto client = MakeClient("reg.example", o);
@@ -326,12 +322,10 @@ TEST(ClientTest, BlobRestartsWhenRangeIsIgnoredOrWrong) {
 TEST(ClientTest, BadDigestFailsAfterRetries) {
   std::string blob = "the real content";
   std::atomic<int> calls{0};
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     ++calls;
     return {200, {}, "THE REAL CONTENT"};  // right length, wrong bytes
-  });
+  }));
   auto o = FastOptions(&t);
   o.max_attempts = 2;
   auto client = MakeClient("reg.example", o);
@@ -345,11 +339,9 @@ TEST(ClientTest, BadDigestFailsAfterRetries) {
 
 TEST(ClientTest, OversizedBlobStopsAtDescriptorSize) {
   std::string blob = "abc";
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     return {200, {}, std::string(1 << 20, 'z')};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   auto s = client->FetchBlob("a", Digest::Of(blob), 3, f.fd.get());
@@ -384,13 +376,11 @@ TEST(ClientTest, RedirectDropsAuthorizationForOtherOrigins) {
 }
 
 TEST(ClientTest, RedirectDowngradeToHttpIsRefused) {
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.url.rfind("http://", 0) == 0)
       ADD_FAILURE() << "followed a downgrade";
     return {302, {{"Location", "http://cdn.example/blob"}}};
-  });
+  }));
   auto o = FastOptions(&t);
   o.max_attempts = 1;
   auto client = MakeClient("reg.example", o);
@@ -477,9 +467,7 @@ TEST(ClientTest, MonolithicUploadThenConfirm) {
   Digest d = Digest::Of(blob);
   bool stored = false;
   std::string put_body;
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.method == "HEAD")
       return {stored ? 200 : 404};
     if (r.method == "POST")
@@ -491,7 +479,7 @@ TEST(ClientTest, MonolithicUploadThenConfirm) {
       return {201};
     }
     return {400};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   ASSERT_TRUE(WriteAll(f.fd.get(), blob));
@@ -512,9 +500,7 @@ TEST(ClientTest, ChunkedUploadFollowsRangeAndRestartsExpiredSession) {
   std::string received;
   int sessions = 0;
   bool stored = false;
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.method == "HEAD")
       return {stored ? 200 : 404};
     if (r.method == "POST") {
@@ -539,7 +525,7 @@ TEST(ClientTest, ChunkedUploadFollowsRangeAndRestartsExpiredSession) {
       return {201};
     }
     return {400};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   ASSERT_TRUE(WriteAll(f.fd.get(), blob));
@@ -553,9 +539,7 @@ TEST(ClientTest, CrossRepositoryMount) {
   std::string blob = "shared layer";
   Digest d = Digest::Of(blob);
   bool mounted = false;
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.method == "HEAD")
       return {mounted ? 200 : 404};
     if (r.method == "POST") {
@@ -565,7 +549,7 @@ TEST(ClientTest, CrossRepositoryMount) {
     }
     ADD_FAILURE() << "unexpected " << r.method << " " << r.url;
     return {400};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   ASSERT_TRUE(WriteAll(f.fd.get(), blob));
@@ -575,15 +559,13 @@ TEST(ClientTest, CrossRepositoryMount) {
 }
 
 TEST(ClientTest, UploadAcceptedButMissingIsAnError) {
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.method == "HEAD")
       return {404};
     if (r.method == "POST")
       return {202, {{"Location", "/v2/a/blobs/uploads/x"}}};
     return {201};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   TempFile f;
   ASSERT_TRUE(WriteAll(f.fd.get(), "z"));
@@ -595,13 +577,11 @@ TEST(ClientTest, UploadAcceptedButMissingIsAnError) {
 // ------------------------------------------------------------ tags
 
 TEST(ClientTest, TagListPagination) {
-  FakeTransport t([&](const HttpRequest& r) -> FakeReply {
-    if (EndsWith(r.url, "/v2/"))
-      return {200};
+  FakeTransport t(AfterPing([&](const HttpRequest& r) -> FakeReply {
     if (r.url.find("last=b") == std::string::npos)
       return {200, {{"Link", R"(</v2/a/tags/list?last=b&n=2>; rel="next")"}}, R"({"name":"a","tags":["a","b"]})"};
     return {200, {}, R"({"name":"a","tags":["c"]})"};
-  });
+  }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto tags = client->ListTags("a");
   ASSERT_TRUE(tags) << tags.error().message();

@@ -45,6 +45,17 @@ make_image() {  # make_image KIND TARGET VARIANT [BUSYBOX]: prints key=value lin
   return 0
 }
 info() { sed -n "s/^$1=//p" "$work/info"; }
+# refused_pull_and_load VARIANT LAYER_KEY MESSAGE WHAT: the VARIANT image as a
+# layout (pull oci:) and as an archive (load) is refused in $store, naming its
+# LAYER_KEY layer and MESSAGE.
+refused_pull_and_load() {
+  local v=$1 key=$2 msg=$3 what=$4 layer
+  make_image layout "$work/$v" "$v"
+  layer=$(info "$key")
+  check "$mode: pull oci: $what naming $layer" refused "$mode" "$store" "$layer.*$msg" pull -q "oci:$work/$v"
+  make_image archive "$work/$v.tar" "$v"
+  check "$mode: load $what" refused "$mode" "$store" "$layer.*$msg" load -q -i "$work/$v.tar"
+}
 new_store() {  # new_store DIR: an empty store the mode's user owns
   rm -rf "$1"; mkdir -p "$1"; chown -R --reference="$work" "$1"
   kiln_as "$mode" "$1" images >/dev/null 2>&1
@@ -83,13 +94,8 @@ for mode in $(test_modes); do
   done
   # The base layer's diff_id named for a second layer, with the base's layer
   # directory already present: refused, the real layer is checked.
-  make_image layout "$work/dup" diffid_dup
-  layer=$(info layer1)
-  check "$mode: pull oci: whose config names the base layer's diff_id for layer 2 is refused naming $layer" \
-    refused "$mode" "$store" "$layer.*diff_id mismatch" pull -q "oci:$work/dup"
-  make_image archive "$work/dup.tar" diffid_dup
-  check "$mode: load whose config names the base layer's diff_id for layer 2 is refused" \
-    refused "$mode" "$store" "$layer.*diff_id mismatch" load -q -i "$work/dup.tar"
+  refused_pull_and_load diffid_dup layer1 "diff_id mismatch" \
+    "whose config names the base layer's diff_id for layer 2 is refused"
 
   # --- a manifest already in the store, named with a wrong size
   make_image layout "$work/msize" manifest_size_lie
@@ -116,13 +122,7 @@ for mode in $(test_modes); do
     refused "$mode" "$store" "larger than|too large|4194304" load -q -i "$work/many.tar"
 
   # --- gzip bomb (~200 KiB expanding 1000x) stops at the ratio cap
-  make_image layout "$work/bomb" bomb
-  layer=$(info layer0)
-  check "$mode: pull oci: of a gzip bomb stops at the ratio cap naming $layer" \
-    refused "$mode" "$store" "$layer.*decompressed size limit exceeded" pull -q "oci:$work/bomb"
-  make_image archive "$work/bomb.tar" bomb
-  check "$mode: load of a gzip bomb stops at the ratio cap" \
-    refused "$mode" "$store" "$layer.*decompressed size limit exceeded" load -q -i "$work/bomb.tar"
+  refused_pull_and_load bomb layer0 "decompressed size limit exceeded" "of a gzip bomb stops at the ratio cap"
   kiln_as "$mode" "$store" prune -f >/dev/null 2>&1
 
   # --- the good image still pulls, loads and runs; the store is consistent
