@@ -152,9 +152,8 @@ void AddToIndex(Index& index, const std::vector<Descriptor>& manifests) {
   }
 }
 
-TransferOptions PullOptionsFrom(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
-                                const PlatformOverride& o) {
-  TransferOptions to = RegistryOptions(tls_verify, authfile, cert_dir, true);
+TransferOptions PullOptionsFrom(const RegistryFlags& registry, const PlatformOverride& o) {
+  TransferOptions to = registry.Options(true);
   if (!o.platform.empty())
     if (auto p = Platform::Parse(o.platform))
       to.platform = *p;
@@ -162,6 +161,15 @@ TransferOptions PullOptionsFrom(bool tls_verify, const std::string& authfile, co
 }
 
 void PrintDigest(const Descriptor& top) { std::printf("%s\n", top.digest.str().c_str()); }
+
+/// SaveList(), then prints the list's new digest; the command's exit code.
+int SaveListAndPrint(Store& store, const Index& index, const std::vector<std::string>& names) {
+  auto top = SaveList(store, index, names);
+  if (!top)
+    return ReportError(top.error());
+  PrintDigest(*top);
+  return 0;
+}
 
 }  // namespace
 
@@ -174,15 +182,14 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
     struct Flags {
       std::string list;
       std::vector<std::string> images;
-      bool amend = false, all = false, tls_verify = true;
-      std::string authfile;
+      bool amend = false, all = false;
+      RegistryFlags registry;
     };
     auto f = std::make_shared<Flags>();
     auto* cmd = manifest->add_subcommand("create", "create a manifest list, optionally holding IMAGEs");
     cmd->add_flag("-a,--amend", f->amend, "modify the list if it exists already instead of failing");
     cmd->add_flag("--all", f->all, "add every manifest of IMAGEs that are lists themselves");
-    cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-    cmd->add_option("--authfile", f->authfile, "registry credentials file");
+    f->registry.Add(cmd, false);
     cmd->add_option("list", f->list, "name of the new list (\"name\" means localhost/name:latest)")->required();
     cmd->add_option("images", f->images, "images (local, or registry references) to add");
     SetAction(cmd, ctx, [&ctx, f] {
@@ -202,26 +209,23 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
         if (!f->amend || existing.error().code() != Errc::kInvalidInput)
           return ReportError(Usage(f->list + ": an image of that name exists"));
       }
-      TransferOptions to = PullOptionsFrom(f->tls_verify, f->authfile, "", {});
+      TransferOptions to = PullOptionsFrom(f->registry, {});
       for (const std::string& image : f->images) {
         auto ms = ManifestsOf(*store, image, f->all, to);
         if (!ms)
           return ReportError(std::move(ms).error().WithContext("manifest create: " + image));
         AddToIndex(index, *ms);
       }
-      auto top = SaveList(*store, index, {*name});
-      if (!top)
-        return ReportError(top.error());
-      PrintDigest(*top);
-      return 0;
+      return SaveListAndPrint(*store, index, {*name});
     });
   }
 
   // add
   {
     struct Flags {
-      std::string list, image, authfile, cert_dir;
-      bool all = false, tls_verify = true;
+      std::string list, image;
+      RegistryFlags registry;
+      bool all = false;
       PlatformOverride o;
     };
     auto f = std::make_shared<Flags>();
@@ -236,9 +240,7 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("--features", f->o.features, "record these OS features (repeatable)")->allow_extra_args(false);
     cmd->add_option("--annotation", f->o.annotations, "KEY=VALUE annotation on the entry (repeatable)")
         ->allow_extra_args(false);
-    cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-    cmd->add_option("--authfile", f->authfile, "registry credentials file");
-    cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+    f->registry.Add(cmd);
     cmd->add_option("list", f->list, "the manifest list")->required();
     cmd->add_option("image", f->image, "local image (name, ID, digest) or registry reference (docker://REF)")
         ->required();
@@ -252,7 +254,7 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       if (!f->o.platform.empty())
         if (auto p = Platform::Parse(f->o.platform); !p)
           return ReportError(Usage("--platform " + f->o.platform + ": " + p.error().message()));
-      TransferOptions to = PullOptionsFrom(f->tls_verify, f->authfile, f->cert_dir, f->o);
+      TransferOptions to = PullOptionsFrom(f->registry, f->o);
       std::vector<Descriptor> ms;
       if (!f->o.platform.empty() && !f->all) {
         // Pick the platform from a list IMAGE; a single image keeps its own.
@@ -270,11 +272,7 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
         if (auto s = ApplyOverride(d, f->o); !s)
           return ReportError(s.error());
       AddToIndex(list->index, ms);
-      auto top = SaveList(*store, list->index, list->names);
-      if (!top)
-        return ReportError(top.error());
-      PrintDigest(*top);
-      return 0;
+      return SaveListAndPrint(*store, list->index, list->names);
     });
   }
 
@@ -302,25 +300,19 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       std::erase_if(list->index.manifests, [&](const Descriptor& e) { return e.digest == *d; });
       if (list->index.manifests.size() == before)
         return ReportError(Error(Errc::kNotFound, "manifest remove: " + f->list + " has no entry " + f->digest));
-      auto top = SaveList(*store, list->index, list->names);
-      if (!top)
-        return ReportError(top.error());
-      PrintDigest(*top);
-      return 0;
+      return SaveListAndPrint(*store, list->index, list->names);
     });
   }
 
   // inspect
   {
     struct Flags {
-      std::string list, authfile, cert_dir;
-      bool tls_verify = true;
+      std::string list;
+      RegistryFlags registry;
     };
     auto f = std::make_shared<Flags>();
     auto* cmd = manifest->add_subcommand("inspect", "print a manifest list (local, else from its registry) as JSON");
-    cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-    cmd->add_option("--authfile", f->authfile, "registry credentials file");
-    cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+    f->registry.Add(cmd);
     cmd->add_option("list", f->list, "the manifest list: a local name, or a registry reference")->required();
     SetAction(cmd, ctx, [&ctx, f] {
       auto store = OpenImageStore(ctx);
@@ -340,10 +332,7 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
         auto ref = ImageReference::Parse(text);
         if (!ref)
           return ReportError(list.error());
-        TransferOptions to;
-        to.tls_verify = f->tls_verify;
-        to.authfile = f->authfile;
-        to.cert_dir = f->cert_dir;
+        TransferOptions to = f->registry.Options(false);
         auto client = registry::RegistryClient::Create(ref->domain, registry::ClientOptionsFrom(to));
         if (!client)
           return ReportError(client.error());
@@ -362,17 +351,16 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
   // push
   {
     struct Flags {
-      std::string list, destination, authfile, cert_dir, digestfile;
-      bool all = true, rm = false, tls_verify = true, quiet = false;
+      std::string list, destination, digestfile;
+      RegistryFlags registry;
+      bool all = true, rm = false, quiet = false;
     };
     auto f = std::make_shared<Flags>();
     auto* cmd = manifest->add_subcommand("push", "push a manifest list with its images (by digest first, then the "
                                                  "list) to a registry or a local transport");
     cmd->add_flag("--all", f->all, "push the images of the list too (default true; they always are)");
     cmd->add_flag("--rm", f->rm, "remove the list from the store after a successful push");
-    cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-    cmd->add_option("--authfile", f->authfile, "registry credentials file");
-    cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+    f->registry.Add(cmd);
     cmd->add_option("--digestfile", f->digestfile, "write the list's digest to this file");
     cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
     cmd->add_option("list", f->list, "the manifest list")->required();
@@ -407,7 +395,7 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       image.top = list->top;
       image.manifest_descriptor = list->top;
       image.names = list->names;
-      TransferOptions opts = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
+      TransferOptions opts = f->registry.Options(f->quiet);
       if (auto s = PushImage(*store, image, list->names.empty() ? "" : list->names.front(), *dest, opts); !s)
         return ReportError(s.error());
       if (!f->digestfile.empty())

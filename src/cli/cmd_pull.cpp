@@ -13,15 +13,14 @@ namespace kiln::cli {
 void AddPullCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("pull", "copy an image from a registry or a local transport into the store");
   struct Flags {
-    std::string platform, authfile, cert_dir, reference;
-    bool all_platforms = false, tls_verify = true, quiet = false;
+    std::string platform, reference;
+    RegistryFlags registry;
+    bool all_platforms = false, quiet = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--platform", f->platform, "os/arch[/variant] to pull (default: this host)");
   cmd->add_flag("--all-platforms", f->all_platforms, "pull every platform of an index");
-  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-  cmd->add_option("--authfile", f->authfile, "registry credentials file");
-  cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+  f->registry.Add(cmd);
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
   cmd->add_option("reference", f->reference,
                   "NAME[:TAG|@DIGEST] (docker://), oci:DIR[:TAG], oci-archive:FILE[:TAG], "
@@ -38,7 +37,7 @@ void AddPullCommand(CLI::App& app, Context& ctx) {
         return ReportError(p.error());
       opts.platform = *p;
     }
-    opts.transfer = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
+    opts.transfer = f->registry.Options(f->quiet);
     opts.transfer.all_platforms = f->all_platforms;
     auto store = OpenImageStore(ctx);
     if (!store)

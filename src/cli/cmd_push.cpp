@@ -11,13 +11,12 @@ namespace kiln::cli {
 void AddPushCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("push", "copy an image from the store to a registry or a local transport");
   struct Flags {
-    std::string authfile, cert_dir, compression, image, destination, digestfile;
-    bool tls_verify = true, quiet = false;
+    std::string compression, image, destination, digestfile;
+    RegistryFlags registry;
+    bool quiet = false;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-  cmd->add_option("--authfile", f->authfile, "registry credentials file");
-  cmd->add_option("--cert-dir", f->cert_dir, "directory with CA certificates for the registry");
+  f->registry.Add(cmd);
   cmd->add_option("--compression", f->compression, "gzip or zstd for layers that are recompressed")
       ->check(CLI::IsMember({"gzip", "zstd"}));
   cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
@@ -45,7 +44,7 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
     auto dest = ParseImageTransport(dest_text);
     if (!dest)
       return ReportError(dest.error());
-    TransferOptions opts = RegistryOptions(f->tls_verify, f->authfile, f->cert_dir, f->quiet);
+    TransferOptions opts = f->registry.Options(f->quiet);
     opts.compression = f->compression;
     if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
       return ReportError(s.error());

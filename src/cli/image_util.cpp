@@ -28,8 +28,14 @@ Expected<TransportRef> ParseImageTransport(std::string_view text) {
   return ref;
 }
 
-TransferOptions RegistryOptions(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
-                                bool quiet) {
+void RegistryFlags::Add(CLI::App* cmd, bool cert_dir_flag) {
+  cmd->add_flag("--tls-verify", tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", authfile, "registry credentials file");
+  if (cert_dir_flag)
+    cmd->add_option("--cert-dir", cert_dir, "directory with CA certificates for the registry");
+}
+
+TransferOptions RegistryFlags::Options(bool quiet) const {
   TransferOptions to;
   to.tls_verify = tls_verify;
   to.authfile = authfile;

@@ -23,10 +23,17 @@ Expected<Store> OpenImageStore(const Context& ctx);
 /// use (kInvalidInput: exit 2) and the docker:// transport is registered.
 Expected<TransportRef> ParseImageTransport(std::string_view text);
 
-/// TransferOptions of the registry flags --tls-verify, --authfile,
-/// --cert-dir and -q.
-TransferOptions RegistryOptions(bool tls_verify, const std::string& authfile, const std::string& cert_dir,
-                                bool quiet);
+/// The registry flags of pull, push and manifest: --tls-verify, --authfile
+/// and --cert-dir.
+struct RegistryFlags {
+  bool tls_verify = true;
+  std::string authfile;
+  std::string cert_dir;
+  /// Adds the flags to `cmd` (--cert-dir only with `cert_dir_flag`).
+  void Add(CLI::App* cmd, bool cert_dir_flag = true);
+  /// The TransferOptions they give, with -q's `quiet`.
+  TransferOptions Options(bool quiet) const;
+};
 
 /// A name kiln gives an image (tag, import, pull of a local transport):
 /// "name" -> "localhost/name:latest", "quay.io/x" -> "quay.io/x:latest".
