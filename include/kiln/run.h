@@ -49,14 +49,19 @@ struct Paths {
   std::string run_root;    ///< run-time state (cli Context::RunRoot())
 };
 
-/// -p [IP:]HOST:CTR[/udp]
+/// -p [[IP:][HOST]:]CTR[/udp]
 struct PortMapping {
   std::string host_ip;  ///< "" = all addresses
-  uint16_t host_port = 0;
+  uint16_t host_port = 0;  ///< 0: a free port chosen when the container is created
   uint16_t container_port = 0;
   bool udp = false;
-  /// Parses the -p syntax. kInvalidInput naming the text.
+  /// Parses one -p mapping without ranges. kInvalidInput naming the text.
   static Expected<PortMapping> Parse(const std::string& text);
+  /// Parses a -p flag as podman: `[[IP:][HOST]:]CTR[/tcp|/udp]` where HOST
+  /// and CTR may be ranges of the same length (`8000-8010:8000-8010`; a CTR
+  /// range alone or with an empty HOST gets free host ports); one mapping
+  /// per port. kInvalidInput naming the text.
+  static Expected<std::vector<PortMapping>> ParseFlag(const std::string& text);
   std::string str() const;
 };
 
@@ -67,12 +72,19 @@ struct MountRequest {
   std::string source;  ///< host path (bind), volume name (volume; "" = anonymous)
   std::string target;  ///< absolute path in the container
   bool read_only = false;
-  std::string tmpfs_options;  ///< "size=64m,mode=1777"
+  /// -v ...:U: chown the source (recursively, not following symlinks) to
+  /// the container's user and group when the container is created, as podman.
+  bool chown = false;
+  std::string tmpfs_options;  ///< "size=64m,mode=1777[,noexec]"
   /// -v SRC:DST[:ro|rw] (SRC starting with '/' or '.' is a host path, else a
   /// volume name) and DST alone (anonymous volume).
   static Expected<MountRequest> ParseVolumeFlag(const std::string& text);
   /// --mount type=bind|volume|tmpfs,source=...,target=...,ro[,tmpfs-size=..][,tmpfs-mode=..]
   static Expected<MountRequest> ParseMountFlag(const std::string& text);
+  /// --tmpfs /path[:OPTIONS] as podman: OPTIONS a comma list of rw|ro,
+  /// exec|noexec, size=, mode=, uid=, gid=, nr_inodes=, notmpcopyup
+  /// (default rw,exec,nosuid,nodev as podman 4.3 mounts it; always nosuid,nodev).
+  static Expected<MountRequest> ParseTmpfsFlag(const std::string& text);
 };
 
 /// Everything `kiln run` takes (docs/cli.md "kiln run").
@@ -94,7 +106,26 @@ struct RunOptions {
   std::vector<MountRequest> mounts;
   std::vector<PortMapping> ports;
   NetworkMode network = NetworkMode::kPrivate;
-  std::string pull = "missing";  ///< missing|always|never
+  std::string pull = "missing";  ///< missing|always|never|newer
+  /// -P: publish every port the image EXPOSEs on a free host port (those a
+  /// -p already publishes for the same container port and protocol excepted).
+  bool publish_all = false;
+  /// --env-host: kiln's environment (without kiln's own KILN_* variables)
+  /// under the image's Env, as podman.
+  bool env_host = false;
+  /// --init: accepted for podman compatibility; the sandbox always runs
+  /// kiln's init as pid 1 (reaps zombies, forwards signals; docs/run.md).
+  bool init = false;
+  std::vector<std::string> labels;       ///< --label K=V (K alone: empty value)
+  std::vector<std::string> label_files;  ///< --label-file (K=V lines)
+  std::vector<std::string> annotations;  ///< --annotation K=V
+  /// --cidfile: created exclusively before anything else (an existing file
+  /// is refused, as podman), the container ID written once the record
+  /// exists; removed again when the container could not be created.
+  std::string cidfile;
+  /// `kiln create`: make the record (ports chosen, volumes made, :U done)
+  /// and return without starting it; `kiln start` runs it.
+  bool create_only = false;
   std::optional<std::string> memory;  ///< --memory 512m
   std::optional<double> cpus;         ///< --cpus 1.5
   std::optional<int64_t> pids_limit;  ///< --pids-limit
@@ -119,6 +150,7 @@ struct ContainerInfo {
   pid_t pid = 0;            ///< host pid of the container's init, when running
   pid_t monitor_pid = 0;
   std::vector<std::string> ports;  ///< PortMapping::str()
+  std::vector<PortMapping> port_mappings;  ///< the same, parsed (`kiln port`)
   bool auto_remove = false;
   std::string log_path;
   /// The full config.json (for inspect).

@@ -125,7 +125,8 @@ struct SandboxMount {
   /// are removed again after the run.
   std::string target;
   bool read_only = false;
-  /// kTmpfs only: "size=64m,mode=1777" style options (size, mode only).
+  /// kTmpfs only: "size=64m,mode=1777" style options (tmpfs data options;
+  /// "noexec" among them is MS_NOEXEC). Always nosuid,nodev.
   std::string tmpfs_options;
 };
 

@@ -72,6 +72,8 @@ void AddLogoutCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);
 void AddInfoCommand(CLI::App& app, Context& ctx);
 void AddRunCommand(CLI::App& app, Context& ctx);
+void AddCreateCommand(CLI::App& app, Context& ctx);
+void AddPortCommand(CLI::App& app, Context& ctx);
 void AddPsCommand(CLI::App& app, Context& ctx);
 void AddLogsCommand(CLI::App& app, Context& ctx);
 void AddExecCommand(CLI::App& app, Context& ctx);

@@ -116,6 +116,11 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
   KILN_ASSIGN_OR_RETURN(std::string id, run::ResolveContainer(paths, n));
   KILN_ASSIGN_OR_RETURN(run::ContainerInfo info, run::InspectContainer(paths, id));
   nlohmann::json config = nlohmann::json::parse(info.config_json, nullptr, false);
+  // podman's names for run --label/--annotation: {{.Config.Labels.k}}.
+  if (config.is_object()) {
+    config["Labels"] = config.value("labels", nlohmann::json::object());
+    config["Annotations"] = config.value("annotations", nlohmann::json::object());
+  }
   return nlohmann::json{{"Id", info.id},
                         {"Name", info.name},
                         {"Image", info.image_id},

@@ -228,6 +228,11 @@ int PsCommand(Context& ctx, const Flags& f) {
         it = image_labels.emplace(c.image_id, labels).first;
       }
       x.labels = it->second;
+      // The container's own labels (the image's merged with run --label at
+      // creation); older records have none: the image's above.
+      if (config.is_object() && config.contains("labels") && config["labels"].is_object() &&
+          !config["labels"].empty())
+        x.labels = config["labels"];
     }
     if (!filter.Match(c, x, *list))
       continue;

@@ -26,6 +26,7 @@ struct RunFlags {
   std::vector<std::string> volumes;
   std::vector<std::string> mounts;
   std::vector<std::string> publish;
+  std::vector<std::string> tmpfs;
   std::string network = "private";
   std::string entrypoint;
   bool entrypoint_set = false;
@@ -36,11 +37,12 @@ struct RunFlags {
 };
 
 int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
+  const std::string verb = f.o.create_only ? "create" : "run";
   std::vector<std::string> rest = cmd->remaining();
   if (rest.empty())
-    return ReportError(Error(Errc::kInvalidInput, "run: missing IMAGE"));
+    return ReportError(Error(Errc::kInvalidInput, verb + ": missing IMAGE"));
   if (!rest[0].empty() && rest[0][0] == '-')
-    return ReportError(Error(Errc::kInvalidInput, "run: unknown flag " + rest[0]));
+    return ReportError(Error(Errc::kInvalidInput, verb + ": unknown flag " + rest[0]));
   run::RunOptions& o = f.o;
   o.image = rest[0];
   o.command.assign(rest.begin() + 1, rest.end());
@@ -58,11 +60,17 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
       return ReportError(m.error());
     o.mounts.push_back(*m);
   }
-  for (const auto& p : f.publish) {
-    auto m = run::PortMapping::Parse(p);
+  for (const auto& t : f.tmpfs) {
+    auto m = run::MountRequest::ParseTmpfsFlag(t);
     if (!m)
       return ReportError(m.error());
-    o.ports.push_back(*m);
+    o.mounts.push_back(*m);
+  }
+  for (const auto& p : f.publish) {
+    auto m = run::PortMapping::ParseFlag(p);
+    if (!m)
+      return ReportError(m.error());
+    o.ports.insert(o.ports.end(), m->begin(), m->end());
   }
   if (f.network == "none")
     o.network = NetworkMode::kNone;
@@ -98,22 +106,17 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   auto status = run::Run(*store, RunPaths(ctx), o, &id);
   if (!status)
     return ReportError(status.error());
-  if (o.detach)
+  if (o.detach || o.create_only)
     std::printf("%s\n", id.c_str());
   return *status;
 }
 
-}  // namespace
 
-void AddRunCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("run", "run a command in a new container from an image");
-  auto f = std::make_shared<RunFlags>();
+/// The flags `run` and `create` share (podman's spelling; docs/run.md).
+void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
   cmd->prefix_command();
   cmd->fallthrough(false);  // IMAGE/CONTAINER and the command are ours, not the parent's
   cmd->positionals_at_end(false);
-  cmd->footer("IMAGE [COMMAND [ARG...]] follow the flags. The exit status is the container's "
-              "(126: command not executable, 127: not found). See docs/run.md.");
-  cmd->add_flag("-d,--detach", f->o.detach, "run in the background and print the container ID");
   cmd->add_flag("-i,--interactive", f->o.interactive, "keep stdin open (pipe it into the container)");
   cmd->add_flag("-t,--tty", f->o.tty, "allocate a pseudo-terminal");
   cmd->add_flag("--rm", f->o.remove, "remove the container when it exits");
@@ -122,11 +125,19 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   cmd->add_option("--env-file", f->o.env_files, "read environment variables from a file (K=V lines)")
       ->allow_extra_args(false);
-  cmd->add_option("-v,--volume", f->volumes, "bind mount or volume: SRC:DST[:ro] (SRC a path or volume name), or DST")
+  cmd->add_flag("--env-host", f->o.env_host, "start from kiln's environment (under the image's Env, -e and --env-file)");
+  cmd->add_option("-v,--volume", f->volumes,
+                  "bind mount or volume: SRC:DST[:ro|rw][,U] (SRC a path or volume name; U: chown it to the "
+                  "container's user), or DST")
       ->allow_extra_args(false);
   cmd->add_option("--mount", f->mounts, "type=bind|volume|tmpfs,source=..,target=..[,ro][,tmpfs-size=..]")
       ->allow_extra_args(false);
-  cmd->add_option("-p,--publish", f->publish, "publish a port: [IP:]HOST:CONTAINER[/udp]")->allow_extra_args(false);
+  cmd->add_option("--tmpfs", f->tmpfs, "mount a tmpfs: /PATH[:rw|ro,exec|noexec,size=N,mode=MODE,uid=,gid=]")
+      ->allow_extra_args(false);
+  cmd->add_option("-p,--publish", f->publish,
+                  "publish a port: [[IP:][HOST]:]CONTAINER[/udp]; ranges N-M; no HOST: a free port")
+      ->allow_extra_args(false);
+  cmd->add_flag("-P,--publish-all", f->o.publish_all, "publish every port the image EXPOSEs on a free host port");
   cmd->add_option("-u,--user", f->o.user, "user[:group] to run as (names from the image's /etc/passwd)");
   cmd->add_option("-w,--workdir", f->o.workdir, "working directory inside the container");
   cmd->add_option_function<std::string>(
@@ -139,13 +150,41 @@ void AddRunCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--network,--net", f->network, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none or host");
   cmd->add_option("--hostname", f->o.hostname, "container host name (default: the short ID)");
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
-  cmd->add_option("--pull", f->o.pull, "pull the image: missing (default), always or never")
-      ->check(CLI::IsMember({"missing", "always", "never"}));
+  cmd->add_flag("--init", f->o.init, "run an init as pid 1 that reaps zombies and forwards signals (kiln always does)");
+  cmd->add_option("-l,--label", f->o.labels, "set a container label K=V (over the image's labels)")
+      ->allow_extra_args(false);
+  cmd->add_option("--label-file", f->o.label_files, "read container labels from a file (K=V lines)")
+      ->allow_extra_args(false);
+  cmd->add_option("--annotation", f->o.annotations, "set an annotation K=V")->allow_extra_args(false);
+  cmd->add_option("--cidfile", f->o.cidfile, "write the container ID to FILE (which must not exist)");
+  cmd->add_option("--pull", f->o.pull, "pull the image: missing (default), always, never or newer")
+      ->check(CLI::IsMember({"missing", "always", "never", "newer"}));
   cmd->add_option("--platform", f->platform,
                   "os/arch[/variant]: run that platform's image of a multi-platform image (default: this host)");
   cmd->add_option("-m,--memory", f->memory, "memory limit (e.g. 512m), needs a delegated cgroup v2");
   cmd->add_option("--cpus", f->cpus, "CPU limit (e.g. 1.5), needs a delegated cgroup v2");
   cmd->add_option("--pids-limit", f->pids_limit, "process limit, needs a delegated cgroup v2");
+}
+
+}  // namespace
+
+void AddCreateCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("create", "create a container from an image without starting it");
+  auto f = std::make_shared<RunFlags>();
+  f->o.create_only = true;
+  cmd->footer("IMAGE [COMMAND [ARG...]] follow the flags. Prints the container ID; `kiln start` runs it "
+              "(detached). Free host ports (-p CTR, -P) are chosen now and kept. See docs/run.md.");
+  AddContainerFlags(cmd, f);
+  SetAction(cmd, ctx, [&ctx, cmd, f] { return DoRun(ctx, cmd, *f); });
+}
+
+void AddRunCommand(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("run", "run a command in a new container from an image");
+  auto f = std::make_shared<RunFlags>();
+  cmd->footer("IMAGE [COMMAND [ARG...]] follow the flags. The exit status is the container's "
+              "(126: command not executable, 127: not found). See docs/run.md.");
+  cmd->add_flag("-d,--detach", f->o.detach, "run in the background and print the container ID");
+  AddContainerFlags(cmd, f);
   SetAction(cmd, ctx, [&ctx, cmd, f] { return DoRun(ctx, cmd, *f); });
 
   // Internal: the detached container's monitor (started by run -d / start).

@@ -37,7 +37,12 @@ const CommandHelp kHelp[] = {
      "kiln run --rm busybox echo hello\n"
      "kiln run -it --rm busybox sh\n"
      "kiln run -d --name web -p 8080:80 -v ./site:/www:ro myimage\n"
-     "kiln run --rm -e GREETING=hi --network none busybox env"},
+     "kiln run --rm -e GREETING=hi --network none busybox env\n"
+     "kiln run -d -P --init --tmpfs /tmp:size=64m --cidfile web.cid myimage"},
+    {"create", "IMAGE [COMMAND [ARG...]]",
+     "kiln create --name web -p 8080:80 myimage\n"
+     "kiln start web"},
+    {"port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "kiln port web\nkiln port web 80/tcp\nkiln port -a"},
     {"exec", "CONTAINER COMMAND [ARG...]",
      "kiln exec web ls /\n"
      "kiln exec -it web sh\n"
@@ -109,6 +114,7 @@ const GroupMember kMembers[] = {
     {"image", "save", {}, "save"},         {"image", "tag", {}, "tag"},
     {"container", "ls", {"list", "ps"}, "ps"},
     {"container", "run", {}, "run"},       {"container", "logs", {}, "logs"},
+    {"container", "create", {}, "create"}, {"container", "port", {}, "port"},
     {"container", "exec", {}, "exec"},
     {"system", "info", {}, "info"},        {"system", "prune", {}, "prune"},
     {"buildx", "build", {}, "build"},
@@ -117,11 +123,11 @@ const GroupMember kMembers[] = {
 /// podman 4.3's commands (`podman [GROUP] --help`) that kiln does not have:
 /// named as such instead of "unrecognized".
 const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
-    {"", {"attach", "auto-update", "commit", "compose", "cp", "create", "diff", "events", "export", "generate",
-          "healthcheck", "init", "kube", "machine", "mount", "network", "pause", "play", "pod", "port", "rename",
+    {"", {"attach", "auto-update", "commit", "compose", "cp", "diff", "events", "export", "generate",
+          "healthcheck", "init", "kube", "machine", "mount", "network", "pause", "play", "pod", "rename",
           "restart", "search", "secret", "stats", "top", "unmount", "unpause", "untag", "update"}},
-    {"container", {"attach", "checkpoint", "cleanup", "clone", "commit", "cp", "create", "diff", "exists", "export",
-                   "init", "mount", "pause", "port", "rename", "restart", "restore", "runlabel", "stats",
+    {"container", {"attach", "checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
+                   "init", "mount", "pause", "rename", "restart", "restore", "runlabel", "stats",
                    "top", "unmount", "unpause", "update"}},
     {"image", {"diff", "exists", "mount", "scp", "search", "sign", "tree", "trust", "unmount", "untag"}},
     {"system", {"connection", "df", "migrate", "renumber", "reset", "service"}},
@@ -138,7 +144,8 @@ const std::map<std::string, AddFn>& AddFunctions() {
       {"prune", AddPruneCommand}, {"pull", AddPullCommand}, {"push", AddPushCommand},
       {"rmi", AddRmiCommand}, {"save", AddSaveCommand}, {"tag", AddTagCommand},
       {"ps", AddPsCommand}, {"run", AddRunCommand}, {"logs", AddLogsCommand},
-      {"exec", AddExecCommand}, {"info", AddInfoCommand},
+      {"exec", AddExecCommand}, {"info", AddInfoCommand}, {"create", AddCreateCommand},
+      {"port", AddPortCommand},
   };
   return m;
 }
@@ -353,7 +360,7 @@ void AddCommandGroups(CLI::App& app, Context& ctx) {
       sub->alias(a);
     Canonical()[sub] = m.canonical;
   }
-  groups["container"]->description("manage containers (ls, run, logs, exec, start, stop, kill, wait, rm, inspect)");
+  groups["container"]->description("manage containers (ls, run, create, logs, exec, port, start, stop, kill, wait, rm, inspect)");
   // The hidden helpers a re-registered command brings along (run's __monitor).
   for (auto& [name, g] : groups)
     for (CLI::App* s : g->get_subcommands([](CLI::App* s) { return s->get_name().rfind("__", 0) == 0; }))
@@ -428,8 +435,8 @@ int CheckCommandLine(CLI::App& app, int argc, char** argv) {
       auto only = kPodmanOnly.find(PathOf(cur));
       if (only != kPodmanOnly.end() &&
           std::find(only->second.begin(), only->second.end(), a) != only->second.end())
-        return UsageError("`" + where + " " + a + "` is not implemented in kiln (a podman command; docs/cli.md "
-                          "lists what kiln has)",
+        return UsageError("`" + where + " " + a + "` is not implemented in kiln (a podman command; docs/cli-compat.md "
+                          "lists what kiln has and when the rest comes)",
                           try_line);
       std::string msg = "unrecognized command `" + where + " " + a + "`";
       auto sugg = Suggestions(cur, a);

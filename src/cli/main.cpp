@@ -131,6 +131,8 @@ int main(int argc, char** argv) {
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
   AddRunCommand(app, ctx);
+  AddCreateCommand(app, ctx);
+  AddPortCommand(app, ctx);
   AddPsCommand(app, ctx);
   AddLogsCommand(app, ctx);
   AddExecCommand(app, ctx);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct Config {
   NetworkMode network = NetworkMode::kPrivate;
   std::vector<MountRequest> mounts;  ///< volume sources are volume names
   std::vector<PortMapping> ports;
+  std::map<std::string, std::string> labels;       ///< the image's, then --label-file, --label
+  std::map<std::string, std::string> annotations;  ///< --annotation
+  bool init = false;                               ///< --init (recorded; kiln's init is always pid 1)
   int stop_signal = 15;
   std::vector<std::string> anonymous_volumes;
   std::string etc_hosts;

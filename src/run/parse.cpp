@@ -41,7 +41,23 @@ bool AbsoluteClean(const std::string& p) {
 
 }  // namespace
 
-Expected<PortMapping> PortMapping::Parse(const std::string& text) {
+namespace {
+
+/// "N" or "N-M" (N <= M), ports 1..65535.
+bool ParsePortRange(const std::string& text, uint16_t* first, uint16_t* last) {
+  size_t dash = text.find('-');
+  if (dash == std::string::npos) {
+    if (!ParsePort(text, first))
+      return false;
+    *last = *first;
+    return true;
+  }
+  return ParsePort(text.substr(0, dash), first) && ParsePort(text.substr(dash + 1), last) && *first <= *last;
+}
+
+}  // namespace
+
+Expected<std::vector<PortMapping>> PortMapping::ParseFlag(const std::string& text) {
   auto bad = [&](const std::string& why) {
     return Error(Errc::kInvalidInput, "invalid port mapping " + text + ": " + why);
   };
@@ -51,32 +67,62 @@ Expected<PortMapping> PortMapping::Parse(const std::string& text) {
     std::string proto = rest.substr(slash + 1);
     if (proto == "udp")
       m.udp = true;
+    else if (proto == "sctp")
+      return bad("sctp is not supported (tcp or udp)");
     else if (proto != "tcp")
       return bad("protocol must be tcp or udp");
     rest = rest.substr(0, slash);
   }
-  // [IP:]HOST:CTR, IPv6 in brackets.
+  // [[IP:][HOST]:]CTR, IPv6 in brackets.
+  bool have_ip = false;
   if (!rest.empty() && rest[0] == '[') {
     size_t close = rest.find(']');
     if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
       return bad("bad IPv6 address");
     m.host_ip = rest.substr(1, close - 1);
     rest = rest.substr(close + 2);
+    have_ip = true;
   }
   std::vector<std::string> parts = Split(rest, ':');
-  if (parts.size() == 3 && m.host_ip.empty()) {
+  if (parts.size() == 3 && !have_ip) {
     m.host_ip = parts[0];
     parts.erase(parts.begin());
+    have_ip = true;
   }
+  if (have_ip && parts.size() == 1)
+    parts.insert(parts.begin(), "");  // IP:CTR is not podman's; [IP]:HOST:CTR needs the HOST part
+  if (parts.size() == 1)
+    parts.insert(parts.begin(), "");
   if (parts.size() != 2)
-    return bad("expected [IP:]HOST:CONTAINER[/udp]");
-  if (!ParsePort(parts[0], &m.host_port))
-    return bad("host port must be 1..65535");
-  if (!ParsePort(parts[1], &m.container_port))
-    return bad("container port must be 1..65535");
-  if (!m.host_ip.empty() && m.host_ip.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos)
+    return bad("expected [[IP:][HOST]:]CONTAINER[/udp]");
+  if (have_ip && (m.host_ip.empty() ||
+                  m.host_ip.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos))
     return bad("bad IP address");
-  return m;
+  uint16_t cfirst = 0, clast = 0, hfirst = 0, hlast = 0;
+  if (!ParsePortRange(parts[1], &cfirst, &clast))
+    return bad("container port must be 1..65535 or a range N-M");
+  if (!parts[0].empty()) {
+    if (!ParsePortRange(parts[0], &hfirst, &hlast))
+      return bad("host port must be 1..65535 or a range N-M");
+    if (hlast - hfirst != clast - cfirst)
+      return bad("host and container port ranges have different lengths: " + std::to_string(hlast - hfirst + 1) +
+                 " vs " + std::to_string(clast - cfirst + 1));
+  }
+  std::vector<PortMapping> out;
+  for (uint32_t i = 0; i <= static_cast<uint32_t>(clast - cfirst); ++i) {
+    PortMapping p = m;
+    p.container_port = static_cast<uint16_t>(cfirst + i);
+    p.host_port = hfirst ? static_cast<uint16_t>(hfirst + i) : 0;
+    out.push_back(p);
+  }
+  return out;
+}
+
+Expected<PortMapping> PortMapping::Parse(const std::string& text) {
+  KILN_ASSIGN_OR_RETURN(std::vector<PortMapping> all, ParseFlag(text));
+  if (all.size() != 1)
+    return Error(Errc::kInvalidInput, "invalid port mapping " + text + ": one port expected, not a range");
+  return all[0];
 }
 
 std::string PortMapping::str() const {
@@ -99,6 +145,8 @@ Expected<MountRequest> MountRequest::ParseVolumeFlag(const std::string& text) {
       for (const auto& opt : Split(parts[2], ',')) {
         if (opt == "ro")
           m.read_only = true;
+        else if (opt == "U")
+          m.chown = true;
         else if (opt == "rw" || opt == "z" || opt == "Z" || opt.empty())
           continue;
         else
@@ -107,7 +155,7 @@ Expected<MountRequest> MountRequest::ParseVolumeFlag(const std::string& text) {
     }
     m.type = (!m.source.empty() && (m.source[0] == '/' || m.source[0] == '.')) ? Type::kBind : Type::kVolume;
   } else {
-    return Error(Errc::kInvalidInput, "invalid volume specification " + text + ": expected SRC:DST[:ro]");
+    return Error(Errc::kInvalidInput, "invalid volume specification " + text + ": expected SRC:DST[:ro|rw,U]");
   }
   if (!AbsoluteClean(m.target))
     return Error(Errc::kInvalidInput, "invalid volume destination " + m.target +
@@ -171,6 +219,59 @@ Expected<MountRequest> MountRequest::ParseMountFlag(const std::string& text) {
   if (!AbsoluteClean(m.target))
     return Error(Errc::kInvalidInput, "invalid --mount target " + m.target +
                                           ": must be an absolute path without '..'");
+  return m;
+}
+
+Expected<MountRequest> MountRequest::ParseTmpfsFlag(const std::string& text) {
+  MountRequest m;
+  m.type = Type::kTmpfs;
+  size_t colon = text.find(':');
+  m.target = text.substr(0, colon);
+  if (!AbsoluteClean(m.target))
+    return Error(Errc::kInvalidInput, "invalid --tmpfs " + text + ": the path must be absolute, without '..'");
+  // podman 4.3 mounts `--tmpfs /t` rw,nosuid,nodev (its manual says noexec
+  // too, the mount has not; checked against podman 4.3.1, docs/run.md).
+  bool noexec = false;
+  std::string data;
+  std::string mode = "1777";
+  if (colon != std::string::npos) {
+    for (const auto& opt : Split(text.substr(colon + 1), ',')) {
+      size_t eq = opt.find('=');
+      std::string k = opt.substr(0, eq);
+      std::string v = eq == std::string::npos ? "" : opt.substr(eq + 1);
+      auto number = [&](const char* chars) {
+        return !v.empty() && v.find_first_not_of(chars) == std::string::npos;
+      };
+      if (opt.empty() || opt == "rw" || opt == "nosuid" || opt == "nodev" || opt == "notmpcopyup") {
+        continue;
+      } else if (opt == "ro") {
+        m.read_only = true;
+      } else if (opt == "exec") {
+        noexec = false;
+      } else if (opt == "noexec") {
+        noexec = true;
+      } else if (opt == "suid" || opt == "dev") {
+        return Error(Errc::kInvalidInput, "invalid --tmpfs " + text + ": kiln mounts every tmpfs nosuid,nodev (" +
+                                              opt + " refused)");
+      } else if (opt == "tmpcopyup") {
+        return Error(Errc::kInvalidInput, "invalid --tmpfs " + text +
+                                              ": tmpcopyup is not supported (a kiln tmpfs starts empty, docs/run.md)");
+      } else if (k == "size" && number("0123456789kmgKMG%")) {
+        std::string lower = v;
+        for (char& ch : lower)
+          ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        data += ",size=" + lower;
+      } else if (k == "mode" && number("01234567") && v.size() <= 4) {
+        mode = v;
+      } else if ((k == "uid" || k == "gid" || k == "nr_inodes" || k == "nr_blocks") && number("0123456789kmgKMG")) {
+        data += "," + k + "=" + v;
+      } else {
+        return Error(Errc::kInvalidInput, "invalid --tmpfs option " + opt + " in " + text +
+                                              " (use rw, ro, exec, noexec, size=, mode=, uid=, gid=, nr_inodes=)");
+      }
+    }
+  }
+  m.tmpfs_options = "mode=" + mode + data + (noexec ? ",noexec" : "");
   return m;
 }
 

@@ -132,7 +132,9 @@ std::string PublishFlagText(const PortMapping& p) {
   std::string out;
   if (!p.host_ip.empty())
     out = (p.host_ip.find(':') != std::string::npos ? "[" + p.host_ip + "]" : p.host_ip) + ":";
-  out += std::to_string(p.host_port) + ":" + std::to_string(p.container_port);
+  if (p.host_port != 0 || !p.host_ip.empty())
+    out += (p.host_port != 0 ? std::to_string(p.host_port) : "") + ":";
+  out += std::to_string(p.container_port);
   if (p.udp)
     out += "/udp";
   return out;
@@ -188,7 +190,16 @@ Expected<std::unique_ptr<PortForwarder>> PortForwarder::Bind(const std::vector<P
     }
     if (!p.udp && ::listen(s.get(), 128) != 0)
       return Error(Errc::kSandbox, flag + ": listen: " + std::strerror(errno));
-    f->listeners_.push_back(Listener{p, std::move(s)});
+    PortMapping bound = p;
+    if (bound.host_port == 0) {  // -p CTR, -P: the port the system chose
+      struct sockaddr_storage got = {};
+      socklen_t glen = sizeof got;
+      if (::getsockname(s.get(), reinterpret_cast<struct sockaddr*>(&got), &glen) != 0)
+        return Error(Errc::kSandbox, flag + ": getsockname: " + std::strerror(errno));
+      bound.host_port = got.ss_family == AF_INET6 ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&got)->sin6_port)
+                                                  : ntohs(reinterpret_cast<struct sockaddr_in*>(&got)->sin_port);
+    }
+    f->listeners_.push_back(Listener{bound, std::move(s)});
   }
   KILN_TRY(f->MakeWakePipe());
   return f;
@@ -230,6 +241,13 @@ Expected<std::unique_ptr<PortForwarder>> PortForwarder::Adopt(const std::vector<
   }
   KILN_TRY(f->MakeWakePipe());
   return f;
+}
+
+std::vector<PortMapping> PortForwarder::mappings() const {
+  std::vector<PortMapping> out;
+  for (const auto& l : listeners_)
+    out.push_back(l.mapping);
+  return out;
 }
 
 std::vector<int> PortForwarder::fds() const {

@@ -30,7 +30,7 @@
 
 namespace kiln::run::internal {
 
-/// -p as the user wrote it, normalised: "[IP:]HOST:CTR[/udp]".
+/// -p as the user wrote it, normalised: "[IP:]HOST:CTR[/udp]" ("[IP:]:CTR", "CTR" for a free port).
 std::string PublishFlagText(const PortMapping& p);
 
 class PortForwarder {
@@ -54,6 +54,8 @@ class PortForwarder {
   /// FD_CLOEXEC on it), also on error.
   static Expected<std::unique_ptr<PortForwarder>> Adopt(const std::vector<PortMapping>& ports,
                                                         const std::vector<int>& fds);
+  /// The mappings as bound: a host port 0 replaced by the one the system chose.
+  std::vector<PortMapping> mappings() const;
   /// The host sockets, in the order of the mappings (borrowed).
   std::vector<int> fds() const;
 

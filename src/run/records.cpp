@@ -279,6 +279,9 @@ std::string ConfigToJson(const Config& c) {
                      {"container_port", p.container_port},
                      {"protocol", p.udp ? "udp" : "tcp"}});
   j["ports"] = ports;
+  j["labels"] = c.labels;
+  j["annotations"] = c.annotations;
+  j["init"] = c.init;
   j["stop_signal"] = c.stop_signal;
   j["anonymous_volumes"] = c.anonymous_volumes;
   j["etc_hosts"] = c.etc_hosts;
@@ -339,6 +342,9 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
       c.ports.push_back(m);
     }
   }
+  c.labels = Get<std::map<std::string, std::string>>(j, "labels", {});
+  c.annotations = Get<std::map<std::string, std::string>>(j, "annotations", {});
+  c.init = Get<bool>(j, "init", false);
   c.stop_signal = Get<int>(j, "stop_signal", SIGTERM);
   c.anonymous_volumes = Get<std::vector<std::string>>(j, "anonymous_volumes", {});
   c.etc_hosts = Get<std::string>(j, "etc_hosts", "");
@@ -570,8 +576,26 @@ ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
   info.finished_at = s.finished_at;
   info.pid = s.status == "running" ? s.pid : 0;
   info.monitor_pid = s.status == "running" ? s.monitor_pid : 0;
-  for (const auto& p : c.ports)
-    info.ports.push_back(p.str());
+  // Consecutive mappings of a range as one, as podman's ps:
+  // "0.0.0.0:8000-8002->80-82/tcp".
+  for (size_t i = 0; i < c.ports.size();) {
+    size_t j = i + 1;
+    while (j < c.ports.size() && c.ports[j].host_ip == c.ports[i].host_ip && c.ports[j].udp == c.ports[i].udp &&
+           c.ports[j].host_port == c.ports[j - 1].host_port + 1 &&
+           c.ports[j].container_port == c.ports[j - 1].container_port + 1)
+      ++j;
+    std::string one = c.ports[i].str();
+    if (j - i > 1) {
+      const PortMapping& last = c.ports[j - 1];
+      size_t arrow = one.find("->");
+      size_t slash = one.rfind('/');
+      one = one.substr(0, arrow) + "-" + std::to_string(last.host_port) + one.substr(arrow, slash - arrow) + "-" +
+            std::to_string(last.container_port) + one.substr(slash);
+    }
+    info.ports.push_back(one);
+    i = j;
+  }
+  info.port_mappings = c.ports;
   info.auto_remove = c.auto_remove;
   info.log_path = ContainerDir(paths, c.id) + "/ctr.log";
   info.config_json = c.json;
@@ -664,7 +688,10 @@ Status KillContainer(const Paths& paths, const std::string& id, int signal) {
   State s = EffectiveState(paths, id);
   if (s.status != "running" || s.pid <= 0)
     return Error(Errc::kFailed, "container " + id.substr(0, 12) + " is not running");
-  pid_t target = signal == SIGKILL ? s.pid : MainPid(s.pid);
+  // The main process, SIGKILL included: its init then reports it killed
+  // (exit 137, as podman) and exits, which kills whatever is left in the
+  // container. SIGKILL to the init itself read as a set-up failure (125).
+  pid_t target = MainPid(s.pid);
   if (::kill(target, signal) != 0 && errno != ESRCH)
     return Error::FromErrno("send signal " + std::to_string(signal) + " to container " + id.substr(0, 12));
   return Ok();

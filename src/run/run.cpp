@@ -2,6 +2,7 @@
 // run it in this process (foreground) or hand it to a detached monitor
 // (`kiln __monitor`), which owns it until it exits.
 #include <dirent.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -234,6 +235,42 @@ Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std
   return result;
 }
 
+// -v ...:U: the tree at `root` to the container's user and group (in kiln's
+// user namespace: rootless, the ids of the user's subordinate range), never
+// following a symlink. nftw() takes no state: these hold it (kiln run is
+// single-threaded here).
+uid_t g_chown_uid = 0;
+gid_t g_chown_gid = 0;
+std::string g_chown_failed;
+int g_chown_errno = 0;
+
+int ChownEntry(const char* path, const struct stat*, int, struct FTW*) {
+  if (::lchown(path, g_chown_uid, g_chown_gid) != 0) {
+    g_chown_failed = path;
+    g_chown_errno = errno;
+    return 1;
+  }
+  return 0;
+}
+
+Status ChownTree(const std::string& root, uid_t uid, gid_t gid, const std::string& flag) {
+  g_chown_uid = uid;
+  g_chown_gid = gid;
+  g_chown_failed.clear();
+  g_chown_errno = 0;
+  int rc = ::nftw(root.c_str(), ChownEntry, 64, FTW_PHYS);
+  if (rc == 0)
+    return Ok();
+  if (g_chown_failed.empty())
+    return Error::FromErrno(flag + ": walk " + root);
+  std::string why = std::strerror(g_chown_errno);
+  if (g_chown_errno == EPERM)
+    why += " (its owner or group is not mapped in kiln's user namespace: rootless, only your own ids and your "
+           "/etc/subuid, /etc/subgid ranges are)";
+  return Error(Errc::kFailed, flag + ": chown " + g_chown_failed + " to " + std::to_string(uid) + ":" +
+                                  std::to_string(gid) + ": " + why);
+}
+
 bool IsEmptyDir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d)
@@ -333,8 +370,13 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     return Error(Errc::kInvalidInput, "working directory " + c.cwd + " must be absolute");
   c.hostname = !o.hostname.empty() ? o.hostname : id.substr(0, 12);
 
-  // Environment: PATH default, the image's, then ours.
-  if (!ic.GetEnv("PATH"))
+  // Environment: --env-host (kiln's own, without its KILN_* variables), a
+  // PATH default, the image's, then ours.
+  if (o.env_host)
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "KILN_", 5) != 0 && std::strchr(*e, '=') && **e != '=')
+        SetEnv(c.env, *e);
+  if (!ic.GetEnv("PATH") && !HasEnv(c.env, "PATH"))
     c.env.push_back(std::string("PATH=") + kDefaultPath);
   for (const auto& e : ic.env)
     SetEnv(c.env, e);
@@ -362,6 +404,39 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   }
   for (const auto& e : o.env)
     KILN_TRY(AddUserEnv(c.env, e, ""));
+
+  // Labels: the image's, then --label-file lines, then --label (as podman);
+  // --annotation. K=V, or K alone for an empty value.
+  c.labels = ic.labels;
+  auto add_kv = [](std::map<std::string, std::string>& to, const std::string& kv, const std::string& what) -> Status {
+    size_t eq = kv.find('=');
+    std::string k = kv.substr(0, eq);
+    if (k.empty())
+      return Error(Errc::kInvalidInput, "invalid " + what + " " + kv + ": empty key");
+    to[k] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    return Ok();
+  };
+  for (const auto& file : o.label_files) {
+    KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 1 << 20));
+    int lineno = 0;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t nl = text.find('\n', pos);
+      std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? text.size() : nl + 1;
+      ++lineno;
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+        line.pop_back();
+      size_t start = line.find_first_not_of(" \t");
+      if (start == std::string::npos || line[start] == '#')
+        continue;
+      KILN_TRY(add_kv(c.labels, line.substr(start), "label (" + file + ":" + std::to_string(lineno) + ")"));
+    }
+  }
+  for (const auto& l : o.labels)
+    KILN_TRY(add_kv(c.labels, l, "--label"));
+  for (const auto& a : o.annotations)
+    KILN_TRY(add_kv(c.annotations, a, "--annotation"));
+  c.init = o.init;
 
   // Network. -p is always served by the built-in forwarder (portfwd.h); a
   // helper, when one is usable, gives the container outbound access.
@@ -451,6 +526,10 @@ Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& ima
           lowers[0] = staging + "/empty";
         KILN_TRY(InitVolumeFromImage(lowers, m.target, vol.mountpoint, staging + "/tmp"));
       }
+    }
+    if (m.chown && m.type != MountRequest::Type::kTmpfs) {
+      std::string root = m.type == MountRequest::Type::kBind ? m.source : VolumeDataDir(paths, m.source);
+      KILN_TRY(ChownTree(root, c.uid, c.gid, "-v " + (m.source.empty() ? "" : m.source + ":") + m.target + ":U"));
     }
     c.mounts.push_back(m);
   }
@@ -702,20 +781,63 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   if (!o.name.empty() && !ValidName(o.name))
     return Error(Errc::kInvalidInput, "invalid container name " + o.name +
                                           ": use [a-zA-Z0-9][a-zA-Z0-9_.-]*");
-  if (o.pull != "missing" && o.pull != "always" && o.pull != "never")
-    return Error(Errc::kInvalidInput, "invalid --pull " + o.pull + ": use missing, always or never");
+  if (o.pull != "missing" && o.pull != "always" && o.pull != "never" && o.pull != "newer")
+    return Error(Errc::kInvalidInput, "invalid --pull " + o.pull + ": use missing, always, never or newer");
+  // --cidfile: claimed first, exclusively (podman's words when it exists);
+  // removed again unless the container is made.
+  struct CidFile {
+    std::string path;
+    UniqueFd fd;
+    bool keep = false;
+    ~CidFile() {
+      if (fd && !keep)
+        ::unlink(path.c_str());
+    }
+  } cidfile;
+  if (!o.cidfile.empty()) {
+    cidfile.path = o.cidfile;
+    cidfile.fd.reset(::open(o.cidfile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!cidfile.fd && errno == EEXIST)
+      return Error(Errc::kInvalidInput, "container id file exists. Ensure another container is not using it or delete " +
+                                            o.cidfile);
+    if (!cidfile.fd)
+      return Error::FromErrno("--cidfile " + o.cidfile);
+  }
   std::string id = RandomHex(32);
   std::string cgroup;
   if (o.memory || o.cpus || o.pids_limit) {
     KILN_ASSIGN_OR_RETURN(cgroup, PrepareCgroup(o, id));
   }
   KILN_ASSIGN_OR_RETURN(StoredImage image, GetImage(store, o));
+  // -P: every port the image EXPOSEs that no -p publishes, on a free host
+  // port ("80/tcp", "53/udp"; a bare "80" is tcp).
+  std::vector<PortMapping> ports = o.ports;
+  if (o.publish_all) {
+    for (const auto& e : image.config.config.exposed_ports) {
+      auto parsed = PortMapping::Parse(e);
+      if (!parsed) {
+        LogWarn("image " + o.image + ": ignoring invalid ExposedPorts entry " + e);
+        continue;
+      }
+      bool published = false;
+      for (const auto& p : ports)
+        published = published || (p.container_port == parsed->container_port && p.udp == parsed->udp);
+      if (!published)
+        ports.push_back(*parsed);
+    }
+  }
+  if (!ports.empty() && o.network != NetworkMode::kPrivate)
+    return Error(Errc::kInvalidInput, std::string(o.ports.empty() ? "-P/--publish-all" : "-p/--publish") +
+                                          " needs --network private");
   // -p: the host sockets first, so that a busy port fails before anything
   // exists. A detached container's monitor inherits them (SpawnMonitor):
-  // the ports are held from here on, never free for another process.
+  // the ports are held from here on, never free for another process. A
+  // host port 0 (-p CTR, -P) is the one the system chose, recorded as such:
+  // the container keeps it when started again.
   std::unique_ptr<PortForwarder> fwd;
-  if (!o.ports.empty() && o.network == NetworkMode::kPrivate) {
-    KILN_ASSIGN_OR_RETURN(fwd, PortForwarder::Bind(o.ports));
+  if (!ports.empty()) {
+    KILN_ASSIGN_OR_RETURN(fwd, PortForwarder::Bind(ports));
+    ports = fwd->mappings();
   }
 
   std::string cdir = ContainerDir(paths, id);
@@ -749,6 +871,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   // The image's content (its /etc/passwd may be a FIFO) is read without the
   // containers lock: a hostile image cannot hold up other runs.
   KILN_ASSIGN_OR_RETURN(Config c, MakeConfig(store, paths, o, image, id, staging));
+  c.ports = ports;
   if (g_cancel_signal)
     return Cancelled();
   {
@@ -779,6 +902,16 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   }
   if (id_out)
     *id_out = id;
+  if (cidfile.fd) {
+    if (!WriteAll(cidfile.fd.get(), id)) {
+      auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
+      (void)RemoveRecords(paths, c);
+      return Error::FromErrno("write --cidfile " + o.cidfile);
+    }
+    cidfile.keep = true;
+  }
+  if (o.create_only)
+    return 0;  // the host ports are free again until `kiln start`
 
   if (o.detach) {
     if (g_cancel_signal) {

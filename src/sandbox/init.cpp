@@ -695,9 +695,23 @@ int AllocateTerminal() {
       continue;
     }
     int dst = TargetOrDie(rootfd, m.target, true);
-    std::string opts = m.tmpfs_options.empty() ? "mode=755" : m.tmpfs_options;
-    if (::mount("tmpfs", FdPath(dst).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
-                opts.c_str()) != 0)
+    // "noexec" in the options is a mount flag, not tmpfs data (kiln run --tmpfs).
+    std::string opts;
+    unsigned long flags = MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0);
+    for (size_t pos = 0; pos <= m.tmpfs_options.size();) {
+      size_t comma = m.tmpfs_options.find(',', pos);
+      if (comma == std::string::npos)
+        comma = m.tmpfs_options.size();
+      std::string opt = m.tmpfs_options.substr(pos, comma - pos);
+      if (opt == "noexec")
+        flags |= MS_NOEXEC;
+      else if (!opt.empty())
+        opts += (opts.empty() ? "" : ",") + opt;
+      pos = comma + 1;
+    }
+    if (opts.empty())
+      opts = "mode=755";
+    if (::mount("tmpfs", FdPath(dst).c_str(), "tmpfs", flags, opts.c_str()) != 0)
       DieErrno("mount tmpfs on " + m.target);
     ::close(dst);
   }
