@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
 #include <vector>
+
+#include "kiln/fs.h"
 
 namespace kiln::frontend::text {
 
@@ -21,27 +24,17 @@ std::string CleanPath(std::string_view p) {
   if (p.empty())
     return ".";
   bool rooted = p[0] == '/';
-  std::vector<std::string_view> out;
+  std::vector<std::string> out;
   size_t dotdots = 0;  // leading ".." kept for relative paths
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t slash = p.find('/', pos);
-    if (slash == std::string_view::npos)
-      slash = p.size();
-    std::string_view seg = p.substr(pos, slash - pos);
-    pos = slash + 1;
-    if (seg.empty() || seg == ".")
-      continue;
-    if (seg == "..") {
-      if (out.size() > dotdots) {
-        out.pop_back();
-      } else if (!rooted) {
-        out.push_back(seg);
-        ++dotdots;
-      }
-      continue;
+  for (std::string& seg : PathComponents(p)) {
+    if (seg != "..") {
+      out.push_back(std::move(seg));
+    } else if (out.size() > dotdots) {
+      out.pop_back();
+    } else if (!rooted) {
+      out.push_back(std::move(seg));
+      ++dotdots;
     }
-    out.push_back(seg);
   }
   std::string result = rooted ? "/" : "";
   for (size_t i = 0; i < out.size(); ++i) {
