@@ -445,12 +445,17 @@ Expected<BuildGraph> Compiler::Run() {
   KILN_TRY(CollectAllReferences());
   KILN_TRY(CheckCycles());
 
-  // Reachability from the target.
+  // Reachability from the target. The ONBUILD triggers of a reachable
+  // stage's base image may name further stages (ONBUILD RUN --mount from=,
+  // COPY --from): the image is looked at only for reachable stages.
   std::vector<int> work = {target_};
   stages_[target_].reachable = true;
+  std::set<int> triggers_seen;
   while (!work.empty()) {
     int u = work.back();
     work.pop_back();
+    if (triggers_seen.insert(u).second)
+      KILN_TRY(CollectImageTriggerReferences(stages_[u]));
     for (const auto& e : stages_[u].edges)
       if (!stages_[e.to].reachable) {
         stages_[e.to].reachable = true;
@@ -462,6 +467,7 @@ Expected<BuildGraph> Compiler::Run() {
   for (const LateRef& r : late_refs_)
     if (stages_[r.stage].reachable)
       return At(r.line, r.message);
+  KILN_TRY(CheckCycles());  // again: ONBUILD triggers of base images added edges
   // Dependencies first; among ready stages, file order (Kahn).
   std::vector<int> order;
   std::vector<bool> placed(stages_.size(), false);

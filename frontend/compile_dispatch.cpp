@@ -33,6 +33,36 @@ std::string TriggerText(const Instruction& onbuild) {
 
 }  // namespace
 
+Expected<const BaseImageInfo*> Compiler::ResolveBaseImage(StageInfo& st, const Platform& platform) {
+  std::string key = st.base.image + "|" + platform.str();
+  auto it = resolved_.find(key);
+  if (it == resolved_.end()) {
+    auto info = opts_.resolve_base(st.base.image, platform);
+    if (!info) {
+      Error e = info.error();
+      return Error(e.code(), file_.filename + ":" + std::to_string(st.from->start_line) + ": FROM " +
+                                 st.base_written + ": " + e.message(), e.sys_errno());
+    }
+    it = resolved_.emplace(key, std::move(*info)).first;
+  }
+  return &it->second;
+}
+
+Status Compiler::CollectImageTriggerReferences(StageInfo& st) {
+  if (st.base.kind != StageBase::Kind::kImage || !opts_.resolve_base)
+    return Ok();
+  KILN_ASSIGN_OR_RETURN(const BaseImageInfo* info, ResolveBaseImage(st, st.platform.value_or(target_platform_)));
+  for (const std::string& text : info->onbuild) {
+    auto parsed = ParseContainerfile(text, file_.filename);
+    if (!parsed || parsed->instructions.size() != 1)
+      continue;  // reported when the stage is compiled
+    trigger_files_.push_back(std::move(*parsed));
+    // A bad trigger is reported, with its context, when the stage is compiled.
+    (void)CollectReferences(st, trigger_files_.back().instructions[0], st.from->start_line);
+  }
+  return Ok();
+}
+
 Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
   ImageState img;
   std::vector<const Instruction*> stage_triggers;
@@ -50,18 +80,8 @@ Status Compiler::DispatchStage(StageInfo& st, Stage& out) {
       if (ins->keyword == "onbuild" && !ins->sub.empty())
         stage_triggers.push_back(&ins->sub[0]);
   } else if (st.base.kind == StageBase::Kind::kImage && opts_.resolve_base) {
-    std::string key = st.base.image + "|" + platform.str();
-    auto it = resolved_.find(key);
-    if (it == resolved_.end()) {
-      auto info = opts_.resolve_base(st.base.image, platform);
-      if (!info) {
-        Error e = info.error();
-        return Error(e.code(), file_.filename + ":" + std::to_string(st.from->start_line) + ": FROM " +
-                                   st.base_written + ": " + e.message(), e.sys_errno());
-      }
-      it = resolved_.emplace(key, std::move(*info)).first;
-    }
-    const BaseImageInfo& info = it->second;
+    KILN_ASSIGN_OR_RETURN(const BaseImageInfo* found, ResolveBaseImage(st, platform));
+    const BaseImageInfo& info = *found;
     for (const std::string& kv : info.env) {
       size_t eq = kv.find('=');
       img.env.Set(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));

@@ -176,6 +176,11 @@ class Compiler {
   Status CheckCycles();
   Expected<CopySource> ResolveFrom(const Instruction& ins, const std::string& what, const std::string& raw,
                                    int self);
+  /// The base image of `st` (opts_.resolve_base, once per reference and platform).
+  Expected<const BaseImageInfo*> ResolveBaseImage(StageInfo& st, const Platform& platform);
+  /// The stages the ONBUILD triggers of `st`'s base image refer to (COPY
+  /// --from, RUN --mount from=): edges, so that they are built first.
+  Status CollectImageTriggerReferences(StageInfo& st);
   Status DispatchStage(StageInfo& st, Stage& out);
   /// For a reference found only at dispatch: the stage must be built already.
   Status CheckLateReference(StageInfo& st, const CopySource& src, const std::string& what, int line);
