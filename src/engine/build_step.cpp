@@ -1,9 +1,130 @@
 // One step: RUN in the sandbox (mounts, ids, output), COPY, commit of the upper directory.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "engine/build_internal.h"
 
 namespace kiln::engine {
 
 namespace build_internal {
+
+namespace {
+
+/// RUN --mount=type=ssh: the host's agent served to the step on a socket of
+/// its own, with the mount's owner and mode (BuildKit does the same), each
+/// connection forwarded to the agent by one thread; the host's socket is
+/// never shown to the step. Stopped (and its directory removed) on
+/// destruction.
+class AgentProxy {
+ public:
+  static Expected<std::unique_ptr<AgentProxy>> Start(const std::string& agent, uid_t uid, gid_t gid, mode_t mode) {
+    std::unique_ptr<AgentProxy> p(new AgentProxy);
+    p->agent_ = agent;
+    char tmpl[] = "/tmp/kiln-ssh-XXXXXX";  // short: sun_path holds 108 bytes
+    if (!::mkdtemp(tmpl))
+      return Error::FromErrno("ssh agent: mkdtemp /tmp/kiln-ssh-XXXXXX");
+    p->dir_ = tmpl;
+    p->path_ = p->dir_ + "/agent.sock";
+    p->listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!p->listen_)
+      return Error::FromErrno("ssh agent: socket");
+    struct sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, p->path_.c_str(), p->path_.size() + 1);
+    if (::bind(p->listen_.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(p->listen_.get(), 16) != 0)
+      return Error::FromErrno("ssh agent: listen on " + p->path_);
+    if (::chown(p->path_.c_str(), uid, gid) != 0)
+      return Error::FromErrno("ssh agent: chown " + p->path_ + " to " + std::to_string(uid) + ":" + std::to_string(gid));
+    if (::chmod(p->path_.c_str(), mode) != 0)
+      return Error::FromErrno("ssh agent: chmod " + p->path_);
+    int wake[2];
+    if (::pipe2(wake, O_CLOEXEC) != 0)
+      return Error::FromErrno("ssh agent: pipe");
+    p->wake_r_.reset(wake[0]);
+    p->wake_w_.reset(wake[1]);
+    p->thread_ = std::thread([raw = p.get()] { raw->Loop(); });
+    return p;
+  }
+  ~AgentProxy() {
+    if (thread_.joinable()) {
+      char c = 0;
+      (void)!::write(wake_w_.get(), &c, 1);
+      thread_.join();
+    }
+    if (!path_.empty())
+      ::unlink(path_.c_str());
+    if (!dir_.empty())
+      ::rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  AgentProxy() = default;
+  void Loop() {
+    std::vector<std::pair<UniqueFd, UniqueFd>> conns;  // (step side, agent side)
+    char buf[65536];
+    for (;;) {
+      std::vector<struct pollfd> fds = {{wake_r_.get(), POLLIN, 0}, {listen_.get(), POLLIN, 0}};
+      for (const auto& c : conns) {
+        fds.push_back({c.first.get(), POLLIN, 0});
+        fds.push_back({c.second.get(), POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0) {
+        if (errno == EINTR)
+          continue;
+        return;
+      }
+      if (fds[0].revents)
+        return;
+      if (fds[1].revents & POLLIN) {
+        UniqueFd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        UniqueFd up(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        struct sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        if (client && up && agent_.size() < sizeof addr.sun_path) {
+          std::memcpy(addr.sun_path, agent_.c_str(), agent_.size() + 1);
+          if (::connect(up.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0)
+            conns.emplace_back(std::move(client), std::move(up));
+        }
+      }
+      std::vector<bool> dead(conns.size(), false);
+      for (size_t i = 0; i < conns.size(); ++i) {
+        for (int side = 0; side < 2 && !dead[i]; ++side) {
+          const struct pollfd& pf = fds[2 + 2 * i + static_cast<size_t>(side)];
+          if (!pf.revents)
+            continue;
+          int from = side == 0 ? conns[i].first.get() : conns[i].second.get();
+          int to = side == 0 ? conns[i].second.get() : conns[i].first.get();
+          ssize_t n = ::read(from, buf, sizeof buf);
+          if (n <= 0 && !(n < 0 && errno == EINTR)) {
+            dead[i] = true;
+            break;
+          }
+          for (ssize_t off = 0; n > 0 && off < n;) {  // MSG_NOSIGNAL: a closed peer is no SIGPIPE
+            ssize_t w = ::send(to, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+              continue;
+            if (w <= 0) {
+              dead[i] = true;
+              break;
+            }
+            off += w;
+          }
+        }
+      }
+      for (size_t i = conns.size(); i-- > 0;)
+        if (dead[i])
+          conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  std::string agent_, dir_, path_;
+  UniqueFd listen_, wake_r_, wake_w_;
+  std::thread thread_;
+};
+
+}  // namespace
 
 /// A RUN --mount=type=bind source in the build context: (real host path,
 /// path relative to the context). It must stay inside the context,
@@ -342,6 +463,7 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     }
   } secret_cleanup{&secret_dir};
   std::vector<Mount> rw_mounts;  // overlays behind rw bind mounts, unmounted on return
+  std::vector<std::unique_ptr<AgentProxy>> agents;  // ssh mounts' sockets, stopped on return
   // Cache mounts, one directory per id. sharing= (docs/security.md H48): one
   // flock per id, held until the step ends, across threads and kiln
   // processes; taken in the ids' order (no deadlock between two steps that
@@ -512,8 +634,8 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
       continue;
     }
     if (m.type == MountType::kSsh) {
-      // The agent's socket itself is bound into the RUN (its owner and mode
-      // stay the host's); SSH_AUTH_SOCK points at it.
+      // A socket of the step's own (owner uid:gid, default 0:0, mode 0600)
+      // forwards to the agent; SSH_AUTH_SOCK points at it.
       auto it = opts_.ssh.find(m.id);
       if (it == opts_.ssh.end()) {
         if (m.required)
@@ -521,7 +643,14 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
                                                 "\" is required but was not given (kiln build --ssh " + m.id + ")");
         continue;
       }
-      spec.mounts.push_back({SandboxMount::Type::kBind, it->second, m.target, false, ""});
+      const uint32_t uid = static_cast<uint32_t>(m.uid.value_or(0)), gid = static_cast<uint32_t>(m.gid.value_or(0));
+      KILN_TRY(CheckBuildId(Where(step) + ": RUN --mount=type=ssh", "uid", uid));
+      KILN_TRY(CheckBuildId(Where(step) + ": RUN --mount=type=ssh", "gid", gid));
+      auto agent = AgentProxy::Start(it->second, uid, gid, static_cast<mode_t>(m.mode.value_or(0600)));
+      if (!agent)
+        return std::move(agent).error().WithContext(Where(step));
+      spec.mounts.push_back({SandboxMount::Type::kBind, (*agent)->path(), m.target, false, ""});
+      agents.push_back(std::move(*agent));
       std::erase_if(spec.env, [](const std::string& e) { return e.rfind("SSH_AUTH_SOCK=", 0) == 0; });
       spec.env.push_back("SSH_AUTH_SOCK=" + m.target);
       continue;

@@ -411,6 +411,27 @@ Expected<uint32_t> ApplyChmod(const std::string& spec, uint32_t mode, bool is_di
   return (mode & ~07777u) | m;
 }
 
+/// A file destination with its symlinks followed inside the root, as
+/// BuildKit resolves it (fs.RootPath): `COPY f /link` writes where /link
+/// points, also when that does not exist yet; the link stays. At most 40
+/// links; a link target above / stays inside the root.
+static std::string FollowDestLinks(int root_fd, const std::string& dest) {
+  std::string path = "/" + CleanRel(dest);
+  for (int hops = 0; hops < 40 && path != "/"; ++hops) {
+    std::string dir = DirName(path), name = BaseName(path);
+    auto dfd = OpenInRoot(root_fd, dir.empty() ? "/" : dir, O_RDONLY | O_DIRECTORY);
+    if (!dfd)
+      break;
+    char buf[4096];
+    ssize_t n = ::readlinkat(dfd->get(), name.c_str(), buf, sizeof buf - 1);
+    if (n <= 0)
+      break;
+    std::string target(buf, static_cast<size_t>(n));
+    path = "/" + CleanRel(target[0] == '/' ? target : JoinPath(dir, target));
+  }
+  return path;
+}
+
 Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string& dest_root_path) {
   KILN_ASSIGN_OR_RETURN(Filter filter, MakeFilter(req));
   KILN_ASSIGN_OR_RETURN(UniqueFd src_root, OpenFile(req.src_root, O_RDONLY | O_DIRECTORY));
@@ -420,6 +441,7 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   size_t count = matches.size() + req.inline_files.size();
   bool dest_exists_dir = static_cast<bool>(OpenInRoot(dest_root_fd, req.dest, O_RDONLY | O_DIRECTORY));
   bool dest_is_dir = dest_slash || count > 1 || dest_exists_dir || req.parents;
+  const std::string file_dest = dest_is_dir ? req.dest : FollowDestLinks(dest_root_fd, req.dest);
 
   CopyCtx ctx{&req, filter, {}, {}};
   auto owner_uid = req.uid ? req.uid : std::optional<uint32_t>(0);
@@ -476,8 +498,8 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
       (void)dest_root_path;
       continue;
     }
-    std::string dir = (dest_is_dir || req.parents) ? base_dest : DirName(req.dest);
-    std::string name = (dest_is_dir || req.parents) ? BaseName(m.rel.empty() ? source : m.rel) : BaseName(req.dest);
+    std::string dir = (dest_is_dir || req.parents) ? base_dest : DirName(file_dest);
+    std::string name = (dest_is_dir || req.parents) ? BaseName(m.rel.empty() ? source : m.rel) : BaseName(file_dest);
     KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, dir_mode, owner_uid, owner_gid));
     std::string parent_rel = DirName(m.rel);
     auto parent_fd = OpenInRoot(src_root.get(), parent_rel == "." ? "." : parent_rel, O_RDONLY | O_DIRECTORY);
@@ -503,8 +525,8 @@ Status CopyIntoRoot(const CopyRequest& req, int dest_root_fd, const std::string&
   }
 
   for (const auto& [fname, content] : req.inline_files) {
-    std::string dir = dest_is_dir ? req.dest : DirName(req.dest);
-    std::string name = dest_is_dir ? fname : BaseName(req.dest);
+    std::string dir = dest_is_dir ? req.dest : DirName(file_dest);
+    std::string name = dest_is_dir ? fname : BaseName(file_dest);
     KILN_ASSIGN_OR_RETURN(UniqueFd dfd, MakeDirsInRoot(dest_root_fd, dir, dir_mode, owner_uid, owner_gid));
     KILN_TRY(ClearForReplace(dfd.get(), name, false, JoinPath(dir, name)));
     int d = ::openat(dfd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);

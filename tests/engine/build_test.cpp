@@ -13,15 +13,21 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/build.h"
@@ -279,6 +285,71 @@ TEST_F(BuildTest, AKilledStepFailsTheBuild) {
   };
   ExpectFailureSays(Build("FROM scratch\nRUN anything\n"), {"was killed by signal 9"});
   ExpectNothingLeaked();
+}
+
+// RUN --mount=type=ssh: the step gets a socket of its own with the mount's
+// mode and owner (BuildKit), never the host agent's socket, and what it
+// sends there reaches the agent and back.
+TEST_F(BuildTest, AnSshMountForwardsToTheAgentOnASocketOfItsOwn) {
+  const std::string agent = dir_ + "/agent.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  UniqueFd listener(lfd);
+  struct sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(agent.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, agent.c_str(), agent.size() + 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  std::thread server([lfd] {  // a stand-in agent: answers "pong " + what it got, once
+    int c = ::accept(lfd, nullptr, nullptr);
+    if (c < 0)
+      return;
+    char buf[64];
+    ssize_t n = ::read(c, buf, sizeof buf);
+    std::string reply = "pong " + std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    (void)!::write(c, reply.data(), reply.size());
+    ::close(c);
+  });
+  std::string got, source;
+  unsigned mode = 0;
+  uid_t owner = 1;
+  fake_.script = [&](const SandboxSpec& spec, FakeSandbox::Call&) -> Expected<SandboxResult> {
+    for (const auto& m : spec.mounts)
+      if (m.target == "/run/buildkit/ssh_agent.0")
+        source = m.source;
+    struct stat st;
+    if (::stat(source.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      mode = st.st_mode & 07777;
+      owner = st.st_uid;
+    }
+    UniqueFd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un to{};
+    to.sun_family = AF_UNIX;
+    std::memcpy(to.sun_path, source.c_str(), std::min(source.size() + 1, sizeof to.sun_path - 1));
+    if (::connect(c.get(), reinterpret_cast<struct sockaddr*>(&to), sizeof to) == 0 &&
+        ::write(c.get(), "ping", 4) == 4) {
+      char buf[64];
+      ssize_t n;
+      while ((n = ::read(c.get(), buf, sizeof buf)) > 0)
+        got.append(buf, static_cast<size_t>(n));
+    }
+    return SandboxResult{};
+  };
+  BuildOptions opts;
+  opts.ssh["default"] = agent;
+  auto r = Build("FROM scratch\nRUN --mount=type=ssh,mode=0741,uid=" + std::to_string(::getuid()) + ",gid=" +
+                     std::to_string(::getgid()) + " use-agent\n",
+                 opts);
+  ::shutdown(lfd, SHUT_RDWR);
+  server.join();
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE(source, agent) << "the host agent's socket itself was given to the step";
+  EXPECT_EQ(mode, 0741u);
+  EXPECT_EQ(owner, ::getuid());
+  EXPECT_EQ(got, "pong ping");
+  struct stat st;
+  EXPECT_NE(::stat(source.c_str(), &st), 0) << "the step's socket outlived the step";
 }
 
 TEST_F(BuildTest, ASandboxErrorFailsTheBuildAndNamesTheStep) {
