@@ -25,6 +25,14 @@ report() {  # report NAME kiln_times buildah_times
   local k b; k=$(echo "$2" | median); b=$(echo "$3" | median)
   printf '%-34s kiln %7.3f s   buildah %7.3f s   buildah/kiln %6.1fx\n' "$1" "$k" "$b" "$(echo "$b / $k" | bc -l)"
 }
+compare() {  # compare NAME DIR "KILN BUILD FLAGS" "BUILDAH BUILD FLAGS": N builds of DIR each, then report
+  local k="" b="" tag; tag=$(basename "$2")
+  for _ in $(seq "$N"); do
+    k+="$(timeit "$KILN" build $3 -q -t "$tag" "$2")"$'\n'
+    b+="$(timeit buildah build --isolation chroot $4 -q -t "$tag" "$2")"$'\n'
+  done
+  report "$1" "$k" "$b"
+}
 
 "$TOP/scripts/make-busybox-rootfs.sh" "$work/busybox.tar" >/dev/null
 "$KILN" import "$work/busybox.tar" busybox >/dev/null
@@ -36,20 +44,10 @@ buildah rm "$ctr" >/dev/null
 # 1. 20 RUN steps, cold.
 mkdir -p "$work/steps"
 { echo "FROM localhost/busybox"; for i in $(seq 1 20); do echo "RUN echo $i > /file$i"; done; } >"$work/steps/Containerfile"
-k=""; b=""
-for _ in $(seq "$N"); do
-  k+="$(timeit "$KILN" build --no-cache -q -t steps "$work/steps")"$'\n'
-  b+="$(timeit buildah build --isolation chroot --no-cache -q -t steps "$work/steps")"$'\n'
-done
-report "20-step build, cold" "$k" "$b"
+compare "20-step build, cold" "$work/steps" "--no-cache" "--no-cache"
 
 # 2. The same, nothing changed (cache).
-k=""; b=""
-for _ in $(seq "$N"); do
-  k+="$(timeit "$KILN" build -q -t steps "$work/steps")"$'\n'
-  b+="$(timeit buildah build --isolation chroot --layers -q -t steps "$work/steps")"$'\n'
-done
-report "20-step rebuild, nothing changed" "$k" "$b"
+compare "20-step rebuild, nothing changed" "$work/steps" "" "--layers"
 
 # 3. A 300 MB context (10,000 small files + 256 MB), rebuilt with nothing changed.
 mkdir -p "$work/ctx/small"
@@ -58,20 +56,10 @@ head -c 268435456 /dev/urandom >"$work/ctx/big.bin"
 printf 'FROM localhost/busybox\nCOPY . /ctx/\nRUN ls /ctx | wc -l > /count\n' >"$work/ctx/Containerfile"
 "$KILN" build -q -t ctx "$work/ctx" >/dev/null
 buildah build --isolation chroot --layers -q -t ctx "$work/ctx" >/dev/null
-k=""; b=""
-for _ in $(seq "$N"); do
-  k+="$(timeit "$KILN" build -q -t ctx "$work/ctx")"$'\n'
-  b+="$(timeit buildah build --isolation chroot --layers -q -t ctx "$work/ctx")"$'\n'
-done
-report "300 MB context rebuild, unchanged" "$k" "$b"
+compare "300 MB context rebuild, unchanged" "$work/ctx" "" "--layers"
 
 # 4. Four independent 2-second stages.
 mkdir -p "$work/par"
 { for s in a b c d; do echo "FROM localhost/busybox AS $s"; echo "RUN sleep 2 && echo $s > /$s"; done
   echo "FROM localhost/busybox"; for s in a b c d; do echo "COPY --from=$s /$s /$s"; done; } >"$work/par/Containerfile"
-k=""; b=""
-for _ in $(seq "$N"); do
-  k+="$(timeit "$KILN" build --no-cache -q -t par "$work/par")"$'\n'
-  b+="$(timeit buildah build --isolation chroot --no-cache --jobs 4 -q -t par "$work/par")"$'\n'
-done
-report "4 parallel 2 s stages (floor 2 s)" "$k" "$b"
+compare "4 parallel 2 s stages (floor 2 s)" "$work/par" "--no-cache" "--no-cache --jobs 4"
