@@ -52,10 +52,10 @@ if [ "${KILN_SKIP_ASAN:-}" != 1 ]; then
   # Only the unit-test binaries: the integration suites run the normal build.
   unit_targets=(tests/base/base_test tests/oci/oci_test tests/store/store_test tests/frontend/frontend_test
     tests/engine/engine_test tests/registry/registry_test tests/layer/layer_test tests/format/format_test
-    tests/image/image_test tests/rootfs/rootfs_test)
+    tests/image/image_test tests/rootfs/rootfs_test tests/secret/secret_test)
   # The gtest suites of those binaries, by name: the rest of suite 'unit' are
   # scripts over the normal build (layering, cli-doc) or need a kiln binary.
-  unit_tests=(base oci store frontend engine registry layer format image rootfs)
+  unit_tests=(base oci store frontend engine registry layer format image rootfs secret)
   # -Wno-maybe-uninitialized: GCC 12 with -fsanitize reports a false positive
   # inside libstdc++'s <regex>. -O1 -g1 (line tables only) instead of the
   # default -O2 -g: the sanitizers still see everything they see at -O2 and

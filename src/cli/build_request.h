@@ -96,12 +96,14 @@ struct BuildRequest {
   }
 };
 
-/// Reads the values of --secret (file or environment variable) into
-/// `secrets` (id -> value) and resolves --ssh agent sockets into `ssh`
-/// (id -> absolute socket path; "default" alone is $SSH_AUTH_SOCK).
-/// kInvalidInput naming the flag when a file, variable or socket is missing.
-Status ResolveBuildSecrets(const BuildRequest& request, std::map<std::string, std::string>* secrets,
-                           std::map<std::string, std::string>* ssh);
+/// Reads the values of --secret (file or environment variable; `id=NAME`
+/// alone: a file of that name, else the variable, else the secret NAME kept
+/// by `kiln secret create` in the store at `store_root`) into `secrets`
+/// (id -> value) and resolves --ssh agent sockets into `ssh` (id -> absolute
+/// socket path; "default" alone is $SSH_AUTH_SOCK). kInvalidInput naming the
+/// flag when a file, variable or socket is missing.
+Status ResolveBuildSecrets(const BuildRequest& request, const std::string& store_root,
+                           std::map<std::string, std::string>* secrets, std::map<std::string, std::string>* ssh);
 
 /// Runs the build. Returns the process exit status (docs/cli.md "Exit status
 /// and errors"); prints errors itself via ReportError.

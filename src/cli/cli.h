@@ -79,6 +79,7 @@ void AddLogsCommand(CLI::App& app, Context& ctx);
 void AddExecCommand(CLI::App& app, Context& ctx);
 void AddContainerCommands(CLI::App& app, Context& ctx);
 void AddVolumeCommand(CLI::App& app, Context& ctx);
+void AddSecretCommand(CLI::App& app, Context& ctx);
 void AddManifestCommand(CLI::App& app, Context& ctx);
 /// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
 /// JSON array, returns the exit status.

@@ -23,6 +23,7 @@
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/secret.h"
 
 namespace kiln::cli {
 namespace {
@@ -411,8 +412,8 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
 
 }  // namespace
 
-Status ResolveBuildSecrets(const BuildRequest& r, std::map<std::string, std::string>* secrets,
-                           std::map<std::string, std::string>* ssh) {
+Status ResolveBuildSecrets(const BuildRequest& r, const std::string& store_root,
+                           std::map<std::string, std::string>* secrets, std::map<std::string, std::string>* ssh) {
   constexpr size_t kMaxSecretBytes = size_t(1) << 20;
   for (const BuildSecret& s : r.secrets) {
     std::string what = "--secret id=" + s.id;
@@ -424,12 +425,21 @@ Status ResolveBuildSecrets(const BuildRequest& r, std::map<std::string, std::str
       continue;
     }
     // id alone (src defaulted to the id): a file of that name, else the
-    // environment variable (docker buildx).
+    // environment variable (docker buildx), else a secret of that name kept
+    // in the store (`kiln secret create`; podman's build cannot).
     if (s.src == s.id && !IsFile(s.src)) {
       if (const char* v = std::getenv(s.id.c_str())) {
         (*secrets)[s.id] = v;
         continue;
       }
+      if (auto stored = secret::ReadValue(store_root, s.id)) {
+        (*secrets)[s.id] = std::move(*stored);
+        continue;
+      } else if (stored.error().code() != Errc::kNotFound) {
+        return Usage(what + ": " + stored.error().message());
+      }
+      return Usage(what + ": no file " + s.id + ", no environment variable " + s.id + " and no stored secret " +
+                   s.id + " (kiln secret create " + s.id + " FILE, or give src= or env=)");
     }
     auto data = ReadFile(s.src, kMaxSecretBytes);
     if (!data)

@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
   AddExecCommand(app, ctx);
   AddContainerCommands(app, ctx);
   AddVolumeCommand(app, ctx);
+  AddSecretCommand(app, ctx);
   AddCommandGroups(app, ctx);
   AddDocsCommand(app, ctx);
 

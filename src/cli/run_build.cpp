@@ -118,7 +118,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   opts.explain_cache = req.explain_cache;
   opts.containerfile = req.containerfile_path;
   opts.secret_cache_key = req.secret_cache_key;
-  if (auto s = ResolveBuildSecrets(req, &opts.secrets, &opts.ssh); !s)
+  if (auto s = ResolveBuildSecrets(req, ctx.StoreRoot(), &opts.secrets, &opts.ssh); !s)
     return ReportError(s.error());
   for (const auto& [k, v] : req.labels)
     opts.labels[k] = v;

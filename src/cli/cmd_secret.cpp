@@ -1,0 +1,217 @@
+// kiln secret create|ls|inspect|rm|exists: secrets kept in the store for
+// `run --secret` and `build --secret id=NAME` (docs/secrets.md), with
+// podman 4.3's output shapes. Values are never printed.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/format_util.h"
+#include "cli/image_util.h"
+#include "kiln/fs.h"
+#include "kiln/secret.h"
+
+namespace kiln::cli {
+
+namespace {
+
+// podman's secret fields (`podman secret inspect`).
+nlohmann::json SecretJson(const secret::SecretInfo& s) {
+  return {{"ID", s.id},
+          {"CreatedAt", s.created},
+          {"UpdatedAt", s.updated},
+          {"Spec",
+           {{"Name", s.name}, {"Driver", {{"Name", s.driver}, {"Options", {{"path", s.path}}}}}, {"Labels", s.labels}}}};
+}
+
+format::Options SecretTemplateOptions(const char* name) {
+  format::Options o;
+  o.name = name;
+  o.type_name = "entities.SecretInfoReport";
+  return o;
+}
+
+Expected<std::map<std::string, std::string>> ParseLabels(const std::vector<std::string>& labels) {
+  std::map<std::string, std::string> out;
+  for (const auto& l : labels) {
+    size_t eq = l.find('=');
+    if (eq == 0 || l.empty())
+      return Error(Errc::kInvalidInput, "invalid --label \"" + l + "\": want KEY=VALUE");
+    out[l.substr(0, eq)] = eq == std::string::npos ? "" : l.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+void AddSecretCommand(CLI::App& app, Context& ctx) {
+  auto* group = app.add_subcommand("secret", "manage secrets for run --secret and build --secret (create, ls, inspect, rm, exists)");
+  group->require_subcommand(1);
+  {
+    auto* cmd = group->add_subcommand("create", "store a secret from a file, stdin (-) or, with --env, an environment variable");
+    struct Flags {
+      std::string name, source;
+      bool env = false, replace = false;
+      std::vector<std::string> labels;
+      std::string driver = "file";
+    };
+    auto f = std::make_shared<Flags>();
+    cmd->add_flag("--env", f->env, "SOURCE names an environment variable that holds the value");
+    cmd->add_option("-l,--label", f->labels, "KEY=VALUE: a label (repeatable)");
+    cmd->add_flag("--replace", f->replace, "replace the value of an existing secret of that name");
+    cmd->add_option("-d,--driver", f->driver, "file (the only driver)")->check(CLI::IsMember({"file"}));
+    cmd->add_option("name", f->name, "the secret's name")->required();
+    cmd->add_option("source", f->source, "a file, - for stdin, or with --env a variable name")->required();
+    SetAction(cmd, ctx, [&ctx, f] {
+      auto labels = ParseLabels(f->labels);
+      if (!labels)
+        return ReportError(labels.error());
+      std::string value;
+      if (f->env) {
+        const char* v = std::getenv(f->source.c_str());
+        if (!v)
+          return ReportError(Error(Errc::kInvalidInput, "secret create --env: environment variable " + f->source +
+                                                            " is not set"));
+        value = v;
+      } else {
+        auto data = f->source == "-" ? ReadAll(STDIN_FILENO, secret::kMaxSecretBytes + 1)
+                                     : ReadFile(f->source, secret::kMaxSecretBytes + 1);
+        if (!data)
+          return ReportError(Error(Errc::kInvalidInput, "secret create " + f->name + ": " + data.error().message()));
+        value = std::move(*data);
+      }
+      auto s = secret::Create(ctx.StoreRoot(), f->name, value, {.labels = *labels, .replace = f->replace});
+      if (!s)
+        return ReportError(s.error());
+      std::printf("%s\n", s->id.c_str());
+      return 0;
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("ls", "list secrets (never their values)");
+    cmd->alias("list");
+    struct Flags {
+      bool quiet = false, no_heading = false;
+      std::string format;
+      std::vector<std::string> filters;
+    };
+    auto f = std::make_shared<Flags>();
+    cmd->add_flag("-q,--quiet", f->quiet, "print only the IDs");
+    cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
+    cmd->add_option("-f,--filter", f->filters, "name=NAME, id=ID (prefixes)");
+    cmd->add_option("--format", f->format, "json, a Go template ({{.ID}} {{.Spec.Name}}), or table TEMPLATE (docs/format.md)");
+    SetAction(cmd, ctx, [&ctx, f] {
+      for (const auto& s : f->filters) {
+        std::string key = s.substr(0, s.find('='));
+        if (key != "name" && key != "id")
+          return ReportFormatError(
+              Error(Errc::kInvalidInput, "invalid filter \"" + key + "\" (secret ls takes name, id)"));
+      }
+      auto list = secret::List(ctx.StoreRoot());
+      if (!list)
+        return ReportError(list.error());
+      std::vector<nlohmann::json> rows, tmpl_rows;
+      for (const auto& s : *list) {
+        bool keep = true;
+        for (const auto& flt : f->filters) {
+          size_t eq = flt.find('=');
+          std::string key = flt.substr(0, eq), val = eq == std::string::npos ? "" : flt.substr(eq + 1);
+          keep = keep && (key == "name" ? s.name.rfind(val, 0) == 0 : s.id.rfind(val, 0) == 0);
+        }
+        if (!keep)
+          continue;
+        if (f->quiet) {
+          std::printf("%s\n", s.id.c_str());
+          continue;
+        }
+        rows.push_back(SecretJson(s));
+        nlohmann::json t = rows.back();
+        // podman's list row: .ID .Name .Driver .CreatedAt .UpdatedAt (times
+        // as "3 minutes ago" in the table).
+        t["Name"] = s.name;
+        t["Driver"] = s.driver;
+        t["CreatedAt"] = HumanAgo(s.created);
+        t["UpdatedAt"] = HumanAgo(s.updated);
+        tmpl_rows.push_back(std::move(t));
+      }
+      if (f->quiet)
+        return 0;
+      format::ListOptions o;
+      o.default_format = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}";
+      o.headers = {{"CreatedAt", "CREATED"}, {"UpdatedAt", "UPDATED"}};
+      o.no_heading = f->no_heading;
+      o.template_options = SecretTemplateOptions("list");
+      return PrintList(f->format, rows, tmpl_rows, o, 4);
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("inspect", "show secrets as JSON (never their values)");
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto format = std::make_shared<std::string>();
+    cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Spec.Name}} (docs/format.md)");
+    cmd->add_option("secrets", *names, "secret names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, names, format] {
+      std::vector<nlohmann::json> out;
+      int rc = 0;
+      for (const auto& n : *names) {
+        auto s = secret::Inspect(ctx.StoreRoot(), n);
+        if (!s) {
+          rc = ReportError(s.error());
+          continue;
+        }
+        out.push_back(SecretJson(*s));
+      }
+      int prc = PrintObjects(*format, out, SecretTemplateOptions("inspect"), 4);
+      return prc != 0 ? prc : rc;
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("rm", "remove secrets");
+    auto names = std::make_shared<std::vector<std::string>>();
+    auto all = std::make_shared<bool>(false);
+    cmd->add_flag("-a,--all", *all, "remove every secret");
+    cmd->add_option("secrets", *names, "secret names or IDs");
+    SetAction(cmd, ctx, [&ctx, names, all] {
+      if (*all == !names->empty())
+        return ReportError(Error(Errc::kInvalidInput, "secret rm: give secret names or --all (not both)"));
+      std::vector<std::string> targets = *names;
+      if (*all) {
+        auto list = secret::List(ctx.StoreRoot());
+        if (!list)
+          return ReportError(list.error());
+        for (const auto& s : *list)
+          targets.push_back(s.id);
+      }
+      int rc = 0;
+      for (const auto& n : targets) {
+        auto id = secret::Remove(ctx.StoreRoot(), n);
+        if (!id) {
+          rc = ReportError(id.error());
+          continue;
+        }
+        std::printf("%s\n", id->c_str());
+      }
+      return rc;
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("exists", "exit 0 when the secret exists, 1 when it does not");
+    auto name = std::make_shared<std::string>();
+    cmd->add_option("secret", *name, "secret name or ID")->required();
+    SetAction(cmd, ctx, [&ctx, name] {
+      auto s = secret::Inspect(ctx.StoreRoot(), *name);
+      if (s)
+        return 0;
+      if (s.error().code() == Errc::kNotFound)
+        return 1;
+      return ReportError(s.error());
+    });
+  }
+}
+
+}  // namespace kiln::cli
