@@ -99,10 +99,10 @@ void PrintMappings(const char* name, const nlohmann::json& maps) {
 void AddInfoCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter, network helper and the platforms this machine can run");
   auto format = std::make_shared<std::string>();
-  // podman 4.3 keeps -D/--debug as a hidden, ignored flag; scripts still pass it.
+  // podman 4.3 keeps -D/--debug as a hidden, ignored flag; scripts still pass it
+  // (listed here, so that docs/cli-compat.md's check finds it).
   auto debug = std::make_shared<bool>(false);
-  cmd->add_flag("-D,--debug", *debug, "accepted for podman compatibility (kiln info always shows everything)")
-      ->group("");
+  cmd->add_flag("-D,--debug", *debug, "accepted for podman compatibility (kiln info always shows everything)");
   cmd->add_option("-f,--format", *format,
                   "json, or a Go template: podman's {{.Host.Arch}}, {{.Store.GraphRoot}}, {{.Store.GraphDriverName}}, "
                   "{{.Version.Version}}, or kiln's own keys ({{.sandbox.snapshotter}}) (docs/format.md)");

@@ -9,6 +9,7 @@
 # Everything stays on this machine: a docker-registry on loopback for the
 # push/login/cache rows.
 set -u
+export KILN_TEST_USER=${KILN_TEST_USER:-kiln-test}
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 
 DOC="$KILN_SOURCE_ROOT/docs/cli-compat.md"
@@ -111,7 +112,7 @@ CHECK["ps|-s, --size"]='k ps -s | head -1 | grep -q SIZE && k ps --size | head -
 CHECK["ps|-f, --filter"]='id=$(k create --name filt busybox true) && [ "$(k ps -a -f name=filt --format "{{.Names}}")" = filt ] && [ "$(k ps -a --filter status=created --filter name=filt -q --no-trunc)" = $id ]; r=$?; cleanup_id; exit $r'
 CHECK["ps|--sort"]='k ps -a --sort names >/dev/null'
 CHECK["ps|--noheading"]='! k ps -a --noheading | grep -q "CONTAINER ID"'
-CHECK["ps|--format"]='[ "$(k ps --format "{{.Names}} {{.Status}}" --filter name=^ex$)" = "ex $(k ps --filter name=^ex$ --format "{{.Status}}")" ] && k ps --format json | python3 -c "import json,sys; assert isinstance(json.load(sys.stdin), list)"'
+CHECK["ps|--format"]='k ps --format "{{.Names}} {{.Status}}" --filter name=^ex$ | grep -Eq "^ex Up " && k ps --format json | python3 -c "import json,sys; assert isinstance(json.load(sys.stdin), list)"'
 CHECK["logs|-f, --follow"]='id=$(k run -d busybox sh -c "echo a; sleep 1; echo b") && [ "$(k logs -f $id | tr "\n" " ")" = "a b " ] && [ "$(k logs --follow $id | tr "\n" " ")" = "a b " ]; r=$?; cleanup_id; exit $r'
 CHECK["logs|-t, --timestamps"]='id=$(k run -d busybox echo a) && k wait $id >/dev/null && k logs -t $id | grep -Eq "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]+ a$" && k logs --timestamps $id | grep -Eq "T[^ ]+ a$"; r=$?; cleanup_id; exit $r'
 CHECK["logs|--since"]='id=$(k run -d busybox echo a) && k wait $id >/dev/null && [ "$(k logs --since 10m $id)" = a ]; r=$?; cleanup_id; exit $r'
@@ -174,6 +175,15 @@ CHECK["manifest push|—"]='k manifest create mlist2 busybox >/dev/null && k man
 CHECK["volume create|—"]='k volume create cv1 >/dev/null && k volume ls -q | grep -qx cv1'
 CHECK["volume ls|—"]='k volume create cv2 >/dev/null && k volume ls | grep -q cv2'
 CHECK["volume rm|—"]='k volume create cv3 >/dev/null && k volume rm cv3 >/dev/null && ! k volume ls -q | grep -qx cv3'
+CHECK["volume prune|-f, --force"]='k volume create cvp >/dev/null && k volume prune -f | grep -qx cvp && ! k volume ls -q | grep -qx cvp'
+CHECK["container prune|-f, --force"]='k run --name cpr busybox true >/dev/null 2>&1; k container prune --force | grep -Eq "^[0-9a-f]{64}$" && ! k ps -a --format "{{.Names}}" | grep -qx cpr'
+CHECK["info|-D, --debug"]='k info -D >/dev/null && k info --debug >/dev/null'
+CHECK["secret create|—"]='printf v1 >"$w/sv1" && chmod 644 "$w/sv1" && k secret create cs1 "$w/sv1" | grep -Eq "^[0-9a-f]{25}$"'
+CHECK["secret create|-l, --label"]='printf v | k secret create -l a=b --label c=d cs2 - >/dev/null && [ "$(k secret inspect --format "{{.Spec.Labels.a}}{{.Spec.Labels.c}}" cs2)" = bd ]'
+CHECK["secret ls|—"]='printf v | k secret create cs3 - >/dev/null && k secret ls | grep -q " cs3 "'
+CHECK["secret inspect|—"]='printf v | k secret create cs4 - >/dev/null && k secret inspect cs4 | grep -q "\"Name\": \"cs4\""'
+CHECK["secret rm|-a, --all"]='printf v | k secret create cs5 - >/dev/null && k secret rm -a >/dev/null && [ -z "$(k secret ls -q)" ] && printf v | k secret create cs6 - >/dev/null && k secret rm --all >/dev/null'
+CHECK["secret exists|—"]='printf v | k secret create cs7 - >/dev/null && k secret exists cs7 && ! k secret exists nosuch'
 CHECK["info|—"]='k info >/dev/null'
 CHECK["version|—"]='k version | grep -qi version'
 CHECK["system prune|—"]='k system prune >/dev/null 2>&1 </dev/null || k system prune -f >/dev/null 2>&1'
