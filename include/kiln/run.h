@@ -106,6 +106,11 @@ struct RunOptions {
   std::vector<MountRequest> mounts;
   std::vector<PortMapping> ports;
   NetworkMode network = NetworkMode::kPrivate;
+  /// --network NAME[:alias=A,ip=IP] (repeatable), --ip, --network-alias:
+  /// container networks (docs/network.md); network stays kPrivate.
+  std::vector<std::string> networks;
+  std::string ip;
+  std::vector<std::string> network_aliases;
   std::string pull = "missing";  ///< missing|always|never|newer
   /// -P: publish every port the image EXPOSEs on a free host port (those a
   /// -p already publishes for the same container port and protocol excepted).

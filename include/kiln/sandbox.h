@@ -44,7 +44,11 @@ namespace kiln {
 /// with the parent (PR_SET_PDEATHSIG); the parent, which only waits, passes
 /// the signals it gets to the child (not the terminal's, which reach both)
 /// and unblocks SIGINT/SIGTERM (main() blocks them until handled).
-Status EnterUserNamespace(int argc, char** argv);
+///
+/// `join_userns_fd` >= 0: the child joins that user namespace (the network
+/// holder's, whose maps are written; src/network/holder.cpp) instead of
+/// making a new one, and unshares only a mount namespace.
+Status EnterUserNamespace(int argc, char** argv, int join_userns_fd = -1);
 
 /// True when this process runs inside kiln's user namespace.
 bool InKilnUserNamespace();
@@ -201,6 +205,12 @@ struct SandboxSpec {
   /// terminal's master side before the process starts; the process waits
   /// until it returns (set the window size, start relaying).
   std::function<void(UniqueFd master)> on_tty;
+  /// With NetworkMode::kPrivate: called (on the thread running RunSandbox)
+  /// with the pid of a process in the sandbox's new network namespace,
+  /// instead of attaching slirp4netns/pasta (container networks,
+  /// src/network); the process waits until it returns. An error stops the
+  /// sandbox with its message.
+  std::function<Status(pid_t)> attach_network;
 };
 
 /// How the process ended.

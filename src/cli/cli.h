@@ -12,6 +12,10 @@
 
 #include "kiln/error.h"
 
+namespace kiln::network {
+struct HolderHandle;
+}
+
 namespace kiln::cli {
 
 /// Global options, filled in before a command's callback runs.
@@ -80,6 +84,7 @@ void AddExecCommand(CLI::App& app, Context& ctx);
 void AddContainerCommands(CLI::App& app, Context& ctx);
 void AddVolumeCommand(CLI::App& app, Context& ctx);
 void AddSecretCommand(CLI::App& app, Context& ctx);
+void AddNetworkCommand(CLI::App& app, Context& ctx);
 void AddManifestCommand(CLI::App& app, Context& ctx);
 /// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
 /// JSON array, returns the exit status.
@@ -89,5 +94,9 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
 /// True for the commands that must run inside kiln's user namespace (main()
 /// calls EnterUserNamespace for them before parsing).
 bool NeedsUserNamespace(int argc, char** argv);
+/// For those commands, before EnterUserNamespace (cmd_network.cpp): the
+/// network holder's user namespace to join, started first for `run`/`create`
+/// with --network NAME (network::PrepareHolder).
+Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv);
 
 }  // namespace kiln::cli

@@ -121,6 +121,18 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
     config["Labels"] = config.value("labels", nlohmann::json::object());
     config["Annotations"] = config.value("annotations", nlohmann::json::object());
   }
+  // podman's NetworkSettings.Networks for containers on networks (docs/network.md).
+  nlohmann::json networks = nlohmann::json::object();
+  if (config.is_object() && config.contains("networks") && config["networks"].is_object())
+    for (const auto& [net_name, net] : config["networks"].items()) {
+      std::string subnet = net.value("subnet", "");
+      size_t slash = subnet.find('/');
+      networks[net_name] = {{"NetworkID", net.value("id", "")},
+                            {"IPAddress", net.value("ip", "")},
+                            {"Gateway", net.value("gateway", "")},
+                            {"IPPrefixLen", slash == std::string::npos ? 0 : std::atoi(subnet.c_str() + slash + 1)},
+                            {"Aliases", net.value("aliases", nlohmann::json::array())}};
+    }
   return nlohmann::json{{"Id", info.id},
                         {"Name", info.name},
                         {"Image", info.image_id},
@@ -141,6 +153,7 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
                         {"LogPath", info.log_path},
                         {"Ports", info.ports},
                         {"AutoRemove", info.auto_remove},
+                        {"NetworkSettings", {{"Networks", networks}}},
                         {"Config", config.is_discarded() ? nlohmann::json() : config}};
 }
 

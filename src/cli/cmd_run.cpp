@@ -78,8 +78,10 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
     o.network = NetworkMode::kHost;
   else if (f.network == "private" || f.network == "slirp4netns" || f.network == "pasta" || f.network == "bridge")
     o.network = NetworkMode::kPrivate;
+  else if (f.network.rfind("container:", 0) == 0 || f.network.rfind("ns:", 0) == 0)
+    return ReportError(Error(Errc::kUnsupported, "--network " + f.network + " is not supported yet"));
   else
-    return ReportError(Error(Errc::kInvalidInput, "invalid --network " + f.network + ": use private, none or host"));
+    o.networks.push_back(f.network);  // a container network (docs/network.md)
   if (f.entrypoint_set)
     o.entrypoint = f.entrypoint;
   if (!f.memory.empty())
@@ -147,7 +149,9 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
         f->entrypoint_set = true;
       },
       "override the image's ENTRYPOINT (\"\" clears it)");
-  cmd->add_option("--network,--net", f->network, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none or host");
+  cmd->add_option("--network,--net", f->network, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, or a network's NAME[:alias=A,ip=IP] (kiln network create)");
+  cmd->add_option("--ip", f->o.ip, "the container's IPv4 address on its --network");
+  cmd->add_option("--network-alias", f->o.network_aliases, "another name of the container on its --network (repeatable)");
   cmd->add_option("--hostname", f->o.hostname, "container host name (default: the short ID)");
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
   cmd->add_flag("--init", f->o.init, "run an init as pid 1 that reaps zombies and forwards signals (kiln always does)");

@@ -94,6 +94,15 @@ const CommandHelp kHelp[] = {
     {"volume create", "[NAME]", "kiln volume create data"},
     {"volume inspect", "VOLUME [VOLUME...]", "kiln volume inspect data"},
     {"volume rm", "VOLUME [VOLUME...]", "kiln volume rm data"},
+    {"network create", "NAME",
+     "kiln network create safe-net\n"
+     "kiln network create --subnet 10.90.0.0/24 --gateway 10.90.0.254 --label app=web web-net\n"
+     "kiln network create --internal --disable-dns backend"},
+    {"network ls", "", "kiln network ls\nkiln network ls -q\nkiln network ls --format '{{.Name}} {{.Driver}}'"},
+    {"network inspect", "NETWORK [NETWORK...]", "kiln network inspect safe-net\nkiln network inspect -f '{{.subnets}}' safe-net"},
+    {"network rm", "NETWORK [NETWORK...]", "kiln network rm safe-net\nkiln network rm -f safe-net"},
+    {"network exists", "NETWORK", "kiln network exists safe-net"},
+    {"network prune", "", "kiln network prune -f"},
     {"manifest create", "LIST [IMAGE...]", "kiln manifest create mylist myapp-amd64 myapp-arm64"},
     {"manifest add", "LIST IMAGE", "kiln manifest add mylist docker://localhost:5000/myapp:arm64"},
     {"manifest remove", "LIST DIGEST", nullptr},
@@ -129,7 +138,7 @@ const GroupMember kMembers[] = {
 /// named as such instead of "unrecognized".
 const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
     {"", {"attach", "auto-update", "commit", "compose", "cp", "diff", "events", "export", "generate",
-          "healthcheck", "init", "kube", "machine", "mount", "network", "pause", "play", "pod", "rename",
+          "healthcheck", "init", "kube", "machine", "mount", "pause", "play", "pod", "rename",
           "restart", "search", "stats", "top", "unmount", "unpause", "untag", "update"}},
     {"container", {"attach", "checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
                    "init", "mount", "pause", "rename", "restart", "restore", "runlabel", "stats",
@@ -138,6 +147,7 @@ const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
     {"system", {"connection", "df", "migrate", "renumber", "reset", "service"}},
     {"volume", {"exists", "export", "import", "mount", "reload", "unmount"}},
     {"manifest", {"annotate", "exists", "rm"}},
+    {"network", {"connect", "disconnect", "reload"}},
 };
 
 /// The registration function of each command a group member re-registers.

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "kiln/cancel.h"
 #include "kiln/log.h"
+#include "kiln/network.h"
 #include "kiln/sandbox.h"
 
 namespace kiln::cli {
@@ -88,9 +89,18 @@ int main(int argc, char** argv) {
   sigaddset(&cancel_signals, SIGINT);
   sigaddset(&cancel_signals, SIGTERM);
   ::sigprocmask(SIG_BLOCK, &cancel_signals, &old_mask);
-  if (NeedsUserNamespace(argc, argv))
-    if (auto st = kiln::EnterUserNamespace(argc, argv); !st)
+  // Containers on networks share the network holder's user namespace
+  // (docs/network.md); `holder` keeps its reference for the whole command.
+  kiln::network::HolderHandle holder;
+  if (NeedsUserNamespace(argc, argv)) {
+    auto prepared = PrepareNetworkHolder(argc, argv);
+    if (!prepared)
+      return ReportError(prepared.error());
+    holder = std::move(*prepared);
+    if (auto st = kiln::EnterUserNamespace(argc, argv, holder.userns ? holder.userns.get() : -1); !st)
       return ReportError(st.error());
+    holder.userns.reset();
+  }
   // Still the only thread: the handlers are in place before any worker.
   if (std::string command = CanonicalCommand(argc, argv); Cancellable(command))
     kiln::InstallCancelHandlers(command);
@@ -139,6 +149,7 @@ int main(int argc, char** argv) {
   AddContainerCommands(app, ctx);
   AddVolumeCommand(app, ctx);
   AddSecretCommand(app, ctx);
+  AddNetworkCommand(app, ctx);
   AddCommandGroups(app, ctx);
   AddDocsCommand(app, ctx);
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
@@ -36,6 +38,23 @@ Expected<UniqueFd> LockFile(const std::string& path, int op);
 bool MonitorAlive(const Paths& paths, const std::string& id);
 
 /// config.json: what to run, resolved once at creation.
+/// A container's place on a network (docs/network.md): what attaching it
+/// needs, kept in its record so that neither start nor the monitor reads the
+/// network's record again.
+struct ContainerNetwork {
+  std::string name;
+  std::string id;
+  std::string ip;
+  std::string subnet;   ///< "10.89.0.0/24"
+  std::string gateway;
+  std::string bridge;   ///< in the holder's namespace
+  std::string interface;       ///< eth0, eth1, ... in the container
+  std::string host_interface;  ///< the veth end on the bridge
+  std::vector<std::string> aliases;
+  bool internal = false;
+  bool dns = false;  ///< the network's DNS responder answers for it
+};
+
 struct Config {
   std::string id;
   std::string name;
@@ -66,9 +85,18 @@ struct Config {
   std::string etc_hosts;
   std::string etc_resolv_conf;
   std::string etc_hostname;
+  std::vector<ContainerNetwork> networks;  ///< --network NAME (network.cpp)
   std::string json;  ///< as read
 };
 std::string ConfigToJson(const Config& c);
+// Container networks (network.cpp): the record's "networks" object, the
+// addresses (under the containers lock), the sandbox's attach hook.
+void NetworksToJson(const Config& c, nlohmann::json& j);
+void NetworksFromJson(const nlohmann::json& j, Config& c);
+Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& o, Config& c);
+void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec);
+/// After the container's end: its names leave the DNS responder.
+void DetachNetworks(const Paths& paths, const Config& c);
 Expected<Config> ReadConfig(const Paths& paths, const std::string& id);
 Status WriteConfig(const Paths& paths, const Config& c);
 /// The same into `dir`/config.json (a staging directory).

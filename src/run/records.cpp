@@ -287,6 +287,7 @@ std::string ConfigToJson(const Config& c) {
   j["etc_hosts"] = c.etc_hosts;
   j["etc_resolv_conf"] = c.etc_resolv_conf;
   j["etc_hostname"] = c.etc_hostname;
+  NetworksToJson(c, j);
   return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
@@ -350,6 +351,7 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   c.etc_hosts = Get<std::string>(j, "etc_hosts", "");
   c.etc_resolv_conf = Get<std::string>(j, "etc_resolv_conf", "");
   c.etc_hostname = Get<std::string>(j, "etc_hostname", "");
+  NetworksFromJson(j, c);
   return c;
 }
 
@@ -474,6 +476,7 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
   if (c.network != NetworkMode::kHost || !c.etc_resolv_conf.empty())
     spec.etc_resolv_conf = c.etc_resolv_conf;
   spec.network = c.network;
+  AttachNetworksHook(paths, c, spec);
   spec.tty = c.tty;
   // -p is not the sandbox's business: the container's owner forwards the
   // ports itself (portfwd.h).

@@ -30,6 +30,7 @@
 #include "kiln/run.h"
 #include "kiln/store.h"
 #include "kiln/transport.h"
+#include "kiln/network.h"
 #include "run/internal.h"
 #include "run/portfwd.h"
 
@@ -441,10 +442,12 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   // Network. -p is always served by the built-in forwarder (portfwd.h); a
   // helper, when one is usable, gives the container outbound access.
   c.network = o.network;
+  if (!o.networks.empty() && !o.ports.empty())
+    return Error(Errc::kUnsupported, "-p/--publish with --network " + o.networks[0] + " is not supported yet");
   if (!o.ports.empty() && c.network != NetworkMode::kPrivate)
     return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
   std::string helper;
-  if (c.network == NetworkMode::kPrivate) {
+  if (c.network == NetworkMode::kPrivate && o.networks.empty()) {
     // No usable helper: fail closed (own network namespace, loopback only),
     // never the host's network unless --network host asks for it.
     std::string warning;
@@ -885,6 +888,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
                                               existing->substr(0, 12) + ": remove it or choose another name");
     }
     KILN_TRY(AddMounts(paths, o, image, staging, c));
+    KILN_TRY(AssignNetworks(store, paths, o, c));  // addresses: unique under this lock
     (void)RemoveAll(staging + "/tmp");
     KILN_TRY(WriteConfigAt(staging, c));
     // The container keeps its image (and the layers it runs on) through
@@ -935,6 +939,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   int no_ready = -1;
   auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup, std::move(fwd),
                           o.sandbox);
+  DetachNetworks(paths, c);
   if (o.remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
     (void)RemoveRecords(paths, c);
@@ -1069,12 +1074,24 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
     log_pipe = StartLogger(log->get(), ts->get(), &logger);
   int log_fd = log_pipe ? log_pipe.get() : log->get();
   Expected<int> status = Error(Errc::kFailed, "not run");
-  if (c->tty) {
+  // A container on a network keeps the network holder alive (docs/network.md).
+  UniqueFd holder_ref;
+  if (!c->networks.empty()) {
+    auto ref = network::TakeHolderReference(network::HolderDir(paths.run_root, paths.store_root));
+    if (ref)
+      holder_ref = std::move(*ref);
+    else
+      status = std::move(ref).error();
+  }
+  if (!holder_ref && !c->networks.empty()) {
+    // status holds the error
+  } else if (c->tty) {
     // -d -t: the terminal's output goes to the log.
     status = Supervise(paths, *c, -1, log_fd, log_fd, true, -1, log_fd, &ready_fd, "", std::move(fwd));
   } else {
     status = Supervise(paths, *c, -1, log_fd, log_fd, false, -1, -1, &ready_fd, "", std::move(fwd));
   }
+  DetachNetworks(paths, *c);  // its names go at once (network.cpp)
   if (!status) {
     std::string line = "kiln: error: " + status.error().message() + "\n";
     (void)WriteAll(log_fd, line);

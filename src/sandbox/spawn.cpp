@@ -464,7 +464,7 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
           spec.on_started(static_cast<pid_t>(std::atoi(text.c_str())));
         break;
       case 'N': {
-        Status st = net.Start(pid);
+        Status st = spec.attach_network ? spec.attach_network(pid) : net.Start(pid);
         if (!st) {
           setup_error = st.error().message();
           ::kill(pid, SIGKILL);

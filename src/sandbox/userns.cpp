@@ -239,7 +239,7 @@ Expected<std::vector<IdMapping>> SubordinateRanges(const std::string& file, cons
   return out;
 }
 
-Status EnterUserNamespace(int /*argc*/, char** argv) {
+Status EnterUserNamespace(int /*argc*/, char** argv, int join_userns_fd) {
   if (InKilnUserNamespace())
     return Ok();
   int to_child[2];
@@ -258,8 +258,15 @@ Status EnterUserNamespace(int /*argc*/, char** argv) {
     ::close(to_child[1]);
     ::close(to_parent[0]);
     char ok = 'U';
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+    // Joining the network holder's user namespace (src/network/holder.cpp):
+    // the owner of a user namespace has every capability in it, so setns
+    // works for the unprivileged user too; its id maps are already written.
+    if (join_userns_fd >= 0) {
+      if (::setns(join_userns_fd, CLONE_NEWUSER) != 0 || ::unshare(CLONE_NEWNS) != 0)
+        ok = static_cast<char>(errno);
+    } else if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
       ok = static_cast<char>(errno);
+    }
     if (::write(to_parent[1], &ok, 1) != 1 || ok != 'U')
       _exit(125);
     char go = 0;
@@ -306,7 +313,7 @@ Status EnterUserNamespace(int /*argc*/, char** argv) {
                  std::string("cannot create a user namespace: ") + std::strerror(err) +
                      " (are unprivileged user namespaces enabled? see docs/sandbox.md)");
   }
-  if (auto st = MapIds(pid); !st) {
+  if (auto st = join_userns_fd >= 0 ? Status(Ok()) : MapIds(pid); !st) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     return std::move(st).error().WithContext("set up the user namespace");

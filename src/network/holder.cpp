@@ -1,0 +1,361 @@
+// The network namespace holder and the per-container attachment
+// (docs/network.md, "Data path").
+//
+// One `kiln __network-holder` per store owns a user namespace U and a
+// network namespace N (owned by U) that holds the bridges, one per network
+// in use (kiln0 for `podman`, kiln1, ... for user networks). Every kiln
+// command that runs in a user namespace joins U instead of making its own
+// while the holder lives (EnterUserNamespace(join_userns_fd)): a veth pair
+// can only be made by a process with CAP_NET_ADMIN over both ends'
+// namespaces, and sibling user namespaces hold no capability over each other.
+// That is podman's pause process; kiln's holder also keeps N.
+//
+// Its state directory is HolderDir(): one holder per store (the records and
+// the containers are the store's) and run root (pid files are run-time state).
+//   DIR/holder.pid   the holder's pid (host view)
+//   DIR/start.lock   flock: starting the holder / deciding to exit
+//   DIR/refs        flock LOCK_SH by every user: a `kiln run`
+//                                   of a container on a network (for its whole
+//                                   life) and the monitor of a detached one
+//
+// The holder checks every 200 ms whether it can take `refs` exclusively:
+// then nobody uses it; it removes holder.pid under start.lock and exits, and
+// N with its bridges and veth ends goes away.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "kiln/digest.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/network.h"
+#include "network/dns.h"
+
+extern char** environ;
+
+namespace kiln::network {
+
+namespace {
+
+std::string NetDir(const std::string& dir) { return dir; }
+
+Expected<UniqueFd> OpenLock(const std::string& path) {
+  return OpenFile(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+Status Flock(int fd, int op, const std::string& what) {
+  while (::flock(fd, op) != 0) {
+    if (errno != EINTR)
+      return Error::FromErrno("lock " + what);
+  }
+  return Ok();
+}
+
+/// The live holder's pid for `state_dir`, or 0.
+pid_t LiveHolder(const std::string& state_dir) {
+  auto text = ReadFile(NetDir(state_dir) + "/holder.pid", 64);
+  if (!text)
+    return 0;
+  pid_t pid = static_cast<pid_t>(std::atoi(text->c_str()));
+  if (pid <= 0 || ::kill(pid, 0) != 0)
+    return 0;
+  auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 16);
+  if (!cmdline)
+    return 0;
+  std::string want = std::string("__network-holder") + '\0' + "--state-dir" + '\0' + state_dir + '\0';
+  if (cmdline->find(want) == std::string::npos)
+    return 0;  // a recycled pid
+  return pid;
+}
+
+std::string SelfExe() {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0)
+    return {};
+  self[n] = '\0';
+  return self;
+}
+
+/// Starts `kiln __network-holder --run-root R` in its own session and waits
+/// for its ready byte. Under start.lock.
+Status StartHolder(const std::string& state_dir) {
+  std::string self = SelfExe();
+  if (self.empty())
+    return Error::FromErrno("readlink /proc/self/exe");
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd ready_r(pipefd[0]);
+  UniqueFd ready_w(pipefd[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  KILN_ASSIGN_OR_RETURN(UniqueFd log_fd, OpenFile(NetDir(state_dir) + "/holder.log",
+                                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
+  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+  std::vector<std::string> args = {"kiln", "__network-holder", "--state-dir", state_dir, "--ready-fd", "3"};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, self.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    return Error::FromErrno("start the network namespace holder", rc);
+  ready_w.reset();
+  char c = 0;
+  ssize_t n;
+  do {
+    n = ::read(ready_r.get(), &c, 1);
+  } while (n < 0 && errno == EINTR);
+  ::waitpid(pid, nullptr, WNOHANG);
+  if (n != 1 || c != 'R') {
+    auto log = ReadFile(NetDir(state_dir) + "/holder.log", 4096);
+    std::string why = log && !log->empty() ? *log : "it exited before it was ready";
+    while (!why.empty() && why.back() == '\n')
+      why.pop_back();
+    return Error(Errc::kSandbox, "start the network namespace holder: " + why);
+  }
+  return Ok();
+}
+
+/// Runs `ip -batch -` with `commands` on stdin, in the network namespace
+/// `netns_fd` (entered by a thread of its own; the child inherits it).
+/// `ignore_errors`: -force (go on after a failed line, exit status ignored).
+Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, const std::string& what) {
+  Status result = Ok();
+  std::thread t([&] {
+    if (::setns(netns_fd, CLONE_NEWNET) != 0) {
+      result = Error::FromErrno(what + ": enter the network namespace");
+      return;
+    }
+    int in[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+      result = Error::FromErrno("pipe");
+      return;
+    }
+    UniqueFd in_r(in[0]), in_w(in[1]), err_r(err[0]), err_w(err[1]);
+    UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
+    posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
+    posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
+    std::vector<std::string> args = {"ip"};
+    if (ignore_errors)
+      args.push_back("-force");
+    args.push_back("-batch");
+    args.push_back("-");
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    // The child is made by this thread: it starts in the namespace entered
+    // above (namespaces are per thread, fork copies the caller's).
+    int rc = ::posix_spawnp(&pid, "ip", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    in_r.reset();
+    err_w.reset();
+    if (rc != 0) {
+      result = Error(Errc::kUnsupported, what + ": run ip (install iproute2): " + std::strerror(rc));
+      return;
+    }
+    (void)WriteAll(in_w.get(), commands);
+    in_w.reset();
+    auto errtext = ReadAll(err_r.get(), 1 << 16);
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!ignore_errors && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+      std::string e = errtext ? *errtext : "";
+      while (!e.empty() && e.back() == '\n')
+        e.pop_back();
+      size_t nl = e.rfind('\n');
+      result = Error(Errc::kSandbox, what + ": " + (nl == std::string::npos ? e : e.substr(nl + 1)));
+    }
+  });
+  t.join();
+  return result;
+}
+
+}  // namespace
+
+std::string HolderDir(const std::string& run_root, const std::string& store_root) {
+  Sha256 h;
+  h.Update(store_root);
+  return run_root + "/network-" + h.Finish().hex().substr(0, 12);
+}
+
+Expected<HolderHandle> PrepareHolder(const std::string& state_dir, bool start) {
+  HolderHandle h;
+  if (!start && !PathExists(NetDir(state_dir) + "/holder.pid"))
+    return h;
+  KILN_TRY(MakeDirs(NetDir(state_dir), 0700));
+  if (start) {
+    // The reference first: from here on the holder cannot decide to exit.
+    KILN_ASSIGN_OR_RETURN(h.refs, OpenLock(NetDir(state_dir) + "/refs"));
+    KILN_TRY(Flock(h.refs.get(), LOCK_SH, NetDir(state_dir) + "/refs"));
+  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd start_lock, OpenLock(NetDir(state_dir) + "/start.lock"));
+  KILN_TRY(Flock(start_lock.get(), LOCK_EX, NetDir(state_dir) + "/start.lock"));
+  pid_t pid = LiveHolder(state_dir);
+  if (pid == 0 && start) {
+    KILN_TRY(StartHolder(state_dir));
+    pid = LiveHolder(state_dir);
+    if (pid == 0)
+      return Error(Errc::kSandbox, "the network namespace holder started but is not running");
+  }
+  if (pid != 0) {
+    std::string path = "/proc/" + std::to_string(pid) + "/ns/user";
+    auto fd = OpenFile(path, O_RDONLY | O_CLOEXEC);
+    if (!fd)
+      return std::move(fd).error().WithContext("join the network namespace holder");
+    h.userns = std::move(*fd);
+  }
+  return h;
+}
+
+Expected<UniqueFd> TakeHolderReference(const std::string& state_dir) {
+  KILN_TRY(MakeDirs(NetDir(state_dir), 0700));
+  KILN_ASSIGN_OR_RETURN(UniqueFd refs, OpenLock(NetDir(state_dir) + "/refs"));
+  KILN_TRY(Flock(refs.get(), LOCK_SH, NetDir(state_dir) + "/refs"));
+  if (LiveHolder(state_dir) == 0)
+    return Error(Errc::kSandbox, "the network namespace holder of " + state_dir + " is not running");
+  return refs;
+}
+
+int HolderMain(const std::string& state_dir, int ready_fd) {
+  auto fail = [&](const std::string& msg) {
+    std::fprintf(stderr, "%s\n", msg.c_str());
+    return 1;
+  };
+  // The DNS responder's way out: a socket made in the host's network
+  // namespace, before the holder leaves it (a resolver on 127.0.0.x works).
+  // KILN_RESOLV_CONF names another resolv.conf (tests: a resolver on loopback).
+  UniqueFd upstream(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  const char* resolv = std::getenv("KILN_RESOLV_CONF");
+  std::vector<uint32_t> nameservers = ReadNameservers(resolv && *resolv ? resolv : "/etc/resolv.conf");
+  if (::unshare(CLONE_NEWNET) != 0)
+    return fail(std::string("unshare the network namespace: ") + std::strerror(errno));
+  auto self_net = OpenFile("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (!self_net)
+    return fail(self_net.error().message());
+  if (auto st = RunIp(self_net->get(), "link set lo up\n", false, "bring lo up"); !st)
+    return fail(st.error().message());
+  // No routing between the bridges: containers on different networks cannot
+  // reach each other (a new namespace inherits the host's ip_forward, often
+  // 1). Fail closed when it cannot be switched off.
+  for (const char* knob : {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/all/forwarding",
+                           "/proc/sys/net/ipv4/conf/default/forwarding"}) {
+    auto fd = OpenFile(knob, O_WRONLY | O_CLOEXEC);
+    if (!fd || !WriteAll(fd->get(), "0\n"))
+      return fail(std::string("isolate the networks: cannot write 0 to ") + knob);
+  }
+  auto refs = OpenLock(NetDir(state_dir) + "/refs");
+  auto start_lock = OpenLock(NetDir(state_dir) + "/start.lock");
+  if (!refs || !start_lock)
+    return fail("open the holder's lock files in " + NetDir(state_dir));
+  if (auto st = WriteFileAtomic(NetDir(state_dir) + "/holder.pid", std::to_string(::getpid()) + "\n", 0600); !st)
+    return fail(st.error().message());
+  char r = 'R';
+  if (ready_fd >= 0) {
+    (void)!::write(ready_fd, &r, 1);
+    ::close(ready_fd);
+  }
+  Responder dns(state_dir, std::move(upstream), std::move(nameservers));
+  struct timespec last = {};
+  for (;;) {
+    dns.Refresh();
+    std::vector<int> fds = dns.Fds();
+    std::vector<struct pollfd> pfds;
+    for (int fd : fds)
+      pfds.push_back({fd, POLLIN, 0});
+    int n = ::poll(pfds.data(), pfds.size(), 200);
+    for (int i = 0; n > 0 && i < static_cast<int>(pfds.size()); ++i)
+      if (pfds[static_cast<size_t>(i)].revents & POLLIN)
+        dns.Serve(pfds[static_cast<size_t>(i)].fd);
+    struct timespec now;
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 < 200)
+      continue;
+    last = now;
+    if (::flock(start_lock->get(), LOCK_EX) != 0)
+      continue;
+    if (::flock(refs->get(), LOCK_EX | LOCK_NB) == 0) {
+      // Nobody uses the namespace: forget it and go (N, its bridges and
+      // the veth ends in it go with the last process in it).
+      auto text = ReadFile(NetDir(state_dir) + "/holder.pid", 64);
+      if (text && std::atoi(text->c_str()) == ::getpid())
+        ::unlink((NetDir(state_dir) + "/holder.pid").c_str());
+      return 0;
+    }
+    ::flock(start_lock->get(), LOCK_UN);
+  }
+}
+
+Status AttachContainer(const std::string& state_dir, const Network& net, const Attachment& a, pid_t pid) {
+  pid_t holder = LiveHolder(state_dir);
+  if (holder == 0)
+    return Error(Errc::kSandbox, "network " + net.name + ": the network namespace holder of " + state_dir +
+                                     " is not running");
+  KILN_ASSIGN_OR_RETURN(Cidr prefix, net.Prefix());
+  KILN_ASSIGN_OR_RETURN(uint32_t gateway, net.Gateway());
+  auto holder_net = OpenFile("/proc/" + std::to_string(holder) + "/ns/net", O_RDONLY | O_CLOEXEC);
+  if (!holder_net)
+    return std::move(holder_net).error().WithContext("network " + net.name);
+  auto ctr_net = OpenFile("/proc/" + std::to_string(pid) + "/ns/net", O_RDONLY | O_CLOEXEC);
+  if (!ctr_net)
+    return std::move(ctr_net).error().WithContext("network " + net.name);
+  const std::string& br = net.interface_name;
+  std::string plen = std::to_string(prefix.prefix);
+  // The bridge, once per network (a second `link add` fails harmlessly),
+  // with a fixed MAC address: a bridge without one takes the lowest of its
+  // ports' and changes it when a container joins, and the containers' ARP
+  // entries for the gateway (the DNS responder) go stale.
+  char mac[32];
+  std::snprintf(mac, sizeof mac, "02:6b:%02x:%02x:%02x:%02x", gateway >> 24, (gateway >> 16) & 255,
+                (gateway >> 8) & 255, gateway & 255);
+  KILN_TRY(RunIp(holder_net->get(),
+                 "link add " + br + " address " + mac + " type bridge\n" + "addr add " + Ipv4String(gateway) + "/" + plen + " dev " +
+                     br + "\n" + "link set " + br + " up\n",
+                 true, "network " + net.name + ": bridge " + br));
+  // The veth pair: the host end on the bridge, the other in the container.
+  KILN_TRY(RunIp(holder_net->get(),
+                 "link add " + a.host_interface + " type veth peer name " + a.interface + " netns " +
+                     std::to_string(pid) + "\n" + "link set " + a.host_interface + " master " + br + " up\n",
+                 false, "network " + net.name + ": veth " + a.host_interface));
+  std::string in_ctr = "addr add " + Ipv4String(a.ip) + "/" + plen + " dev " + a.interface + "\n" + "link set " +
+                       a.interface + " up\n";
+  if (a.default_route)
+    in_ctr += "route add default via " + Ipv4String(gateway) + "\n";
+  KILN_TRY(RunIp(ctr_net->get(), in_ctr, false, "network " + net.name + ": " + a.interface));
+  return PublishNames(state_dir, net, a);
+}
+
+}  // namespace kiln::network
