@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "kiln/format.h"
+#include "kiln/fs.h"
 #include "kiln/network.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
@@ -127,9 +128,12 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   }
   // A `--network` after the image belongs to the container's command: at
   // worst a holder starts that nobody uses, and exits 200 ms later.
-  // `start` cannot tell yet whether its container is on a network: it
-  // takes the holder too (one that nobody uses exits 200 ms later).
-  wants = (wants && (command == "run" || command == "create")) || command == "start";
+  // `start` cannot tell yet whether its container is on a network: in a
+  // store that has networks (<store>/networks, made by `network create` and
+  // by the first container on a network) it takes the holder too (one that
+  // nobody uses exits 200 ms later).
+  wants = (wants && (command == "run" || command == "create")) ||
+          (command == "start" && PathExists(pre.StoreRoot() + "/networks"));
   return network::PrepareHolder(network::HolderDir(pre.RunRoot(), pre.StoreRoot()), wants);
 }
 

@@ -209,6 +209,9 @@ int PsCommand(Context& ctx, const Flags& f) {
     if (config.is_object()) {
       if (config.contains("network") && config["network"].is_string())
         x.network = config["network"].get<std::string>();
+      // A container network's name (docs/network.md): its first network.
+      if (config.contains("networks") && config["networks"].is_object() && !config["networks"].empty())
+        x.network = config["networks"].begin().key();
       if (config.contains("mounts") && config["mounts"].is_array())
         for (const auto& m : config["mounts"])
           if (m.is_object() && m.contains("target") && m["target"].is_string())

@@ -104,6 +104,7 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
                                             " needs --network NAME (a container network)");
     return Ok();
   }
+  KILN_TRY(MakeDirs(store.root() + "/networks", 0700));  // `kiln start` looks for it
   std::vector<Request> requests;
   for (const auto& text : o.networks) {
     KILN_ASSIGN_OR_RETURN(Request r, ParseRequest(text));

@@ -105,6 +105,9 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
     tap_skip "$mode: forwarding needs a resolver on port 53 (root)"
   fi
 
+  names=$(k ps --filter network=safe-net --format '{{.Names}}' 2>&1 | sort | tr '\n' ' ')
+  [ "$names" = "a b " ] && tap_ok "$mode: ps --filter network=safe-net lists A and B" || tap_not_ok "$mode: ps --filter network: $names"
+
   # Live: a container started later is resolvable at once, and not after rm.
   k run -d --name dd --network safe-net busybox sleep 600 >/dev/null 2>&1
   ipd=$(ip_of dd safe-net)
