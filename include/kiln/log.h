@@ -1,6 +1,7 @@
 // Minimal leveled logging to stderr. Only the CLI sets the level.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 namespace kiln {
@@ -17,5 +18,10 @@ void LogError(std::string_view msg);
 void LogWarn(std::string_view msg);
 void LogInfo(std::string_view msg);
 void LogDebug(std::string_view msg);
+
+/// While set, log lines (the whole "kiln: warning: ..." line, without the
+/// newline) go to `sink` instead of stderr: the live build view prints them
+/// above itself. An empty function restores stderr.
+void SetLogSink(std::function<void(std::string_view)> sink);
 
 }  // namespace kiln

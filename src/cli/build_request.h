@@ -80,7 +80,7 @@ struct BuildRequest {
   bool tls_verify = true;                     // --tls-verify
   std::string authfile;                       // --authfile
   bool quiet = false;                         // -q
-  std::string progress = "auto";              // --progress: auto|plain|tty|json
+  std::string progress;                       // --progress: auto|plain|tty|json|quiet ("": $BUILDKIT_PROGRESS, auto)
   bool print_graph = false;                   // --print-graph
 
   /// The compile options for one platform (no resolver: set resolve_base

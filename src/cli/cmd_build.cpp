@@ -63,7 +63,7 @@ struct BuildFlags {
   bool tls_verify = true;
   std::string authfile;
   bool quiet = false;
-  std::string progress = "auto";
+  std::string progress;  // "": $BUILDKIT_PROGRESS, else auto
   bool print_graph = false;
   std::string context = ".";
 };
@@ -580,8 +580,10 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
   cmd->add_option("--authfile", f->authfile, "registry credentials file (default: podman/docker auth files)");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
-  cmd->add_option("--progress", f->progress, "progress output: auto|plain|tty|json (default auto)")
-      ->check(CLI::IsMember({"auto", "plain", "tty", "json"}));
+  cmd->add_option("--progress", f->progress,
+                  "build output on stderr: auto|tty|plain|json|quiet (default $BUILDKIT_PROGRESS, else auto: the "
+                  "live view when stderr is a terminal, else plain podman-style lines; docs/build.md)")
+      ->check(CLI::IsMember({"auto", "plain", "tty", "json", "quiet"}));
   cmd->add_flag("--print-graph", f->print_graph,
                 "print the compiled build graph as JSON and exit without building");
   cmd->add_option("CONTEXT", f->context, "build context directory (default .)");

@@ -2,6 +2,8 @@
 // engine::BuildJob (src/engine/build_job.h: base images, compile, the
 // multi-platform orchestration, outputs, remote cache), runs it on the
 // store and prints the image ID.
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdio>
 
@@ -19,12 +21,13 @@ namespace kiln::cli {
 
 namespace {
 
+/// -q, else --progress, else $BUILDKIT_PROGRESS, else auto (the live view
+/// when stderr is a terminal).
 engine::ProgressMode ProgressModeFor(const BuildRequest& req) {
-  if (req.quiet)
-    return engine::ProgressMode::kQuiet;
-  if (req.progress == "json")
-    return engine::ProgressMode::kJson;
-  return engine::ProgressMode::kPlain;  // tty: the plain view for now
+  engine::ProgressMode mode = engine::ProgressMode::kPlain;
+  if (req.quiet || !engine::ParseProgressMode(req.progress, STDERR_FILENO, &mode))
+    return req.quiet ? engine::ProgressMode::kQuiet : engine::ProgressMode::kPlain;
+  return mode;
 }
 
 int Finish(const BuildRequest& req, const std::string& id) {
@@ -46,7 +49,9 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   if (!lease)
     return ReportError(lease.error());
   registry::RegisterDockerTransport();
-  const bool quiet = req.quiet || req.progress == "json";
+  const engine::ProgressMode progress = ProgressModeFor(req);
+  // json: no pull lines among the events.
+  const bool quiet = progress == engine::ProgressMode::kQuiet || progress == engine::ProgressMode::kJson;
 
   engine::BuildJob job;
   job.containerfile = &req.containerfile;
@@ -68,7 +73,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   job.cache_transfer.tls_verify = req.tls_verify;
   job.cache_transfer.authfile = req.authfile;
   job.cache_transfer.quiet = true;  // blob-by-blob lines would drown the build's own output
-  job.progress = ProgressModeFor(req);
+  job.progress = progress;
   job.quiet = quiet;
 
   engine::BuildOptions& opts = job.options;
@@ -94,6 +99,8 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
       return ReportError(std::move(ref).error().WithContext("-t " + t));
     opts.tags.push_back(ref->str());
   }
+  if (!req.tags.empty())
+    opts.commit_name = req.tags.front();
   opts.compression = req.compression == "zstd" ? layer::Compression::kZstd : layer::Compression::kGzip;
   opts.docker_format = req.format == "docker";
   opts.timestamp = req.timestamp;

@@ -66,7 +66,8 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   StageState& st = states_[static_cast<size_t>(index)];
   std::string name = StageLabelName(stage);
   int total = static_cast<int>(stage.steps.size());
-  StepLabel from_label{name, 0, total, "FROM " + stage.base.written};
+  const int stage_n = static_cast<int>(index) + 1, stages = static_cast<int>(graph_.stages.size());
+  StepLabel from_label{name, 0, total, "FROM " + stage.base.written, stage_n, stages};
   progress_.Start(from_label);
   KILN_TRY(InitFromBase(stage, st));
   for (const auto& f : opts_.no_cache_filter)
@@ -87,9 +88,10 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
     ++n;
     if (cancel || Cancelled())
       return Error(Errc::kCancelled, "cancelled");
-    StepLabel label{name, n, total, step.text};
+    StepLabel label{name, n, total, step.text, stage_n, stages};
     KILN_TRY(ExecuteStep(stage, step, st, label));
   }
+  progress_.StageDone(from_label);
   st.config.set_platform(stage.platform);
   st.done = true;
   // The inputs of this build of the stage, for the next --explain-cache.
@@ -103,6 +105,11 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
 Expected<BuildResult> Builder::WriteFinalImage() {
   const Stage& stage = graph_.stages[static_cast<size_t>(graph_.target)];
   StageState& st = states_[static_cast<size_t>(graph_.target)];
+  int total = static_cast<int>(stage.steps.size());
+  progress_.Commit(StepLabel{StageLabelName(stage), total, total, "", static_cast<int>(graph_.target) + 1,
+                             static_cast<int>(graph_.stages.size())},
+                   opts_.commit_name);
+  auto start = std::chrono::steady_clock::now();
   ImageConfig config = st.config;
   // History entries without a time (config-only steps) take the time of the
   // first new layer after them, else of the entry before them; the image is
@@ -147,6 +154,10 @@ Expected<BuildResult> Builder::WriteFinalImage() {
                                           opts_.annotations));
   KILN_TRY(store_.AddImage(manifest, opts_.tags));
   KILN_ASSIGN_OR_RETURN(StoredImage image, store_.LoadImage(manifest));
+  progress_.Committed(image.id().str(),
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  for (const auto& tag : opts_.tags)
+    progress_.Tagged(tag);
   return BuildResult{manifest, image.id()};
 }
 
@@ -156,6 +167,10 @@ Expected<BuildResult> Builder::Run() {
     for (StageIndex d : graph_.stages[i].deps)
       deps[i].push_back(static_cast<NodeId>(d));
   KILN_ASSIGN_OR_RETURN(Plan plan, Plan::Create(std::move(deps)));
+  int steps = 0;
+  for (const Stage& stage : graph_.stages)
+    steps += static_cast<int>(stage.steps.size()) + 1;  // and FROM
+  progress_.Begin(steps);
   {
     struct timespec ts;
     ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // the clock file timestamps come from

@@ -35,6 +35,7 @@ struct BuildOptions {
   std::map<std::string, std::string> named_contexts;      // --build-context NAME=DIR
   std::map<std::string, std::shared_ptr<const frontend::IgnoreMatcher>> named_ignores;  // their ignore files
   std::vector<std::string> tags;                          // full references
+  std::string commit_name;                                // the first -t as written ("COMMIT name" line)
   layer::Compression compression = layer::Compression::kGzip;
   bool docker_format = false;                             // --format docker
   std::optional<int64_t> timestamp;                       // --timestamp / SOURCE_DATE_EPOCH

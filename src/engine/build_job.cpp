@@ -16,6 +16,7 @@
 
 #include "engine/emulation.h"
 #include "engine/export.h"
+#include "engine/progress_tty.h"
 #include "engine/remote_cache.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
@@ -173,7 +174,12 @@ std::vector<StageIndex> SharedStages(const std::vector<BuildGraph>& graphs) {
 /// with a "platform" member (json), so parallel builds stay readable.
 class PlatformProgress {
  public:
-  PlatformProgress(ProgressMode mode, std::string label) : label_(std::move(label)) {
+  PlatformProgress(ProgressMode mode, std::string label, const std::shared_ptr<TtyView>& view)
+      : label_(std::move(label)) {
+    if (view) {  // the live view: the platform names the rows
+      progress_ = std::make_unique<Progress>(view, label_);
+      return;
+    }
     int fds[2];
     if (mode == ProgressMode::kQuiet || ::pipe2(fds, O_CLOEXEC) != 0) {
       progress_ = std::make_unique<Progress>(mode, STDERR_FILENO);
@@ -301,7 +307,15 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
                                          const BuildOptions& base_opts, Store& store) {
   BuildOptions opts = base_opts;
   opts.tags.clear();  // the index gets the names
+  opts.commit_name.clear();
   std::vector<std::string> step_keys;  // every platform's, for --cache-to
+  // One live view for every platform's build (plain and json: a prefix or
+  // a "platform" member per line, PlatformProgress).
+  std::shared_ptr<TtyView> view;
+  if (job.progress == ProgressMode::kTty)
+    view = std::make_shared<TtyView>(STDERR_FILENO);
+  std::unique_ptr<Progress> progress_top =
+      view ? std::make_unique<Progress>(view, "") : std::make_unique<Progress>(job.progress, STDERR_FILENO);
 
   // 1. Stages every platform shares (FROM --platform=$BUILDPLATFORM) run
   //    once, first; the platforms' builds then find them in the cache.
@@ -310,7 +324,7 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
     for (StageIndex index : SharedStages(graphs)) {
       const std::string& name = graphs.front().stages[static_cast<size_t>(index)].name;
       BuildGraph g = StageSubgraph(graphs.front(), index);
-      PlatformProgress pp(job.progress, "shared:" + name);
+      PlatformProgress pp(job.progress, "shared:" + name, view);
       auto r = Build(g, store, opts, pp.progress());
       for (std::string& k : pp.progress().StepKeys())
         step_keys.push_back(std::move(k));
@@ -327,7 +341,7 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
   {
     std::vector<std::unique_ptr<PlatformProgress>> progress;
     for (size_t i = 0; i < n; ++i)
-      progress.push_back(std::make_unique<PlatformProgress>(job.progress, graphs[i].target_platform.str()));
+      progress.push_back(std::make_unique<PlatformProgress>(job.progress, graphs[i].target_platform.str(), view));
     std::vector<std::thread> threads;
     for (size_t i = 0; i < n; ++i)
       threads.emplace_back([&, i] { results[i] = Build(graphs[i], store, opts, progress[i]->progress()); });
@@ -360,10 +374,13 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
   KILN_TRY(store.AddImage(top, base_opts.tags));
   for (const Descriptor& d : index.manifests)
     DropUnnamed(store, d);
+  for (const auto& tag : base_opts.tags)
+    progress_top->Tagged(tag);
   KILN_ASSIGN_OR_RETURN(StoredImage image, store.LoadImage(top));
   KILN_TRY(WriteOutputs(store, image, job.outputs, base_opts.tags, true));
   if (!job.cache_to.empty())
     KILN_TRY(ExportCache(store, step_keys, job.cache_to, job.cache_transfer));
+  progress_top->Succeeded();
   return top.digest.str();
 }
 
@@ -482,6 +499,7 @@ Expected<std::string> RunBuildJob(const BuildJob& job, Store& store) {
   KILN_TRY(WriteOutputs(store, image, job.outputs, opts.tags, false));
   if (!job.cache_to.empty())
     KILN_TRY(ExportCache(store, progress.StepKeys(), job.cache_to, job.cache_transfer));
+  progress.Succeeded();
   return result.image_id.str();
 }
 

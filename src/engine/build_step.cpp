@@ -691,6 +691,7 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
   if (step.kind == StepKind::kArg) {
     st.record_steps.push_back(nlohmann::json{{"text", step.text}, {"arg", true}});
     AddHistory(step, st, true);  // "ARG foo=bar", as BuildKit; not in the cache key
+    progress_.Config(label, st.key.str());
     return Ok();
   }
   bool layered = step.kind == StepKind::kRun || step.kind == StepKind::kCopy || step.kind == StepKind::kAdd ||
@@ -722,6 +723,7 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
     if (opts_.explain_cache)
       (void)Explain(stage, index, st, info);
     st.record_steps.push_back(std::move(info));
+    progress_.Config(label, st.key.str());
     return Ok();
   }
   auto start = std::chrono::steady_clock::now();
