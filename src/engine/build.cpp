@@ -67,7 +67,8 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   std::string name = StageLabelName(stage);
   int total = static_cast<int>(stage.steps.size());
   const int stage_n = static_cast<int>(index) + 1, stages = static_cast<int>(graph_.stages.size());
-  StepLabel from_label{name, 0, total, "FROM " + stage.base.written, stage_n, stages};
+  StepLabel from_label{name, 0, total, "FROM " + stage.base.written + (stage.name.empty() ? "" : " AS " + stage.name),
+                       stage_n, stages};
   progress_.Start(from_label);
   KILN_TRY(InitFromBase(stage, st));
   for (const auto& f : opts_.no_cache_filter)
@@ -88,7 +89,7 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
     ++n;
     if (cancel || Cancelled())
       return Error(Errc::kCancelled, "cancelled");
-    StepLabel label{name, n, total, step.text, stage_n, stages};
+    StepLabel label{name, n, total, step.text, stage_n, stages, index == graph_.target && n == total};
     KILN_TRY(ExecuteStep(stage, step, st, label));
   }
   progress_.StageDone(from_label);

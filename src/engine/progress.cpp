@@ -10,6 +10,7 @@
 
 #include "engine/progress_tty.h"
 #include "kiln/fs.h"
+#include "kiln/log.h"
 
 namespace kiln::engine {
 
@@ -36,13 +37,28 @@ Progress::Progress(ProgressMode mode, int fd) : mode_(mode), fd_(fd) {
   if (mode_ == ProgressMode::kTty) {
     view_ = std::make_shared<TtyView>(fd);
     own_view_ = true;
+  } else if (mode_ == ProgressMode::kJson && fd == STDERR_FILENO) {
+    // kiln's own warnings become "message" events: every line a JSON object.
+    auto start = start_;
+    SetLogSink([fd, start](std::string_view line) {
+      nlohmann::json j;
+      j["status"] = "message";
+      j["message"] = std::string(line);
+      j["elapsed"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      (void)WriteAll(fd, Dump(j) + "\n");
+    });
+    log_sink_ = true;
   }
 }
 
 Progress::Progress(std::shared_ptr<TtyView> view, std::string scope)
     : mode_(ProgressMode::kTty), fd_(STDERR_FILENO), view_(std::move(view)), scope_(std::move(scope)) {}
 
-Progress::~Progress() { Finish(); }
+Progress::~Progress() {
+  Finish();
+  if (log_sink_)
+    SetLogSink(nullptr);
+}
 
 void Progress::Finish() {
   if (view_ && own_view_)
@@ -144,7 +160,8 @@ void Progress::Cached(const StepLabel& s, const std::string& key) {
   }
   if (mode_ == ProgressMode::kPlain) {
     std::string p = ParallelPrefix(s);
-    Emit(StagePrefix(s) + StepText(s) + "\n" + p + "--> Using cache " + Hex(key) + "\n" + p + "--> " + ShortId(key));
+    Emit(StagePrefix(s) + StepText(s) + "\n" + p + "--> Using cache " + Hex(key) +
+         (s.last ? "" : "\n" + p + "--> " + ShortId(key)));
   } else if (mode_ == ProgressMode::kJson) {
     Json(s, "cached", key, 0, "", "");
   } else if (view_) {
@@ -157,8 +174,10 @@ void Progress::Done(const StepLabel& s, const std::string& key, double seconds) 
     std::lock_guard<std::mutex> lock(mu_);
     keys_.push_back(key);
   }
-  if (mode_ == ProgressMode::kPlain)
-    Emit(ParallelPrefix(s) + "--> " + ShortId(key));
+  if (mode_ == ProgressMode::kPlain) {
+    if (!s.last)
+      Emit(ParallelPrefix(s) + "--> " + ShortId(key));
+  }
   else if (mode_ == ProgressMode::kJson)
     Json(s, "done", key, seconds, "", "");
   else if (view_)
@@ -167,7 +186,8 @@ void Progress::Done(const StepLabel& s, const std::string& key, double seconds) 
 
 void Progress::Config(const StepLabel& s, const std::string& key) {
   if (mode_ == ProgressMode::kPlain)
-    Emit(StagePrefix(s) + StepText(s) + (Hex(key).empty() ? "" : "\n" + ParallelPrefix(s) + "--> " + ShortId(key)));
+    Emit(StagePrefix(s) + StepText(s) +
+         (Hex(key).empty() || s.last ? "" : "\n" + ParallelPrefix(s) + "--> " + ShortId(key)));
   else if (mode_ == ProgressMode::kJson)
     Json(s, "config", key, -1, "", "");
   else if (view_)

@@ -31,6 +31,7 @@ struct StepLabel {
   std::string text;    // "RUN make"
   int stage_index = 0; // 1-based position of the stage in the build
   int stages = 1;      // stages in the build
+  bool last = false;   // the build's last step (its layer is the image: no "--> id" line, as buildah)
 };
 
 class TtyView;
@@ -101,6 +102,7 @@ class Progress {
   int fd_;
   std::shared_ptr<TtyView> view_;  // kTty
   bool own_view_ = false;          // Finish() ends the view
+  bool log_sink_ = false;          // kJson on stderr: log lines become "message" events
   std::string scope_;              // kTty: "linux/arm64" in a multi-platform build
   std::string commit_label_;       // kTty: the COMMIT row
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();

@@ -63,7 +63,10 @@ TEST(ProgressPlain, OneStageLinesAsBuildah) {
     p.Done(L("stage-0", 1, 4, "RUN echo hi"), kKey1, 0.2);
     p.Config(L("stage-0", 2, 4, "ENV A=1"), kKey1);
     p.Cached(L("stage-0", 3, 4, "COPY a /a"), kKey2);
-    p.Config(L("stage-0", 4, 4, "ARG X"), "");
+    p.Config(L("stage-0", 4, 5, "ARG X"), "");
+    StepLabel last = L("stage-0", 5, 5, "CMD [\"sh\"]");
+    last.last = true;
+    p.Config(last, kKey2);
     p.StageDone(L("stage-0", 0, 4, "FROM busybox"));
     p.Commit(L("stage-0", 4, 4, ""), "app");
     p.Committed(kId, 0.1);
@@ -80,7 +83,8 @@ TEST(ProgressPlain, OneStageLinesAsBuildah) {
             "STEP 4/5: COPY a /a\n"
             "--> Using cache 4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b\n"
             "--> 4c5d6e7f809\n"
-            "STEP 5/5: ARG X\n"
+            "STEP 5/6: ARG X\n"
+            "STEP 6/6: CMD [\"sh\"]\n"
             "COMMIT app\n"
             "--> 5d8416cc9bc\n"
             "Successfully tagged localhost/app:latest\n");
@@ -104,8 +108,11 @@ TEST(ProgressPlain, StagesAndParallelPrefix) {
     p.Output(L("b", 1, 1, "RUN y", 2, 3), "b alone now");
     p.Done(L("b", 1, 1, "RUN y", 2, 3), kKey2, 1);
     p.StageDone(L("b", 0, 1, "", 2, 3));
-    p.Start(L("stage-2", 0, 0, "FROM busybox", 3, 3));
-    p.Commit(L("stage-2", 0, 0, "", 3, 3), "");
+    p.Start(L("stage-2", 0, 1, "FROM busybox", 3, 3));
+    StepLabel last = L("stage-2", 1, 1, "COPY --from=a /x /x", 3, 3);
+    last.last = true;
+    p.Cached(last, kKey1);
+    p.Commit(L("stage-2", 1, 1, "", 3, 3), "");
     p.Committed(kId, 0);
   }
   EXPECT_EQ(c.Text(),
@@ -119,7 +126,9 @@ TEST(ProgressPlain, StagesAndParallelPrefix) {
             "[a] --> 3f2a1b9c0d1\n"
             "[b] b alone now\n"
             "[b] --> 4c5d6e7f809\n"
-            "[3/3] STEP 1/1: FROM busybox\n"
+            "[3/3] STEP 1/2: FROM busybox\n"
+            "[3/3] STEP 2/2: COPY --from=a /x /x\n"
+            "--> Using cache 3f2a1b9c0d1e2f30415263748596a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e\n"
             "[3/3] COMMIT\n"
             "--> 5d8416cc9bc\n");
 }
