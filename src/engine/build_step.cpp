@@ -289,7 +289,11 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
   GcRoot keep;  // what the record needs through prune (docs/store.md)
   // The time the step ran: a rebuild from the cache keeps it (BuildKit), so
   // that a fully cached build names the same image.
-  const std::string created = Now();
+  // The wall-clock time, never the --timestamp/SOURCE_DATE_EPOCH one: the
+  // record outlives this build, and a later cached build without a
+  // timestamp gives its history the time the layer was really made, as
+  // BuildKit's cache does (AddHistory applies the build's timestamp).
+  const std::string created = Rfc3339(static_cast<int64_t>(std::time(nullptr)));
   record["created"] = created;
   if (empty) {
     record["empty"] = true;

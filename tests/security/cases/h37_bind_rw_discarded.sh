@@ -7,7 +7,9 @@
 # out (`id=../../../..$WORK/pwned`) stays in the store's cache root
 # (CVE-2024-9675); `bind-propagation=suid` is refused (CVE-2024-9407);
 # `target=/proc/self/fd/3` is refused; a rw bind from another stage whose
-# source links to / (CVE-2024-1753) is refused (not supported).
+# source links to / (CVE-2024-1753) resolves the link inside that stage's
+# root: the step writes into a throwaway layer over the stage, never the
+# host's / nor the stage itself.
 MODE=$1 WORK=$2
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 cd "$WORK" || exit 1
@@ -36,11 +38,14 @@ fi
 printf 'FROM busybox\nRUN --mount=type=cache,id=../../../../../../../..%s/pwned,target=/c touch /c/x\n' "$WORK" >C1
 printf 'FROM busybox\nRUN --mount=type=bind,target=/m,bind-propagation=suid true\n' >C2
 printf 'FROM busybox\nRUN --mount=type=tmpfs,target=/proc/self/fd/3 true\n' >C3
-printf 'FROM busybox AS base\nRUN ln -s / /rootdir\nFROM busybox\nRUN --mount=type=bind,from=base,source=/rootdir,target=/exploit,rw touch /exploit/BIND_BREAKOUT\n' >C4
+printf 'FROM busybox AS base\nRUN ln -s / /rootdir\nFROM busybox AS use\nRUN --mount=type=bind,from=base,source=/rootdir,target=/exploit,rw touch /exploit/BIND_BREAKOUT && test -e /exploit/BIND_BREAKOUT && test -L /exploit/rootdir && touch /done\nFROM base\nCOPY --from=use /done /done\nRUN test ! -e /BIND_BREAKOUT\n' >C4
 chmod 644 C1 C2 C3 C4
 kiln_as "$MODE" "$store" build -q -f C1 ctx >/dev/null 2>err1
 [ -e "$WORK/pwned" ] && { echo "a cache id climbed out of the store: $WORK/pwned exists" >&2; exit 1; }
-for c in C2 C3 C4; do
+kiln_as "$MODE" "$store" build -q -f C4 ctx >/dev/null 2>err
+rc=$?
+[ $rc -eq 0 ] || { cat err >&2; echo "C4: the rw bind of a stage whose source links to / failed ($rc): want it resolved in the stage's root" >&2; exit 1; }
+for c in C2 C3; do
   kiln_as "$MODE" "$store" build -q -f $c ctx >/dev/null 2>err
   rc=$?
   [ $rc -ne 0 ] || { echo "$c: $(cat $c | tail -1) was accepted" >&2; exit 1; }

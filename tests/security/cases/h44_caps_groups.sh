@@ -40,8 +40,9 @@ printf 'FROM %s\nRUN %s\nUSER app\nRUN %s\n' "$IMG" "$probe" "$probe" >"$WORK/ct
 own "$WORK/ctx"
 run_k build --no-cache "$WORK/ctx"
 [ "$RC" -eq 0 ] || { show >&2; not_contained "the build failed"; }
-# the build's progress lines carry a step's output as "[stage-0 1/3] | LINE"
-cat "$WORK/out" "$WORK/err" | sed -n 's/^\[[^]]*\] | //p' >"$WORK/out.run"
+# a step's output lines come as they are, between the build's own lines
+# (STEP n/N: with the command echoed, -->, COMMIT, warnings), as buildah's
+cat "$WORK/out" "$WORK/err" | grep -Ev '^(STEP [0-9]+/[0-9]+: |\[[0-9]+/[0-9]+\] STEP |--> |COMMIT|Successfully tagged|kiln: |sha256:)' >"$WORK/out.run"
 mv "$WORK/out.run" "$WORK/out"
 [ "$(grep -c '^CapInh:' "$WORK/out")" = 2 ] || { show >&2; not_contained "RUN: the probes did not run"; }
 ! grep -q '^CapInh:.*[1-9a-f]' "$WORK/out" || { show >&2; not_contained "RUN: CapInh is not 0"; }
