@@ -33,6 +33,11 @@ configure() {  # configure DIR [meson args...]
   if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
     rm -f "$dir.setup.log"
+  else
+    # An existing build dir: regenerate first when a meson.build changed, so
+    # that `meson compile DIR TARGET` knows targets added since (it looks
+    # them up before ninja would regenerate; a new test binary was "not found").
+    ninja -C "$dir" build.ninja >/dev/null || return 1
   fi
 }
 
