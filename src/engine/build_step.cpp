@@ -78,6 +78,9 @@ class AgentProxy {
       }
       if (fds[0].revents)
         return;
+      // Only the connections that were polled have entries in fds; one
+      // accepted below is polled from the next round on.
+      const size_t polled = conns.size();
       if (fds[1].revents & POLLIN) {
         UniqueFd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
         UniqueFd up(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -90,7 +93,7 @@ class AgentProxy {
         }
       }
       std::vector<bool> dead(conns.size(), false);
-      for (size_t i = 0; i < conns.size(); ++i) {
+      for (size_t i = 0; i < polled; ++i) {
         for (int side = 0; side < 2 && !dead[i]; ++side) {
           const struct pollfd& pf = fds[2 + 2 * i + static_cast<size_t>(side)];
           if (!pf.revents)
