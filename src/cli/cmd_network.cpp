@@ -20,6 +20,25 @@ namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
 
+Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
+                      std::map<std::string, std::string>* out);
+
+/// KEY=VALUE items (--label, -o) into a map; KEY alone is KEY="" (podman);
+/// kInvalidInput naming `what` for "" or "=V". Also used by cmd_secret.cpp.
+Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
+                      std::map<std::string, std::string>* out) {
+  for (const auto& kv : items) {
+    size_t eq = kv.find('=');
+    if (kv.empty() || eq == 0)
+      return Error(Errc::kInvalidInput, std::string("invalid ") + what + " \"" + kv + "\": want KEY=VALUE");
+    if (eq == std::string::npos)
+      (*out)[kv] = "";
+    else
+      (*out)[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return Ok();
+}
+
 namespace {
 
 Expected<Store> OpenNetworkStore(const Context& ctx) { return Store::Open(ctx.StoreRoot()); }
@@ -57,19 +76,6 @@ nlohmann::json ListRow(const network::Network& n, bool no_trunc) {
           {"IPAMOptions", {{"driver", "host-local"}}}};
 }
 
-Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
-                      std::map<std::string, std::string>* out) {
-  for (const auto& kv : items) {
-    size_t eq = kv.find('=');
-    if (kv.empty() || eq == 0)
-      return Error(Errc::kInvalidInput, std::string("invalid ") + what + " \"" + kv + "\": want KEY=VALUE");
-    if (eq == std::string::npos)
-      (*out)[kv] = "";
-    else
-      (*out)[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return Ok();
-}
 
 /// --filter name=, id=, driver=, label=K[=V] (podman's network ls filters).
 Expected<bool> Matches(const network::Network& n, const std::vector<std::string>& filters) {

@@ -18,6 +18,10 @@
 
 namespace kiln::cli {
 
+// cmd_network.cpp
+Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
+                      std::map<std::string, std::string>* out);
+
 namespace {
 
 // podman's secret fields (`podman secret inspect`).
@@ -36,16 +40,6 @@ format::Options SecretTemplateOptions(const char* name) {
   return o;
 }
 
-Expected<std::map<std::string, std::string>> ParseLabels(const std::vector<std::string>& labels) {
-  std::map<std::string, std::string> out;
-  for (const auto& l : labels) {
-    size_t eq = l.find('=');
-    if (eq == 0 || l.empty())
-      return Error(Errc::kInvalidInput, "invalid --label \"" + l + "\": want KEY=VALUE");
-    out[l.substr(0, eq)] = eq == std::string::npos ? "" : l.substr(eq + 1);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -68,9 +62,9 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("name", f->name, "the secret's name")->required();
     cmd->add_option("source", f->source, "a file, - for stdin, or with --env a variable name")->required();
     SetAction(cmd, ctx, [&ctx, f] {
-      auto labels = ParseLabels(f->labels);
-      if (!labels)
-        return ReportError(labels.error());
+      std::map<std::string, std::string> labels;
+      if (auto st = ParseKeyValues(f->labels, "--label", &labels); !st)
+        return ReportError(st.error());
       std::string value;
       if (f->env) {
         const char* v = std::getenv(f->source.c_str());
@@ -85,7 +79,7 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
           return ReportError(Error(Errc::kInvalidInput, "secret create " + f->name + ": " + data.error().message()));
         value = std::move(*data);
       }
-      auto s = secret::Create(ctx.StoreRoot(), f->name, value, {.labels = *labels, .replace = f->replace});
+      auto s = secret::Create(ctx.StoreRoot(), f->name, value, {.labels = labels, .replace = f->replace});
       if (!s)
         return ReportError(s.error());
       std::printf("%s\n", s->id.c_str());
