@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "kiln/error.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
+#include "kiln/store.h"
 #include "kiln/unique_fd.h"
 
 namespace kiln::run::internal {
@@ -130,6 +132,44 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c);
 
 /// Removes every trace of a container (it must not be running).
 Status RemoveRecords(const Paths& paths, const Config& c);
+
+// ------------------------------------------------------------------ create (create.cpp)
+
+/// `bytes` random bytes as lower-case hex.
+std::string RandomHex(size_t bytes);
+/// A container name as podman accepts it: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+bool ValidName(const std::string& n);
+/// The image of `o`, pulled as --pull says.
+Expected<StoredImage> GetImage(Store& store, const RunOptions& o);
+/// --memory/--cpus/--pids-limit: a writable, delegated cgroup v2 with the
+/// controllers, or a clear refusal. Returns the new cgroup directory.
+Expected<std::string> PrepareCgroup(const RunOptions& o, const std::string& id);
+/// Everything from the image and the flags, resolved into a Config (nothing
+/// created but `staging`/empty for an image without layers; mounts are
+/// AddMounts()'). Reads the image's content: called without the containers lock.
+Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& o, const StoredImage& image,
+                            const std::string& id, const std::string& staging);
+/// The mounts of `c`: the flags', then an anonymous volume for every image
+/// VOLUME not covered by one. Under the containers lock.
+Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& image, const std::string& staging,
+                 Config& c);
+
+// ------------------------------------------------------------------ running (run.cpp, monitor.cpp)
+
+class PortForwarder;
+
+/// Runs the container in this process, which owns it (monitor.lock) until
+/// it exits. stdio: the given fds (-1: /dev/null). Returns its status.
+/// `fwd`: the host sockets of -p when the caller bound them already (else
+/// they are bound here, before the container starts).
+Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
+                        int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
+                        std::unique_ptr<PortForwarder> fwd = nullptr, Sandbox* sandbox = nullptr);
+/// Starts `kiln __monitor` for `id`, detached (own session, stdio on
+/// /dev/null), and waits until the container runs. `port_fds`: the host
+/// sockets of -p, bound by the caller; the monitor inherits them (as fds 4,
+/// 5, ...) and serves them, so the ports are never free in between.
+Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector<int>& port_fds = {});
 
 // ------------------------------------------------------------------ tty
 

@@ -1,0 +1,287 @@
+// The commands that act on a container from outside: ps, inspect, stop,
+// kill, wait, rm; the sweep of half-made records; signal names.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <dirent.h>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "run/internal.h"
+
+namespace kiln::run {
+
+using namespace internal;
+
+namespace {
+
+bool IsHexId(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+}  // namespace
+
+Expected<int> RemoveContainerLitter(const Paths& paths) {
+  std::string root = ContainersRoot(paths);
+  DIR* d = ::opendir(root.c_str());
+  if (!d)
+    return errno == ENOENT ? 0 : Expected<int>(Error::FromErrno("open " + root));
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d))
+    names.emplace_back(e->d_name);
+  ::closedir(d);
+  int removed = 0;
+  for (const auto& n : names) {
+    std::string p = root + "/" + n;
+    bool staged = (n.rfind(kStagingPrefix, 0) == 0 && IsHexId(n.substr(std::strlen(kStagingPrefix)))) ||
+                  (n.rfind(kRemovingPrefix, 0) == 0 && IsHexId(n.substr(std::strlen(kRemovingPrefix))));
+    // An <id> directory without its config.json: left by a kiln before
+    // records were committed by rename.
+    bool headless = IsHexId(n) && !PathExists(p + "/config.json");
+    if (!staged && !headless)
+      continue;
+    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+      continue;  // being made or removed right now
+    if (headless && PathExists(p + "/config.json"))
+      continue;
+    if (Status st = RemoveAll(p); !st) {
+      LogWarn("cannot remove the leftover container directory " + p + ": " + st.error().message());
+      continue;
+    }
+    ++removed;
+  }
+  return removed;
+}
+
+namespace {
+
+std::vector<std::string> AllIds(const Paths& paths) {
+  std::vector<std::string> ids;
+  DIR* d = ::opendir(ContainersRoot(paths).c_str());
+  if (!d)
+    return ids;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (IsHexId(n) && PathExists(ContainersRoot(paths) + "/" + n + "/config.json"))
+      ids.push_back(n);
+  }
+  ::closedir(d);
+  return ids;
+}
+
+ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
+  ContainerInfo info;
+  info.id = c.id;
+  info.name = c.name;
+  info.image = c.image;
+  info.image_id = c.image_id;
+  info.command = c.argv;
+  info.created = c.created;
+  State s = EffectiveState(paths, c.id);
+  info.status = s.status;
+  info.exit_code = s.exit_code;
+  info.started_at = s.started_at;
+  info.finished_at = s.finished_at;
+  info.pid = s.status == "running" ? s.pid : 0;
+  info.monitor_pid = s.status == "running" ? s.monitor_pid : 0;
+  // Consecutive mappings of a range as one, as podman's ps:
+  // "0.0.0.0:8000-8002->80-82/tcp".
+  for (size_t i = 0; i < c.ports.size();) {
+    size_t j = i + 1;
+    while (j < c.ports.size() && c.ports[j].host_ip == c.ports[i].host_ip && c.ports[j].udp == c.ports[i].udp &&
+           c.ports[j].host_port == c.ports[j - 1].host_port + 1 &&
+           c.ports[j].container_port == c.ports[j - 1].container_port + 1)
+      ++j;
+    std::string one = c.ports[i].str();
+    if (j - i > 1) {
+      const PortMapping& last = c.ports[j - 1];
+      size_t arrow = one.find("->");
+      size_t slash = one.rfind('/');
+      one = one.substr(0, arrow) + "-" + std::to_string(last.host_port) + one.substr(arrow, slash - arrow) + "-" +
+            std::to_string(last.container_port) + one.substr(slash);
+    }
+    info.ports.push_back(one);
+    i = j;
+  }
+  info.port_mappings = c.ports;
+  info.auto_remove = c.auto_remove;
+  info.log_path = ContainerDir(paths, c.id) + "/ctr.log";
+  info.config_json = c.json;
+  return info;
+}
+
+/// The container's main process (first child of its init), else the init.
+pid_t MainPid(pid_t init) {
+  auto text = ReadFile("/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children", 4096);
+  if (text) {
+    long child = std::atol(text->c_str());
+    if (child > 0)
+      return static_cast<pid_t>(child);
+  }
+  return init;
+}
+
+/// Blocks until the monitor of `id` releases its lock (or `timeout_ms` passes;
+/// -1 = forever). True when it did.
+bool WaitMonitor(const Paths& paths, const std::string& id, int timeout_ms) {
+  std::string path = RunDir(paths, id) + "/monitor.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    return true;
+  if (timeout_ms < 0) {
+    while (::flock(fd.get(), LOCK_SH) != 0)
+      if (errno != EINTR)
+        return false;
+    return true;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+Expected<std::string> ResolveContainer(const Paths& paths, const std::string& text) {
+  if (text.empty())
+    return Error(Errc::kInvalidInput, "empty container name");
+  std::vector<std::string> ids = AllIds(paths);
+  if (IsHexId(text) && std::find(ids.begin(), ids.end(), text) != ids.end())
+    return text;
+  for (const auto& id : ids) {
+    auto c = ReadConfig(paths, id);
+    if (c && c->name == text)
+      return id;
+  }
+  if (text.size() >= 3 && text.find_first_not_of("0123456789abcdef") == std::string::npos) {
+    std::vector<std::string> matches;
+    for (const auto& id : ids)
+      if (id.compare(0, text.size(), text) == 0)
+        matches.push_back(id);
+    if (matches.size() == 1)
+      return matches[0];
+    if (matches.size() > 1)
+      return Error(Errc::kInvalidInput, "container id prefix " + text + " is ambiguous");
+  }
+  return Error(Errc::kNotFound, "no such container: " + text);
+}
+
+Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all) {
+  std::vector<ContainerInfo> out;
+  for (const auto& id : AllIds(paths)) {
+    auto c = ReadConfig(paths, id);
+    if (!c)
+      continue;
+    ContainerInfo info = InfoFrom(paths, *c);
+    if (!all && info.status != "running")
+      continue;
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const ContainerInfo& a, const ContainerInfo& b) {
+    return a.created != b.created ? a.created > b.created : a.id < b.id;
+  });
+  return out;
+}
+
+Expected<ContainerInfo> InspectContainer(const Paths& paths, const std::string& id) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  return InfoFrom(paths, c);
+}
+
+Status KillContainer(const Paths& paths, const std::string& id, int signal) {
+  State s = EffectiveState(paths, id);
+  if (s.status != "running" || s.pid <= 0)
+    return Error(Errc::kFailed, "container " + id.substr(0, 12) + " is not running");
+  // The main process, SIGKILL included: its init then reports it killed
+  // (exit 137, as podman) and exits, which kills whatever is left in the
+  // container. SIGKILL to the init itself read as a set-up failure (125).
+  pid_t target = MainPid(s.pid);
+  if (::kill(target, signal) != 0 && errno != ESRCH)
+    return Error::FromErrno("send signal " + std::to_string(signal) + " to container " + id.substr(0, 12));
+  return Ok();
+}
+
+Status StopContainer(const Paths& paths, const std::string& id, int timeout_seconds) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  State s = EffectiveState(paths, id);
+  if (s.status != "running")
+    return Ok();
+  if (timeout_seconds > 0) {
+    (void)KillContainer(paths, id, c.stop_signal > 0 ? c.stop_signal : SIGTERM);
+    if (WaitMonitor(paths, id, timeout_seconds * 1000))
+      return Ok();
+  }
+  (void)KillContainer(paths, id, SIGKILL);
+  if (!WaitMonitor(paths, id, 10000))
+    return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  return Ok();
+}
+
+Expected<int> WaitContainer(const Paths& paths, const std::string& id) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  (void)c;
+  WaitMonitor(paths, id, -1);
+  return EffectiveState(paths, id).exit_code;
+}
+
+Status RemoveContainer(const Paths& paths, const std::string& id, bool force) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  if (EffectiveState(paths, id).status == "running") {
+    if (!force)
+      return Error(Errc::kFailed, "container " + id.substr(0, 12) +
+                                      " is running: stop it first or use rm -f");
+    (void)KillContainer(paths, id, SIGKILL);
+    if (!WaitMonitor(paths, id, 10000))
+      return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+  return RemoveRecords(paths, c);
+}
+
+Expected<int> ParseSignal(const std::string& text) {
+  std::string t = text;
+  for (char& ch : t)
+    ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (t.rfind("SIG", 0) == 0)
+    t = t.substr(3);
+  if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) {
+    int n = std::atoi(t.c_str());
+    if (n > 0 && n < NSIG)
+      return n;
+    return Error(Errc::kInvalidInput, "invalid signal: " + text);
+  }
+  static const struct {
+    const char* name;
+    int sig;
+  } kSignals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+                  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},   {"BUS", SIGBUS},   {"FPE", SIGFPE},
+                  {"KILL", SIGKILL}, {"USR1", SIGUSR1},   {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+                  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},   {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
+                  {"CONT", SIGCONT}, {"STOP", SIGSTOP},   {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+                  {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+                  {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+                  {"PWR", SIGPWR},   {"SYS", SIGSYS}};
+  for (const auto& s : kSignals)
+    if (t == s.name)
+      return s.sig;
+  return Error(Errc::kInvalidInput, "invalid signal: " + text);
+}
+
+}  // namespace kiln::run
