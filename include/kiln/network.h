@@ -154,9 +154,11 @@ Expected<UniqueFd> TakeHolderReference(const std::string& state_dir);
 
 /// The hidden `kiln __network-holder --state-dir DIR`: inside its (new) user
 /// namespace, makes the network namespace, writes holder.pid, writes 'R' to
-/// `ready_fd`, and exits once nobody holds a reference. Returns the exit
-/// status.
-int HolderMain(const std::string& state_dir, int ready_fd);
+/// `ready_fd`, and exits once nobody holds a reference. `outbound_fd` (>= 0:
+/// the starter will attach slirp4netns, whose exit-fd it is): NAT and
+/// forwarding rules for the bridges of non-internal networks. Returns the
+/// exit status.
+int HolderMain(const std::string& state_dir, int ready_fd, int outbound_fd = -1);
 
 /// One container's place on one network.
 struct Attachment {
@@ -164,6 +166,12 @@ struct Attachment {
   std::string interface = "eth0";  ///< in the container
   std::string host_interface;      ///< the bridge end, in the holder's namespace (<= 15 chars)
   bool default_route = true;
+  /// The container's id: the responder answers a container's queries with
+  /// the names of every DNS-enabled network it is on (aardvark-dns's rule).
+  std::string container;
+  /// --dns: where the responder forwards this container's other queries
+  /// (empty: the host's nameservers).
+  std::vector<uint32_t> resolvers;
   /// What the network's DNS responder answers for `ip` (name, short id,
   /// aliases), when the network has DNS on.
   std::vector<std::string> names;
@@ -174,6 +182,12 @@ struct Attachment {
 /// use), a veth pair, the address and the default route. Runs in the
 /// holder's user namespace (root there).
 Status AttachContainer(const std::string& state_dir, const Network& net, const Attachment& a, pid_t pid);
+
+/// `kiln network disconnect` of a running container: removes the veth pair
+/// (the bridge end `host_interface`, in the holder's namespace) and the
+/// names. Nothing to do when no holder runs (the container's namespace is
+/// gone with it).
+Status DetachContainer(const std::string& state_dir, const std::string& host_interface);
 
 /// The container's names leave the responder (its veth end is gone soon
 /// after anyway; this makes it immediate).

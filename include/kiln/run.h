@@ -111,6 +111,12 @@ struct RunOptions {
   std::vector<std::string> networks;
   std::string ip;
   std::vector<std::string> network_aliases;
+  /// --add-host HOST:IP, --dns IP, --dns-search DOMAIN, --dns-option OPT:
+  /// the container's /etc/hosts and /etc/resolv.conf (src/run/network.cpp).
+  std::vector<std::string> add_hosts;
+  std::vector<std::string> dns_servers;
+  std::vector<std::string> dns_search;
+  std::vector<std::string> dns_options;
   std::string pull = "missing";  ///< missing|always|never|newer
   /// -P: publish every port the image EXPOSEs on a free host port (those a
   /// -p already publishes for the same container port and protocol excepted).
@@ -193,6 +199,12 @@ Status StartContainer(const Paths& paths, const std::string& id);
 Expected<int> WaitContainer(const Paths& paths, const std::string& id);
 /// Removes a stopped container (force: kills a running one first).
 Status RemoveContainer(const Paths& paths, const std::string& id, bool force);
+/// `kiln network connect|disconnect` (src/run/network.cpp, docs/network.md):
+/// the record changes under the containers lock; a running container gets
+/// (or loses) its interface and names at once, without a restart.
+Status ConnectNetwork(const Store& store, const Paths& paths, const std::string& id, const std::string& network,
+                      const std::vector<std::string>& aliases, const std::string& ip);
+Status DisconnectNetwork(const Store& store, const Paths& paths, const std::string& id, const std::string& network);
 /// Writes the container's log to `out_fd` (the last `tail` lines when >= 0);
 /// with follow, keeps writing until the container stops.
 Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd);

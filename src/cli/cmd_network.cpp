@@ -151,8 +151,10 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     auto run_root = std::make_shared<std::string>();
     auto ready = std::make_shared<int>(-1);
     holder->add_option("--state-dir", *run_root, "the holder's directory (network::HolderDir)")->required();
+    auto outbound = std::make_shared<int>(-1);
     holder->add_option("--ready-fd", *ready, "fd for the ready byte");
-    SetAction(holder, ctx, [run_root, ready] { return network::HolderMain(*run_root, *ready); });
+    holder->add_option("--outbound-fd", *outbound, "slirp4netns's exit fd (outbound access)");
+    SetAction(holder, ctx, [run_root, ready, outbound] { return network::HolderMain(*run_root, *ready, *outbound); });
   }
   auto* group = app.add_subcommand("network", "manage container networks");
   group->require_subcommand(1);
@@ -333,6 +335,44 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
         std::printf("%s\n", net->name.c_str());
       }
       return rc;
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("connect", "connect a container to a network (a running one at once)");
+    auto args = std::make_shared<std::vector<std::string>>();
+    auto aliases = std::make_shared<std::vector<std::string>>();
+    auto ip = std::make_shared<std::string>();
+    cmd->add_option("--alias", *aliases, "another name of the container on the network (repeatable)");
+    cmd->add_option("--ip", *ip, "the container's IPv4 address on the network");
+    cmd->add_option("args", *args, "NETWORK CONTAINER")->required()->expected(2);
+    SetAction(cmd, ctx, [&ctx, args, aliases, ip] {
+      auto store = OpenNetworkStore(ctx);
+      if (!store)
+        return ReportError(store.error());
+      auto id = run::ResolveContainer(RunPaths(ctx), (*args)[1]);
+      if (!id)
+        return ReportError(id.error());
+      if (auto st = run::ConnectNetwork(*store, RunPaths(ctx), *id, (*args)[0], *aliases, *ip); !st)
+        return ReportError(st.error());
+      return 0;
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("disconnect", "disconnect a container from a network (a running one at once)");
+    auto args = std::make_shared<std::vector<std::string>>();
+    auto force = std::make_shared<bool>(false);
+    cmd->add_flag("-f,--force", *force, "accepted for podman compatibility");
+    cmd->add_option("args", *args, "NETWORK CONTAINER")->required()->expected(2);
+    SetAction(cmd, ctx, [&ctx, args] {
+      auto store = OpenNetworkStore(ctx);
+      if (!store)
+        return ReportError(store.error());
+      auto id = run::ResolveContainer(RunPaths(ctx), (*args)[1]);
+      if (!id)
+        return ReportError(id.error());
+      if (auto st = run::DisconnectNetwork(*store, RunPaths(ctx), *id, (*args)[0]); !st)
+        return ReportError(st.error());
+      return 0;
     });
   }
   {

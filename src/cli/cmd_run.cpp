@@ -27,7 +27,7 @@ struct RunFlags {
   std::vector<std::string> mounts;
   std::vector<std::string> publish;
   std::vector<std::string> tmpfs;
-  std::string network = "private";
+  std::vector<std::string> networks;  // --network (repeatable: several container networks)
   std::string entrypoint;
   bool entrypoint_set = false;
   std::string memory;
@@ -72,16 +72,28 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
       return ReportError(m.error());
     o.ports.insert(o.ports.end(), m->begin(), m->end());
   }
-  if (f.network == "none")
-    o.network = NetworkMode::kNone;
-  else if (f.network == "host")
-    o.network = NetworkMode::kHost;
-  else if (f.network == "private" || f.network == "slirp4netns" || f.network == "pasta" || f.network == "bridge")
-    o.network = NetworkMode::kPrivate;
-  else if (f.network.rfind("container:", 0) == 0 || f.network.rfind("ns:", 0) == 0)
-    return ReportError(Error(Errc::kUnsupported, "--network " + f.network + " is not supported yet"));
-  else
-    o.networks.push_back(f.network);  // a container network (docs/network.md)
+  for (const auto& net : f.networks) {
+    NetworkMode mode = NetworkMode::kPrivate;
+    bool named = false;
+    if (net == "none")
+      mode = NetworkMode::kNone;
+    else if (net == "host")
+      mode = NetworkMode::kHost;
+    else if (net == "private" || net == "slirp4netns" || net == "pasta" || net == "bridge")
+      mode = NetworkMode::kPrivate;
+    else if (net.rfind("container:", 0) == 0 || net.rfind("ns:", 0) == 0)
+      return ReportError(Error(Errc::kUnsupported, "--network " + net + " is not supported yet"));
+    else
+      named = true;
+    if (named)
+      o.networks.push_back(net);  // a container network (docs/network.md)
+    else
+      o.network = mode;
+    if (f.networks.size() > 1 && !named)
+      return ReportError(Error(Errc::kInvalidInput, "--network " + net +
+                                                        " cannot be combined with other --network flags (only "
+                                                        "container networks can be given several times)"));
+  }
   if (f.entrypoint_set)
     o.entrypoint = f.entrypoint;
   if (!f.memory.empty())
@@ -149,10 +161,22 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
         f->entrypoint_set = true;
       },
       "override the image's ENTRYPOINT (\"\" clears it)");
-  cmd->add_option("--network,--net", f->network, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, or a network's NAME[:alias=A,ip=IP] (kiln network create)");
+  cmd->add_option("--network,--net", f->networks, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, or a network's NAME[:alias=A,ip=IP] (kiln network create; repeatable: one interface per network)")
+      ->allow_extra_args(false);
   cmd->add_option("--ip", f->o.ip, "the container's IPv4 address on its --network");
-  cmd->add_option("--network-alias", f->o.network_aliases, "another name of the container on its --network (repeatable)");
+  cmd->add_option("--network-alias", f->o.network_aliases, "another name of the container on its --network (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--hostname", f->o.hostname, "container host name (default: the short ID)");
+  cmd->add_option("--add-host", f->o.add_hosts, "add HOST:IP to the container's /etc/hosts (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--dns", f->o.dns_servers,
+                  "nameserver IP for the container (repeatable; on a container network: where its responder "
+                  "forwards; none: no nameserver)")
+      ->allow_extra_args(false);
+  cmd->add_option("--dns-search", f->o.dns_search, "search domain in /etc/resolv.conf (repeatable; . clears the list)")
+      ->allow_extra_args(false);
+  cmd->add_option("--dns-option", f->o.dns_options, "options line entry in /etc/resolv.conf (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
   cmd->add_flag("--init", f->o.init, "run an init as pid 1 that reaps zombies and forwards signals (kiln always does)");
   cmd->add_option("-l,--label", f->o.labels, "set a container label K=V (over the image's labels)")

@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,9 +91,21 @@ std::string SelfExe() {
   return self;
 }
 
+std::string OutboundHelper();
+Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid_t holder, int exit_r);
+
 /// Starts `kiln __network-holder --run-root R` in its own session and waits
 /// for its ready byte. Under start.lock.
 Status StartHolder(const std::string& state_dir) {
+  std::string slirp = OutboundHelper();
+  UniqueFd out_r, out_w;
+  if (!slirp.empty()) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    out_r.reset(p[0]);
+    out_w.reset(p[1]);
+  }
   std::string self = SelfExe();
   if (self.empty())
     return Error::FromErrno("readlink /proc/self/exe");
@@ -110,6 +123,8 @@ Status StartHolder(const std::string& state_dir) {
   posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
   posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
+  if (out_w)
+    posix_spawn_file_actions_adddup2(&fa, out_w.get(), 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;
@@ -117,6 +132,10 @@ Status StartHolder(const std::string& state_dir) {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
   std::vector<std::string> args = {"kiln", "__network-holder", "--state-dir", state_dir, "--ready-fd", "3"};
+  if (out_w) {
+    args.push_back("--outbound-fd");
+    args.push_back("4");
+  }
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -141,13 +160,23 @@ Status StartHolder(const std::string& state_dir) {
       why.pop_back();
     return Error(Errc::kSandbox, "start the network namespace holder: " + why);
   }
+  out_w.reset();
+  if (!slirp.empty() && PathExists(NetDir(state_dir) + "/outbound")) {
+    // Outbound access fails closed: without slirp4netns the namespace has
+    // no route out (containers still reach each other), never the host's
+    // network.
+    if (pid_t h = LiveHolder(state_dir); h != 0)
+      if (auto st = StartOutbound(state_dir, slirp, h, out_r.get()); !st)
+        LogWarn("container networks have no outbound access: " + st.error().message());
+  }
   return Ok();
 }
 
-/// Runs `ip -batch -` with `commands` on stdin, in the network namespace
-/// `netns_fd` (entered by a thread of its own; the child inherits it).
-/// `ignore_errors`: -force (go on after a failed line, exit status ignored).
-Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, const std::string& what) {
+/// Runs `args` (args[0] looked up in $PATH) with `input` on stdin, in the
+/// network namespace `netns_fd` (entered by a thread of its own; the child
+/// inherits it). `ignore_errors`: the exit status is ignored.
+Status RunTool(int netns_fd, std::vector<std::string> args, const std::string& input, bool ignore_errors,
+               const std::string& what) {
   Status result = Ok();
   std::thread t([&] {
     if (::setns(netns_fd, CLONE_NEWNET) != 0) {
@@ -166,11 +195,6 @@ Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, cons
     posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
     posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
     posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
-    std::vector<std::string> args = {"ip"};
-    if (ignore_errors)
-      args.push_back("-force");
-    args.push_back("-batch");
-    args.push_back("-");
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -178,15 +202,16 @@ Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, cons
     pid_t pid;
     // The child is made by this thread: it starts in the namespace entered
     // above (namespaces are per thread, fork copies the caller's).
-    int rc = ::posix_spawnp(&pid, "ip", &fa, nullptr, argv.data(), environ);
+    int rc = ::posix_spawnp(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     in_r.reset();
     err_w.reset();
     if (rc != 0) {
-      result = Error(Errc::kUnsupported, what + ": run ip (install iproute2): " + std::strerror(rc));
+      result = Error(Errc::kUnsupported, what + ": run " + args[0] + " (install " +
+                                             (args[0] == "ip" ? "iproute2" : args[0]) + "): " + std::strerror(rc));
       return;
     }
-    (void)WriteAll(in_w.get(), commands);
+    (void)WriteAll(in_w.get(), input);
     in_w.reset();
     auto errtext = ReadAll(err_r.get(), 1 << 16);
     int st = 0;
@@ -203,6 +228,113 @@ Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, cons
   t.join();
   return result;
 }
+
+/// `ip -batch -` with `commands` (-force: go on after a failed line).
+Status RunIp(int netns_fd, const std::string& commands, bool ignore_errors, const std::string& what) {
+  std::vector<std::string> args = {"ip"};
+  if (ignore_errors)
+    args.push_back("-force");
+  args.push_back("-batch");
+  args.push_back("-");
+  return RunTool(netns_fd, args, commands, ignore_errors, what);
+}
+
+/// slirp4netns in $PATH when /dev/net/tun is usable by this user (it makes
+/// a tap device), else "": the holder's namespace then has no way out.
+std::string OutboundHelper() {
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0)
+    return {};
+  const char* env = std::getenv("PATH");
+  std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t colon = path.find(':', pos);
+    std::string dir = path.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    pos = colon == std::string::npos ? path.size() + 1 : colon + 1;
+    if (dir.empty() || dir[0] != '/')
+      continue;  // never relative to the current directory
+    std::string p = dir + "/slirp4netns";
+    if (::access(p.c_str(), X_OK) == 0)
+      return p;
+  }
+  return {};
+}
+
+/// The holder's way out (docs/network.md, "Outbound access"): slirp4netns
+/// attached to the holder's namespace as tap0 (10.0.2.100, default route via
+/// 10.0.2.2), started from the host side (its sockets are the host's). It
+/// exits when `exit_r` reports EOF: the holder keeps the write end for life.
+Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid_t holder, int exit_r) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  KILN_ASSIGN_OR_RETURN(UniqueFd log_fd, OpenFile(NetDir(state_dir) + "/slirp4netns.log",
+                                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
+  posix_spawn_file_actions_adddup2(&fa, exit_r, 3);
+  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 4);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+  std::string proc = "/proc/" + std::to_string(holder);
+  std::vector<std::string> args = {slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                                   "--exit-fd=3", "--ready-fd=4", "--userns-path=" + proc + "/ns/user",
+                                   "--netns-type=path", proc + "/ns/net", "tap0"};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, slirp.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    return Error::FromErrno("run " + slirp, rc);
+  ready_w.reset();
+  char c = 0;
+  ssize_t n;
+  do {
+    n = ::read(ready_r.get(), &c, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    ::waitpid(pid, nullptr, 0);
+    auto log = ReadFile(NetDir(state_dir) + "/slirp4netns.log", 4096);
+    std::string why = log ? *log : "";
+    while (!why.empty() && why.back() == '\n')
+      why.pop_back();
+    size_t nl = why.rfind('\n');
+    return Error(Errc::kSandbox, "slirp4netns: " + (nl == std::string::npos ? why : why.substr(nl + 1)));
+  }
+  // It lives as long as the holder; nobody waits for it (it is reparented).
+  return Ok();
+}
+
+/// The holder's rules (nftables, in its own namespace only): no forwarding
+/// between bridges (isolation), bridges of non-internal networks (the set
+/// `outbound`, filled by AttachContainer) out through tap0 with masquerade,
+/// replies back in.
+constexpr char kRules[] = R"(table ip kiln {
+  set outbound { type ifname; }
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname @outbound oifname "tap0" accept
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100;
+    oifname "tap0" masquerade
+  }
+}
+)";
 
 }  // namespace
 
@@ -250,7 +382,7 @@ Expected<UniqueFd> TakeHolderReference(const std::string& state_dir) {
   return refs;
 }
 
-int HolderMain(const std::string& state_dir, int ready_fd) {
+int HolderMain(const std::string& state_dir, int ready_fd, int outbound_fd) {
   auto fail = [&](const std::string& msg) {
     std::fprintf(stderr, "%s\n", msg.c_str());
     return 1;
@@ -277,6 +409,30 @@ int HolderMain(const std::string& state_dir, int ready_fd) {
     if (!fd || !WriteAll(fd->get(), "0\n"))
       return fail(std::string("isolate the networks: cannot write 0 to ") + knob);
   }
+  // Outbound access (the starter has slirp4netns for us): the rules first,
+  // forwarding on only once they are in place; a failure leaves forwarding
+  // off (isolated, no way out: closed).
+  ::unlink((NetDir(state_dir) + "/outbound").c_str());
+  if (outbound_fd >= 0) {
+    ::fcntl(outbound_fd, F_SETFD, FD_CLOEXEC);  // kept open for life: slirp4netns's exit-fd
+    Status st = RunTool(self_net->get(), {"nft", "-f", "-"}, kRules, false, "outbound rules");
+    if (st && PathExists("/proc/sys/net/bridge/bridge-nf-call-iptables")) {
+      // With br_netfilter, traffic inside one bridge would meet the
+      // forward chain's drop policy: this namespace does not filter it.
+      auto fd = OpenFile("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
+      if (!fd || !WriteAll(fd->get(), "0\n"))
+        st = Error(Errc::kSandbox, "outbound: cannot write 0 to /proc/sys/net/bridge/bridge-nf-call-iptables");
+    }
+    if (st) {
+      auto fd = OpenFile("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+      if (!fd || !WriteAll(fd->get(), "1\n"))
+        st = Error(Errc::kSandbox, "outbound: cannot write 1 to /proc/sys/net/ipv4/ip_forward");
+    }
+    if (st)
+      st = WriteFileAtomic(NetDir(state_dir) + "/outbound", "tap0\n", 0600);
+    if (!st)
+      std::fprintf(stderr, "no outbound access: %s\n", st.error().message().c_str());
+  }
   auto refs = OpenLock(NetDir(state_dir) + "/refs");
   auto start_lock = OpenLock(NetDir(state_dir) + "/start.lock");
   if (!refs || !start_lock)
@@ -289,16 +445,31 @@ int HolderMain(const std::string& state_dir, int ready_fd) {
     ::close(ready_fd);
   }
   Responder dns(state_dir, std::move(upstream), std::move(nameservers));
+  // A container's names (and the first one's listen sockets) are taken in
+  // as soon as its file appears, not at the next 200 ms tick.
+  (void)MakeDirs(NetDir(state_dir) + "/dns", 0700);
+  UniqueFd notify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (notify && ::inotify_add_watch(notify.get(), (NetDir(state_dir) + "/dns").c_str(),
+                                    IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_CLOSE_WRITE) < 0)
+    notify.reset();
   struct timespec last = {};
   for (;;) {
     dns.Refresh();
     std::vector<int> fds = dns.Fds();
     std::vector<struct pollfd> pfds;
+    if (notify)
+      pfds.push_back({notify.get(), POLLIN, 0});
     for (int fd : fds)
       pfds.push_back({fd, POLLIN, 0});
     int n = ::poll(pfds.data(), pfds.size(), 200);
-    for (int i = 0; n > 0 && i < static_cast<int>(pfds.size()); ++i)
-      if (pfds[static_cast<size_t>(i)].revents & POLLIN)
+    if (n > 0 && notify && (pfds[0].revents & POLLIN)) {
+      char drain[4096];
+      while (::read(notify.get(), drain, sizeof drain) > 0) {
+      }
+      dns.Refresh(true);
+    }
+    for (int i = notify ? 1 : 0; n > 0 && i < static_cast<int>(pfds.size()); ++i)
+      if (pfds[static_cast<size_t>(i)].revents & (POLLIN | POLLHUP | POLLERR))
         dns.Serve(pfds[static_cast<size_t>(i)].fd);
     struct timespec now;
     ::clock_gettime(CLOCK_MONOTONIC, &now);
@@ -345,6 +516,9 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
                  "link add " + br + " address " + mac + " type bridge\n" + "addr add " + Ipv4String(gateway) + "/" + plen + " dev " +
                      br + "\n" + "link set " + br + " up\n",
                  true, "network " + net.name + ": bridge " + br));
+  if (!net.internal && PathExists(NetDir(state_dir) + "/outbound"))
+    KILN_TRY(RunTool(holder_net->get(), {"nft", "add", "element", "ip", "kiln", "outbound", "{ " + br + " }"}, "", false,
+                     "network " + net.name + ": outbound access for " + br));
   // The veth pair: the host end on the bridge, the other in the container.
   KILN_TRY(RunIp(holder_net->get(),
                  "link add " + a.host_interface + " type veth peer name " + a.interface + " netns " +
@@ -355,7 +529,33 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
   if (a.default_route)
     in_ctr += "route add default via " + Ipv4String(gateway) + "\n";
   KILN_TRY(RunIp(ctr_net->get(), in_ctr, false, "network " + net.name + ": " + a.interface));
-  return PublishNames(state_dir, net, a);
+  KILN_TRY(PublishNames(state_dir, net, a));
+  // The first container of a network: wait (<= 1 s) until the responder
+  // listens on the gateway, so that the container's first lookup is
+  // answered (/proc/PID/net/udp lists the sockets of PID's namespace).
+  char want[32];
+  std::snprintf(want, sizeof want, " %08X:0035 ", htonl(gateway));
+  for (int i = 0; i < 500; ++i) {
+    auto udp = ReadFile("/proc/" + std::to_string(holder) + "/net/udp", 1 << 20);
+    if (!udp || udp->find(want) != std::string::npos)
+      break;
+    struct timespec ts = {0, 2000000};
+    ::nanosleep(&ts, nullptr);
+  }
+  return Ok();
+}
+
+Status DetachContainer(const std::string& state_dir, const std::string& host_interface) {
+  UnpublishNames(state_dir, host_interface);
+  pid_t holder = LiveHolder(state_dir);
+  if (holder == 0)
+    return Ok();
+  auto holder_net = OpenFile("/proc/" + std::to_string(holder) + "/ns/net", O_RDONLY | O_CLOEXEC);
+  if (!holder_net)
+    return std::move(holder_net).error().WithContext("disconnect " + host_interface);
+  // Deleting one end of a veth pair deletes both: the container's interface
+  // is gone at once.
+  return RunIp(holder_net->get(), "link del " + host_interface + "\n", false, "disconnect: veth " + host_interface);
 }
 
 }  // namespace kiln::network

@@ -55,6 +55,7 @@ struct ContainerNetwork {
   std::vector<std::string> aliases;
   bool internal = false;
   bool dns = false;  ///< the network's DNS responder answers for it
+  std::vector<std::string> resolvers;  ///< --dns: where the responder forwards its queries
 };
 
 struct Config {

@@ -2,7 +2,14 @@
 // --ip and --network-alias parsed into the record, addresses derived from
 // the records that exist (under the containers lock: no allocation file a
 // crash could leave stale), and the sandbox's hook that attaches them.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/file.h>
+
 #include <algorithm>
+#include <sstream>
 #include <map>
 #include <set>
 
@@ -51,6 +58,192 @@ Expected<Request> ParseRequest(const std::string& text) {
   return r;
 }
 
+/// The addresses in use per network: those of the containers that exist
+/// (the caller holds the containers lock, so no other run is between
+/// choosing and recording).
+std::map<std::string, std::set<uint32_t>> AddressesInUse(const Paths& paths) {
+  std::map<std::string, std::set<uint32_t>> in_use;
+  if (auto list = ListContainers(paths, true)) {
+    for (const auto& info : *list) {
+      auto other = ReadConfig(paths, info.id);
+      if (!other)
+        continue;
+      for (const auto& n : other->networks)
+        if (auto ip = network::ParseIpv4(n.ip))
+          in_use[n.name].insert(*ip);
+    }
+  }
+  return in_use;
+}
+
+/// The record's entry for container `c` on `net` at `ip`, as interface
+/// eth<index>.
+ContainerNetwork MakeEntry(const Config& c, const network::Network& net, uint32_t ip, int index,
+                           const std::vector<std::string>& aliases) {
+  ContainerNetwork n;
+  n.name = net.name;
+  n.id = net.id;
+  n.ip = network::Ipv4String(ip);
+  n.subnet = net.subnets[0].subnet;
+  n.gateway = net.subnets[0].gateway;
+  n.bridge = net.interface_name;
+  n.interface = "eth" + std::to_string(index);
+  // <= 15 characters, unique per container and network.
+  n.host_interface = "kv" + c.id.substr(0, 10) + std::to_string(index);
+  n.aliases = aliases;
+  n.internal = net.internal;
+  n.dns = net.dns_enabled;
+  return n;
+}
+
+/// What AttachContainer needs for `n`.
+Expected<network::Attachment> MakeAttachment(const std::string& id, const std::string& name,
+                                             const ContainerNetwork& n, bool default_route) {
+  network::Attachment a;
+  KILN_ASSIGN_OR_RETURN(a.ip, network::ParseIpv4(n.ip));
+  a.interface = n.interface;
+  a.host_interface = n.host_interface;
+  a.container = id;
+  if (!name.empty())
+    a.names.push_back(name);
+  a.names.push_back(id.substr(0, 12));
+  for (const auto& alias : n.aliases)
+    a.names.push_back(alias);
+  for (const auto& r : n.resolvers)
+    if (auto ip = network::ParseIpv4(r))
+      a.resolvers.push_back(*ip);
+  a.default_route = default_route;
+  return a;
+}
+
+network::Network NetworkOf(const ContainerNetwork& n) {
+  network::Network net;
+  net.name = n.name;
+  net.id = n.id;
+  net.interface_name = n.bridge;
+  net.subnets = {{n.subnet, n.gateway}};
+  net.internal = n.internal;
+  net.dns_enabled = n.dns;
+  return net;
+}
+
+
+bool IsIpAddress(const std::string& text) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, text.c_str(), buf) == 1 || ::inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+/// --add-host HOST:IP, --dns IP|none: podman's checks, exit 2 on a bad value.
+Status CheckNameOptions(const RunOptions& o) {
+  for (const auto& h : o.add_hosts) {
+    size_t sep = h.find(':');
+    if (sep == std::string::npos || sep == 0 || !IsIpAddress(h.substr(sep + 1)))
+      return Error(Errc::kInvalidInput, "invalid --add-host \"" + h + "\": want HOST:IP");
+  }
+  for (const auto& d : o.dns_servers) {
+    if (d == "none" ? o.dns_servers.size() != 1 : !IsIpAddress(d))
+      return Error(Errc::kInvalidInput, "invalid --dns \"" + d + "\": want an IP address (or none alone)");
+    if (!o.networks.empty() && d != "none" && !network::ParseIpv4(d))
+      return Error(Errc::kInvalidInput, "--dns " + d + ": a container network forwards to IPv4 servers only");
+  }
+  if (o.network == NetworkMode::kNone && o.networks.empty() &&
+      (!o.dns_servers.empty() || !o.dns_search.empty() || !o.dns_options.empty()))
+    return Error(Errc::kInvalidInput, "conflicting options: dns and the network mode: none");
+  return Ok();
+}
+
+/// The host's first non-loopback IPv4 address (host.containers.internal).
+std::string HostAddress() {
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0)
+    return {};
+  std::string found;
+  for (struct ifaddrs* i = list; i && found.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+      continue;
+    char text[INET_ADDRSTRLEN];
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(i->ifa_addr);
+    if (::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text))
+      found = text;
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+/// --add-host, --dns, --dns-search, --dns-option into the container's
+/// /etc/hosts and /etc/resolv.conf (podman's layout: the added hosts first,
+/// host.containers.internal last; --dns-search . clears the search list,
+/// --dns none leaves no nameserver).
+void ApplyNameOptions(const RunOptions& o, Config& c) {
+  std::string added;
+  for (const auto& h : o.add_hosts) {
+    size_t sep = h.find(':');
+    added += h.substr(sep + 1) + "\t" + h.substr(0, sep) + "\n";
+  }
+  c.etc_hosts = added + c.etc_hosts;
+  if (c.network != NetworkMode::kHost && c.network != NetworkMode::kNone) {
+    std::string host = HostAddress();
+    if (!host.empty())
+      c.etc_hosts += host + "\thost.containers.internal\n";
+  }
+  if (c.network == NetworkMode::kHost && o.dns_servers.empty() && o.dns_search.empty() && o.dns_options.empty())
+    return;
+  if (o.dns_servers.empty() && o.dns_search.empty() && o.dns_options.empty())
+    return;
+  std::vector<std::string> nameservers, search, options, other;
+  size_t pos = 0;
+  const std::string& text = c.etc_resolv_conf;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    std::istringstream ls(line);
+    std::string key, word;
+    ls >> key;
+    if (key == "nameserver" && (ls >> word))
+      nameservers.push_back(word);
+    else if (key == "search" || key == "domain")
+      while (ls >> word)
+        search.push_back(word);
+    else if (key == "options")
+      while (ls >> word)
+        options.push_back(word);
+    else if (!line.empty())
+      other.push_back(line);
+  }
+  if (!o.dns_servers.empty() && c.networks.empty())
+    nameservers = o.dns_servers[0] == "none" ? std::vector<std::string>{} : o.dns_servers;
+  if (!o.dns_search.empty()) {
+    bool keep_podman = !search.empty() && search[0] == "dns.podman";
+    search.clear();
+    if (keep_podman)
+      search.push_back("dns.podman");
+    for (const auto& d : o.dns_search)
+      if (d != ".")
+        search.push_back(d);
+  }
+  if (!o.dns_options.empty())
+    options = o.dns_options;
+  std::string out;
+  for (const auto& l : other)
+    out += l + "\n";
+  if (!search.empty()) {
+    out += "search";
+    for (const auto& d : search)
+      out += " " + d;
+    out += "\n";
+  }
+  for (const auto& n : nameservers)
+    out += "nameserver " + n + "\n";
+  if (!options.empty()) {
+    out += "options";
+    for (const auto& d : options)
+      out += " " + d;
+    out += "\n";
+  }
+  c.etc_resolv_conf = out;
+}
+
 }  // namespace
 
 namespace internal {
@@ -64,7 +257,7 @@ void NetworksToJson(const Config& c, json& j) {
                     {"subnet", n.subnet},   {"gateway", n.gateway},
                     {"bridge", n.bridge},   {"interface", n.interface},
                     {"host_interface", n.host_interface}, {"aliases", n.aliases},
-                    {"internal", n.internal}, {"dns", n.dns}};
+                    {"internal", n.internal}, {"dns", n.dns}, {"resolvers", n.resolvers}};
   j["networks"] = nets;
 }
 
@@ -90,6 +283,10 @@ void NetworksFromJson(const json& j, Config& c) {
           n.aliases.push_back(a.get<std::string>());
     n.internal = v.value("internal", false);
     n.dns = v.value("dns", false);
+    if (v.contains("resolvers") && v["resolvers"].is_array())
+      for (const auto& r : v["resolvers"])
+        if (r.is_string())
+          n.resolvers.push_back(r.get<std::string>());
     c.networks.push_back(std::move(n));
   }
   // The record's object is sorted by name; the interfaces keep their order.
@@ -98,10 +295,12 @@ void NetworksFromJson(const json& j, Config& c) {
 }
 
 Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& o, Config& c) {
+  KILN_TRY(CheckNameOptions(o));
   if (o.networks.empty()) {
     if (!o.ip.empty() || !o.network_aliases.empty())
       return Error(Errc::kInvalidInput, std::string(o.ip.empty() ? "--network-alias" : "--ip") +
                                             " needs --network NAME (a container network)");
+    ApplyNameOptions(o, c);
     return Ok();
   }
   KILN_TRY(MakeDirs(store.root() + "/networks", 0700));  // `kiln start` looks for it
@@ -121,19 +320,7 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
     for (const auto& a : o.network_aliases)
       requests[0].aliases.push_back(a);
   }
-  // The addresses in use: those of the containers that exist (we hold the
-  // containers lock, so no other run is between choosing and recording).
-  std::map<std::string, std::set<uint32_t>> in_use;
-  if (auto list = ListContainers(paths, true)) {
-    for (const auto& info : *list) {
-      auto other = ReadConfig(paths, info.id);
-      if (!other)
-        continue;
-      for (const auto& n : other->networks)
-        if (auto ip = network::ParseIpv4(n.ip))
-          in_use[n.name].insert(*ip);
-    }
-  }
+  std::map<std::string, std::set<uint32_t>> in_use = AddressesInUse(paths);
   int index = 0;
   for (const auto& r : requests) {
     KILN_ASSIGN_OR_RETURN(network::Network net, network::FindNetwork(store, r.name));
@@ -147,20 +334,10 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
     for (const auto& a : r.aliases)
       if (!network::ValidNetworkName(a))
         return Error(Errc::kInvalidInput, "invalid network alias \"" + a + "\"");
-    ContainerNetwork n;
-    n.name = net.name;
-    n.id = net.id;
-    n.ip = network::Ipv4String(ip);
-    n.subnet = net.subnets[0].subnet;
-    n.gateway = net.subnets[0].gateway;
-    n.bridge = net.interface_name;
-    n.interface = "eth" + std::to_string(index);
-    // <= 15 characters, unique per container and network.
-    n.host_interface = "kv" + c.id.substr(0, 10) + std::to_string(index);
-    n.aliases = r.aliases;
-    n.internal = net.internal;
-    n.dns = net.dns_enabled;
-    c.networks.push_back(std::move(n));
+    for (const auto& seen : c.networks)
+      if (seen.name == net.name)
+        return Error(Errc::kInvalidInput, "--network " + net.name + " is given twice");
+    c.networks.push_back(MakeEntry(c, net, ip, index, r.aliases));
     ++index;
   }
   // /etc/hosts names the container on its first network, as podman.
@@ -169,25 +346,34 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
     names += " " + c.name;
   c.etc_hosts += c.networks[0].ip + "\t" + names + "\n";
   // Names: the responder on the first DNS-enabled network's gateway, with
-  // podman's search domain before the host's.
-  for (const auto& n : c.networks) {
-    if (!n.dns)
-      continue;
-    std::string search = "dns.podman";
-    std::string options;
-    if (auto host = ReadFile("/etc/resolv.conf", 1 << 20)) {
-      size_t pos = 0;
-      while (pos < host->size()) {
-        size_t nl = host->find('\n', pos);
-        std::string line = host->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-        pos = nl == std::string::npos ? host->size() : nl + 1;
-        if (line.rfind("search ", 0) == 0 || line.rfind("domain ", 0) == 0)
-          search += " " + line.substr(7);
-      }
+  // podman's search domain before the host's. On networks without DNS (the
+  // default `podman`, --disable-dns) the responder only forwards: the
+  // holder's namespace has no other way to the host's resolvers.
+  const ContainerNetwork* resolver = &c.networks[0];
+  for (const auto& n : c.networks)
+    if (n.dns) {
+      resolver = &n;
+      break;
     }
-    c.etc_resolv_conf = "search " + search + "\nnameserver " + n.gateway + "\n";
-    break;
+  std::string search = resolver->dns ? "dns.podman" : "";
+  if (auto host = ReadFile("/etc/resolv.conf", 1 << 20)) {
+    size_t pos = 0;
+    while (pos < host->size()) {
+      size_t nl = host->find('\n', pos);
+      std::string line = host->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? host->size() : nl + 1;
+      if (line.rfind("search ", 0) == 0 || line.rfind("domain ", 0) == 0)
+        search += (search.empty() ? "" : " ") + line.substr(7);
+    }
   }
+  c.etc_resolv_conf = (search.empty() ? "" : "search " + search + "\n") + "nameserver " + resolver->gateway + "\n";
+  // --dns on a container network: the responder forwards this container's
+  // other names there (the gateway stays its only nameserver).
+  for (auto& n : c.networks)
+    for (const auto& d : o.dns_servers)
+      if (d != "none" && network::ParseIpv4(d))
+        n.resolvers.push_back(d);
+  ApplyNameOptions(o, c);
   return Ok();
 }
 
@@ -202,36 +388,100 @@ void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec) 
   spec.attach_network = [run_root, nets, name, id](pid_t pid) -> Status {
     bool route = true;
     for (const auto& n : nets) {
-      network::Network net;
-      net.name = n.name;
-      net.interface_name = n.bridge;
-      net.subnets = {{n.subnet, n.gateway}};
-      net.dns_enabled = n.dns;
-      network::Attachment a;
-      KILN_ASSIGN_OR_RETURN(a.ip, network::ParseIpv4(n.ip));
-      a.interface = n.interface;
-      a.host_interface = n.host_interface;
-      if (n.dns) {
-        if (!name.empty())
-          a.names.push_back(name);
-        a.names.push_back(id.substr(0, 12));
-        for (const auto& alias : n.aliases)
-          a.names.push_back(alias);
-      }
-      a.default_route = route && !n.internal;
-      if (a.default_route)
+      bool default_route = route && !n.internal;
+      if (default_route)
         route = false;
-      KILN_TRY(network::AttachContainer(run_root, net, a, pid));
+      KILN_ASSIGN_OR_RETURN(network::Attachment a, MakeAttachment(id, name, n, default_route));
+      KILN_TRY(network::AttachContainer(run_root, NetworkOf(n), a, pid));
     }
     return Ok();
   };
 }
 
 void DetachNetworks(const Paths& paths, const Config& c) {
+  std::string dir = network::HolderDir(paths.run_root, paths.store_root);
   for (const auto& n : c.networks)
-    network::UnpublishNames(network::HolderDir(paths.run_root, paths.store_root), n.host_interface);
+    network::UnpublishNames(dir, n.host_interface);
+  // Networks connected while it ran (network connect) are in the record.
+  if (auto now = ReadConfig(paths, c.id))
+    for (const auto& n : now->networks)
+      network::UnpublishNames(dir, n.host_interface);
 }
 
 }  // namespace internal
+
+Status ConnectNetwork(const Store& store, const Paths& paths, const std::string& id, const std::string& network_name,
+                      const std::vector<std::string>& aliases, const std::string& ip_text) {
+  KILN_ASSIGN_OR_RETURN(network::Network net, network::FindNetwork(store, network_name));
+  for (const auto& a : aliases)
+    if (!network::ValidNetworkName(a))
+      return Error(Errc::kInvalidInput, "invalid network alias \"" + a + "\"");
+  std::optional<uint32_t> want;
+  if (!ip_text.empty()) {
+    KILN_ASSIGN_OR_RETURN(uint32_t ip, network::ParseIpv4(ip_text));
+    want = ip;
+  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  std::string shown = c.name.empty() ? id.substr(0, 12) : c.name;
+  if (c.networks.empty())
+    return Error(Errc::kInvalidInput, "container " + shown +
+                                          " is not on a container network (it uses --network " +
+                                          (c.network == NetworkMode::kHost   ? "host"
+                                           : c.network == NetworkMode::kNone ? "none"
+                                                                             : "private") +
+                                          "): network connect needs a container made with --network NAME");
+  for (const auto& n : c.networks)
+    if (n.name == net.name)
+      return Error(Errc::kInvalidInput, "container " + shown + " is already connected to network " + net.name);
+  auto in_use = AddressesInUse(paths);
+  KILN_ASSIGN_OR_RETURN(uint32_t ip, network::AllocateAddress(net, in_use[net.name], want));
+  std::set<std::string> taken;
+  for (const auto& n : c.networks)
+    taken.insert(n.interface);
+  int index = 0;
+  while (taken.count("eth" + std::to_string(index)))
+    ++index;
+  ContainerNetwork entry = MakeEntry(c, net, ip, index, aliases);
+  bool has_route = std::any_of(c.networks.begin(), c.networks.end(), [](const ContainerNetwork& n) { return !n.internal; });
+  Config updated = c;
+  updated.networks.push_back(entry);
+  std::sort(updated.networks.begin(), updated.networks.end(),
+            [](const ContainerNetwork& a, const ContainerNetwork& b) { return a.interface < b.interface; });
+  KILN_TRY(WriteConfig(paths, updated));
+  // A running container gets its interface now; a stopped one when it starts.
+  State s = EffectiveState(paths, id);
+  if (s.status != "running" || s.pid <= 0)
+    return Ok();
+  KILN_ASSIGN_OR_RETURN(network::Attachment a, MakeAttachment(c.id, c.name, entry, !has_route && !entry.internal));
+  Status st = network::AttachContainer(network::HolderDir(paths.run_root, paths.store_root), net, a, s.pid);
+  if (!st) {
+    (void)network::DetachContainer(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);
+    (void)WriteConfig(paths, c);
+    return std::move(st).error().WithContext("network connect " + net.name + " " + shown);
+  }
+  return Ok();
+}
+
+Status DisconnectNetwork(const Store& store, const Paths& paths, const std::string& id,
+                         const std::string& network_name) {
+  KILN_ASSIGN_OR_RETURN(network::Network net, network::FindNetwork(store, network_name));
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  std::string shown = c.name.empty() ? id.substr(0, 12) : c.name;
+  auto it = std::find_if(c.networks.begin(), c.networks.end(),
+                         [&](const ContainerNetwork& n) { return n.name == net.name; });
+  if (it == c.networks.end())
+    return Error(Errc::kInvalidInput, "container " + shown + " is not connected to network " + net.name);
+  ContainerNetwork entry = *it;
+  c.networks.erase(it);
+  KILN_TRY(WriteConfig(paths, c));
+  State s = EffectiveState(paths, id);
+  if (s.status != "running" || s.pid <= 0) {
+    network::UnpublishNames(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);
+    return Ok();
+  }
+  return network::DetachContainer(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);
+}
 
 }  // namespace kiln::run

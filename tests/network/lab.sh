@@ -116,6 +116,88 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   k rm -f dd >/dev/null 2>&1
   got=$(resolved a dd); [ -z "$got" ] && tap_ok "$mode: dd's name is gone after rm" || tap_not_ok "$mode: dd still resolves to $got"
 
+  # DNS details, asked from inside A's network namespace with a client of
+  # the test's (AAAA of a known name: an empty NOERROR; PTR of B's address;
+  # the same over TCP).
+  pid_of() { k inspect --type container "$1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["State"]["Pid"])' 2>/dev/null; }
+  in_ctr() {  # CONTAINER CMD...: a host command in the container's network namespace
+    local p; p=$(pid_of "$1"); shift
+    as_mode "$mode" nsenter --preserve-credentials --user="/proc/$(holder_pid)/ns/user" --net="/proc/$p/ns/net" "$@"
+  }
+  q() { in_ctr a python3 "$(dirname "$0")/dns_query.py" "${sub%.0/24}.1" "$@" 2>&1 | tr '\n' ' '; }
+  got=$(q b.dns.podman AAAA); [ "$got" = "rcode=0 " ] && tap_ok "$mode: AAAA of a known name: empty answer, NOERROR" || tap_not_ok "$mode: AAAA b: $got"
+  rev=$(echo "$ipb" | awk -F. '{print $4"."$3"."$2"."$1".in-addr.arpa"}')
+  got=$(q "$rev" PTR); [ "$got" = "rcode=0 PTR b.dns.podman " ] && tap_ok "$mode: PTR of B's address names b" || tap_not_ok "$mode: PTR $rev: $got"
+  got=$(q bee A tcp); [ "$got" = "rcode=0 A $ipb " ] && tap_ok "$mode: a query over TCP is answered" || tap_not_ok "$mode: TCP query: $got"
+  got=$(q nobody.dns.podman A); [ "$got" = "rcode=3 " ] && tap_ok "$mode: an unknown name under dns.podman: NXDOMAIN" || tap_not_ok "$mode: nobody.dns.podman: $got"
+
+  # network connect: C (other-net) joins safe-net while it runs; A is
+  # reachable and resolvable from C, C (and its new alias) from A; disconnect
+  # undoes it. No restart of anyone.
+  out=$(k network connect --alias cee safe-net c 2>&1) && tap_ok "$mode: network connect --alias cee safe-net c" ||
+    { tap_not_ok "$mode: network connect: $out"; cat "$store"/run/network-*/holder.log 2>/dev/null | diag; }
+  ipc2=$(ip_of c safe-net)
+  case "$ipc2" in "${sub%.0/24}".*) tap_ok "$mode: C has $ipc2 on safe-net too (inspect)";; *) tap_not_ok "$mode: C on safe-net: '$ipc2'";; esac
+  out=$(k exec c ping -c1 -W2 "$ipa" 2>&1) && tap_ok "$mode: after connect, C pings A ($ipa)" ||
+    { tap_not_ok "$mode: C ping A after connect"; printf '%s\n' "$out" | diag; }
+  got=$(resolved c a); [ "$got" = "$ipa" ] && tap_ok "$mode: after connect, C resolves a" || tap_not_ok "$mode: C resolves a: '$got'"
+  got=$(resolved a cee); [ -n "$ipc2" ] && [ "$got" = "$ipc2" ] && tap_ok "$mode: A resolves C's new alias cee to $ipc2" || tap_not_ok "$mode: nslookup cee: '$got'"
+  out=$(k network connect safe-net c 2>&1); rc=$?
+  [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "already connected" && tap_ok "$mode: a second connect is refused: $out" || tap_not_ok "$mode: second connect: rc=$rc $out"
+  out=$(k network disconnect safe-net c 2>&1) && tap_ok "$mode: network disconnect safe-net c" || tap_not_ok "$mode: disconnect: $out"
+  if k exec c ping -c1 -W1 "$ipa" >/dev/null 2>&1; then tap_not_ok "$mode: C still reaches A after disconnect"; else tap_ok "$mode: after disconnect, C cannot reach A"; fi
+  got=$(resolved a cee); [ -z "$got" ] && tap_ok "$mode: after disconnect, cee does not resolve" || tap_not_ok "$mode: cee still resolves to $got"
+  got=$(k inspect --type container c 2>/dev/null | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]) + " ")')
+  [ "$got" = "other-net " ] && tap_ok "$mode: C's record lists other-net only" || tap_not_ok "$mode: C's networks: $got"
+
+  # Several --network flags: one interface per network.
+  out=$(k run --rm --network safe-net --network other-net busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
+  [ "$out" = 2 ] && tap_ok "$mode: run --network safe-net --network other-net: eth0 and eth1, reaches A and C" ||
+    { tap_not_ok "$mode: two --network flags"; printf '%s\n' "$out" | diag; }
+
+  # /etc/hosts and resolv.conf flags on a network: --add-host first,
+  # host.containers.internal, dns.podman kept first in the search list.
+  out=$(k run --rm --network safe-net --add-host db.test:192.0.2.9 --dns-search example.test --dns-option ndots:2 \
+    busybox sh -c 'cat /etc/hosts /etc/resolv.conf' 2>&1)
+  if [ "$(printf '%s\n' "$out" | head -1)" = "$(printf '192.0.2.9\tdb.test')" ] &&
+     printf '%s\n' "$out" | grep -q "host.containers.internal" &&
+     printf '%s\n' "$out" | grep -qx "search dns.podman example.test" &&
+     printf '%s\n' "$out" | grep -qx "nameserver ${sub%.0/24}.1" && printf '%s\n' "$out" | grep -qx "options ndots:2"; then
+    tap_ok "$mode: --add-host, --dns-search, --dns-option on a network"
+  else
+    tap_not_ok "$mode: name flags on a network"; printf '%s\n' "$out" | diag
+  fi
+
+  # Outbound: through slirp4netns on the holder's namespace when this user
+  # may use /dev/net/tun (root here), to a server of the test's on this
+  # machine's own address; never from an --internal network; and without
+  # slirp4netns no way out at all (closed).
+  host_ip=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+  if [ -n "$host_ip" ]; then
+    python3 -c '
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(8); print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept(); c.sendall(b"hello-from-host\n"); c.close()' "$host_ip" >"$dns_dir/srv.$mode" 2>&1 &
+    srv=$!
+    for _ in $(seq 50); do [ -s "$dns_dir/srv.$mode" ] && break; sleep 0.1; done
+    hp=$(head -1 "$dns_dir/srv.$mode")
+    k network create --internal inside-net >/dev/null
+    got=$(k run --rm --network safe-net busybox nc -w 3 "$host_ip" "$hp" 2>/dev/null)
+    if as_mode "$mode" test -r /dev/net/tun -a -w /dev/net/tun && command -v slirp4netns >/dev/null; then
+      [ "$got" = hello-from-host ] && tap_ok "$mode: outbound from safe-net through slirp4netns ($host_ip:$hp)" ||
+        { tap_not_ok "$mode: outbound from safe-net: '$got'"; cat "$store"/run/network-*/*.log 2>/dev/null | diag; }
+    else
+      [ -z "$got" ] && tap_ok "$mode: no slirp4netns usable (/dev/net/tun): no outbound, closed" || tap_not_ok "$mode: outbound without a helper: '$got'"
+    fi
+    got=$(k run --rm --network inside-net busybox nc -w 2 "$host_ip" "$hp" 2>/dev/null)
+    [ -z "$got" ] && tap_ok "$mode: an --internal network has no way out" || tap_not_ok "$mode: internal network reached $host_ip: '$got'"
+    kill $srv 2>/dev/null; wait $srv 2>/dev/null
+    k network rm inside-net >/dev/null 2>&1
+  else
+    tap_skip "$mode: outbound: this machine has no global IPv4 address"; tap_skip "$mode: internal"
+  fi
+
   # A second run of B's address is refused while B exists.
   out=$(k run --rm --network safe-net --ip "$ipb" busybox true 2>&1); rc=$?
   [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "already allocated" && tap_ok "$mode: --ip of a used address: $out" ||
