@@ -519,10 +519,18 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
   if (!net.internal && PathExists(NetDir(state_dir) + "/outbound"))
     KILN_TRY(RunTool(holder_net->get(), {"nft", "add", "element", "ip", "kiln", "outbound", "{ " + br + " }"}, "", false,
                      "network " + net.name + ": outbound access for " + br));
-  // The veth pair: the host end on the bridge, the other in the container.
+  // The veth pair: the host end on the bridge, the other in the container,
+  // with a MAC address derived from the container's IP (as docker did): an
+  // address used again by a new container keeps its MAC, so the neighbours'
+  // ARP entries for it stay right (else they point at the old container's
+  // MAC until they expire: seconds of lost packets).
+  char ctr_mac[32];
+  std::snprintf(ctr_mac, sizeof ctr_mac, "02:6a:%02x:%02x:%02x:%02x", a.ip >> 24, (a.ip >> 16) & 255,
+                (a.ip >> 8) & 255, a.ip & 255);
   KILN_TRY(RunIp(holder_net->get(),
-                 "link add " + a.host_interface + " type veth peer name " + a.interface + " netns " +
-                     std::to_string(pid) + "\n" + "link set " + a.host_interface + " master " + br + " up\n",
+                 "link add " + a.host_interface + " type veth peer name " + a.interface + " address " + ctr_mac +
+                     " netns " + std::to_string(pid) + "\n" + "link set " + a.host_interface + " master " + br +
+                     " up\n",
                  false, "network " + net.name + ": veth " + a.host_interface));
   std::string in_ctr = "addr add " + Ipv4String(a.ip) + "/" + plen + " dev " + a.interface + "\n" + "link set " +
                        a.interface + " up\n";

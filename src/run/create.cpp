@@ -446,8 +446,6 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   // Network. -p is always served by the built-in forwarder (portfwd.h); a
   // helper, when one is usable, gives the container outbound access.
   c.network = o.network;
-  if (!o.networks.empty() && !o.ports.empty())
-    return Error(Errc::kUnsupported, "-p/--publish with --network " + o.networks[0] + " is not supported yet");
   if (!o.ports.empty() && c.network != NetworkMode::kPrivate)
     return Error(Errc::kInvalidInput, "-p/--publish needs --network private");
   std::string helper;

@@ -198,6 +198,30 @@ while True:
     tap_skip "$mode: outbound: this machine has no global IPv4 address"; tap_skip "$mode: internal"
   fi
 
+  # -p for a container on a network: a web container reached from the host
+  # through the published port (a free one), and from A by its name.
+  out=$(k run -d --name web --network safe-net -p 127.0.0.1::8080 busybox sh -c 'echo hello-web >/tmp/i; httpd -f -p 8080 -h /tmp' 2>&1)
+  hp=$(k port web 8080 2>/dev/null); hp=${hp##*:}
+  got=""
+  for _ in $(seq 30); do
+    got=$(python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"GET /i HTTP/1.0\r\n\r\n"); d = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    d += b
+print(d.split(b"\r\n\r\n", 1)[-1].decode().strip())' "$hp" 2>/dev/null) && [ -n "$got" ] && break
+    sleep 0.1
+  done
+  [ "$got" = hello-web ] && tap_ok "$mode: -p on safe-net: the host reaches web on 127.0.0.1:$hp" ||
+    { tap_not_ok "$mode: -p on a network: '$got' (port '$hp')"; printf '%s\n' "$out" | diag; }
+  got=$(k exec a sh -c "printf 'GET /i HTTP/1.0\r\n\r\n' | nc -w 3 web 8080" 2>/dev/null | tail -1)
+  [ "$got" = hello-web ] && tap_ok "$mode: A reaches web by name" ||
+    { tap_not_ok "$mode: A -> web by name: '$got'"; { k exec a nslookup web; k exec a sh -c "printf 'GET /i HTTP/1.0\r\n\r\n' | nc -w 3 web 8080"; } 2>&1 | diag; }
+  k rm -f web >/dev/null 2>&1
+
   # A second run of B's address is refused while B exists.
   out=$(k run --rm --network safe-net --ip "$ipb" busybox true 2>&1); rc=$?
   [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "already allocated" && tap_ok "$mode: --ip of a used address: $out" ||
