@@ -22,6 +22,7 @@
 // then nobody uses it; it removes holder.pid under start.lock and exits, and
 // N with its bridges and veth ends goes away.
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -512,13 +513,21 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
   char mac[32];
   std::snprintf(mac, sizeof mac, "02:6b:%02x:%02x:%02x:%02x", gateway >> 24, (gateway >> 16) & 255,
                 (gateway >> 8) & 255, gateway & 255);
-  KILN_TRY(RunIp(holder_net->get(),
-                 "link add " + br + " address " + mac + " type bridge\n" + "addr add " + Ipv4String(gateway) + "/" + plen + " dev " +
-                     br + "\n" + "link set " + br + " up\n",
-                 true, "network " + net.name + ": bridge " + br));
-  if (!net.internal && PathExists(NetDir(state_dir) + "/outbound"))
-    KILN_TRY(RunTool(holder_net->get(), {"nft", "add", "element", "ip", "kiln", "outbound", "{ " + br + " }"}, "", false,
-                     "network " + net.name + ": outbound access for " + br));
+  // (Looked up first: one `ip` run less per container once it exists.)
+  bool bridge_exists = false;
+  std::thread([&] {
+    if (::setns(holder_net->get(), CLONE_NEWNET) == 0)
+      bridge_exists = ::if_nametoindex(br.c_str()) != 0;
+  }).join();
+  if (!bridge_exists) {
+    KILN_TRY(RunIp(holder_net->get(),
+                   "link add " + br + " address " + mac + " type bridge\n" + "addr add " + Ipv4String(gateway) + "/" +
+                       plen + " dev " + br + "\n" + "link set " + br + " up\n",
+                   true, "network " + net.name + ": bridge " + br));
+    if (!net.internal && PathExists(NetDir(state_dir) + "/outbound"))
+      KILN_TRY(RunTool(holder_net->get(), {"nft", "add", "element", "ip", "kiln", "outbound", "{ " + br + " }"}, "",
+                       false, "network " + net.name + ": outbound access for " + br));
+  }
   // The veth pair: the host end on the bridge, the other in the container,
   // with a MAC address derived from the container's IP (as docker did): an
   // address used again by a new container keeps its MAC, so the neighbours'
