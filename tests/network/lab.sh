@@ -13,18 +13,23 @@
 # own (port 53 needs root: without it the forwarding checks are skipped).
 dns_dir=$(mktemp -d /tmp/kiln-dns.XXXXXX); chmod 755 "$dns_dir"
 UP_PID=""
+UP2_PID=""
 if [ "$(id -u)" -eq 0 ]; then
   up_addr=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
   python3 "$(dirname "$0")/upstream_dns.py" "$up_addr" 53 "$dns_dir/queries" >"$dns_dir/up.out" 2>&1 &
   UP_PID=$!
   for _ in $(seq 50); do grep -q ready "$dns_dir/up.out" 2>/dev/null && break; sleep 0.1; done
   echo "nameserver $up_addr" >"$dns_dir/resolv.conf"
+  up2_addr=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
+  python3 "$(dirname "$0")/upstream_dns.py" "$up2_addr" 53 "$dns_dir/queries2" >"$dns_dir/up2.out" 2>&1 &
+  UP2_PID=$!
+  for _ in $(seq 50); do grep -q ready "$dns_dir/up2.out" 2>/dev/null && break; sleep 0.1; done
 else
   echo "nameserver 127.0.0.1" >"$dns_dir/resolv.conf"
 fi
 chmod 644 "$dns_dir/resolv.conf"
 export KILN_RESOLV_CONF=$dns_dir/resolv.conf
-trap '[ -n "$UP_PID" ] && kill $UP_PID 2>/dev/null; rm -rf "$dns_dir"' EXIT
+trap '[ -n "$UP_PID" ] && kill $UP_PID $UP2_PID 2>/dev/null; rm -rf "$dns_dir"' EXIT
 
 for mode in $(test_modes); do
   work=$(make_workdir "$mode")
@@ -149,6 +154,24 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   got=$(resolved a cee); [ -z "$got" ] && tap_ok "$mode: after disconnect, cee does not resolve" || tap_not_ok "$mode: cee still resolves to $got"
   got=$(k inspect --type container c 2>/dev/null | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]) + " ")')
   [ "$got" = "other-net " ] && tap_ok "$mode: C's record lists other-net only" || tap_not_ok "$mode: C's networks: $got"
+
+  # connect of a stopped container: recorded, attached when it starts.
+  k create --name st --network other-net busybox sleep 600 >/dev/null 2>&1
+  out=$(k network connect safe-net st 2>&1) && k start st >/dev/null 2>&1 &&
+    out=$(k exec st ping -c1 -W2 "$ipa" 2>&1) && got=$(resolved a st) && [ -n "$got" ] && [ "$got" = "$(ip_of st safe-net)" ] &&
+    tap_ok "$mode: connect of a created container; after start it reaches A and A resolves it ($got)" ||
+    { tap_not_ok "$mode: connect before start: $out (st resolves to '$got')"; }
+  k rm -f st >/dev/null 2>&1
+  # --dns on a network: the responder forwards this container's other names
+  # to that server (a second resolver of the test's), not the host's.
+  if [ -n "$UP_PID" ]; then
+    got=$(k run --rm --network safe-net --dns "$up2_addr" busybox nslookup viadns.test 2>&1)
+    grep -qx viadns.test "$dns_dir/queries2" 2>/dev/null && ! grep -qx viadns.test "$dns_dir/queries" &&
+      tap_ok "$mode: --dns $up2_addr: the responder forwards there" ||
+      tap_not_ok "$mode: --dns forwarding: $(cat "$dns_dir/queries2" 2>/dev/null | tr '\n' ' ')"
+  else
+    tap_skip "$mode: --dns forwarding needs a resolver on port 53 (root)"
+  fi
 
   # Several --network flags: one interface per network.
   out=$(k run --rm --network safe-net --network other-net busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
