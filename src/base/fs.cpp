@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kiln/keyvalue.h"
+
 namespace kiln {
 
 Expected<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode) {
@@ -312,17 +314,8 @@ ssize_t ReadRetry(int fd, void* buf, size_t len) {
 }
 
 std::vector<std::string> PathComponents(std::string_view path) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string_view::npos)
-      slash = path.size();
-    std::string_view c = path.substr(pos, slash - pos);
-    if (!c.empty() && c != ".")
-      out.emplace_back(c);
-    pos = slash + 1;
-  }
+  std::vector<std::string> out = SplitList(path, '/');
+  std::erase(out, ".");
   return out;
 }
 

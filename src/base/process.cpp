@@ -1,6 +1,11 @@
 #include "kiln/process.h"
 
 #include <signal.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+
+extern char** environ;
 
 namespace kiln {
 
@@ -13,6 +18,38 @@ void InitSpawnAttr(posix_spawnattr_t* attr, short extra_flags) {
   posix_spawnattr_setsigmask(attr, &none);
   posix_spawnattr_setsigdefault(attr, &all);
   posix_spawnattr_setflags(attr, static_cast<short>(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | extra_flags));
+}
+
+Expected<pid_t> SpawnArgv(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty())
+    return Error(Errc::kInvalidInput, "spawn: empty argument list");
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  for (const auto& [from, to] : options.fds)
+    posix_spawn_file_actions_adddup2(&fa, from, to);
+  posix_spawnattr_t attr;
+  InitSpawnAttr(&attr, options.flags);
+  pid_t pid = -1;
+  int rc = options.path.empty() ? ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ)
+                                : ::posix_spawn(&pid, options.path.c_str(), &fa, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    return Error::FromErrno("run " + (options.path.empty() ? argv[0] : options.path), rc);
+  return pid;
+}
+
+int WaitChild(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR)
+      return -1;
+  }
+  return status;
 }
 
 }  // namespace kiln

@@ -35,9 +35,21 @@ struct Context {
   std::string RunRoot() const;
 };
 
+/// How the errors of a command become exit codes where the command differs
+/// from kiln's table (ExitCodeFor; docs/cli.md "Exit status"). Declared
+/// with the command, as SetAction's last argument.
+struct ExitRules {
+  /// An error with Errc::kNotFound: podman exits 125 when the container,
+  /// image, volume or network named does not exist ("no container with name
+  /// or ID ... found").
+  int not_found = 125;
+};
+/// podman's rm and rmi ("one of the specified ... did not exist"), and a
+/// build or parse whose file or base is missing: kiln's plain failure, 1.
+inline constexpr ExitRules kNotFoundFails{1};
+
 /// Prints "kiln: error: <message>" and returns the exit code for the error
-/// (docs/cli.md "Exit status": podman's 125 for a container or image that
-/// does not exist, except rm/rmi, which exit 1 as podman's).
+/// under the running command's ExitRules.
 int ReportError(const Error& error);
 
 /// Asks "<warning>\nAre you sure you want to continue? [y/N] " when stdin is
@@ -45,14 +57,15 @@ int ReportError(const Error& error);
 /// otherwise (scripts pass -f anyway; docs/cli.md "Confirmation").
 bool Confirm(const std::string& warning);
 
-/// Records the command about to run (its name, e.g. "rm" for `kiln rm`,
-/// `kiln container rm` and `kiln volume rm`), for ReportError.
-void SetRunningCommand(const std::string& name);
+/// Makes `rules` the ones ReportError applies (SetAction does, before the
+/// command's body runs).
+void SetExitRules(const ExitRules& rules);
 
-/// Wraps a command body so that its result lands in ctx.exit_code.
-inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body) {
-  cmd->callback([&ctx, cmd, body = std::move(body)] {
-    SetRunningCommand(cmd->get_name());
+/// Wraps a command body so that its result lands in ctx.exit_code, and its
+/// errors follow `rules`.
+inline void SetAction(CLI::App* cmd, Context& ctx, std::function<int()> body, ExitRules rules = {}) {
+  cmd->callback([&ctx, rules, body = std::move(body)] {
+    SetExitRules(rules);
     ctx.exit_code = body();
   });
 }

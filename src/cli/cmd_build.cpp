@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
+#include "kiln/keyvalue.h"
 #include "kiln/log.h"
 #include "kiln/secret.h"
 
@@ -137,40 +138,6 @@ Expected<std::string> ReadIgnoreFileText(const std::string& path, const std::str
   return ReadAll(fd.get(), kMaxIgnoreFileBytes);
 }
 
-/// "K=V" -> (K, V); `what` names the flag in the error.
-Expected<std::pair<std::string, std::string>> SplitKeyValue(const std::string& text, const std::string& what,
-                                                            bool value_required) {
-  size_t eq = text.find('=');
-  if (eq == 0 || text.empty())
-    return Usage(what + " " + text + ": missing name (want NAME=VALUE)");
-  if (eq == std::string::npos) {
-    if (value_required)
-      return Usage(what + " " + text + ": missing value (want NAME=VALUE)");
-    return std::make_pair(text, std::string());
-  }
-  return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
-}
-
-/// "a=b,c=d" -> map, for --secret and --output.
-Expected<std::map<std::string, std::string>> SplitAttrs(const std::string& text, const std::string& what) {
-  std::map<std::string, std::string> out;
-  size_t i = 0;
-  while (i <= text.size()) {
-    size_t j = text.find(',', i);
-    if (j == std::string::npos)
-      j = text.size();
-    std::string part = text.substr(i, j - i);
-    if (!part.empty()) {
-      size_t eq = part.find('=');
-      if (eq == std::string::npos || eq == 0)
-        return Usage(what + " " + text + ": \"" + part + "\" is not key=value");
-      out[part.substr(0, eq)] = part.substr(eq + 1);
-    }
-    i = j + 1;
-  }
-  return out;
-}
-
 Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
   // Dockerfile, in CONTEXT; -f - reads stdin).
@@ -236,7 +203,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
 
   r.tags = f.tags;
   for (const std::string& a : f.build_args) {
-    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(a, "--build-arg", false));
+    KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(a, "--build-arg"));
     if (a.find('=') == std::string::npos) {
       // podman/docker: a bare name takes its value from the environment.
       const char* v = std::getenv(kv.first.c_str());
@@ -250,20 +217,12 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
 
   r.build_platform = Platform::Host();
   for (const std::string& list : f.platforms) {
-    size_t i = 0;
-    while (i <= list.size()) {
-      size_t j = list.find(',', i);
-      if (j == std::string::npos)
-        j = list.size();
-      std::string one = list.substr(i, j - i);
-      if (!one.empty()) {
-        auto p = Platform::Parse(one);
-        if (!p)
-          return Usage("--platform " + one + ": " + p.error().message());
-        if (std::find(r.platforms.begin(), r.platforms.end(), *p) == r.platforms.end())
-          r.platforms.push_back(*p);
-      }
-      i = j + 1;
+    for (const std::string& one : SplitList(list)) {
+      auto p = Platform::Parse(one);
+      if (!p)
+        return Usage("--platform " + one + ": " + p.error().message());
+      if (std::find(r.platforms.begin(), r.platforms.end(), *p) == r.platforms.end())
+        r.platforms.push_back(*p);
     }
   }
   if (r.platforms.empty())
@@ -271,17 +230,9 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
 
   r.no_cache = f.no_cache;
   r.layers = f.layers;
-  for (const std::string& list : f.no_cache_filter) {
-    size_t i = 0;
-    while (i <= list.size()) {
-      size_t j = list.find(',', i);
-      if (j == std::string::npos)
-        j = list.size();
-      if (j > i)
-        r.no_cache_filter.push_back(list.substr(i, j - i));
-      i = j + 1;
-    }
-  }
+  for (const std::string& list : f.no_cache_filter)
+    for (std::string& one : SplitList(list))
+      r.no_cache_filter.push_back(std::move(one));
   r.explain_cache = f.explain_cache;
   r.secret_cache_key = f.secret_cache_key;
   r.pull = f.pull;
@@ -289,15 +240,15 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (no cap) or more");
   r.jobs = f.jobs;
   for (const std::string& l : f.labels) {
-    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(l, "--label", false));
+    KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(l, "--label"));
     r.labels.push_back(kv);
   }
   for (const std::string& a : f.annotations) {
-    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(a, "--annotation", true));
+    KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(a, "--annotation", true));
     r.annotations.push_back(kv);
   }
   for (const std::string& s : f.secrets) {
-    KILN_ASSIGN_OR_RETURN(auto attrs, SplitAttrs(s, "--secret"));
+    KILN_ASSIGN_OR_RETURN(auto attrs, ParseKeyValueList(s, "--secret"));
     BuildSecret secret;
     for (const auto& [k, v] : attrs) {
       if (k == "id")
@@ -323,18 +274,8 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     ssh.id = s.substr(0, eq);
     if (ssh.id.empty())
       return Usage("--ssh " + s + ": missing id");
-    if (eq != std::string::npos) {
-      std::string rest = s.substr(eq + 1);
-      size_t i = 0;
-      while (i <= rest.size()) {
-        size_t j = rest.find(',', i);
-        if (j == std::string::npos)
-          j = rest.size();
-        if (j > i)
-          ssh.paths.push_back(rest.substr(i, j - i));
-        i = j + 1;
-      }
-    }
+    if (eq != std::string::npos)
+      ssh.paths = SplitList(s.substr(eq + 1));
     r.ssh.push_back(ssh);
   }
   r.network = f.network;
@@ -344,7 +285,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     r.allow_network_host = true;
   }
   for (const std::string& c : f.build_contexts) {
-    KILN_ASSIGN_OR_RETURN(auto kv, SplitKeyValue(c, "--build-context", true));
+    KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(c, "--build-context", true));
     if (kv.second.rfind("docker-image://", 0) != 0) {
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
@@ -363,7 +304,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     r.build_contexts[kv.first] = kv.second;
   }
   for (const std::string& o : f.outputs) {
-    KILN_ASSIGN_OR_RETURN(auto attrs, SplitAttrs(o, "--output"));
+    KILN_ASSIGN_OR_RETURN(auto attrs, ParseKeyValueList(o, "--output"));
     BuildOutput out;
     out.attrs = attrs;
     out.type = attrs.count("type") ? attrs["type"] : "";
@@ -587,7 +528,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("--print-graph", f->print_graph,
                 "print the compiled build graph as JSON and exit without building");
   cmd->add_option("CONTEXT", f->context, "build context directory (default .)");
-  SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); });
+  SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); }, kNotFoundFails);
 }
 
 }  // namespace kiln::cli

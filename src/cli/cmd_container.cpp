@@ -105,7 +105,7 @@ void AddVerbs(CLI::App& parent, Context& ctx) {
                        std::printf("%s\n", n.c_str());
                        return Ok();
                      });
-    });
+    }, kNotFoundFails);
   }
 }
 

@@ -42,21 +42,16 @@ std::string Short(const std::string& name) {
 
 // podman's images --filter: one key ORs its values, keys AND.
 Status MatchFilters(const std::vector<std::string>& specs, const std::vector<Item>& items, std::vector<Item>& out) {
-  std::map<std::string, std::vector<std::string>> by_key;
-  for (const auto& s : specs) {
-    size_t eq = s.find('=');
-    std::string key = s.substr(0, eq);
-    static const char* const kKeys[] = {"dangling", "label", "reference", "before", "since", "id"};
-    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys))
-      return Error(Errc::kInvalidInput, "unsupported image filter \"" + key +
-                                            "\" (dangling, label, reference, before, since, id)");
-    if (eq == std::string::npos || eq + 1 == s.size())
-      return Error(Errc::kInvalidInput, "--filter " + s + ": expected " + key + "=VALUE");
-    std::string v = s.substr(eq + 1);
-    if (key == "dangling" && v != "true" && v != "false")
-      return Error(Errc::kInvalidInput, "--filter dangling=" + v + ": expected true or false");
-    by_key[key].push_back(v);
-  }
+  KILN_ASSIGN_OR_RETURN(auto filter, ListFilter::Parse(specs, {"dangling", "label", "reference", "before", "since", "id"},
+                                                      [](const std::string& key) {
+                                                        return "unsupported image filter \"" + key +
+                                                               "\" (dangling, label, reference, before, since, id)";
+                                                      }));
+  const auto& by_key = filter.by_key();
+  if (by_key.count("dangling"))
+    for (const auto& v : by_key.at("dangling"))
+      if (v != "true" && v != "false")
+        return Error(Errc::kInvalidInput, "--filter dangling=" + v + ": expected true or false");
   auto created = [](const Item& i) { return i.j.value("Created", int64_t{0}); };
   auto find = [&](const std::string& v) -> const Item* {
     for (const auto& i : items) {
@@ -76,40 +71,32 @@ Status MatchFilters(const std::vector<std::string>& specs, const std::vector<Ite
         if (!find(v))
           return Error(Errc::kNotFound, "--filter " + key + "=" + v + ": image not known");
   for (const auto& item : items) {
-    bool keep = true;
-    for (const auto& [key, values] : by_key) {
-      bool any = false;
-      for (const auto& v : values) {
-        const nlohmann::json& j = item.j;
-        std::vector<std::string> names = j.value("Names", std::vector<std::string>{});
-        if (key == "dangling") {
-          any = any || ((v == "true") == names.empty());
-        } else if (key == "label") {
-          size_t eq = v.find('=');
-          const nlohmann::json labels = j.value("Labels", nlohmann::json::object());
-          if (labels.is_object()) {
-            auto it = labels.find(v.substr(0, eq));
-            any = any || (it != labels.end() &&
-                          (eq == std::string::npos || (it->is_string() && *it == v.substr(eq + 1))));
-          }
-        } else if (key == "reference") {
-          for (const auto& n : names) {
-            std::string repo = n.substr(0, n.rfind(':') != std::string::npos && n.rfind(':') > n.rfind('/')
-                                               ? n.rfind(':')
-                                               : std::string::npos);
-            for (const std::string& form : {n, repo, Short(n), Short(repo)})
-              any = any || ::fnmatch(v.c_str(), form.c_str(), 0) == 0;
-          }
-        } else if (key == "id") {
-          std::string hex = j.value("Id", "");
-          any = any || hex.rfind(v.rfind("sha256:", 0) == 0 ? v.substr(7) : v, 0) == 0;
-        } else {  // before, since
-          const Item* other = find(v);
-          any = any || (key == "before" ? created(item) < created(*other) : created(item) > created(*other));
+    const nlohmann::json& j = item.j;
+    std::vector<std::string> names = j.value("Names", std::vector<std::string>{});
+    bool keep = filter.Match([&](const std::string& key, const std::string& v, size_t) {
+      if (key == "dangling")
+        return (v == "true") == names.empty();
+      if (key == "label")
+        return LabelMatches(j.value("Labels", nlohmann::json::object()), v);
+      if (key == "reference") {
+        for (const auto& n : names) {
+          std::string repo = n.substr(0, n.rfind(':') != std::string::npos && n.rfind(':') > n.rfind('/')
+                                             ? n.rfind(':')
+                                             : std::string::npos);
+          for (const std::string& form : {n, repo, Short(n), Short(repo)})
+            if (::fnmatch(v.c_str(), form.c_str(), 0) == 0)
+              return true;
         }
+        return false;
       }
-      keep = keep && any;
-    }
+      if (key == "id") {
+        std::string hex = j.value("Id", "");
+        return hex.rfind(v.rfind("sha256:", 0) == 0 ? v.substr(7) : v, 0) == 0;
+      }
+      // before, since
+      const Item* other = find(v);
+      return key == "before" ? created(item) < created(*other) : created(item) > created(*other);
+    });
     if (keep)
       out.push_back(item);
   }

@@ -9,8 +9,10 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/format_util.h"
 #include "kiln/format.h"
 #include "kiln/fs.h"
+#include "kiln/keyvalue.h"
 #include "kiln/network.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
@@ -19,25 +21,6 @@
 namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
-
-Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
-                      std::map<std::string, std::string>* out);
-
-/// KEY=VALUE items (--label, -o) into a map; KEY alone is KEY="" (podman);
-/// kInvalidInput naming `what` for "" or "=V". Also used by cmd_secret.cpp.
-Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
-                      std::map<std::string, std::string>* out) {
-  for (const auto& kv : items) {
-    size_t eq = kv.find('=');
-    if (kv.empty() || eq == 0)
-      return Error(Errc::kInvalidInput, std::string("invalid ") + what + " \"" + kv + "\": want KEY=VALUE");
-    if (eq == std::string::npos)
-      (*out)[kv] = "";
-    else
-      (*out)[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return Ok();
-}
 
 namespace {
 
@@ -79,30 +62,18 @@ nlohmann::json ListRow(const network::Network& n, bool no_trunc) {
 
 /// --filter name=, id=, driver=, label=K[=V] (podman's network ls filters).
 Expected<bool> Matches(const network::Network& n, const std::vector<std::string>& filters) {
-  for (const auto& f : filters) {
-    size_t eq = f.find('=');
-    if (eq == std::string::npos)
-      return Error(Errc::kInvalidInput, "invalid filter \"" + f + "\": want KEY=VALUE");
-    std::string k = f.substr(0, eq), v = f.substr(eq + 1);
-    if (k == "name") {
-      if (n.name.find(v) == std::string::npos)
-        return false;
-    } else if (k == "id") {
-      if (n.id.compare(0, v.size(), v) != 0)
-        return false;
-    } else if (k == "driver") {
-      if (n.driver != v)
-        return false;
-    } else if (k == "label") {
-      size_t e2 = v.find('=');
-      auto it = n.labels.find(v.substr(0, e2));
-      if (it == n.labels.end() || (e2 != std::string::npos && it->second != v.substr(e2 + 1)))
-        return false;
-    } else {
-      return Error(Errc::kInvalidInput, "invalid filter \"" + k + "\": kiln knows name, id, driver and label");
-    }
-  }
-  return true;
+  KILN_ASSIGN_OR_RETURN(auto filter, ListFilter::Parse(filters, {"name", "id", "driver", "label"}, [](const std::string& k) {
+                          return "invalid filter \"" + k + "\": kiln knows name, id, driver and label";
+                        }));
+  return filter.Match([&](const std::string& key, const std::string& v, size_t) {
+    if (key == "name")
+      return n.name.find(v) != std::string::npos;
+    if (key == "id")
+      return n.id.compare(0, v.size(), v) == 0;
+    if (key == "driver")
+      return n.driver == v;
+    return LabelMatches(n.labels, v);
+  });
 }
 
 /// --network values that name no network (run/create keep their meaning).
@@ -335,7 +306,7 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
         std::printf("%s\n", net->name.c_str());
       }
       return rc;
-    });
+    }, kNotFoundFails);
   }
   {
     auto* cmd = group->add_subcommand("connect", "connect a container to a network (a running one at once)");

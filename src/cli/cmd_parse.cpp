@@ -48,7 +48,7 @@ void AddParseCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("parse", "check a Containerfile's syntax");
   cmd->add_flag("--dump", opts->dump, "print the syntax tree (BuildKit's dump format)");
   cmd->add_option("FILE", opts->file, "the Containerfile, or - for standard input")->required();
-  SetAction(cmd, ctx, [opts] { return RunParse(*opts); });
+  SetAction(cmd, ctx, [opts] { return RunParse(*opts); }, kNotFoundFails);
 }
 
 }  // namespace kiln::cli

@@ -80,69 +80,56 @@ struct Extra {
 class Filter {
  public:
   Status Parse(const std::vector<std::string>& specs) {
-    static const char* const kKeys[] = {"name", "id", "status", "label", "ancestor", "exited", "pod", "network",
-                                        "health", "before", "since"};
-    for (const auto& s : specs) {
-      size_t eq = s.find('=');
-      std::string key = s.substr(0, eq);
-      std::string value = eq == std::string::npos ? "" : s.substr(eq + 1);
-      if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys))
-        return Error(Errc::kInvalidInput, key + " is an invalid filter (ps --filter takes name, id, status, label, "
-                                                "ancestor, exited, before, since, network, pod, health)");
-      if (eq == std::string::npos || value.empty())
-        return Error(Errc::kInvalidInput, "--filter " + s + ": expected " + key + "=VALUE");
-      if (key == "status") {
-        static const char* const kStates[] = {"created", "exited", "paused", "running", "unknown", "configured",
-                                              "stopped", "removing"};
-        if (std::find(std::begin(kStates), std::end(kStates), value) == std::end(kStates))
-          return Error(Errc::kInvalidInput, "unknown container state: " + value +
-                                                " (created, running, exited, paused, unknown)");
+    KILN_ASSIGN_OR_RETURN(
+        filter_, ListFilter::Parse(specs,
+                                   {"name", "id", "status", "label", "ancestor", "exited", "pod", "network", "health",
+                                    "before", "since"},
+                                   [](const std::string& key) {
+                                     return key + " is an invalid filter (ps --filter takes name, id, status, label, "
+                                                  "ancestor, exited, before, since, network, pod, health)";
+                                   }));
+    for (const auto& [key, values] : filter_.by_key()) {
+      for (const auto& value : values) {
+        if (key == "status") {
+          static const char* const kStates[] = {"created", "exited",     "paused",  "running",
+                                                "unknown", "configured", "stopped", "removing"};
+          if (std::find(std::begin(kStates), std::end(kStates), value) == std::end(kStates))
+            return Error(Errc::kInvalidInput,
+                         "unknown container state: " + value + " (created, running, exited, paused, unknown)");
+        }
+        if (key == "exited" && value.find_first_not_of("0123456789") != std::string::npos)
+          return Error(Errc::kInvalidInput, "--filter exited=" + value + ": not an exit code");
+        if (key == "name") {
+          auto re = std::make_shared<RE2>(value, RE2::Quiet);
+          if (!re->ok())
+            return Error(Errc::kInvalidInput, "--filter name=" + value + ": " + re->error());
+          names_.push_back(re);
+        }
       }
-      if (key == "exited" && value.find_first_not_of("0123456789") != std::string::npos)
-        return Error(Errc::kInvalidInput, "--filter exited=" + value + ": not an exit code");
-      if (key == "name") {
-        auto re = std::make_shared<RE2>(value, RE2::Quiet);
-        if (!re->ok())
-          return Error(Errc::kInvalidInput, "--filter name=" + value + ": " + re->error());
-        names_.push_back(re);
-      }
-      by_key_[key].push_back(value);
     }
     return Ok();
   }
 
-  bool NeedsLabels() const { return by_key_.count("label") > 0; }
+  bool NeedsLabels() const { return filter_.Has("label"); }
 
   bool Match(const run::ContainerInfo& c, const Extra& x, const std::vector<run::ContainerInfo>& all) const {
-    for (const auto& [key, values] : by_key_) {
-      bool any = false;
-      for (size_t i = 0; i < values.size() && !any; ++i)
-        any = MatchOne(key, values[i], i, c, x, all);
-      if (!any)
-        return false;
-    }
-    return true;
+    return filter_.Match(
+        [&](const std::string& key, const std::string& v, size_t i) { return MatchOne(key, v, i, c, x, all); });
   }
 
  private:
   bool MatchOne(const std::string& key, const std::string& v, size_t i, const run::ContainerInfo& c, const Extra& x,
                 const std::vector<run::ContainerInfo>& all) const {
     if (key == "name")
-      return RE2::PartialMatch(c.name, *names_[i]);  // names_[i] is by_key_["name"][i]
+      return RE2::PartialMatch(c.name, *names_[i]);
     if (key == "id")
       return c.id.rfind(v, 0) == 0;
     if (key == "status")
       return c.status == v || (v == "stopped" && c.status == "exited") || (v == "configured" && c.status == "created");
     if (key == "exited")
       return c.status == "exited" && std::to_string(c.exit_code) == v;
-    if (key == "label") {
-      size_t eq = v.find('=');
-      std::string k = v.substr(0, eq);
-      auto it = x.labels.find(k);
-      if (it == x.labels.end())
-        return false;
-      return eq == std::string::npos || (it->is_string() && it->get<std::string>() == v.substr(eq + 1));
-    }
+    if (key == "label")
+      return LabelMatches(x.labels, v);
     if (key == "ancestor") {
       std::string id = Hex(c.image_id);
       if (c.image == v || (v.size() >= 3 && id.rfind(Hex(v), 0) == 0))
@@ -178,8 +165,8 @@ class Filter {
     return false;
   }
 
-  std::map<std::string, std::vector<std::string>> by_key_;
-  std::vector<std::shared_ptr<RE2>> names_;
+  ListFilter filter_;
+  std::vector<std::shared_ptr<RE2>> names_;  // names_[i] is the i-th name= value
 };
 
 int64_t DirSize(const std::string& path);

@@ -176,7 +176,8 @@ void AddRmiCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("-f,--force",
                 *force, "remove an image with several names or several matches, and the containers that use it");
   cmd->add_option("images", *images, "image names, IDs or digests")->required();
-  SetAction(cmd, ctx, [&ctx, images, force] { return RmiCommand(ctx, *images, *force); });
+  SetAction(
+      cmd, ctx, [&ctx, images, force] { return RmiCommand(ctx, *images, *force); }, kNotFoundFails);
 }
 
 }  // namespace kiln::cli

@@ -14,13 +14,10 @@
 #include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/fs.h"
+#include "kiln/keyvalue.h"
 #include "kiln/secret.h"
 
 namespace kiln::cli {
-
-// cmd_network.cpp
-Status ParseKeyValues(const std::vector<std::string>& items, const char* what,
-                      std::map<std::string, std::string>* out);
 
 namespace {
 
@@ -100,24 +97,19 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("-f,--filter", f->filters, "name=NAME, id=ID (prefixes)");
     cmd->add_option("--format", f->format, "json, a Go template ({{.ID}} {{.Spec.Name}}), or table TEMPLATE (docs/format.md)");
     SetAction(cmd, ctx, [&ctx, f] {
-      for (const auto& s : f->filters) {
-        std::string key = s.substr(0, s.find('='));
-        if (key != "name" && key != "id")
-          return ReportFormatError(
-              Error(Errc::kInvalidInput, "invalid filter \"" + key + "\" (secret ls takes name, id)"));
-      }
+      auto filter = ListFilter::Parse(f->filters, {"name", "id"}, [](const std::string& key) {
+        return "invalid filter \"" + key + "\" (secret ls takes name, id)";
+      });
+      if (!filter)
+        return ReportFormatError(filter.error());
       auto list = secret::List(ctx.StoreRoot());
       if (!list)
         return ReportError(list.error());
       std::vector<nlohmann::json> rows, tmpl_rows;
       for (const auto& s : *list) {
-        bool keep = true;
-        for (const auto& flt : f->filters) {
-          size_t eq = flt.find('=');
-          std::string key = flt.substr(0, eq), val = eq == std::string::npos ? "" : flt.substr(eq + 1);
-          keep = keep && (key == "name" ? s.name.rfind(val, 0) == 0 : s.id.rfind(val, 0) == 0);
-        }
-        if (!keep)
+        if (!filter->Match([&](const std::string& key, const std::string& val, size_t) {
+              return key == "name" ? s.name.rfind(val, 0) == 0 : s.id.rfind(val, 0) == 0;
+            }))
           continue;
         if (f->quiet) {
           std::printf("%s\n", s.id.c_str());
@@ -191,7 +183,7 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
         std::printf("%s\n", id->c_str());
       }
       return rc;
-    });
+    }, kNotFoundFails);
   }
   {
     auto* cmd = group->add_subcommand("exists", "exit 0 when the secret exists, 1 when it does not");

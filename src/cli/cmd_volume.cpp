@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/format_util.h"
+#include "kiln/random.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -35,20 +36,6 @@ format::Options VolumeTemplateOptions(const char* name) {
   return o;
 }
 
-std::string RandomVolumeName() {
-  std::string hex;
-  static const char kHex[] = "0123456789abcdef";
-  FILE* f = std::fopen("/dev/urandom", "rb");
-  for (int i = 0; i < 32; ++i) {
-    int ch = f ? std::fgetc(f) : i;
-    hex += kHex[(ch >> 4) & 15];
-    hex += kHex[ch & 15];
-  }
-  if (f)
-    std::fclose(f);
-  return hex;
-}
-
 }  // namespace
 
 void AddVolumeCommand(CLI::App& app, Context& ctx) {
@@ -61,7 +48,14 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("name", *name, "volume name");
     cmd->add_flag("--ignore", *ignore, "do nothing if the volume exists");
     SetAction(cmd, ctx, [&ctx, name, ignore] {
-      auto v = run::CreateVolume(RunPaths(ctx), name->empty() ? RandomVolumeName() : *name, *ignore);
+      std::string volume = *name;
+      if (volume.empty()) {
+        auto random = RandomHex(64);  // podman's anonymous volume names
+        if (!random)
+          return ReportError(random.error());
+        volume = *random;
+      }
+      auto v = run::CreateVolume(RunPaths(ctx), volume, *ignore);
       if (!v)
         return ReportError(v.error());
       std::printf("%s\n", v->name.c_str());
@@ -83,29 +77,23 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("--format", f->format,
                     "json, a Go template ({{.Name}} {{.Mountpoint}}), or table TEMPLATE (docs/format.md)");
     SetAction(cmd, ctx, [&ctx, f] {
-      for (const auto& s : f->filters) {
-        std::string key = s.substr(0, s.find('='));
-        if (key != "name" && key != "driver" && key != "dangling")
-          return ReportFormatError(Error(Errc::kInvalidInput, "invalid filter \"" + key +
-                                                                   "\" (volume ls takes name, driver, dangling)"));
-      }
+      auto filter = ListFilter::Parse(f->filters, {"name", "driver", "dangling"}, [](const std::string& key) {
+        return "invalid filter \"" + key + "\" (volume ls takes name, driver, dangling)";
+      });
+      if (!filter)
+        return ReportFormatError(filter.error());
       auto list = run::ListVolumes(RunPaths(ctx));
       if (!list)
         return ReportError(list.error());
       std::vector<nlohmann::json> rows, tmpl_rows;
       for (const auto& v : *list) {
-        bool keep = true;
-        for (const auto& s : f->filters) {
-          size_t eq = s.find('=');
-          std::string key = s.substr(0, eq), val = eq == std::string::npos ? "" : s.substr(eq + 1);
-          if (key == "name")
-            keep = keep && v.name.find(val) != std::string::npos;
-          else if (key == "driver")
-            keep = keep && val == "local";
-          else
-            keep = keep && ((val == "true") == v.used_by.empty());
-        }
-        if (!keep)
+        if (!filter->Match([&](const std::string& key, const std::string& val, size_t) {
+              if (key == "name")
+                return v.name.find(val) != std::string::npos;
+              if (key == "driver")
+                return val == "local";
+              return (val == "true") == v.used_by.empty();  // dangling
+            }))
           continue;
         if (f->quiet) {
           std::printf("%s\n", v.name.c_str());
@@ -163,7 +151,7 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
         std::printf("%s\n", n.c_str());
       }
       return rc;
-    });
+    }, kNotFoundFails);
   }
   {
     auto* cmd = group->add_subcommand("prune", "remove every volume no container uses");

@@ -1,6 +1,7 @@
 // --format for the CLI (docs/format.md).
 #include "cli/format_util.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -72,6 +73,49 @@ std::string GoTime(const std::string& rfc3339) {
 int64_t UnixOrZero(const std::string& rfc3339) {
   auto t = ParseRfc3339(rfc3339);
   return t ? *t : -62135596800;
+}
+
+Expected<ListFilter> ListFilter::Parse(const std::vector<std::string>& specs, const std::vector<std::string>& keys,
+                                       const std::function<std::string(const std::string& key)>& unknown_key) {
+  ListFilter f;
+  for (const auto& s : specs) {
+    size_t eq = s.find('=');
+    std::string key = s.substr(0, eq);
+    if (std::find(keys.begin(), keys.end(), key) == keys.end())
+      return Error(Errc::kInvalidInput, unknown_key(key));
+    if (eq == std::string::npos || eq + 1 == s.size())
+      return Error(Errc::kInvalidInput, "--filter " + s + ": expected " + key + "=VALUE");
+    f.by_key_[key].push_back(s.substr(eq + 1));
+  }
+  return f;
+}
+
+bool ListFilter::Match(
+    const std::function<bool(const std::string& key, const std::string& value, size_t index)>& one) const {
+  for (const auto& [key, values] : by_key_) {
+    bool any = false;
+    for (size_t i = 0; i < values.size() && !any; ++i)
+      any = one(key, values[i], i);
+    if (!any)
+      return false;
+  }
+  return true;
+}
+
+bool LabelMatches(const nlohmann::json& labels, const std::string& spec) {
+  if (!labels.is_object())
+    return false;
+  size_t eq = spec.find('=');
+  auto it = labels.find(spec.substr(0, eq));
+  if (it == labels.end())
+    return false;
+  return eq == std::string::npos || (it->is_string() && it->get<std::string>() == spec.substr(eq + 1));
+}
+
+bool LabelMatches(const std::map<std::string, std::string>& labels, const std::string& spec) {
+  size_t eq = spec.find('=');
+  auto it = labels.find(spec.substr(0, eq));
+  return it != labels.end() && (eq == std::string::npos || it->second == spec.substr(eq + 1));
 }
 
 }  // namespace kiln::cli

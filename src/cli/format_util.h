@@ -2,6 +2,8 @@
 // Go templates and podman's `table`, through src/format.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,33 @@ int PrintList(const std::string& format, const std::vector<nlohmann::json>& json
 /// run on each object in turn.
 int PrintObjects(const std::string& format, const std::vector<nlohmann::json>& objects,
                  const format::Options& options, int indent = 4);
+
+/// podman's `--filter KEY=VALUE` of a list command (ps, images, volume ls,
+/// secret ls, network ls|prune): the values by key; one key's values OR,
+/// keys AND.
+class ListFilter {
+ public:
+  /// Refuses a key not in `keys` (the error `unknown_key(key)` says which
+  /// keys the command takes: each command keeps podman's wording) and a
+  /// spec without a value ("--filter SPEC: expected KEY=VALUE").
+  static Expected<ListFilter> Parse(const std::vector<std::string>& specs, const std::vector<std::string>& keys,
+                                    const std::function<std::string(const std::string& key)>& unknown_key);
+
+  /// True when every key has a value for which `one(key, value, index)`
+  /// holds (index: the value's place among its key's values).
+  bool Match(const std::function<bool(const std::string& key, const std::string& value, size_t index)>& one) const;
+
+  bool Has(const std::string& key) const { return by_key_.count(key) > 0; }
+  const std::map<std::string, std::vector<std::string>>& by_key() const { return by_key_; }
+
+ private:
+  std::map<std::string, std::vector<std::string>> by_key_;
+};
+
+/// podman's label=KEY or label=KEY=VALUE filter value against a labels object
+/// (JSON object of strings, or a map).
+bool LabelMatches(const nlohmann::json& labels, const std::string& spec);
+bool LabelMatches(const std::map<std::string, std::string>& labels, const std::string& spec);
 
 /// Go's time.Time printing: "2026-12-05 01:13:24 +0000 UTC" ("" for "").
 std::string GoTime(const std::string& rfc3339);

@@ -37,10 +37,10 @@ std::string Context::RunRoot() const {
 }
 
 namespace {
-std::string g_running_command;
+ExitRules g_exit_rules;
 }  // namespace
 
-void SetRunningCommand(const std::string& name) { g_running_command = name; }
+void SetExitRules(const ExitRules& rules) { g_exit_rules = rules; }
 
 int ReportError(const Error& error) {
   // Whatever failed after SIGINT/SIGTERM failed because of it: one line
@@ -50,12 +50,8 @@ int ReportError(const Error& error) {
   std::string line = "kiln: error: " + error.message() + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
-  // podman exits 125 when the container or image named does not exist
-  // ("Error: no container with name or ID ... found"), but 1 from rm and rmi
-  // ("one of the specified ... did not exist"); a build keeps kiln's 1.
-  if (error.code() == Errc::kNotFound && g_running_command != "rm" && g_running_command != "rmi" &&
-      g_running_command != "build" && g_running_command != "parse")
-    return 125;
+  if (error.code() == Errc::kNotFound)
+    return g_exit_rules.not_found;
   return ExitCodeFor(error.code());
 }
 

@@ -44,9 +44,8 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
+#include "kiln/process.h"
 #include "network/dns.h"
-
-extern char** environ;
 
 namespace kiln::network {
 
@@ -118,42 +117,26 @@ Status StartHolder(const std::string& state_dir) {
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   KILN_ASSIGN_OR_RETURN(UniqueFd log_fd, OpenFile(NetDir(state_dir) + "/holder.log",
                                                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
-  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
-  if (out_w)
-    posix_spawn_file_actions_adddup2(&fa, out_w.get(), 4);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+  SpawnOptions so;
+  so.fds = {{null_fd.get(), 0}, {log_fd.get(), 1}, {log_fd.get(), 2}, {ready_w.get(), 3}};
   std::vector<std::string> args = {"kiln", "__network-holder", "--state-dir", state_dir, "--ready-fd", "3"};
   if (out_w) {
+    so.fds.push_back({out_w.get(), 4});
     args.push_back("--outbound-fd");
     args.push_back("4");
   }
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  int rc = ::posix_spawn(&pid, self.c_str(), &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Error::FromErrno("start the network namespace holder", rc);
+  so.flags = POSIX_SPAWN_SETSID;
+  so.path = self;
+  auto pid = SpawnArgv(args, so);
+  if (!pid)
+    return std::move(pid).error().WithContext("start the network namespace holder");
   ready_w.reset();
   char c = 0;
   ssize_t n;
   do {
     n = ::read(ready_r.get(), &c, 1);
   } while (n < 0 && errno == EINTR);
-  ::waitpid(pid, nullptr, WNOHANG);
+  ::waitpid(*pid, nullptr, WNOHANG);
   if (n != 1 || c != 'R') {
     auto log = ReadFile(NetDir(state_dir) + "/holder.log", 4096);
     std::string why = log && !log->empty() ? *log : "it exited before it was ready";
@@ -191,33 +174,23 @@ Status RunTool(int netns_fd, std::vector<std::string> args, const std::string& i
     }
     UniqueFd in_r(in[0]), in_w(in[1]), err_r(err[0]), err_w(err[1]);
     UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
-    posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
-    posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
+    SpawnOptions so;
+    so.fds = {{in_r.get(), 0}, {null_fd.get(), 1}, {err_w.get(), 2}};
     // The child is made by this thread: it starts in the namespace entered
     // above (namespaces are per thread, fork copies the caller's).
-    int rc = ::posix_spawnp(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
+    auto pid = SpawnArgv(args, so);
     in_r.reset();
     err_w.reset();
-    if (rc != 0) {
+    if (!pid) {
       result = Error(Errc::kUnsupported, what + ": run " + args[0] + " (install " +
-                                             (args[0] == "ip" ? "iproute2" : args[0]) + "): " + std::strerror(rc));
+                                             (args[0] == "ip" ? "iproute2" : args[0]) +
+                                             "): " + std::strerror(pid.error().sys_errno()));
       return;
     }
     (void)WriteAll(in_w.get(), input);
     in_w.reset();
     auto errtext = ReadAll(err_r.get(), 1 << 16);
-    int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    int st = WaitChild(*pid);
     if (!ignore_errors && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
       std::string e = errtext ? *errtext : "";
       while (!e.empty() && e.back() == '\n')
@@ -273,33 +246,15 @@ Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   KILN_ASSIGN_OR_RETURN(UniqueFd log_fd, OpenFile(NetDir(state_dir) + "/slirp4netns.log",
                                                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
-  posix_spawn_file_actions_adddup2(&fa, exit_r, 3);
-  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 4);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+  SpawnOptions so;
+  so.fds = {{null_fd.get(), 0}, {log_fd.get(), 1}, {log_fd.get(), 2}, {exit_r, 3}, {ready_w.get(), 4}};
+  so.flags = POSIX_SPAWN_SETSID;
+  so.path = slirp;
   std::string proc = "/proc/" + std::to_string(holder);
-  std::vector<std::string> args = {slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
-                                   "--exit-fd=3", "--ready-fd=4", "--userns-path=" + proc + "/ns/user",
-                                   "--netns-type=path", proc + "/ns/net", "tap0"};
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  int rc = ::posix_spawn(&pid, slirp.c_str(), &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Error::FromErrno("run " + slirp, rc);
+  KILN_ASSIGN_OR_RETURN(pid_t pid, SpawnArgv({slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                                              "--exit-fd=3", "--ready-fd=4", "--userns-path=" + proc + "/ns/user",
+                                              "--netns-type=path", proc + "/ns/net", "tap0"},
+                                             so));
   ready_w.reset();
   char c = 0;
   ssize_t n;

@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,7 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/fs.h"
+#include "kiln/lock.h"
 #include "kiln/oci.h"
+#include "kiln/random.h"
 #include "kiln/unique_fd.h"
 
 namespace kiln::secret {
@@ -38,32 +39,7 @@ bool IsId(const std::string& s) {
   return s.size() == 25 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-Expected<std::string> NewId() {
-  unsigned char raw[13];
-  if (::getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw))
-    return Error::FromErrno("getrandom");
-  static const char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char c : raw) {
-    id += kHex[c >> 4];
-    id += kHex[c & 15];
-  }
-  id.resize(25);
-  return id;
-}
-
-Expected<UniqueFd> Lock(const std::string& store_root) {
-  KILN_TRY(MakeDirs(Root(store_root), 0700));
-  std::string path = Root(store_root) + "/.lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Error::FromErrno("open " + path);
-  UniqueFd lock(fd);
-  while (::flock(fd, LOCK_EX) != 0)
-    if (errno != EINTR)
-      return Error::FromErrno("flock " + path);
-  return lock;
-}
+Expected<UniqueFd> Lock(const std::string& store_root) { return LockFile(Root(store_root) + "/.lock", LOCK_EX); }
 
 Expected<SecretInfo> Load(const std::string& store_root, const std::string& id) {
   std::string dir = Root(store_root) + "/" + id;
@@ -160,7 +136,7 @@ Expected<SecretInfo> Create(const std::string& store_root, const std::string& na
     KILN_TRY(WriteRecord(s->path, *s));
     return s;
   }
-  KILN_ASSIGN_OR_RETURN(std::string id, NewId());
+  KILN_ASSIGN_OR_RETURN(std::string id, RandomHex(25));  // podman's 25-hex IDs
   std::string tmp = root + "/.new-" + id;
   if (::mkdir(tmp.c_str(), 0700) != 0)
     return Error::FromErrno("mkdir " + tmp);
