@@ -4,6 +4,7 @@
 
 #include "cli/format_util.h"
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 
 namespace kiln::cli {
 
@@ -14,7 +15,7 @@ int HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool qu
   auto store = OpenImageStore(ctx);
   if (!store)
     return ReportError(store.error());
-  auto img = store->ResolveImage(name);
+  auto img = image::ResolveLocal(*store, name);
   if (!img)
     return ReportError(img.error());
   struct Row {

@@ -4,6 +4,7 @@
 
 #include "cli/format_util.h"
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 #include "kiln/reference.h"
 
 namespace kiln::cli {
@@ -54,7 +55,7 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
   std::vector<nlohmann::json> out;
   int status = 0;
   for (const auto& n : names) {
-    auto img = store->ResolveImage(n);
+    auto img = image::ResolveLocal(*store, n);
     if (!img && img.error().code() == Errc::kNotFound)
       if (auto list = ResolveListWithoutHost(*store, n))
         img = std::move(list);

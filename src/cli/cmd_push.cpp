@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
 #include "kiln/transport.h"
@@ -28,7 +29,7 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
-    auto img = store->ResolveImage(f->image);
+    auto img = image::ResolveLocal(*store, f->image);
     if (!img)
       return ReportError(img.error());
     std::string source_name = MatchedName(*img, f->image);

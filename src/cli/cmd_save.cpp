@@ -1,5 +1,6 @@
 // kiln save -o FILE [--format oci-archive|docker-archive] IMAGE...
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 #include "kiln/transport.h"
 
 namespace kiln::cli {
@@ -21,7 +22,7 @@ void AddSaveCommand(CLI::App& app, Context& ctx) {
       return ReportError(store.error());
     std::vector<SaveItem> items;
     for (const auto& arg : f->images) {
-      auto img = store->ResolveImage(arg);
+      auto img = image::ResolveLocal(*store, arg);
       if (!img)
         return ReportError(img.error());
       // By name: that name; by ID: every name of the image.

@@ -1,5 +1,6 @@
 // kiln tag SOURCE TARGET...
 #include "cli/image_util.h"
+#include "kiln/acquire.h"
 
 namespace kiln::cli {
 
@@ -20,7 +21,7 @@ void AddTagCommand(CLI::App& app, Context& ctx) {
     auto store = OpenImageStore(ctx);
     if (!store)
       return ReportError(store.error());
-    auto img = store->ResolveImage((*args)[0]);
+    auto img = image::ResolveLocal(*store, (*args)[0]);
     if (!img)
       return ReportError(img.error());
     if (auto s = store->AddImage(img->top, targets); !s)

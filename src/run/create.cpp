@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -23,6 +22,7 @@
 #include "kiln/acquire.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
+#include "kiln/keyvalue.h"
 #include "kiln/process.h"
 #include "kiln/log.h"
 #include "kiln/oci.h"
@@ -43,26 +43,6 @@ namespace {
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 }  // namespace
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    got += static_cast<size_t>(n);
-  }
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char ch : raw) {
-    out += kHex[ch >> 4];
-    out += kHex[ch & 15];
-  }
-  return out;
-}
 
 bool ValidName(const std::string& n) {
   if (n.empty() || n.size() > 128 || !std::isalnum(static_cast<unsigned char>(n[0])))
@@ -145,12 +125,12 @@ Expected<std::string> PrepareCgroup(const RunOptions& o, const std::string& id) 
 
 namespace {
 
-std::string RandomName() {
+Expected<std::string> RandomName() {
   static const char* kAdj[] = {"brave",  "calm",   "eager", "fancy", "gentle", "happy", "jolly",  "keen",
                                "lively", "merry",  "nifty", "proud", "quiet",  "swift", "tender", "witty"};
   static const char* kNoun[] = {"anvil", "bellows", "brick", "clay",  "ember", "flame", "forge",  "glaze",
                                 "hearth", "kettle", "oven", "slag", "smelt", "spark", "tongs", "vessel"};
-  std::string hex = RandomHex(3);
+  KILN_ASSIGN_OR_RETURN(std::string hex, RandomHex(6));
   unsigned v = static_cast<unsigned>(std::strtoul(hex.c_str(), nullptr, 16));
   return std::string(kAdj[v % 16]) + "_" + kNoun[(v / 16) % 16] + "_" + hex.substr(0, 4);
 }
@@ -193,7 +173,8 @@ Status AddUserEnv(std::vector<std::string>& env, const std::string& item, const 
 Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std::string& path,
                            const std::string& data_dir, const std::string& tmp_parent) {
   KILN_TRY(MakeDirs(tmp_parent, 0700));
-  std::string mnt = tmp_parent + "/vol-" + RandomHex(6);
+  KILN_ASSIGN_OR_RETURN(std::string suffix, RandomHex(12));
+  std::string mnt = tmp_parent + "/vol-" + suffix;
   if (::mkdir(mnt.c_str(), 0700) != 0)
     return Error::FromErrno("mkdir " + mnt);
   Status result = Ok();
@@ -210,24 +191,13 @@ Status InitVolumeFromImage(const std::vector<std::string>& lower_dirs, const std
     // copy at a host directory.
     auto src = rootfs::OpenInRoot(root->get(), path, O_RDONLY | O_DIRECTORY);
     if (src) {
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_adddup2(&fa, src->get(), 3);
-      std::string from = "/proc/self/fd/3/.";
-      std::vector<std::string> args = {"cp", "-a", "--", from, data_dir + "/"};
-      std::vector<char*> argv;
-      for (auto& a : args)
-        argv.push_back(a.data());
-      argv.push_back(nullptr);
-      pid_t pid;
-      int rc = ::posix_spawnp(&pid, "cp", &fa, nullptr, argv.data(), environ);
-      posix_spawn_file_actions_destroy(&fa);
-      if (rc != 0) {
-        result = Error::FromErrno("run cp", rc);
+      SpawnOptions so;
+      so.fds = {{src->get(), 3}};
+      auto pid = SpawnArgv({"cp", "-a", "--", "/proc/self/fd/3/.", data_dir + "/"}, so);
+      if (!pid) {
+        result = std::move(pid).error();
       } else {
-        int st = 0;
-        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
+        int st = WaitChild(*pid);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
           result = Error(Errc::kIo, "copy the image's " + path + " into volume " + data_dir + " failed");
       }
@@ -300,7 +270,10 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   const ContainerConfig& ic = image.config.config;
   Config c;
   c.id = id;
-  c.name = o.name.empty() ? RandomName() : o.name;
+  c.name = o.name;
+  if (c.name.empty()) {
+    KILN_ASSIGN_OR_RETURN(c.name, RandomName());
+  }
   c.image = o.image;
   c.image_id = image.id().str();
   c.created = NowRfc3339();
@@ -392,20 +365,9 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     SetEnv(c.env, "TERM=xterm");
   for (const auto& file : o.env_files) {
     KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 1 << 20));
-    size_t pos = 0;
-    int lineno = 0;
-    while (pos < text.size()) {
-      size_t nl = text.find('\n', pos);
-      std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-      pos = nl == std::string::npos ? text.size() : nl + 1;
-      ++lineno;
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
-        line.pop_back();
-      size_t start = line.find_first_not_of(" \t");
-      if (start == std::string::npos || line[start] == '#')
-        continue;
-      KILN_TRY(AddUserEnv(c.env, line.substr(start), " (" + file + ":" + std::to_string(lineno) + ")"));
-    }
+    KILN_TRY(ForEachSettingLine(text, [&](std::string_view line, int lineno) {
+      return AddUserEnv(c.env, std::string(line), " (" + file + ":" + std::to_string(lineno) + ")");
+    }));
   }
   for (const auto& e : o.env)
     KILN_TRY(AddUserEnv(c.env, e, ""));
@@ -413,34 +375,14 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   // Labels: the image's, then --label-file lines, then --label (as podman);
   // --annotation. K=V, or K alone for an empty value.
   c.labels = ic.labels;
-  auto add_kv = [](std::map<std::string, std::string>& to, const std::string& kv, const std::string& what) -> Status {
-    size_t eq = kv.find('=');
-    std::string k = kv.substr(0, eq);
-    if (k.empty())
-      return Error(Errc::kInvalidInput, "invalid " + what + " " + kv + ": empty key");
-    to[k] = eq == std::string::npos ? "" : kv.substr(eq + 1);
-    return Ok();
-  };
   for (const auto& file : o.label_files) {
     KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 1 << 20));
-    int lineno = 0;
-    for (size_t pos = 0; pos < text.size();) {
-      size_t nl = text.find('\n', pos);
-      std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-      pos = nl == std::string::npos ? text.size() : nl + 1;
-      ++lineno;
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
-        line.pop_back();
-      size_t start = line.find_first_not_of(" \t");
-      if (start == std::string::npos || line[start] == '#')
-        continue;
-      KILN_TRY(add_kv(c.labels, line.substr(start), "label (" + file + ":" + std::to_string(lineno) + ")"));
-    }
+    KILN_TRY(ForEachSettingLine(text, [&](std::string_view line, int lineno) {
+      return ParseKeyValues({std::string(line)}, "label (" + file + ":" + std::to_string(lineno) + ")", &c.labels);
+    }));
   }
-  for (const auto& l : o.labels)
-    KILN_TRY(add_kv(c.labels, l, "--label"));
-  for (const auto& a : o.annotations)
-    KILN_TRY(add_kv(c.annotations, a, "--annotation"));
+  KILN_TRY(ParseKeyValues(o.labels, "--label", &c.labels));
+  KILN_TRY(ParseKeyValues(o.annotations, "--annotation", &c.annotations));
   c.init = o.init;
 
   // Network. -p is always served by the built-in forwarder (portfwd.h); a
@@ -521,7 +463,7 @@ Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& ima
     } else if (m.type == MountRequest::Type::kVolume) {
       bool anonymous = m.source.empty();
       if (anonymous) {
-        m.source = RandomHex(32);
+        KILN_ASSIGN_OR_RETURN(m.source, RandomHex(64));
         c.anonymous_volumes.push_back(m.source);
       }
       KILN_ASSIGN_OR_RETURN(VolumeInfo vol, CreateVolume(paths, m.source, true));

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/error.h"
+#include "kiln/lock.h"
+#include "kiln/random.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
 #include "kiln/store.h"
@@ -33,9 +35,6 @@ std::string RunDir(const Paths& paths, const std::string& id);
 std::string VolumesRoot(const Paths& paths);
 std::string VolumeDataDir(const Paths& paths, const std::string& name);
 
-/// Opens (creating) `path` and flock()s it with `op` (LOCK_EX/LOCK_SH, maybe
-/// | LOCK_NB). kFailed "busy" when LOCK_NB and held elsewhere.
-Expected<UniqueFd> LockFile(const std::string& path, int op);
 /// True while the owner of the running container holds monitor.lock.
 bool MonitorAlive(const Paths& paths, const std::string& id);
 
@@ -136,8 +135,6 @@ Status RemoveRecords(const Paths& paths, const Config& c);
 
 // ------------------------------------------------------------------ create (create.cpp)
 
-/// `bytes` random bytes as lower-case hex.
-std::string RandomHex(size_t bytes);
 /// A container name as podman accepts it: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
 bool ValidName(const std::string& n);
 /// The image of `o`, pulled as --pull says.

@@ -33,19 +33,6 @@ std::string VolumeDataDir(const Paths& paths, const std::string& name) {
   return VolumesRoot(paths) + "/" + name + "/_data";
 }
 
-Expected<UniqueFd> LockFile(const std::string& path, int op) {
-  KILN_TRY(MakeDirs(DirName(path), 0700));
-  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0600));
-  while (::flock(fd.get(), op) != 0) {
-    if (errno == EINTR)
-      continue;
-    if (errno == EWOULDBLOCK)
-      return Error(Errc::kFailed, "busy: " + path);
-    return Error::FromErrno("lock " + path);
-  }
-  return fd;
-}
-
 bool MonitorAlive(const Paths& paths, const std::string& id) {
   std::string path = RunDir(paths, id) + "/monitor.lock";
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

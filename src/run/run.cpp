@@ -233,7 +233,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     if (!cidfile.fd)
       return Error::FromErrno("--cidfile " + o.cidfile);
   }
-  std::string id = RandomHex(32);
+  KILN_ASSIGN_OR_RETURN(std::string id, RandomHex(64));
   std::string cgroup;
   if (o.memory || o.cpus || o.pids_limit) {
     KILN_ASSIGN_OR_RETURN(cgroup, PrepareCgroup(o, id));

@@ -15,6 +15,7 @@
 
 #include "kiln/fs.h"
 #include "kiln/reference.h"
+#include "support/temp_store.h"
 
 namespace kiln {
 namespace {
@@ -33,23 +34,18 @@ size_t CountEntries(const std::string& dir) {
   return n;
 }
 
-class AcquireTest : public ::testing::Test {
+class AcquireTest : public testing::TempStoreTest {
  protected:
   void SetUp() override {
-    auto d = TempDir::Create("kiln-acquire-test-");
-    ASSERT_TRUE(d);
-    dir_ = std::make_unique<TempDir>(std::move(*d));
-    auto s = Store::Open(Path("store"));
-    ASSERT_TRUE(s) << s.error().message();
-    store_ = std::make_unique<Store>(std::move(*s));
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("kiln-acquire-test-"));
+    store_ = OpenStore("store");
+    ASSERT_TRUE(store_);
     // Two small rootfs tars made with tar(1): "local" and "remote" content.
     for (const char* which : {"local", "remote"}) {
       std::string root = Path(std::string("rootfs-") + which);
       ASSERT_TRUE(MakeDirs(JoinPath(root, "etc")));
       ASSERT_TRUE(WriteFileAtomic(JoinPath(root, "etc/which"), std::string(which) + "\n"));
-      std::string cmd = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C " + root + " -cf " +
-                        Path(std::string(which) + ".tar") + " .";
-      ASSERT_EQ(std::system(cmd.c_str()), 0);
+      ASSERT_NO_FATAL_FAILURE(testing::MakeRootfsTar(root, Path(std::string(which) + ".tar")));
     }
     // The "registry": an OCI layout holding the remote image as tag "1".
     auto remote = Store::Open(Path("remote-store"));
@@ -61,8 +57,6 @@ class AcquireTest : public ::testing::Test {
     ASSERT_TRUE(PushImage(*remote, *img, "", *TransportRef::Parse("oci:" + Path("layout") + ":1"), {}));
     InstallFakeRegistry();
   }
-
-  std::string Path(const std::string& rel) const { return JoinPath(dir_->path(), rel); }
 
   /// Imports rootfs-<which> into `store` under `names`.
   StoredImage Import(Store& store, const std::string& which, std::vector<std::string> names) {
@@ -100,8 +94,6 @@ class AcquireTest : public ::testing::Test {
     return image::Acquire(*store_, ref, o);
   }
 
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Store> store_;
   Digest remote_id_;
   Digest remote_digest_;
   int pulls_ = 0;

@@ -10,21 +10,19 @@
 #include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "support/scratch.h"
+#include "support/temp_store.h"
 
 namespace kiln {
 namespace {
 
 using kiln::testing::DirNames;
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public testing::TempStoreTest {
  protected:
   void SetUp() override {
-    auto d = TempDir::Create("kiln-store-test-");
-    ASSERT_TRUE(d);
-    dir_ = std::make_unique<TempDir>(std::move(*d));
-    auto s = Store::Open(JoinPath(dir_->path(), "store"));
-    ASSERT_TRUE(s) << s.error().message();
-    store_ = std::make_unique<Store>(std::move(*s));
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("kiln-store-test-"));
+    store_ = OpenStore("store");
+    ASSERT_TRUE(store_);
   }
 
   /// A one-layer image whose layer blob is `content` (not a real tar: the
@@ -42,8 +40,6 @@ class StoreTest : public ::testing::Test {
     return *m;
   }
 
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(StoreTest, OpenCreatesAnOciLayout) {

@@ -9,16 +9,15 @@
 
 #include "kiln/fs.h"
 #include "kiln/reference.h"
+#include "support/temp_store.h"
 
 namespace kiln {
 namespace {
 
-class TransportTest : public ::testing::Test {
+class TransportTest : public testing::TempStoreTest {
  protected:
   void SetUp() override {
-    auto d = TempDir::Create("kiln-transport-test-");
-    ASSERT_TRUE(d);
-    dir_ = std::make_unique<TempDir>(std::move(*d));
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("kiln-transport-test-"));
     store_ = Open("a");
     // A small rootfs tar made with tar(1).
     std::string root = Path("rootfs");
@@ -28,17 +27,10 @@ class TransportTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomic(JoinPath(root, "bin/tool"), std::string(100000, 'z'), 0755));
     ASSERT_EQ(::symlink("tool", JoinPath(root, "bin/link").c_str()), 0);
     tar_ = Path("rootfs.tar");
-    std::string cmd = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C " + root + " -cf " + tar_ + " .";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_NO_FATAL_FAILURE(testing::MakeRootfsTar(root, tar_));
   }
 
-  std::string Path(const std::string& rel) { return JoinPath(dir_->path(), rel); }
-
-  std::unique_ptr<Store> Open(const std::string& name) {
-    auto s = Store::Open(Path(name));
-    EXPECT_TRUE(s) << s.error().message();
-    return std::make_unique<Store>(std::move(*s));
-  }
+  std::unique_ptr<Store> Open(const std::string& name) { return OpenStore(name); }
 
   Descriptor Import(Store& store, std::vector<std::string> changes = {}) {
     auto fd = OpenFile(tar_, O_RDONLY);
@@ -50,8 +42,6 @@ class TransportTest : public ::testing::Test {
     return *d;
   }
 
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Store> store_;
   std::string tar_;
 };
 
