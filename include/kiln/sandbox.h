@@ -16,6 +16,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -211,6 +213,31 @@ struct SandboxSpec {
   /// src/network); the process waits until it returns. An error stops the
   /// sandbox with its message.
   std::function<Status(pid_t)> attach_network;
+  /// With NetworkMode::kPrivate: join this network namespace (a
+  /// /proc/PID/ns/net path from SharedNetwork::Path, sent to the helper)
+  /// instead of making one and attaching slirp4netns/pasta to it.
+  std::string join_netns;
+};
+
+/// One network namespace with slirp4netns (or pasta) attached, shared by
+/// many sandboxes: the RUN steps of one build start no network helper of
+/// their own (25-50 ms each). A holder process (a child of this one) keeps
+/// the namespace; it and the network helper go when this object is
+/// destroyed or this process dies. Thread-safe.
+class SharedNetwork {
+ public:
+  SharedNetwork();
+  ~SharedNetwork();
+  SharedNetwork(const SharedNetwork&) = delete;
+  SharedNetwork& operator=(const SharedNetwork&) = delete;
+  /// The namespace's path (/proc/PID/ns/net), made on the first call. A
+  /// failure is returned again by later calls (no retry per step).
+  Expected<std::string> Path();
+
+ private:
+  struct State;
+  std::mutex mu_;
+  std::unique_ptr<State> state_;
 };
 
 /// How the process ended.

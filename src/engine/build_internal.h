@@ -148,6 +148,9 @@ class Builder {
   int64_t start_ns_ = 0;  // CLOCK_REALTIME_COARSE at the start (the stat caches' stamp)
   std::mutex secret_mu_;
   std::string secret_key_;
+  // The private network of every RUN step: one namespace with one
+  // slirp4netns/pasta for the whole build, made at the first such step.
+  SharedNetwork network_;
 };
 
 }  // namespace build_internal

@@ -437,6 +437,15 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     std::call_once(warned, [&] { LogWarn("RUN steps: " + net_warning); });
   }
   spec.network = net;
+  if (net == NetworkMode::kPrivate) {
+    // One network for the whole build (a holder started at the first step
+    // with slirp4netns attached once, not 25-50 ms per step); if it cannot
+    // be made the step fails, it never falls back to another network.
+    auto netns = network_.Path();
+    if (!netns)
+      return std::move(netns).error().WithContext(Where(step) + ": the build's network");
+    spec.join_netns = *netns;
+  }
   spec.hostname = opts_.hostname;
   spec.etc_hostname = opts_.hostname + "\n";
   spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";

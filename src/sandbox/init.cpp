@@ -757,7 +757,7 @@ int AllocateTerminal() {
   // this process unless it is root in the namespace.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-  if (s.network == NetworkMode::kPrivate) {
+  if (s.network == NetworkMode::kPrivate && s.join_netns.empty()) {
     char go = 0;
     if (!ReadFull(kSpecFd, &go, 1) || go != 'G')
       Die("network set-up was cancelled");
@@ -827,15 +827,28 @@ int main() {
     DieErrno("make / private");
   MountRootfs(h);
 
+  // A shared network namespace (SharedNetwork: the build's, slirp4netns
+  // already attached) is joined instead of a new one; it must be a network
+  // namespace this user namespace owns, else setns fails and so does the
+  // step (never the host's network).
+  const bool join_net = s.network == NetworkMode::kPrivate && !s.join_netns.empty();
+  if (join_net) {
+    int nfd = ::open(s.join_netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (nfd < 0)
+      DieErrno("open network namespace " + s.join_netns);
+    if (::setns(nfd, CLONE_NEWNET) != 0)
+      DieErrno("join network namespace " + s.join_netns);
+    ::close(nfd);
+  }
   int flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  if (s.network != NetworkMode::kHost)
+  if (s.network != NetworkMode::kHost && !join_net)
     flags |= CLONE_NEWNET;
   if (::unshare(flags) != 0)
     DieErrno("unshare pid/ipc/uts/net namespaces");
   // The parent attaches slirp4netns/pasta to this network namespace while
   // pid 1 sets up the mounts; pid 1 waits for its 'G' only before starting
   // the command (the helper's start-up overlaps the mounts: ~25 ms).
-  if (s.network == NetworkMode::kPrivate)
+  if (s.network == NetworkMode::kPrivate && !join_net)
     Send('N', "");
 
   InstallForwarders();

@@ -4,6 +4,7 @@
 // helper, removes mount stubs afterwards and returns how the process ended.
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -11,6 +12,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -345,6 +347,101 @@ Expected<std::string> SandboxHelperPath() {
     if (::access(c.c_str(), X_OK) == 0)
       return c;
   return Error(Errc::kSandbox, "kiln-sandbox helper not found (looked next to kiln and in libexec; set KILN_SANDBOX_HELPER)");
+}
+
+// ---------------------------------------------------------------------------
+// SharedNetwork
+
+struct SharedNetwork::State {
+  pid_t holder = -1;
+  UniqueFd ctl_w;  // the holder exits when this closes (or this process dies)
+  NetworkAttachment net;
+  std::string path;
+  std::optional<Error> error;
+
+  ~State() {
+    net.Stop();  // slirp4netns first: its exit fd closes
+    ctl_w.reset();
+    if (holder > 0)
+      while (::waitpid(holder, nullptr, 0) < 0 && errno == EINTR) {
+      }
+  }
+
+  Status Start() {
+    int ctl[2], ready[2];
+    if (::pipe2(ctl, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd ctl_r(ctl[0]);
+    ctl_w.reset(ctl[1]);
+    if (::pipe2(ready, O_CLOEXEC) != 0)
+      return Error::FromErrno("pipe");
+    UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+    // fork in a multithreaded process: the child makes only system calls.
+    pid_t pid = ::fork();
+    if (pid < 0)
+      return Error::FromErrno("fork the network namespace holder");
+    if (pid == 0) {
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE})
+        ::sigaction(sig, &dfl, nullptr);
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (::dup2(ctl_r.get(), 0) < 0 || ::dup2(ready_w.get(), 1) < 0)
+        ::_exit(1);
+      ::close_range(2, ~0U, 0);
+      if (::unshare(CLONE_NEWNET) != 0)
+        ::_exit(2);
+      int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      struct ifreq ifr {};
+      std::memcpy(ifr.ifr_name, "lo", 3);
+      if (sock < 0 || ::ioctl(sock, SIOCGIFFLAGS, &ifr) != 0)
+        ::_exit(3);
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      if (::ioctl(sock, SIOCSIFFLAGS, &ifr) != 0)
+        ::_exit(3);
+      ::close(sock);
+      char r = 'R';
+      if (::write(1, &r, 1) != 1)
+        ::_exit(4);
+      ::close(1);
+      char c;
+      for (;;) {  // until the owner closes ctl_w or dies
+        ssize_t n = ::read(0, &c, 1);
+        if (n == 0 || (n < 0 && errno != EINTR))
+          ::_exit(0);
+      }
+    }
+    holder = pid;
+    ctl_r.reset();
+    ready_w.reset();
+    char c = 0;
+    ssize_t n;
+    do {
+      n = ::read(ready_r.get(), &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'R')
+      return Error(Errc::kSandbox, "the build's network namespace could not be made (unshare CLONE_NEWNET)");
+    KILN_TRY(net.Start(pid));
+    path = "/proc/" + std::to_string(pid) + "/ns/net";
+    return Ok();
+  }
+};
+
+SharedNetwork::SharedNetwork() = default;
+SharedNetwork::~SharedNetwork() = default;
+
+Expected<std::string> SharedNetwork::Path() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!state_) {
+    state_ = std::make_unique<State>();
+    if (auto st = state_->Start(); !st)
+      state_->error = std::move(st).error();
+  }
+  if (state_->error)
+    return *state_->error;
+  return state_->path;
 }
 
 Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {

@@ -110,6 +110,7 @@ std::string EncodeSpec(const HelperSpec& h) {
     w.U32(g);
   w.Str(s.hostname);
   w.U32(static_cast<uint32_t>(s.network));
+  w.Str(s.join_netns);
   w.U32(s.tty);
   w.U32(s.default_capabilities);
   w.Str(h.new_root);
@@ -165,6 +166,7 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   if (net > 2)
     return false;
   s.network = static_cast<NetworkMode>(net);
+  s.join_netns = r.Str();
   s.tty = r.U32() != 0;
   s.default_capabilities = r.U32() != 0;
   out->new_root = r.Str();
