@@ -149,6 +149,10 @@ struct UnpackOptions {
   /// Character/block devices we may not create (rootless): skip with a
   /// warning (true) or fail (false).
   bool skip_unmakeable_devices = true;
+  /// Threads creating small files (the stream itself is read, hashed and
+  /// parsed by one thread): 0 = $KILN_UNPACK_THREADS, else the number of
+  /// cores (at most 16); 1 = every file on the calling thread.
+  int threads = 0;
   UnpackLimits limits;
 };
 

@@ -16,13 +16,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <utility>
 #include <unordered_set>
 #include <vector>
 
@@ -205,10 +210,132 @@ struct DirFixup {
   struct timespec mtime;
 };
 
+// A regular file whose data was read from the stream, to be created by a
+// writer thread (small files: creating a file costs ~0.3 ms of kernel time,
+// the part of an unpack that several cores share). Its parent was resolved
+// inside the root by the reading thread; the writer only creates `name` in
+// it (O_CREAT | O_EXCL | O_NOFOLLOW), as the sequential path does.
+struct FileJob {
+  UniqueFd parent;
+  std::string name, path, entry;  // entry: the tar name, for the error
+  std::string data;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  mode_t perm = 0;
+  struct timespec mtime {};
+  std::vector<std::pair<std::string, std::string>> xattrs;  // allowlisted already
+};
+
+// The writer threads. The reading thread submits jobs and keeps the
+// ordering rules (Extractor::Busy): an entry that touches a path a pending
+// job will create, or a directory above one, waits for Drain() first.
+class WriterPool {
+ public:
+  WriterPool(int threads, std::function<Status(FileJob&)> write) : write_(std::move(write)) {
+    for (int i = 0; i < threads; ++i)
+      threads_.emplace_back([this] { Loop(); });
+  }
+  ~WriterPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (auto& t : threads_)
+      t.join();
+  }
+
+  // Queues `job` (waits while too much data is queued); false once a job
+  // failed (Drain() returns the error).
+  bool Submit(FileJob job) {
+    std::unique_lock<std::mutex> lock(mu_);
+    // Bounded in bytes and in jobs (each holds a directory fd).
+    space_.wait(lock, [&] { return (queued_bytes_ < kMaxQueuedBytes && outstanding_ < kMaxJobs) || error_; });
+    if (error_)
+      return false;
+    queued_bytes_ += job.data.size();
+    ++outstanding_;
+    queue_.push_back(std::move(job));
+    lock.unlock();
+    work_.notify_one();
+    return true;
+  }
+
+  // Waits until every queued job is done; the first error, if any.
+  Status Drain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_.wait(lock, [&] { return outstanding_ == 0; });
+    done_.clear();
+    if (error_)
+      return *error_;
+    return Ok();
+  }
+
+  // Paths whose jobs finished since the last call (the reader's
+  // bookkeeping of pending paths).
+  std::vector<std::string> TakeDone() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(done_, {});
+  }
+
+  static constexpr size_t kMaxQueuedBytes = size_t(32) << 20;
+  static constexpr size_t kMaxJobs = 512;
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty())
+        return;
+      FileJob job = std::move(queue_.front());
+      queue_.pop_front();
+      const bool skip = error_.has_value();  // after a failure: drop the rest
+      lock.unlock();
+      Status st = skip ? Status(Ok()) : write_(job);
+      lock.lock();
+      if (!st && !error_)
+        error_ = std::move(st).error().WithContext("entry \"" + job.entry + "\"");
+      queued_bytes_ -= job.data.size();
+      done_.push_back(std::move(job.path));
+      if (--outstanding_ == 0)
+        idle_.notify_all();
+      space_.notify_one();
+    }
+  }
+
+  std::function<Status(FileJob&)> write_;
+  std::mutex mu_;
+  std::condition_variable work_, space_, idle_;
+  std::deque<FileJob> queue_;
+  std::vector<std::string> done_;
+  size_t queued_bytes_ = 0;
+  size_t outstanding_ = 0;
+  std::optional<Error> error_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Writer threads for an unpack: UnpackOptions::threads, else
+// $KILN_UNPACK_THREADS, else the number of cores; 1 = none (all on the
+// calling thread).
+int UnpackThreads(int requested) {
+  if (requested > 0)
+    return requested;
+  if (const char* v = std::getenv("KILN_UNPACK_THREADS"); v && *v) {
+    int n = std::atoi(v);
+    if (n >= 1 && n <= 256)
+      return n;
+  }
+  return static_cast<int>(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
+}
+
 class Extractor {
  public:
   Extractor(const UnpackOptions& options, UniqueFd root) : opt_(options), root_(std::move(root)) {
     xattr_prefix_ = OverlayXattrPrefix(options.overlay_xattrs);
+    if (int n = UnpackThreads(options.threads); n > 1)
+      pool_ = std::make_unique<WriterPool>(n, [this](FileJob& job) { return WriteJob(job); });
   }
 
   Status Run(archive* a, UnpackStats* stats) {
@@ -229,9 +356,13 @@ class Extractor {
       const char* raw = archive_entry_pathname(entry);
       std::string name = raw ? raw : "";
       auto status = Entry(a, entry, name);
-      if (!status)
+      if (!status) {
+        if (pool_ && status.error().code() == Errc::kCancelled)
+          return DrainPool();  // a writer's error, with its own entry name
         return std::move(status).error().WithContext("entry \"" + name + "\"");
+      }
     }
+    KILN_TRY(DrainPool());
     return ApplyDirFixups();
   }
 
@@ -240,6 +371,118 @@ class Extractor {
     const char* msg = archive_error_string(a);
     return Error(Errc::kCorrupt, what + ": " + (msg ? msg : "corrupt tar"));
   }
+
+  // --- Writer threads: ordering. A job's path is pending from Submit until
+  // a writer finished it. An entry waits for every pending job (DrainPool)
+  // when it is, or lies under, a pending file, or is a directory above one
+  // (it could replace or remove it); hardlinks and whiteouts always wait.
+  Status DrainPool() {
+    if (!pool_)
+      return Ok();
+    pending_files_.clear();
+    pending_dirs_.clear();
+    return pool_->Drain();
+  }
+
+  void Forget(const std::string& path) {
+    pending_files_.erase(path);
+    for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+      auto it = pending_dirs_.find(path.substr(0, slash));
+      if (it != pending_dirs_.end() && --it->second == 0)
+        pending_dirs_.erase(it);
+    }
+  }
+
+  bool Busy(const std::vector<std::string>& comps) {
+    for (const std::string& done : pool_->TakeDone())
+      Forget(done);
+    if (pending_files_.empty())
+      return false;
+    std::string prefix;
+    for (size_t i = 0; i < comps.size(); ++i) {
+      if (i)
+        prefix += '/';
+      prefix += comps[i];
+      if (pending_files_.count(prefix))
+        return true;
+    }
+    return pending_dirs_.count(prefix) > 0;
+  }
+
+  void AddPending(const std::string& path) {
+    pending_files_.insert(path);
+    for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1))
+      ++pending_dirs_[path.substr(0, slash)];
+  }
+
+  Status WriteJob(FileJob& job) {
+    UniqueFd fd(::openat(job.parent.get(), job.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                         0600));
+    if (!fd)
+      return Error::FromErrno("create " + job.path);
+    const char* p = job.data.data();
+    size_t left = job.data.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd.get(), p, left);
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        return Error::FromErrno("write " + job.path);
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    KILN_TRY(Chown(fd.get(), "", AT_EMPTY_PATH, job.path, job.uid, job.gid));
+    ApplyXattrs(fd.get(), job.xattrs, job.path);
+    if (::fchmod(fd.get(), job.perm) != 0)  // after chown, which clears setuid
+      return Error::FromErrno("chmod " + job.path);
+    struct timespec ts[2] = {job.mtime, job.mtime};
+    if (::futimens(fd.get(), ts) != 0)
+      return Error::FromErrno("set times of " + job.path);
+    return Ok();
+  }
+
+  // A small regular file: its data read here (the stream is sequential),
+  // the file made by a writer thread.
+  Status RegularAsync(archive* a, archive_entry* entry, UniqueFd parent, const std::string& name,
+                      const std::string& path, const std::string& raw_name, uid_t uid, gid_t gid, mode_t perm,
+                      const struct timespec& mtime) {
+    KILN_TRY(Clear(parent.get(), name, path, false));
+    FileJob job;
+    const la_int64_t total = archive_entry_size(entry);
+    job.data.assign(static_cast<size_t>(total), '\0');
+    const void* buf;
+    size_t size;
+    la_int64_t offset;
+    for (;;) {
+      int rc = archive_read_data_block(a, &buf, &size, &offset);
+      if (rc == ARCHIVE_EOF)
+        break;
+      if (rc < ARCHIVE_WARN)
+        return ArchiveError(a, "read data");
+      // Data past the entry's size is cut off (the sequential path
+      // truncates the file to the size).
+      if (offset < 0 || offset >= total)
+        continue;
+      size_t n = std::min(size, static_cast<size_t>(total - offset));
+      std::memcpy(job.data.data() + offset, buf, n);
+    }
+    KILN_TRY(CollectXattrs(entry, path, &job.xattrs));
+    job.parent = std::move(parent);
+    job.name = name;
+    job.path = path;
+    job.entry = raw_name;
+    job.uid = uid;
+    job.gid = gid;
+    job.perm = perm;
+    job.mtime = mtime;
+    AddPending(path);
+    if (!pool_->Submit(std::move(job)))
+      return Error(Errc::kCancelled, "a writer failed");  // Run() returns the writer's error
+    return Ok();
+  }
+
+  static constexpr la_int64_t kSmallFile = 1 << 20;
 
   // I3: split an entry name; reject NUL, `..`, over-long names.
   Expected<std::vector<std::string>> CleanPath(std::string_view raw, bool allow_empty) {
@@ -389,6 +632,22 @@ class Extractor {
   // Allowlisted xattrs only (H16): user.* (not user.overlay.*) and
   // security.capability. Overlay markers in a layer are never honoured.
   Status SetXattrs(int fd, archive_entry* entry, const std::string& path) {
+    std::vector<std::pair<std::string, std::string>> xattrs;
+    KILN_TRY(CollectXattrs(entry, path, &xattrs));
+    if (fd >= 0)  // symlinks and special files: not applied
+      ApplyXattrs(fd, xattrs, path);
+    return Ok();
+  }
+
+  static void ApplyXattrs(int fd, const std::vector<std::pair<std::string, std::string>>& xattrs,
+                          const std::string& path) {
+    for (const auto& [name, value] : xattrs)
+      if (::fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) != 0)
+        LogWarn("layer: " + path + ": cannot set xattr " + name + ": " + std::strerror(errno));
+  }
+
+  Status CollectXattrs(archive_entry* entry, const std::string& path,
+                       std::vector<std::pair<std::string, std::string>>* out) {
     size_t count = 0;
     archive_entry_xattr_reset(entry);
     const char* name;
@@ -406,10 +665,7 @@ class Extractor {
         LogDebug("layer: " + path + ": ignoring xattr " + std::string(n));
         continue;
       }
-      if (fd < 0)
-        continue;  // symlinks and special files: not applied
-      if (::fsetxattr(fd, name, value, size, 0) != 0)
-        LogWarn("layer: " + path + ": cannot set xattr " + std::string(n) + ": " + std::strerror(errno));
+      out->emplace_back(std::string(n), std::string(static_cast<const char*>(value), size));
     }
     return Ok();
   }
@@ -475,6 +731,8 @@ class Extractor {
     }
     const std::string path = Join(comps, comps.size());
     const std::string& name = comps.back();
+    if (pool_ && (hardlink || name.starts_with(kWhiteoutPrefix) || Busy(comps)))
+      KILN_TRY(DrainPool());
     if (name.starts_with(kWhiteoutPrefix))
       return Whiteout(comps, path);
 
@@ -513,6 +771,8 @@ class Extractor {
         return Ok();
       }
       case AE_IFREG:
+        if (pool_ && archive_entry_size(entry) <= kSmallFile)
+          return RegularAsync(a, entry, std::move(parent_fd), name, path, raw_name, uid, gid, perm, mtime);
         return Regular(a, entry, parent, name, path, uid, gid, perm, mtime);
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(entry);
@@ -777,6 +1037,9 @@ class Extractor {
   std::vector<DirFixup> dirs_;
   bool probed_ = false;
   WhiteoutFormat format_ = WhiteoutFormat::kNone;
+  std::unordered_set<std::string> pending_files_;          // paths of queued jobs
+  std::unordered_map<std::string, int> pending_dirs_;      // their parent directories, with a count
+  std::unique_ptr<WriterPool> pool_;  // last: its threads stop before the rest goes
 };
 
 }  // namespace

@@ -30,6 +30,8 @@
 namespace kiln::layer {
 namespace {
 
+using test::TarBuilder;
+
 bool IsRoot() { return ::geteuid() == 0; }
 
 void SetTimes(const std::string& path, int64_t sec) {
@@ -247,6 +249,105 @@ TEST_F(PackUnpackTest, DeterministicAcrossRunsAndThreads) {
   ASSERT_TRUE(ReadFile(src_ + "/a.txt"));
   Packed after = PackTo(src_, base_ + "/c", opt);
   EXPECT_EQ(before.info.digest, after.info.digest);
+}
+
+// The writer threads keep the stream's order wherever it matters: a file
+// written twice (the last wins), a file replaced by a directory and a
+// directory with files just queued replaced by a file, files under a path
+// that was a file, hardlinks to files just queued, whiteouts and opaque
+// markers of files just queued. Every thread count gives the tree one thread
+// gives, and every file has its data, mode and time.
+TEST_F(PackUnpackTest, WriterThreadsKeepTheStreamOrder) {
+  TarBuilder t;
+  TarBuilder::Meta old_time{.perm = 0640, .mtime = 1600000000};
+  t.Dir("d");
+  for (int i = 0; i < 300; ++i)
+    t.File("d/f" + std::to_string(i), "data " + std::to_string(i) + std::string(static_cast<size_t>(i * 7), 'x'),
+           old_time);
+  t.File("twice", "first");
+  t.File("twice", "second");
+  t.File("x", "file first");
+  t.Dir("x");
+  t.File("x/inside", "under what was a file");
+  t.Dir("gone");
+  t.File("gone/a", "a");
+  t.File("gone/b", "b");
+  t.File("gone", "now a file");
+  t.File("target", "linked");
+  t.Hardlink("link", "target");
+  t.Dir("d2");  // (directories made implicitly would get the time of the run)
+  t.File("d2/w", "whited out");
+  t.Whiteout("d2/.wh.w");
+  t.File("big", std::string(3 << 20, 'B'));  // over the queued-file size: written in order by the reader
+  t.Dir("d3");
+  t.File("d3/kept", "kept");
+  t.Whiteout("d3/.wh..wh..opq");
+  t.File("empty", "");
+  std::string tar = t.Finish();
+  std::map<int, TreeDesc> trees;
+  for (int threads : {1, 2, 4, 8}) {
+    std::string dir = base_ + "/t" + std::to_string(threads);
+    ASSERT_TRUE(MakeDirs(dir));
+    std::string blob = base_ + "/blob";
+    ASSERT_TRUE(WriteFileAtomic(blob, tar, 0644));
+    auto fd = OpenFile(blob, O_RDONLY);
+    ASSERT_TRUE(fd);
+    UnpackOptions uo;
+    uo.threads = threads;
+    auto stats = UnpackLayer(fd->get(), dir, uo);
+    ASSERT_TRUE(stats) << threads << ": " << stats.error().message();
+    trees[threads] = Describe(dir);
+    EXPECT_EQ("second", *ReadFile(dir + "/twice"));
+    EXPECT_EQ("under what was a file", *ReadFile(dir + "/x/inside"));
+    EXPECT_EQ("now a file", *ReadFile(dir + "/gone"));
+    EXPECT_EQ("linked", *ReadFile(dir + "/link"));
+    EXPECT_FALSE(PathExists(dir + "/d2/w"));
+    EXPECT_EQ("kept", *ReadFile(dir + "/d3/kept"));
+    EXPECT_EQ("data 299" + std::string(299 * 7, 'x'), *ReadFile(dir + "/d/f299"));
+    struct stat st;
+    ASSERT_EQ(0, ::lstat((dir + "/d/f17").c_str(), &st));
+    EXPECT_EQ(0640u, st.st_mode & 07777);
+    EXPECT_EQ(1600000000, st.st_mtim.tv_sec);
+    struct stat a, b;
+    ASSERT_EQ(0, ::lstat((dir + "/target").c_str(), &a));
+    ASSERT_EQ(0, ::lstat((dir + "/link").c_str(), &b));
+    EXPECT_EQ(a.st_ino, b.st_ino);
+  }
+  for (int threads : {2, 4, 8}) {
+    for (const auto& [path, desc] : trees[1].entries) {
+      auto it = trees[threads].entries.find(path);
+      if (it == trees[threads].entries.end()) {
+        ADD_FAILURE() << threads << " threads: missing " << path;
+      } else {
+        EXPECT_EQ(desc, it->second) << threads << " threads: " << path;
+      }
+    }
+    EXPECT_EQ(trees[1].entries.size(), trees[threads].entries.size()) << threads;
+    EXPECT_TRUE(trees[1].links == trees[threads].links) << threads << " threads: hardlink groups differ";
+  }
+}
+
+// An entry that fails after files were queued (here: a file under a queued
+// file) fails the unpack with the entry's name, whatever the thread count.
+TEST_F(PackUnpackTest, WriterThreadErrorsNameTheEntry) {
+  TarBuilder t;
+  for (int i = 0; i < 50; ++i)
+    t.File("f" + std::to_string(i), "x");
+  t.File("f3/under", "a file under a file");
+  std::string tar = t.Finish();
+  for (int threads : {1, 4}) {
+    std::string dir = base_ + "/e" + std::to_string(threads);
+    ASSERT_TRUE(MakeDirs(dir));
+    std::string blob = base_ + "/blob";
+    ASSERT_TRUE(WriteFileAtomic(blob, tar, 0644));
+    auto fd = OpenFile(blob, O_RDONLY);
+    ASSERT_TRUE(fd);
+    UnpackOptions uo;
+    uo.threads = threads;
+    auto stats = UnpackLayer(fd->get(), dir, uo);
+    ASSERT_FALSE(stats) << threads;
+    EXPECT_NE(std::string::npos, stats.error().message().find("f3/under")) << stats.error().message();
+  }
 }
 
 TEST_F(PackUnpackTest, SortedNumericOwnersNoNames) {
