@@ -140,6 +140,22 @@ struct RunOptions {
   std::optional<std::string> memory;  ///< --memory 512m
   std::optional<double> cpus;         ///< --cpus 1.5
   std::optional<int64_t> pids_limit;  ///< --pids-limit
+  /// --secret NAME[,type=mount|env,target=,uid=,gid=,mode=] (docs/secrets.md):
+  /// the stored secret's value at each start, never in the record.
+  std::vector<std::string> secrets;
+  /// --health-cmd CMD (a shell command; "none" disables the image's),
+  /// --health-interval/-timeout/-start-period/-start-interval (Go durations),
+  /// --health-retries, --no-healthcheck, --health-on-failure=none|kill|restart|stop.
+  std::optional<std::string> health_cmd;
+  std::optional<std::string> health_interval;
+  std::optional<std::string> health_timeout;
+  std::optional<std::string> health_start_period;
+  std::optional<std::string> health_start_interval;
+  std::optional<int> health_retries;
+  bool no_healthcheck = false;
+  std::string health_on_failure = "none";
+  /// --restart no|always|on-failure[:N]|unless-stopped (docs/run.md).
+  std::string restart = "no";
   /// Where the container runs in the foreground (null: the real sandbox,
   /// HostSandbox(); tests pass a fake). A detached container's monitor
   /// always uses the real one.
@@ -160,6 +176,12 @@ struct ContainerInfo {
   std::string finished_at;
   pid_t pid = 0;            ///< host pid of the container's init, when running
   pid_t monitor_pid = 0;
+  /// "" (no health check), "starting", "healthy", "unhealthy"
+  std::string health_status;
+  /// Docker's State.Health object as JSON ("" without a health check).
+  std::string health_json;
+  int restart_count = 0;
+  std::string restart_policy;  ///< "no", "always", "on-failure:3", ...
   std::vector<std::string> ports;  ///< PortMapping::str()
   std::vector<PortMapping> port_mappings;  ///< the same, parsed (`kiln port`)
   bool auto_remove = false;
@@ -244,6 +266,10 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
 /// <id> directories without a config.json. `kiln run` calls it; `kiln
 /// prune` should too. Returns how many it removed.
 Expected<int> RemoveContainerLitter(const Paths& paths);
+
+/// The names of the containers whose record refers to the stored secret
+/// `secret_id` (run --secret): `secret rm` refuses to remove it without -f.
+std::vector<std::string> ContainersUsingSecret(const Paths& paths, const std::string& secret_id);
 
 /// Parses a signal name or number ("TERM", "SIGTERM", "15"). kInvalidInput.
 Expected<int> ParseSignal(const std::string& text);

@@ -106,7 +106,7 @@ void AddInfoCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("-f,--format", *format,
                   "json, or a Go template: podman's {{.Host.Arch}}, {{.Store.GraphRoot}}, {{.Store.GraphDriverName}}, "
                   "{{.Version.Version}}, or kiln's own keys ({{.sandbox.snapshotter}}) (docs/format.md)");
-  SetAction(cmd, ctx, [&ctx, format] {
+  SetAction(cmd, ctx, [&ctx, format, debug] {  // debug: the flag writes into it (it must live)
     nlohmann::json info = Collect(ctx);
     if (format::IsJsonFormat(*format)) {
       std::printf("%s\n", info.dump(2).c_str());

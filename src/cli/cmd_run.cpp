@@ -192,6 +192,29 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
   cmd->add_option("-m,--memory", f->memory, "memory limit (e.g. 512m), needs a delegated cgroup v2");
   cmd->add_option("--cpus", f->cpus, "CPU limit (e.g. 1.5), needs a delegated cgroup v2");
   cmd->add_option("--pids-limit", f->pids_limit, "process limit, needs a delegated cgroup v2");
+  // Lifecycle (docs/run.md "Health checks", "Restart policies"; docs/secrets.md).
+  cmd->add_option("--secret", f->o.secrets,
+                  "give the container a stored secret: NAME[,type=mount|env,target=PATH|VAR,uid=,gid=,mode=] "
+                  "(mount: /run/secrets/NAME, mode 0444)")
+      ->allow_extra_args(false);
+  auto opt = [&](const char* name, std::optional<std::string> run::RunOptions::*field, const char* help) {
+    cmd->add_option_function<std::string>(name, [f, field](const std::string& v) { f->o.*field = v; }, help);
+  };
+  opt("--health-cmd", &run::RunOptions::health_cmd,
+      "health check command, run with /bin/sh -c in the container (\"none\" disables the image's HEALTHCHECK)");
+  opt("--health-interval", &run::RunOptions::health_interval, "time between health checks (default 30s)");
+  opt("--health-timeout", &run::RunOptions::health_timeout, "a check taking longer fails (default 30s)");
+  opt("--health-start-period", &run::RunOptions::health_start_period,
+      "failures in this time after start do not count (default 0s)");
+  opt("--health-start-interval", &run::RunOptions::health_start_interval,
+      "time between checks during the start period (default 5s)");
+  cmd->add_option_function<int>("--health-retries", [f](int v) { f->o.health_retries = v; },
+                                "consecutive failures that make the container unhealthy (default 3)");
+  cmd->add_flag("--no-healthcheck", f->o.no_healthcheck, "disable the image's HEALTHCHECK");
+  cmd->add_option("--health-on-failure", f->o.health_on_failure,
+                  "when the container becomes unhealthy: none (default), kill, restart or stop");
+  cmd->add_option("--restart", f->o.restart,
+                  "restart policy: no (default), always, on-failure[:N] or unless-stopped (kiln stop is never undone)");
 }
 
 }  // namespace

@@ -15,9 +15,12 @@
 #include "cli/image_util.h"
 #include "kiln/fs.h"
 #include "kiln/keyvalue.h"
+#include "kiln/run.h"
 #include "kiln/secret.h"
 
 namespace kiln::cli {
+
+run::Paths RunPaths(const Context& ctx);
 
 namespace {
 
@@ -160,9 +163,12 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
     auto* cmd = group->add_subcommand("rm", "remove secrets");
     auto names = std::make_shared<std::vector<std::string>>();
     auto all = std::make_shared<bool>(false);
+    auto force = std::make_shared<bool>(false);
     cmd->add_flag("-a,--all", *all, "remove every secret");
+    cmd->add_flag("-f,--force", *force,
+                  "remove a secret even when containers use it (they then fail to start; not in podman 4.3)");
     cmd->add_option("secrets", *names, "secret names or IDs");
-    SetAction(cmd, ctx, [&ctx, names, all] {
+    SetAction(cmd, ctx, [&ctx, names, all, force] {
       if (*all == !names->empty())
         return ReportError(Error(Errc::kInvalidInput, "secret rm: give secret names or --all (not both)"));
       std::vector<std::string> targets = *names;
@@ -175,6 +181,20 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
       }
       int rc = 0;
       for (const auto& n : targets) {
+        // A secret a container refers to stays (its value is read at each
+        // start) unless -f (docs/secrets.md).
+        if (auto info = secret::Inspect(ctx.StoreRoot(), n); info && !*force) {
+          auto users = run::ContainersUsingSecret(RunPaths(ctx), info->id);
+          if (!users.empty()) {
+            std::string list;
+            for (const auto& u : users)
+              list += (list.empty() ? "" : ", ") + u;
+            rc = ReportError(Error(Errc::kFailed, "secret " + info->name + " is in use by container" +
+                                                      (users.size() > 1 ? "s " : " ") + list +
+                                                      ": remove them first or use secret rm -f"));
+            continue;
+          }
+        }
         auto id = secret::Remove(ctx.StoreRoot(), n);
         if (!id) {
           rc = ReportError(id.error());

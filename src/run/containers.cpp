@@ -200,6 +200,22 @@ Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all
   return out;
 }
 
+std::vector<std::string> ContainersUsingSecret(const Paths& paths, const std::string& secret_id) {
+  std::vector<std::string> names;
+  for (const auto& id : AllIds(paths)) {
+    auto c = ReadConfig(paths, id);
+    if (!c)
+      continue;
+    for (const auto& s : c->secrets)
+      if (s.id == secret_id) {
+        names.push_back(c->name);
+        break;
+      }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 Expected<ContainerInfo> InspectContainer(const Paths& paths, const std::string& id) {
   KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
   return InfoFrom(paths, c);

@@ -430,6 +430,7 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
       LogWarn("image " + o.image + ": ignoring invalid StopSignal " + ic.stop_signal);
   }
 
+  KILN_TRY(ApplyLifecycleOptions(paths, o, ic, c));
   return c;
 }
 

@@ -59,6 +59,7 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   std::vector<std::string> layer_dirs = c.lower_dirs;
   layer_dirs.insert(layer_dirs.begin(), ContainerDir(paths, id) + "/upper");
   std::vector<std::string> env = c.env;
+  KILN_TRY(ResolveSecrets(paths, c, env, nullptr));  // type=env secrets, as at start
   if (!o.user.empty()) {
     auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
     if (!passwd)

@@ -57,6 +57,36 @@ struct ContainerNetwork {
   std::vector<std::string> resolvers;  ///< --dns: where the responder forwards its queries
 };
 
+/// run --secret NAME[,type=mount|env,target=,uid=,gid=,mode=] (secrets.cpp):
+/// a reference to a stored secret, resolved to its value at each start.
+struct SecretRef {
+  std::string name;
+  std::string id;      ///< the stored secret's ID (a --replace keeps it)
+  bool env = false;    ///< type=env: an environment variable named `target`
+  std::string target;  ///< mount: absolute path (default /run/secrets/NAME); env: the variable
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t mode = 0444;
+};
+
+/// The health check a container runs (lifecycle.cpp, health.cpp): the
+/// image's HEALTHCHECK overridden by --health-* flags. Durations in ns.
+struct Health {
+  std::vector<std::string> test;  ///< {"CMD-SHELL", cmd} or {"CMD", argv...}; empty: none
+  int64_t interval = 30'000'000'000;
+  int64_t timeout = 30'000'000'000;
+  int64_t start_period = 0;
+  int64_t start_interval = 5'000'000'000;
+  int retries = 3;
+  std::string on_failure = "none";  ///< none|kill|restart|stop
+};
+
+/// --restart no|always|on-failure[:N]|unless-stopped
+struct RestartPolicy {
+  std::string name = "no";
+  int max_retries = 0;  ///< on-failure:N (0: unlimited)
+};
+
 struct Config {
   std::string id;
   std::string name;
@@ -88,6 +118,9 @@ struct Config {
   std::string etc_resolv_conf;
   std::string etc_hostname;
   std::vector<ContainerNetwork> networks;  ///< --network NAME (network.cpp)
+  std::vector<SecretRef> secrets;          ///< --secret (never a value)
+  Health health;
+  RestartPolicy restart;
   std::string json;  ///< as read
 };
 std::string ConfigToJson(const Config& c);
@@ -99,6 +132,24 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
 void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec);
 /// After the container's end: its names leave the DNS responder.
 void DetachNetworks(const Paths& paths, const Config& c);
+// Lifecycle parts of the record (lifecycle.cpp): "secrets", "health",
+// "restart"; and the flags that set them.
+void LifecycleToJson(const Config& c, nlohmann::json& j);
+void LifecycleFromJson(const nlohmann::json& j, Config& c);
+/// --secret, --health-*, --restart (and the image's HEALTHCHECK) into `c`.
+Status ApplyLifecycleOptions(const Paths& paths, const RunOptions& o, const ContainerConfig& image_config, Config& c);
+/// The values of `c`'s secrets: env ones appended to `env`; mount ones
+/// written (mode, uid, gid) under <run>/containers/<id>/secrets and added to
+/// `mounts` read-only. kNotFound when a secret was removed (secret rm -f).
+Status ResolveSecrets(const Paths& paths, const Config& c, std::vector<std::string>& env,
+                      std::vector<SandboxMount>* mounts);
+/// Removes the files ResolveSecrets wrote.
+void RemoveSecretFiles(const Paths& paths, const std::string& id);
+bool HasMountSecrets(const Config& c);
+/// Removes them as soon as the container's process exists (sandbox init
+/// `init_pid` forks it once every mount is made; the bind mounts keep the
+/// files): the values stay on disk only while the container starts.
+void RemoveSecretFilesOnceMounted(const Paths& paths, const std::string& id, pid_t init_pid);
 Expected<Config> ReadConfig(const Paths& paths, const std::string& id);
 Status WriteConfig(const Paths& paths, const Config& c);
 /// The same into `dir`/config.json (a staging directory).

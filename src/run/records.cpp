@@ -274,6 +274,7 @@ std::string ConfigToJson(const Config& c) {
   j["etc_resolv_conf"] = c.etc_resolv_conf;
   j["etc_hostname"] = c.etc_hostname;
   NetworksToJson(c, j);
+  LifecycleToJson(c, j);
   return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
@@ -338,6 +339,7 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   c.etc_resolv_conf = Get<std::string>(j, "etc_resolv_conf", "");
   c.etc_hostname = Get<std::string>(j, "etc_hostname", "");
   NetworksFromJson(j, c);
+  LifecycleFromJson(j, c);
   return c;
 }
 

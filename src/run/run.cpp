@@ -106,6 +106,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
   KILN_TRY(MakeDirs(cdir + "/work", 0700));
 
   SandboxSpec spec = SpecFromConfig(paths, c);
+  KILN_TRY(ResolveSecrets(paths, c, spec.env, &spec.mounts));
   spec.stdin_fd = tty ? -1 : in;
   spec.stdout_fd = tty ? -1 : out;
   spec.stderr_fd = tty ? -1 : err;
@@ -128,6 +129,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       relay = std::thread([&, m = std::move(master)] { RelayPty(m.get(), tty_in, tty_out, stop_r.get()); });
     };
   }
+  std::thread secret_sweeper;
   std::string fwd_error;
   spec.on_started = [&](pid_t pid) {
     if (fwd) {
@@ -138,6 +140,8 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       }
     }
     g_init_pid = pid;
+    if (HasMountSecrets(c))
+      secret_sweeper = std::thread([&paths, &c, pid] { RemoveSecretFilesOnceMounted(paths, c.id, pid); });
     if (int sig = g_cancel_signal.load())
       ::kill(pid, sig);  // arrived before the container existed
     (void)UpdateState(paths, c.id, [&](State& s) {
@@ -163,6 +167,9 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     relay.join();
   }
   raw.reset();  // the user's terminal back to normal
+  if (secret_sweeper.joinable())
+    secret_sweeper.join();
+  RemoveSecretFiles(paths, c.id);
   g_init_pid = 0;
   if (fwd)
     fwd->Stop();  // the host ports are free before the state says exited

@@ -1,0 +1,254 @@
+// The event log (include/kiln/events.h): JSON lines, one O_APPEND write each.
+#include "kiln/events.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "kiln/fs.h"
+#include "kiln/log.h"
+
+namespace kiln::events {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr off_t kTurnOverBytes = 1 << 20;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// "2026-12-05T01:13:18.64318707Z": UTC, nanoseconds, trailing zeros trimmed
+/// (Go's RFC3339Nano, as podman's JSON).
+std::string Rfc3339Nano(int64_t ns) {
+  time_t secs = static_cast<time_t>(ns / 1000000000);
+  long frac = static_cast<long>(ns % 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (frac > 0) {
+    char f[16];
+    std::snprintf(f, sizeof f, ".%09ld", frac);
+    std::string fs = f;
+    while (fs.back() == '0')
+      fs.pop_back();
+    out += fs;
+  }
+  return out + "Z";
+}
+
+int64_t ParseRfc3339Nano(const std::string& t) {
+  struct tm tm {};
+  if (t.size() < 20 || !strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm))
+    return 0;
+  int64_t ns = static_cast<int64_t>(timegm(&tm)) * 1000000000;
+  if (t.size() > 20 && t[19] == '.') {
+    std::string frac;
+    for (size_t i = 20; i < t.size() && isdigit(static_cast<unsigned char>(t[i])); ++i)
+      frac += t[i];
+    frac.resize(9, '0');
+    ns += std::stoll(frac);
+  }
+  return ns;
+}
+
+std::vector<Event> ReadFileEvents(const std::string& path) {
+  std::vector<Event> out;
+  auto text = ReadFile(path, 64 << 20);
+  if (!text)
+    return out;
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t nl = text->find('\n', pos);
+    if (nl == std::string::npos)
+      break;  // a line being written
+    if (auto e = FromJson(text->substr(pos, nl - pos)))
+      out.push_back(std::move(*e));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string LogPath(const std::string& store_root) { return store_root + "/events/events.log"; }
+
+void Append(const std::string& store_root, Event e) {
+  if (e.time_ns == 0)
+    e.time_ns = NowNs();
+  std::string line = ToJson(e) + "\n";
+  std::string path = LogPath(store_root);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd && errno == ENOENT) {
+    (void)MakeDirs(DirName(path), 0700);
+    fd.reset(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  }
+  if (!fd) {
+    LogDebug("event not recorded: open " + path + ": " + std::strerror(errno));
+    return;
+  }
+  // Shared lock: writers append at once; the turn-over takes it exclusively.
+  (void)::flock(fd.get(), LOCK_SH);
+  if (!WriteAll(fd.get(), line))
+    LogDebug("event not recorded: write " + path + ": " + std::strerror(errno));
+  struct stat st;
+  bool full = ::fstat(fd.get(), &st) == 0 && st.st_size > kTurnOverBytes;
+  (void)::flock(fd.get(), LOCK_UN);
+  if (full && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+    struct stat now;
+    // Still the same full file (no other writer turned it over meanwhile).
+    if (::stat(path.c_str(), &now) == 0 && now.st_ino == st.st_ino)
+      (void)::rename(path.c_str(), (path + ".1").c_str());
+  }
+}
+
+std::string ToJson(const Event& e) {
+  // podman's key order: ContainerExitCode, ID, Image, Name, Status, Time, Type, Attributes.
+  std::string out = "{";
+  auto put = [&](const char* k, const json& v) {
+    if (out.size() > 1)
+      out += ",";
+    out += json(k).dump() + ":" + v.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  if (e.exit_code)
+    put("ContainerExitCode", *e.exit_code);
+  if (!e.id.empty())
+    put("ID", e.id);
+  if (!e.image.empty())
+    put("Image", e.image);
+  if (!e.name.empty())
+    put("Name", e.name);
+  put("Status", e.status);
+  put("Time", Rfc3339Nano(e.time_ns));
+  put("Type", e.type);
+  if (!e.health_status.empty())
+    put("HealthStatus", e.health_status);
+  put("Attributes", e.attributes.empty() ? json(nullptr) : json(e.attributes));
+  return out + "}";
+}
+
+Expected<Event> FromJson(const std::string& line) {
+  json j = json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Error(Errc::kCorrupt, "bad event line");
+  Event e;
+  try {
+    e.type = j.value("Type", "");
+    e.status = j.value("Status", "");
+    e.id = j.value("ID", "");
+    e.name = j.value("Name", "");
+    e.image = j.value("Image", "");
+    e.time_ns = ParseRfc3339Nano(j.value("Time", ""));
+    if (j.contains("ContainerExitCode") && j["ContainerExitCode"].is_number_integer())
+      e.exit_code = j["ContainerExitCode"].get<int>();
+    e.health_status = j.value("HealthStatus", "");
+    if (j.contains("Attributes") && j["Attributes"].is_object())
+      e.attributes = j["Attributes"].get<std::map<std::string, std::string>>();
+  } catch (const json::exception&) {
+    return Error(Errc::kCorrupt, "bad event line");
+  }
+  return e;
+}
+
+std::string ToText(const Event& e) {
+  time_t secs = static_cast<time_t>(e.time_ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  std::string out = buf;
+  long frac = static_cast<long>(e.time_ns % 1000000000);
+  if (frac > 0) {
+    char f[16];
+    std::snprintf(f, sizeof f, ".%09ld", frac);
+    std::string fs = f;
+    while (fs.back() == '0')
+      fs.pop_back();
+    out += fs;
+  }
+  out += " +0000 UTC " + e.type + " " + e.status;
+  if (e.type == "container") {
+    out += " " + e.id + " (image=" + e.image + ", name=" + e.name;
+    if (!e.health_status.empty())
+      out += ", health_status=" + e.health_status;
+    if (e.exit_code)
+      out += ", containerExitCode=" + std::to_string(*e.exit_code);
+    for (const auto& [k, v] : e.attributes)
+      out += ", " + k + "=" + v;
+    out += ")";
+  } else {
+    out += " " + e.id + " " + e.name;
+  }
+  return out;
+}
+
+std::vector<Event> ReadAll(const std::string& store_root) {
+  std::string path = LogPath(store_root);
+  std::vector<Event> out = ReadFileEvents(path + ".1");
+  std::vector<Event> current = ReadFileEvents(path);
+  out.insert(out.end(), current.begin(), current.end());
+  return out;
+}
+
+void Follow(const std::string& store_root, const std::function<bool(const Event&)>& on_event,
+            const std::function<bool()>& keep_going, int poll_ms) {
+  std::string path = LogPath(store_root);
+  ino_t inode = 0;
+  off_t offset = 0;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    inode = st.st_ino;
+    offset = st.st_size;
+  }
+  std::string pending;
+  for (;;) {
+    // Turned over: the rest of the old file (now events.log.1), then the new one.
+    if (::stat(path.c_str(), &st) == 0 && st.st_ino != inode) {
+      struct stat old;
+      if (inode != 0 && ::stat((path + ".1").c_str(), &old) == 0 && old.st_ino == inode) {
+        UniqueFd fd(::open((path + ".1").c_str(), O_RDONLY | O_CLOEXEC));
+        char buf[65536];
+        ssize_t n;
+        while (fd && (n = ::pread(fd.get(), buf, sizeof buf, offset)) > 0) {
+          pending.append(buf, static_cast<size_t>(n));
+          offset += n;
+        }
+      }
+      inode = st.st_ino;
+      offset = 0;
+    }
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd) {
+      char buf[65536];
+      ssize_t n;
+      while ((n = ::pread(fd.get(), buf, sizeof buf, offset)) > 0) {
+        pending.append(buf, static_cast<size_t>(n));
+        offset += n;
+      }
+    }
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      auto e = FromJson(pending.substr(0, nl));
+      pending.erase(0, nl + 1);
+      if (e && !on_event(*e))
+        return;
+    }
+    if (!keep_going())
+      return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+}
+
+}  // namespace kiln::events
