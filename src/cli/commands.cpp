@@ -147,7 +147,7 @@ const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
     {"system", {"connection", "df", "migrate", "renumber", "reset", "service"}},
     {"volume", {"exists", "export", "import", "mount", "reload", "unmount"}},
     {"manifest", {"annotate", "exists", "rm"}},
-    {"network", {"connect", "disconnect", "reload"}},
+    {"network", {"reload"}},
 };
 
 /// The registration function of each command a group member re-registers.

@@ -132,10 +132,7 @@ Status StartHolder(const std::string& state_dir) {
     return std::move(pid).error().WithContext("start the network namespace holder");
   ready_w.reset();
   char c = 0;
-  ssize_t n;
-  do {
-    n = ::read(ready_r.get(), &c, 1);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = ReadRetry(ready_r.get(), &c, 1);
   ::waitpid(*pid, nullptr, WNOHANG);
   if (n != 1 || c != 'R') {
     auto log = ReadFile(NetDir(state_dir) + "/holder.log", 4096);
@@ -257,10 +254,7 @@ Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid
                                              so));
   ready_w.reset();
   char c = 0;
-  ssize_t n;
-  do {
-    n = ::read(ready_r.get(), &c, 1);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = ReadRetry(ready_r.get(), &c, 1);
   if (n != 1) {
     ::waitpid(pid, nullptr, 0);
     auto log = ReadFile(NetDir(state_dir) + "/slirp4netns.log", 4096);

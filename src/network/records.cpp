@@ -12,6 +12,8 @@
 
 #include "kiln/digest.h"
 #include "kiln/fs.h"
+#include "kiln/lock.h"
+#include "kiln/random.h"
 #include "kiln/network.h"
 #include "kiln/store.h"
 
@@ -35,17 +37,11 @@ std::string NowNanos() {
 }
 
 std::string RandomHex32() {
-  unsigned char bytes[32];
-  FILE* f = std::fopen("/dev/urandom", "rb");
-  size_t n = f ? std::fread(bytes, 1, sizeof bytes, f) : 0;
-  if (f)
-    std::fclose(f);
-  if (n != sizeof bytes) {
-    Sha256 h;
-    h.Update(NowNanos());
-    return h.Finish().hex();
-  }
-  return HexEncode(bytes, sizeof bytes);
+  if (auto hex = RandomHex(64))
+    return *hex;
+  Sha256 h;
+  h.Update(NowNanos());
+  return h.Finish().hex();
 }
 
 Network DefaultNetwork() {
@@ -228,15 +224,7 @@ Expected<uint32_t> Network::Gateway() const {
   return ParseIpv4(subnets[0].gateway);
 }
 
-Expected<UniqueFd> LockNetworks(const Store& store) {
-  KILN_TRY(MakeDirs(Dir(store), 0700));
-  std::string path = Dir(store) + "/.lock";
-  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  while (::flock(fd.get(), LOCK_EX) != 0)
-    if (errno != EINTR)
-      return Error::FromErrno("lock " + path);
-  return fd;
-}
+Expected<UniqueFd> LockNetworks(const Store& store) { return LockFile(Dir(store) + "/.lock", LOCK_EX); }
 
 Expected<Network> CreateNetwork(const Store& store, const CreateOptions& o) {
   if (!ValidNetworkName(o.name))

@@ -37,9 +37,7 @@ size_t CountEntries(const std::string& dir) {
 class AcquireTest : public testing::TempStoreTest {
  protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(MakeTempDir("kiln-acquire-test-"));
-    store_ = OpenStore("store");
-    ASSERT_TRUE(store_);
+    ASSERT_NO_FATAL_FAILURE(MakeTempStore("kiln-acquire-test-"));
     // Two small rootfs tars made with tar(1): "local" and "remote" content.
     for (const char* which : {"local", "remote"}) {
       std::string root = Path(std::string("rootfs-") + which);

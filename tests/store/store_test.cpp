@@ -20,9 +20,7 @@ using kiln::testing::DirNames;
 class StoreTest : public testing::TempStoreTest {
  protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(MakeTempDir("kiln-store-test-"));
-    store_ = OpenStore("store");
-    ASSERT_TRUE(store_);
+    ASSERT_NO_FATAL_FAILURE(MakeTempStore("kiln-store-test-"));
   }
 
   /// A one-layer image whose layer blob is `content` (not a real tar: the

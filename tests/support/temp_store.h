@@ -31,6 +31,13 @@ class TempStoreTest : public ::testing::Test {
     dir_ = std::make_unique<TempDir>(std::move(*d));
   }
 
+  /// MakeTempDir, then store_ = the store at Path("store").
+  void MakeTempStore(const std::string& prefix) {
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir(prefix));
+    store_ = OpenStore("store");
+    ASSERT_TRUE(store_);
+  }
+
   /// `rel` inside the test's directory.
   std::string Path(const std::string& rel) const { return JoinPath(dir_->path(), rel); }
 
