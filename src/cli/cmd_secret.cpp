@@ -33,13 +33,6 @@ nlohmann::json SecretJson(const secret::SecretInfo& s) {
            {{"Name", s.name}, {"Driver", {{"Name", s.driver}, {"Options", {{"path", s.path}}}}}, {"Labels", s.labels}}}};
 }
 
-format::Options SecretTemplateOptions(const char* name) {
-  format::Options o;
-  o.name = name;
-  o.type_name = "entities.SecretInfoReport";
-  return o;
-}
-
 
 }  // namespace
 
@@ -89,16 +82,9 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
   {
     auto* cmd = group->add_subcommand("ls", "list secrets (never their values)");
     cmd->alias("list");
-    struct Flags {
-      bool quiet = false, no_heading = false;
-      std::string format;
-      std::vector<std::string> filters;
-    };
-    auto f = std::make_shared<Flags>();
-    cmd->add_flag("-q,--quiet", f->quiet, "print only the IDs");
-    cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
-    cmd->add_option("-f,--filter", f->filters, "name=NAME, id=ID (prefixes)");
-    cmd->add_option("--format", f->format, "json, a Go template ({{.ID}} {{.Spec.Name}}), or table TEMPLATE (docs/format.md)");
+    auto f = std::make_shared<ListFlags>();
+    f->Add(cmd, "print only the IDs", "name=NAME, id=ID (prefixes)",
+           "json, a Go template ({{.ID}} {{.Spec.Name}}), or table TEMPLATE (docs/format.md)");
     SetAction(cmd, ctx, [&ctx, f] {
       auto filter = ListFilter::Parse(f->filters, {"name", "id"}, [](const std::string& key) {
         return "invalid filter \"" + key + "\" (secret ls takes name, id)";
@@ -134,7 +120,7 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
       o.default_format = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}";
       o.headers = {{"CreatedAt", "CREATED"}, {"UpdatedAt", "UPDATED"}};
       o.no_heading = f->no_heading;
-      o.template_options = SecretTemplateOptions("list");
+      o.template_options = TemplateOptions("list", "entities.SecretInfoReport");
       return PrintList(f->format, rows, tmpl_rows, o, 4);
     });
   }
@@ -145,18 +131,11 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Spec.Name}} (docs/format.md)");
     cmd->add_option("secrets", *names, "secret names or IDs")->required();
     SetAction(cmd, ctx, [&ctx, names, format] {
-      std::vector<nlohmann::json> out;
-      int rc = 0;
-      for (const auto& n : *names) {
-        auto s = secret::Inspect(ctx.StoreRoot(), n);
-        if (!s) {
-          rc = ReportError(s.error());
-          continue;
-        }
-        out.push_back(SecretJson(*s));
-      }
-      int prc = PrintObjects(*format, out, SecretTemplateOptions("inspect"), 4);
-      return prc != 0 ? prc : rc;
+      return InspectEach(*names, *format, TemplateOptions("inspect", "entities.SecretInfoReport"), 4,
+                         [&ctx](const std::string& n) -> Expected<nlohmann::json> {
+                           KILN_ASSIGN_OR_RETURN(auto s, secret::Inspect(ctx.StoreRoot(), n));
+                           return SecretJson(s);
+                         });
     });
   }
   {

@@ -29,13 +29,6 @@ nlohmann::json VolumeJson(const run::VolumeInfo& v) {
           {"UsedBy", v.used_by}};
 }
 
-format::Options VolumeTemplateOptions(const char* name) {
-  format::Options o;
-  o.name = name;
-  o.type_name = "define.InspectVolumeData";
-  return o;
-}
-
 }  // namespace
 
 void AddVolumeCommand(CLI::App& app, Context& ctx) {
@@ -64,18 +57,10 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
   }
   {
     auto* cmd = group->add_subcommand("ls", "list volumes");
-    struct LsFlags {
-      bool quiet = false, no_heading = false;
-      std::string format;
-      std::vector<std::string> filters;
-    };
-    auto f = std::make_shared<LsFlags>();
-    cmd->add_flag("-q,--quiet", f->quiet, "print only the names");
-    cmd->add_flag("--noheading,-n", f->no_heading, "leave out the header row of a table");
-    cmd->add_option("-f,--filter", f->filters,
-                    "name=NAME (a substring), driver=local, dangling=true|false (no container uses it)");
-    cmd->add_option("--format", f->format,
-                    "json, a Go template ({{.Name}} {{.Mountpoint}}), or table TEMPLATE (docs/format.md)");
+    auto f = std::make_shared<ListFlags>();
+    f->Add(cmd, "print only the names",
+           "name=NAME (a substring), driver=local, dangling=true|false (no container uses it)",
+           "json, a Go template ({{.Name}} {{.Mountpoint}}), or table TEMPLATE (docs/format.md)");
     SetAction(cmd, ctx, [&ctx, f] {
       auto filter = ListFilter::Parse(f->filters, {"name", "driver", "dangling"}, [](const std::string& key) {
         return "invalid filter \"" + key + "\" (volume ls takes name, driver, dangling)";
@@ -110,7 +95,7 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
       o.default_format = "table {{.Driver}}\t{{.Name}}";
       o.headers = {{"Name", "VOLUME NAME"}};
       o.no_heading = f->no_heading;
-      o.template_options = VolumeTemplateOptions("list");
+      o.template_options = TemplateOptions("list", "define.InspectVolumeData");
       return PrintList(f->format, rows, tmpl_rows, o, 2);
     });
   }
@@ -121,18 +106,11 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Mountpoint}} (docs/format.md)");
     cmd->add_option("names", *names, "volume names")->required();
     SetAction(cmd, ctx, [&ctx, names, format] {
-      std::vector<nlohmann::json> out;
-      int rc = 0;
-      for (const auto& n : *names) {
-        auto v = run::InspectVolume(RunPaths(ctx), n);
-        if (!v) {
-          rc = ReportError(v.error());
-          continue;
-        }
-        out.push_back(VolumeJson(*v));
-      }
-      int prc = PrintObjects(*format, out, VolumeTemplateOptions("inspect"), 2);
-      return prc != 0 ? prc : rc;
+      return InspectEach(*names, *format, TemplateOptions("inspect", "define.InspectVolumeData"), 2,
+                         [&ctx](const std::string& n) -> Expected<nlohmann::json> {
+                           KILN_ASSIGN_OR_RETURN(auto v, run::InspectVolume(RunPaths(ctx), n));
+                           return VolumeJson(v);
+                         });
     });
   }
   {
@@ -142,15 +120,7 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
     cmd->add_flag("-f,--force", *force, "remove even when a container uses it");
     cmd->add_option("names", *names, "volume names")->required();
     SetAction(cmd, ctx, [&ctx, names, force] {
-      int rc = 0;
-      for (const auto& n : *names) {
-        if (auto st = run::RemoveVolume(RunPaths(ctx), n, *force); !st) {
-          rc = ReportError(st.error());
-          continue;
-        }
-        std::printf("%s\n", n.c_str());
-      }
-      return rc;
+      return ForEachName(*names, [&ctx, force](const std::string& n) { return run::RemoveVolume(RunPaths(ctx), n, *force); });
     }, kNotFoundFails);
   }
   {

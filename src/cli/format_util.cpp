@@ -118,4 +118,47 @@ bool LabelMatches(const std::map<std::string, std::string>& labels, const std::s
   return it != labels.end() && (eq == std::string::npos || it->second == spec.substr(eq + 1));
 }
 
+void ListFlags::Add(CLI::App* cmd, const std::string& quiet_help, const std::string& filter_help,
+                    const std::string& format_help) {
+  cmd->add_flag("-q,--quiet", quiet, quiet_help);
+  cmd->add_flag("--noheading,-n", no_heading, "leave out the header row of a table");
+  cmd->add_option("-f,--filter", filters, filter_help);
+  cmd->add_option("--format", format, format_help);
+}
+
+format::Options TemplateOptions(const std::string& name, const std::string& type_name) {
+  format::Options o;
+  o.name = name;
+  o.type_name = type_name;
+  return o;
+}
+
+int InspectEach(const std::vector<std::string>& names, const std::string& format, const format::Options& options,
+                int indent, const std::function<Expected<nlohmann::json>(const std::string& name)>& one) {
+  std::vector<nlohmann::json> out;
+  int rc = 0;
+  for (const auto& n : names) {
+    auto j = one(n);
+    if (!j) {
+      rc = ReportError(j.error());
+      continue;
+    }
+    out.push_back(std::move(*j));
+  }
+  int prc = PrintObjects(format, out, options, indent);
+  return prc != 0 ? prc : rc;
+}
+
+int ForEachName(const std::vector<std::string>& names, const std::function<Status(const std::string& name)>& op) {
+  int rc = 0;
+  for (const auto& n : names) {
+    if (auto st = op(n); !st) {
+      rc = ReportError(st.error());
+      continue;
+    }
+    std::printf("%s\n", n.c_str());
+  }
+  return rc;
+}
+
 }  // namespace kiln::cli

@@ -29,6 +29,32 @@ int PrintList(const std::string& format, const std::vector<nlohmann::json>& json
 int PrintObjects(const std::string& format, const std::vector<nlohmann::json>& objects,
                  const format::Options& options, int indent = 4);
 
+/// The flags of a list command as podman spells them: -q/--quiet,
+/// --noheading/-n, -f/--filter (repeatable) and --format.
+struct ListFlags {
+  bool quiet = false, no_heading = false;
+  std::string format;
+  std::vector<std::string> filters;
+  /// Registers them on `cmd` in that order, with the command's help texts.
+  void Add(CLI::App* cmd, const std::string& quiet_help, const std::string& filter_help,
+           const std::string& format_help);
+};
+
+/// format::Options naming the command (`name`, for template errors) and
+/// podman's Go type of the objects (`type_name`, for `{{printf "%T" .}}`).
+format::Options TemplateOptions(const std::string& name, const std::string& type_name);
+
+/// An inspect command: `one(name)` for every name; a failure is reported
+/// and the others are still printed (PrintObjects). Returns the printing's
+/// exit code, else the last failure's, else 0.
+int InspectEach(const std::vector<std::string>& names, const std::string& format, const format::Options& options,
+                int indent, const std::function<Expected<nlohmann::json>(const std::string& name)>& one);
+
+/// An rm-like command: `op(name)` for every name, printing the name when it
+/// succeeds; a failure is reported and the others go on. Returns the last
+/// failure's exit code, else 0.
+int ForEachName(const std::vector<std::string>& names, const std::function<Status(const std::string& name)>& op);
+
 /// podman's `--filter KEY=VALUE` of a list command (ps, images, volume ls,
 /// secret ls, network ls|prune): the values by key; one key's values OR,
 /// keys AND.
