@@ -111,6 +111,9 @@ struct RunOptions {
   std::vector<std::string> networks;
   std::string ip;
   std::vector<std::string> network_aliases;
+  /// --network container:NAME: share that running container's network
+  /// namespace (one on a container network; src/run/network.cpp).
+  std::string network_container;
   /// --add-host HOST:IP, --dns IP, --dns-search DOMAIN, --dns-option OPT:
   /// the container's /etc/hosts and /etc/resolv.conf (src/run/network.cpp).
   std::vector<std::string> add_hosts;

@@ -81,8 +81,11 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
       mode = NetworkMode::kHost;
     else if (net == "private" || net == "slirp4netns" || net == "pasta" || net == "bridge")
       mode = NetworkMode::kPrivate;
-    else if (net.rfind("container:", 0) == 0 || net.rfind("ns:", 0) == 0)
-      return ReportError(Error(Errc::kUnsupported, "--network " + net + " is not supported yet"));
+    else if (net.rfind("container:", 0) == 0 && net.size() > 10) {
+      o.network_container = net.substr(10);
+      mode = NetworkMode::kNone;  // until the record names the container (run/network.cpp)
+    } else if (net.rfind("ns:", 0) == 0 || net.rfind("container:", 0) == 0)
+      return ReportError(Error(Errc::kUnsupported, "--network " + net + " is not supported"));
     else
       named = true;
     if (named)
@@ -161,7 +164,7 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
         f->entrypoint_set = true;
       },
       "override the image's ENTRYPOINT (\"\" clears it)");
-  cmd->add_option("--network,--net", f->networks, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, or a network's NAME[:alias=A,ip=IP] (kiln network create; repeatable: one interface per network)")
+  cmd->add_option("--network,--net", f->networks, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, a network's NAME[:alias=A,ip=IP] (kiln network create; repeatable: one interface per network), or container:NAME (share a running container's network namespace)")
       ->allow_extra_args(false);
   cmd->add_option("--ip", f->o.ip, "the container's IPv4 address on its --network");
   cmd->add_option("--network-alias", f->o.network_aliases, "another name of the container on its --network (repeatable)")

@@ -121,6 +121,7 @@ struct Config {
   std::vector<SecretRef> secrets;          ///< --secret (never a value)
   Health health;
   RestartPolicy restart;
+  std::string network_container;  ///< --network container:ID: its id (network.cpp)
   std::string json;  ///< as read
 };
 std::string ConfigToJson(const Config& c);

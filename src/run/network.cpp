@@ -6,14 +6,19 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 #include <map>
 #include <set>
 
 #include "kiln/fs.h"
+#include "kiln/log.h"
 #include "kiln/network.h"
 #include "kiln/store.h"
 #include "run/internal.h"
@@ -244,11 +249,44 @@ void ApplyNameOptions(const RunOptions& o, Config& c) {
   c.etc_resolv_conf = out;
 }
 
+
+/// --network container:NAME: the record names the container; its /etc/hosts
+/// and resolv.conf are copied (as podman shares them). It must be on a
+/// container network: only those namespaces belong to the holder's user
+/// namespace, which every kiln process joins.
+Status ShareNetwork(const Paths& paths, const RunOptions& o, Config& c) {
+  const std::string flag = "--network container:" + o.network_container;
+  if (!o.networks.empty() || !o.ip.empty() || !o.network_aliases.empty() || !o.add_hosts.empty() ||
+      !o.dns_servers.empty() || !o.dns_search.empty() || !o.dns_options.empty() || !o.ports.empty())
+    return Error(Errc::kInvalidInput, "conflicting options: " + flag +
+                                          " takes no other --network, --ip, --network-alias, --add-host, --dns* "
+                                          "or -p (the namespace is the other container's)");
+  KILN_ASSIGN_OR_RETURN(std::string id, ResolveContainer(paths, o.network_container));
+  KILN_ASSIGN_OR_RETURN(Config other, ReadConfig(paths, id));
+  if (!other.network_container.empty())
+    id = other.network_container;  // the namespace's owner
+  if (other.networks.empty() && other.network_container.empty())
+    return Error(Errc::kInvalidInput, flag + ": that container is not on a container network (kiln shares the "
+                                             "namespaces of containers made with --network NAME only)");
+  if (!o.create_only) {
+    State st = EffectiveState(paths, id);
+    if (st.status != "running" || st.pid <= 0)
+      return Error(Errc::kFailed, flag + ": that container is not running (its network namespace exists only while it runs)");
+  }
+  c.network_container = id;
+  c.network = NetworkMode::kHost;  // no namespace of its own: the thread's (AttachNetworksHook)
+  c.etc_hosts = other.etc_hosts;
+  c.etc_resolv_conf = other.etc_resolv_conf;
+  return Ok();
+}
+
 }  // namespace
 
 namespace internal {
 
 void NetworksToJson(const Config& c, json& j) {
+  if (!c.network_container.empty())
+    j["network_container"] = c.network_container;
   if (c.networks.empty())
     return;
   json nets = json::object();
@@ -262,6 +300,8 @@ void NetworksToJson(const Config& c, json& j) {
 }
 
 void NetworksFromJson(const json& j, Config& c) {
+  if (auto nc = j.find("network_container"); nc != j.end() && nc->is_string())
+    c.network_container = nc->get<std::string>();
   auto it = j.find("networks");
   if (it == j.end() || !it->is_object())
     return;
@@ -295,6 +335,8 @@ void NetworksFromJson(const json& j, Config& c) {
 }
 
 Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& o, Config& c) {
+  if (!o.network_container.empty())
+    return ShareNetwork(paths, o, c);
   KILN_TRY(CheckNameOptions(o));
   if (o.networks.empty()) {
     if (!o.ip.empty() || !o.network_aliases.empty())
@@ -378,6 +420,28 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
 }
 
 void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec) {
+  if (!c.network_container.empty()) {
+    // --network container:ID: the sandbox makes no network namespace
+    // (kHost) and is spawned by this thread (Supervise -> Run), so it starts
+    // in the namespace this thread enters now. Fails closed: without the
+    // other container's namespace the container gets none (a new one with
+    // loopback only), never the host's.
+    spec.network = NetworkMode::kNone;
+    State s = EffectiveState(paths, c.network_container);
+    if (s.status != "running" || s.pid <= 0) {
+      LogWarn("--network container:" + c.network_container.substr(0, 12) +
+              ": that container is not running: this one gets loopback only");
+      return;
+    }
+    UniqueFd ns(::open(("/proc/" + std::to_string(s.pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns || ::setns(ns.get(), CLONE_NEWNET) != 0) {
+      LogWarn("--network container:" + c.network_container.substr(0, 12) + ": cannot join its network namespace (" +
+              std::strerror(errno) + "): this one gets loopback only");
+      return;
+    }
+    spec.network = NetworkMode::kHost;
+    return;
+  }
   if (c.networks.empty())
     return;
   spec.network = NetworkMode::kPrivate;  // its own namespace; attach_network instead of slirp4netns

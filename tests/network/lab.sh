@@ -173,6 +173,18 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
     tap_skip "$mode: --dns forwarding needs a resolver on port 53 (root)"
   fi
 
+  # --network container:a shares A's namespace: A's address, names via
+  # A's resolver; a container not on a container network is refused.
+  out=$(k run --rm --network container:a busybox sh -c "ip -4 -o addr show eth0; ping -c1 -W2 b >/dev/null && echo pinged-b" 2>&1)
+  printf '%s' "$out" | grep -q "inet $ipa/" && printf '%s' "$out" | grep -q pinged-b &&
+    tap_ok "$mode: --network container:a has A's eth0 ($ipa) and resolves b" ||
+    { tap_not_ok "$mode: --network container:a"; printf '%s\n' "$out" | diag; }
+  k run -d --name lonely --network none busybox sleep 600 >/dev/null 2>&1
+  out=$(k run --rm --network container:lonely busybox true 2>&1); rc=$?
+  [ $rc -eq 2 ] && printf '%s' "$out" | grep -q "not on a container network" && tap_ok "$mode: container:ID of a container on no network: exit 2: $out" ||
+    tap_not_ok "$mode: container:lonely: rc=$rc $out"
+  k rm -f lonely >/dev/null 2>&1
+
   # Several --network flags: one interface per network.
   out=$(k run --rm --network safe-net --network other-net busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
   [ "$out" = 2 ] && tap_ok "$mode: run --network safe-net --network other-net: eth0 and eth1, reaches A and C" ||
