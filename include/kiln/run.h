@@ -264,6 +264,14 @@ struct ExecOptions {
 };
 Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions& options);
 
+/// `kiln healthcheck run`: one probe of the container's health check now,
+/// recorded as the monitor's are (and --health-on-failure applied). True
+/// when the probe passed. kNotFound: no health check, or not running
+/// (podman's messages, exit 125).
+Expected<bool> RunHealthcheck(const Paths& paths, const std::string& id);
+/// `kiln restart`: stops the container (timeout as stop) and starts it again.
+Status RestartContainer(const Paths& paths, const std::string& id, int timeout_seconds);
+
 /// Removes what a kiln killed while creating or removing a container left
 /// behind: containers/.new-<id> and .rm-<id> directories nobody holds, and
 /// <id> directories without a config.json. `kiln run` calls it; `kiln

@@ -133,6 +133,22 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
                             {"IPPrefixLen", slash == std::string::npos ? 0 : std::atoi(subnet.c_str() + slash + 1)},
                             {"Aliases", net.value("aliases", nlohmann::json::array())}};
     }
+  nlohmann::json state = {{"Status", info.status},
+                         {"Running", info.status == "running"},
+                         {"Restarting", info.status == "restarting"},
+                         {"Pid", info.pid},
+                         {"MonitorPid", info.monitor_pid},
+                         {"ExitCode", info.exit_code},
+                         {"StartedAt", info.started_at},
+                         {"FinishedAt", info.finished_at}};
+  if (!info.health_json.empty())  // Docker's State.Health (docs/run.md "Health checks")
+    state["Health"] = nlohmann::json::parse(info.health_json, nullptr, false);
+  std::string policy = info.restart_policy;
+  size_t colon = policy.find(':');
+  nlohmann::json host_config = {
+      {"RestartPolicy",
+       {{"Name", policy.substr(0, colon)},
+        {"MaximumRetryCount", colon == std::string::npos ? 0 : std::atoi(policy.c_str() + colon + 1)}}}};
   return nlohmann::json{{"Id", info.id},
                         {"Name", info.name},
                         {"Image", info.image_id},
@@ -142,14 +158,9 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
                         {"Args", info.command.size() > 1
                                      ? std::vector<std::string>(info.command.begin() + 1, info.command.end())
                                      : std::vector<std::string>()},
-                        {"State",
-                         {{"Status", info.status},
-                          {"Running", info.status == "running"},
-                          {"Pid", info.pid},
-                          {"MonitorPid", info.monitor_pid},
-                          {"ExitCode", info.exit_code},
-                          {"StartedAt", info.started_at},
-                          {"FinishedAt", info.finished_at}}},
+                        {"State", state},
+                        {"RestartCount", info.restart_count},
+                        {"HostConfig", host_config},
                         {"LogPath", info.log_path},
                         {"Ports", info.ports},
                         {"AutoRemove", info.auto_remove},

@@ -21,6 +21,11 @@ int64_t NowNs() {
       .count();
 }
 
+}  // namespace
+
+/// Also `kiln events` (cmd_events.cpp).
+Expected<int64_t> ParseLogTime(const std::string& flag, const std::string& v);
+
 /// podman's --since/--until values: a Go duration before now ("10m",
 /// "1h30m", "2.5s"), Unix seconds ("1700000000[.123]"), or an RFC 3339
 /// date/time ("2026-12-05", "2026-12-05T02:30:00[.123][Z|+01:00]", local
@@ -76,7 +81,6 @@ Expected<int64_t> ParseLogTime(const std::string& flag, const std::string& v) {
                                         "\": want a duration (10m, 1h30m), Unix seconds or an RFC 3339 time");
 }
 
-}  // namespace
 
 void AddLogsCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("logs", "print the stdout/stderr of a detached container");

@@ -40,8 +40,10 @@ std::string Ago(const std::string& when) {
 }
 
 std::string StatusText(const run::ContainerInfo& c) {
-  if (c.status == "running")
-    return "Up " + Ago(c.started_at);
+  if (c.status == "running")  // podman: "Up 3 minutes (healthy)"
+    return "Up " + Ago(c.started_at) + (c.health_status.empty() ? "" : " (" + c.health_status + ")");
+  if (c.status == "restarting")  // between two runs of the restart policy (docker's words)
+    return "Restarting (" + std::to_string(c.exit_code) + ") " + Ago(c.finished_at) + " ago";
   if (c.status == "exited") {
     std::string ago = Ago(c.finished_at);
     return "Exited (" + std::to_string(c.exit_code) + ")" + (ago.empty() ? "" : " " + ago + " ago");

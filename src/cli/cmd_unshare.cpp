@@ -22,7 +22,7 @@ bool NeedsUserNamespace(int argc, char** argv) {
   // `prune`/`rmi` remove layer directories owned by subordinate ids.
   // Not `exec`: it joins the container's own user namespace with setns,
   // which works only from the parent namespace (src/run/exec.cpp).
-  static const std::set<std::string> kCommands = {"build", "run", "create", "start", "rm", "volume", "network", "pull",
+  static const std::set<std::string> kCommands = {"build", "run", "create", "start", "restart", "rm", "volume", "network", "pull",
                                                   "prune", "rmi",
                                                   "container", "__monitor", "__network-holder", "unshare", "info", "mount",
                                                   "__sandbox-test"};

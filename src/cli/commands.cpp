@@ -130,6 +130,7 @@ const GroupMember kMembers[] = {
     {"container", "run", {}, "run"},       {"container", "logs", {}, "logs"},
     {"container", "create", {}, "create"}, {"container", "port", {}, "port"},
     {"container", "exec", {}, "exec"},
+    {"container", "restart", {}, "restart"},
     {"system", "info", {}, "info"},        {"system", "prune", {}, "prune"},
     {"buildx", "build", {}, "build"},
 };
@@ -137,11 +138,11 @@ const GroupMember kMembers[] = {
 /// podman 4.3's commands (`podman [GROUP] --help`) that kiln does not have:
 /// named as such instead of "unrecognized".
 const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
-    {"", {"attach", "auto-update", "commit", "compose", "cp", "diff", "events", "export", "generate",
-          "healthcheck", "init", "kube", "machine", "mount", "pause", "play", "pod", "rename",
-          "restart", "search", "stats", "top", "unmount", "unpause", "untag", "update"}},
+    {"", {"attach", "auto-update", "commit", "compose", "cp", "diff", "export", "generate",
+          "init", "kube", "machine", "mount", "pause", "play", "pod", "rename",
+          "search", "stats", "top", "unmount", "unpause", "untag", "update"}},
     {"container", {"attach", "checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
-                   "init", "mount", "pause", "rename", "restart", "restore", "runlabel", "stats",
+                   "init", "mount", "pause", "rename", "restore", "runlabel", "stats",
                    "top", "unmount", "unpause", "update"}},
     {"image", {"diff", "exists", "mount", "scp", "search", "sign", "tree", "trust", "unmount", "untag"}},
     {"system", {"connection", "df", "migrate", "renumber", "reset", "service"}},
@@ -160,7 +161,7 @@ const std::map<std::string, AddFn>& AddFunctions() {
       {"rmi", AddRmiCommand}, {"save", AddSaveCommand}, {"tag", AddTagCommand},
       {"ps", AddPsCommand}, {"run", AddRunCommand}, {"logs", AddLogsCommand},
       {"exec", AddExecCommand}, {"info", AddInfoCommand}, {"create", AddCreateCommand},
-      {"port", AddPortCommand},
+      {"port", AddPortCommand}, {"restart", AddRestartCommand},
   };
   return m;
 }

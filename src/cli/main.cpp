@@ -142,6 +142,9 @@ int main(int argc, char** argv) {
   AddPsCommand(app, ctx);
   AddLogsCommand(app, ctx);
   AddExecCommand(app, ctx);
+  AddRestartCommand(app, ctx);
+  AddHealthcheckCommand(app, ctx);
+  AddEventsCommand(app, ctx);
   AddContainerCommands(app, ctx);
   AddVolumeCommand(app, ctx);
   AddSecretCommand(app, ctx);

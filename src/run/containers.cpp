@@ -120,6 +120,21 @@ ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
   info.auto_remove = c.auto_remove;
   info.log_path = ContainerDir(paths, c.id) + "/ctr.log";
   info.config_json = c.json;
+  info.restart_count = s.restart_count;
+  info.restart_policy = c.restart.name == "on-failure" && c.restart.max_retries > 0
+                            ? "on-failure:" + std::to_string(c.restart.max_retries)
+                            : c.restart.name;
+  if (!c.health.test.empty()) {
+    // Docker's State.Health as the owner wrote it (health.cpp); "starting"
+    // until the first probe.
+    auto text = ReadFile(RunDir(paths, c.id) + "/health.json", 1 << 20);
+    nlohmann::json h = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    if (h.is_object()) {
+      info.health_json = h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (info.status == "running")
+        info.health_status = h.value("Status", "");
+    }
+  }
   return info;
 }
 
@@ -237,16 +252,30 @@ Status KillContainer(const Paths& paths, const std::string& id, int signal) {
 Status StopContainer(const Paths& paths, const std::string& id, int timeout_seconds) {
   KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
   State s = EffectiveState(paths, id);
-  if (s.status != "running")
+  if (s.status != "running" && s.status != "restarting")
     return Ok();
-  if (timeout_seconds > 0) {
+  // The restart policy never undoes a stop (the monitor reads this before
+  // each restart, and once the restarted container runs).
+  (void)UpdateState(paths, id, [](State& st) { st.stopped_by_user = true; });
+  bool stopped = false;
+  if (s.status == "running" && timeout_seconds > 0) {
     (void)KillContainer(paths, id, c.stop_signal > 0 ? c.stop_signal : SIGTERM);
-    if (WaitMonitor(paths, id, timeout_seconds * 1000))
-      return Ok();
+    stopped = WaitMonitor(paths, id, timeout_seconds * 1000);
   }
-  (void)KillContainer(paths, id, SIGKILL);
-  if (!WaitMonitor(paths, id, 10000))
-    return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  if (!stopped) {
+    (void)KillContainer(paths, id, SIGKILL);
+    if (!WaitMonitor(paths, id, 10000))
+      return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");
+  }
+  EmitContainerEvent(paths, c, "stop");
+  return Ok();
+}
+
+Status RestartContainer(const Paths& paths, const std::string& id, int timeout_seconds) {
+  KILN_TRY(StopContainer(paths, id, timeout_seconds));
+  KILN_TRY(StartContainer(paths, id));
+  if (auto c = ReadConfig(paths, id))
+    EmitContainerEvent(paths, *c, "restart");
   return Ok();
 }
 
@@ -259,10 +288,12 @@ Expected<int> WaitContainer(const Paths& paths, const std::string& id) {
 
 Status RemoveContainer(const Paths& paths, const std::string& id, bool force) {
   KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
-  if (EffectiveState(paths, id).status == "running") {
+  std::string status = EffectiveState(paths, id).status;
+  if (status == "running" || status == "restarting") {
     if (!force)
       return Error(Errc::kFailed, "container " + id.substr(0, 12) +
-                                      " is running: stop it first or use rm -f");
+                                      " is " + status + ": stop it first or use rm -f");
+    (void)UpdateState(paths, id, [](State& st) { st.stopped_by_user = true; });
     (void)KillContainer(paths, id, SIGKILL);
     if (!WaitMonitor(paths, id, 10000))
       return Error(Errc::kFailed, "container " + id.substr(0, 12) + " did not stop");

@@ -4,10 +4,15 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -165,6 +170,11 @@ struct State {
   std::string started_at;
   std::string finished_at;
   std::string error;
+  /// kiln stop (or --health-on-failure=stop): the restart policy does not
+  /// undo it; cleared by start/restart.
+  bool stopped_by_user = false;
+  /// Restarts by the policy since the last start (inspect's RestartCount).
+  int restart_count = 0;
 };
 /// A missing file is State{} ("created").
 State ReadState(const Paths& paths, const std::string& id);
@@ -214,7 +224,34 @@ class PortForwarder;
 /// they are bound here, before the container starts).
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
                         int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
-                        std::unique_ptr<PortForwarder> fwd = nullptr, Sandbox* sandbox = nullptr);
+                        std::unique_ptr<PortForwarder> fwd = nullptr, Sandbox* sandbox = nullptr,
+                        bool lock_held = false);
+/// The health checks of a running container (health.cpp): a thread that
+/// probes at the intervals, records State.Health, emits health_status
+/// events and acts on --health-on-failure. `paths` and `c` must outlive it.
+class HealthChecker {
+ public:
+  HealthChecker() = default;
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+  /// Resets the health to "starting" and starts probing (nothing without a test).
+  void Start(const Paths& paths, const Config& c);
+  /// Stops probing (kills a probe in flight) and joins the thread.
+  void Stop();
+
+ private:
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<pid_t> probe_pid_{0};
+};
+
+/// An event about container `c` (create, start, died, stop, remove, restart).
+void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& status,
+                        std::optional<int> exit_code = std::nullopt);
+
 /// Starts `kiln __monitor` for `id`, detached (own session, stdio on
 /// /dev/null), and waits until the container runs. `port_fds`: the host
 /// sockets of -p, bound by the caller; the monitor inherits them (as fds 4,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <regex>
 
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/oci.h"
 #include "kiln/secret.h"
@@ -324,6 +325,18 @@ Status ResolveSecrets(const Paths& paths, const Config& c, std::vector<std::stri
     mounts->push_back(std::move(m));
   }
   return Ok();
+}
+
+void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& status, std::optional<int> exit_code) {
+  events::Event e;
+  e.type = "container";
+  e.status = status;
+  e.id = c.id;
+  e.name = c.name;
+  e.image = c.image;
+  e.exit_code = exit_code;
+  e.attributes = c.labels;
+  events::Append(paths.store_root, e);
 }
 
 void RemoveSecretFiles(const Paths& paths, const std::string& id) {

@@ -17,6 +17,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <thread>
 
@@ -216,6 +218,27 @@ UniqueFd StartLogger(int log_fd, int ts_fd, pid_t* logger) {
 
 }  // namespace
 
+namespace {
+
+/// After the container exited with `status`: is it started again? Never
+/// after a kiln stop; always after --health-on-failure=restart; else as
+/// the policy says.
+bool ShouldRestart(const Paths& paths, const Config& c, int status) {
+  State s = ReadState(paths, c.id);
+  if (s.stopped_by_user)
+    return false;
+  if (PathExists(RunDir(paths, c.id) + "/restart-requested"))
+    return true;
+  const std::string& p = c.restart.name;
+  if (p == "always" || p == "unless-stopped")
+    return true;
+  if (p == "on-failure")
+    return status != 0 && (c.restart.max_retries == 0 || s.restart_count < c.restart.max_retries);
+  return false;
+}
+
+}  // namespace
+
 int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const std::vector<int>& port_fds) {
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
@@ -260,15 +283,49 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
     else
       status = std::move(ref).error();
   }
-  if (!holder_ref && !c->networks.empty()) {
-    // status holds the error
-  } else if (c->tty) {
+  // The monitor owns the container across restarts (--restart,
+  // --health-on-failure=restart): monitor.lock is held for the whole loop.
+  std::string rdir = RunDir(paths, id);
+  (void)MakeDirs(rdir, 0700);
+  auto owner = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
+  if (!owner)
+    status = Error(Errc::kFailed, "container " + c->name + " is already running");
+  else
+    (void)UpdateState(paths, id, [](State& s) {
+      s.stopped_by_user = false;  // a start undoes a stop
+      s.restart_count = 0;
+    });
+  int64_t delay_ms = 100;
+  while (owner && (holder_ref || c->networks.empty())) {
+    (void)::unlink((rdir + "/restart-requested").c_str());
+    auto began = std::chrono::steady_clock::now();
     // -d -t: the terminal's output goes to the log.
-    status = Supervise(paths, *c, -1, log_fd, log_fd, true, -1, log_fd, &ready_fd, "", std::move(fwd));
-  } else {
-    status = Supervise(paths, *c, -1, log_fd, log_fd, false, -1, -1, &ready_fd, "", std::move(fwd));
+    status = Supervise(paths, *c, -1, log_fd, log_fd, c->tty, -1, c->tty ? log_fd : -1, &ready_fd, "",
+                       std::move(fwd), nullptr, /*lock_held=*/true);
+    fwd.reset();  // later rounds bind the -p ports again (Supervise)
+    DetachNetworks(paths, *c);  // its names go at once (network.cpp)
+    if (!status)
+      break;  // could not run it: a restart would fail the same way
+    if (!ShouldRestart(paths, *c, *status))
+      break;
+    // Docker's back-off: 100 ms, doubling up to 1 min, back to 100 ms
+    // after a run of 10 s or more. A kiln stop meanwhile ends the loop.
+    if (std::chrono::steady_clock::now() - began >= std::chrono::seconds(10))
+      delay_ms = 100;
+    (void)UpdateState(paths, id, [](State& s) { s.status = "restarting"; });
+    bool stopped = false;
+    for (int64_t waited = 0; waited < delay_ms && !stopped; waited += 20) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(20, delay_ms - waited)));
+      stopped = ReadState(paths, id).stopped_by_user;
+    }
+    if (stopped) {
+      (void)UpdateState(paths, id, [](State& s) { s.status = "exited"; });
+      break;
+    }
+    delay_ms = std::min<int64_t>(delay_ms * 2, 60000);
+    (void)UpdateState(paths, id, [](State& s) { ++s.restart_count; });
+    EmitContainerEvent(paths, *c, "restart");
   }
-  DetachNetworks(paths, *c);  // its names go at once (network.cpp)
   if (!status) {
     std::string line = "kiln: error: " + status.error().message() + "\n";
     (void)WriteAll(log_fd, line);

@@ -389,6 +389,8 @@ State ReadState(const Paths& paths, const std::string& id) {
   s.started_at = Get<std::string>(j, "started_at", "");
   s.finished_at = Get<std::string>(j, "finished_at", "");
   s.error = Get<std::string>(j, "error", "");
+  s.stopped_by_user = Get<bool>(j, "stopped_by_user", false);
+  s.restart_count = Get<int>(j, "restart_count", 0);
   return s;
 }
 
@@ -401,7 +403,8 @@ Status UpdateState(const Paths& paths, const std::string& id, const std::functio
   json j = {{"status", s.status},         {"pid", s.pid},
             {"monitor_pid", s.monitor_pid}, {"exit_code", s.exit_code},
             {"started_at", s.started_at}, {"finished_at", s.finished_at},
-            {"error", s.error}};
+            {"error", s.error},           {"stopped_by_user", s.stopped_by_user},
+            {"restart_count", s.restart_count}};
   std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The run-time directory does not outlive a reboot: no fsync there.
   KILN_TRY(ReplaceFileVolatile(dir + "/state.json", text, 0600));
@@ -414,7 +417,7 @@ Status UpdateState(const Paths& paths, const std::string& id, const std::functio
 
 State EffectiveState(const Paths& paths, const std::string& id) {
   State s = ReadState(paths, id);
-  if (s.status == "running" && !MonitorAlive(paths, id)) {
+  if ((s.status == "running" || s.status == "restarting") && !MonitorAlive(paths, id)) {
     s.status = "exited";
     if (s.finished_at.empty())
       s.exit_code = -1;  // the monitor died without recording the status
@@ -488,6 +491,7 @@ Status RemoveRecords(const Paths& paths, const Config& c) {
   (void)RemoveAll(RunDir(paths, c.id));
   for (const auto& v : c.anonymous_volumes)
     (void)RemoveAll(VolumesRoot(paths) + "/" + v);
+  EmitContainerEvent(paths, c, "remove");
   return Ok();
 }
 

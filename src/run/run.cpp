@@ -85,10 +85,12 @@ namespace internal {
 /// they are bound here, before the container starts).
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
                         int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
-                        std::unique_ptr<PortForwarder> fwd, Sandbox* sandbox) {
+                        std::unique_ptr<PortForwarder> fwd, Sandbox* sandbox, bool lock_held) {
   std::string rdir = RunDir(paths, c.id);
   KILN_TRY(MakeDirs(rdir, 0700));
-  auto lock = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
+  Expected<UniqueFd> lock = UniqueFd();
+  if (!lock_held)  // the monitor holds it across restarts (monitor.cpp)
+    lock = LockFile(rdir + "/monitor.lock", LOCK_EX | LOCK_NB);
   if (!lock)
     return Error(Errc::kFailed, "container " + c.name + " is already running");
   if (!cgroup.empty()) {
@@ -130,6 +132,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     };
   }
   std::thread secret_sweeper;
+  HealthChecker health;
   std::string fwd_error;
   spec.on_started = [&](pid_t pid) {
     if (fwd) {
@@ -144,6 +147,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       secret_sweeper = std::thread([&paths, &c, pid] { RemoveSecretFilesOnceMounted(paths, c.id, pid); });
     if (int sig = g_cancel_signal.load())
       ::kill(pid, sig);  // arrived before the container existed
+    bool stopped = false;
     (void)UpdateState(paths, c.id, [&](State& s) {
       s.status = "running";
       s.pid = pid;
@@ -152,7 +156,12 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
       s.started_at = NowRfc3339();
       s.finished_at.clear();
       s.error.clear();
+      stopped = s.stopped_by_user;
     });
+    if (stopped)
+      ::kill(pid, SIGKILL);  // a kiln stop came while the monitor was restarting it
+    EmitContainerEvent(paths, c, "start");
+    health.Start(paths, c);
     if (*ready_fd >= 0) {
       (void)WriteAll(*ready_fd, "R\n");
       ::close(*ready_fd);
@@ -167,6 +176,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     relay.join();
   }
   raw.reset();  // the user's terminal back to normal
+  health.Stop();
   if (secret_sweeper.joinable())
     secret_sweeper.join();
   RemoveSecretFiles(paths, c.id);
@@ -198,6 +208,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
     s.finished_at = NowRfc3339();
     s.error = result->message;
   }, !c.auto_remove);
+  EmitContainerEvent(paths, c, "died", status);
   if (!result->message.empty()) {
     std::string line = "kiln: error: " + result->message + "\n";
     (void)!::write(err >= 0 && !tty ? err : 2, line.data(), line.size());
@@ -338,6 +349,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
     discard.dir.clear();
     staging_lock.reset();  // RemoveRecords() locks the record itself
   }
+  EmitContainerEvent(paths, c, "create");
   if (id_out)
     *id_out = id;
   if (cidfile.fd) {
