@@ -37,6 +37,19 @@ Expected<std::vector<std::string>> Builder::LowerDirs(StageState& st) {
   return lowers;
 }
 
+// The one "resolve, else pull" of a build (issue [2.3]): FROM, COPY --from=IMAGE,
+// RUN --mount from=IMAGE and their cache keys all name an image through here,
+// with image::ResolveLocal's name rule before and after the pull.
+Expected<StoredImage> Builder::AcquireImage(const std::string& name, const std::string& digest,
+                                            const Platform& platform) {
+  auto image = digest.empty() ? ResolveStoreImage(store_, name, platform) : store_.ResolveImage(digest, platform);
+  if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
+    KILN_TRY(opts_.pull(digest.empty() ? name : name + "@" + digest, platform));
+    image = digest.empty() ? ResolveStoreImage(store_, name, platform) : store_.ResolveImage(digest, platform);
+  }
+  return image;
+}
+
 Status Builder::InitFromBase(const Stage& stage, StageState& st) {
   switch (stage.base.kind) {
     case StageBase::Kind::kScratch:
@@ -62,12 +75,7 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
       break;
   }
   std::string ref = stage.base.digest.empty() ? stage.base.image : stage.base.image + "@" + stage.base.digest;
-  auto image = stage.base.digest.empty() ? ResolveStoreImage(store_, stage.base.image, stage.platform)
-                                         : store_.ResolveImage(stage.base.digest, stage.platform);
-  if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
-    KILN_TRY(opts_.pull(stage.base.image, stage.platform));
-    image = store_.ResolveImage(stage.base.image, stage.platform);
-  }
+  auto image = AcquireImage(stage.base.image, stage.base.digest, stage.platform);
   if (!image)
     return std::move(image).error().WithContext(stage.location.file + ":" + std::to_string(stage.location.line) +
                                                 ": FROM " + stage.base.written);
@@ -118,11 +126,7 @@ Expected<std::vector<std::string>> Builder::SourceLowers(const CopySource& from,
   if (from.kind == CopySource::Kind::kStage) {
     src = &states_[static_cast<size_t>(from.stage)];
   } else {
-    auto image = ResolveStoreImage(store_, from.image);
-    if (!image && image.error().code() == Errc::kNotFound && opts_.pull) {
-      KILN_TRY(opts_.pull(from.image, graph_.target_platform));
-      image = store_.ResolveImage(from.image);
-    }
+    auto image = AcquireImage(from.image, "", graph_.target_platform);
     if (!image)
       return std::move(image).error();
     for (size_t i = 0; i < image->manifest.layers.size() && i < image->config.diff_ids.size(); ++i)

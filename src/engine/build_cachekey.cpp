@@ -122,8 +122,12 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
       return inputs;
     }
     case CopySource::Kind::kImage: {
-      auto image = ResolveStoreImage(store_, copy.from.image);
-      inputs.push_back("image " + (image ? image->manifest_descriptor.digest.str() : copy.from.image));
+      // The key names the image's content: one not in the store yet is pulled
+      // now, so a later build with another image under the name does not hit.
+      auto image = AcquireImage(copy.from.image, "", graph_.target_platform);
+      if (!image)
+        return std::move(image).error().WithContext(Where(step) + ": --from=" + copy.from.image);
+      inputs.push_back("image " + image->manifest_descriptor.digest.str());
       (*info)["from"] = "image " + copy.from.image;
       return inputs;
     }

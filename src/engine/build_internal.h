@@ -89,6 +89,8 @@ class Builder {
  private:
   Status RunStage(StageIndex index, const std::atomic<bool>& cancel);
   Status InitFromBase(const Stage& stage, StageState& st);
+  // The image `name` (or `digest` when set) for `platform`: the store's, else pulled by the pull policy.
+  Expected<StoredImage> AcquireImage(const std::string& name, const std::string& digest, const Platform& platform);
   Status ExecuteStep(const Stage& stage, const Step& step, StageState& st, const StepLabel& label);
   Status RunStepInSandbox(const Stage& stage, const Step& step, const RunStep& run, StageState& st,
                           const StepLabel& label, const std::string& upper, const std::string& work);
