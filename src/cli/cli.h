@@ -101,6 +101,7 @@ void AddContainerCommands(CLI::App& app, Context& ctx);
 void AddVolumeCommand(CLI::App& app, Context& ctx);
 void AddSecretCommand(CLI::App& app, Context& ctx);
 void AddNetworkCommand(CLI::App& app, Context& ctx);
+void AddComposeCommand(CLI::App& app, Context& ctx);
 void AddManifestCommand(CLI::App& app, Context& ctx);
 /// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
 /// JSON array, returns the exit status.

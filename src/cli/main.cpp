@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
   AddVolumeCommand(app, ctx);
   AddSecretCommand(app, ctx);
   AddNetworkCommand(app, ctx);
+  AddComposeCommand(app, ctx);
   AddCommandGroups(app, ctx);
   AddDocsCommand(app, ctx);
 
