@@ -334,7 +334,9 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     auto force = std::make_shared<bool>(false);
     cmd->add_flag("-f,--force", *force, "accepted for podman compatibility");
     cmd->add_option("args", *args, "NETWORK CONTAINER")->required()->expected(2);
-    SetAction(cmd, ctx, [&ctx, args] {
+    // `force` is captured so CLI11's pointer to it stays valid (an uncaptured
+    // flag was written after free: network prune -f crashed under MALLOC_PERTURB_).
+    SetAction(cmd, ctx, [&ctx, args, force] {
       auto store = OpenNetworkStore(ctx);
       if (!store)
         return ReportError(store.error());
@@ -368,7 +370,7 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     auto filters = std::make_shared<std::vector<std::string>>();
     cmd->add_flag("-f,--force", *force, "do not ask (kiln never asks; accepted for podman compatibility)");
     cmd->add_option("--filter", *filters, "label=K[=V] (repeatable)");
-    SetAction(cmd, ctx, [&ctx, filters] {
+    SetAction(cmd, ctx, [&ctx, filters, force] {
       auto store = OpenNetworkStore(ctx);
       if (!store)
         return ReportError(store.error());

@@ -140,11 +140,19 @@ ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
 
 /// The container's main process (first child of its init), else the init.
 pid_t MainPid(pid_t init) {
-  auto text = ReadFile("/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children", 4096);
-  if (text) {
+  // Right after `run -d` or `start` the init may not have forked the main
+  // process yet: a signal sent to the init then ended the container as a
+  // set-up failure (kill -s KILL; wait printed 125, not 137). Wait for the
+  // child while the init lives (at most 5 s), then fall back to the init.
+  const std::string children = "/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children";
+  for (int i = 0; i < 500; ++i) {
+    auto text = ReadFile(children, 4096);
+    if (!text)
+      break;  // the init is gone
     long child = std::atol(text->c_str());
     if (child > 0)
       return static_cast<pid_t>(child);
+    ::usleep(10000);
   }
   return init;
 }
