@@ -44,6 +44,6 @@ std::string DirName(const std::string& path);
 std::string BaseName(const std::string& path);
 
 /// "file:line:column: path: why", kInvalidInput.
-Error NodeError(const YamlNode& node, const std::string& path, const std::string& why);
+using deployment::NodeError;
 
 }  // namespace kiln::compose

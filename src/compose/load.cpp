@@ -70,11 +70,6 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-Error NodeError(const YamlNode& node, const std::string& path, const std::string& why) {
-  std::string where = node.mark.str();
-  return Error(Errc::kInvalidInput, (where.empty() ? std::string() : where + ": ") + path + ": " + why);
-}
-
 const std::vector<std::string>& DefaultFileNames() {
   static const std::vector<std::string> k = {"compose.yaml", "compose.yml", "docker-compose.yaml",
                                              "docker-compose.yml"};

@@ -16,7 +16,7 @@ using deployment::Project;
 using deployment::Service;
 
 std::string Child(const std::string& path, const std::string& key) { return path + "." + key; }
-std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+using deployment::ItemPath;
 
 class Translator {
  public:
@@ -35,11 +35,7 @@ class Translator {
   }
 
   // --- scalar readers ---
-  Expected<std::string> Str(const YamlNode& n, const std::string& path) {
-    if (n.IsScalar())
-      return n.scalar;
-    return NodeError(n, path, "must be a string, not a " + KindName(n));
-  }
+  Expected<std::string> Str(const YamlNode& n, const std::string& path) { return deployment::ReadString(n, path); }
   Expected<bool> Bool(const YamlNode& n, const std::string& path) {
     if (n.IsScalar()) {
       std::string s = n.scalar;
@@ -52,16 +48,7 @@ class Translator {
     return NodeError(n, path, "must be a boolean, not " + Describe(n));
   }
   Expected<int64_t> Int(const YamlNode& n, const std::string& path, int64_t min, int64_t max) {
-    if (n.IsScalar() && IsYamlInt(n.scalar) && n.scalar.find_first_of("ox") == std::string::npos) {
-      try {
-        long long v = std::stoll(n.scalar);
-        if (v >= min && v <= max)
-          return static_cast<int64_t>(v);
-      } catch (...) {
-      }
-      return NodeError(n, path, n.scalar + " is out of range (" + std::to_string(min) + "-" + std::to_string(max) + ")");
-    }
-    return NodeError(n, path, "must be an integer, not " + Describe(n));
+    return deployment::ReadInt(n, path, min, max);
   }
   Expected<int64_t> Duration(const YamlNode& n, const std::string& path) {
     if (n.IsScalar()) {
@@ -87,21 +74,7 @@ class Translator {
 
   // A string or a list of strings.
   Expected<std::vector<std::string>> StrList(const YamlNode& n, const std::string& path, bool allow_string) {
-    std::vector<std::string> out;
-    if (n.IsScalar() && allow_string) {
-      out.push_back(n.scalar);
-      return out;
-    }
-    if (!n.IsSequence())
-      return NodeError(n, path, std::string("must be a list of strings") + (allow_string ? " or a string" : "") +
-                                    ", not a " + KindName(n));
-    for (size_t i = 0; i < n.items.size(); ++i) {
-      auto s = Str(n.items[i], Index(path, i));
-      if (!s)
-        return std::move(s).error();
-      out.push_back(*s);
-    }
-    return out;
+    return deployment::ReadStringList(n, path, allow_string);
   }
 
   // A shell string (split into words) or a list: command, entrypoint.
@@ -141,11 +114,11 @@ class Translator {
       for (size_t i = 0; i < n.items.size(); ++i) {
         const YamlNode& item = n.items[i];
         if (!item.IsScalar())
-          return NodeError(item, Index(path, i), "must be a string KEY=VALUE, not a " + KindName(item));
+          return NodeError(item, ItemPath(path, i), "must be a string KEY=VALUE, not a " + KindName(item));
         size_t eq = item.scalar.find('=');
         if (auto st = eq == std::string::npos
-                          ? add(item, Index(path, i), item.scalar, std::nullopt)
-                          : add(item, Index(path, i), item.scalar.substr(0, eq), item.scalar.substr(eq + 1));
+                          ? add(item, ItemPath(path, i), item.scalar, std::nullopt)
+                          : add(item, ItemPath(path, i), item.scalar.substr(0, eq), item.scalar.substr(eq + 1));
             !st)
           return std::move(st).error();
       }
@@ -197,6 +170,8 @@ class Translator {
 
   Status TopVolumes(const YamlNode& n, Project* p);
   Status TopNetworks(const YamlNode& n, Project* p);
+  template <typename Def>
+  Expected<bool> SharedTopKey(const YamlNode& o, const std::string& op, Def* d, std::string* explicit_name);
   Status TopSecrets(const YamlNode& n, Project* p);
   Status Check(const YamlNode& root, Project* p, const std::map<std::string, const YamlNode*>& nodes,
                const std::set<std::string>& disabled);
@@ -304,7 +279,7 @@ Status Translator::Ports(const YamlNode& n, const std::string& path, Service* s)
     return NodeError(n, path, "must be a list, not a " + KindName(n));
   for (size_t i = 0; i < n.items.size(); ++i) {
     const YamlNode& item = n.items[i];
-    std::string p = Index(path, i);
+    std::string p = ItemPath(path, i);
     if (item.IsScalar()) {
       if (auto st = ShortPort(item, p, s); !st)
         return st;
@@ -381,7 +356,7 @@ Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* 
     return NodeError(n, path, "must be a list, not a " + KindName(n));
   for (size_t i = 0; i < n.items.size(); ++i) {
     const YamlNode& item = n.items[i];
-    std::string p = Index(path, i);
+    std::string p = ItemPath(path, i);
     deployment::VolumeMount m;
     if (item.IsScalar()) {
       // [SOURCE:]TARGET[:MODE]
@@ -629,7 +604,7 @@ Status Translator::EnvFiles(const YamlNode& n, const std::string& path, Service*
   };
   if (n.IsSequence()) {
     for (size_t i = 0; i < n.items.size(); ++i)
-      if (auto st = one(n.items[i], Index(path, i)); !st)
+      if (auto st = one(n.items[i], ItemPath(path, i)); !st)
         return st;
   } else if (auto st = one(n, path); !st) {
     return st;
@@ -662,7 +637,7 @@ Status Translator::EnvFiles(const YamlNode& n, const std::string& path, Service*
 Status Translator::Networks(const YamlNode& n, const std::string& path, Service* s) {
   if (n.IsSequence()) {
     for (size_t i = 0; i < n.items.size(); ++i) {
-      auto name = Str(n.items[i], Index(path, i));
+      auto name = Str(n.items[i], ItemPath(path, i));
       if (!name)
         return std::move(name).error();
       s->networks.push_back({*name, {}, "", "", std::nullopt});
@@ -708,7 +683,7 @@ Status Translator::Networks(const YamlNode& n, const std::string& path, Service*
 Status Translator::DependsOn(const YamlNode& n, const std::string& path, Service* s) {
   if (n.IsSequence()) {
     for (size_t i = 0; i < n.items.size(); ++i) {
-      auto name = Str(n.items[i], Index(path, i));
+      auto name = Str(n.items[i], ItemPath(path, i));
       if (!name)
         return std::move(name).error();
       deployment::Dependency d;
@@ -806,7 +781,7 @@ Expected<std::vector<deployment::SecretRef>> Translator::Secrets(const YamlNode&
     return NodeError(n, path, "must be a list, not a " + KindName(n));
   for (size_t i = 0; i < n.items.size(); ++i) {
     const YamlNode& item = n.items[i];
-    std::string p = Index(path, i);
+    std::string p = ItemPath(path, i);
     deployment::SecretRef r;
     if (item.IsScalar()) {
       r.source = item.scalar;
@@ -848,7 +823,7 @@ Status Translator::ExtraHosts(const YamlNode& n, const std::string& path, Servic
     for (const auto& v : n.items) {
       if (v.IsSequence()) {
         for (size_t i = 0; i < v.items.size(); ++i) {
-          auto ip = Str(v.items[i], Index(Child(path, v.key), i));
+          auto ip = Str(v.items[i], ItemPath(Child(path, v.key), i));
           if (!ip)
             return std::move(ip).error();
           if (auto st = add(v, Child(path, v.key), v.key, *ip); !st)
@@ -873,11 +848,11 @@ Status Translator::ExtraHosts(const YamlNode& n, const std::string& path, Servic
     if (sep == std::string::npos)
       sep = e.find(':');  // host:ip (the IP may hold colons: the first one separates)
     if (sep == std::string::npos)
-      return NodeError(n.items[i], Index(path, i), "invalid extra host \"" + e + "\" (write HOST=IP or HOST:IP)");
+      return NodeError(n.items[i], ItemPath(path, i), "invalid extra host \"" + e + "\" (write HOST=IP or HOST:IP)");
     std::string ip = e.substr(sep + 1);
     if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']')
       ip = ip.substr(1, ip.size() - 2);
-    if (auto st = add(n.items[i], Index(path, i), e.substr(0, sep), ip); !st)
+    if (auto st = add(n.items[i], ItemPath(path, i), e.substr(0, sep), ip); !st)
       return st;
   }
   return {};
@@ -1083,6 +1058,34 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
 
 // --- top level -----------------------------------------------------------------------
 
+// The keys top-level volumes and networks share: name, driver, driver_opts,
+// labels, external (also the old `external: {name: x}`). True when `o` is one.
+template <typename Def>
+Expected<bool> Translator::SharedTopKey(const YamlNode& o, const std::string& op, Def* d,
+                                        std::string* explicit_name) {
+  if (o.key == "name" || o.key == "driver") {
+    KILN_ASSIGN_OR_RETURN(std::string v, Str(o, op));
+    (o.key == "name" ? *explicit_name : d->driver) = v;
+  } else if (o.key == "driver_opts" || o.key == "labels") {
+    auto m = StringMap(o, op);
+    if (!m)
+      return std::move(m).error();
+    (o.key == "labels" ? d->labels : d->driver_opts) = *m;
+  } else if (o.key == "external") {
+    if (o.IsMapping()) {
+      if (const YamlNode* en = o.Find("name"); en && en->IsScalar())
+        *explicit_name = en->scalar;
+      d->external = true;
+    } else {
+      KILN_ASSIGN_OR_RETURN(bool b, Bool(o, op));
+      d->external = b;
+    }
+  } else {
+    return false;
+  }
+  return true;
+}
+
 Status Translator::TopVolumes(const YamlNode& n, Project* p) {
   if (n.IsNull())
     return {};
@@ -1096,28 +1099,10 @@ Status Translator::TopVolumes(const YamlNode& n, Project* p) {
     if (v.IsMapping()) {
       for (const auto& o : v.items) {
         std::string op = Child(vp, o.key);
-        if (o.key == "name" || o.key == "driver") {
-          auto s = Str(o, op);
-          if (!s)
-            return std::move(s).error();
-          (o.key == "name" ? explicit_name : d.driver) = *s;
-        } else if (o.key == "driver_opts" || o.key == "labels") {
-          auto m = StringMap(o, op);
-          if (!m)
-            return std::move(m).error();
-          (o.key == "labels" ? d.labels : d.driver_opts) = *m;
-        } else if (o.key == "external") {
-          if (o.IsMapping()) {  // the old external: {name: x}
-            if (const YamlNode* en = o.Find("name"); en && en->IsScalar())
-              explicit_name = en->scalar;
-            d.external = true;
-          } else {
-            auto b = Bool(o, op);
-            if (!b)
-              return std::move(b).error();
-            d.external = *b;
-          }
-        } else if (o.key.rfind("x-", 0) != 0) {
+        KILN_ASSIGN_OR_RETURN(bool shared, SharedTopKey(o, op, &d, &explicit_name));
+        if (shared)
+          continue;
+        if (o.key.rfind("x-", 0) != 0) {
           WarnKey(o, op, "unknown key, left out");
         }
       }
@@ -1146,28 +1131,10 @@ Status Translator::TopNetworks(const YamlNode& n, Project* p) {
     if (v.IsMapping()) {
       for (const auto& o : v.items) {
         std::string op = Child(vp, o.key);
-        if (o.key == "name" || o.key == "driver") {
-          auto s = Str(o, op);
-          if (!s)
-            return std::move(s).error();
-          (o.key == "name" ? explicit_name : d.driver) = *s;
-        } else if (o.key == "driver_opts" || o.key == "labels") {
-          auto m = StringMap(o, op);
-          if (!m)
-            return std::move(m).error();
-          (o.key == "labels" ? d.labels : d.driver_opts) = *m;
-        } else if (o.key == "external") {
-          if (o.IsMapping()) {
-            if (const YamlNode* en = o.Find("name"); en && en->IsScalar())
-              explicit_name = en->scalar;
-            d.external = true;
-          } else {
-            auto b = Bool(o, op);
-            if (!b)
-              return std::move(b).error();
-            d.external = *b;
-          }
-        } else if (o.key == "internal" || o.key == "attachable") {
+        KILN_ASSIGN_OR_RETURN(bool shared, SharedTopKey(o, op, &d, &explicit_name));
+        if (shared)
+          continue;
+        if (o.key == "internal" || o.key == "attachable") {
           auto b = Bool(o, op);
           if (!b)
             return std::move(b).error();
@@ -1188,16 +1155,16 @@ Status Translator::TopNetworks(const YamlNode& n, Project* p) {
               for (size_t i = 0; i < ik.items.size(); ++i) {
                 const YamlNode& c = ik.items[i];
                 if (!c.IsMapping())
-                  return NodeError(c, Index(ip, i), "must be a mapping, not a " + KindName(c));
+                  return NodeError(c, ItemPath(ip, i), "must be a mapping, not a " + KindName(c));
                 deployment::NetworkDef::Pool pool;
                 for (const auto& f : c.items) {
                   if (f.key == "subnet" || f.key == "ip_range" || f.key == "gateway") {
-                    auto s = Str(f, Child(Index(ip, i), f.key));
+                    auto s = Str(f, Child(ItemPath(ip, i), f.key));
                     if (!s)
                       return std::move(s).error();
                     (f.key == "subnet" ? pool.subnet : f.key == "ip_range" ? pool.ip_range : pool.gateway) = *s;
                   } else {
-                    WarnKey(f, Child(Index(ip, i), f.key), "not supported by kiln, left out");
+                    WarnKey(f, Child(ItemPath(ip, i), f.key), "not supported by kiln, left out");
                   }
                 }
                 d.ipam.push_back(pool);

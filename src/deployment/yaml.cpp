@@ -483,4 +483,49 @@ nlohmann::json ToJson(const YamlNode& n) {
   return n.scalar;
 }
 
+Error NodeError(const YamlNode& node, const std::string& path, const std::string& why) {
+  std::string where = node.mark.str();
+  return Error(Errc::kInvalidInput, (where.empty() ? std::string() : where + ": ") + path + ": " + why);
+}
+
+std::string ItemPath(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+Expected<std::string> ReadString(const YamlNode& node, const std::string& path) {
+  if (node.IsScalar())
+    return node.scalar;
+  return NodeError(node, path, "must be a string, not a " + KindName(node));
+}
+
+Expected<int64_t> ReadInt(const YamlNode& node, const std::string& path, int64_t min, int64_t max) {
+  if (node.IsScalar() && IsYamlInt(node.scalar) && node.scalar.find_first_of("ox") == std::string::npos) {
+    try {
+      long long v = std::stoll(node.scalar);
+      if (v >= min && v <= max)
+        return static_cast<int64_t>(v);
+    } catch (...) {
+    }
+    return NodeError(node, path,
+                     node.scalar + " is out of range (" + std::to_string(min) + "-" + std::to_string(max) + ")");
+  }
+  return NodeError(node, path, "must be an integer, not " +
+                                   (node.IsScalar() ? "\"" + node.scalar + "\"" : "a " + KindName(node)));
+}
+
+Expected<std::vector<std::string>> ReadStringList(const YamlNode& node, const std::string& path,
+                                                  bool allow_string) {
+  std::vector<std::string> out;
+  if (node.IsScalar() && allow_string) {
+    out.push_back(node.scalar);
+    return out;
+  }
+  if (!node.IsSequence())
+    return NodeError(node, path, std::string("must be a list of strings") + (allow_string ? " or a string" : "") +
+                                     ", not a " + KindName(node));
+  for (size_t i = 0; i < node.items.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(std::string v, ReadString(node.items[i], ItemPath(path, i)));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 }  // namespace kiln::deployment

@@ -76,4 +76,17 @@ bool IsYamlFloat(const std::string& s);
 /// "string", "number", "boolean", "null", "mapping", "sequence": for messages.
 std::string KindName(const YamlNode& node);
 
+// Value readers shared by the compose and kube translators: every error is
+// kInvalidInput "FILE:LINE:COL: PATH: WHY" (the mark left out when unknown).
+Error NodeError(const YamlNode& node, const std::string& path, const std::string& why);
+/// "PATH[I]", the path of a sequence item in messages.
+std::string ItemPath(const std::string& path, size_t i);
+/// A scalar's text ("must be a string, not a KIND" otherwise).
+Expected<std::string> ReadString(const YamlNode& node, const std::string& path);
+/// A decimal integer in [min, max] (no 0o/0x forms).
+Expected<int64_t> ReadInt(const YamlNode& node, const std::string& path, int64_t min, int64_t max);
+/// A sequence of strings; with allow_string a lone string too.
+Expected<std::vector<std::string>> ReadStringList(const YamlNode& node, const std::string& path,
+                                                  bool allow_string = false);
+
 }  // namespace kiln::deployment

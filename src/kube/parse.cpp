@@ -16,10 +16,10 @@ using deployment::KindName;
 using deployment::YamlNode;
 
 std::string Child(const std::string& path, const std::string& key) { return path + "." + key; }
-std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+using deployment::ItemPath;
 
 Error Bad(const YamlNode& n, const std::string& path, const std::string& why) {
-  return Error(Errc::kInvalidInput, n.mark.str() + ": " + path + ": " + why);
+  return deployment::NodeError(n, path, why);
 }
 
 class Reader {
@@ -35,22 +35,9 @@ class Reader {
     doc_->warnings.push_back(v.key_mark.str() + ": " + path + ": " + what);
   }
 
-  Expected<std::string> Str(const YamlNode& n, const std::string& path) {
-    if (n.IsScalar())
-      return n.scalar;
-    return Bad(n, path, "must be a string, not a " + KindName(n));
-  }
+  Expected<std::string> Str(const YamlNode& n, const std::string& path) { return deployment::ReadString(n, path); }
   Expected<int64_t> Int(const YamlNode& n, const std::string& path, int64_t min, int64_t max) {
-    if (n.IsScalar() && deployment::IsYamlInt(n.scalar) && n.scalar.find_first_of("ox") == std::string::npos) {
-      try {
-        long long v = std::stoll(n.scalar);
-        if (v >= min && v <= max)
-          return static_cast<int64_t>(v);
-      } catch (...) {
-      }
-      return Bad(n, path, n.scalar + " is out of range (" + std::to_string(min) + "-" + std::to_string(max) + ")");
-    }
-    return Bad(n, path, "must be an integer, not a " + KindName(n));
+    return deployment::ReadInt(n, path, min, max);
   }
   Expected<bool> Bool(const YamlNode& n, const std::string& path) {
     if (n.IsScalar() && (n.scalar == "true" || n.scalar == "false"))
@@ -58,16 +45,7 @@ class Reader {
     return Bad(n, path, "must be true or false");
   }
   Expected<std::vector<std::string>> StrList(const YamlNode& n, const std::string& path) {
-    if (!n.IsSequence())
-      return Bad(n, path, "must be a list of strings, not a " + KindName(n));
-    std::vector<std::string> out;
-    for (size_t i = 0; i < n.items.size(); ++i) {
-      auto s = Str(n.items[i], Index(path, i));
-      if (!s)
-        return std::move(s).error();
-      out.push_back(*s);
-    }
-    return out;
+    return deployment::ReadStringList(n, path);
   }
   Expected<std::map<std::string, std::string>> StrMap(const YamlNode& n, const std::string& path) {
     std::map<std::string, std::string> out;
@@ -146,7 +124,7 @@ Expected<std::map<std::string, deployment::VolumeMount>> Reader::Volumes(const Y
     return Bad(n, path, "must be a list, not a " + KindName(n));
   for (size_t i = 0; i < n.items.size(); ++i) {
     const YamlNode& v = n.items[i];
-    std::string p = Index(path, i);
+    std::string p = ItemPath(path, i);
     if (!v.IsMapping())
       return Bad(v, p, "must be a mapping, not a " + KindName(v));
     deployment::VolumeMount m;
@@ -262,7 +240,7 @@ Expected<deployment::HealthCheck> Reader::Probe(const YamlNode& n, const std::st
             const YamlNode* hn = hd.Find("name");
             const YamlNode* hv = hd.Find("value");
             if (!hn || !hv || !hn->IsScalar() || !hv->IsScalar())
-              return Bad(hd, Index(fp, i), "name and value are required");
+              return Bad(hd, ItemPath(fp, i), "name and value are required");
             g.headers.emplace_back(hn->scalar, hv->scalar);
           }
         } else {
@@ -386,7 +364,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
         return Bad(v, vp, "must be a list, not a " + KindName(v));
       for (size_t i = 0; i < v.items.size(); ++i) {
         const YamlNode& e = v.items[i];
-        std::string ep = Index(vp, i);
+        std::string ep = ItemPath(vp, i);
         if (!e.IsMapping())
           return Bad(e, ep, "must be a mapping, not a " + KindName(e));
         deployment::EnvVar var;
@@ -446,7 +424,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
         return Bad(v, vp, "must be a list, not a " + KindName(v));
       for (size_t i = 0; i < v.items.size(); ++i) {
         const YamlNode& p = v.items[i];
-        std::string pp = Index(vp, i);
+        std::string pp = ItemPath(vp, i);
         if (!p.IsMapping())
           return Bad(p, pp, "must be a mapping, not a " + KindName(p));
         deployment::PortMapping m;
@@ -490,7 +468,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
         return Bad(v, vp, "must be a list, not a " + KindName(v));
       for (size_t i = 0; i < v.items.size(); ++i) {
         const YamlNode& m = v.items[i];
-        std::string mp = Index(vp, i);
+        std::string mp = ItemPath(vp, i);
         if (!m.IsMapping())
           return Bad(m, mp, "must be a mapping, not a " + KindName(m));
         const YamlNode* name = m.Find("name");
@@ -596,11 +574,11 @@ Status Reader::PodSpec(const YamlNode& spec, const std::string& path, deployment
         return Bad(v, vp, "must be a non-empty list of containers");
       std::set<std::string> names;
       for (size_t i = 0; i < v.items.size(); ++i) {
-        auto c = Container(v.items[i], Index(vp, i), volumes);
+        auto c = Container(v.items[i], ItemPath(vp, i), volumes);
         if (!c)
           return std::move(c).error();
         if (!names.insert(c->name).second)
-          return Bad(v.items[i], Index(vp, i), "container name \"" + c->name + "\" used twice");
+          return Bad(v.items[i], ItemPath(vp, i), "container name \"" + c->name + "\" used twice");
         (v.key == "containers" ? pod->containers : pod->init_containers).push_back(std::move(*c));
       }
     } else if (v.key == "volumes") {

@@ -572,6 +572,23 @@ TEST(ComposeService, ScalarErrors) {
             "HOST:IP)");
 }
 
+TEST(ComposeTopLevel, VolumesAndNetworksShareNameDriverLabelsAndExternalKeys) {
+  auto p = MustLoad(
+      "services:\n  s: {image: a}\nvolumes:\n  v: {driver: local, driver_opts: {type: tmpfs}, labels: {a: b}}\n"
+      "  old: {external: {name: legacy}}\nnetworks:\n  n: {driver: bridge, labels: {c: d}, internal: true}\n"
+      "  oldnet: {external: {name: legacynet}}\n");
+  EXPECT_EQ(p.volumes["v"].driver, "local");
+  EXPECT_EQ(p.volumes["v"].driver_opts["type"], "tmpfs");
+  EXPECT_EQ(p.volumes["v"].labels["a"], "b");
+  EXPECT_TRUE(p.volumes["old"].external);
+  EXPECT_EQ(p.volumes["old"].name, "legacy");
+  EXPECT_EQ(p.networks["n"].labels["c"], "d");
+  EXPECT_TRUE(p.networks["n"].internal);
+  EXPECT_EQ(p.networks["oldnet"].name, "legacynet");
+  EXPECT_EQ(ErrorOf("services:\n  s: {image: a}\nnetworks:\n  n: {external: maybe}\n"),
+            "/proj/myapp/compose.yaml:4:17: networks.n.external: must be a boolean, not \"maybe\"");
+}
+
 TEST(ComposeTopLevel, VolumesNetworksSecretsNamesAndExternal) {
   auto p = MustLoad(
       "services:\n  s: {image: a}\nvolumes:\n  data:\n  ext: {external: true}\n  named: {name: custom}\nnetworks:\n  "
