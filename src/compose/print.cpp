@@ -16,19 +16,8 @@ YamlNode P(const std::string& s) { return YamlNode::Plain(s); }
 YamlNode B(bool b) { return YamlNode::Plain(b ? "true" : "false"); }
 YamlNode I(int64_t v) { return YamlNode::Plain(std::to_string(v)); }
 
-YamlNode List(const std::vector<std::string>& v) {
-  YamlNode n = YamlNode::Seq();
-  for (const auto& s : v)
-    n.items.push_back(S(s));
-  return n;
-}
-
-YamlNode StrMap(const std::map<std::string, std::string>& m) {
-  YamlNode n = YamlNode::Map();
-  for (const auto& [k, v] : m)
-    n.Set(k, S(v));
-  return n;
-}
+YamlNode List(const std::vector<std::string>& v) { return deployment::StringSeqNode(v); }
+YamlNode StrMap(const std::map<std::string, std::string>& m) { return deployment::StringMapNode(m); }
 
 std::string Octal(uint32_t mode) {
   std::string out;

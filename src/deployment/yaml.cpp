@@ -483,6 +483,20 @@ nlohmann::json ToJson(const YamlNode& n) {
   return n.scalar;
 }
 
+YamlNode StringSeqNode(const std::vector<std::string>& v) {
+  YamlNode n = YamlNode::Seq();
+  for (const auto& s : v)
+    n.items.push_back(YamlNode::Str(s));
+  return n;
+}
+
+YamlNode StringMapNode(const std::map<std::string, std::string>& m) {
+  YamlNode n = YamlNode::Map();
+  for (const auto& [k, v] : m)
+    n.Set(k, YamlNode::Str(v));
+  return n;
+}
+
 Error NodeError(const YamlNode& node, const std::string& path, const std::string& why) {
   std::string where = node.mark.str();
   return Error(Errc::kInvalidInput, (where.empty() ? std::string() : where + ": ") + path + ": " + why);

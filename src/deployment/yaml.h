@@ -7,6 +7,7 @@
 // Shared with compose and kube as "deployment/yaml.h" (docs/layering.txt).
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +76,11 @@ bool IsYamlFloat(const std::string& s);
 
 /// "string", "number", "boolean", "null", "mapping", "sequence": for messages.
 std::string KindName(const YamlNode& node);
+
+/// Builders shared by the printers (compose config, kube generate): a
+/// sequence of strings and a mapping of strings, each value quoted as needed.
+YamlNode StringSeqNode(const std::vector<std::string>& v);
+YamlNode StringMapNode(const std::map<std::string, std::string>& m);
 
 // Value readers shared by the compose and kube translators: every error is
 // kInvalidInput "FILE:LINE:COL: PATH: WHY" (the mark left out when unknown).

@@ -17,19 +17,8 @@ YamlNode S(const std::string& s) { return YamlNode::Str(s); }
 YamlNode I(int64_t v) { return YamlNode::Plain(std::to_string(v)); }
 YamlNode B(bool b) { return YamlNode::Plain(b ? "true" : "false"); }
 
-YamlNode List(const std::vector<std::string>& v) {
-  YamlNode n = YamlNode::Seq();
-  for (const auto& s : v)
-    n.items.push_back(S(s));
-  return n;
-}
-
-YamlNode StrMap(const std::map<std::string, std::string>& m) {
-  YamlNode n = YamlNode::Map();
-  for (const auto& [k, v] : m)
-    n.Set(k, S(v));
-  return n;
-}
+YamlNode List(const std::vector<std::string>& v) { return deployment::StringSeqNode(v); }
+YamlNode StrMap(const std::map<std::string, std::string>& m) { return deployment::StringMapNode(m); }
 
 bool IsNumber(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
