@@ -170,6 +170,9 @@ class Translator {
 
   Status TopVolumes(const YamlNode& n, Project* p);
   Status TopNetworks(const YamlNode& n, Project* p);
+  template <typename Def, typename Own>
+  Status TopDefs(const YamlNode& n, const std::string& kind, std::map<std::string, Def>* out, Own own);
+  Expected<bool> NetworkKey(const YamlNode& o, const std::string& op, deployment::NetworkDef* d);
   template <typename Def>
   Expected<bool> SharedTopKey(const YamlNode& o, const std::string& op, Def* d, std::string* explicit_name);
   Status TopSecrets(const YamlNode& n, Project* p);
@@ -1086,14 +1089,19 @@ Expected<bool> Translator::SharedTopKey(const YamlNode& o, const std::string& op
   return true;
 }
 
-Status Translator::TopVolumes(const YamlNode& n, Project* p) {
+// Top-level volumes and networks: a mapping of NAME: {keys} or NAME: (empty).
+// The shared keys come from SharedTopKey, the kind's own from `own` (false:
+// not its key); the name is NAME prefixed by the project, or `name:`, or NAME
+// itself when external.
+template <typename Def, typename Own>
+Status Translator::TopDefs(const YamlNode& n, const std::string& kind, std::map<std::string, Def>* out, Own own) {
   if (n.IsNull())
     return {};
   if (!n.IsMapping())
-    return NodeError(n, "volumes", "must be a mapping, not a " + KindName(n));
+    return NodeError(n, kind, "must be a mapping, not a " + KindName(n));
   for (const auto& v : n.items) {
-    std::string vp = "volumes." + v.key;
-    deployment::VolumeDef d;
+    std::string vp = kind + "." + v.key;
+    Def d;
     d.name = ctx_.project_name + "_" + v.key;
     std::string explicit_name;
     if (v.IsMapping()) {
@@ -1102,9 +1110,9 @@ Status Translator::TopVolumes(const YamlNode& n, Project* p) {
         KILN_ASSIGN_OR_RETURN(bool shared, SharedTopKey(o, op, &d, &explicit_name));
         if (shared)
           continue;
-        if (o.key.rfind("x-", 0) != 0) {
+        KILN_ASSIGN_OR_RETURN(bool known, own(o, op, &d));
+        if (!known && o.key.rfind("x-", 0) != 0)
           WarnKey(o, op, "unknown key, left out");
-        }
       }
     } else if (!v.IsNull()) {
       return NodeError(v, vp, "must be a mapping or empty, not a " + KindName(v));
@@ -1113,80 +1121,68 @@ Status Translator::TopVolumes(const YamlNode& n, Project* p) {
       d.name = explicit_name;
     else if (d.external)
       d.name = v.key;
-    p->volumes[v.key] = d;
+    (*out)[v.key] = d;
   }
   return {};
 }
 
-Status Translator::TopNetworks(const YamlNode& n, Project* p) {
-  if (n.IsNull())
-    return {};
-  if (!n.IsMapping())
-    return NodeError(n, "networks", "must be a mapping, not a " + KindName(n));
-  for (const auto& v : n.items) {
-    std::string vp = "networks." + v.key;
-    deployment::NetworkDef d;
-    d.name = ctx_.project_name + "_" + v.key;
-    std::string explicit_name;
-    if (v.IsMapping()) {
-      for (const auto& o : v.items) {
-        std::string op = Child(vp, o.key);
-        KILN_ASSIGN_OR_RETURN(bool shared, SharedTopKey(o, op, &d, &explicit_name));
-        if (shared)
-          continue;
-        if (o.key == "internal" || o.key == "attachable") {
-          auto b = Bool(o, op);
-          if (!b)
-            return std::move(b).error();
-          (o.key == "internal" ? d.internal : d.attachable) = *b;
-        } else if (o.key == "enable_ipv6") {
-          auto b = Bool(o, op);
-          if (!b)
-            return std::move(b).error();
-          d.enable_ipv6 = *b;
-        } else if (o.key == "ipam") {
-          if (!o.IsMapping())
-            return NodeError(o, op, "must be a mapping, not a " + KindName(o));
-          for (const auto& ik : o.items) {
-            std::string ip = Child(op, ik.key);
-            if (ik.key == "config") {
-              if (!ik.IsSequence())
-                return NodeError(ik, ip, "must be a list, not a " + KindName(ik));
-              for (size_t i = 0; i < ik.items.size(); ++i) {
-                const YamlNode& c = ik.items[i];
-                if (!c.IsMapping())
-                  return NodeError(c, ItemPath(ip, i), "must be a mapping, not a " + KindName(c));
-                deployment::NetworkDef::Pool pool;
-                for (const auto& f : c.items) {
-                  if (f.key == "subnet" || f.key == "ip_range" || f.key == "gateway") {
-                    auto s = Str(f, Child(ItemPath(ip, i), f.key));
-                    if (!s)
-                      return std::move(s).error();
-                    (f.key == "subnet" ? pool.subnet : f.key == "ip_range" ? pool.ip_range : pool.gateway) = *s;
-                  } else {
-                    WarnKey(f, Child(ItemPath(ip, i), f.key), "not supported by kiln, left out");
-                  }
-                }
-                d.ipam.push_back(pool);
-              }
-            } else if (ik.key != "driver") {
-              WarnKey(ik, ip, "not supported by kiln, left out");
+Status Translator::TopVolumes(const YamlNode& n, Project* p) {
+  return TopDefs(n, "volumes", &p->volumes,
+                 [](const YamlNode&, const std::string&, deployment::VolumeDef*) -> Expected<bool> { return false; });
+}
+
+// A top-level network's own keys: internal, attachable, enable_ipv6, ipam.
+Expected<bool> Translator::NetworkKey(const YamlNode& o, const std::string& op, deployment::NetworkDef* d) {
+  if (o.key == "internal" || o.key == "attachable") {
+    auto b = Bool(o, op);
+    if (!b)
+      return std::move(b).error();
+    (o.key == "internal" ? d->internal : d->attachable) = *b;
+  } else if (o.key == "enable_ipv6") {
+    auto b = Bool(o, op);
+    if (!b)
+      return std::move(b).error();
+    d->enable_ipv6 = *b;
+  } else if (o.key == "ipam") {
+    if (!o.IsMapping())
+      return NodeError(o, op, "must be a mapping, not a " + KindName(o));
+    for (const auto& ik : o.items) {
+      std::string ip = Child(op, ik.key);
+      if (ik.key == "config") {
+        if (!ik.IsSequence())
+          return NodeError(ik, ip, "must be a list, not a " + KindName(ik));
+        for (size_t i = 0; i < ik.items.size(); ++i) {
+          const YamlNode& c = ik.items[i];
+          if (!c.IsMapping())
+            return NodeError(c, ItemPath(ip, i), "must be a mapping, not a " + KindName(c));
+          deployment::NetworkDef::Pool pool;
+          for (const auto& f : c.items) {
+            if (f.key == "subnet" || f.key == "ip_range" || f.key == "gateway") {
+              auto s = Str(f, Child(ItemPath(ip, i), f.key));
+              if (!s)
+                return std::move(s).error();
+              (f.key == "subnet" ? pool.subnet : f.key == "ip_range" ? pool.ip_range : pool.gateway) = *s;
+            } else {
+              WarnKey(f, Child(ItemPath(ip, i), f.key), "not supported by kiln, left out");
             }
           }
-        } else if (o.key.rfind("x-", 0) != 0) {
-          WarnKey(o, op, "unknown key, left out");
+          d->ipam.push_back(pool);
         }
+      } else if (ik.key != "driver") {
+        WarnKey(ik, ip, "not supported by kiln, left out");
       }
-    } else if (!v.IsNull()) {
-      return NodeError(v, vp, "must be a mapping or empty, not a " + KindName(v));
     }
-    if (!explicit_name.empty())
-      d.name = explicit_name;
-    else if (d.external)
-      d.name = v.key;
-    p->networks[v.key] = d;
+  } else {
+    return false;
   }
-  return {};
+  return true;
+}
+
+Status Translator::TopNetworks(const YamlNode& n, Project* p) {
+  return TopDefs(n, "networks", &p->networks,
+                 [this](const YamlNode& o, const std::string& op, deployment::NetworkDef* d) {
+                   return NetworkKey(o, op, d);
+                 });
 }
 
 Status Translator::TopSecrets(const YamlNode& n, Project* p) {
