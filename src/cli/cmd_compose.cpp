@@ -1,7 +1,6 @@
 // kiln compose: multi-container applications from compose files
 // (docs/compose.md). `config` prints the resolved project as docker compose
-// config does; the commands that run containers (up, down, ...) are not
-// there yet and say so.
+// config does; the commands that run containers are in cmd_compose_run.cpp.
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/compose_flags.h"
 #include "kiln/compose.h"
 #include "kiln/fs.h"
 
@@ -21,14 +21,6 @@ extern char** environ;
 namespace kiln::cli {
 
 namespace {
-
-struct ComposeFlags {
-  std::vector<std::string> files;
-  std::string project_name;
-  std::string project_directory;
-  std::vector<std::string> profiles;
-  std::vector<std::string> env_files;
-};
 
 std::map<std::string, std::string> Environ() {
   std::map<std::string, std::string> env;
@@ -47,6 +39,8 @@ std::string CurrentDir() {
     return ".";
   return buf.data();
 }
+
+}  // namespace
 
 Expected<compose::LoadResult> LoadProject(const ComposeFlags& f) {
   compose::LoadOptions o;
@@ -67,10 +61,8 @@ Expected<compose::LoadResult> LoadProject(const ComposeFlags& f) {
   return compose::Load(o);
 }
 
-}  // namespace
-
 void AddComposeCommand(CLI::App& app, Context& ctx) {
-  auto* group = app.add_subcommand("compose", "run multi-container applications from compose files (config; up, down... not yet)");
+  auto* group = app.add_subcommand("compose", "run multi-container applications from compose files (up, down, ps, logs, exec, run, config...)");
   group->require_subcommand(1);
   auto f = std::make_shared<ComposeFlags>();
   group->add_option("-f,--file", f->files, "a compose file (repeatable: later files are merged over earlier ones; - reads stdin)")
@@ -153,28 +145,19 @@ void AddComposeCommand(CLI::App& app, Context& ctx) {
     });
   }
 
-  // The commands that run containers need the run side of [2.5]/[2.7]: named
-  // here so that they say "not yet" instead of "unrecognized".
+  AddComposeRunCommands(group, ctx, f);
+  // Not there yet: named so that they say so instead of "unrecognized".
   static const std::vector<std::pair<const char*, const char*>> kNotYet = {
-      {"up", "create and start the services"}, {"down", "stop and remove the services"},
-      {"ps", "list the services' containers"}, {"logs", "print the services' logs"},
-      {"exec", "run a command in a service's container"}, {"run", "run a one-off command of a service"},
-      {"build", "build the services' images"}, {"pull", "pull the services' images"},
-      {"push", "push the services' images"}, {"start", "start the services"}, {"stop", "stop the services"},
-      {"restart", "restart the services"}, {"rm", "remove the services' stopped containers"},
-      {"top", "show the services' processes"}, {"port", "print a service's published port"},
-      {"create", "create the services' containers"}, {"kill", "kill the services' containers"}};
+      {"push", "push the services' images"}, {"top", "show the services' processes"}};
   for (const auto& [name, what] : kNotYet) {
-    auto* cmd = group->add_subcommand(name, std::string(what) + " (not yet: kiln compose config works today)");
+    auto* cmd = group->add_subcommand(name, std::string(what) + " (not yet)");
     cmd->allow_extras();
     cmd->fallthrough(false);  // its flags are its own, not the group's
     auto rest = std::make_shared<std::vector<std::string>>();
     cmd->add_option("args", *rest, "the command's arguments (not read yet)");
     std::string n = name;
     SetAction(cmd, ctx, [n, rest] {
-      return ReportError(Error(Errc::kInvalidInput, "kiln compose " + n +
-                                                        " is not supported yet: only `kiln compose config` is "
-                                                        "(docs/compose.md); run the services with kiln run meanwhile"));
+      return ReportError(Error(Errc::kInvalidInput, "kiln compose " + n + " is not supported yet (docs/compose.md)"));
     });
   }
 }

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/compose_flags.h"
 #include "cli/format_util.h"
 #include "kiln/format.h"
 #include "kiln/fs.h"
@@ -110,7 +111,8 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   // by the first container on a network) it takes the holder too (one that
   // nobody uses exits 200 ms later).
   wants = (wants && (command == "run" || command == "create")) ||
-          (command == "start" && PathExists(pre.StoreRoot() + "/networks"));
+          (command == "start" && PathExists(pre.StoreRoot() + "/networks")) ||
+          (command == "compose" && ComposeStartsContainers(argc, argv));  // the project's networks
   return network::PrepareHolder(network::HolderDir(pre.RunRoot(), pre.StoreRoot()), wants);
 }
 

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/compose_flags.h"
 #include "kiln/sandbox.h"
 
 namespace kiln::cli {
@@ -28,7 +29,10 @@ bool NeedsUserNamespace(int argc, char** argv) {
                                                   "__sandbox-test"};
   // Through the group aliases: `image build` is build, `container exec` is
   // exec (not `container`), `system prune` is prune (commands.cpp).
-  return kCommands.count(CanonicalCommand(argc, argv)) != 0;
+  std::string command = CanonicalCommand(argc, argv);
+  if (command == "compose")  // all but exec, config, ps, logs, port (cmd_compose_run.cpp)
+    return ComposeNeedsUserNamespace(argc, argv);
+  return kCommands.count(command) != 0;
 }
 
 void AddUnshareCommand(CLI::App& app, Context& ctx) {

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/compose_flags.h"
 #include "kiln/cancel.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
@@ -98,7 +99,8 @@ int main(int argc, char** argv) {
     holder.userns.reset();
   }
   // Still the only thread: the handlers are in place before any worker.
-  if (std::string command = CanonicalCommand(argc, argv); Cancellable(command))
+  if (std::string command = CanonicalCommand(argc, argv);
+      Cancellable(command) || (command == "compose" && ComposeNeedsUserNamespace(argc, argv)))
     kiln::InstallCancelHandlers(command);
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   Context ctx;

@@ -83,8 +83,12 @@ YML
   else tap_not_ok "$mode: required variable (rc $rc)"; diag <"$work/err"; fi
 
   kc up -d >/dev/null 2>"$work/err"; rc=$?
-  if [ $rc = 2 ] && grep -q 'kiln compose up is not supported yet' "$work/err"; then tap_ok "$mode: compose up says plainly: not yet, exit 2"
+  if [ $rc = 2 ] && grep -q "compose.yaml:33:9: services.db.environment\[1\]: required variable DB_PASSWORD" "$work/err" &&
+     ! [ -d "$work/store/containers" ]; then tap_ok "$mode: compose up with a required variable unset: exit 2 before anything is made"
   else tap_not_ok "$mode: compose up (rc $rc)"; diag <"$work/err"; fi
+  kc top >/dev/null 2>"$work/err"; rc=$?
+  if [ $rc = 2 ] && grep -q 'kiln compose top is not supported yet' "$work/err"; then tap_ok "$mode: compose top says plainly: not yet, exit 2"
+  else tap_not_ok "$mode: compose top (rc $rc)"; diag <"$work/err"; fi
   rm -rf "$work"
 done
 tap_done
