@@ -181,6 +181,40 @@ int Fail(const Error& e) {
   return ReportError(e);
 }
 
+/// A command's project (LoadFor: the named services' profiles enabled) and
+/// its apply environment (MakeEnv); the translator's warnings printed.
+struct Session {
+  compose::LoadResult loaded;
+  std::unique_ptr<ApplyEnv> apply;
+  const deployment::Project& project() const { return loaded.project; }
+  apply::Env& env() { return apply->env; }
+};
+struct SessionOptions {
+  bool quiet = false;         // no progress lines
+  bool no_cache = false, pull = false;  // for builds
+  bool all_profiles = false;  // every service (down, ps)
+  bool warn = true;
+};
+Expected<std::unique_ptr<Session>> OpenSession(Context& ctx, const ComposeFlags& flags,
+                                               const std::vector<std::string>& services, const SessionOptions& o) {
+  auto s = std::make_unique<Session>();
+  ComposeFlags f = flags;
+  if (o.all_profiles)
+    f.profiles = {"*"};
+  auto loaded = LoadFor(f, services);
+  if (!loaded)
+    return std::move(loaded).error();
+  s->loaded = std::move(*loaded);
+  if (o.warn)
+    PrintWarnings(s->loaded);
+  auto e = MakeEnv(ctx, &s->loaded.project, o.quiet, o.no_cache, o.pull);
+  if (!e)
+    return std::move(e).error();
+  s->apply = std::move(*e);
+  return s;
+}
+
+
 /// --- logs with service prefixes ------------------------------------------
 
 struct LogSource {
@@ -379,15 +413,11 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->footer("An unchanged running container is left alone, a changed one is recreated. "
                 "Services wait for their depends_on conditions (service_healthy, service_completed_successfully).");
     SetAction(cmd, ctx, [&ctx, f, u, create] {
-      auto loaded = LoadFor(*f, u->services);
-      if (!loaded)
-        return ReportError(loaded.error());
-      PrintWarnings(*loaded);
-      const deployment::Project& p = loaded->project;
-      auto e = MakeEnv(ctx, &p, u->quiet);
-      if (!e)
-        return ReportError(e.error());
-      apply::Env& env = (*e)->env;
+      auto session = OpenSession(ctx, *f, u->services, {.quiet = u->quiet});
+      if (!session)
+        return ReportError(session.error());
+      const deployment::Project& p = (*session)->project();
+      apply::Env& env = (*session)->env();
       apply::UpOptions o = u->o;
       o.services = u->services;
       if (create)
@@ -444,15 +474,11 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_flag("--remove-orphans", d->o.remove_orphans, "also remove containers of services not in the file");
     cmd->add_option("-t,--timeout", d->o.timeout, "seconds to wait for a container to stop before killing it");
     SetAction(cmd, ctx, [&ctx, f, d] {
-      ComposeFlags all = *f;
-      all.profiles = {"*"};  // down removes the containers of every profile's services
-      auto loaded = LoadProject(all);
-      if (!loaded)
-        return ReportError(loaded.error());
-      auto e = MakeEnv(ctx, &loaded->project, false);
-      if (!e)
-        return ReportError(e.error());
-      if (auto st = apply::Down((*e)->env, loaded->project, d->o); !st)
+      // down removes the containers of every profile's services
+      auto session = OpenSession(ctx, *f, {}, {.all_profiles = true, .warn = false});
+      if (!session)
+        return ReportError(session.error());
+      if (auto st = apply::Down((*session)->env(), (*session)->project(), d->o); !st)
         return ReportError(st.error());
       return 0;
     });
@@ -654,21 +680,17 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
       if (rest.empty())
         return ReportError(Error(Errc::kInvalidInput, "compose run: usage: kiln compose run [flags] SERVICE [COMMAND [ARG...]]"));
       const std::string service = rest[0];
-      auto loaded = LoadFor(*f, {service});
-      if (!loaded)
-        return ReportError(loaded.error());
-      PrintWarnings(*loaded);
-      const deployment::Project& p = loaded->project;
+      auto session = OpenSession(ctx, *f, {service}, {});
+      if (!session)
+        return ReportError(session.error());
+      const deployment::Project& p = (*session)->project();
       const deployment::Service* s = nullptr;
       for (const auto& x : p.services)
         if (x.name == service)
           s = &x;
       if (!s)
         return ReportError(Error(Errc::kInvalidInput, "no such service: " + service));
-      auto e = MakeEnv(ctx, &p, false);
-      if (!e)
-        return ReportError(e.error());
-      apply::Env& env = (*e)->env;
+      apply::Env& env = (*session)->env();
       std::vector<std::string> deps;
       if (!r->no_deps)
         for (const auto& d : s->depends_on)
@@ -759,16 +781,14 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
       cmd->add_option("-t,--timeout", *timeout, "seconds to wait for a container to stop before killing it");
     cmd->add_option("services", *services, "the services (default: all)");
     SetAction(cmd, ctx, [&ctx, f, v, services, timeout] {
-      auto loaded = LoadFor(*f, *services);
-      if (!loaded)
-        return ReportError(loaded.error());
-      auto e = MakeEnv(ctx, &loaded->project, false);
-      if (!e)
-        return ReportError(e.error());
-      const apply::Env& env = (*e)->env;
-      Status st = v == "start" ? apply::Start(env, loaded->project, *services)
-                  : v == "stop" ? apply::Stop(env, loaded->project, *services, *timeout)
-                                : apply::Restart(env, loaded->project, *services, *timeout);
+      auto session = OpenSession(ctx, *f, *services, {.warn = false});
+      if (!session)
+        return ReportError(session.error());
+      const apply::Env& env = (*session)->env();
+      const deployment::Project& p = (*session)->project();
+      Status st = v == "start" ? apply::Start(env, p, *services)
+                  : v == "stop" ? apply::Stop(env, p, *services, *timeout)
+                                : apply::Restart(env, p, *services, *timeout);
       if (!st)
         return Fail(st.error());
       return 0;
@@ -788,20 +808,16 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_flag("-q,--quiet", b->quiet, "print no progress lines");
     cmd->add_option("services", b->services, "the services (default: all with build:)");
     SetAction(cmd, ctx, [&ctx, f, b] {
-      auto loaded = LoadFor(*f, b->services);
-      if (!loaded)
-        return ReportError(loaded.error());
-      PrintWarnings(*loaded);
-      const deployment::Project& p = loaded->project;
-      auto e = MakeEnv(ctx, &p, b->quiet, b->no_cache, b->pull);
-      if (!e)
-        return ReportError(e.error());
+      auto session = OpenSession(ctx, *f, b->services, {.quiet = b->quiet, .no_cache = b->no_cache, .pull = b->pull});
+      if (!session)
+        return ReportError(session.error());
+      const deployment::Project& p = (*session)->project();
       std::vector<std::string> names;
       for (const auto& s : p.services)
         if (s.build && (b->services.empty() ||
                         std::find(b->services.begin(), b->services.end(), s.name) != b->services.end()))
           names.push_back(s.name);
-      if (auto st = apply::EnsureImages((*e)->env, p, names, true, false, ""); !st)
+      if (auto st = apply::EnsureImages((*session)->env(), p, names, true, false, ""); !st)
         return Fail(st.error());
       return 0;
     });
@@ -817,32 +833,29 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_flag("-q,--quiet", pl->quiet, "print no progress lines");
     cmd->add_option("services", pl->services, "the services (default: all)");
     SetAction(cmd, ctx, [&ctx, f, pl] {
-      auto loaded = LoadFor(*f, pl->services);
-      if (!loaded)
-        return ReportError(loaded.error());
-      PrintWarnings(*loaded);
-      const deployment::Project& p = loaded->project;
-      auto e = MakeEnv(ctx, &p, pl->quiet);
-      if (!e)
-        return ReportError(e.error());
+      auto session = OpenSession(ctx, *f, pl->services, {.quiet = pl->quiet});
+      if (!session)
+        return ReportError(session.error());
+      const deployment::Project& p = (*session)->project();
+      const apply::Env& env = (*session)->env();
       int rc = 0;
       for (const auto& s : p.services) {
         if (s.build || s.image.empty() ||
             (!pl->services.empty() && std::find(pl->services.begin(), pl->services.end(), s.name) == pl->services.end()))
           continue;
-        if ((*e)->env.progress)
-          (*e)->env.progress("Image " + s.image + "  Pulling");
+        if (env.progress)
+          env.progress("Image " + s.image + "  Pulling");
         image::AcquireOptions o;
         o.policy = image::PullPolicy::kAlways;
-        if (auto img = image::Acquire(*(*e)->store, s.image, o); !img) {
+        if (auto img = image::Acquire(*env.store, s.image, o); !img) {
           if (!pl->ignore_failures)
             return Fail(std::move(img).error().WithContext("service " + s.name));
           std::fprintf(stderr, "kiln: warning: service %s: %s\n", s.name.c_str(), img.error().message().c_str());
           rc = 0;
           continue;
         }
-        if ((*e)->env.progress)
-          (*e)->env.progress("Image " + s.image + "  Pulled");
+        if (env.progress)
+          env.progress("Image " + s.image + "  Pulled");
       }
       return rc;
     });
@@ -861,17 +874,14 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_flag("-v,--volumes", m->volumes, "remove their anonymous volumes (kiln always does)");
     cmd->add_option("services", m->services, "the services (default: all)");
     SetAction(cmd, ctx, [&ctx, f, m] {
-      auto loaded = LoadFor(*f, m->services);
-      if (!loaded)
-        return ReportError(loaded.error());
-      auto e = MakeEnv(ctx, &loaded->project, false);
-      if (!e)
-        return ReportError(e.error());
-      const apply::Env& env = (*e)->env;
+      auto session = OpenSession(ctx, *f, m->services, {.warn = false});
+      if (!session)
+        return ReportError(session.error());
+      const apply::Env& env = (*session)->env();
       if (m->stop)
-        if (auto st = apply::Stop(env, loaded->project, m->services, -1); !st)
+        if (auto st = apply::Stop(env, (*session)->project(), m->services, -1); !st)
           return Fail(st.error());
-      auto list = ServiceContainers(env.paths, loaded->project, m->services, true);
+      auto list = ServiceContainers(env.paths, (*session)->project(), m->services, true);
       if (!list)
         return ReportError(list.error());
       for (const auto& c : *list) {
