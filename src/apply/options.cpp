@@ -90,11 +90,11 @@ Expected<run::RunOptions> ServiceRunOptions(const deployment::Project& project, 
       return Invalid(s, "environment." + e.name, "a value from " + e.from->kind + " is not supported by kiln yet");
   // env_file: the translator has merged its variables into `environment`.
   for (const auto& p : s.ports) {
+    if (p.protocol == "sctp")
+      return Invalid(s, "ports", "sctp is not supported by kiln (tcp, udp)");
     auto parsed = run::PortMapping::ParseFlag(PortFlag(p));
     if (!parsed)
       return Invalid(s, "ports", parsed.error().message());
-    if (p.protocol == "sctp")
-      return Invalid(s, "ports", "sctp is not supported by kiln");
     o.ports.insert(o.ports.end(), parsed->begin(), parsed->end());
   }
   for (const auto& v : s.volumes) {

@@ -92,10 +92,10 @@ Status BuildService(Context& ctx, const deployment::Project& project, const depl
     req.containerfile_name = "dockerfile_inline";
     req.containerfile_text = b.dockerfile_inline;
   } else {
-    std::string name = b.dockerfile;
-    if (name.empty())
-      name = PathExists(b.context + "/Containerfile") && !PathExists(b.context + "/Dockerfile") ? "Containerfile"
-                                                                                                 : "Dockerfile";
+    // The default Dockerfile, else a Containerfile (as podman compose).
+    std::string name = b.dockerfile.empty() ? "Dockerfile" : b.dockerfile;
+    if (name == "Dockerfile" && !PathExists(b.context + "/Dockerfile") && PathExists(b.context + "/Containerfile"))
+      name = "Containerfile";
     req.containerfile_path = name[0] == '/' ? name : b.context + "/" + name;
     req.containerfile_name = name;
     auto text = ReadFile(req.containerfile_path, size_t(64) << 20);

@@ -186,6 +186,10 @@ YML
   if [ $rc != 0 ] && grep -q "dependency failed to start: container bad$name-db-1 is unhealthy" <<<"$out" && [ "$webs" = 0 ]; then
     tap_ok "$mode: an unhealthy dependency fails up, naming it, and the dependent is not started"
   else tap_not_ok "$mode: unhealthy dependency rc $rc webs $webs"; diag <<<"$out"; fi
+  out=$(kc -f bad.yaml -p "bad$name" up -d --wait db 2>&1); rc=$?
+  if [ $rc != 0 ] && grep -q "container bad$name-db-1 is unhealthy" <<<"$out"; then
+    tap_ok "$mode: up --wait fails when a service turns unhealthy (podman-compose#1534)"
+  else tap_not_ok "$mode: up --wait unhealthy rc $rc"; diag <<<"$out"; fi
   kc -f bad.yaml -p "bad$name" down >/dev/null 2>&1
 
   rm -rf "$work"
