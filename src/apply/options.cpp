@@ -202,6 +202,8 @@ Expected<run::RunOptions> ServiceRunOptions(const deployment::Project& project, 
   }
   o.restart = s.restart.empty() ? "no" : s.restart;
   o.hostname = s.hostname;
+  if (!s.platform.empty())
+    warn("platform", "left out (the image of this host's platform runs)");
   if (!s.domainname.empty())
     warn("domainname", "not supported by kiln yet, left out");
   o.workdir = s.working_dir;

@@ -148,7 +148,7 @@ void AddComposeCommand(CLI::App& app, Context& ctx) {
   AddComposeRunCommands(group, ctx, f);
   // Not there yet: named so that they say so instead of "unrecognized".
   static const std::vector<std::pair<const char*, const char*>> kNotYet = {
-      {"push", "push the services' images"}, {"top", "show the services' processes"}};
+      {"top", "show the services' processes"}};
   for (const auto& [name, what] : kNotYet) {
     auto* cmd = group->add_subcommand(name, std::string(what) + " (not yet)");
     cmd->allow_extras();

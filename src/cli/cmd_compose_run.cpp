@@ -22,6 +22,7 @@
 #include "cli/build_request.h"
 #include "cli/cli.h"
 #include "cli/compose_flags.h"
+#include "cli/image_util.h"
 #include "kiln/acquire.h"
 #include "kiln/apply.h"
 #include "kiln/cancel.h"
@@ -31,6 +32,7 @@
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::cli {
 
@@ -858,6 +860,55 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
           env.progress("Image " + s.image + "  Pulled");
       }
       return rc;
+    });
+  }
+
+  {
+    auto* cmd = group->add_subcommand("push", "push the images of the services that have image: and build: to their registry");
+    struct Flags {
+      RegistryFlags registry;
+      bool ignore_failures = false, quiet = false;
+      std::vector<std::string> services;
+    };
+    auto ps = std::make_shared<Flags>();
+    ps->registry.Add(cmd);
+    cmd->add_flag("--ignore-push-failures", ps->ignore_failures, "go on when an image cannot be pushed");
+    cmd->add_flag("-q,--quiet", ps->quiet, "print no progress lines");
+    cmd->add_option("services", ps->services, "the services (default: all)");
+    SetAction(cmd, ctx, [&ctx, f, ps] {
+      auto session = OpenSession(ctx, *f, ps->services, {.quiet = ps->quiet});
+      if (!session)
+        return ReportError(session.error());
+      const apply::Env& env = (*session)->env();
+      for (const auto& s : (*session)->project().services) {
+        // As docker compose: the services that name their image (a built
+        // image without `image:` has no registry to go to).
+        if (s.image.empty() || !s.build ||
+            (!ps->services.empty() && std::find(ps->services.begin(), ps->services.end(), s.name) == ps->services.end()))
+          continue;
+        auto pushed = [&]() -> Status {
+          auto img = image::ResolveLocal(*env.store, s.image);
+          if (!img)
+            return std::move(img).error().WithContext("service " + s.name + " (run kiln compose build first)");
+          std::string source_name = MatchedName(*img, s.image);
+          auto dest = ParseImageTransport("docker://" + (source_name.empty() ? s.image : source_name));
+          if (!dest)
+            return dest.error();
+          if (env.progress)
+            env.progress("Image " + s.image + "  Pushing");
+          if (auto st = PushImage(*env.store, *img, source_name, *dest, ps->registry.Options(true)); !st)
+            return std::move(st).error().WithContext("service " + s.name + ": push " + s.image);
+          if (env.progress)
+            env.progress("Image " + s.image + "  Pushed");
+          return Ok();
+        }();
+        if (!pushed) {
+          if (!ps->ignore_failures)
+            return Fail(pushed.error());
+          std::fprintf(stderr, "kiln: warning: %s\n", pushed.error().message().c_str());
+        }
+      }
+      return 0;
     });
   }
 
