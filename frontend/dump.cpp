@@ -6,6 +6,7 @@
 #include "kiln/containerfile.h"
 #include "lexer.h"
 #include "quote.h"
+#include "kiln/text.h"
 
 namespace kiln::frontend {
 namespace {
@@ -58,25 +59,17 @@ std::string GoQuote(std::string_view s) {
     } else if (lex::IsPrint(c)) {
       out.append(s.substr(i, r.width));
     } else {
-      switch (c) {
-        case '\a': out += "\\a"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\v': out += "\\v"; break;
-        default:
-          if (c < ' ' || c == 0x7F) {
-            out += "\\x";
-            AppendHex(out, c, 2);
-          } else if (c < 0x10000) {
-            out += "\\u";
-            AppendHex(out, c, 4);
-          } else {
-            out += "\\U";
-            AppendHex(out, c, 8);
-          }
+      if (const char* e = EscapeControl(c)) {
+        out += e;
+      } else if (c < ' ' || c == 0x7F) {
+        out += "\\x";
+        AppendHex(out, c, 2);
+      } else if (c < 0x10000) {
+        out += "\\u";
+        AppendHex(out, c, 4);
+      } else {
+        out += "\\U";
+        AppendHex(out, c, 8);
       }
     }
     i += r.width;

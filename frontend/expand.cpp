@@ -13,6 +13,9 @@
 #include <set>
 #include <utility>
 
+#include "kiln/text.h"
+#include "lexer.h"
+
 namespace kiln::frontend {
 namespace {
 
@@ -68,17 +71,8 @@ std::vector<std::string_view> SplitRunes(std::string_view s) {
   return out;
 }
 
-/// Go's unicode.IsSpace.
-bool IsSpace(int32_t cp) {
-  switch (cp) {
-    case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
-    case 0x202F: case 0x205F: case 0x3000:
-      return true;
-    default:
-      return cp >= 0x2000 && cp <= 0x200A;
-  }
-}
+/// Go's unicode.IsSpace (kEof is none).
+bool IsSpace(int32_t cp) { return cp >= 0 && lex::IsSpace(static_cast<char32_t>(cp)); }
 
 /// Go's unicode.IsDigit (category Nd).
 bool IsDigit(const Rune& r) {
@@ -108,15 +102,7 @@ bool IsSpecialParam(int32_t cp) {
 }
 
 /// Quotes like Go's %q closely enough for error messages.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
+std::string Quote(std::string_view s) { return QuoteWith(s, '"'); }
 
 /// Quote() of at most the first 80 bytes of a word.
 std::string QuoteHead(std::string_view s) {

@@ -95,19 +95,14 @@ json MountJson(const RunMount& m) {
       j["size"] = Opt(m.size);
       break;
     case MountType::kSecret:
-      j["id"] = m.id;
-      j["mode"] = Opt(m.mode);
-      j["uid"] = Opt(m.uid);
-      j["gid"] = Opt(m.gid);
-      j["required"] = m.required;
-      j["env"] = m.env;
-      break;
     case MountType::kSsh:
       j["id"] = m.id;
       j["mode"] = Opt(m.mode);
       j["uid"] = Opt(m.uid);
       j["gid"] = Opt(m.gid);
       j["required"] = m.required;
+      if (m.type == MountType::kSecret)
+        j["env"] = m.env;
       break;
   }
   return j;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "kiln/text.h"
 #include "text_util.h"
 
 namespace kiln::frontend {
@@ -266,13 +267,7 @@ std::string NormalizePath(std::string_view path) {
 std::vector<std::string> ReadIgnoreFile(std::string_view text) {
   std::vector<std::string> patterns;
   bool first = true;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos)
-      nl = text.size();
-    std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  for (std::string_view line : SplitLines(text)) {
     if (!line.empty() && line.back() == '\r')
       line.remove_suffix(1);
     if (first && line.substr(0, 3) == "\xEF\xBB\xBF")

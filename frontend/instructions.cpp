@@ -224,69 +224,6 @@ Status ValidateChmod(std::string_view chmod) {
   }
 }
 
-Expected<int64_t> ParseGoDuration(std::string_view text) {
-  auto bad = [&] { return Invalid("invalid duration \"" + std::string(text) + "\""); };
-  std::string_view s = text;
-  bool neg = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    neg = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s == "0")
-    return int64_t{0};
-  if (s.empty())
-    return bad();
-  long double total = 0;
-  while (!s.empty()) {
-    size_t n = 0;
-    long double value = 0;
-    bool digits = false;
-    while (n < s.size() && s[n] >= '0' && s[n] <= '9') {
-      value = value * 10 + (s[n] - '0');
-      ++n;
-      digits = true;
-    }
-    if (n < s.size() && s[n] == '.') {
-      ++n;
-      long double scale = 0.1L;
-      while (n < s.size() && s[n] >= '0' && s[n] <= '9') {
-        value += (s[n] - '0') * scale;
-        scale /= 10;
-        ++n;
-        digits = true;
-      }
-    }
-    if (!digits)
-      return bad();
-    s.remove_prefix(n);
-    size_t u = 0;
-    while (u < s.size() && !(s[u] >= '0' && s[u] <= '9') && s[u] != '.')
-      ++u;
-    std::string_view unit = s.substr(0, u);
-    s.remove_prefix(u);
-    long double mult;
-    if (unit == "ns")
-      mult = 1;
-    else if (unit == "us" || unit == "\xc2\xb5s" || unit == "\xce\xbcs")
-      mult = 1e3L;
-    else if (unit == "ms")
-      mult = 1e6L;
-    else if (unit == "s")
-      mult = 1e9L;
-    else if (unit == "m")
-      mult = 60e9L;
-    else if (unit == "h")
-      mult = 3600e9L;
-    else
-      return unit.empty() ? Invalid("missing unit in duration \"" + std::string(text) + "\"") : bad();
-    total += value * mult;
-    if (total > static_cast<long double>(std::numeric_limits<int64_t>::max()))
-      return bad();
-  }
-  auto ns = static_cast<int64_t>(std::llround(total));
-  return neg ? -ns : ns;
-}
-
 Expected<int64_t> ParseByteSize(std::string_view text) {
   std::string_view s = text;
   size_t n = 0;

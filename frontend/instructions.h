@@ -13,6 +13,7 @@
 
 #include "kiln/containerfile.h"
 #include "kiln/error.h"
+#include "kiln/text.h"  // ParseGoDuration
 
 namespace kiln::frontend {
 
@@ -59,9 +60,6 @@ Expected<std::vector<MountField>> SplitMountFields(std::string_view text);
 /// Validates COPY/ADD --chmod: octal up to 07777 or symbolic
 /// ([ugoa]*[-+=][rwxXst]*|[ugo], comma separated).
 Status ValidateChmod(std::string_view chmod);
-
-/// Go time.ParseDuration, in nanoseconds.
-Expected<int64_t> ParseGoDuration(std::string_view text);
 
 /// docker/go-units RAMInBytes ("64m", "1g", "1024").
 Expected<int64_t> ParseByteSize(std::string_view text);

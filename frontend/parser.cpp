@@ -30,21 +30,16 @@ std::string Excerpt(std::string_view text) {
   return GoQuote(text.substr(0, cut)) + "...";
 }
 
-std::string AsciiLower(std::string_view s) {
+// `s` with ASCII letters in `from`..`from`+25 moved to the other case.
+std::string AsciiCase(std::string_view s, char from, char to) {
   std::string out(s);
   for (char& c : out)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
+    if (c >= from && c <= from + 25)
+      c = static_cast<char>(c - from + to);
   return out;
 }
-
-std::string AsciiUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'a' && c <= 'z')
-      c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
+std::string AsciiLower(std::string_view s) { return AsciiCase(s, 'A', 'a'); }
+std::string AsciiUpper(std::string_view s) { return AsciiCase(s, 'a', 'A'); }
 
 /// How an instruction's argument text becomes argument nodes (FORMAT.md
 /// §1.4 table).
@@ -129,18 +124,8 @@ class LineParser {
           inst->args = lex::SplitBlank(rest);
         return Ok();
       case Shape::kMaybeJsonList: {
-        std::vector<std::string> values;
-        switch (lex::ParseJsonStringArray(rest, &values)) {
-          case lex::JsonArray::kStrings:
-            inst->args = std::move(values);
-            inst->json_form = true;
-            return Ok();
-          case lex::JsonArray::kNotStringArray:
-            return NotStringArray(*inst);
-          case lex::JsonArray::kNotJson:
-            break;
-        }
-        if (!rest.empty())
+        KILN_ASSIGN_OR_RETURN(bool json, JsonArgs(rest, inst));
+        if (!json && !rest.empty())
           inst->args = lex::SplitBlank(rest);
         return Ok();
       }
@@ -183,20 +168,28 @@ class LineParser {
   Status ParseMaybeJson(std::string_view rest, Instruction* inst) const {
     if (rest.empty())
       return Ok();
+    KILN_ASSIGN_OR_RETURN(bool json, JsonArgs(rest, inst));
+    if (!json)
+      inst->args.emplace_back(rest);
+    return Ok();
+  }
+
+  // `rest` as a JSON array of strings appended to the args (true); false
+  // when it is no JSON array, an error when its items are not all strings.
+  static Expected<bool> JsonArgs(std::string_view rest, Instruction* inst) {
     std::vector<std::string> values;
     switch (lex::ParseJsonStringArray(rest, &values)) {
       case lex::JsonArray::kStrings:
         for (auto& v : values)
           inst->args.push_back(std::move(v));
         inst->json_form = true;
-        return Ok();
+        return true;
       case lex::JsonArray::kNotStringArray:
-        return NotStringArray(*inst);
+        return NotStringArray(*inst).error();
       case lex::JsonArray::kNotJson:
         break;
     }
-    inst->args.emplace_back(rest);
-    return Ok();
+    return false;
   }
 
   static Status NotStringArray(const Instruction& inst) {

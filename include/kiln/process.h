@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kiln/error.h"
+#include "kiln/unique_fd.h"
 
 namespace kiln {
 
@@ -40,5 +41,11 @@ Expected<pid_t> SpawnArgv(const std::vector<std::string>& argv, const SpawnOptio
 /// waitpid(pid) retried on EINTR; the wait status (-1 if there is no such
 /// child).
 int WaitChild(pid_t pid);
+
+/// pipe2(O_CLOEXEC) into `read_end` and `write_end`; kIo "pipe" on failure.
+Status MakePipe(UniqueFd* read_end, UniqueFd* write_end);
+
+/// The path of the running executable (/proc/self/exe), "" when unknown.
+std::string SelfExe();
 
 }  // namespace kiln

@@ -130,19 +130,15 @@ Expected<std::optional<Credentials>> LookupCredentials(const std::string& regist
 Expected<std::string> StoreCredentials(const std::string& registry, const Credentials& creds,
                                        const std::string& authfile);
 
+/// The key an auth-file entry is stored under: scheme and path dropped
+/// ("https://index.docker.io/v1/" -> "index.docker.io").
+std::string NormalizeKey(std::string key);
+
 /// Removes `registry` (or, with all, every entry) from the auth files.
 /// kNotFound when there was nothing to remove.
 Status RemoveCredentials(const std::string& registry, bool all, const std::string& authfile);
 
 // ---------------------------------------------------------------- client
-
-/// Media types.
-inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifest =
-    "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view kDockerManifestList =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
 
 struct ProgressEvent {
   std::string what;     // "copying blob sha256:1234abcd", "writing manifest"

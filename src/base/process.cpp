@@ -1,7 +1,9 @@
 #include "kiln/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -50,6 +52,24 @@ int WaitChild(pid_t pid) {
       return -1;
   }
   return status;
+}
+
+Status MakePipe(UniqueFd* read_end, UniqueFd* write_end) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe");
+  read_end->reset(p[0]);
+  write_end->reset(p[1]);
+  return Ok();
+}
+
+std::string SelfExe() {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0)
+    return {};
+  self[n] = '\0';
+  return self;
 }
 
 }  // namespace kiln

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kiln/compose.h"
+#include "kiln/text.h"
 
 namespace kiln::compose {
 
@@ -206,14 +207,13 @@ Expected<std::vector<std::pair<std::string, std::string>>> ParseDotEnv(const std
         char ch = text[k];
         if (q == '"' && ch == '\\' && k + 1 < text.size()) {
           char e = text[k + 1];
-          switch (e) {
-            case 'n': raw += '\n'; break;
-            case 't': raw += '\t'; break;
-            case 'r': raw += '\r'; break;
-            case '"': raw += '"'; break;
-            case '\\': raw += '\\'; break;
-            case '$': raw += "$$"; break;  // a literal dollar through the interpolation below
-            default: raw += '\\'; raw += e;
+          if (e == '$') {
+            raw += "$$";  // a literal dollar through the interpolation below
+          } else if (e != '\0' && std::string_view("ntr\"\\").find(e) != std::string_view::npos) {
+            raw += UnescapeChar(e);  // the escapes of a .env file
+          } else {
+            raw += '\\';
+            raw += e;
           }
           k += 2;
           continue;

@@ -5,28 +5,9 @@
 #include <set>
 
 #include "compose/internal.h"
+#include "kiln/keyvalue.h"
 
 namespace kiln::compose {
-
-namespace {
-
-// --- paths ---------------------------------------------------------------------
-
-std::vector<std::string> SplitList(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(sep, start);
-    if (end == std::string::npos)
-      end = s.size();
-    if (end > start)
-      out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string CleanPath(const std::string& path) {
   bool abs = !path.empty() && path[0] == '/';
@@ -121,8 +102,10 @@ Status InterpolateTree(YamlNode* n, const std::string& path, const Lookup& looku
 
 void MergeGeneric(YamlNode* base, const YamlNode& over);
 
-// environment, labels, build.args...: a list of "K=V" (or "K") as a mapping.
-YamlNode AsMapping(const YamlNode& n, char sep) {
+// environment, labels, build.args...: a list of "K=V" (or "K") as a
+// mapping; depends_on, networks (no `sep`): a list of names as a mapping of
+// name -> defaults.
+YamlNode AsMapping(const YamlNode& n, std::optional<char> sep) {
   if (!n.IsSequence())
     return n;
   YamlNode m = YamlNode::Map();
@@ -132,30 +115,11 @@ YamlNode AsMapping(const YamlNode& n, char sep) {
   for (const auto& item : n.items) {
     if (!item.IsScalar())
       return n;  // not the list form: left for the translator to report
-    size_t eq = item.scalar.find(sep);
+    size_t eq = sep ? item.scalar.find(*sep) : std::string::npos;
     YamlNode v = eq == std::string::npos ? YamlNode::Null() : YamlNode::Str(item.scalar.substr(eq + 1));
     v.mark = item.mark;
     v.key_mark = item.mark;
     m.Set(eq == std::string::npos ? item.scalar : item.scalar.substr(0, eq), std::move(v));
-  }
-  return m;
-}
-
-// depends_on, networks: a list of names as a mapping of name -> defaults.
-YamlNode NamesAsMapping(const YamlNode& n) {
-  if (!n.IsSequence())
-    return n;
-  YamlNode m = YamlNode::Map();
-  m.mark = n.mark;
-  m.key = n.key;
-  m.key_mark = n.key_mark;
-  for (const auto& item : n.items) {
-    if (!item.IsScalar())
-      return n;
-    YamlNode v = YamlNode::Null();
-    v.mark = item.mark;
-    v.key_mark = item.mark;
-    m.Set(item.scalar, std::move(v));
   }
   return m;
 }
@@ -211,20 +175,12 @@ void MergeService(YamlNode* base, const YamlNode& over) {
       base->Set(v.key, v);
       continue;
     }
-    if (kAsMap.count(v.key)) {
-      YamlNode bm = AsMapping(*b, '=');
-      YamlNode om = AsMapping(v, '=');
-      if (bm.IsMapping() && om.IsMapping()) {
-        MergeGeneric(&bm, om);
-        base->Set(v.key, std::move(bm));
-      } else {
-        base->Set(v.key, v);
-      }
-      continue;
-    }
-    if (kNames.count(v.key)) {
-      YamlNode bm = NamesAsMapping(*b);
-      YamlNode om = NamesAsMapping(v);
+    if (kAsMap.count(v.key) || kNames.count(v.key)) {
+      std::optional<char> sep;
+      if (kAsMap.count(v.key))
+        sep = '=';
+      YamlNode bm = AsMapping(*b, sep);
+      YamlNode om = AsMapping(v, sep);
       if (bm.IsMapping() && om.IsMapping()) {
         MergeGeneric(&bm, om);
         base->Set(v.key, std::move(bm));
@@ -366,6 +322,16 @@ Expected<LoadResult> Load(const LoadOptions& options) {
   std::map<std::string, std::string> dotenv;
   std::vector<std::string> env_files;
   bool explicit_env = !options.env_files.empty();
+  // The process environment over what the .env files set so far.
+  Lookup lookup = [&](const std::string& k) -> std::optional<std::string> {
+    if (auto v = env_get(k))
+      return v;
+    auto it = dotenv.find(k);
+    if (it != dotenv.end())
+      return it->second;
+    return std::nullopt;
+  };
+
   for (const auto& f : options.env_files)
     env_files.push_back(JoinPath(options.working_dir, f));
   if (!explicit_env)
@@ -377,28 +343,12 @@ Expected<LoadResult> Load(const LoadOptions& options) {
         return Error(Errc::kInvalidInput, "--env-file " + f + ": no such file");
       continue;
     }
-    auto lookup_so_far = [&](const std::string& k) -> std::optional<std::string> {
-      if (auto v = env_get(k))
-        return v;
-      auto it = dotenv.find(k);
-      if (it != dotenv.end())
-        return it->second;
-      return std::nullopt;
-    };
-    auto vars = ParseDotEnv(*text, f, lookup_so_far);
+    auto vars = ParseDotEnv(*text, f, lookup);  // what the files before it set
     if (!vars)
       return std::move(vars).error();
     for (auto& [k, v] : *vars)
       dotenv[k] = v;
   }
-  Lookup lookup = [&](const std::string& k) -> std::optional<std::string> {
-    if (auto v = env_get(k))
-      return v;
-    auto it = dotenv.find(k);
-    if (it != dotenv.end())
-      return it->second;
-    return std::nullopt;
-  };
 
   // Parse and interpolate each file, then merge in order.
   YamlNode merged;

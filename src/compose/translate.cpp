@@ -43,24 +43,15 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
     auto str_into = [&](std::string* out) -> Status {
       if (v.IsNull())
         return {};
-      auto r = Str(v, vp);
-      if (!r)
-        return std::move(r).error();
-      *out = *r;
+      KILN_ASSIGN_OR_RETURN(*out, Str(v, vp));
       return {};
     };
     auto bool_into = [&](bool* out) -> Status {
-      auto r = Bool(v, vp);
-      if (!r)
-        return std::move(r).error();
-      *out = *r;
+      KILN_ASSIGN_OR_RETURN(*out, Bool(v, vp));
       return {};
     };
     auto list_into = [&](std::vector<std::string>* out, bool allow_string) -> Status {
-      auto r = StrList(v, vp, allow_string);
-      if (!r)
-        return std::move(r).error();
-      *out = *r;
+      KILN_ASSIGN_OR_RETURN(*out, StrList(v, vp, allow_string));
       return {};
     };
     if (k.rfind("x-", 0) == 0) {
@@ -129,26 +120,17 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
         return std::move(m).error();
       (k == "labels" ? s.labels : s.annotations) = *m;
     } else if (k == "secrets") {
-      auto sec = Secrets(v, vp);
-      if (!sec)
-        return std::move(sec).error();
-      s.secrets = *sec;
+      KILN_ASSIGN_OR_RETURN(s.secrets, Secrets(v, vp));
     } else if (k == "stop_signal") {
       st = str_into(&s.stop_signal);
     } else if (k == "stop_grace_period") {
-      auto d = Duration(v, vp);
-      if (!d)
-        return std::move(d).error();
-      s.stop_grace_period_ns = *d;
+      KILN_ASSIGN_OR_RETURN(s.stop_grace_period_ns, Duration(v, vp));
     } else if (k == "tmpfs") {
       st = list_into(&s.tmpfs, true);
     } else if (k == "extra_hosts") {
       st = ExtraHosts(v, vp, &s);
     } else if (k == "init") {
-      auto b = Bool(v, vp);
-      if (!b)
-        return std::move(b).error();
-      s.init = *b;
+      KILN_ASSIGN_OR_RETURN(s.init, Bool(v, vp));
     } else if (k == "privileged") {
       st = bool_into(&s.privileged);
     } else if (k == "read_only") {

@@ -138,10 +138,7 @@ Status Translator::Ports(const YamlNode& n, const std::string& path, Service* s)
           return NodeError(v, vp, "\"" + *pub + "\" is not a port or range");
         m.published = *pub;
       } else if (v.key == "host_ip") {
-        auto h = Str(v, vp);
-        if (!h)
-          return std::move(h).error();
-        m.host_ip = *h;
+        KILN_ASSIGN_OR_RETURN(m.host_ip, Str(v, vp));
       } else if (v.key == "protocol") {
         auto pr = Str(v, vp);
         if (!pr)
@@ -157,15 +154,9 @@ Status Translator::Ports(const YamlNode& n, const std::string& path, Service* s)
           return NodeError(v, vp, "unknown mode \"" + *md + "\" (host, ingress)");
         m.mode = *md;
       } else if (v.key == "name") {
-        auto nm = Str(v, vp);
-        if (!nm)
-          return std::move(nm).error();
-        m.name = *nm;
+        KILN_ASSIGN_OR_RETURN(m.name, Str(v, vp));
       } else if (v.key == "app_protocol") {
-        auto ap = Str(v, vp);
-        if (!ap)
-          return std::move(ap).error();
-        m.app_protocol = *ap;
+        KILN_ASSIGN_OR_RETURN(m.app_protocol, Str(v, vp));
       } else if (v.key.rfind("x-", 0) != 0) {
         WarnKey(v, vp, "unknown key, left out");
       }
@@ -261,10 +252,7 @@ Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* 
           return std::move(str).error();
         (v.key == "type" ? m.type : v.key == "source" ? m.source : m.target) = *str;
       } else if (v.key == "read_only") {
-        auto b = Bool(v, vp);
-        if (!b)
-          return std::move(b).error();
-        m.read_only = *b;
+        KILN_ASSIGN_OR_RETURN(m.read_only, Bool(v, vp));
       } else if (v.key == "consistency") {
         continue;
       } else if (v.key == "bind" || v.key == "volume" || v.key == "tmpfs") {
@@ -275,15 +263,9 @@ Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* 
         for (const auto& o : v.items) {
           std::string op = Child(vp, o.key);
           if (v.key == "bind" && o.key == "propagation") {
-            auto pr = Str(o, op);
-            if (!pr)
-              return std::move(pr).error();
-            m.propagation = *pr;
+            KILN_ASSIGN_OR_RETURN(m.propagation, Str(o, op));
           } else if (v.key == "bind" && o.key == "create_host_path") {
-            auto b = Bool(o, op);
-            if (!b)
-              return std::move(b).error();
-            m.create_host_path = *b;
+            KILN_ASSIGN_OR_RETURN(m.create_host_path, Bool(o, op));
           } else if (v.key == "bind" && o.key == "selinux") {
             auto se = Str(o, op);
             if (!se)
@@ -292,25 +274,13 @@ Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* 
               return NodeError(o, op, "must be z or Z");
             m.selinux = *se;
           } else if (v.key == "volume" && o.key == "nocopy") {
-            auto b = Bool(o, op);
-            if (!b)
-              return std::move(b).error();
-            m.nocopy = *b;
+            KILN_ASSIGN_OR_RETURN(m.nocopy, Bool(o, op));
           } else if (v.key == "volume" && o.key == "subpath") {
-            auto sp = Str(o, op);
-            if (!sp)
-              return std::move(sp).error();
-            m.subpath = *sp;
+            KILN_ASSIGN_OR_RETURN(m.subpath, Str(o, op));
           } else if (v.key == "tmpfs" && o.key == "size") {
-            auto sz = Int(o, op, 0, INT64_MAX);
-            if (!sz)
-              return std::move(sz).error();
-            m.tmpfs_size = *sz;
+            KILN_ASSIGN_OR_RETURN(m.tmpfs_size, Int(o, op, 0, INT64_MAX));
           } else if (v.key == "tmpfs" && o.key == "mode") {
-            auto md = Mode(o, op);
-            if (!md)
-              return std::move(md).error();
-            m.tmpfs_mode = *md;
+            KILN_ASSIGN_OR_RETURN(m.tmpfs_mode, Mode(o, op));
           } else {
             WarnKey(o, op, "unknown key, left out");
           }

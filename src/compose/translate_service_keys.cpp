@@ -33,28 +33,19 @@ Status Translator::Build(const YamlNode& n, const std::string& path, Service* s)
          : v.key == "target"            ? b.target
                                         : b.network) = *str;
       } else if (v.key == "args") {
-        auto kv = KeyValues(v, vp);
-        if (!kv)
-          return std::move(kv).error();
-        b.args = *kv;
+        KILN_ASSIGN_OR_RETURN(b.args, KeyValues(v, vp));
         for (auto& [k, val] : b.args)
           if (!val)
             val = ctx_.lookup(k);  // an argument without a value comes from the environment
       } else if (v.key == "labels") {
-        auto m = StringMap(v, vp);
-        if (!m)
-          return std::move(m).error();
-        b.labels = *m;
+        KILN_ASSIGN_OR_RETURN(b.labels, StringMap(v, vp));
       } else if (v.key == "cache_from" || v.key == "tags") {
         auto l = StrList(v, vp, false);
         if (!l)
           return std::move(l).error();
         (v.key == "tags" ? b.tags : b.cache_from) = *l;
       } else if (v.key == "secrets") {
-        auto sec = Secrets(v, vp);
-        if (!sec)
-          return std::move(sec).error();
-        b.secrets = *sec;
+        KILN_ASSIGN_OR_RETURN(b.secrets, Secrets(v, vp));
       } else if (v.key == "no_cache" || v.key == "pull") {
         auto bo = Bool(v, vp);
         if (!bo)
@@ -89,15 +80,9 @@ Status Translator::EnvFiles(const YamlNode& n, const std::string& path, Service*
       const YamlNode* pathn = item.Find("path");
       if (!pathn)
         return NodeError(item, p, "path is required");
-      auto ps = Str(*pathn, Child(p, "path"));
-      if (!ps)
-        return std::move(ps).error();
-      f.path = *ps;
+      KILN_ASSIGN_OR_RETURN(f.path, Str(*pathn, Child(p, "path")));
       if (const YamlNode* r = item.Find("required")) {
-        auto b = Bool(*r, Child(p, "required"));
-        if (!b)
-          return std::move(b).error();
-        f.required = *b;
+        KILN_ASSIGN_OR_RETURN(f.required, Bool(*r, Child(p, "required")));
       }
       for (const auto& v : item.items)
         if (v.key != "path" && v.key != "required" && v.key != "format")
@@ -161,10 +146,7 @@ Status Translator::Networks(const YamlNode& n, const std::string& path, Service*
       for (const auto& o : v.items) {
         std::string op = Child(vp, o.key);
         if (o.key == "aliases") {
-          auto l = StrList(o, op, false);
-          if (!l)
-            return std::move(l).error();
-          a.aliases = *l;
+          KILN_ASSIGN_OR_RETURN(a.aliases, StrList(o, op, false));
         } else if (o.key == "ipv4_address" || o.key == "ipv6_address") {
           auto ip = Str(o, op);
           if (!ip)
@@ -266,10 +248,7 @@ Status Translator::HealthCheck(const YamlNode& n, const std::string& path, Servi
         return std::move(r).error();
       h.retries = static_cast<int>(*r);
     } else if (v.key == "disable") {
-      auto b = Bool(v, vp);
-      if (!b)
-        return std::move(b).error();
-      h.disable = *b;
+      KILN_ASSIGN_OR_RETURN(h.disable, Bool(v, vp));
     } else if (v.key.rfind("x-", 0) != 0) {
       WarnKey(v, vp, "unknown key, left out");
     }
@@ -301,10 +280,7 @@ Expected<std::vector<deployment::SecretRef>> Translator::Secrets(const YamlNode&
             return std::move(str).error();
           (v.key == "source" ? r.source : v.key == "target" ? r.target : v.key == "uid" ? r.uid : r.gid) = *str;
         } else if (v.key == "mode") {
-          auto md = Mode(v, vp);
-          if (!md)
-            return std::move(md).error();
-          r.mode = *md;
+          KILN_ASSIGN_OR_RETURN(r.mode, Mode(v, vp));
         } else {
           WarnKey(v, vp, "unknown key, left out");
         }

@@ -83,10 +83,7 @@ Expected<bool> Translator::NetworkKey(const YamlNode& o, const std::string& op, 
       return std::move(b).error();
     (o.key == "internal" ? d->internal : d->attachable) = *b;
   } else if (o.key == "enable_ipv6") {
-    auto b = Bool(o, op);
-    if (!b)
-      return std::move(b).error();
-    d->enable_ipv6 = *b;
+    KILN_ASSIGN_OR_RETURN(d->enable_ipv6, Bool(o, op));
   } else if (o.key == "ipam") {
     if (!o.IsMapping())
       return NodeError(o, op, "must be a mapping, not a " + KindName(o));
@@ -149,10 +146,7 @@ Status Translator::TopSecrets(const YamlNode& n, Project* p) {
           return std::move(s).error();
         (o.key == "file" ? d.file : o.key == "environment" ? d.environment : explicit_name) = *s;
       } else if (o.key == "external") {
-        auto b = Bool(o, op);
-        if (!b)
-          return std::move(b).error();
-        d.external = *b;
+        KILN_ASSIGN_OR_RETURN(d.external, Bool(o, op));
       } else if (o.key.rfind("x-", 0) != 0) {
         WarnKey(o, op, "not supported by kiln, left out");
       }

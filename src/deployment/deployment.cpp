@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "kiln/text.h"
+
 namespace kiln::deployment {
 
 namespace {
@@ -67,53 +69,10 @@ std::string FormatDuration(int64_t ns) {
 }
 
 std::optional<int64_t> ParseDuration(const std::string& text) {
-  std::string_view s = text;
-  bool neg = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    neg = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s == "0")
-    return 0;
-  if (s.empty())
+  auto ns = ParseGoDuration(text);
+  if (!ns)
     return std::nullopt;
-  long double total = 0;
-  while (!s.empty()) {
-    size_t i = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.'))
-      ++i;
-    if (i == 0)
-      return std::nullopt;
-    std::string num(s.substr(0, i));
-    if (num == "." || std::count(num.begin(), num.end(), '.') > 1)
-      return std::nullopt;
-    s.remove_prefix(i);
-    size_t j = 0;
-    while (j < s.size() && !std::isdigit(static_cast<unsigned char>(s[j])) && s[j] != '.')
-      ++j;
-    std::string unit(s.substr(0, j));
-    s.remove_prefix(j);
-    int64_t scale = 0;
-    if (unit == "ns")
-      scale = kNs;
-    else if (unit == "us" || unit == "\xc2\xb5s" || unit == "\xce\xbcs")
-      scale = kUs;
-    else if (unit == "ms")
-      scale = kMs;
-    else if (unit == "s")
-      scale = kS;
-    else if (unit == "m")
-      scale = kMin;
-    else if (unit == "h")
-      scale = kHour;
-    else
-      return std::nullopt;
-    total += std::stold(num) * static_cast<long double>(scale);
-    if (total > static_cast<long double>(INT64_MAX))
-      return std::nullopt;
-  }
-  auto v = static_cast<int64_t>(std::llround(total));
-  return neg ? -v : v;
+  return *ns;
 }
 
 }  // namespace kiln::deployment

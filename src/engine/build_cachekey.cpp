@@ -1,5 +1,6 @@
 // Cache keys: the inputs of a step, the secret HMAC key, StepCacheKey.
 #include "engine/build_internal.h"
+#include "kiln/cleanup.h"
 
 namespace kiln::engine {
 
@@ -54,10 +55,7 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
           continue;
         }
         KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("bindkey-"));
-        struct Cleanup {
-          std::string dir;
-          ~Cleanup() { (void)RemoveAll(dir); }
-        } cleanup{scratch};
+        RemoveAllOnExit cleanup(scratch);
         Expected<Digest> d = Error(Errc::kIo, "");
         {
           std::string root = JoinPath(scratch, "root");

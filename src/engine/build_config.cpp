@@ -52,14 +52,9 @@ void Builder::ApplyConfigStep(const Step& step, StageState& st) {
         } else if constexpr (std::is_same_v<T, StopSignalStep>) {
           c.stop_signal = op.signal;
         } else if constexpr (std::is_same_v<T, HealthcheckStep>) {
-          HealthConfig h;
-          h.test = op.test;
-          h.interval = op.interval_ns;
-          h.timeout = op.timeout_ns;
-          h.start_period = op.start_period_ns;
-          h.start_interval = op.start_interval_ns;
-          h.retries = op.retries;
-          c.healthcheck = h;
+          c.healthcheck = HealthConfig{.test = op.test, .interval = op.interval_ns, .timeout = op.timeout_ns,
+                                       .start_period = op.start_period_ns, .start_interval = op.start_interval_ns,
+                                       .retries = op.retries};
         } else if constexpr (std::is_same_v<T, ShellStep>) {
           c.shell = op.shell;
         } else if constexpr (std::is_same_v<T, OnbuildStep>) {

@@ -206,23 +206,7 @@ class PlatformProgress {
 
  private:
   void Relay(bool json) {
-    std::string buf;
-    char chunk[8192];
-    for (;;) {
-      ssize_t n = ::read(read_fd_.get(), chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
-      buf.append(chunk, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        Emit(buf.substr(0, nl), json);
-        buf.erase(0, nl + 1);
-      }
-    }
-    if (!buf.empty())
-      Emit(buf, json);
+    (void)ReadLines(read_fd_.get(), [&](std::string_view line) { Emit(std::string(line), json); });
   }
 
   void Emit(const std::string& line, bool json) {

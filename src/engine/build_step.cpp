@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include "engine/build_internal.h"
+#include "kiln/cleanup.h"
 
 namespace kiln::engine {
 
@@ -799,10 +800,7 @@ Status Builder::ExecuteStep(const Stage& stage, const Step& step, StageState& st
   KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("step-"));
   std::string upper = JoinPath(scratch, "upper"), work = JoinPath(scratch, "work"),
               merged = JoinPath(scratch, "merged");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { (void)RemoveAll(dir); }
-  } cleanup{scratch};
+  RemoveAllOnExit cleanup(scratch);
   KILN_TRY(MakeDirs(upper));
   KILN_TRY(MakeDirs(work));
   KILN_TRY(MakeDirs(merged));

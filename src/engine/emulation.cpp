@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "kiln/fs.h"
+#include "kiln/text.h"
 
 namespace kiln::engine {
 namespace {
@@ -92,13 +93,8 @@ struct Entry {
 
 std::optional<Entry> ParseEntry(const std::string& text) {
   Entry e;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t j = text.find('\n', i);
-    if (j == std::string::npos)
-      j = text.size();
-    std::string line = text.substr(i, j - i);
-    i = j + 1;
+  for (std::string_view l : SplitLines(text)) {
+    std::string line(l);
     auto value = [&](const char* key) -> std::optional<std::string> {
       std::string k = key;
       if (line.rfind(k, 0) != 0)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "engine/copy.h"
+#include "kiln/cleanup.h"
 #include "kiln/fs.h"
 #include "kiln/layer.h"
 #include "kiln/rootfs.h"
@@ -27,10 +28,7 @@ Status WithFlatRootfs(Store& store, const StoredImage& image, const std::functio
     lowers.push_back(dir);
   }
   KILN_ASSIGN_OR_RETURN(std::string scratch, store.MakeTempDir("export-"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { (void)RemoveAll(dir); }
-  } cleanup{scratch};
+  RemoveAllOnExit cleanup(scratch);
   std::string target = JoinPath(scratch, "root");
   KILN_TRY(MakeDirs(target));
   if (lowers.empty()) {

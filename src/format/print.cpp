@@ -5,6 +5,7 @@
 #include <string>
 
 #include "format/internal.h"
+#include "kiln/text.h"
 
 namespace kiln::format::internal {
 
@@ -77,24 +78,9 @@ std::string IntBase(unsigned long long u, int base, bool upper) {
   return s;
 }
 
-void AppendUtf8(std::string& out, unsigned long cp) {
-  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    cp = 0xFFFD;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+// %c of a number: its UTF-8 bytes (U+FFFD when it is no code point).
+void AppendCodePoint(std::string& out, unsigned long cp) {
+  AppendUtf8(out, cp > 0x10FFFF ? char32_t{0xFFFD} : static_cast<char32_t>(cp));
 }
 
 }  // namespace
@@ -209,17 +195,14 @@ std::string GoQuote(std::string_view s) {
   std::string out = "\"";
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\a': out += "\\a"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      case '\v': out += "\\v"; continue;
-      default: break;
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      continue;
+    }
+    if (const char* e = EscapeControl(c)) {
+      out += e;
+      continue;
     }
     if (c < 0x20 || c == 0x7F) {
       char buf[8];
@@ -269,28 +252,22 @@ std::string GoSprintf(std::string_view f, const std::vector<Value>& args) {
     }
     int width = -1, prec = -1;
     bool bad_width = false, bad_prec = false;
-    if (i < f.size() && f[i] >= '0' && f[i] <= '9') {
-      width = 0;
-      while (i < f.size() && f[i] >= '0' && f[i] <= '9') {
-        width = width * 10 + (f[i] - '0');
-        if (width > 1000000) {
-          bad_width = true;
-          width = 1000000;
+    // The digits at f[i] (none: 0) into `n`, capped at 1000000 (`bad` then).
+    auto number = [&](int& n, bool& bad) {
+      n = 0;
+      for (; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i) {
+        n = n * 10 + (f[i] - '0');
+        if (n > 1000000) {
+          bad = true;
+          n = 1000000;
         }
-        ++i;
       }
-    }
+    };
+    if (i < f.size() && f[i] >= '0' && f[i] <= '9')
+      number(width, bad_width);
     if (i < f.size() && f[i] == '.') {
       ++i;
-      prec = 0;
-      while (i < f.size() && f[i] >= '0' && f[i] <= '9') {
-        prec = prec * 10 + (f[i] - '0');
-        if (prec > 1000000) {
-          bad_prec = true;
-          prec = 1000000;
-        }
-        ++i;
-      }
+      number(prec, bad_prec);
     }
     if (i >= f.size()) {
       out += "%!(NOVERB)";
@@ -353,7 +330,7 @@ std::string GoSprintf(std::string_view f, const std::vector<Value>& args) {
           s = GoQuote(j.get_ref<const std::string&>());
         else if (IsInteger(j)) {
           std::string r;
-          AppendUtf8(r, static_cast<unsigned long>(AsInt(j)));
+          AppendCodePoint(r, static_cast<unsigned long>(AsInt(j)));
           s = "'" + r + "'";
         } else
           s = BadVerb(verb, v);
@@ -394,7 +371,7 @@ std::string GoSprintf(std::string_view f, const std::vector<Value>& args) {
         break;
       case 'c':
         if (IsInteger(j))
-          AppendUtf8(s, static_cast<unsigned long>(AsInt(j)));
+          AppendCodePoint(s, static_cast<unsigned long>(AsInt(j)));
         else
           s = BadVerb(verb, v);
         break;

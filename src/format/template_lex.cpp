@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "format/template_parse.h"
+#include "kiln/text.h"
 
 namespace kiln::format::internal {
 
@@ -246,17 +247,11 @@ class Lexer {
         }
         char e = in_[p + 1];
         p += 2;
+        if (char u = UnescapeChar(e)) {
+          value += u;
+          continue;
+        }
         switch (e) {
-          case 'n': value += '\n'; break;
-          case 't': value += '\t'; break;
-          case 'r': value += '\r'; break;
-          case 'a': value += '\a'; break;
-          case 'b': value += '\b'; break;
-          case 'f': value += '\f'; break;
-          case 'v': value += '\v'; break;
-          case '\\': value += '\\'; break;
-          case '"': value += '"'; break;
-          case '\'': value += '\''; break;
           case 'x': {
             if (p + 2 > in_.size() || !std::isxdigit(static_cast<unsigned char>(in_[p])) ||
                 !std::isxdigit(static_cast<unsigned char>(in_[p + 1]))) {

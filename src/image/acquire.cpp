@@ -11,29 +11,26 @@
 
 namespace kiln::image {
 
+namespace {
+
+// --pull values and their policies, both ways.
+constexpr std::pair<PullPolicy, std::string_view> kPullPolicies[] = {
+    {PullPolicy::kMissing, "missing"}, {PullPolicy::kAlways, "always"},
+    {PullPolicy::kNever, "never"}, {PullPolicy::kNewer, "newer"}};
+
+}  // namespace
+
 Expected<PullPolicy> ParsePullPolicy(std::string_view text) {
-  if (text == "missing")
-    return PullPolicy::kMissing;
-  if (text == "always")
-    return PullPolicy::kAlways;
-  if (text == "never")
-    return PullPolicy::kNever;
-  if (text == "newer")
-    return PullPolicy::kNewer;
+  for (const auto& [policy, name] : kPullPolicies)
+    if (text == name)
+      return policy;
   return Error(Errc::kInvalidInput, "invalid --pull " + std::string(text) + ": use missing, always, never or newer");
 }
 
 std::string_view PullPolicyName(PullPolicy policy) {
-  switch (policy) {
-    case PullPolicy::kMissing:
-      return "missing";
-    case PullPolicy::kAlways:
-      return "always";
-    case PullPolicy::kNever:
-      return "never";
-    case PullPolicy::kNewer:
-      return "newer";
-  }
+  for (const auto& [p, name] : kPullPolicies)
+    if (p == policy)
+      return name;
   return "missing";
 }
 

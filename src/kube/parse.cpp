@@ -54,10 +54,7 @@ class Reader {
     if (!n.IsMapping())
       return Bad(n, path, "must be a mapping, not a " + KindName(n));
     for (const auto& v : n.items) {
-      auto s = v.IsNull() ? Expected<std::string>(std::string()) : Str(v, Child(path, v.key));
-      if (!s)
-        return std::move(s).error();
-      out[v.key] = *s;
+      KILN_ASSIGN_OR_RETURN(out[v.key], v.IsNull() ? Expected<std::string>(std::string()) : Str(v, Child(path, v.key)));
     }
     return out;
   }
@@ -95,10 +92,7 @@ Expected<Reader::Meta> Reader::Metadata(const YamlNode& root, const std::string&
   for (const auto& v : md->items) {
     std::string vp = Child(path + ".metadata", v.key);
     if (v.key == "name") {
-      auto s = Str(v, vp);
-      if (!s)
-        return std::move(s).error();
-      m.name = *s;
+      KILN_ASSIGN_OR_RETURN(m.name, Str(v, vp));
     } else if (v.key == "labels" || v.key == "annotations") {
       auto mm = StrMap(v, vp);
       if (!mm)
@@ -162,10 +156,7 @@ Expected<std::map<std::string, deployment::VolumeMount>> Reader::Volumes(const Y
           return Bad(f, fp, "claimName is required");
         m.source = cn->scalar;
         if (const YamlNode* ro = field("readOnly")) {
-          auto b = Bool(*ro, Child(fp, "readOnly"));
-          if (!b)
-            return std::move(b).error();
-          m.read_only = *b;
+          KILN_ASSIGN_OR_RETURN(m.read_only, Bool(*ro, Child(fp, "readOnly")));
         }
       } else if (f.key == "emptyDir") {
         m.type = "emptydir";
@@ -340,10 +331,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
     const std::string& k = v.key;
     Status st;
     auto str_into = [&](std::string* out) -> Status {
-      auto r = Str(v, vp);
-      if (!r)
-        return std::move(r).error();
-      *out = *r;
+      KILN_ASSIGN_OR_RETURN(*out, Str(v, vp));
       return {};
     };
     if (k == "name") {
@@ -393,10 +381,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
               src.name = rn->scalar;
               src.key = rk->scalar;
               if (const YamlNode* opt = ref.Find("optional")) {
-                auto b = Bool(*opt, Child(rp, "optional"));
-                if (!b)
-                  return std::move(b).error();
-                src.optional = *b;
+                KILN_ASSIGN_OR_RETURN(src.optional, Bool(*opt, Child(rp, "optional")));
               }
             } else if (ref.key == "fieldRef") {
               const YamlNode* fpth = ref.Find("fieldPath");
@@ -492,10 +477,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
               return std::move(b).error();
             vm.read_only = vm.read_only || *b;
           } else if (f.key == "subPath") {
-            auto sp = Str(f, fp);
-            if (!sp)
-              return std::move(sp).error();
-            vm.subpath = *sp;
+            KILN_ASSIGN_OR_RETURN(vm.subpath, Str(f, fp));
           } else if (f.key == "mountPropagation") {
             auto pr = Str(f, fp);
             if (!pr)
@@ -510,10 +492,7 @@ Expected<deployment::Service> Reader::Container(const YamlNode& n, const std::st
     } else if (k == "securityContext") {
       st = SecurityContext(v, vp, &s);
     } else if (k == "livenessProbe") {
-      auto h = Probe(v, vp);
-      if (!h)
-        return std::move(h).error();
-      s.healthcheck = *h;
+      KILN_ASSIGN_OR_RETURN(s.healthcheck, Probe(v, vp));
     } else if (k == "resources") {
       if (!v.IsMapping())
         return Bad(v, vp, "must be a mapping");
@@ -561,10 +540,7 @@ Status Reader::PodSpec(const YamlNode& spec, const std::string& path, deployment
     return Bad(spec, path, "must be a mapping, not a " + KindName(spec));
   std::map<std::string, deployment::VolumeMount> volumes;
   if (const YamlNode* v = spec.Find("volumes")) {
-    auto vols = Volumes(*v, Child(path, "volumes"));
-    if (!vols)
-      return std::move(vols).error();
-    volumes = *vols;
+    KILN_ASSIGN_OR_RETURN(volumes, Volumes(*v, Child(path, "volumes")));
   }
   const YamlNode* pod_security = nullptr;
   for (const auto& v : spec.items) {
@@ -596,15 +572,9 @@ Status Reader::PodSpec(const YamlNode& spec, const std::string& path, deployment
       else
         return Bad(v, vp, "unknown restart policy \"" + *r + "\" (Always, OnFailure, Never)");
     } else if (v.key == "hostname") {
-      auto h = Str(v, vp);
-      if (!h)
-        return std::move(h).error();
-      pod->hostname = *h;
+      KILN_ASSIGN_OR_RETURN(pod->hostname, Str(v, vp));
     } else if (v.key == "hostNetwork") {
-      auto b = Bool(v, vp);
-      if (!b)
-        return std::move(b).error();
-      pod->host_network = *b;
+      KILN_ASSIGN_OR_RETURN(pod->host_network, Bool(v, vp));
     } else if (v.key == "securityContext") {
       pod_security = &v;
     } else {
@@ -699,10 +669,7 @@ Status Reader::Read(const YamlNode& root, size_t index) {
       return std::move(meta).error();
     ConfigMap cm{meta->name, {}};
     if (const YamlNode* d = root.Find("data")) {
-      auto m = StrMap(*d, path + "/" + meta->name + ".data");
-      if (!m)
-        return std::move(m).error();
-      cm.data = *m;
+      KILN_ASSIGN_OR_RETURN(cm.data, StrMap(*d, path + "/" + meta->name + ".data"));
     }
     if (const YamlNode* b = root.Find("binaryData"))
       Unknown(*b, path + "/" + meta->name + ".binaryData", "not supported by kiln, left out");

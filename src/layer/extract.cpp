@@ -383,20 +383,7 @@ Status Extractor::Opaque(int parent, const std::string& parent_path) {
   }
   // Empty the directory of what lower layers put there; entries of this
   // layer (which may come before the marker) stay.
-  std::vector<std::string> children;
-  {
-    UniqueFd dup(::fcntl(dir.get(), F_DUPFD_CLOEXEC, 0));
-    DIR* d = ::fdopendir(dup.get());
-    if (!d)
-      return Error::FromErrno("opendir " + parent_path);
-    (void)dup.release();
-    while (dirent* de = ::readdir(d)) {
-      std::string_view n = de->d_name;
-      if (n != "." && n != "..")
-        children.emplace_back(n);
-    }
-    ::closedir(d);
-  }
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> children, ListDirSortedAt(dir.get(), parent_path));
   for (const auto& c : children) {
     std::string cpath = parent_path.empty() ? c : parent_path + "/" + c;
     if (created_.count(cpath))

@@ -513,16 +513,8 @@ class ArchiveRawSource : public ByteSource {
 }  // namespace
 
 Utf8LocaleScope::Utf8LocaleScope() {
-  utf8_ = ::newlocale(LC_ALL_MASK, "C.UTF-8", nullptr);
-  if (utf8_)
-    old_ = ::uselocale(utf8_);
-}
-
-Utf8LocaleScope::~Utf8LocaleScope() {
-  if (!utf8_)
-    return;
-  ::uselocale(old_);
-  ::freelocale(utf8_);
+  if (locale_t utf8 = ::newlocale(LC_ALL_MASK, "C.UTF-8", nullptr))
+    utf8_ = decltype(utf8_)(utf8, Restore{::uselocale(utf8)});
 }
 
 Status HashingFdSink::Write(const void* data, size_t len) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <string>
 #include <string_view>
 
@@ -79,13 +80,17 @@ class HashingFdSource : public ByteSource {
 class Utf8LocaleScope {
  public:
   Utf8LocaleScope();
-  ~Utf8LocaleScope();
-  Utf8LocaleScope(const Utf8LocaleScope&) = delete;
-  Utf8LocaleScope& operator=(const Utf8LocaleScope&) = delete;
 
  private:
-  locale_t utf8_ = nullptr;
-  locale_t old_ = nullptr;
+  // Switches back to `old`, then frees the UTF-8 locale.
+  struct Restore {
+    locale_t old;
+    void operator()(locale_t utf8) const {
+      ::uselocale(old);
+      ::freelocale(utf8);
+    }
+  };
+  std::unique_ptr<std::remove_pointer_t<locale_t>, Restore> utf8_;
 };
 
 /// A decompressor reading `in` (borrowed).

@@ -102,6 +102,16 @@ class RawSource : public ByteSource {
   internal::HashingFdSource* in_;
 };
 
+// Reads `source` to its end.
+template <typename Source>
+Status Drain(Source& source) {
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(std::string_view chunk, source.Read());
+    if (chunk.empty())
+      return Ok();
+  }
+}
+
 }  // namespace
 
 OverlayXattrs OverlayXattrsForMount() {
@@ -148,16 +158,8 @@ Expected<UnpackStats> HashLayer(int in_fd, const UnpackLimits& limits) {
     source = guard.get();
   }
   CountingSource counted(source, limits.max_uncompressed_bytes);
-  for (;;) {
-    KILN_ASSIGN_OR_RETURN(std::string_view chunk, counted.Read());
-    if (chunk.empty())
-      break;
-  }
-  for (;;) {
-    KILN_ASSIGN_OR_RETURN(std::string_view chunk, raw.Read());
-    if (chunk.empty())
-      break;
-  }
+  KILN_TRY(Drain(counted));
+  KILN_TRY(Drain(raw));
   stats.uncompressed_size = counted.bytes();
   stats.diff_id = counted.TakeDigest();
   stats.size = raw.bytes();
@@ -223,20 +225,10 @@ Expected<UnpackStats> UnpackLayer(int in_fd, const std::string& root_dir, const 
   }
   // Drain what follows the end-of-archive marker so that both digests cover
   // every byte (I4).
-  for (;;) {
-    auto chunk = counted.Read();
-    if (!chunk)
-      return context(std::move(chunk).error());
-    if (chunk->empty())
-      break;
-  }
-  for (;;) {
-    auto chunk = raw.Read();
-    if (!chunk)
-      return context(std::move(chunk).error());
-    if (chunk->empty())
-      break;
-  }
+  if (auto st = Drain(counted); !st)
+    return context(std::move(st).error());
+  if (auto st = Drain(raw); !st)
+    return context(std::move(st).error());
   stats.uncompressed_size = counted.bytes();
   stats.diff_id = counted.TakeDigest();
   stats.size = raw.bytes();

@@ -135,17 +135,6 @@ std::string HomeDir() {
   return home.empty() ? "/root" : home;
 }
 
-// The key an auth-file entry is stored under, normalised: scheme and path
-// dropped ("https://index.docker.io/v1/" -> "index.docker.io").
-std::string NormalizeKey(std::string key) {
-  for (std::string_view p : {"https://", "http://"})
-    if (key.rfind(p, 0) == 0)
-      key = key.substr(p.size());
-  if (auto slash = key.find('/'); slash != std::string::npos)
-    key = key.substr(0, slash);
-  return key;
-}
-
 bool IsDockerHub(const std::string& host) {
   return host == "docker.io" || host == "index.docker.io" || host == "registry-1.docker.io";
 }
@@ -252,6 +241,15 @@ std::string DefaultWriteTarget() {
 }
 
 }  // namespace
+
+std::string NormalizeKey(std::string key) {
+  for (std::string_view p : {"https://", "http://"})
+    if (key.rfind(p, 0) == 0)
+      key = key.substr(p.size());
+  if (auto slash = key.find('/'); slash != std::string::npos)
+    key = key.substr(0, slash);
+  return key;
+}
 
 std::vector<std::string> AuthFileCandidates(const std::string& authfile) {
   if (!authfile.empty())

@@ -19,6 +19,7 @@
 
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/oci.h"
 #include "kiln/registry.h"
 #include "registry/internal.h"
 
@@ -490,7 +491,7 @@ Expected<ManifestBlob> RegistryClient::GetManifest(const std::string& repo,
                                        " disagrees with the manifest's mediaType " + mt);
   }
   if (out.media_type.empty() || out.media_type == "application/json")
-    out.media_type = j.contains("manifests") ? std::string(kOciIndex) : std::string(kOciManifest);
+    out.media_type = j.contains("manifests") ? std::string(kMediaTypeOciIndex) : std::string(kMediaTypeOciManifest);
   if (ref.find(':') != std::string::npos) {
     KILN_ASSIGN_OR_RETURN(Digest want, Digest::Parse(ref));
     if (want.algorithm() != "sha256")
@@ -860,7 +861,7 @@ Expected<std::string> RegistryClient::Referrers(const std::string& repo, const D
   Ctx c{impl_.get(), &options_, &registry_};
   HttpRequest req;
   req.url = base + "/v2/" + repo + "/referrers/" + digest.str();
-  req.headers.push_back({"Accept", std::string(kOciIndex)});
+  req.headers.push_back({"Accept", std::string(kMediaTypeOciIndex)});
   req.max_body = size_t(4) << 20;
   KILN_ASSIGN_OR_RETURN(HttpResponse resp, Send(c, req, ScopeFor(repo, false)));
   if (resp.status == 404 || resp.status == 405)

@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 #include "kiln/fs.h"
 
@@ -216,18 +217,12 @@ namespace {
 constexpr off_t kMaxImageFileBytes = off_t(4) << 20;
 
 const char* FileTypeName(mode_t mode) {
-  if (S_ISFIFO(mode))
-    return "a fifo";
-  if (S_ISSOCK(mode))
-    return "a socket";
-  if (S_ISCHR(mode))
-    return "a character device";
-  if (S_ISBLK(mode))
-    return "a block device";
-  if (S_ISDIR(mode))
-    return "a directory";
-  if (S_ISLNK(mode))
-    return "a symlink";
+  static constexpr std::pair<mode_t, const char*> kTypes[] = {
+      {S_IFIFO, "a fifo"},         {S_IFSOCK, "a socket"},   {S_IFCHR, "a character device"},
+      {S_IFBLK, "a block device"}, {S_IFDIR, "a directory"}, {S_IFLNK, "a symlink"}};
+  for (const auto& [type, name] : kTypes)
+    if ((mode & S_IFMT) == type)
+      return name;
   return "a special file";
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/cancel.h"
+#include "kiln/cleanup.h"
 #include "kiln/env.h"
 #include "kiln/fs.h"
 #include "kiln/reference.h"
@@ -237,10 +238,7 @@ Status WriteDockerArchive(Store& store, const std::vector<SaveItem>& items, TarW
       // before the header, so decompress into a temp file first.
       KILN_ASSIGN_OR_RETURN(UniqueFd blob, store.OpenBlob(l.digest));
       KILN_ASSIGN_OR_RETURN(std::string tmpdir, store.MakeTempDir("save-"));
-      struct Cleanup {
-        std::string dir;
-        ~Cleanup() { (void)RemoveAll(dir); }
-      } cleanup{tmpdir};
+      RemoveAllOnExit cleanup(tmpdir);
       std::string tmp = JoinPath(tmpdir, "layer.tar");
       KILN_ASSIGN_OR_RETURN(UniqueFd out, OpenFile(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600));
       Sha256 h;

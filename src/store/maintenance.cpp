@@ -14,6 +14,7 @@
 
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
+#include "kiln/io.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
 #include "kiln/store.h"
@@ -38,20 +39,12 @@ bool IsHex64(std::string_view s) {
 Expected<Digest> HashFile(const std::string& path, int64_t* size) {
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   Sha256 h;
-  std::vector<char> buf(1 << 17);
   int64_t total = 0;
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return Error::FromErrno("read " + path);
-    }
-    if (n == 0)
-      break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-    total += n;
-  }
+  KILN_TRY(ReadChunks(fd.get(), size_t(1) << 17, [&](std::string_view data) {
+    h.Update(data.data(), data.size());
+    total += static_cast<int64_t>(data.size());
+    return Ok();
+  }, path));
   *size = total;
   return h.Finish();
 }

@@ -13,6 +13,7 @@
 #include <map>
 
 #include "kiln/fs.h"
+#include "kiln/io.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
 #include "store/internal.h"
@@ -269,15 +270,7 @@ Expected<Descriptor> Store::PutBlob(std::string_view media_type, std::string_vie
 Expected<Descriptor> Store::PutBlobFromFd(int fd, std::string_view media_type, std::optional<Digest> expected,
                                           int64_t expected_size) const {
   KILN_ASSIGN_OR_RETURN(BlobWriter w, NewBlobWriter(expected, expected_size));
-  std::vector<char> buf(1 << 17);
-  for (;;) {
-    ssize_t n = ReadRetry(fd, buf.data(), buf.size());
-    if (n < 0)
-      return Error::FromErrno("read");
-    if (n == 0)
-      break;
-    KILN_TRY(w.Write(buf.data(), static_cast<size_t>(n)));
-  }
+  KILN_TRY(ReadChunks(fd, size_t(1) << 17, [&](std::string_view data) { return w.Write(data.data(), data.size()); }));
   return w.Commit(media_type);
 }
 
@@ -302,28 +295,29 @@ Expected<std::string> Store::ReadBlob(const Digest& digest, size_t max_bytes) co
   return data;
 }
 
-Expected<Manifest> Store::ReadManifest(const Digest& digest) const {
-  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
-  auto m = ParseManifest(body);
-  if (!m)
-    return std::move(m).error().WithContext(digest.str());
-  return m;
+namespace {
+
+// `parse` of the blob `body` read for `digest`; a parse error names the digest.
+template <typename T>
+Expected<T> ParseBlob(Expected<std::string> body, const Digest& digest, Expected<T> (*parse)(std::string_view)) {
+  if (!body)
+    return std::move(body).error();
+  auto v = parse(*body);
+  if (!v)
+    return std::move(v).error().WithContext(digest.str());
+  return v;
 }
 
-Expected<Index> Store::ReadIndex(const Digest& digest) const {
-  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
-  auto x = ParseIndex(body);
-  if (!x)
-    return std::move(x).error().WithContext(digest.str());
-  return x;
+}  // namespace
+
+Expected<Manifest> Store::ReadManifest(const Digest& digest) const {
+  return ParseBlob<Manifest>(ReadBlob(digest), digest, ParseManifest);
 }
+
+Expected<Index> Store::ReadIndex(const Digest& digest) const { return ParseBlob<Index>(ReadBlob(digest), digest, ParseIndex); }
 
 Expected<ImageConfig> Store::ReadConfig(const Digest& digest) const {
-  KILN_ASSIGN_OR_RETURN(std::string body, ReadBlob(digest));
-  auto c = ParseImageConfig(body);
-  if (!c)
-    return std::move(c).error().WithContext(digest.str());
-  return c;
+  return ParseBlob<ImageConfig>(ReadBlob(digest), digest, ParseImageConfig);
 }
 
 Expected<Descriptor> Store::WriteImage(const ImageConfig& config, const std::vector<Descriptor>& layers,

@@ -33,6 +33,19 @@ struct Fixture {
     };
     return o;
   }
+  // A testdata/compose/<case> directory: its compose.yaml, its env (as
+  // .env) when there is one, and the app.env its services name. False when
+  // the case has no compose.yaml.
+  bool AddCase(const std::string& dir) {
+    auto text = ReadFile(dir + "/compose.yaml");
+    if (!text)
+      return false;
+    files["/proj/myapp/compose.yaml"] = *text;
+    if (auto e = ReadFile(dir + "/env"))
+      files["/proj/myapp/.env"] = *e;
+    files["/proj/myapp/app.env"] = "FROM_FILE=1\n";
+    return true;
+  }
 };
 
 Expected<LoadResult> LoadText(const std::string& yaml, std::map<std::string, std::string> env = {},
@@ -670,12 +683,7 @@ TEST(ComposeConfig, OutputLoadsBackToTheSameProject) {
   for (const char* name : {"course", "forms"}) {
     std::string dir = test::TestdataDir() + "/compose/" + name;
     Fixture fx;
-    auto text = ReadFile(dir + "/compose.yaml");
-    ASSERT_TRUE(text) << dir;
-    fx.files["/proj/myapp/compose.yaml"] = *text;
-    if (auto env = ReadFile(dir + "/env"))
-      fx.files["/proj/myapp/.env"] = *env;
-    fx.files["/proj/myapp/app.env"] = "FROM_FILE=1\n";
+    ASSERT_TRUE(fx.AddCase(dir)) << dir;
     auto first = Load(fx.Options());
     ASSERT_TRUE(first) << first.error().message();
     std::string printed = ConfigYaml(first->project);
@@ -693,12 +701,7 @@ TEST(ComposeConfig, Golden) {
   for (const char* name : {"course", "forms"}) {
     std::string dir = test::TestdataDir() + "/compose/" + name;
     Fixture fx;
-    auto text = ReadFile(dir + "/compose.yaml");
-    ASSERT_TRUE(text) << dir;
-    fx.files["/proj/myapp/compose.yaml"] = *text;
-    if (auto env = ReadFile(dir + "/env"))
-      fx.files["/proj/myapp/.env"] = *env;
-    fx.files["/proj/myapp/app.env"] = "FROM_FILE=1\n";
+    ASSERT_TRUE(fx.AddCase(dir)) << dir;
     fx.env = {{"HOME", "/home/user"}, {"WEB_PORT", "8088"}};
     auto o = fx.Options();
     o.profiles = {"tools"};

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 
 #include "engine/copy.h"
@@ -101,6 +102,13 @@ TEST_F(StatCacheTest, GarbageLoadsNothing) {
   EXPECT_FALSE(c.Lookup("x", st));
 }
 
+// What the next build starts from: the entries `previous` wrote.
+std::unique_ptr<StatCache> Reloaded(const StatCache& previous) {
+  auto next = std::make_unique<StatCache>(NowNs());
+  next->Load(previous.Serialize());
+  return next;
+}
+
 TEST_F(StatCacheTest, HashWithCacheEqualsWithoutAndSeesChanges) {
   for (int i = 0; i < 8; ++i)
     Write("d/f" + std::to_string(i), std::string(300000, char('a' + i)));  // parallel path: 8 files, 2.4 MB
@@ -118,24 +126,22 @@ TEST_F(StatCacheTest, HashWithCacheEqualsWithoutAndSeesChanges) {
   EXPECT_EQ(cache.misses(), 9);
   EXPECT_EQ(listing.size(), 10u);  // d, 8 files, small
   // A second build loads what the first wrote: nothing is read.
-  StatCache again(NowNs());
-  again.Load(cache.Serialize());
-  auto hit = HashCopySources(Req(), &again);
+  auto again = Reloaded(cache);
+  auto hit = HashCopySources(Req(), again.get());
   ASSERT_TRUE(hit);
   EXPECT_EQ(*hit, *plain);
-  EXPECT_EQ(again.hits(), 9);
-  EXPECT_EQ(again.misses(), 0);
+  EXPECT_EQ(again->hits(), 9);
+  EXPECT_EQ(again->misses(), 0);
   // Content change (same size): a miss and another digest.
   Write("d/f3", std::string(300000, 'z'));
-  StatCache third(NowNs());
-  third.Load(again.Serialize());
-  auto changed = HashCopySources(Req(), &third);
+  auto third = Reloaded(*again);
+  auto changed = HashCopySources(Req(), third.get());
   ASSERT_TRUE(changed);
   EXPECT_NE(*changed, *plain);
-  EXPECT_EQ(third.misses(), 1);
+  EXPECT_EQ(third->misses(), 1);
   // Mode change only: the digest changes (mode is hashed from lstat).
   ASSERT_EQ(::chmod(JoinPath(dir_, "small").c_str(), 0600), 0);
-  auto moded = HashCopySources(Req(), &third);
+  auto moded = HashCopySources(Req(), third.get());
   ASSERT_TRUE(moded);
   EXPECT_NE(*moded, *changed);
 }

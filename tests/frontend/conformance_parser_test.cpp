@@ -34,14 +34,21 @@ std::vector<std::string> CaseDirs(const std::string& dir) {
   return out;
 }
 
-TEST(ConformanceParserTest, PositiveCasesDumpLikeBuildKit) {
-  std::string dir = ParserDataDir();
-  if (dir.empty())
-    GTEST_SKIP() << "shared/conformance/buildkit/parser not found (KILN_SHARED)";
+// The cases of BuildKit's parser tests (shared/conformance/buildkit/parser);
+// skipped where they are not there.
+class ConformanceParserTest : public ::testing::Test {
+ protected:
+  std::string dir_ = ParserDataDir();
+  void SetUp() override {
+    if (dir_.empty())
+      GTEST_SKIP() << "shared/conformance/buildkit/parser not found (KILN_SHARED)";
+  }
+};
+
+TEST_F(ConformanceParserTest, PositiveCasesDumpLikeBuildKit) {
+  std::vector<std::string> cases = CaseDirs(dir_ + "/testfiles");
   int passed = 0;
-  int total = 0;
-  for (const std::string& c : CaseDirs(dir + "/testfiles")) {
-    ++total;
+  for (const std::string& c : cases) {
     auto text = ReadFile(c + "/Dockerfile");
     auto expected = ReadFile(c + "/result");
     ASSERT_TRUE(text && expected) << c;
@@ -55,17 +62,14 @@ TEST(ConformanceParserTest, PositiveCasesDumpLikeBuildKit) {
     if (dump == *expected)
       ++passed;
   }
-  std::cout << "conformance parser: " << passed << "/" << total << " positive\n";
-  EXPECT_EQ(total, 33);
+  std::cout << "conformance parser: " << passed << "/" << cases.size() << " positive\n";
+  EXPECT_EQ(cases.size(), 33u);
 }
 
-TEST(ConformanceParserTest, NegativeCasesAreRejected) {
-  std::string dir = ParserDataDir();
-  if (dir.empty())
-    GTEST_SKIP() << "shared/conformance/buildkit/parser not found (KILN_SHARED)";
+TEST_F(ConformanceParserTest, NegativeCasesAreRejected) {
   int rejected = 0;
   int total = 0;
-  for (const std::string& c : CaseDirs(dir + "/testfiles-negative")) {
+  for (const std::string& c : CaseDirs(dir_ + "/testfiles-negative")) {
     ++total;
     auto text = ReadFile(c + "/Dockerfile");
     ASSERT_TRUE(text) << c;
@@ -81,11 +85,8 @@ TEST(ConformanceParserTest, NegativeCasesAreRejected) {
   EXPECT_EQ(total, 4);
 }
 
-TEST(ConformanceParserTest, LineNumbersMatchBuildKit) {
-  std::string dir = ParserDataDir();
-  if (dir.empty())
-    GTEST_SKIP() << "shared/conformance/buildkit/parser not found (KILN_SHARED)";
-  auto text = ReadFile(dir + "/testfile-line/Dockerfile");
+TEST_F(ConformanceParserTest, LineNumbersMatchBuildKit) {
+  auto text = ReadFile(dir_ + "/testfile-line/Dockerfile");
   ASSERT_TRUE(text);
   auto file = ParseContainerfile(*text);
   ASSERT_TRUE(file) << file.error().message();

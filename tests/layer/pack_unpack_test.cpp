@@ -183,14 +183,22 @@ std::vector<std::string> TarNames(const std::string& file, std::map<std::string,
 class PackUnpackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto t = TempDir::Create("kiln-layer-");
-    ASSERT_TRUE(t);
-    base_ = t->path();
-    tmp_.emplace(std::move(*t));
+    ASSERT_TRUE(tmp_) << tmp_.error().message();
+    base_ = tmp_->path();
     src_ = base_ + "/src";
     ASSERT_TRUE(MakeDirs(src_));
   }
-  std::optional<TempDir> tmp_;
+  // Unpacks the layer bytes `tar` into a new directory `dir` with `threads`
+  // writer threads.
+  Expected<UnpackStats> UnpackBytes(const std::string& tar, const std::string& dir, int threads) {
+    KILN_TRY(MakeDirs(dir));
+    std::string blob = base_ + "/blob";
+    KILN_TRY(WriteFileAtomic(blob, tar, 0644));
+    UnpackOptions uo;
+    uo.threads = threads;
+    return UnpackFrom(blob, dir, uo);
+  }
+  Expected<TempDir> tmp_ = TempDir::Create("kiln-layer-");
   std::string base_, src_;
 };
 
@@ -287,14 +295,7 @@ TEST_F(PackUnpackTest, WriterThreadsKeepTheStreamOrder) {
   std::map<int, TreeDesc> trees;
   for (int threads : {1, 2, 4, 8}) {
     std::string dir = base_ + "/t" + std::to_string(threads);
-    ASSERT_TRUE(MakeDirs(dir));
-    std::string blob = base_ + "/blob";
-    ASSERT_TRUE(WriteFileAtomic(blob, tar, 0644));
-    auto fd = OpenFile(blob, O_RDONLY);
-    ASSERT_TRUE(fd);
-    UnpackOptions uo;
-    uo.threads = threads;
-    auto stats = UnpackLayer(fd->get(), dir, uo);
+    auto stats = UnpackBytes(tar, dir, threads);
     ASSERT_TRUE(stats) << threads << ": " << stats.error().message();
     trees[threads] = Describe(dir);
     EXPECT_EQ("second", *ReadFile(dir + "/twice"));
@@ -337,14 +338,7 @@ TEST_F(PackUnpackTest, WriterThreadErrorsNameTheEntry) {
   std::string tar = t.Finish();
   for (int threads : {1, 4}) {
     std::string dir = base_ + "/e" + std::to_string(threads);
-    ASSERT_TRUE(MakeDirs(dir));
-    std::string blob = base_ + "/blob";
-    ASSERT_TRUE(WriteFileAtomic(blob, tar, 0644));
-    auto fd = OpenFile(blob, O_RDONLY);
-    ASSERT_TRUE(fd);
-    UnpackOptions uo;
-    uo.threads = threads;
-    auto stats = UnpackLayer(fd->get(), dir, uo);
+    auto stats = UnpackBytes(tar, dir, threads);
     ASSERT_FALSE(stats) << threads;
     EXPECT_NE(std::string::npos, stats.error().message().find("f3/under")) << stats.error().message();
   }

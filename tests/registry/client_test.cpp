@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "kiln/fs.h"
+#include "kiln/oci.h"
 #include "kiln/registry.h"
 #include "registry/fake_transport.h"
 #include "registry/internal.h"
@@ -55,6 +56,8 @@ struct TempFile {
   TempDir dir = std::move(*TempDir::Create("kiln-regtest-"));
   std::string path = JoinPath(dir.path(), "f");
   UniqueFd fd = std::move(*OpenFile(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  TempFile() = default;
+  explicit TempFile(std::string_view data) { EXPECT_TRUE(WriteAll(fd.get(), data)); }
 };
 
 // ------------------------------------------------------------ parsing helpers
@@ -142,7 +145,7 @@ TEST(ClientTest, BearerTokenFlowAndCachePerScope) {
                 R"(Bearer realm="https://auth.example/token",service="reg.example")"}},
               R"({"errors":[{"code":"UNAUTHORIZED"}]})"};
     if (EndsWith(r.url, "/manifests/1.0"))
-      return {200, {{"Content-Type", std::string(kOciManifest)}}, manifest};
+      return {200, {{"Content-Type", std::string(kMediaTypeOciManifest)}}, manifest};
     return {404};
   });
   auto o = FastOptions(&t);
@@ -150,7 +153,7 @@ TEST(ClientTest, BearerTokenFlowAndCachePerScope) {
   auto client = MakeClient("reg.example", o);
   auto m = client->GetManifest("team/app", "1.0");
   ASSERT_TRUE(m) << m.error().message();
-  EXPECT_EQ(m->media_type, kOciManifest);
+  EXPECT_EQ(m->media_type, kMediaTypeOciManifest);
   EXPECT_EQ(m->digest, Digest::Of(manifest));
   auto again = client->GetManifest("team/app", "1.0");
   ASSERT_TRUE(again);
@@ -209,7 +212,7 @@ TEST(ClientTest, RetriesAfter429WithRetryAfter) {
   FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
     if (++calls == 1)
       return {429, {{"Retry-After", "1"}}, R"({"errors":[{"code":"TOOMANYREQUESTS"}]})"};
-    return {200, {{"Content-Type", std::string(kOciIndex)}}, R"({"schemaVersion":2,"manifests":[]})"};
+    return {200, {{"Content-Type", std::string(kMediaTypeOciIndex)}}, R"({"schemaVersion":2,"manifests":[]})"};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto start = std::chrono::steady_clock::now();
@@ -251,7 +254,7 @@ TEST(ClientTest, NotFoundIsNotRetried) {
 
 TEST(ClientTest, ManifestByDigestIsVerified) {
   FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
-    return {200, {{"Content-Type", std::string(kOciManifest)}}, R"({"schemaVersion":2,"layers":[]})"};
+    return {200, {{"Content-Type", std::string(kMediaTypeOciManifest)}}, R"({"schemaVersion":2,"layers":[]})"};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
   auto m = client->GetManifest("a", Digest::Of("something else").str());
@@ -262,7 +265,7 @@ TEST(ClientTest, ManifestByDigestIsVerified) {
 
 TEST(ClientTest, MediaTypeMismatchIsRejected) {
   FakeTransport t(AfterPing([&](const HttpRequest&) -> FakeReply {
-    return {200, {{"Content-Type", std::string(kOciManifest)}},
+    return {200, {{"Content-Type", std::string(kMediaTypeOciManifest)}},
             R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]})"};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
@@ -481,8 +484,7 @@ TEST(ClientTest, MonolithicUploadThenConfirm) {
     return {400};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
-  TempFile f;
-  ASSERT_TRUE(WriteAll(f.fd.get(), blob));
+  TempFile f(blob);
   auto r = client->UploadBlob("a", d, static_cast<int64_t>(blob.size()), f.fd.get());
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_FALSE(r->existed);
@@ -527,8 +529,7 @@ TEST(ClientTest, ChunkedUploadFollowsRangeAndRestartsExpiredSession) {
     return {400};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
-  TempFile f;
-  ASSERT_TRUE(WriteAll(f.fd.get(), blob));
+  TempFile f(blob);
   auto r = client->UploadBlob("a", d, static_cast<int64_t>(blob.size()), f.fd.get(), "", 256);
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(sessions, 2);
@@ -551,8 +552,7 @@ TEST(ClientTest, CrossRepositoryMount) {
     return {400};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
-  TempFile f;
-  ASSERT_TRUE(WriteAll(f.fd.get(), blob));
+  TempFile f(blob);
   auto r = client->UploadBlob("app", d, static_cast<int64_t>(blob.size()), f.fd.get(), "base/img");
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_TRUE(r->mounted);
@@ -567,8 +567,7 @@ TEST(ClientTest, UploadAcceptedButMissingIsAnError) {
     return {201};
   }));
   auto client = MakeClient("reg.example", FastOptions(&t));
-  TempFile f;
-  ASSERT_TRUE(WriteAll(f.fd.get(), "z"));
+  TempFile f("z");
   auto r = client->UploadBlob("a", Digest::Of("z"), 1, f.fd.get());
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("does not have it"), std::string::npos);

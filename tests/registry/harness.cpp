@@ -184,6 +184,18 @@ bool SendAll(int fd, std::string_view data) {
 }
 
 // Reads one HTTP request (head and Content-Length body). false on EOF/error.
+// The next connection on `listen_fd` (polled every 100 ms); -1 once `stop`.
+int AcceptUntil(int listen_fd, const std::atomic<bool>& stop) {
+  while (!stop) {
+    pollfd p{listen_fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    if (int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC); fd >= 0)
+      return fd;
+  }
+  return -1;
+}
+
 bool ReadRequest(int fd, std::string* head, std::string* body) {
   std::string buf;
   char tmp[65536];
@@ -380,13 +392,7 @@ struct RegistryServer::TokenIssuer {
   }
 
   void Serve() {
-    while (!stop) {
-      pollfd p{listen_fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0)
-        continue;
-      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0)
-        continue;
+    for (int fd; (fd = AcceptUntil(listen_fd, stop)) >= 0;) {
       std::string head, body;
       if (ReadRequest(fd, &head, &body))
         SendAll(fd, Reply(head));
@@ -553,13 +559,7 @@ std::vector<std::string> FaultProxy::log() {
 }
 
 void FaultProxy::Serve() {
-  while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0)
-      continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0)
-      continue;
+  for (int fd; (fd = AcceptUntil(listen_fd_, stop_)) >= 0;) {
     std::lock_guard<std::mutex> lock(mu_);
     workers_.emplace_back([this, fd] {
       Handle(fd);

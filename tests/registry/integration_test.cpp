@@ -15,6 +15,7 @@
 
 #include "kiln/digest.h"
 #include "kiln/fs.h"
+#include "kiln/oci.h"
 #include "kiln/registry.h"
 #include "registry/harness.h"
 
@@ -91,7 +92,7 @@ TestImage MakeImage(const std::string& content, size_t filler_bytes = 0) {
   img.config_digest = Digest::Of(img.config);
   img.manifest = nlohmann::json(
                      {{"schemaVersion", 2},
-                      {"mediaType", std::string(kOciManifest)},
+                      {"mediaType", std::string(kMediaTypeOciManifest)},
                       {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
                                   {"digest", img.config_digest.str()},
                                   {"size", img.config.size()}}},
@@ -123,7 +124,7 @@ Status PushWithClient(RegistryClient& c, const std::string& repo, const std::str
   auto k = c.UploadBlob(repo, img.config_digest, static_cast<int64_t>(img.config.size()), config.fd.get());
   if (!k)
     return std::move(k).error();
-  auto m = c.PutManifest(repo, tag, kOciManifest, img.manifest);
+  auto m = c.PutManifest(repo, tag, kMediaTypeOciManifest, img.manifest);
   if (!m)
     return std::move(m).error();
   return Ok();
@@ -233,7 +234,7 @@ TEST_P(RegistryModeTest, SkopeoPushClientPulls) {
   ASSERT_TRUE(WriteFileAtomic(
       JoinPath(dir, "index.json"),
       nlohmann::json({{"schemaVersion", 2},
-                      {"manifests", {{{"mediaType", std::string(kOciManifest)},
+                      {"manifests", {{{"mediaType", std::string(kMediaTypeOciManifest)},
                                       {"digest", img.manifest_digest.str()},
                                       {"size", img.manifest.size()},
                                       {"annotations", {{"org.opencontainers.image.ref.name", "t"}}}}}}})
@@ -395,6 +396,15 @@ TEST_P(RegistryModeTest, KilnPushAndPullRoundTrip) {
       ASSERT_EQ(::chown(auth_dir.c_str(), pw->pw_uid, pw->pw_gid), 0);
       prefix = {"runuser", "-u", user, "--"};
     }
+    // --authfile (when the registry wants a login) and the TLS flags of push and pull.
+    auto add_registry_flags = [&](std::vector<std::string>& argv) {
+      if (auth()) {
+        argv.push_back("--authfile");
+        argv.push_back(authfile);
+      }
+      for (auto& f : KilnTlsFlags())
+        argv.push_back(f);
+    };
     auto kiln = [&](std::vector<std::string> args, const std::string& input = "") {
       std::vector<std::string> argv = prefix;
       argv.push_back(KilnBin());
@@ -414,12 +424,7 @@ TEST_P(RegistryModeTest, KilnPushAndPullRoundTrip) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::string dest = server_.host() + "/kiln/rt-" + (user.empty() ? "root" : user) + ":1";
     std::vector<std::string> push = {"push"};
-    if (auth()) {
-      push.push_back("--authfile");
-      push.push_back(authfile);
-    }
-    for (auto& f : KilnTlsFlags())
-      push.push_back(f);
+    add_registry_flags(push);
     push.push_back(name);
     push.push_back("docker://" + dest);
     r = kiln(push);
@@ -457,12 +462,7 @@ TEST_P(RegistryModeTest, KilnPushAndPullRoundTrip) {
     std::vector<std::string> argv = prefix;
     for (std::string a : {KilnBin(), std::string("--root"), store2, std::string("pull")})
       argv.push_back(a);
-    if (auth()) {
-      argv.push_back("--authfile");
-      argv.push_back(authfile);
-    }
-    for (auto& f : KilnTlsFlags())
-      argv.push_back(f);
+    add_registry_flags(argv);
     argv.push_back(dest2);
     auto pr = test::Run(argv);
     ASSERT_EQ(pr.exit_code, 0) << pr.err;
@@ -523,6 +523,15 @@ class FaultTest : public ::testing::Test {
     return c.FetchBlob("fault/img", img_.layer_digest, static_cast<int64_t>(img_.layer.size()), out.fd.get());
   }
 
+  // Fetches the layer through the proxy: it must arrive whole despite the faults.
+  void ExpectWholeLayerThroughProxy() {
+    auto c = ViaProxy(Options());
+    BlobFile out;
+    auto s = FetchLayer(*c, out);
+    ASSERT_TRUE(s) << s.error().message() << "\n" << Log();
+    EXPECT_EQ(Digest::Of(*ReadFile(out.path)), img_.layer_digest);
+  }
+
   std::string Log() {
     std::string s;
     for (const auto& l : proxy_->log())
@@ -547,20 +556,12 @@ TEST_F(FaultTest, ResetMidBlobResumes) {
 
 TEST_F(FaultTest, TruncatedBodyIsRetried) {
   proxy_->Add({.kind = Fault::kTruncate, .method = "GET", .path = "/blobs/", .after = 100000, .times = 2});
-  auto c = ViaProxy(Options());
-  BlobFile out;
-  auto s = FetchLayer(*c, out);
-  ASSERT_TRUE(s) << s.error().message() << "\n" << Log();
-  EXPECT_EQ(Digest::Of(*ReadFile(out.path)), img_.layer_digest);
+  ExpectWholeLayerThroughProxy();
 }
 
 TEST_F(FaultTest, CorruptedOnceIsRefetched) {
   proxy_->Add({.kind = Fault::kCorrupt, .method = "GET", .path = "/blobs/"});
-  auto c = ViaProxy(Options());
-  BlobFile out;
-  auto s = FetchLayer(*c, out);
-  ASSERT_TRUE(s) << s.error().message() << "\n" << Log();
-  EXPECT_EQ(Digest::Of(*ReadFile(out.path)), img_.layer_digest);
+  ExpectWholeLayerThroughProxy();
 }
 
 TEST_F(FaultTest, AlwaysCorruptedFailsWithDigestMismatch) {

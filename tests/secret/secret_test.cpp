@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kiln/fs.h"
+#include "support/scratch.h"
 
 namespace kiln::secret {
 namespace {
@@ -17,9 +18,8 @@ namespace {
 class SecretTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kiln-secret-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    root_ = kiln::testing::MakeScratchDir("kiln-secret-test.");
+    ASSERT_FALSE(root_.empty());
   }
   void TearDown() override { (void)RemoveAll(root_); }
   std::string root_;

@@ -38,6 +38,11 @@ class StoreTest : public testing::TempStoreTest {
     return *m;
   }
 
+  /// AddImage(m, names), then the image as the store loads it.
+  Expected<StoredImage> AddAndLoad(const Descriptor& m, const std::vector<std::string>& names) {
+    KILN_TRY(store_->AddImage(m, names));
+    return store_->LoadImage(m);
+  }
 };
 
 TEST_F(StoreTest, OpenCreatesAnOciLayout) {
@@ -571,8 +576,7 @@ TEST_F(StoreTest, MarkingHasItsOwnVisitedSet) {
 TEST_F(StoreTest, DamagedImagesAreFoundAndRepairedByTheSameImage) {
   Descriptor m = MakeImage("damaged-layer");
   std::vector<std::string> names = {"localhost/d:latest"};
-  ASSERT_TRUE(store_->AddImage(m, names));
-  auto img = store_->LoadImage(m);
+  auto img = AddAndLoad(m, names);
   ASSERT_TRUE(img);
   EXPECT_TRUE(store_->MissingBlobs(m).empty());
   std::string layer_bytes = "damaged-layer";
@@ -599,9 +603,7 @@ TEST_F(StoreTest, DamagedImagesAreFoundAndRepairedByTheSameImage) {
 
 TEST_F(StoreTest, AnImageAlreadyPresentUnderAnotherManifestGetsTheNamesOnly) {
   Descriptor oci = MakeImage("dup-layer");
-  std::vector<std::string> n1 = {"localhost/one:latest"};
-  ASSERT_TRUE(store_->AddImage(oci, n1));
-  auto img = store_->LoadImage(oci);
+  auto img = AddAndLoad(oci, {"localhost/one:latest"});
   ASSERT_TRUE(img);
   // The same config under a docker manifest whose layer was compressed
   // again (a docker-archive load): same ID, other blobs.
