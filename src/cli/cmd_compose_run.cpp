@@ -221,6 +221,7 @@ Expected<std::unique_ptr<Session>> OpenSession(Context& ctx, const ComposeFlags&
 
 struct LogSource {
   std::string prefix;
+  std::string id, name;
   int fd = -1;
   std::string pending;
 };
@@ -231,7 +232,8 @@ const char* kColors[] = {"\033[36m", "\033[33m", "\033[32m", "\033[35m", "\033[3
 /// container's name padded to the longest ("web-1  | "), colored on a tty.
 /// With follow, until every container stops; `on_cancel` runs once when
 /// SIGINT/SIGTERM arrives (up stops the project there), and the logs are
-/// drained to the end afterwards.
+/// drained to the end afterwards; `up` (on_cancel set) says when a container
+/// has exited ("app-web-1 exited with code 0"), as docker compose does.
 void PrintLogs(const run::Paths& paths, const std::vector<apply::ProjectContainer>& containers,
                const run::LogOptions& options, bool prefix, const std::function<void()>& on_cancel) {
   size_t width = 0;
@@ -251,6 +253,8 @@ void PrintLogs(const run::Paths& paths, const std::vector<apply::ProjectContaine
       src.prefix = color ? std::string(kColors[i % 8]) + name + " |\033[0m " : name + " | ";
     }
     src.fd = fds[0];
+    src.id = containers[i].info.id;
+    src.name = containers[i].info.name;
     sources.push_back(src);
     std::string id = containers[i].info.id;
     int w = fds[1];
@@ -289,6 +293,9 @@ void PrintLogs(const run::Paths& paths, const std::vector<apply::ProjectContaine
           continue;
         if (!sources[i].pending.empty())
           emit(sources[i].prefix + sources[i].pending + "\n");
+        if (on_cancel && options.follow)
+          if (auto info = run::InspectContainer(paths, sources[i].id); info && info->status != "running")
+            emit(sources[i].name + " exited with code " + std::to_string(info->exit_code) + "\n");
         ::close(sources[i].fd);
         sources[i].fd = -1;
         pfds[i].fd = -1;
@@ -451,6 +458,11 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
       });
       run::LogOptions lo;
       lo.follow = true;  // each log from its start: the first lines come before we attach
+      std::vector<std::string> names;
+      for (const auto& c : *containers)
+        names.push_back(c.info.name);
+      std::printf("Attaching to %s\n", Join(names, ", ").c_str());
+      std::fflush(stdout);
       bool stopped = false;
       int timeout = u->timeout;
       PrintLogs(env.paths, *containers, lo, true, [&] {

@@ -159,7 +159,8 @@ for mode in $(test_modes); do
   if kill -0 $fpid 2>/dev/null; then kill -KILL -- -$fpid; frc=alive; else wait $fpid; frc=$?; fi
   states=$(kc ps -a --format json 2>/dev/null | jq -r 'map(.State) | unique | join(",")')
   if [ "$frc" = 130 ] && [ "$states" = exited ] && grep -q "^$name-web-1 *| web started" "$work/fg.out" &&
-     grep -q "Gracefully stopping" "$work/fg.err"; then
+     grep -q "Gracefully stopping" "$work/fg.err" && grep -qx "Attaching to $name-db-1, $name-web-1" "$work/fg.out" &&
+     grep -q "^$name-web-1 exited with code" "$work/fg.out"; then
     tap_ok "$mode: foreground up attaches the prefixed logs and stops the project on SIGINT (exit 130)"
   else tap_not_ok "$mode: foreground up (rc $frc) states '$states'"; diag <"$work/fg.out"; diag <"$work/fg.err"; fi
   kc down -v >/dev/null 2>&1
