@@ -25,6 +25,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/registry.h"
+#include "kiln/registries_conf.h"
 #include "kiln/unique_fd.h"
 
 namespace kiln::registry {
@@ -559,6 +560,53 @@ void SetUpProgress(const TransferOptions& options, ClientOptions* client,
   };
 }
 
+// Pulls the first of `candidates` (short-name resolution) that any of its
+// sources (registries.conf mirrors, then the primary) serves. Every attempt is
+// logged at debug level; when all fail, the error is the last one, with the
+// others listed after it.
+Expected<PulledImage> PullConfigured(Store& store, const RegistriesConf& conf,
+                                     const std::vector<ImageReference>& candidates, const PullOptions& options) {
+  std::optional<Error> last;
+  std::string others;
+  size_t attempts = 0;
+  for (const auto& cand : candidates) {
+    if (candidates.size() > 1)
+      Say(options.progress, "Trying to pull " + cand.str() + "...");
+    auto sources = PullSources(conf, cand);
+    if (!sources) {
+      if (last)
+        others += (others.empty() ? "" : "; ") + last->message();
+      last = std::move(sources).error();
+      ++attempts;
+      continue;
+    }
+    for (const auto& src : *sources) {
+      PullOptions po = options;
+      if (src.insecure)
+        po.client.tls_verify = false;
+      LogDebug("pull " + cand.str() + ": trying " + src.ref.str() + (src.mirror ? " (mirror)" : "") +
+               (src.insecure ? " (insecure)" : ""));
+      auto pulled = PullFromRegistry(store, src.ref, po);
+      ++attempts;
+      if (pulled) {
+        pulled->names.clear();
+        if (!cand.tag.empty())
+          pulled->names.push_back(cand.str());
+        return pulled;
+      }
+      LogDebug("pull " + cand.str() + ": " + src.ref.str() + ": " + pulled.error().message());
+      if (last)
+        others += (others.empty() ? "" : "; ") + last->message();
+      last = std::move(pulled).error();
+    }
+  }
+  if (!last)
+    return Error(Errc::kNotFound, "pull: no registry to pull from");
+  if (attempts == 1)
+    return std::move(*last);
+  return Error(last->code(), last->message() + " (also tried: " + others + ")");
+}
+
 }  // namespace
 
 void RegisterDockerTransport() {
@@ -570,6 +618,10 @@ void RegisterDockerTransport() {
     KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(text));
     PushOptions po;
     po.client = ClientOptionsFrom(options);
+    KILN_ASSIGN_OR_RETURN(RegistriesConf conf, LoadRegistriesConf());
+    KILN_ASSIGN_OR_RETURN(bool insecure, PushInsecure(conf, ref));
+    if (insecure)
+      po.client.tls_verify = false;
     SetUpProgress(options, &po.client, &po.progress);
     if (!options.compression.empty())
       LogInfo("push: layers are sent as stored (compressed once, at commit); --compression " +
@@ -590,7 +642,11 @@ void RegisterDockerTransport() {
     // Inside kiln's user namespace (pull, build, run) the layer directories
     // made here are the ones builds and containers use: unpack while pulling.
     po.unpack_layers = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;
-    return PullFromRegistry(store, ref, po);
+    KILN_ASSIGN_OR_RETURN(RegistriesConf conf, LoadRegistriesConf());
+    KILN_ASSIGN_OR_RETURN(ShortNameResolution names, ResolveShortName(conf, ref));
+    if (!names.note.empty())
+      Say(po.progress, names.note);
+    return PullConfigured(store, conf, names.candidates, po);
   };
   RegisterTransport("docker", std::move(push), std::move(pull));
 }
