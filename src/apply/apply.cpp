@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -298,77 +300,104 @@ Expected<std::vector<Started>> Up(const Env& env, const deployment::Project& pro
 
   std::map<std::string, std::string> ids;  // service -> container id
   std::vector<Started> out;
-  for (const auto& level : StartLevels(project, *selected)) {
-    for (const auto& name : level) {
-      const deployment::Service& s = *FindService(project, name);
-      if (!options.no_start) {
-        for (const auto& d : s.depends_on) {
-          std::string dep_id;
-          if (auto it = ids.find(d.service); it != ids.end()) {
+  // One service: wait for its dependencies' conditions, then leave, start
+  // or (re)create its container. The services of a level run this in
+  // parallel threads (run::Run spawns each monitor with only its own
+  // descriptors; the store and the records are flock()ed per call).
+  std::mutex mu;  // ids, out
+  auto start_one = [&](const std::string& name, std::optional<Started>* result) -> Status {
+    const deployment::Service& s = *FindService(project, name);
+    if (!options.no_start) {
+      for (const auto& d : s.depends_on) {
+        std::string dep_id;
+        {
+          std::lock_guard<std::mutex> g(mu);
+          if (auto it = ids.find(d.service); it != ids.end())
             dep_id = it->second;
-          } else if (const deployment::Service* ds = FindService(project, d.service)) {
-            // --no-deps: the dependency's container as it is, if any.
-            auto it2 = existing.find(ContainerName(project, *ds));
-            if (it2 == existing.end())
-              continue;
-            dep_id = it2->second.info.id;
-          } else {
+        }
+        if (dep_id.empty()) {
+          const deployment::Service* ds = FindService(project, d.service);
+          if (!ds)
             continue;
-          }
-          if (d.condition != "service_started")
-            Progress(env, "Container " + ContainerName(project, *FindService(project, d.service)) + "  Waiting");
-          Status st = WaitCondition(env, d.service, dep_id, d.condition);
-          if (!st) {
-            if (st.error().code() == Errc::kCancelled || d.required)
-              return st.error();
-            Progress(env, "WARN service " + name + ": optional dependency " + d.service + ": " + st.error().message());
-          } else if (d.condition != "service_started") {
-            Progress(env, "Container " + ContainerName(project, *FindService(project, d.service)) +
-                              (d.condition == "service_healthy" ? "  Healthy" : "  Exited"));
-          }
+          // --no-deps: the dependency's container as it is, if any.
+          auto it2 = existing.find(ContainerName(project, *ds));
+          if (it2 == existing.end())
+            continue;
+          dep_id = it2->second.info.id;
+        }
+        if (d.condition != "service_started")
+          Progress(env, "Container " + ContainerName(project, *FindService(project, d.service)) + "  Waiting");
+        Status st = WaitCondition(env, d.service, dep_id, d.condition);
+        if (!st) {
+          if (st.error().code() == Errc::kCancelled || d.required)
+            return st.error();
+          Progress(env, "WARN service " + name + ": optional dependency " + d.service + ": " + st.error().message());
+        } else if (d.condition != "service_started") {
+          Progress(env, "Container " + ContainerName(project, *FindService(project, d.service)) +
+                            (d.condition == "service_healthy" ? "  Healthy" : "  Exited"));
         }
       }
-      run::RunOptions o = opts[name];
-      auto img = image::ResolveLocal(*env.store, o.image);
-      std::string image_id = img ? img->id().str() : "";
-      std::string hash = ConfigHash(o);
-      o.labels.push_back(std::string(kConfigHashLabel) + "=" + hash);
-      o.labels.push_back(std::string(kImageLabel) + "=" + image_id);
-      if (auto it = existing.find(o.name); it != existing.end()) {
-        const ProjectContainer& c = it->second;
-        bool same = c.labels.count(kConfigHashLabel) && c.labels.at(kConfigHashLabel) == hash &&
-                    c.labels.count(kImageLabel) && c.labels.at(kImageLabel) == image_id;
-        if ((same && !options.force_recreate) || options.no_recreate) {
-          ids[name] = c.info.id;
-          if (c.info.status != "running" && !options.no_start) {
-            if (auto st = run::StartContainer(env.paths, c.info.id); !st)
-              return std::move(st).error().WithContext("container " + o.name);
-            Progress(env, "Container " + o.name + "  Started");
-          } else {
-            Progress(env, "Container " + o.name + "  Running");
-          }
-          out.push_back({name, o.name, c.info.id, false});
-          continue;
-        }
-        Progress(env, "Container " + o.name + "  Recreate");
-        (void)run::StopContainer(env.paths, c.info.id, StopTimeout(&s, -1));
-        if (auto st = run::RemoveContainer(env.paths, c.info.id, true); !st)
-          return std::move(st).error().WithContext("container " + o.name);
-      } else {
-        Progress(env, "Container " + o.name + "  Creating");
-      }
-      if (options.no_start) {
-        o.detach = false;
-        o.create_only = true;
-      }
-      std::string id;
-      auto status = run::Run(*env.store, env.paths, o, &id);
-      if (!status)
-        return std::move(status).error().WithContext("service " + name);
-      ids[name] = id;
-      Progress(env, "Container " + o.name + (options.no_start ? "  Created" : "  Started"));
-      out.push_back({name, o.name, id, true});
     }
+    run::RunOptions o = opts.at(name);
+    auto img = image::ResolveLocal(*env.store, o.image);
+    std::string image_id = img ? img->id().str() : "";
+    std::string hash = ConfigHash(o);
+    o.labels.push_back(std::string(kConfigHashLabel) + "=" + hash);
+    o.labels.push_back(std::string(kImageLabel) + "=" + image_id);
+    if (auto it = existing.find(o.name); it != existing.end()) {
+      const ProjectContainer& c = it->second;
+      bool same = c.labels.count(kConfigHashLabel) && c.labels.at(kConfigHashLabel) == hash &&
+                  c.labels.count(kImageLabel) && c.labels.at(kImageLabel) == image_id;
+      if ((same && !options.force_recreate) || options.no_recreate) {
+        if (c.info.status != "running" && !options.no_start) {
+          if (auto st = run::StartContainer(env.paths, c.info.id); !st)
+            return std::move(st).error().WithContext("container " + o.name);
+          Progress(env, "Container " + o.name + "  Started");
+        } else {
+          Progress(env, "Container " + o.name + "  Running");
+        }
+        *result = Started{name, o.name, c.info.id, false};
+        return Ok();
+      }
+      Progress(env, "Container " + o.name + "  Recreate");
+      (void)run::StopContainer(env.paths, c.info.id, StopTimeout(&s, -1));
+      if (auto st = run::RemoveContainer(env.paths, c.info.id, true); !st)
+        return std::move(st).error().WithContext("container " + o.name);
+    } else {
+      Progress(env, "Container " + o.name + "  Creating");
+    }
+    if (options.no_start) {
+      o.detach = false;
+      o.create_only = true;
+    }
+    std::string id;
+    auto status = run::Run(*env.store, env.paths, o, &id);
+    if (!status)
+      return std::move(status).error().WithContext("service " + name);
+    Progress(env, "Container " + o.name + (options.no_start ? "  Created" : "  Started"));
+    *result = Started{name, o.name, id, true};
+    return Ok();
+  };
+  for (const auto& level : StartLevels(project, *selected)) {
+    std::vector<std::optional<Started>> results(level.size());
+    std::vector<Status> statuses(level.size());
+    if (level.size() == 1) {
+      statuses[0] = start_one(level[0], &results[0]);
+    } else {
+      std::vector<std::thread> threads;
+      for (size_t i = 0; i < level.size(); ++i)
+        threads.emplace_back([&, i] { statuses[i] = start_one(level[i], &results[i]); });
+      for (auto& t : threads)
+        t.join();
+    }
+    for (size_t i = 0; i < level.size(); ++i)
+      if (results[i]) {
+        ids[results[i]->service] = results[i]->id;
+        out.push_back(*results[i]);
+      }
+    for (auto& st : statuses)
+      if (!st)
+        return std::move(st).error();
   }
   if (options.wait && !options.no_start) {
     for (const auto& st : out) {
