@@ -5,8 +5,8 @@
 // named volumes (run module), secrets (secret module) -- gets the images
 // (built through the caller's build hook, else image::Acquire), and creates
 // and starts one container per service through run::Run, in depends_on
-// order, level by level: the services of one level start one after the other
-// without waiting, and a service waits, before it starts, for the conditions
+// order, level by level: the services of one level start in parallel
+// threads, and a service waits, before it starts, for the conditions
 // its dependencies name (service_started, service_healthy through the
 // container's health_status events, service_completed_successfully through
 // its died event). Everything is named and labelled as docker compose does:
