@@ -117,10 +117,11 @@ Status WaitCondition(const Env& env, const std::string& service, const std::stri
           result = Status(Error(Errc::kCancelled, "cancelled"));
           return false;
         }
-        if (polls++ % 50 == 0)
+        if (polls++ % 250 == 0)
           check();
         return !result;
-      });
+      },
+      20);  // the log's end looked at every 20 ms: a dependent starts within ~20 ms of the event
   if (!result)
     return Error(Errc::kFailed, "waiting for " + service + ": the event log ended");
   return *result;
@@ -495,14 +496,17 @@ Status Down(const Env& env, const deployment::Project& project, const DownOption
   std::reverse(order.begin(), order.end());
   std::vector<const ProjectContainer*> remove;
   // Orphans and one-off containers first, then the services, dependents first.
+  // Without a file (`down -p NAME` where no compose file is): every
+  // container labelled with the project is the project's.
+  const bool no_file = project.services.empty();
   for (const auto& c : *found) {
-    bool known = FindService(project, c.service) != nullptr;
+    bool known = no_file || FindService(project, c.service) != nullptr;
     if (!known && !options.remove_orphans) {
       Progress(env, "WARN Found orphan container (" + c.info.name + ") for this project (service " + c.service +
                         " is not in the compose file): run down with --remove-orphans to remove it");
       continue;
     }
-    if (!known || c.oneoff)
+    if (!known || c.oneoff || no_file)
       remove.push_back(&c);
   }
   for (const auto& name : order)

@@ -312,7 +312,14 @@ std::string ConfigHash(const run::RunOptions& o) {
   add("workdir", o.workdir);
   add("user", o.user);
   addv("secrets", o.secrets);
-  addv("labels", o.labels);
+  // compose's own labels are left out, as docker's hash leaves out
+  // depends_on, profiles and the file names: adding an override file or a
+  // dependency recreates nothing.
+  std::vector<std::string> labels;
+  for (const auto& l : o.labels)
+    if (l.rfind("com.docker.compose.", 0) != 0)
+      labels.push_back(l);
+  addv("labels", labels);
   addv("annotations", o.annotations);
   add("flags", std::string(o.init ? "i" : "") + (o.read_only ? "r" : "") + (o.tty ? "t" : ""));
   add("limits", o.memory.value_or("") + "|" + (o.cpus ? std::to_string(*o.cpus) : ""));

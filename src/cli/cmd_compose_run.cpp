@@ -70,6 +70,18 @@ Expected<compose::LoadResult> LoadFor(const ComposeFlags& flags, const std::vect
   return LoadProject(more);
 }
 
+/// LoadFor(), or for `-p NAME` where no compose file is (down, ps, logs):
+/// an empty project of that name, its objects found by their labels.
+Expected<compose::LoadResult> LoadOrLabels(const ComposeFlags& flags, const std::vector<std::string>& services) {
+  auto loaded = LoadFor(flags, services);
+  if (loaded || flags.project_name.empty() || !flags.files.empty() ||
+      loaded.error().message().find("no compose file") == std::string::npos)
+    return loaded;
+  compose::LoadResult r;
+  r.project.name = flags.project_name;
+  return r;
+}
+
 void PrintWarnings(const compose::LoadResult& r) {
   for (const auto& w : r.warnings)
     std::fprintf(stderr, "kiln: warning: %s\n", w.c_str());
@@ -196,6 +208,7 @@ struct SessionOptions {
   bool no_cache = false, pull = false;  // for builds
   bool all_profiles = false;  // every service (down, ps)
   bool warn = true;
+  bool no_file_ok = false;    // -p NAME without a file: the project by its labels (down, ps, logs)
 };
 Expected<std::unique_ptr<Session>> OpenSession(Context& ctx, const ComposeFlags& flags,
                                                const std::vector<std::string>& services, const SessionOptions& o) {
@@ -203,7 +216,7 @@ Expected<std::unique_ptr<Session>> OpenSession(Context& ctx, const ComposeFlags&
   ComposeFlags f = flags;
   if (o.all_profiles)
     f.profiles = {"*"};
-  auto loaded = LoadFor(f, services);
+  auto loaded = o.no_file_ok ? LoadOrLabels(f, services) : LoadFor(f, services);
   if (!loaded)
     return std::move(loaded).error();
   s->loaded = std::move(*loaded);
@@ -326,8 +339,8 @@ Expected<std::vector<apply::ProjectContainer>> ServiceContainers(const run::Path
   auto found = apply::FindContainers(paths, project.name, all);
   if (!found)
     return found;
-  for (const auto& n : services)
-    if (std::none_of(project.services.begin(), project.services.end(),
+  for (const auto& n : services)  // (a project known by its labels only has no list)
+    if (!project.services.empty() && std::none_of(project.services.begin(), project.services.end(),
                      [&](const deployment::Service& s) { return s.name == n; }))
       return Error(Errc::kInvalidInput, "no such service: " + n);
   std::erase_if(*found, [&](const apply::ProjectContainer& c) {
@@ -489,7 +502,7 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_option("-t,--timeout", d->o.timeout, "seconds to wait for a container to stop before killing it");
     SetAction(cmd, ctx, [&ctx, f, d] {
       // down removes the containers of every profile's services
-      auto session = OpenSession(ctx, *f, {}, {.all_profiles = true, .warn = false});
+      auto session = OpenSession(ctx, *f, {}, {.all_profiles = true, .warn = false, .no_file_ok = true});
       if (!session)
         return ReportError(session.error());
       if (auto st = apply::Down((*session)->env(), (*session)->project(), d->o); !st)
@@ -515,7 +528,7 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     SetAction(cmd, ctx, [&ctx, f, q] {
       ComposeFlags all = *f;
       all.profiles = {"*"};
-      auto loaded = LoadProject(all);
+      auto loaded = LoadOrLabels(all, {});
       if (!loaded)
         return ReportError(loaded.error());
       auto list = ServiceContainers(RunPaths(ctx), loaded->project, q->only, q->all, q->all);
@@ -592,7 +605,7 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
     cmd->add_flag("--no-log-prefix", l->no_prefix, "do not prefix the lines with the container's name");
     cmd->add_option("services", l->services, "only these services");
     SetAction(cmd, ctx, [&ctx, f, l] {
-      auto loaded = LoadFor(*f, l->services);
+      auto loaded = LoadOrLabels(*f, l->services);
       if (!loaded)
         return ReportError(loaded.error());
       auto list = ServiceContainers(RunPaths(ctx), loaded->project, l->services, true);

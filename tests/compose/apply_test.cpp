@@ -164,6 +164,9 @@ TEST(Apply, ConfigHashFollowsTheOptions) {
   b = *a;
   b.ports.pop_back();
   EXPECT_NE(ConfigHash(*a), ConfigHash(b));
+  b = *a;  // compose's own labels (depends_on, config files) do not count, as docker's hash
+  b.labels.push_back("com.docker.compose.depends_on=db:service_started:false");
+  EXPECT_EQ(ConfigHash(*a), ConfigHash(b));
 }
 
 }  // namespace

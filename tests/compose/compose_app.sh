@@ -142,6 +142,13 @@ for mode in $(test_modes); do
     tap_ok "$mode: up after a change recreates the changed service only"
   else tap_not_ok "$mode: recreate (rc $rc)"; diag <"$work/up4.err"; fi
 
+  # Without the file: -p NAME finds the project by its labels (ps, logs).
+  out=$( (cd "$work" && as_mode "$mode" env KILN_ROOT="$work/store" "$KILN_BIN" compose -p "$name" ps --services) 2>&1)
+  lout=$( (cd "$work" && as_mode "$mode" env KILN_ROOT="$work/store" "$KILN_BIN" compose -p "$name" logs db) 2>&1)
+  if [ "$(tr '\n' ' ' <<<"$out")" = "db web " ] && grep -q "^$name-db-1 *| db listening" <<<"$lout"; then
+    tap_ok "$mode: ps and logs -p NAME without the compose file find the project by its labels"
+  else tap_not_ok "$mode: -p NAME without a file"; diag <<<"$out"; diag <<<"$lout"; fi
+
   # down -v removes the named volume.
   kc down -v >/dev/null 2>"$work/downv.err"; rc=$?
   if [ $rc = 0 ] && ! k volume inspect "${name}_data" >/dev/null 2>&1 && [ "$(k ps -a --format '{{.Names}}' | grep -c "^$name-")" = 0 ]; then
@@ -191,7 +198,11 @@ YML
   if [ $rc != 0 ] && grep -q "container bad$name-db-1 is unhealthy" <<<"$out"; then
     tap_ok "$mode: up --wait fails when a service turns unhealthy (podman-compose#1534)"
   else tap_not_ok "$mode: up --wait unhealthy rc $rc"; diag <<<"$out"; fi
-  kc -f bad.yaml -p "bad$name" down >/dev/null 2>&1
+  (cd "$work" && as_mode "$mode" env KILN_ROOT="$work/store" "$KILN_BIN" compose -p "bad$name" down) >/dev/null 2>"$work/err"; rc=$?
+  if [ $rc = 0 ] && [ -z "$(k ps -a -q --filter label=com.docker.compose.project="bad$name")" ] &&
+     ! k network exists "bad${name}_default"; then
+    tap_ok "$mode: down -p NAME without the compose file removes the project's containers and network (by label)"
+  else tap_not_ok "$mode: down -p without a file (rc $rc)"; diag <"$work/err"; fi
 
   rm -rf "$work"
 done
