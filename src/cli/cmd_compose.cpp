@@ -146,20 +146,6 @@ void AddComposeCommand(CLI::App& app, Context& ctx) {
   }
 
   AddComposeRunCommands(group, ctx, f);
-  // Not there yet: named so that they say so instead of "unrecognized".
-  static const std::vector<std::pair<const char*, const char*>> kNotYet = {
-      {"top", "show the services' processes"}};
-  for (const auto& [name, what] : kNotYet) {
-    auto* cmd = group->add_subcommand(name, std::string(what) + " (not yet)");
-    cmd->allow_extras();
-    cmd->fallthrough(false);  // its flags are its own, not the group's
-    auto rest = std::make_shared<std::vector<std::string>>();
-    cmd->add_option("args", *rest, "the command's arguments (not read yet)");
-    std::string n = name;
-    SetAction(cmd, ctx, [n, rest] {
-      return ReportError(Error(Errc::kInvalidInput, "kiln compose " + n + " is not supported yet (docs/compose.md)"));
-    });
-  }
 }
 
 }  // namespace kiln::cli

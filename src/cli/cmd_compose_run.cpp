@@ -3,10 +3,12 @@
 // translator and applied by the apply module (kiln/apply.h); this file only
 // parses flags, builds images through kiln build's engine job, and prints.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -457,8 +459,14 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
             }
       }
       auto started = apply::Up(env, p, o);
-      if (!started)
+      if (!started) {
+        // Attached up cancelled while it started the project: stop what runs.
+        if (started.error().code() == Errc::kCancelled && !u->detach && !o.wait && !o.no_start) {
+          std::fprintf(stderr, "Gracefully stopping... (press Ctrl+C again to force)\n");
+          (void)apply::Stop(env, p, u->services, u->timeout);
+        }
         return Fail(started.error());
+      }
       if (u->detach || o.wait || o.no_start)
         return 0;
       // Attached: the services' logs, prefixed, until they all stop; Ctrl-C
@@ -933,6 +941,66 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
           std::fprintf(stderr, "kiln: warning: %s\n", pushed.error().message().c_str());
         }
       }
+      return 0;
+    });
+  }
+
+  {
+    auto* cmd = group->add_subcommand("top", "show the processes of the services' running containers");
+    auto services = std::make_shared<std::vector<std::string>>();
+    cmd->add_option("services", *services, "the services (default: all)");
+    SetAction(cmd, ctx, [&ctx, f, services] {
+      auto loaded = LoadOrLabels(*f, *services);
+      if (!loaded)
+        return ReportError(loaded.error());
+      auto list = ServiceContainers(RunPaths(ctx), loaded->project, *services, false);
+      if (!list)
+        return ReportError(list.error());
+      // Every process's parent, from /proc: a container's processes are its
+      // init's descendants (host pids, as docker compose top prints them).
+      std::map<pid_t, std::vector<pid_t>> children;
+      if (auto pids = ListDirSorted("/proc"))
+        for (const auto& d : *pids) {
+          if (d.empty() || !std::isdigit(static_cast<unsigned char>(d[0])))
+            continue;
+          auto stat = ReadFile("/proc/" + d + "/stat", 4096);
+          if (!stat)
+            continue;
+          size_t close = stat->rfind(')');
+          if (close == std::string::npos)
+            continue;
+          int ppid = 0;
+          char state = 0;
+          if (std::sscanf(stat->c_str() + close + 1, " %c %d", &state, &ppid) == 2)
+            children[ppid].push_back(std::atoi(d.c_str()));
+        }
+      std::string out;
+      for (const auto& c : *list) {
+        if (c.info.pid <= 0)
+          continue;
+        out += c.info.name + "\nUID    PID    PPID   CMD\n";
+        std::vector<std::pair<pid_t, pid_t>> todo = {{c.info.pid, 0}};
+        while (!todo.empty()) {
+          auto [pid, parent] = todo.front();
+          todo.erase(todo.begin());
+          std::string cmdline;
+          if (auto raw = ReadFile("/proc/" + std::to_string(pid) + "/cmdline", 4096)) {
+            for (char ch : *raw)
+              cmdline += ch == '\0' ? ' ' : ch;
+            while (!cmdline.empty() && cmdline.back() == ' ')
+              cmdline.pop_back();
+          }
+          struct stat st;
+          std::string uid = ::stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0 ? std::to_string(st.st_uid) : "?";
+          char line[64];
+          std::snprintf(line, sizeof line, "%-6s %-6d %-6d ", uid.c_str(), static_cast<int>(pid), static_cast<int>(parent));
+          out += line + cmdline + "\n";
+          for (pid_t child : children[pid])
+            todo.push_back({child, pid});
+        }
+        out += "\n";
+      }
+      std::fwrite(out.data(), 1, out.size(), stdout);
       return 0;
     });
   }

@@ -82,6 +82,12 @@ for mode in $(test_modes); do
   if [ $rc = 0 ] && [ "$out" = first ] && [ $rc7 = 7 ]; then tap_ok "$mode: exec runs in the service's container (exit code passed on)"
   else tap_not_ok "$mode: exec rc $rc '$out' rc7 $rc7"; fi
 
+  # top: the service's processes.
+  out=$(kc top db 2>&1); rc=$?
+  if [ $rc = 0 ] && grep -qx "$name-db-1" <<<"$out" && grep -q "nc -ll -p 5432 -e cat /data/value" <<<"$out"; then
+    tap_ok "$mode: top lists the processes of the service's container"
+  else tap_not_ok "$mode: top (rc $rc)"; diag <<<"$out"; fi
+
   # up again: nothing changed, nothing recreated.
   id_before=$(k inspect --format '{{.Id}}' "$name-db-1" 2>/dev/null)
   kc up -d >/dev/null 2>"$work/up2.err"; rc=$?
