@@ -178,6 +178,33 @@ for mode in $(test_modes); do
   else tap_not_ok "$mode: foreground up (rc $frc) states '$states'"; diag <"$work/fg.out"; diag <"$work/fg.err"; fi
   kc down -v >/dev/null 2>&1
 
+  # Ctrl-C while up waits for a dependency: what started is stopped.
+  cat >"$proj/slow.yaml" <<'YML'
+services:
+  db:
+    image: busybox
+    command: ["sleep", "600"]
+    healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 100}
+  web:
+    image: busybox
+    command: ["sleep", "600"]
+    depends_on: {db: {condition: service_healthy}}
+YML
+  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$proj/slow.yaml"
+  (cd "$proj" && exec setsid env KILN_ROOT="$work/store" \
+     $( [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && echo runuser -u "$KILN_TEST_USER" -- env XDG_RUNTIME_DIR= HOME=/tmp ) \
+     "$KILN_BIN" compose -f slow.yaml -p "slow$name" up) >"$work/slow.out" 2>"$work/slow.err" &
+  spid=$!
+  for _ in $(seq 100); do grep -q "slow$name-db-1  Waiting" "$work/slow.err" && break; sleep 0.1; done
+  kill -INT -- -$spid 2>/dev/null
+  for _ in $(seq 100); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $spid 2>/dev/null; then kill -KILL -- -$spid; src=alive; else wait $spid; src=$?; fi
+  states=$(kc -f slow.yaml -p "slow$name" ps -a --format json 2>/dev/null | jq -r 'map(.Service + ":" + .State) | join(",")')
+  if [ "$src" = 130 ] && [ "$states" = "db:exited" ]; then
+    tap_ok "$mode: Ctrl-C while up waits for a healthy dependency stops what started (exit 130, web never created)"
+  else tap_not_ok "$mode: Ctrl-C during start (rc $src) states '$states'"; diag <"$work/slow.err"; fi
+  kc -f slow.yaml -p "slow$name" down >/dev/null 2>&1
+
   # Errors: an unknown service, a dependency that never gets healthy.
   out=$(kc up -d nosuch 2>&1); rc=$?
   if [ $rc = 2 ] && grep -q "no such service: nosuch" <<<"$out"; then tap_ok "$mode: up of an unknown service: exit 2 naming it"
