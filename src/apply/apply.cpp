@@ -305,7 +305,8 @@ Expected<std::vector<Started>> Up(const Env& env, const deployment::Project& pro
   // or (re)create its container. The services of a level run this in
   // parallel threads (run::Run spawns each monitor with only its own
   // descriptors; the store and the records are flock()ed per call).
-  std::mutex mu;  // ids, out
+  std::mutex mu;  // ids, recreated
+  std::set<std::string> recreated;  // services whose container is new in this up
   auto start_one = [&](const std::string& name, std::optional<Started>* result) -> Status {
     const deployment::Service& s = *FindService(project, name);
     if (!options.no_start) {
@@ -349,6 +350,11 @@ Expected<std::vector<Started>> Up(const Env& env, const deployment::Project& pro
       const ProjectContainer& c = it->second;
       bool same = c.labels.count(kConfigHashLabel) && c.labels.at(kConfigHashLabel) == hash &&
                   c.labels.count(kImageLabel) && c.labels.at(kImageLabel) == image_id;
+      // network_mode: service:X shares X's namespace: a new X needs a new one.
+      if (s.network_mode.rfind("service:", 0) == 0) {
+        std::lock_guard<std::mutex> g(mu);
+        same = same && !recreated.count(s.network_mode.substr(8));
+      }
       if ((same && !options.force_recreate) || options.no_recreate) {
         if (c.info.status != "running" && !options.no_start) {
           if (auto st = run::StartContainer(env.paths, c.info.id); !st)
@@ -394,6 +400,8 @@ Expected<std::vector<Started>> Up(const Env& env, const deployment::Project& pro
     for (size_t i = 0; i < level.size(); ++i)
       if (results[i]) {
         ids[results[i]->service] = results[i]->id;
+        if (results[i]->created)
+          recreated.insert(results[i]->service);
         out.push_back(*results[i]);
       }
     for (auto& st : statuses)

@@ -48,6 +48,18 @@ const deployment::Service* FindService(const deployment::Project& p, const std::
   return nullptr;
 }
 
+/// The services `s` needs started first: its depends_on, and the service
+/// whose network namespace it shares (network_mode: service:X), as docker
+/// compose adds that one implicitly.
+std::vector<std::string> Needs(const deployment::Service& s) {
+  std::vector<std::string> out;
+  for (const auto& d : s.depends_on)
+    out.push_back(d.service);
+  if (s.network_mode.rfind("service:", 0) == 0)
+    out.push_back(s.network_mode.substr(8));
+  return out;
+}
+
 }  // namespace
 
 std::string ImageName(const deployment::Project& project, const deployment::Service& service) {
@@ -336,9 +348,9 @@ Expected<std::vector<std::string>> SelectServices(const deployment::Project& pro
     if (!want.insert(name).second)
       return Ok();
     if (!no_deps)
-      for (const auto& d : s->depends_on)
-        if (FindService(project, d.service))
-          if (auto st = add(d.service); !st)
+      for (const auto& d : Needs(*s))
+        if (FindService(project, d))
+          if (auto st = add(d); !st)
             return st;
     return Ok();
   };
@@ -367,8 +379,8 @@ std::vector<std::vector<std::string>> StartLevels(const deployment::Project& pro
       const deployment::Service* s = FindService(project, name);
       bool ready = true;
       if (s)
-        for (const auto& d : s->depends_on)
-          if (left.count(d.service) && !done.count(d.service))
+        for (const auto& d : Needs(*s))
+          if (left.count(d) && !done.count(d))
             ready = false;
       if (ready)
         level.push_back(name);

@@ -138,13 +138,18 @@ TEST(Apply, StartOrderAndSelection) {
   auto p = LoadYaml(kApp);
   std::vector<std::string> all = {"cache", "db", "job", "web"};
   auto levels = StartLevels(p, all);
-  ASSERT_EQ(levels.size(), 3u);
-  EXPECT_EQ(levels[0], (std::vector<std::string>{"cache", "db"}));
-  EXPECT_EQ(levels[1], (std::vector<std::string>{"web"}));
-  EXPECT_EQ(levels[2], (std::vector<std::string>{"job"}));
+  // cache shares db's network namespace (network_mode: service:db): after it.
+  ASSERT_EQ(levels.size(), 4u);
+  EXPECT_EQ(levels[0], (std::vector<std::string>{"db"}));
+  EXPECT_EQ(levels[1], (std::vector<std::string>{"cache"}));
+  EXPECT_EQ(levels[2], (std::vector<std::string>{"web"}));
+  EXPECT_EQ(levels[3], (std::vector<std::string>{"job"}));
   auto sel = SelectServices(p, {"web"});
   ASSERT_TRUE(sel);
-  EXPECT_EQ(*sel, (std::vector<std::string>{"cache", "db", "web"}));
+  EXPECT_EQ(*sel, (std::vector<std::string>{"db", "cache", "web"}));
+  auto cache = SelectServices(p, {"cache"});
+  ASSERT_TRUE(cache);
+  EXPECT_EQ(*cache, (std::vector<std::string>{"db", "cache"}));
   auto nodeps = SelectServices(p, {"web"}, true);
   ASSERT_TRUE(nodeps);
   EXPECT_EQ(*nodeps, (std::vector<std::string>{"web"}));
