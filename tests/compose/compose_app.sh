@@ -19,6 +19,29 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 fetch() { curl -s --max-time 5 "http://127.0.0.1:$port/$1"; }
 # fetch_wait PATH: the page once httpd answers (it starts after web has asked db), at most 10 s
 fetch_wait() { local v; for _ in $(seq 100); do v=$(fetch "$1") && [ -n "$v" ] && break; sleep 0.1; done; echo "$v"; }
+# gate_yaml RETRIES FILE: db whose health check fails (RETRIES times before
+# unhealthy), web waiting for it to be healthy.
+gate_yaml() {
+  printf '%s\n' 'services:' '  db:' '    image: busybox' '    command: ["sleep", "600"]' \
+    "    healthcheck: {test: [\"CMD\", \"false\"], interval: 1s, retries: $1}" '  web:' '    image: busybox' \
+    '    command: ["sleep", "600"]' '    depends_on: {db: {condition: service_healthy}}' >"$2"
+  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$2"
+}
+# up_attached OUT ERR ARGS...: `kiln compose ARGS... up` in the background in
+# its own session (so that SIGINT reaches the group as Ctrl-C would); sets upid.
+up_attached() {
+  local out=$1 err=$2; shift 2
+  (cd "$proj" && exec setsid env KILN_ROOT="$work/store" WEB_PORT="$port" APP_NAME="$name" \
+     $( [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && echo runuser -u "$KILN_TEST_USER" -- env XDG_RUNTIME_DIR= HOME=/tmp ) \
+     "$KILN_BIN" compose "$@" up) >"$out" 2>"$err" &
+  upid=$!
+}
+# interrupt_up: SIGINT to it; sets uprc to its exit status (or "alive" after 10 s, then KILL).
+interrupt_up() {
+  kill -INT -- -$upid 2>/dev/null
+  for _ in $(seq 100); do kill -0 $upid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $upid 2>/dev/null; then kill -KILL -- -$upid; uprc=alive; else wait $upid; uprc=$?; fi
+}
 
 for mode in $(test_modes); do
   work=$(make_workdir "$mode")
@@ -162,14 +185,9 @@ for mode in $(test_modes); do
   else tap_not_ok "$mode: down -v (rc $rc)"; diag <"$work/downv.err"; fi
 
   # Foreground up: prefixed logs, SIGINT stops the project.
-  (cd "$proj" && exec setsid env KILN_ROOT="$work/store" WEB_PORT="$port" APP_NAME="$name" \
-     $( [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && echo runuser -u "$KILN_TEST_USER" -- env XDG_RUNTIME_DIR= HOME=/tmp ) \
-     "$KILN_BIN" compose up) >"$work/fg.out" 2>"$work/fg.err" &
-  fpid=$!
+  up_attached "$work/fg.out" "$work/fg.err"
   for _ in $(seq 100); do [ "$(fetch db.txt)" = first ] && break; sleep 0.2; done
-  kill -INT -- -$fpid 2>/dev/null
-  for _ in $(seq 100); do kill -0 $fpid 2>/dev/null || break; sleep 0.1; done
-  if kill -0 $fpid 2>/dev/null; then kill -KILL -- -$fpid; frc=alive; else wait $fpid; frc=$?; fi
+  interrupt_up; frc=$uprc
   states=$(kc ps -a --format json 2>/dev/null | jq -r 'map(.State) | unique | join(",")')
   if [ "$frc" = 130 ] && [ "$states" = exited ] && grep -q "^$name-web-1 *| web started" "$work/fg.out" &&
      grep -q "Gracefully stopping" "$work/fg.err" && grep -qx "Attaching to $name-db-1, $name-web-1" "$work/fg.out" &&
@@ -179,26 +197,10 @@ for mode in $(test_modes); do
   kc down -v >/dev/null 2>&1
 
   # Ctrl-C while up waits for a dependency: what started is stopped.
-  cat >"$proj/slow.yaml" <<'YML'
-services:
-  db:
-    image: busybox
-    command: ["sleep", "600"]
-    healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 100}
-  web:
-    image: busybox
-    command: ["sleep", "600"]
-    depends_on: {db: {condition: service_healthy}}
-YML
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$proj/slow.yaml"
-  (cd "$proj" && exec setsid env KILN_ROOT="$work/store" \
-     $( [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && echo runuser -u "$KILN_TEST_USER" -- env XDG_RUNTIME_DIR= HOME=/tmp ) \
-     "$KILN_BIN" compose -f slow.yaml -p "slow$name" up) >"$work/slow.out" 2>"$work/slow.err" &
-  spid=$!
+  gate_yaml 100 "$proj/slow.yaml"
+  up_attached "$work/slow.out" "$work/slow.err" -f slow.yaml -p "slow$name"
   for _ in $(seq 100); do grep -q "slow$name-db-1  Waiting" "$work/slow.err" && break; sleep 0.1; done
-  kill -INT -- -$spid 2>/dev/null
-  for _ in $(seq 100); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
-  if kill -0 $spid 2>/dev/null; then kill -KILL -- -$spid; src=alive; else wait $spid; src=$?; fi
+  interrupt_up; src=$uprc
   states=$(kc -f slow.yaml -p "slow$name" ps -a --format json 2>/dev/null | jq -r 'map(.Service + ":" + .State) | join(",")')
   if [ "$src" = 130 ] && [ "$states" = "db:exited" ]; then
     tap_ok "$mode: Ctrl-C while up waits for a healthy dependency stops what started (exit 130, web never created)"
@@ -209,19 +211,7 @@ YML
   out=$(kc up -d nosuch 2>&1); rc=$?
   if [ $rc = 2 ] && grep -q "no such service: nosuch" <<<"$out"; then tap_ok "$mode: up of an unknown service: exit 2 naming it"
   else tap_not_ok "$mode: unknown service rc $rc"; diag <<<"$out"; fi
-  cat >"$proj/bad.yaml" <<'YML'
-name: bad
-services:
-  db:
-    image: busybox
-    command: ["sleep", "60"]
-    healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 2}
-  web:
-    image: busybox
-    command: ["sleep", "60"]
-    depends_on: {db: {condition: service_healthy}}
-YML
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$proj/bad.yaml"
+  gate_yaml 2 "$proj/bad.yaml"
   out=$(kc -f bad.yaml -p "bad$name" up -d 2>&1); rc=$?
   webs=$(k ps -a --format '{{.Names}}' | grep -c "^bad$name-web-1")
   if [ $rc != 0 ] && grep -q "dependency failed to start: container bad$name-db-1 is unhealthy" <<<"$out" && [ "$webs" = 0 ]; then
