@@ -19,15 +19,8 @@ KILN=$(readlink -f "${1:-${KILN_BIN:-$(dirname "$0")/../build/src/cli/kiln}}")
 N=${2:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 
-work=$(mktemp -d /tmp/kiln-bench-compose.XXXXXX)
-export KILN_ROOT="$work/store" XDG_RUNTIME_DIR=
-cleanup() {
-  "$KILN" rm -f $("$KILN" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-"$here/../scripts/make-busybox-rootfs.sh" "$work/busybox.tar" >/dev/null
-"$KILN" import "$work/busybox.tar" busybox >/dev/null
+. "$here/lib.sh"  # bench_store, ms, median_ms
+bench_store compose
 mkdir -p "$work/proj"
 cat >"$work/proj/compose.yaml" <<'YML'
 name: bench

@@ -24,15 +24,8 @@ N=${2:-20}
 PEERS=${3:-50}
 here=$(cd "$(dirname "$0")" && pwd)
 
-work=$(mktemp -d /tmp/kiln-bench-net.XXXXXX)
-export KILN_ROOT="$work/store" XDG_RUNTIME_DIR=
-cleanup() {
-  "$KILN" rm -f $("$KILN" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-"$here/../scripts/make-busybox-rootfs.sh" "$work/busybox.tar" >/dev/null
-"$KILN" import "$work/busybox.tar" busybox >/dev/null
+. "$here/lib.sh"  # bench_store, ms, median_ms
+bench_store net
 "$KILN" network create benchnet >/dev/null
 gw=$("$KILN" network inspect -f '{{range .subnets}}{{.gateway}}{{end}}' benchnet)
 "$KILN" run -d --name anchor --network benchnet busybox sleep 3600 >/dev/null
@@ -40,20 +33,13 @@ gw=$("$KILN" network inspect -f '{{range .subnets}}{{.gateway}}{{end}}' benchnet
 "$KILN" run --rm --network none busybox true 2>/dev/null  # warm
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-ms() {  # ms CMD...: wall time of one run in microseconds
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null 2>&1
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000))
-}
 : >"$work/default"; : >"$work/none"; : >"$work/net"
 for i in $(seq 1 "$N"); do
   ms "$KILN" run --rm busybox true >>"$work/default"
   ms "$KILN" run --rm --network none busybox true >>"$work/none"
   ms "$KILN" run --rm --network benchnet busybox true >>"$work/net"
 done
-median() { sort -n "$1" | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.1f\n", m / 1000}'; }
+median() { median_ms "$1" 1; }
 d=$(median "$work/default"); z=$(median "$work/none"); n=$(median "$work/net")
 echo "load average before: $load_before"
 echo "run --rm IMG true (default network)       median of $N: $d ms"

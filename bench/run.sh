@@ -33,22 +33,14 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The three commands run interleaved (one of each per round), so that they
 # see the same machine load; each gets its median (and minimum) wall time.
-ms() {  # ms CMD...: wall time of one run in microseconds
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null 2>&1
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000))
-}
+. "$(dirname "$0")/lib.sh"  # ms, median_ms
 : >"$work/bwrap"; : >"$work/none"; : >"$work/private"
 for i in $(seq 1 "$N"); do
   ms bwrap --unshare-all --bind "$root" / --proc /proc --dev /dev --tmpfs /tmp /bin/true >>"$work/bwrap"
   ms "$KILN" run --rm --network none benchbox true >>"$work/none"
   ms "$KILN" run --rm benchbox true >>"$work/private"
 done
-median() {  # median FILE: in ms
-  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.2f\n", m / 1000}'
-}
+median() { median_ms "$1" 2; }  # median FILE: in ms
 minimum() { sort -n "$1" | head -1 | awk '{printf "%.2f\n", $1 / 1000}'; }
 bwrap_ms=$(median "$work/bwrap")
 kiln_none_ms=$(median "$work/none")

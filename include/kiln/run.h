@@ -212,6 +212,9 @@ Expected<std::string> ResolveContainer(const Paths& paths, const std::string& te
 /// Every container (with all=false only the running ones), newest first.
 Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all);
 Expected<ContainerInfo> InspectContainer(const Paths& paths, const std::string& id);
+/// The bytes of the regular files in container `id`'s writable layer (its
+/// upper directory): podman's RwSize, `ps --size`.
+int64_t ContainerWritableSize(const Paths& paths, const std::string& id);
 
 /// Sends the image's StopSignal (else SIGTERM), waits `timeout_seconds`,
 /// then SIGKILL. A stopped container is fine.

@@ -26,12 +26,8 @@ struct LoginFlags {
 };
 
 // "https://reg.example:5000/v1/" -> "reg.example:5000".
-std::string NormalizeRegistry(std::string r) {
-  for (std::string_view p : {"https://", "http://"})
-    if (r.rfind(p, 0) == 0)
-      r = r.substr(p.size());
-  if (auto slash = r.find('/'); slash != std::string::npos)
-    r = r.substr(0, slash);
+std::string NormalizeRegistry(const std::string& text) {
+  std::string r = registry::NormalizeKey(text);
   if (r == "index.docker.io" || r == "registry-1.docker.io")
     r = "docker.io";
   return r;

@@ -57,6 +57,17 @@ Expected<StoredList> FindList(Store& store, const std::string& text) {
   return l;
 }
 
+/// The image store and the list `text` in it, as the list commands start.
+struct OpenedList {
+  Store store;
+  StoredList list;
+};
+Expected<OpenedList> OpenList(const Context& ctx, const std::string& text) {
+  KILN_ASSIGN_OR_RETURN(Store store, OpenImageStore(ctx));
+  KILN_ASSIGN_OR_RETURN(StoredList list, FindList(store, text));
+  return OpenedList{std::move(store), std::move(list)};
+}
+
 /// Stores `index` and names it `names` (moving the names from the old list).
 Expected<Descriptor> SaveList(Store& store, const Index& index, const std::vector<std::string>& names) {
   KILN_ASSIGN_OR_RETURN(Descriptor top, store.PutBlob(index.media_type, ToJson(index)));
@@ -245,12 +256,10 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("image", f->image, "local image (name, ID, digest) or registry reference (docker://REF)")
         ->required();
     SetAction(cmd, ctx, [&ctx, f] {
-      auto store = OpenImageStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto list = FindList(*store, f->list);
-      if (!list)
-        return ReportError(list.error());
+      auto opened = OpenList(ctx, f->list);
+      if (!opened)
+        return ReportError(opened.error());
+      auto& [store, list] = *opened;
       if (!f->o.platform.empty())
         if (auto p = Platform::Parse(f->o.platform); !p)
           return ReportError(Usage("--platform " + f->o.platform + ": " + p.error().message()));
@@ -258,12 +267,12 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       std::vector<Descriptor> ms;
       if (!f->o.platform.empty() && !f->all) {
         // Pick the platform from a list IMAGE; a single image keeps its own.
-        auto img = image::ResolveLocal(*store, f->image, to.platform);
+        auto img = image::ResolveLocal(store, f->image, to.platform);
         if (img)
           ms.push_back(EntryOf(*img));
       }
       if (ms.empty()) {
-        auto got = ManifestsOf(*store, f->image, f->all, to);
+        auto got = ManifestsOf(store, f->image, f->all, to);
         if (!got)
           return ReportError(std::move(got).error().WithContext("manifest add: " + f->image));
         ms = std::move(*got);
@@ -271,8 +280,8 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       for (Descriptor& d : ms)
         if (auto s = ApplyOverride(d, f->o); !s)
           return ReportError(s.error());
-      AddToIndex(list->index, ms);
-      return SaveListAndPrint(*store, list->index, list->names);
+      AddToIndex(list.index, ms);
+      return SaveListAndPrint(store, list.index, list.names);
     });
   }
 
@@ -290,17 +299,15 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
       auto d = Digest::Parse(f->digest);
       if (!d)
         return ReportError(Usage("manifest remove: " + f->digest + ": not a digest (want sha256:<64 hex>)"));
-      auto store = OpenImageStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto list = FindList(*store, f->list);
-      if (!list)
-        return ReportError(list.error());
-      size_t before = list->index.manifests.size();
-      std::erase_if(list->index.manifests, [&](const Descriptor& e) { return e.digest == *d; });
-      if (list->index.manifests.size() == before)
+      auto opened = OpenList(ctx, f->list);
+      if (!opened)
+        return ReportError(opened.error());
+      auto& [store, list] = *opened;
+      size_t before = list.index.manifests.size();
+      std::erase_if(list.index.manifests, [&](const Descriptor& e) { return e.digest == *d; });
+      if (list.index.manifests.size() == before)
         return ReportError(Error(Errc::kNotFound, "manifest remove: " + f->list + " has no entry " + f->digest));
-      return SaveListAndPrint(*store, list->index, list->names);
+      return SaveListAndPrint(store, list.index, list.names);
     });
   }
 
@@ -367,23 +374,21 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("destination", f->destination,
                     "docker://REF (default: the list's name), oci:DIR[:TAG] or oci-archive:FILE[:TAG]");
     SetAction(cmd, ctx, [&ctx, f] {
-      auto store = OpenImageStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto list = FindList(*store, f->list);
-      if (!list)
-        return ReportError(list.error());
-      if (list->index.manifests.empty())
+      auto opened = OpenList(ctx, f->list);
+      if (!opened)
+        return ReportError(opened.error());
+      auto& [store, list] = *opened;
+      if (list.index.manifests.empty())
         return ReportError(Usage("manifest push: " + f->list + " is empty (kiln manifest add)"));
-      for (const Descriptor& d : list->index.manifests)
-        if (!store->HasBlob(d.digest))
+      for (const Descriptor& d : list.index.manifests)
+        if (!store.HasBlob(d.digest))
           return ReportError(Error(Errc::kNotFound, "manifest push: manifest " + d.digest.str() + " of " + f->list +
                                                         " is not in the store"));
       std::string dest_text = f->destination;
       if (dest_text.empty()) {
-        if (list->names.empty())
+        if (list.names.empty())
           return ReportError(Usage("manifest push " + f->list + ": the list has no name; give a DESTINATION"));
-        dest_text = "docker://" + list->names.front();
+        dest_text = "docker://" + list.names.front();
       }
       auto dest = ParseImageTransport(dest_text);
       if (!dest)
@@ -392,20 +397,20 @@ void AddManifestCommand(CLI::App& app, Context& ctx) {
         return ReportError(Usage("manifest push: " + dest->transport +
                                  ": cannot hold a manifest list (use docker://, oci: or oci-archive:)"));
       StoredImage image;
-      image.top = list->top;
-      image.manifest_descriptor = list->top;
-      image.names = list->names;
+      image.top = list.top;
+      image.manifest_descriptor = list.top;
+      image.names = list.names;
       TransferOptions opts = f->registry.Options(f->quiet);
-      if (auto s = PushImage(*store, image, list->names.empty() ? "" : list->names.front(), *dest, opts); !s)
+      if (auto s = PushImage(store, image, list.names.empty() ? "" : list.names.front(), *dest, opts); !s)
         return ReportError(s.error());
       if (!f->digestfile.empty())
-        if (auto s = WriteFileAtomic(f->digestfile, list->top.digest.str()); !s)
+        if (auto s = WriteFileAtomic(f->digestfile, list.top.digest.str()); !s)
           return ReportError(std::move(s).error().WithContext("--digestfile"));
       if (f->rm)
-        if (auto s = store->RemoveImage(list->top.digest); !s)
+        if (auto s = store.RemoveImage(list.top.digest); !s)
           return ReportError(s.error());
       if (!f->quiet)
-        PrintDigest(list->top);
+        PrintDigest(list.top);
       return 0;
     });
   }

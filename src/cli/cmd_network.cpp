@@ -77,6 +77,23 @@ Expected<bool> Matches(const network::Network& n, const std::vector<std::string>
   });
 }
 
+/// The store and its networks that pass --filter (network ls and prune).
+struct Listed {
+  Store store;
+  std::vector<network::Network> networks;
+};
+Expected<Listed> ListFiltered(const Context& ctx, const std::vector<std::string>& filters) {
+  KILN_ASSIGN_OR_RETURN(Store store, OpenNetworkStore(ctx));
+  KILN_ASSIGN_OR_RETURN(std::vector<network::Network> all, network::ListNetworks(store));
+  Listed out{std::move(store), {}};
+  for (auto& n : all) {
+    KILN_ASSIGN_OR_RETURN(bool match, Matches(n, filters));
+    if (match)
+      out.networks.push_back(std::move(n));
+  }
+  return out;
+}
+
 /// --network values that name no network (run/create keep their meaning).
 bool NamesNetwork(const std::string& v) {
   for (const char* m : {"none", "host", "private", "slirp4netns", "pasta", "bridge", ""})
@@ -187,20 +204,10 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("--format", *format, "json, or a Go template ({{.Name}}, {{.ID}}, {{.Driver}}, ...)");
     cmd->add_option("-f,--filter", *filters, "name=, id=, driver=, label=K[=V] (repeatable)");
     SetAction(cmd, ctx, [&ctx, quiet, no_trunc, format, filters] {
-      auto store = OpenNetworkStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto list = network::ListNetworks(*store);
-      if (!list)
-        return ReportError(list.error());
-      std::vector<network::Network> shown;
-      for (auto& n : *list) {
-        auto m = Matches(n, *filters);
-        if (!m)
-          return ReportError(m.error());
-        if (*m)
-          shown.push_back(std::move(n));
-      }
+      auto listed = ListFiltered(ctx, *filters);
+      if (!listed)
+        return ReportError(listed.error());
+      const std::vector<network::Network>& shown = listed->networks;
       if (*quiet) {
         for (const auto& n : shown)
           std::printf("%s\n", n.name.c_str());
@@ -373,22 +380,14 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     cmd->add_flag("-f,--force", *force, "do not ask (kiln never asks; accepted for podman compatibility)");
     cmd->add_option("--filter", *filters, "label=K[=V] (repeatable)");
     SetAction(cmd, ctx, [&ctx, filters, force] {
-      auto store = OpenNetworkStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto list = network::ListNetworks(*store);
-      if (!list)
-        return ReportError(list.error());
+      auto listed = ListFiltered(ctx, *filters);
+      if (!listed)
+        return ReportError(listed.error());
       int rc = 0;
-      for (const auto& n : *list) {
+      for (const auto& n : listed->networks) {
         if (n.name == network::kDefaultNetwork || !NetworkUsers(ctx, n.name).empty())
           continue;
-        auto m = Matches(n, *filters);
-        if (!m)
-          return ReportError(m.error());
-        if (!*m)
-          continue;
-        if (auto st = network::RemoveNetwork(*store, n.name); !st) {
+        if (auto st = network::RemoveNetwork(listed->store, n.name); !st) {
           rc = ReportError(st.error());
           continue;
         }

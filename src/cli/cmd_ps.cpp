@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -171,7 +170,6 @@ class Filter {
   std::vector<std::shared_ptr<RE2>> names_;  // names_[i] is the i-th name= value
 };
 
-int64_t DirSize(const std::string& path);
 
 int PsCommand(Context& ctx, const Flags& f) {
   static const char* const kSorts[] = {"command", "created", "id", "image", "names", "runningfor", "size", "status"};
@@ -229,7 +227,7 @@ int PsCommand(Context& ctx, const Flags& f) {
     if (!filter.Match(c, x, *list))
       continue;
     if (f.size)
-      x.size = DirSize(paths.store_root + "/containers/" + c.id + "/upper");
+      x.size = run::ContainerWritableSize(paths, c.id);
     rows.push_back({&c, std::move(x)});
   }
   // newest first (ListContainers' order); --sort picks another key
@@ -335,18 +333,6 @@ int PsCommand(Context& ctx, const Flags& f) {
   return PrintList(f.format, json_rows, tmpl_rows, o, 2);
 }
 
-int64_t DirSize(const std::string& path) {
-  std::error_code ec;
-  int64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           path, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code e2;
-    if (it->is_regular_file(e2) && !it->is_symlink(e2))
-      total += static_cast<int64_t>(it->file_size(e2));
-  }
-  return total;
-}
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "kiln/text.h"
 
 namespace kiln::cli {
 
@@ -225,15 +226,7 @@ std::string Zsh(const CLI::App* root) {
   return z.str();
 }
 
-std::string FishQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
+std::string FishQuote(const std::string& s) { return QuoteWith(s, '\''); }
 
 std::string Fish(const CLI::App* root) {
   std::ostringstream f;

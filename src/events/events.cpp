@@ -14,6 +14,7 @@
 
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/text.h"
 
 namespace kiln::events {
 
@@ -30,24 +31,7 @@ int64_t NowNs() {
 
 /// "2026-12-05T01:13:18.64318707Z": UTC, nanoseconds, trailing zeros trimmed
 /// (Go's RFC3339Nano, as podman's JSON).
-std::string Rfc3339Nano(int64_t ns) {
-  time_t secs = static_cast<time_t>(ns / 1000000000);
-  long frac = static_cast<long>(ns % 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  if (frac > 0) {
-    char f[16];
-    std::snprintf(f, sizeof f, ".%09ld", frac);
-    std::string fs = f;
-    while (fs.back() == '0')
-      fs.pop_back();
-    out += fs;
-  }
-  return out + "Z";
-}
+std::string Rfc3339Nano(int64_t ns) { return FormatTimeNanos(ns, "%Y-%m-%dT%H:%M:%S") + "Z"; }
 
 int64_t ParseRfc3339Nano(const std::string& t) {
   struct tm tm {};
@@ -163,21 +147,7 @@ Expected<Event> FromJson(const std::string& line) {
 }
 
 std::string ToText(const Event& e) {
-  time_t secs = static_cast<time_t>(e.time_ns / 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  std::string out = buf;
-  long frac = static_cast<long>(e.time_ns % 1000000000);
-  if (frac > 0) {
-    char f[16];
-    std::snprintf(f, sizeof f, ".%09ld", frac);
-    std::string fs = f;
-    while (fs.back() == '0')
-      fs.pop_back();
-    out += fs;
-  }
+  std::string out = FormatTimeNanos(e.time_ns, "%Y-%m-%d %H:%M:%S");
   out += " +0000 UTC " + e.type + " " + e.status;
   if (e.type == "container") {
     out += " " + e.id + " (image=" + e.image + ", name=" + e.name;

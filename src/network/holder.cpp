@@ -82,15 +82,6 @@ pid_t LiveHolder(const std::string& state_dir) {
   return pid;
 }
 
-std::string SelfExe() {
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0)
-    return {};
-  self[n] = '\0';
-  return self;
-}
-
 std::string OutboundHelper();
 Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid_t holder, int exit_r);
 
@@ -99,21 +90,13 @@ Status StartOutbound(const std::string& state_dir, const std::string& slirp, pid
 Status StartHolder(const std::string& state_dir) {
   std::string slirp = OutboundHelper();
   UniqueFd out_r, out_w;
-  if (!slirp.empty()) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    out_r.reset(p[0]);
-    out_w.reset(p[1]);
-  }
+  if (!slirp.empty())
+    KILN_TRY(MakePipe(&out_r, &out_w));
   std::string self = SelfExe();
   if (self.empty())
     return Error::FromErrno("readlink /proc/self/exe");
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd ready_r(pipefd[0]);
-  UniqueFd ready_w(pipefd[1]);
+  UniqueFd ready_r, ready_w;
+  KILN_TRY(MakePipe(&ready_r, &ready_w));
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   KILN_ASSIGN_OR_RETURN(UniqueFd log_fd, OpenFile(NetDir(state_dir) + "/holder.log",
                                                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));

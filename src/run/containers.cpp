@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <ctime>
 #include <deque>
 #include <map>
@@ -83,13 +84,8 @@ std::vector<std::string> AllIds(const Paths& paths) {
 }
 
 ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
-  ContainerInfo info;
-  info.id = c.id;
-  info.name = c.name;
-  info.image = c.image;
-  info.image_id = c.image_id;
-  info.command = c.argv;
-  info.created = c.created;
+  ContainerInfo info{.id = c.id, .name = c.name, .image = c.image, .image_id = c.image_id, .command = c.argv,
+                     .created = c.created};
   State s = EffectiveState(paths, c.id);
   info.status = s.status;
   info.exit_code = s.exit_code;
@@ -204,6 +200,19 @@ Expected<std::string> ResolveContainer(const Paths& paths, const std::string& te
       return Error(Errc::kInvalidInput, "container id prefix " + text + " is ambiguous");
   }
   return Error(Errc::kNotFound, "no such container: " + text);
+}
+
+int64_t ContainerWritableSize(const Paths& paths, const std::string& id) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           ContainerDir(paths, id) + "/upper", std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2))
+      total += static_cast<int64_t>(it->file_size(e2));
+  }
+  return total;
 }
 
 Expected<std::vector<ContainerInfo>> ListContainers(const Paths& paths, bool all) {

@@ -327,16 +327,7 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   std::vector<std::string> layer_dirs = c.lower_dirs;
   if (layer_dirs.size() == 1 && layer_dirs[0] == cdir + "/empty")
     layer_dirs[0] = staging + "/empty";
-  auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
-  if (!passwd)
-    return std::move(passwd).error().WithContext("image " + o.image);
-  auto group = rootfs::ReadFileFromLayers(layer_dirs, "/etc/group");
-  if (!group)
-    return std::move(group).error().WithContext("image " + o.image);
-  auto resolved = rootfs::ResolveUser(user, *passwd, *group);
-  if (!resolved)
-    return std::move(resolved).error().WithContext(user_from);
-  rootfs::ResolvedUser ru = std::move(*resolved);
+  KILN_ASSIGN_OR_RETURN(rootfs::ResolvedUser ru, ResolveUserInLayers(layer_dirs, user, "image " + o.image, user_from));
   if (Status st = CheckIdsMapped(ru.uid, ru.gid, ru.supplementary_gids); !st)
     return std::move(st).error().WithContext(user_from);
   c.uid = ru.uid;
@@ -482,6 +473,29 @@ Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& ima
     c.mounts.push_back(m);
   }
   return Ok();
+}
+
+Expected<rootfs::ResolvedUser> ResolveUserInLayers(const std::vector<std::string>& layer_dirs, const std::string& user,
+                                                   const std::string& whose, const std::string& user_from) {
+  auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
+  if (!passwd)
+    return std::move(passwd).error().WithContext(whose);
+  auto group = rootfs::ReadFileFromLayers(layer_dirs, "/etc/group");
+  if (!group)
+    return std::move(group).error().WithContext(whose);
+  auto resolved = rootfs::ResolveUser(user, *passwd, *group);
+  if (!resolved)
+    return std::move(resolved).error().WithContext(user_from);
+  return resolved;
+}
+
+void InstallSignalHandler(void (*handler)(int)) {
+  struct sigaction sa = {};
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace kiln::run::internal

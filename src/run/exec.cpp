@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "kiln/fs.h"
+#include "kiln/process.h"
 #include "kiln/rootfs.h"
 #include "run/internal.h"
 
@@ -61,16 +62,8 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   std::vector<std::string> env = c.env;
   KILN_TRY(ResolveSecrets(paths, c, env, nullptr));  // type=env secrets, as at start
   if (!o.user.empty()) {
-    auto passwd = rootfs::ReadFileFromLayers(layer_dirs, "/etc/passwd");
-    if (!passwd)
-      return std::move(passwd).error().WithContext("container " + c.name);
-    auto group = rootfs::ReadFileFromLayers(layer_dirs, "/etc/group");
-    if (!group)
-      return std::move(group).error().WithContext("container " + c.name);
-    auto resolved = rootfs::ResolveUser(o.user, *passwd, *group);
-    if (!resolved)
-      return std::move(resolved).error().WithContext("exec -u " + o.user);
-    rootfs::ResolvedUser ru = std::move(*resolved);
+    KILN_ASSIGN_OR_RETURN(rootfs::ResolvedUser ru,
+                          ResolveUserInLayers(layer_dirs, o.user, "container " + c.name, "exec -u " + o.user));
     uid = ru.uid;
     gid = ru.gid;
     groups = ru.supplementary_gids;
@@ -144,22 +137,16 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
     pty = std::move(*opened);
   }
 
-  int status_pipe[2];
-  if (::pipe2(status_pipe, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd status_r(status_pipe[0]);
-  UniqueFd status_w(status_pipe[1]);
+  UniqueFd status_r, status_w;
+  KILN_TRY(MakePipe(&status_r, &status_w));
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
 
   // Whether the parent is alive, for the child: the parent never writes to
   // this pipe, so its read end polls readable (EOF) only once the parent is
   // gone. (getppid() cannot tell: from the container's pid namespace the
   // parent has no pid, and neither has the host process it is handed to.)
-  int alive_pipe[2];
-  if (::pipe2(alive_pipe, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd alive_r(alive_pipe[0]);
-  UniqueFd alive_w(alive_pipe[1]);
+  UniqueFd alive_r, alive_w;
+  KILN_TRY(MakePipe(&alive_r, &alive_w));
   pid_t child = ::fork();
   if (child < 0)
     return Error::FromErrno("fork");
@@ -218,12 +205,7 @@ Expected<int> Exec(const Paths& paths, const std::string& id, const ExecOptions&
   status_w.reset();
   alive_r.reset();
   g_exec_child = child;
-  struct sigaction sa = {};
-  sa.sa_handler = ForwardToChild;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
-    ::sigaction(sig, &sa, nullptr);
+  InstallSignalHandler(ForwardToChild);
 
   int st = 0;
   if (o.tty) {

@@ -198,15 +198,7 @@ void OnFailure(const Paths& paths, const Config& c) {
 }
 
 void EmitHealth(const Paths& paths, const Config& c, const std::string& status) {
-  events::Event e;
-  e.type = "container";
-  e.status = "health_status";
-  e.id = c.id;
-  e.name = c.name;
-  e.image = c.image;
-  e.health_status = status;
-  e.attributes = c.labels;
-  events::Append(paths.store_root, e);
+  EmitContainerEvent(paths, c, "health_status", std::nullopt, status);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "kiln/error.h"
 #include "kiln/lock.h"
 #include "kiln/random.h"
+#include "kiln/rootfs.h"
 #include "kiln/run.h"
 #include "kiln/sandbox.h"
 #include "kiln/store.h"
@@ -248,9 +249,21 @@ class HealthChecker {
   std::atomic<pid_t> probe_pid_{0};
 };
 
-/// An event about container `c` (create, start, died, stop, remove, restart).
+/// USER `user` by the /etc/passwd and /etc/group of `layer_dirs` (top
+/// first, docs/security.md I6). A read error names `whose` ("image X",
+/// "container Y"), a resolve error `user_from` (the flag or the image's
+/// User).
+Expected<rootfs::ResolvedUser> ResolveUserInLayers(const std::vector<std::string>& layer_dirs, const std::string& user,
+                                                   const std::string& whose, const std::string& user_from);
+
+/// Forwards the signals a user sends to kiln (INT, TERM, HUP, QUIT, USR1,
+/// USR2) to `handler`, SA_RESTART.
+void InstallSignalHandler(void (*handler)(int));
+
+/// An event about container `c` (create, start, died, stop, remove,
+/// restart, health_status with `health_status`).
 void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& status,
-                        std::optional<int> exit_code = std::nullopt);
+                        std::optional<int> exit_code = std::nullopt, const std::string& health_status = "");
 
 /// Starts `kiln __monitor` for `id`, detached (own session, stdio on
 /// /dev/null), and waits until the container runs. `port_fds`: the host

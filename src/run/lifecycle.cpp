@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <regex>
 
 #include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/oci.h"
 #include "kiln/secret.h"
+#include "kiln/text.h"
 #include "run/internal.h"
 
 namespace kiln::run::internal {
@@ -76,27 +76,11 @@ void LifecycleFromJson(const json& j, Config& c) {
 
 namespace {
 
-/// A Go duration ("30s", "1m30s", "500ms", "0"): nanoseconds, or -1.
-int64_t ParseGoDuration(const std::string& v) {
-  if (v == "0")
-    return 0;
-  static const std::regex whole(R"(((\d+(\.\d+)?)(ns|us|µs|ms|s|m|h))+)");
-  static const std::regex part(R"((\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h))");
-  if (!std::regex_match(v, whole))
-    return -1;
-  double ns = 0;
-  for (auto it = std::sregex_iterator(v.begin(), v.end(), part); it != std::sregex_iterator(); ++it) {
-    double n = std::stod((*it)[1].str());
-    std::string u = (*it)[2].str();
-    ns += n * (u == "ns" ? 1 : u == "us" || u == "µs" ? 1e3 : u == "ms" ? 1e6 : u == "s" ? 1e9 : u == "m" ? 60e9 : 3600e9);
-  }
-  return static_cast<int64_t>(ns);
-}
-
 Status SetDuration(const std::optional<std::string>& flag, const char* name, int64_t min_ns, int64_t& out) {
   if (!flag)
     return Ok();
-  int64_t ns = ParseGoDuration(*flag);
+  auto parsed = ParseGoDuration(*flag);
+  int64_t ns = parsed ? *parsed : -1;
   if (ns < 0)
     return Error(Errc::kInvalidInput, std::string("invalid ") + name + " \"" + *flag +
                                           "\": want a duration such as 30s, 1m30s or 500ms");
@@ -327,7 +311,8 @@ Status ResolveSecrets(const Paths& paths, const Config& c, std::vector<std::stri
   return Ok();
 }
 
-void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& status, std::optional<int> exit_code) {
+void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& status, std::optional<int> exit_code,
+                        const std::string& health_status) {
   events::Event e;
   e.type = "container";
   e.status = status;
@@ -335,6 +320,7 @@ void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& 
   e.name = c.name;
   e.image = c.image;
   e.exit_code = exit_code;
+  e.health_status = health_status;
   e.attributes = c.labels;
   events::Append(paths.store_root, e);
 }

@@ -18,27 +18,37 @@
 
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/text.h"
 #include "run/internal.h"
 
 namespace kiln::run {
 
 using namespace internal;
 
+namespace {
+
+// The container's log file `path`; with `follow`, waits for it to appear
+// while the monitor runs. No fd (and no error) when there is none to read.
+Expected<UniqueFd> OpenLog(const Paths& paths, const std::string& id, const std::string& path, bool follow) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd)
+    return fd;
+  if (errno != ENOENT)
+    return Error::FromErrno("open " + path);
+  while (follow && !fd && MonitorAlive(paths, id)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  return fd;
+}
+
+}  // namespace
+
 Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd) {
   std::string path = ContainerDir(paths, id) + "/ctr.log";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno != ENOENT)
-      return Error::FromErrno("open " + path);
-    if (!follow)
-      return Ok();
-    while (!fd && MonitorAlive(paths, id)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    }
-    if (!fd)
-      return Ok();
-  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenLog(paths, id, path, follow));
+  if (!fd)
+    return Ok();
   if (tail >= 0) {
     KILN_ASSIGN_OR_RETURN(std::string all, ReadAll(fd.get(), size_t(1) << 34));
     size_t pos = all.size();
@@ -65,9 +75,7 @@ Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t
   }
   char buf[65536];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
+    ssize_t n = ReadRetry(fd.get(), buf, sizeof buf);
     if (n < 0)
       return Error::FromErrno("read " + path);
     if (n > 0) {
@@ -87,21 +95,10 @@ Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t
 }
 
 std::string FormatLogTime(int64_t unix_ns) {
+  std::string out = FormatTimeNanos(unix_ns, "%Y-%m-%dT%H:%M:%S", /*local=*/true);
   time_t secs = static_cast<time_t>(unix_ns / 1000000000);
-  long nanos = static_cast<long>(unix_ns % 1000000000);
   struct tm tm {};
   ::localtime_r(&secs, &tm);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = date;
-  if (nanos != 0) {
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09ld", nanos);
-    std::string f = frac;
-    while (f.back() == '0')
-      f.pop_back();
-    out += f;
-  }
   long off = tm.tm_gmtoff;
   if (off == 0)
     return out + "Z";
@@ -163,19 +160,9 @@ Status WriteLogs(const Paths& paths, const std::string& id, const LogOptions& o,
   std::string path = ContainerDir(paths, id) + "/ctr.log";
   LogStamps stamps;
   stamps.path = path + ".ts";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno != ENOENT)
-      return Error::FromErrno("open " + path);
-    if (!o.follow)
-      return Ok();
-    while (!fd && MonitorAlive(paths, id)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    }
-    if (!fd)
-      return Ok();
-  }
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenLog(paths, id, path, o.follow));
+  if (!fd)
+    return Ok();
   uint64_t pos = 0;      // offset in ctr.log of `pending`
   std::string pending;  // read, not yet split into lines
   auto keep = [&](const LogLine& l) {
@@ -214,9 +201,7 @@ Status WriteLogs(const Paths& paths, const std::string& id, const LogOptions& o,
     char buf[65536];
     bool any = false;
     for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
+      ssize_t n = ReadRetry(fd.get(), buf, sizeof buf);
       if (n < 0)
         return Error::FromErrno("read " + path);
       if (n == 0)

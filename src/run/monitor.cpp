@@ -49,72 +49,51 @@ namespace internal {
 /// sockets of -p, bound by the caller; the monitor inherits them (as fds 4,
 /// 5, ...) and serves them, so the ports are never free in between.
 Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector<int>& port_fds) {
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd ready_r(pipefd[0]);
-  UniqueFd ready_w(pipefd[1]);
+  UniqueFd ready_r, ready_w;
+  KILN_TRY(MakePipe(&ready_r, &ready_w));
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, null_fd.get(), 2);
-  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);
+  SpawnOptions so;
+  so.fds = {{null_fd.get(), 0}, {null_fd.get(), 1}, {null_fd.get(), 2}, {ready_w.get(), 3}};
   // Copies above the target range first, so that no dup2 overwrites a
   // socket not yet moved; dup2 clears FD_CLOEXEC on the target.
   const int first_port_fd = 4;
   std::vector<UniqueFd> port_copies;
   for (int fd : port_fds) {
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, first_port_fd + static_cast<int>(port_fds.size()));
-    if (copy < 0) {
-      posix_spawn_file_actions_destroy(&fa);
+    if (copy < 0)
       return Error::FromErrno("dup the -p host socket");
-    }
     port_copies.emplace_back(copy);
   }
-  for (size_t i = 0; i < port_copies.size(); ++i)
-    posix_spawn_file_actions_adddup2(&fa, port_copies[i].get(), first_port_fd + static_cast<int>(i));
-  posix_spawnattr_t attr;
-  InitSpawnAttr(&attr, POSIX_SPAWN_SETSID);
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0)
-    return Error::FromErrno("readlink /proc/self/exe");
-  self[n] = '\0';
   std::vector<std::string> args = {"kiln", "__monitor", "--store", paths.store_root, "--run-root",
                                    paths.run_root, "--ready-fd", "3", id};
-  for (size_t i = 0; i < port_fds.size(); ++i) {
+  for (size_t i = 0; i < port_copies.size(); ++i) {
+    so.fds.push_back({port_copies[i].get(), first_port_fd + static_cast<int>(i)});
     args.push_back("--port-fd");
     args.push_back(std::to_string(first_port_fd + static_cast<int>(i)));
   }
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  int rc = ::posix_spawn(&pid, self, &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Error::FromErrno("start the container monitor", rc);
+  so.flags = POSIX_SPAWN_SETSID;
+  so.path = SelfExe();
+  if (so.path.empty())
+    return Error::FromErrno("readlink /proc/self/exe");
+  auto pid = SpawnArgv(args, so);
+  if (!pid)
+    return std::move(pid).error().WithContext("start the container monitor");
   ready_w.reset();
+  // The first line: "R" (running) or "E<why>".
   std::string reply;
-  char buf[4096];
-  for (;;) {
-    ssize_t r = ::read(ready_r.get(), buf, sizeof buf);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    reply.append(buf, static_cast<size_t>(r));
-    if (reply.find('\n') != std::string::npos)
-      break;
+  LineReader reader;
+  bool got = false;
+  auto first = [&](std::string_view line) {
+    if (!got)
+      reply = line;
+    got = true;
+  };
+  while (!got && reader.ReadOnce(ready_r.get(), first) > 0) {
   }
   // The monitor is not our child for long: it runs on its own (the
   // grandparent outside the user namespace exits with us). Reap it if it
   // already died.
-  ::waitpid(pid, nullptr, WNOHANG);
+  ::waitpid(*pid, nullptr, WNOHANG);
   if (reply.empty() || reply[0] != 'R') {
     std::string why = reply.size() > 1 ? reply.substr(1) : "the monitor exited before the container started";
     while (!why.empty() && why.back() == '\n')

@@ -55,28 +55,28 @@ std::string NowRfc3339() {
 
 namespace {
 
-const char* NetworkName(NetworkMode m) {
-  switch (m) {
-    case NetworkMode::kNone:
-      return "none";
-    case NetworkMode::kHost:
-      return "host";
-    case NetworkMode::kPrivate:
-      return "private";
-  }
-  return "private";
+// The record's names of network modes and mount types, both ways; the
+// first entry is what an unknown name means.
+constexpr std::pair<NetworkMode, const char*> kNetworkModes[] = {
+    {NetworkMode::kPrivate, "private"}, {NetworkMode::kNone, "none"}, {NetworkMode::kHost, "host"}};
+constexpr std::pair<MountRequest::Type, const char*> kMountTypes[] = {{MountRequest::Type::kBind, "bind"},
+                                                                      {MountRequest::Type::kVolume, "volume"},
+                                                                      {MountRequest::Type::kTmpfs, "tmpfs"}};
+
+template <typename E, size_t N>
+const char* NameOf(const std::pair<E, const char*> (&table)[N], E value) {
+  for (const auto& [v, name] : table)
+    if (v == value)
+      return name;
+  return table[0].second;
 }
 
-const char* MountTypeName(MountRequest::Type t) {
-  switch (t) {
-    case MountRequest::Type::kBind:
-      return "bind";
-    case MountRequest::Type::kVolume:
-      return "volume";
-    case MountRequest::Type::kTmpfs:
-      return "tmpfs";
-  }
-  return "bind";
+template <typename E, size_t N>
+E ValueOf(const std::pair<E, const char*> (&table)[N], const std::string& name) {
+  for (const auto& [v, n] : table)
+    if (name == n)
+      return v;
+  return table[0].first;
 }
 
 template <typename T>
@@ -249,10 +249,10 @@ std::string ConfigToJson(const Config& c) {
   j["groups"] = c.groups;
   PutBytes(j, "hostname", c.hostname);
   j["read_only"] = c.read_only;
-  j["network"] = NetworkName(c.network);
+  j["network"] = NameOf(kNetworkModes, c.network);
   json mounts = json::array();
   for (const auto& m : c.mounts) {
-    json e = {{"type", MountTypeName(m.type)}, {"read_only", m.read_only}, {"options", m.tmpfs_options}};
+    json e = {{"type", NameOf(kMountTypes, m.type)}, {"read_only", m.read_only}, {"options", m.tmpfs_options}};
     PutBytes(e, "source", m.source);
     PutBytes(e, "target", m.target);
     mounts.push_back(std::move(e));
@@ -305,14 +305,11 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   c.hostname = GetExact<std::string>(j, "hostname", "");
   c.read_only = Get<bool>(j, "read_only", false);
   std::string net = Get<std::string>(j, "network", "private");
-  c.network = net == "none" ? NetworkMode::kNone : net == "host" ? NetworkMode::kHost : NetworkMode::kPrivate;
+  c.network = ValueOf(kNetworkModes, net);
   if (auto it = j.find("mounts"); it != j.end() && it->is_array()) {
     for (const auto& m : *it) {
       MountRequest r;
-      std::string type = Get<std::string>(m, "type", "bind");
-      r.type = type == "volume" ? MountRequest::Type::kVolume
-               : type == "tmpfs" ? MountRequest::Type::kTmpfs
-                                 : MountRequest::Type::kBind;
+      r.type = ValueOf(kMountTypes, Get<std::string>(m, "type", "bind"));
       r.source = GetExact<std::string>(m, "source", "");
       r.target = GetExact<std::string>(m, "target", "");
       r.read_only = Get<bool>(m, "read_only", false);
@@ -427,14 +424,15 @@ State EffectiveState(const Paths& paths, const std::string& id) {
 }
 
 SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
-  SandboxSpec spec;
-  spec.lower_dirs = c.lower_dirs;
-  spec.upper_dir = ContainerDir(paths, c.id) + "/upper";
-  spec.work_dir = ContainerDir(paths, c.id) + "/work";
-  // A --rm container's upper dies with it: no sync at unmount. Kept
-  // containers keep the default (a volatile upper is unusable after a crash).
-  spec.volatile_upper = c.auto_remove;
-  spec.read_only_rootfs = c.read_only;
+  // A --rm container's upper dies with it: no sync at unmount (volatile).
+  // Kept containers keep the default (a volatile upper is unusable after a
+  // crash).
+  std::string dir = ContainerDir(paths, c.id);
+  SandboxSpec spec{.lower_dirs = c.lower_dirs, .upper_dir = dir + "/upper", .work_dir = dir + "/work",
+                   .volatile_upper = c.auto_remove, .read_only_rootfs = c.read_only, .argv = c.argv,
+                   .env = c.env, .cwd = c.cwd, .uid = c.uid, .gid = c.gid, .supplementary_gids = c.groups,
+                   .hostname = c.hostname, .etc_hosts = c.etc_hosts, .etc_hostname = c.etc_hostname,
+                   .network = c.network};
   for (const auto& m : c.mounts) {
     SandboxMount sm;
     sm.target = m.target;
@@ -455,18 +453,8 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
     }
     spec.mounts.push_back(std::move(sm));
   }
-  spec.argv = c.argv;
-  spec.env = c.env;
-  spec.cwd = c.cwd;
-  spec.uid = c.uid;
-  spec.gid = c.gid;
-  spec.supplementary_gids = c.groups;
-  spec.hostname = c.hostname;
-  spec.etc_hosts = c.etc_hosts;
-  spec.etc_hostname = c.etc_hostname;
   if (c.network != NetworkMode::kHost || !c.etc_resolv_conf.empty())
     spec.etc_resolv_conf = c.etc_resolv_conf;
-  spec.network = c.network;
   AttachNetworksHook(paths, c, spec);
   spec.tty = c.tty;
   // -p is not the sandbox's business: the container's owner forwards the

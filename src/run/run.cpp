@@ -61,14 +61,7 @@ void ForwardToContainer(int sig) {
   }
 }
 
-void InstallForwarders() {
-  struct sigaction sa = {};
-  sa.sa_handler = ForwardToContainer;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
-    ::sigaction(sig, &sa, nullptr);
-}
+void InstallForwarders() { InstallSignalHandler(ForwardToContainer); }
 
 Error Cancelled() {
   return Error(Errc::kCancelled, "run cancelled by signal " + std::to_string(g_cancel_signal.load()) +

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kiln/fs.h"
 #include "run/internal.h"
 
 namespace kiln::run::internal {
@@ -34,19 +35,6 @@ void CopyWindowSize(int from, int to) {
   struct winsize ws;
   if (from >= 0 && ::ioctl(from, TIOCGWINSZ, &ws) == 0)
     ::ioctl(to, TIOCSWINSZ, &ws);
-}
-
-bool WriteFull(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
 }
 
 }  // namespace
@@ -186,7 +174,7 @@ void RelayPty(int master, int in, int out, int stop_fd) {
       ssize_t r = ::read(master, buf, sizeof buf);
       if (r > 0) {
         if (out >= 0)
-          WriteFull(out, buf, static_cast<size_t>(r));
+          (void)WriteAll(out, buf, static_cast<size_t>(r));
       } else if (r < 0 && errno == EINTR) {
         continue;
       } else if (stopping || r == 0 || errno == EIO) {
@@ -203,11 +191,11 @@ void RelayPty(int master, int in, int out, int stop_fd) {
     if (in_idx >= 0 && (fds[in_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t r = ::read(in, buf, sizeof buf);
       if (r > 0)
-        WriteFull(master, buf, static_cast<size_t>(r));
+        (void)WriteAll(master, buf, static_cast<size_t>(r));
       else if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
         in_open = false;
         const char eot = 4;  // ^D: end of input for the program on the terminal
-        WriteFull(master, &eot, 1);
+        (void)WriteAll(master, &eot, 1);
       }
     }
     if (stop_idx >= 0 && (fds[stop_idx].revents & (POLLIN | POLLHUP)))

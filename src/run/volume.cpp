@@ -78,18 +78,13 @@ Expected<VolumeInfo> CreateVolume(const Paths& paths, const std::string& name, b
 
 Expected<std::vector<VolumeInfo>> ListVolumes(const Paths& paths) {
   std::vector<VolumeInfo> out;
-  DIR* d = ::opendir(VolumesRoot(paths).c_str());
-  if (!d)
-    return out;
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d))
-    if (ValidVolumeName(e->d_name))
-      names.push_back(e->d_name);
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  for (const auto& n : names)
-    if (auto v = Load(paths, n))
-      out.push_back(std::move(*v));
+  auto names = ListDirSorted(VolumesRoot(paths));
+  if (!names)
+    return out;  // none yet, or unreadable: no volumes
+  for (const auto& n : *names)
+    if (ValidVolumeName(n))
+      if (auto v = Load(paths, n))
+        out.push_back(std::move(*v));
   return out;
 }
 

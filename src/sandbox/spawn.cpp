@@ -167,16 +167,9 @@ class NetworkAttachment {
                    "--network=private needs slirp4netns or pasta (Debian packages slirp4netns, passt) and "
                    "read-write access to /dev/net/tun");
     std::string helper = BaseName(bin);
-    int exit_pipe[2];
-    int ready_pipe[2];
-    if (::pipe2(exit_pipe, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd exit_r(exit_pipe[0]);
-    exit_w_.reset(exit_pipe[1]);
-    if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd ready_r(ready_pipe[0]);
-    UniqueFd ready_w(ready_pipe[1]);
+    UniqueFd exit_r, ready_r, ready_w;
+    KILN_TRY(MakePipe(&exit_r, &exit_w_));
+    KILN_TRY(MakePipe(&ready_r, &ready_w));
     std::vector<std::string> args;
     FileActions fa;
     int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -329,10 +322,7 @@ Expected<std::string> SandboxHelperPath() {
   if (const char* env = std::getenv("KILN_SANDBOX_HELPER"); env && *env)
     return std::string(env);
   std::vector<std::string> candidates;
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    self[n] = '\0';
+  if (std::string self = SelfExe(); !self.empty()) {
     std::string dir = DirName(self);
     candidates.push_back(dir + "/kiln-sandbox");
     candidates.push_back(dir + "/../libexec/kiln/kiln-sandbox");
@@ -368,14 +358,9 @@ struct SharedNetwork::State {
   }
 
   Status Start() {
-    int ctl[2], ready[2];
-    if (::pipe2(ctl, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd ctl_r(ctl[0]);
-    ctl_w.reset(ctl[1]);
-    if (::pipe2(ready, O_CLOEXEC) != 0)
-      return Error::FromErrno("pipe");
-    UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+    UniqueFd ctl_r, ready_r, ready_w;
+    KILN_TRY(MakePipe(&ctl_r, &ctl_w));
+    KILN_TRY(MakePipe(&ready_r, &ready_w));
     // fork in a multithreaded process: the child makes only system calls.
     pid_t pid = ::fork();
     if (pid < 0)

@@ -129,6 +129,12 @@ class BuildTest : public ::testing::Test {
     return out;
   }
 
+  /// The build succeeded, and the fake ran `commands`, in this order.
+  void ExpectBuiltRunning(const Expected<BuildResult>& r, const std::vector<std::string>& commands) const {
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(Commands(), commands);
+  }
+
   /// The file `path` in the image's layers (top layer first), or "".
   std::string ImageFile(const BuildResult& r, const std::string& path) {
     auto m = store_->ReadManifest(r.manifest.digest);
@@ -215,8 +221,7 @@ TEST_F(BuildTest, StagesRunAfterTheStagesTheyBuildOn) {
       "RUN write /mid 2\n"
       "FROM mid\n"
       "RUN write /top 3\n");
-  ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(Commands(), (std::vector<std::string>{"write /base 1", "write /mid 2", "write /top 3"}));
+  ASSERT_NO_FATAL_FAILURE(ExpectBuiltRunning(r, {"write /base 1", "write /mid 2", "write /top 3"}));
   EXPECT_EQ(ImageFile(*r, "/base"), "1");
   EXPECT_EQ(ImageFile(*r, "/top"), "3");
 }

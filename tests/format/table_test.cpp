@@ -56,29 +56,29 @@ ListOptions PsOptions() {
   return o;
 }
 
+// Rows() rendered with `format` as ps renders them ("" and a failure on error).
+std::string RenderPs(const std::string& format) {
+  auto out = RenderList(format, Rows(), PsOptions());
+  EXPECT_TRUE(out) << (out ? "" : out.error().message());
+  return out ? *out : "";
+}
+
 TEST(RenderList, DefaultTable) {
-  auto out = RenderList("", Rows(), PsOptions());
-  ASSERT_TRUE(out) << out.error().message();
-  EXPECT_EQ(*out,
-                "CONTAINER ID  NAMES                 STATUS\n"
-                "abc           [web]                 Up 2 seconds\n"
-                "def           [a-much-longer-name]  Created\n");
-  auto bare = RenderList("table", Rows(), PsOptions());
-  ASSERT_TRUE(bare);
-  EXPECT_EQ(*bare, *out);
+  std::string out = RenderPs("");
+  EXPECT_EQ(out,
+            "CONTAINER ID  NAMES                 STATUS\n"
+            "abc           [web]                 Up 2 seconds\n"
+            "def           [a-much-longer-name]  Created\n");
+  EXPECT_EQ(RenderPs("table"), out);
 }
 
 TEST(RenderList, UserTableSpacesBecomeColumns) {
-  auto out = RenderList("table {{.ID}} {{.Status}}", Rows(), PsOptions());
-  ASSERT_TRUE(out) << out.error().message();
-  EXPECT_EQ(*out,
+  EXPECT_EQ(RenderPs("table {{.ID}} {{.Status}}"),
             "CONTAINER ID  STATUS\n"
             "abc           Up 2 seconds\n"
             "def           Created\n");
   // the \t escape a shell user types
-  auto esc = RenderList("table {{.ID}}\\t{{printf \"%s %s\" .ID .Status}}", Rows(), PsOptions());
-  ASSERT_TRUE(esc) << esc.error().message();
-  EXPECT_EQ(*esc,
+  EXPECT_EQ(RenderPs("table {{.ID}}\\t{{printf \"%s %s\" .ID .Status}}"),
             "CONTAINER ID  CONTAINER ID STATUS\n"
             "abc           abc Up 2 seconds\n"
             "def           def Created\n");

@@ -22,12 +22,12 @@ using RunResult = testing::ShellResult;
 using testing::RunShell;
 using testing::ShellQuote;
 
-class BuildCliTest : public ::testing::Test {
+class BuildCliTest : public testing::KilnBinaryTest {
  protected:
   void SetUp() override {
-    bin_ = testing::KilnBinary();
-    if (bin_.empty())
-      GTEST_SKIP() << "KILN_BIN not set or missing";
+    KilnBinaryTest::SetUp();
+    if (IsSkipped())
+      return;
     auto dir = TempDir::Create("kiln-build-cli-");
     ASSERT_TRUE(dir);
     dir_ = std::make_unique<TempDir>(std::move(*dir));
@@ -42,7 +42,6 @@ class BuildCliTest : public ::testing::Test {
     return RunShell("cd " + ShellQuote(dir_->path()) + " && " + ShellQuote(bin_) + " --root " + ShellQuote(root_) + " " + args +
                     (merge ? " 2>&1" : " 2>/dev/null"));
   }
-  std::string bin_;
   std::unique_ptr<TempDir> dir_;
   std::string root_;
 };

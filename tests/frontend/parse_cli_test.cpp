@@ -21,15 +21,7 @@ using RunResult = testing::ShellResult;
 using testing::RunShell;
 using testing::ShellQuote;
 
-class ParseCliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    bin_ = testing::KilnBinary();
-    if (bin_.empty())
-      GTEST_SKIP() << "KILN_BIN not set or missing";
-  }
-  std::string bin_;
-};
+using ParseCliTest = testing::KilnBinaryTest;
 
 TEST_F(ParseCliTest, ValidFileExitsZeroSilently) {
   std::string file = test::TestdataDir() + "/containerfiles/heredoc-basic/Containerfile";

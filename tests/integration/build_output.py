@@ -181,6 +181,15 @@ def plain_shape(err):
     return t
 
 
+# Steps 5 and 6 (never cached: ARG and CMD change no file) and the commit.
+PLAIN_TAIL = """STEP 5/6: ARG X=1
+--> <id>
+STEP 6/6: CMD ["sh"]
+COMMIT plain
+--> <id>
+Successfully tagged localhost/plain:latest
+"""
+
 PLAIN_WANT = """STEP 1/6: FROM localhost/busybox
 STEP 2/6: RUN echo hello
 hello
@@ -189,13 +198,7 @@ STEP 3/6: ENV A=1
 --> <id>
 STEP 4/6: COPY f.txt /f.txt
 --> <id>
-STEP 5/6: ARG X=1
---> <id>
-STEP 6/6: CMD ["sh"]
-COMMIT plain
---> <id>
-Successfully tagged localhost/plain:latest
-"""
+""" + PLAIN_TAIL
 
 PLAIN_CACHED = """STEP 1/6: FROM localhost/busybox
 STEP 2/6: RUN echo hello
@@ -206,13 +209,7 @@ STEP 3/6: ENV A=1
 STEP 4/6: COPY f.txt /f.txt
 --> Using cache <key>
 --> <id>
-STEP 5/6: ARG X=1
---> <id>
-STEP 6/6: CMD ["sh"]
-COMMIT plain
---> <id>
-Successfully tagged localhost/plain:latest
-"""
+""" + PLAIN_TAIL
 
 
 def check_plain(mode, store, work):

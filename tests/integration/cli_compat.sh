@@ -31,30 +31,6 @@ case $(uname -m) in
   x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; *) ARCH=$(uname -m) ;;
 esac
 
-# fetch PORT PATH: the body served on 127.0.0.1:PORT (retries while the server starts)
-fetch() {
-  local i out
-  for i in $(seq 50); do
-    out=$(python3 - "$1" "$2" <<'PY' 2>/dev/null
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"GET " + sys.argv[2].encode() + b" HTTP/1.0\r\n\r\n")
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
-print(data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip())
-PY
-) && [ -n "$out" ] && { echo "$out"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 # status CONTAINER: its state as `inspect --format` prints it
 status() { k container inspect --format '{{.State.Status}}' "$1"; }
 # with CONTAINER-CMD... : runs the rest with $id set, then removes the container

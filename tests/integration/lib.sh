@@ -13,6 +13,56 @@ tap_skip() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $* # SKIP"; }
 tap_done() { echo "1..$TAP_N"; [ "$TAP_FAILED" -eq 0 ]; }
 diag() { sed 's/^/# /' >&2; }
 
+# check DESCRIPTION COMMAND...: a TAP line, ok when the command succeeds
+check() {
+  local desc=$1; shift
+  if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
+}
+
+# json_field PYEXPR: evaluates on the JSON read from stdin as `j`
+json_field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+
+# begin_mode MODE: for one mode of a test: work (a new workdir), store, k
+# (kiln as MODE on store) and the busybox image in the store; a "not ok"
+# and status 1 when the image cannot be imported.
+begin_mode() {
+  mode=$1
+  work=$(make_workdir "$mode")
+  store="$work/store"
+  k() { kiln_as "$mode" "$store" "$@"; }
+  import_busybox "$mode" "$store" "$work" && return 0
+  tap_not_ok "$mode: import busybox"
+  return 1
+}
+
+# wait_for SECONDS COMMAND...: retries every 0.1 s until the command succeeds
+wait_for() {
+  local t=$1 i; shift
+  for i in $(seq $((t * 10))); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# fetch PORT [PATH]: the body served on 127.0.0.1:PORT at PATH (default
+# /index.html), retried while the server starts
+fetch() {
+  local i out
+  for i in $(seq 50); do
+    out=$(python3 - "$1" "${2:-/index.html}" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"GET " + sys.argv[2].encode() + b" HTTP/1.0\r\n\r\n")
+data = b"".join(iter(lambda: s.recv(65536), b""))
+print(data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip())
+PY
+) && [ -n "$out" ] && { echo "$out"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
 # as_user MODE CMD...: MODE is "root" or "user". As "user" (when we are
 # root) the command runs as $KILN_TEST_USER with a login-like environment.
 as_mode() {
@@ -59,12 +109,27 @@ import_busybox() {
   kiln_as "$mode" "$store" import "$work/busybox.tar" busybox >/dev/null
 }
 
+# free_port: an ephemeral TCP port on 127.0.0.1 (free when asked)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# serve_dir DIR FILE: python's http.server for DIR on 127.0.0.1, on a free
+# port (sets port and srv; killed at exit). Returns 1 when FILE is not
+# served within 5 s.
+serve_dir() {
+  port=$(free_port)
+  python3 -m http.server --bind 127.0.0.1 --directory "$1" "$port" >/dev/null 2>&1 &
+  srv=$!
+  trap 'kill $srv 2>/dev/null' EXIT
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/$2" >/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
 # start_registry DIR: Debian's docker-registry on an ephemeral loopback port
 # (plain HTTP), its storage and log under DIR. Sets REG (host:port) and
 # REG_PID (kill it when done). Returns 1 when it does not answer.
 start_registry() {
   local dir=$1 port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   REG=127.0.0.1:$port
   cat >"$dir/registry.yml" <<YML
 version: 0.1

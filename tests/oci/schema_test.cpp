@@ -112,22 +112,12 @@ class SchemaSet {
 
  private:
   static bool TypeOk(const Json& type, const Json& doc) {
-    std::string t = type;
-    if (t == "object")
-      return doc.is_object();
-    if (t == "array")
-      return doc.is_array();
-    if (t == "string")
-      return doc.is_string();
-    if (t == "integer")
-      return doc.is_number_integer();
-    if (t == "number")
-      return doc.is_number();
-    if (t == "boolean")
-      return doc.is_boolean();
-    if (t == "null")
-      return doc.is_null();
-    return false;
+    static const std::map<std::string, bool (Json::*)() const noexcept> kChecks = {
+        {"object", &Json::is_object},   {"array", &Json::is_array},   {"string", &Json::is_string},
+        {"integer", &Json::is_number_integer}, {"number", &Json::is_number}, {"boolean", &Json::is_boolean},
+        {"null", &Json::is_null}};
+    auto it = kChecks.find(type.get<std::string>());
+    return it != kChecks.end() && (doc.*(it->second))();
   }
 
   std::string dir_;

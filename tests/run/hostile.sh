@@ -26,7 +26,7 @@ chmod 644 "$WORK_ROOT"/*.tar
 # A host-only service: python3's http.server on 127.0.0.1.
 mkdir -p "$WORK_ROOT/www"
 echo host-secret >"$WORK_ROOT/www/secret"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 python3 -m http.server --bind 127.0.0.1 --directory "$WORK_ROOT/www" "$PORT" >/dev/null 2>&1 &
 HTTP_PID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/secret" >/dev/null && break; sleep 0.1; done
@@ -37,10 +37,6 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/secret" >/dev/null && br
 mkdir -p "$WORK_ROOT/nohelper"
 NOHELPER_PATH="$WORK_ROOT/nohelper"
 
-check() {  # check DESCRIPTION COMMAND...
-  local desc=$1; shift
-  if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
-}
 one_line() { [ "$(grep -c . "$1")" -eq 1 ]; }
 
 for mode in $(test_modes); do

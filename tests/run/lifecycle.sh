@@ -6,25 +6,6 @@
 set -u
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 
-check() {  # check DESCRIPTION COMMAND...: ok when the command succeeds
-  local desc=$1; shift
-  if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
-}
-
-json_field() {  # json_field PYEXPR: evaluates on the JSON read from stdin as `j`
-  python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"
-}
-
-# wait_for SECONDS COMMAND...: retries every 0.1 s until the command succeeds
-wait_for() {
-  local t=$1 i; shift
-  for i in $(seq $((t * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 for mode in $(test_modes); do
   work=$(make_workdir "$mode")
   store="$work/store"

@@ -32,19 +32,6 @@ trap 'rm -rf "$WORK_ROOT" 2>/dev/null' EXIT
 make_busybox_tar "$WORK_ROOT/busybox.tar" || { echo "1..0 # SKIP cannot make a busybox rootfs"; exit 0; }
 chmod 644 "$WORK_ROOT/busybox.tar"
 
-check() {  # check DESCRIPTION COMMAND...: ok when the command succeeds
-  local desc=$1; shift
-  if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-json_field() {  # json_field PYEXPR: evaluates on the JSON read from stdin as `j`
-  python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"
-}
-
 for mode in $(test_modes); do
   work=$(make_workdir "$mode")
   store="$work/store"

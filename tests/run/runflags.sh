@@ -8,37 +8,6 @@
 set -u
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 
-check() {  # check DESCRIPTION COMMAND...: ok when the command succeeds
-  local desc=$1; shift
-  if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
-}
-
-json_field() {  # json_field PYEXPR: evaluates on the JSON read from stdin as `j`
-  python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"
-}
-
-# fetch PORT: the body served on 127.0.0.1:PORT (retries while the server starts)
-fetch() {
-  local i out
-  for i in $(seq 50); do
-    out=$(python3 - "$1" <<'PY' 2>/dev/null
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
-print(data.split(b"\r\n\r\n", 1)[-1].decode().strip())
-PY
-) && [ -n "$out" ] && { echo "$out"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
-
 # two_free_ports: a base port B with B and B+1 free on 127.0.0.1
 two_free_ports() {
   python3 - <<'PY'
@@ -59,13 +28,7 @@ subuid_start() {  # the first host uid of USER's /etc/subuid range
 }
 
 for mode in $(test_modes); do
-  work=$(make_workdir "$mode")
-  store="$work/store"
-  k() { kiln_as "$mode" "$store" "$@"; }
-  if ! import_busybox "$mode" "$store" "$work"; then
-    tap_not_ok "$mode: import busybox"
-    continue
-  fi
+  begin_mode "$mode" || continue
   mkdir -p "$work/ctx"
   cat >"$work/ctx/Containerfile" <<'CF'
 FROM busybox

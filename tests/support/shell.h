@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "kiln/fs.h"
 
 namespace kiln::testing {
@@ -18,6 +20,18 @@ inline std::string KilnBinary() {
   const char* bin = std::getenv("KILN_BIN");
   return bin && PathExists(bin) ? std::string(bin) : std::string();
 }
+
+/// A fixture for tests of the kiln binary: bin_ is KilnBinary(); the test
+/// is skipped when there is none.
+class KilnBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bin_ = KilnBinary();
+    if (bin_.empty())
+      GTEST_SKIP() << "KILN_BIN not set or missing";
+  }
+  std::string bin_;
+};
 
 /// `s` as one single-quoted sh word.
 inline std::string ShellQuote(const std::string& s) {

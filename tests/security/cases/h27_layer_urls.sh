@@ -4,7 +4,7 @@
 # layer comes from the layout or the registry itself -- and the listener never
 # sees a connection (so no credentials can reach it).
 source "$KILN_SOURCE_ROOT/tests/store/ingest_case_lib.sh"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 : >"$WORK/hits"
 python3 - "$port" "$WORK/hits" "$WORK/ready" <<'PY' &
 import socket, sys

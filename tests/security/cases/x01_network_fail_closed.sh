@@ -13,11 +13,7 @@ fail() { echo "not contained: $*" >&2; exit 1; }
 mkdir -p "$WORK/www" "$WORK/nohelper" "$WORK/ctx"
 [ "$MODE" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$WORK/ctx"
 echo host-secret >"$WORK/www/secret"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$WORK/www" "$port" >/dev/null 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/secret" >/dev/null && break; sleep 0.1; done
+serve_dir "$WORK/www" secret
 k() { as_mode "$MODE" env KILN_ROOT="$store" PATH="$WORK/nohelper" "$KILN_BIN" "$@"; }
 
 out=$(k run --rm busybox wget -q -O- "http://127.0.0.1:$port/secret" 2>"$WORK/err")

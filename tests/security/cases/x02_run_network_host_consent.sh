@@ -11,11 +11,7 @@
 need_busybox
 mkdir -p "$WORK/www"
 echo host-secret >"$WORK/www/secret"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$WORK/www" "$port" >/dev/null 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/secret" >/dev/null && break; sleep 0.1; done
+serve_dir "$WORK/www" secret
 containerfile <<CF
 FROM busybox
 RUN echo first >/first

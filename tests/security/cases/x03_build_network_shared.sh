@@ -9,19 +9,14 @@
 # Skips where no network helper is usable (the fail-closed case is x01).
 # Usage: bash FILE MODE WORKDIR.
 set -u
-MODE=$1 WORK=$2
-. "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
-store=$WORK/store
-import_busybox "$MODE" "$store" "$WORK" || { echo "skip: cannot make or import the busybox image" >&2; exit 77; }
-fail() { echo "not contained: $*" >&2; exit 1; }
+. "$KILN_SOURCE_ROOT/tests/security/common.sh" "$@"
+store=$STORE
+need_busybox skip
+fail() { not_contained "$*"; }
 mkdir -p "$WORK/www" "$WORK/ctx"
 [ "$MODE" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$WORK/ctx"
 echo host-secret >"$WORK/www/secret"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$WORK/www" "$port" >/dev/null 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/secret" >/dev/null && break; sleep 0.1; done
+serve_dir "$WORK/www" secret
 cat >"$WORK/ctx/Containerfile" <<EOC
 FROM busybox
 RUN ls /sys/class/net > /ifs1
