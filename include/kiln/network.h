@@ -189,6 +189,13 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
 /// gone with it).
 Status DetachContainer(const std::string& state_dir, const std::string& host_interface);
 
+/// The build veth ends' prefix (`kb` + 12 hex): kiln build --network NAME.
+inline constexpr char kBuildInterfacePrefix[] = "kb";
+/// The addresses build namespaces hold, per network: DIR/dns/kb* entries
+/// whose veth end still exists in the holder's namespace (a crashed build's
+/// entry stops counting once its namespace is gone; nothing to clean up).
+std::map<std::string, std::set<uint32_t>> BuildAddresses(const std::string& state_dir);
+
 /// The container's names leave the responder (its veth end is gone soon
 /// after anyway; this makes it immediate).
 void UnpublishNames(const std::string& state_dir, const std::string& host_interface);

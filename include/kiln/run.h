@@ -233,6 +233,20 @@ Status RemoveContainer(const Paths& paths, const std::string& id, bool force);
 Status ConnectNetwork(const Store& store, const Paths& paths, const std::string& id, const std::string& network,
                       const std::vector<std::string>& aliases, const std::string& ip);
 Status DisconnectNetwork(const Store& store, const Paths& paths, const std::string& id, const std::string& network);
+/// `kiln build --network NAME` (docs/network.md "Builds"): what the engine
+/// needs to put the build's network namespace on network NAME.
+struct BuildNetwork {
+  /// Attaches the namespace of `pid` (SharedNetwork's holder) to the
+  /// network: an address no container and no other build uses (chosen under
+  /// the containers lock; the build's entry in the holder's directory counts
+  /// while its veth lives), a veth pair, the route and the DNS entry that
+  /// lets its RUN steps resolve the network's containers.
+  std::function<Status(pid_t)> attach;
+  /// Its RUN steps' /etc/resolv.conf (the network's responder).
+  std::string resolv_conf;
+};
+/// kNotFound for an unknown network (podman's wording).
+Expected<BuildNetwork> PrepareBuildNetwork(const Store& store, const Paths& paths, const std::string& network);
 /// Writes the container's log to `out_fd` (the last `tail` lines when >= 0);
 /// with follow, keeps writing until the container stops.
 Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd);

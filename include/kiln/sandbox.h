@@ -174,6 +174,11 @@ struct SandboxSpec {
   std::optional<std::string> etc_hosts;
   std::optional<std::string> etc_resolv_conf;
   std::optional<std::string> etc_hostname;
+  /// When set: those files are written to this directory (the caller keeps
+  /// it for the sandbox's life) instead of a temporary one, so that they can
+  /// be changed while the sandbox runs (`network connect` rewrites hosts and
+  /// resolv.conf in place; the bind mounts show the same inode).
+  std::string etc_dir;
 
   NetworkMode network = NetworkMode::kNone;
 
@@ -226,7 +231,10 @@ struct SandboxSpec {
 /// destroyed or this process dies. Thread-safe.
 class SharedNetwork {
  public:
-  SharedNetwork();
+  /// `attach` (kiln build --network NAME): called with the holder's pid
+  /// instead of attaching slirp4netns/pasta (it puts the namespace on a kiln
+  /// network); an error fails every step that needs the network.
+  explicit SharedNetwork(std::function<Status(pid_t)> attach = nullptr);
   ~SharedNetwork();
   SharedNetwork(const SharedNetwork&) = delete;
   SharedNetwork& operator=(const SharedNetwork&) = delete;
@@ -238,6 +246,7 @@ class SharedNetwork {
   struct State;
   std::mutex mu_;
   std::unique_ptr<State> state_;
+  std::function<Status(pid_t)> attach_;
 };
 
 /// How the process ended.

@@ -115,5 +115,8 @@ bool NeedsUserNamespace(int argc, char** argv);
 /// network holder's user namespace to join, started first for `run`/`create`
 /// with --network NAME (network::PrepareHolder).
 Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv);
+/// A --network value that names a kiln network (not none|host|private|
+/// slirp4netns|pasta|bridge|default|container:..|ns:..).
+bool NamesNetwork(const std::string& value);
 
 }  // namespace kiln::cli

@@ -24,6 +24,7 @@
 #include "kiln/fs.h"
 #include "kiln/keyvalue.h"
 #include "kiln/log.h"
+#include "kiln/network.h"
 #include "kiln/secret.h"
 
 namespace kiln::cli {
@@ -492,8 +493,14 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--ssh", f->ssh,
                   "default or ID=SOCKET: an SSH agent for RUN --mount=type=ssh (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--network", f->network, "network for RUN steps: private|none|host (default private)")
-      ->check(CLI::IsMember({"private", "none", "host"}));
+  cmd->add_option("--network", f->network,
+                  "network for RUN steps: private|none|host, or NAME: a kiln network (its containers by name; "
+                  "docs/network.md) (default private)")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "private" || v == "none" || v == "host" || network::ValidNetworkName(v))
+          return "";
+        return "--network " + v + ": want private, none, host or the name of a kiln network";
+      });
   cmd->add_option("--allow", f->allow,
                   "network.host: let RUN --network=host use the host's network (repeatable; BuildKit's entitlement)")
       ->allow_extra_args(false);

@@ -145,7 +145,17 @@ Expected<nlohmann::json> InspectContainerJson(Context& ctx, const std::string& n
     state["Health"] = nlohmann::json::parse(info.health_json, nullptr, false);
   std::string policy = info.restart_policy;
   size_t colon = policy.find(':');
+  // podman's HostConfig.NetworkMode: bridge (kiln networks), container:ID,
+  // none, host; kiln's own default keeps its name (private).
+  std::string net_mode = config.is_object() ? config.value("network", "private") : "private";
+  if (config.is_object() && config.value("network_container", "") != "") {
+    net_mode = "container:" + config.value("network_container", "");
+    config["network"] = net_mode;  // the record says host: no namespace of its own
+  } else if (!networks.empty()) {
+    net_mode = "bridge";
+  }
   nlohmann::json host_config = {
+      {"NetworkMode", net_mode},
       {"RestartPolicy",
        {{"Name", policy.substr(0, colon)},
         {"MaximumRetryCount", colon == std::string::npos ? 0 : std::atoi(policy.c_str() + colon + 1)}}}};

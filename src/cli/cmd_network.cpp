@@ -94,15 +94,15 @@ Expected<Listed> ListFiltered(const Context& ctx, const std::vector<std::string>
   return out;
 }
 
-/// --network values that name no network (run/create keep their meaning).
+}  // namespace
+
+/// --network values that name no network (run/create/build keep their meaning).
 bool NamesNetwork(const std::string& v) {
-  for (const char* m : {"none", "host", "private", "slirp4netns", "pasta", "bridge", ""})
+  for (const char* m : {"none", "host", "private", "slirp4netns", "pasta", "bridge", "default", ""})
     if (v == m)
       return false;
   return v.rfind("container:", 0) != 0 && v.rfind("ns:", 0) != 0;
 }
-
-}  // namespace
 
 Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   std::string command = CanonicalCommand(argc, argv);
@@ -121,13 +121,14 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
     else if (a.rfind("--network=", 0) == 0 || a.rfind("--net=", 0) == 0)
       wants = wants || NamesNetwork(a.substr(a.find('=') + 1));
   }
-  // A `--network` after the image belongs to the container's command: at
+  // `build --network NAME`: its RUN steps join the network (docs/network.md
+  // "Builds"). A `--network` after the image belongs to the container's command: at
   // worst a holder starts that nobody uses, and exits 200 ms later.
   // `start` cannot tell yet whether its container is on a network: in a
   // store that has networks (<store>/networks, made by `network create` and
   // by the first container on a network) it takes the holder too (one that
   // nobody uses exits 200 ms later).
-  wants = (wants && (command == "run" || command == "create")) ||
+  wants = (wants && (command == "run" || command == "create" || command == "build")) ||
           (command == "start" && PathExists(pre.StoreRoot() + "/networks")) ||
           (command == "compose" && ComposeStartsContainers(argc, argv));  // the project's networks
   return network::PrepareHolder(network::HolderDir(pre.RunRoot(), pre.StoreRoot()), wants);

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "cli/build_request.h"
+#include "cli/cli.h"
 #include "engine/build_job.h"
 #include "kiln/acquire.h"
 #include "kiln/containerfile.h"
@@ -15,6 +16,7 @@
 #include "kiln/log.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
+#include "kiln/run.h"
 #include "kiln/store.h"
 
 namespace kiln::cli {
@@ -118,6 +120,15 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
                  : req.network == "host" ? NetworkMode::kHost
                                          : NetworkMode::kPrivate;
   opts.allow_network_host = req.allow_network_host;
+  if (NamesNetwork(req.network)) {
+    // A kiln network: the build's namespace joins it (docs/network.md "Builds").
+    auto net = run::PrepareBuildNetwork(*store, run::Paths{ctx.StoreRoot(), ctx.RunRoot()}, req.network);
+    if (!net)
+      return ReportError(std::move(net).error().WithContext("--network"));
+    opts.network = NetworkMode::kPrivate;
+    opts.attach_network = std::move(net->attach);
+    opts.network_resolv_conf = std::move(net->resolv_conf);
+  }
   opts.jobs = req.jobs > 0 ? static_cast<size_t>(req.jobs) : 0;
   opts.use_cache = !req.no_cache && req.layers;
   opts.write_cache = req.layers;

@@ -41,6 +41,12 @@ struct BuildOptions {
   std::optional<int64_t> timestamp;                       // --timestamp / SOURCE_DATE_EPOCH
   NetworkMode network = NetworkMode::kPrivate;            // --network (RUN default)
   bool allow_network_host = false;                        // --allow network.host (RUN --network=host)
+  /// --network NAME (a kiln network, docs/network.md "Builds"): puts the
+  /// build's one network namespace on that network instead of slirp4netns
+  /// (SharedNetwork's attach); RUN steps on the default network see
+  /// `network_resolv_conf`. Null: the private network.
+  std::function<Status(pid_t)> attach_network;
+  std::string network_resolv_conf;
   std::string hostname = "kiln";                          // RUN's hostname (--build-arg BUILDKIT_SANDBOX_HOSTNAME)
   size_t jobs = 0;                                        // --jobs (0: number of cores)
   bool use_cache = true;                                  // false: --no-cache / --layers=false (no lookups)

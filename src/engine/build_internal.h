@@ -82,7 +82,8 @@ void PumpOutput(int fd, Progress& progress, const StepLabel& label, std::string*
 class Builder {
  public:
   Builder(const BuildGraph& graph, Store& store, const BuildOptions& options, Progress& progress)
-      : graph_(graph), store_(store), opts_(options), progress_(progress), states_(graph.stages.size()) {}
+      : graph_(graph), store_(store), opts_(options), progress_(progress), states_(graph.stages.size()),
+        network_(options.attach_network) {}
 
   Expected<BuildResult> Run();
 

@@ -432,7 +432,8 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     net = NetworkMode::kHost;
   // Without a usable helper: loopback only, never the host's network.
   std::string net_warning;
-  net = ResolvePrivateNetwork(net, &net_warning);
+  if (!opts_.attach_network)  // a kiln network needs no helper: never loopback instead
+    net = ResolvePrivateNetwork(net, &net_warning);
   if (!net_warning.empty()) {
     static std::once_flag warned;
     std::call_once(warned, [&] { LogWarn("RUN steps: " + net_warning); });
@@ -452,6 +453,8 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";
   if (net == NetworkMode::kNone) {
     spec.etc_resolv_conf = "";
+  } else if (net == NetworkMode::kPrivate && opts_.attach_network) {
+    spec.etc_resolv_conf = opts_.network_resolv_conf;
   } else if (net == NetworkMode::kPrivate && NetworkHelper() == "slirp4netns") {
     spec.etc_resolv_conf = "nameserver 10.0.2.3\n";
   } else {

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "kiln/digest.h"
@@ -492,6 +493,40 @@ Status AttachContainer(const std::string& state_dir, const Network& net, const A
     ::nanosleep(&ts, nullptr);
   }
   return Ok();
+}
+
+std::map<std::string, std::set<uint32_t>> BuildAddresses(const std::string& state_dir) {
+  std::map<std::string, std::set<uint32_t>> out;
+  pid_t holder = LiveHolder(state_dir);
+  if (holder == 0)
+    return out;  // no namespace: no build holds an address
+  // The interfaces of the holder's namespace ("%6s: counters" lines).
+  auto dev = ReadFile("/proc/" + std::to_string(holder) + "/net/dev", 1 << 22);
+  if (!dev)
+    return out;
+  std::set<std::string> live;
+  std::istringstream lines(*dev);
+  for (std::string l; std::getline(lines, l);) {
+    size_t b = l.find_first_not_of(' '), colon = l.find(':');
+    if (b != std::string::npos && colon != std::string::npos && colon > b)
+      live.insert(l.substr(b, colon - b));
+  }
+  auto names = ListDirSorted(NetDir(state_dir) + "/dns");
+  if (!names)
+    return out;
+  for (const auto& name : *names) {
+    if (name.rfind(kBuildInterfacePrefix, 0) != 0 || !live.count(name))
+      continue;
+    auto line = ReadFile(NetDir(state_dir) + "/dns/" + name, 1 << 16);
+    if (!line)
+      continue;
+    std::istringstream in(*line);
+    std::string net, gateway, ip;
+    in >> net >> gateway >> ip;
+    if (auto a = ParseIpv4(ip))
+      out[net].insert(*a);
+  }
+  return out;
 }
 
 Status DetachContainer(const std::string& state_dir, const std::string& host_interface) {

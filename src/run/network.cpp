@@ -20,6 +20,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
+#include "kiln/random.h"
 #include "kiln/store.h"
 #include "run/internal.h"
 
@@ -64,10 +65,11 @@ Expected<Request> ParseRequest(const std::string& text) {
 }
 
 /// The addresses in use per network: those of the containers that exist
-/// (the caller holds the containers lock, so no other run is between
-/// choosing and recording).
+/// and of the builds on a network (the caller holds the containers lock, so
+/// no other run or build is between choosing and recording).
 std::map<std::string, std::set<uint32_t>> AddressesInUse(const Paths& paths) {
-  std::map<std::string, std::set<uint32_t>> in_use;
+  std::map<std::string, std::set<uint32_t>> in_use =
+      network::BuildAddresses(network::HolderDir(paths.run_root, paths.store_root));
   if (auto list = ListContainers(paths, true)) {
     for (const auto& info : *list) {
       auto other = ReadConfig(paths, info.id);
@@ -132,6 +134,24 @@ network::Network NetworkOf(const ContainerNetwork& n) {
   return net;
 }
 
+
+/// resolv.conf for a container (or build) whose resolver is the responder
+/// on `gateway`: podman's search domain (when the network has DNS) before
+/// the host's.
+std::string ResolvConf(const std::string& gateway, bool dns) {
+  std::string search = dns ? "dns.podman" : "";
+  if (auto host = ReadFile("/etc/resolv.conf", 1 << 20)) {
+    size_t pos = 0;
+    while (pos < host->size()) {
+      size_t nl = host->find('\n', pos);
+      std::string line = host->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? host->size() : nl + 1;
+      if (line.rfind("search ", 0) == 0 || line.rfind("domain ", 0) == 0)
+        search += (search.empty() ? "" : " ") + line.substr(7);
+    }
+  }
+  return (search.empty() ? "" : "search " + search + "\n") + "nameserver " + gateway + "\n";
+}
 
 bool IsIpAddress(const std::string& text) {
   unsigned char buf[16];
@@ -280,6 +300,62 @@ Status ShareNetwork(const Paths& paths, const RunOptions& o, Config& c) {
   return Ok();
 }
 
+/// `network connect`/`disconnect` as podman does them: the container's
+/// names on its new address appended to /etc/hosts and the network's
+/// responder put first in resolv.conf (connect), or those lines taken out
+/// again (disconnect); in the record (a restart keeps them) and, while it
+/// runs, in the files its bind mounts show (rewritten in place: same inode).
+void EditEtcFiles(Config& c, const ContainerNetwork& n, bool add) {
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);)
+      out.push_back(l);
+    return out;
+  };
+  auto join = [](const std::vector<std::string>& ls) {
+    std::string out;
+    for (const auto& l : ls)
+      out += l + "\n";
+    return out;
+  };
+  const std::string ns_line = "nameserver " + n.gateway;
+  std::vector<std::string> hosts = lines(c.etc_hosts), resolv = lines(c.etc_resolv_conf);
+  auto first_field = [](const std::string& l) { return l.substr(0, l.find_first_of(" \t")); };
+  hosts.erase(std::remove_if(hosts.begin(), hosts.end(), [&](const std::string& l) { return first_field(l) == n.ip; }),
+              hosts.end());
+  bool gateway_kept = false;  // another of its networks has the same gateway (never, unless subnets repeat)
+  for (const auto& other : c.networks)
+    gateway_kept = gateway_kept || (other.name != n.name && other.gateway == n.gateway);
+  if (!gateway_kept)
+    resolv.erase(std::remove(resolv.begin(), resolv.end(), ns_line), resolv.end());
+  if (add) {
+    std::string names = c.hostname;
+    if (!c.name.empty() && c.name != c.hostname)
+      names += " " + c.name;
+    hosts.push_back(n.ip + "\t" + names);
+    auto first_ns = std::find_if(resolv.begin(), resolv.end(),
+                                 [](const std::string& l) { return l.rfind("nameserver", 0) == 0; });
+    resolv.insert(first_ns, ns_line);
+  }
+  c.etc_hosts = join(hosts);
+  c.etc_resolv_conf = join(resolv);
+}
+
+/// The running container's files (RunDir/hosts, RunDir/resolv.conf, made by
+/// the sandbox for containers on networks) get the record's text.
+void RewriteLiveEtcFiles(const Paths& paths, const Config& c) {
+  for (auto [name, text] : {std::pair<const char*, const std::string*>{"hosts", &c.etc_hosts},
+                            {"resolv.conf", &c.etc_resolv_conf}}) {
+    std::string path = RunDir(paths, c.id) + "/" + name;
+    auto fd = OpenFile(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+    if (!fd)
+      continue;  // started before kiln kept them there: names still resolve through the responder
+    if (auto st = WriteAll(fd->get(), *text); !st)
+      LogWarn("network connect: " + path + ": " + st.error().message());
+  }
+}
+
 }  // namespace
 
 namespace internal {
@@ -397,18 +473,7 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
       resolver = &n;
       break;
     }
-  std::string search = resolver->dns ? "dns.podman" : "";
-  if (auto host = ReadFile("/etc/resolv.conf", 1 << 20)) {
-    size_t pos = 0;
-    while (pos < host->size()) {
-      size_t nl = host->find('\n', pos);
-      std::string line = host->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-      pos = nl == std::string::npos ? host->size() : nl + 1;
-      if (line.rfind("search ", 0) == 0 || line.rfind("domain ", 0) == 0)
-        search += (search.empty() ? "" : " ") + line.substr(7);
-    }
-  }
-  c.etc_resolv_conf = (search.empty() ? "" : "search " + search + "\n") + "nameserver " + resolver->gateway + "\n";
+  c.etc_resolv_conf = ResolvConf(resolver->gateway, resolver->dns);
   // --dns on a container network: the responder forwards this container's
   // other names there (the gateway stays its only nameserver).
   for (auto& n : c.networks)
@@ -445,6 +510,9 @@ void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec) 
   if (c.networks.empty())
     return;
   spec.network = NetworkMode::kPrivate;  // its own namespace; attach_network instead of slirp4netns
+  // hosts and resolv.conf where `network connect` finds them (EditEtcFiles).
+  if (MakeDirs(RunDir(paths, c.id), 0700))
+    spec.etc_dir = RunDir(paths, c.id);
   std::string run_root = network::HolderDir(paths.run_root, paths.store_root);
   std::vector<ContainerNetwork> nets = c.networks;
   std::string name = c.name;
@@ -512,6 +580,7 @@ Status ConnectNetwork(const Store& store, const Paths& paths, const std::string&
   updated.networks.push_back(entry);
   std::sort(updated.networks.begin(), updated.networks.end(),
             [](const ContainerNetwork& a, const ContainerNetwork& b) { return a.interface < b.interface; });
+  EditEtcFiles(updated, entry, true);
   KILN_TRY(WriteConfig(paths, updated));
   // A running container gets its interface now; a stopped one when it starts.
   State s = EffectiveState(paths, id);
@@ -524,6 +593,7 @@ Status ConnectNetwork(const Store& store, const Paths& paths, const std::string&
     (void)WriteConfig(paths, c);
     return std::move(st).error().WithContext("network connect " + net.name + " " + shown);
   }
+  RewriteLiveEtcFiles(paths, updated);
   return Ok();
 }
 
@@ -539,13 +609,42 @@ Status DisconnectNetwork(const Store& store, const Paths& paths, const std::stri
     return Error(Errc::kInvalidInput, "container " + shown + " is not connected to network " + net.name);
   ContainerNetwork entry = *it;
   c.networks.erase(it);
+  EditEtcFiles(c, entry, false);
   KILN_TRY(WriteConfig(paths, c));
   State s = EffectiveState(paths, id);
   if (s.status != "running" || s.pid <= 0) {
     network::UnpublishNames(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);
     return Ok();
   }
+  RewriteLiveEtcFiles(paths, c);
   return network::DetachContainer(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);
+}
+
+}  // namespace kiln::run
+
+namespace kiln::run {
+
+Expected<BuildNetwork> PrepareBuildNetwork(const Store& store, const Paths& paths, const std::string& network_name) {
+  KILN_ASSIGN_OR_RETURN(network::Network net, network::FindNetwork(store, network_name));
+  BuildNetwork b;
+  b.resolv_conf = ResolvConf(net.subnets.at(0).gateway, net.dns_enabled);
+  b.attach = [paths, net](pid_t pid) -> Status {
+    KILN_ASSIGN_OR_RETURN(std::string tag, RandomHex(12));
+    network::Attachment a;
+    a.interface = "eth0";
+    a.host_interface = network::kBuildInterfacePrefix + tag;
+    a.container = "build-" + tag;
+    // Under the containers lock until the entry (the lease) is written: a
+    // `run` choosing meanwhile sees it (AddressesInUse).
+    KILN_TRY(MakeDirs(ContainersRoot(paths), 0700));
+    KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+    auto in_use = AddressesInUse(paths);
+    KILN_ASSIGN_OR_RETURN(a.ip, network::AllocateAddress(net, in_use[net.name]));
+    if (auto st = network::AttachContainer(network::HolderDir(paths.run_root, paths.store_root), net, a, pid); !st)
+      return std::move(st).error().WithContext("kiln build --network " + net.name);
+    return Ok();
+  };
+  return b;
 }
 
 }  // namespace kiln::run

@@ -348,6 +348,7 @@ struct SharedNetwork::State {
   NetworkAttachment net;
   std::string path;
   std::optional<Error> error;
+  std::function<Status(pid_t)> attach;  // instead of slirp4netns (a kiln network)
 
   ~State() {
     net.Stop();  // slirp4netns first: its exit fd closes
@@ -408,19 +409,23 @@ struct SharedNetwork::State {
     } while (n < 0 && errno == EINTR);
     if (n != 1 || c != 'R')
       return Error(Errc::kSandbox, "the build's network namespace could not be made (unshare CLONE_NEWNET)");
-    KILN_TRY(net.Start(pid));
+    if (attach)
+      KILN_TRY(attach(pid));
+    else
+      KILN_TRY(net.Start(pid));
     path = "/proc/" + std::to_string(pid) + "/ns/net";
     return Ok();
   }
 };
 
-SharedNetwork::SharedNetwork() = default;
+SharedNetwork::SharedNetwork(std::function<Status(pid_t)> attach) : attach_(std::move(attach)) {}
 SharedNetwork::~SharedNetwork() = default;
 
 Expected<std::string> SharedNetwork::Path() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!state_) {
     state_ = std::make_unique<State>();
+    state_->attach = attach_;
     if (auto st = state_->Start(); !st)
       state_->error = std::move(st).error();
   }
@@ -449,8 +454,9 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
                       Generated{spec.etc_hostname, "hostname", &h.hostname_file}}) {
     if (!g.content)
       continue;
-    *g.path = tmp.path() + "/" + g.name;
-    KILN_ASSIGN_OR_RETURN(UniqueFd f, OpenFile(*g.path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    *g.path = (spec.etc_dir.empty() ? tmp.path() : spec.etc_dir) + "/" + g.name;
+    KILN_ASSIGN_OR_RETURN(UniqueFd f, OpenFile(*g.path, O_WRONLY | O_CREAT | O_NOFOLLOW |
+                                                            (spec.etc_dir.empty() ? O_EXCL : O_TRUNC), 0644));
     KILN_TRY(WriteAll(f.get(), *g.content));
   }
   h.parent_pid = static_cast<int32_t>(::getpid());

@@ -50,16 +50,16 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   sub=$(k network inspect -f '{{range .subnets}}{{.subnet}}{{end}}' safe-net)
   out=$(k run -d --name a --network safe-net busybox sleep 600 2>&1) &&
     out=$(k run -d --name b --network safe-net:alias=bee --ip "${sub%.0/24}.77" busybox sleep 600 2>&1) &&
-    out=$(k run -d --name c --network other-net busybox sleep 600 2>&1)
+    out=$(k run -d --name c --network podman busybox sleep 600 2>&1)
   if [ $? -ne 0 ]; then
     tap_not_ok "$mode: run -d --network: $out"; cat "$store"/run/network-*/holder.log 2>/dev/null | diag
     k rm -f a b c >/dev/null 2>&1; rm -rf "$work"; continue
   fi
-  ipa=$(ip_of a safe-net); ipb=$(ip_of b safe-net); ipc=$(ip_of c other-net)
+  ipa=$(ip_of a safe-net); ipb=$(ip_of b safe-net); ipc=$(ip_of c podman)
   case "$ipa" in "${sub%.0/24}".*) tap_ok "$mode: A has $ipa from safe-net's $sub (inspect NetworkSettings)";;
     *) tap_not_ok "$mode: A's address: '$ipa' (subnet $sub)";; esac
   [ "$ipb" = "${sub%.0/24}.77" ] && tap_ok "$mode: --ip gives B $ipb" || tap_not_ok "$mode: B's address: '$ipb'"
-  [ -n "$ipc" ] && [ "${ipc%.*}" != "${ipa%.*}" ] && tap_ok "$mode: C on other-net has $ipc" || tap_not_ok "$mode: C: '$ipc'"
+  [ -n "$ipc" ] && [ "${ipc%.*}" != "${ipa%.*}" ] && tap_ok "$mode: C on the default network (podman) has $ipc" || tap_not_ok "$mode: C: '$ipc'"
 
   out=$(k exec a ping -c1 -W2 "$ipb" 2>&1) && tap_ok "$mode: exec A ping -c1 B ($ipb)" ||
     { tap_not_ok "$mode: A ping B"; printf '%s\n' "$out" | diag; }
@@ -72,10 +72,17 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   got=$(fetch a "$ipb")
   [ "$got" = hello-from-b ] && tap_ok "$mode: A reaches B's TCP server" || tap_not_ok "$mode: A wget B: $got"
   if k exec c ping -c1 -W1 "$ipa" >/dev/null 2>&1; then
-    tap_not_ok "$mode: C (other-net) reached A at $ipa"
+    tap_not_ok "$mode: C (default network) reached A at $ipa"
   else
-    tap_ok "$mode: C on other-net cannot reach A"
+    tap_ok "$mode: C on the default network cannot reach A"
   fi
+  if k run --rm busybox ping -c1 -W1 "$ipa" >/dev/null 2>&1; then
+    tap_not_ok "$mode: a container on kiln's private network reached A at $ipa"
+  else
+    tap_ok "$mode: a container on kiln's private network (no --network) cannot reach A"
+  fi
+  mode_of() { k inspect --type container -f '{{.HostConfig.NetworkMode}}' "$1" 2>&1; }
+  [ "$(mode_of a)" = bridge ] && tap_ok "$mode: inspect A: HostConfig.NetworkMode bridge" || tap_not_ok "$mode: A's NetworkMode: $(mode_of a)" 
   if [ "$(fetch c "$ipb")" = hello-from-b ]; then
     tap_not_ok "$mode: C reached B's server"
   else
@@ -96,7 +103,7 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
     { tap_not_ok "$mode: A ping b by name"; printf '%s\n' "$out" | diag; }
   out=$(k exec b ping -c1 -W2 a 2>&1) && tap_ok "$mode: exec B ping -c1 a (by name)" ||
     { tap_not_ok "$mode: B ping a by name"; printf '%s\n' "$out" | diag; }
-  got=$(resolved c a); [ -z "$got" ] && tap_ok "$mode: C (other-net) cannot resolve A" || tap_not_ok "$mode: C resolved a to $got"
+  got=$(resolved c a); [ -z "$got" ] && tap_ok "$mode: C (default network) cannot resolve A" || tap_not_ok "$mode: C resolved a to $got"
   got=$(k exec c nslookup a "${sub%.0/24}.1" 2>/dev/null | awk '/^Name:/{n=1} n && /^Address/{print $NF}' | head -1)
   [ -z "$got" ] && tap_ok "$mode: C cannot ask safe-net's responder either" || tap_not_ok "$mode: C got a=$got from safe-net's responder"
   grep -q "^nameserver ${sub%.0/24}.1$" <<<"$(k exec a cat /etc/resolv.conf 2>&1)" &&
@@ -146,14 +153,27 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   out=$(k exec c ping -c1 -W2 "$ipa" 2>&1) && tap_ok "$mode: after connect, C pings A ($ipa)" ||
     { tap_not_ok "$mode: C ping A after connect"; printf '%s\n' "$out" | diag; }
   got=$(resolved c a); [ "$got" = "$ipa" ] && tap_ok "$mode: after connect, C resolves a" || tap_not_ok "$mode: C resolves a: '$got'"
+  # podman's live edits: C's new address in its /etc/hosts, safe-net's
+  # responder first in its resolv.conf (no restart).
+  hosts=$(k exec c cat /etc/hosts 2>&1); resolv=$(k exec c cat /etc/resolv.conf 2>&1)
+  printf '%s\n' "$hosts" | grep -Eq "^$ipc2[[:space:]].*\bc\b" &&
+    [ "$(printf '%s\n' "$resolv" | grep -m1 '^nameserver')" = "nameserver ${sub%.0/24}.1" ] &&
+    printf '%s\n' "$resolv" | grep -qx "nameserver ${ipc%.*}.1" &&
+    tap_ok "$mode: after connect, C's /etc/hosts has $ipc2 and resolv.conf asks safe-net's gateway first" ||
+    { tap_not_ok "$mode: C's files after connect"; printf '%s\n' "$hosts" "$resolv" | diag; }
   got=$(resolved a cee); [ -n "$ipc2" ] && [ "$got" = "$ipc2" ] && tap_ok "$mode: A resolves C's new alias cee to $ipc2" || tap_not_ok "$mode: nslookup cee: '$got'"
   out=$(k network connect safe-net c 2>&1); rc=$?
   [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "already connected" && tap_ok "$mode: a second connect is refused: $out" || tap_not_ok "$mode: second connect: rc=$rc $out"
   out=$(k network disconnect safe-net c 2>&1) && tap_ok "$mode: network disconnect safe-net c" || tap_not_ok "$mode: disconnect: $out"
   if k exec c ping -c1 -W1 "$ipa" >/dev/null 2>&1; then tap_not_ok "$mode: C still reaches A after disconnect"; else tap_ok "$mode: after disconnect, C cannot reach A"; fi
   got=$(resolved a cee); [ -z "$got" ] && tap_ok "$mode: after disconnect, cee does not resolve" || tap_not_ok "$mode: cee still resolves to $got"
+  hosts=$(k exec c cat /etc/hosts 2>&1); resolv=$(k exec c cat /etc/resolv.conf 2>&1)
+  ! printf '%s\n' "$hosts" | grep -q "^$ipc2[[:space:]]" && ! printf '%s\n' "$resolv" | grep -qx "nameserver ${sub%.0/24}.1" &&
+    printf '%s\n' "$resolv" | grep -qx "nameserver ${ipc%.*}.1" &&
+    tap_ok "$mode: after disconnect, C's /etc/hosts and resolv.conf are as before" ||
+    { tap_not_ok "$mode: C's files after disconnect"; printf '%s\n' "$hosts" "$resolv" | diag; }
   got=$(k inspect --type container c 2>/dev/null | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]) + " ")')
-  [ "$got" = "other-net " ] && tap_ok "$mode: C's record lists other-net only" || tap_not_ok "$mode: C's networks: $got"
+  [ "$got" = "podman " ] && tap_ok "$mode: C's record lists podman only" || tap_not_ok "$mode: C's networks: $got"
 
   # connect of a stopped container: recorded, attached when it starts.
   k create --name st --network other-net busybox sleep 600 >/dev/null 2>&1
@@ -179,6 +199,13 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   printf '%s' "$out" | grep -q "inet $ipa/" && printf '%s' "$out" | grep -q pinged-b &&
     tap_ok "$mode: --network container:a has A's eth0 ($ipa) and resolves b" ||
     { tap_not_ok "$mode: --network container:a"; printf '%s\n' "$out" | diag; }
+  k create --name shares --network container:a busybox true >/dev/null 2>&1
+  ida=$(k inspect --type container -f '{{.Id}}' a 2>/dev/null)
+  [ -n "$ida" ] && [ "$(mode_of shares)" = "container:$ida" ] &&
+    [ "$(k inspect --type container -f '{{.Config.network}}' shares 2>&1)" = "container:$ida" ] &&
+    tap_ok "$mode: inspect of --network container:a shows container:ID (HostConfig.NetworkMode, Config.network)" ||
+    tap_not_ok "$mode: inspect of container:a: $(mode_of shares)"
+  k rm -f shares >/dev/null 2>&1
   k run -d --name lonely --network none busybox sleep 600 >/dev/null 2>&1
   out=$(k run --rm --network container:lonely busybox true 2>&1); rc=$?
   [ $rc -eq 2 ] && printf '%s' "$out" | grep -q "not on a container network" && tap_ok "$mode: container:ID of a container on no network: exit 2: $out" ||
@@ -186,8 +213,8 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   k rm -f lonely >/dev/null 2>&1
 
   # Several --network flags: one interface per network.
-  out=$(k run --rm --network safe-net --network other-net busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
-  [ "$out" = 2 ] && tap_ok "$mode: run --network safe-net --network other-net: eth0 and eth1, reaches A and C" ||
+  out=$(k run --rm --network safe-net --network podman busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
+  [ "$out" = 2 ] && tap_ok "$mode: run --network safe-net --network podman: eth0 and eth1, reaches A and C" ||
     { tap_not_ok "$mode: two --network flags"; printf '%s\n' "$out" | diag; }
 
   # /etc/hosts and resolv.conf flags on a network: --add-host first,
@@ -255,6 +282,28 @@ print(d.split(b"\r\n\r\n", 1)[-1].decode().strip())' "$hp" 2>/dev/null) && [ -n 
   got=$(k exec a sh -c "printf 'GET /i HTTP/1.0\r\n\r\n' | nc -w 3 web 8080" 2>/dev/null | tail -1)
   [ "$got" = hello-web ] && tap_ok "$mode: A reaches web by name" ||
     { tap_not_ok "$mode: A -> web by name: '$got'"; { k exec a nslookup web; k exec a sh -c "printf 'GET /i HTTP/1.0\r\n\r\n' | nc -w 3 web 8080"; } 2>&1 | diag; }
+
+  # kiln build --network safe-net: RUN steps reach web by name (a database
+  # started on the network, in the issue's words); without it they cannot.
+  bctx=$work/bctx; mkdir -p "$bctx"; chmod 755 "$bctx"
+  printf 'FROM busybox\nRUN printf "GET /i HTTP/1.0\\r\\n\\r\\n" | nc -w 3 web 8080 | tail -1 > /got; cat /etc/resolv.conf; test -s /got\n' >"$bctx/Containerfile"
+  chmod 644 "$bctx/Containerfile"
+  out=$(k build --network safe-net -t netbuild "$bctx" 2>&1)
+  got=$(k run --rm --network none netbuild cat /got 2>&1)
+  [ "$got" = hello-web ] && tap_ok "$mode: build --network safe-net: a RUN step reaches web by name" ||
+    { tap_not_ok "$mode: build --network safe-net: '$got'"; printf '%s\n' "$out" | tail -15 | diag; }
+  out=$(k build --no-cache -t netbuild2 "$bctx" 2>&1); rc=$?
+  [ $rc -ne 0 ] && tap_ok "$mode: build without --network NAME: the RUN step cannot reach web" ||
+    tap_not_ok "$mode: build on the private network reached web"
+  out=$(k build --network no-such-net -t netbuild3 "$bctx" 2>&1); rc=$?
+  [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "unable to find network with name or ID no-such-net" &&
+    tap_ok "$mode: build --network of an unknown network: $(printf '%s' "$out" | tail -1)" ||
+    tap_not_ok "$mode: build --network no-such-net: rc=$rc $out"
+  # The build's address is free again: its namespace is gone, a new build
+  # and a container take addresses without a clash.
+  out=$(k build --no-cache --network safe-net -t netbuild "$bctx" 2>&1) && tap_ok "$mode: a second build --network safe-net" ||
+    { tap_not_ok "$mode: second build --network"; printf '%s\n' "$out" | tail -5 | diag; }
+  k rmi netbuild >/dev/null 2>&1
   k rm -f web >/dev/null 2>&1
 
   # A second run of B's address is refused while B exists.
@@ -274,9 +323,14 @@ print(d.split(b"\r\n\r\n", 1)[-1].decode().strip())' "$hp" 2>/dev/null) && [ -n 
   # address again: no allocation file left anything behind.
   hp=$(holder_pid)
   pids=""
+  netns=$(readlink "/proc/$hp/ns/net" 2>/dev/null)
   for c in a b c; do pids="$pids $(k inspect --type container $c 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["State"]["MonitorPid"])' 2>/dev/null)"; done
-  [ -n "$hp" ] && pids="$pids $hp $(awk '{print $4}' /proc/$hp/stat 2>/dev/null)"
-  for p in $pids; do [ "$p" -gt 1 ] 2>/dev/null && kill -9 "$p" 2>/dev/null; done
+  [ -n "$hp" ] && pids="$pids $hp"
+  # Every kiln process of this test: the monitors, the holder and all they
+  # started (sandbox helpers, containers' inits, slirp4netns).
+  descend() { local p; for p in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$p"; descend "$p"; done; }
+  all=""; for p in $pids; do [ "$p" -gt 1 ] 2>/dev/null && all="$all $p $(descend "$p")"; done
+  for p in $all; do kill -9 "$p" 2>/dev/null; done
   sleep 0.5
   k rm -f a c >/dev/null 2>&1
   k rm -f b >/dev/null 2>&1
@@ -293,6 +347,16 @@ print(d.split(b"\r\n\r\n", 1)[-1].decode().strip())' "$hp" 2>/dev/null) && [ -n 
   done
   [ $gone = yes ] && tap_ok "$mode: the namespace holder is gone after the last container" ||
     tap_not_ok "$mode: holder $(holder_pid) still runs"
+  # Its network namespace (and the bridges in it) with it: no process of
+  # ours is in it, and the host never had a kiln bridge or veth end.
+  left=""
+  for _ in $(seq 30); do
+    left=$(for f in /proc/[0-9]*/ns/net; do [ "$(readlink "$f" 2>/dev/null)" = "$netns" ] && echo "$f"; done)
+    [ -z "$left" ] && break; sleep 0.1
+  done
+  [ -n "$netns" ] && [ -z "$left" ] && ! ip -o link show 2>/dev/null | grep -Eq ': (kiln[0-9]+|kv[0-9a-f]+|kb[0-9a-f]+)[@:]' &&
+    tap_ok "$mode: the holder's namespace ($netns) is gone, no kiln bridge or veth on the host" ||
+    tap_not_ok "$mode: namespace '$netns' still held by: $left $(ip -o link show | grep -E 'kiln|kv|kb')"
 
   k network rm safe-net other-net >/dev/null 2>&1
   rm -rf "$work" 2>/dev/null || as_mode "$mode" rm -rf "$work"
