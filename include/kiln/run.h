@@ -225,6 +225,26 @@ Status KillContainer(const Paths& paths, const std::string& id, int signal);
 Status StartContainer(const Paths& paths, const std::string& id);
 /// Waits for the container to stop; returns its exit code.
 Expected<int> WaitContainer(const Paths& paths, const std::string& id);
+/// `kiln wait --condition` (podman's): "exited"/"stopped" wait for the exit
+/// and return its code; "created", "running", "healthy", "unhealthy" poll
+/// every `interval_ms` until the container is in one of them and return -1
+/// (as podman prints). Several conditions: whichever comes first. A health
+/// condition on a container without a check is kInvalidInput; one that the
+/// container can no longer reach (it exited for good) is kFailed naming the
+/// exit code (podman waits forever). No conditions: WaitContainer().
+Expected<int> WaitContainer(const Paths& paths, const std::string& id, const std::vector<std::string>& conditions,
+                            int interval_ms = 250);
+/// `kiln rename`: gives the container (running or not) a new, unused name,
+/// under the containers lock; a `rename` event. kInvalidInput for a bad or
+/// taken name. On a kiln network the new name resolves from its next start.
+Status RenameContainer(const Paths& paths, const std::string& id, const std::string& new_name);
+/// `kiln top`: the container's processes (its pid namespace, init included),
+/// one row per process, the first row the headers, for podman's AIX
+/// descriptors `descriptors` (default: user pid ppid pcpu etime tty time
+/// args). kFailed when it is not running; kInvalidInput for an unknown
+/// descriptor.
+Expected<std::vector<std::vector<std::string>>> TopContainer(const Paths& paths, const std::string& id,
+                                                             const std::vector<std::string>& descriptors);
 /// Removes a stopped container (force: kills a running one first).
 Status RemoveContainer(const Paths& paths, const std::string& id, bool force);
 /// `kiln network connect|disconnect` (src/run/network.cpp, docs/network.md):

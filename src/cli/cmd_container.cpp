@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/format_util.h"
+#include "kiln/deployment.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -80,16 +81,45 @@ void AddVerbs(CLI::App& parent, Context& ctx) {
     });
   }
   {
-    auto* cmd = parent.add_subcommand("wait", "wait for containers to stop and print their exit codes");
-    auto names = std::make_shared<std::vector<std::string>>();
-    cmd->add_option("containers", *names, "container names or IDs")->required();
-    SetAction(cmd, ctx, [&ctx, names] {
-      return ForEach(ctx, *names, [](const run::Paths& p, const std::string& id, const std::string&) -> Status {
-        KILN_ASSIGN_OR_RETURN(int code, run::WaitContainer(p, id));
-        std::printf("%d\n", code);
-        std::fflush(stdout);
-        return Ok();
-      });
+    auto* cmd = parent.add_subcommand("wait", "wait for containers to stop (or reach a --condition) and print their "
+                                              "exit codes");
+    struct Flags {
+      std::vector<std::string> names, conditions;
+      std::string interval = "250ms";
+      bool ignore = false;
+    };
+    auto f = std::make_shared<Flags>();
+    cmd->add_option("--condition", f->conditions,
+                    "created, running, exited, stopped, healthy or unhealthy (repeatable: the first reached; "
+                    "default: stopped). Prints -1 for a condition that is not an exit");
+    cmd->add_option("-i,--interval", f->interval, "how often to check a --condition (Go duration, default 250ms)");
+    cmd->add_flag("--ignore", f->ignore, "a container that does not exist prints -1 instead of failing");
+    cmd->add_option("containers", f->names, "container names or IDs")->required();
+    SetAction(cmd, ctx, [&ctx, f] {
+      auto ns = deployment::ParseDuration(f->interval);
+      if (!ns || *ns <= 0)
+        return ReportError(Error(Errc::kInvalidInput, "invalid --interval " + f->interval + ": want a Go duration "
+                                                                                           "such as 250ms or 1s"));
+      int interval_ms = static_cast<int>(std::max<int64_t>(*ns / 1000000, 1));
+      run::Paths paths = RunPaths(ctx);
+      std::vector<std::string> present;
+      for (const auto& n : f->names) {
+        auto found = run::ResolveContainer(paths, n);
+        if (f->ignore && !found && found.error().code() == Errc::kNotFound) {
+          std::printf("-1\n");
+          continue;
+        }
+        present.push_back(n);
+      }
+      if (present.empty())
+        return 0;
+      return ForEach(ctx, present,
+                     [f, interval_ms](const run::Paths& p, const std::string& id, const std::string&) -> Status {
+                       KILN_ASSIGN_OR_RETURN(int code, run::WaitContainer(p, id, f->conditions, interval_ms));
+                       std::printf("%d\n", code);
+                       std::fflush(stdout);
+                       return Ok();
+                     });
     });
   }
   {

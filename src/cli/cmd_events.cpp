@@ -45,8 +45,10 @@ struct Filters {
           size_t eq = v.find('=');
           auto a = e.attributes.find(v.substr(0, eq));
           any = any || (a != e.attributes.end() && (eq == std::string::npos || a->second == v.substr(eq + 1)));
-        } else if (k == "secret" || k == "volume" || k == "network")
-          any = any || (e.type == k && (e.name == v || e.id.rfind(v, 0) == 0));
+        } else if (k == "network")
+          any = any || (e.type == k && (e.network == v || (v.size() >= 3 && e.id.rfind(v, 0) == 0)));
+        else if (k == "secret" || k == "volume")
+          any = any || (e.type == k && (e.name == v || (!e.id.empty() && e.id.rfind(v, 0) == 0)));
       }
       if (!any)
         return false;
@@ -64,14 +66,15 @@ int64_t NowNs() {
 }  // namespace
 
 void AddEventsCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("events", "show the store's events (container, image, secret), as podman");
+  auto* cmd = app.add_subcommand("events", "show the store's events (containers, images, volumes, networks, secrets)");
   auto filters = std::make_shared<std::vector<std::string>>();
   auto since = std::make_shared<std::string>();
   auto until = std::make_shared<std::string>();
   auto format = std::make_shared<std::string>();
   auto stream = std::make_shared<bool>(true);
   cmd->add_option("-f,--filter", *filters,
-                  "KEY=VALUE: type=, event=, container=, image=, label=, secret= (same key: any; different: all)")
+                  "KEY=VALUE: type=, event=, container=, image=, label=, volume=, network=, secret= (same key: any; "
+                  "different: all)")
       ->allow_extra_args(false);
   cmd->add_option("--since", *since, "events since TIME (10m, 1h30m, Unix seconds, RFC 3339)");
   cmd->add_option("--until", *until, "events until TIME (as --since); streaming stops then");
@@ -91,6 +94,11 @@ void AddEventsCommand(CLI::App& app, Context& ctx) {
         return ReportError(Error(Errc::kInvalidInput, "events: invalid --filter " + spec +
                                                           ": kiln knows type, event, container, image, label, "
                                                           "secret, volume, network"));
+      static const char* const kTypes[] = {"container", "image", "volume", "network", "secret", "pod", "system"};
+      if (k == "type" && std::find(std::begin(kTypes), std::end(kTypes), spec.substr(eq + 1)) == std::end(kTypes))
+        return ReportError(Error(Errc::kInvalidInput, "events: invalid --filter " + spec +
+                                                          ": unknown event type (container, image, volume, "
+                                                          "network, secret, pod, system)"));
       f.by_key.emplace(k, spec.substr(eq + 1));
     }
     int64_t since_ns = 0, until_ns = 0;

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/transport.h"
 
@@ -73,6 +74,7 @@ void AddImportCommand(CLI::App& app, Context& ctx) {
     if (!img)
       return ReportError(img.error());
     std::printf("%s\n", img->id().hex().c_str());
+    events::Record(ctx.StoreRoot(), "image", "import", img->id().hex(), f->source);
     return 0;
   });
 }

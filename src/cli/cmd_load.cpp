@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/image_util.h"
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/transport.h"
 
@@ -97,6 +98,8 @@ void AddLoadCommand(CLI::App& app, Context& ctx) {
       p.top = SameImageInStore(*store, p.top);
       if (auto s = store->AddImage(p.top, p.names); !s)
         return ReportError(s.error());
+      if (auto img = store->LoadImage(p.top))  // podman's status for load
+        events::Record(ctx.StoreRoot(), "image", "loadfromarchive", img->id().hex(), f->input.empty() ? "-" : f->input);
       if (f->quiet)
         continue;
       if (p.names.empty()) {

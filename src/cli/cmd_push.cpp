@@ -3,6 +3,7 @@
 
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
+#include "kiln/events.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
 #include "kiln/transport.h"
@@ -49,6 +50,7 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
     opts.compression = f->compression;
     if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
       return ReportError(s.error());
+    events::Record(ctx.StoreRoot(), "image", "push", img->id().hex(), dest_text);
     return 0;
   });
 }

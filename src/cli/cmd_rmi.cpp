@@ -10,6 +10,7 @@
 #include <set>
 
 #include "cli/image_util.h"
+#include "kiln/events.h"
 #include "kiln/reference.h"
 #include "kiln/run.h"
 
@@ -40,6 +41,12 @@ std::set<std::string> EntryIds(const Store& store, const ImageEntry& e) {
     ids.insert(m->config.digest.str());
   }
   return ids;
+}
+
+/// An entry's image ID for its events (64 hex; the digest when unreadable).
+std::string EventId(const Store& store, const ImageEntry& e) {
+  auto ids = EntryIds(store, e);
+  return ids.empty() ? e.descriptor.digest.hex() : Digest::Parse(*ids.begin())->hex();
 }
 
 /// How `kiln images` shows an entry: its ID (12 hex) or, when even the
@@ -103,6 +110,7 @@ int RmiCommand(Context& ctx, const std::vector<std::string>& images, bool force)
         continue;
       }
       std::printf("Untagged: %s\n", name.c_str());
+      events::Record(ctx.StoreRoot(), "image", "untag", EventId(*store, first), name);
       continue;
     }
     if (name.empty() && entries.size() == 1 && first.names.size() > 1 && !force) {
@@ -143,8 +151,10 @@ int RmiCommand(Context& ctx, const std::vector<std::string>& images, bool force)
                    missing.size() > 1 ? (" and " + std::to_string(missing.size() - 1) + " more").c_str() : "");
     bool ok = true;
     for (const auto& e : entries) {
-      for (const auto& n : e.names)
+      for (const auto& n : e.names) {
         std::printf("Untagged: %s\n", n.c_str());
+        events::Record(ctx.StoreRoot(), "image", "untag", EventId(*store, e), n);
+      }
       if (auto s = store->RemoveImage(e.descriptor.digest); !s) {
         fail(s.error());
         ok = false;
@@ -157,6 +167,7 @@ int RmiCommand(Context& ctx, const std::vector<std::string>& images, bool force)
       std::printf("Deleted: %s\n", first.descriptor.digest.hex().c_str());
     for (const auto& id : ids)
       std::printf("Deleted: %s\n", Digest::Parse(id)->hex().c_str());
+    events::Record(ctx.StoreRoot(), "image", "remove", EventId(*store, first), arg);
     removed_any = true;
   }
   if (removed_any) {

@@ -1,6 +1,7 @@
 // kiln save -o FILE [--format oci-archive|docker-archive] IMAGE...
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
+#include "kiln/events.h"
 #include "kiln/transport.h"
 
 namespace kiln::cli {
@@ -33,6 +34,8 @@ void AddSaveCommand(CLI::App& app, Context& ctx) {
     auto format = f->format == "oci-archive" ? ArchiveFormat::kOciArchive : ArchiveFormat::kDockerArchive;
     if (auto s = SaveArchive(*store, items, f->output, format); !s)
       return ReportError(std::move(s).error().WithContext("save " + f->output));
+    for (const auto& item : items)
+      events::Record(ctx.StoreRoot(), "image", "save", item.image.id().hex(), f->output);
     return 0;
   });
 }

@@ -1,6 +1,7 @@
 // kiln tag SOURCE TARGET...
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
+#include "kiln/events.h"
 
 namespace kiln::cli {
 
@@ -26,6 +27,8 @@ void AddTagCommand(CLI::App& app, Context& ctx) {
       return ReportError(img.error());
     if (auto s = store->AddImage(img->top, targets); !s)
       return ReportError(s.error());
+    for (const auto& t : targets)
+      events::Record(ctx.StoreRoot(), "image", "tag", img->id().hex(), t);
     return 0;
   });
 }

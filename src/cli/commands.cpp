@@ -43,6 +43,11 @@ const CommandHelp kHelp[] = {
      "kiln create --name web -p 8080:80 myimage\n"
      "kiln start web"},
     {"port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "kiln port web\nkiln port web 80/tcp\nkiln port -a"},
+    {"rename", "CONTAINER NEW_NAME", "kiln rename web web-old"},
+    {"top", "CONTAINER [DESCRIPTOR...]", "kiln top web\nkiln top web pid,user,args"},
+    {"attach", "CONTAINER", "kiln attach web\nkiln attach --sig-proxy=false web"},
+    {"events", "", "kiln events --stream=false --format json\nkiln events --filter type=image --filter event=pull\n"
+                   "kiln events --since 10m --filter container=web"},
     {"exec", "CONTAINER COMMAND [ARG...]",
      "kiln exec web ls /\n"
      "kiln exec -it web sh\n"
@@ -83,7 +88,8 @@ const CommandHelp kHelp[] = {
     {"start", "CONTAINER [CONTAINER...]", "kiln start web"},
     {"stop", "CONTAINER [CONTAINER...]", "kiln stop web\nkiln stop -t 2 web db"},
     {"kill", "CONTAINER [CONTAINER...]", "kiln kill web\nkiln kill -s HUP web"},
-    {"wait", "CONTAINER [CONTAINER...]", "kiln wait web"},
+    {"wait", "CONTAINER [CONTAINER...]",
+     "kiln wait web\nkiln wait --condition healthy db\nkiln wait --condition running --interval 100ms web"},
     {"rm", "CONTAINER [CONTAINER...]", "kiln rm web\nkiln rm -f web db"},
     {"container inspect", "CONTAINER [CONTAINER...]", "kiln container inspect web"},
     {"secret create", "NAME FILE|-", "kiln secret create dbpass ./pass.txt\nprintf %s \"$PW\" | kiln secret create dbpass -\nkiln secret create --env dbpass PW"},
@@ -134,6 +140,8 @@ const GroupMember kMembers[] = {
     {"container", "create", {}, "create"}, {"container", "port", {}, "port"},
     {"container", "exec", {}, "exec"},
     {"container", "restart", {}, "restart"},
+    {"container", "rename", {}, "rename"},  {"container", "top", {}, "top"},
+    {"container", "attach", {}, "attach"},
     {"system", "info", {}, "info"},        {"system", "prune", {}, "prune"},
     {"buildx", "build", {}, "build"},
 };
@@ -141,12 +149,12 @@ const GroupMember kMembers[] = {
 /// podman 4.3's commands (`podman [GROUP] --help`) that kiln does not have:
 /// named as such instead of "unrecognized".
 const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
-    {"", {"attach", "auto-update", "commit", "cp", "diff", "export", "generate",
-          "init", "kube", "machine", "mount", "pause", "play", "pod", "rename",
-          "search", "stats", "top", "unmount", "unpause", "untag", "update"}},
-    {"container", {"attach", "checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
-                   "init", "mount", "pause", "rename", "restore", "runlabel", "stats",
-                   "top", "unmount", "unpause", "update"}},
+    {"", {"auto-update", "commit", "cp", "diff", "export", "generate",
+          "init", "kube", "machine", "mount", "pause", "play", "pod",
+          "search", "stats", "unmount", "unpause", "untag", "update"}},
+    {"container", {"checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
+                   "init", "mount", "pause", "restore", "runlabel", "stats",
+                   "unmount", "unpause", "update"}},
     {"image", {"diff", "exists", "mount", "scp", "search", "sign", "tree", "trust", "unmount", "untag"}},
     {"system", {"connection", "df", "migrate", "renumber", "reset", "service"}},
     {"volume", {"exists", "export", "import", "mount", "reload", "unmount"}},
@@ -165,6 +173,7 @@ const std::map<std::string, AddFn>& AddFunctions() {
       {"ps", AddPsCommand}, {"run", AddRunCommand}, {"logs", AddLogsCommand},
       {"exec", AddExecCommand}, {"info", AddInfoCommand}, {"create", AddCreateCommand},
       {"port", AddPortCommand}, {"restart", AddRestartCommand},
+      {"rename", AddRenameCommand}, {"top", AddTopCommand}, {"attach", AddAttachCommand},
   };
   return m;
 }

@@ -32,6 +32,10 @@ int ReportParseError(CLI::App& app, const CLI::ParseError& e, int argc, char** a
 /// The command a command line runs, through the group aliases (`image rm`
 /// -> "rmi", `buildx build` -> "build"); else the first command word.
 std::string CanonicalCommand(int argc, char** argv);
+/// kiln rename, top, attach (cmd_rename.cpp, cmd_top.cpp, cmd_attach.cpp).
+void AddRenameCommand(CLI::App& app, Context& ctx);
+void AddTopCommand(CLI::App& app, Context& ctx);
+void AddAttachCommand(CLI::App& app, Context& ctx);
 /// Hidden `kiln __docs man DIR|bash|zsh|fish|commands` (gen_docs.cpp): man
 /// pages and shell completion from the command table, at build time.
 void AddDocsCommand(CLI::App& app, Context& ctx);

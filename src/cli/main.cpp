@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
   AddLogsCommand(app, ctx);
   AddExecCommand(app, ctx);
   AddRestartCommand(app, ctx);
+  AddRenameCommand(app, ctx);
+  AddTopCommand(app, ctx);
+  AddAttachCommand(app, ctx);
   AddHealthcheckCommand(app, ctx);
   AddEventsCommand(app, ctx);
   AddContainerCommands(app, ctx);

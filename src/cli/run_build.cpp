@@ -12,6 +12,7 @@
 #include "engine/build_job.h"
 #include "kiln/acquire.h"
 #include "kiln/containerfile.h"
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
@@ -147,6 +148,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   auto id = engine::RunBuildJob(job, *store);
   if (!id)
     return ReportError(id.error());
+  events::Record(ctx.StoreRoot(), "image", "build", id->substr(id->find(':') + 1), opts.tags.empty() ? "" : opts.tags[0]);
   return Finish(req, *id);
 }
 

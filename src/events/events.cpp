@@ -98,8 +98,21 @@ void Append(const std::string& store_root, Event e) {
   }
 }
 
+void Record(const std::string& store_root, const std::string& type, const std::string& status,
+            const std::string& id, const std::string& name, const std::string& network) {
+  Event e;
+  e.type = type;
+  e.status = status;
+  e.id = id;
+  e.name = name;
+  e.network = network;
+  if (type == "network" && (status == "create" || status == "remove"))
+    e.attributes["driver"] = "bridge";
+  Append(store_root, std::move(e));
+}
+
 std::string ToJson(const Event& e) {
-  // podman's key order: ContainerExitCode, ID, Image, Name, Status, Time, Type, Attributes.
+  // podman's key order: ContainerExitCode, ID, Image, Name, Network, Status, Time, Type, Attributes.
   std::string out = "{";
   auto put = [&](const char* k, const json& v) {
     if (out.size() > 1)
@@ -114,6 +127,8 @@ std::string ToJson(const Event& e) {
     put("Image", e.image);
   if (!e.name.empty())
     put("Name", e.name);
+  if (!e.network.empty())
+    put("Network", e.network);
   put("Status", e.status);
   put("Time", Rfc3339Nano(e.time_ns));
   put("Type", e.type);
@@ -134,6 +149,7 @@ Expected<Event> FromJson(const std::string& line) {
     e.id = j.value("ID", "");
     e.name = j.value("Name", "");
     e.image = j.value("Image", "");
+    e.network = j.value("Network", "");
     e.time_ns = ParseRfc3339Nano(j.value("Time", ""));
     if (j.contains("ContainerExitCode") && j["ContainerExitCode"].is_number_integer())
       e.exit_code = j["ContainerExitCode"].get<int>();
@@ -158,8 +174,17 @@ std::string ToText(const Event& e) {
     for (const auto& [k, v] : e.attributes)
       out += ", " + k + "=" + v;
     out += ")";
+  } else if (e.type == "network" && (e.status == "create" || e.status == "remove")) {
+    auto d = e.attributes.find("driver");
+    out += " " + e.id + " (name=" + e.network + ", type=" + (d == e.attributes.end() ? "bridge" : d->second) + ")";
+  } else if (e.type == "network") {
+    out += " " + e.id + " (container=" + e.id + ", name=" + e.network + ")";
+  } else if (e.type == "volume") {
+    out += " " + e.name;
+  } else if (e.type == "secret") {
+    out += " " + e.id;
   } else {
-    out += " " + e.id + " " + e.name;
+    out += " " + e.id + " " + e.name;  // image: podman's "image pull ID NAME"
   }
   return out;
 }

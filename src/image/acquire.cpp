@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/events.h"
 #include "kiln/log.h"
 #include "kiln/reference.h"
 
@@ -65,6 +66,7 @@ Expected<StoredImage> Pull(Store& store, std::string_view reference, const Acqui
   KILN_TRY(store.AddImage(pulled.top, names));
   KILN_ASSIGN_OR_RETURN(StoredImage image, store.LoadImage(pulled.top, options.platform));
   image.names = std::move(names);
+  events::Record(store.root(), "image", "pull", image.id().hex(), std::string(reference));
   return image;
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "kiln/digest.h"
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/lock.h"
 #include "kiln/random.h"
@@ -305,6 +306,7 @@ Expected<Network> CreateNetwork(const Store& store, const CreateOptions& o) {
     ::unlink((store.root() + "/" + rel).c_str());
     return std::move(st).error();
   }
+  events::Record(store.root(), "network", "create", n.id, "", n.name);
   return n;
 }
 
@@ -346,8 +348,10 @@ Status RemoveNetwork(const Store& store, const std::string& name) {
   std::string path = Dir(store) + "/" + name + ".json";
   if (!ValidNetworkName(name) || !PathExists(path))
     return Error(Errc::kNotFound, "unable to find network with name or ID " + name + ": network not found");
+  auto gone = FindNetwork(store, name);  // its ID, for the event
   if (::unlink(path.c_str()) != 0)
     return Error::FromErrno("remove " + path);
+  events::Record(store.root(), "network", "remove", gone ? gone->id : "", "", name);
   return store.DeleteRoot("networks", name);
 }
 

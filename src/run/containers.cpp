@@ -14,6 +14,7 @@
 #include <ctime>
 #include <deque>
 #include <map>
+#include <set>
 #include <dirent.h>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -303,6 +304,45 @@ Expected<int> WaitContainer(const Paths& paths, const std::string& id) {
   return EffectiveState(paths, id).exit_code;
 }
 
+Expected<int> WaitContainer(const Paths& paths, const std::string& id, const std::vector<std::string>& conditions,
+                            int interval_ms) {
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  std::string shown = c.name.empty() ? id.substr(0, 12) : c.name;
+  bool exit = conditions.empty();
+  std::set<std::string> states;
+  std::string health;  // a health condition asked for (for the error)
+  for (const auto& cond : conditions) {
+    if (cond == "exited" || cond == "stopped") {
+      exit = true;
+    } else if (cond == "healthy" || cond == "unhealthy") {
+      if (c.health.test.empty())
+        return Error(Errc::kInvalidInput,
+                     "cannot use condition " + cond + ": container " + shown + " has no healthcheck");
+      states.insert(cond);
+      health = cond;
+    } else if (cond == "created" || cond == "running") {
+      states.insert(cond);
+    } else {
+      return Error(Errc::kInvalidInput, "invalid --condition " + cond +
+                                            ": kiln knows created, running, exited, stopped, healthy, unhealthy");
+    }
+  }
+  if (states.empty())
+    return WaitContainer(paths, id);
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(ContainerInfo info, InspectContainer(paths, id));
+    if (states.count(info.status) || (!info.health_status.empty() && states.count(info.health_status)))
+      return -1;
+    if (info.status == "exited" && exit)
+      return info.exit_code;
+    if (info.status == "exited" && !health.empty() && info.started_at.size() && !states.count("running") &&
+        !states.count("created"))
+      return Error(Errc::kFailed, "container " + shown + " exited (code " + std::to_string(info.exit_code) +
+                                      ") without becoming " + health);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::max(interval_ms, 10)));
+  }
+}
+
 Status RemoveContainer(const Paths& paths, const std::string& id, bool force) {
   KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
   std::string status = EffectiveState(paths, id).status;
@@ -317,6 +357,24 @@ Status RemoveContainer(const Paths& paths, const std::string& id, bool force) {
   }
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
   return RemoveRecords(paths, c);
+}
+
+Status RenameContainer(const Paths& paths, const std::string& id, const std::string& new_name) {
+  if (!ValidName(new_name))
+    return Error(Errc::kInvalidInput, "invalid container name \"" + new_name +
+                                          "\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)");
+  KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(ContainersRoot(paths) + "/lock", LOCK_EX));
+  KILN_ASSIGN_OR_RETURN(Config c, ReadConfig(paths, id));
+  if (c.name == new_name)
+    return Ok();
+  for (const auto& other : AllIds(paths))
+    if (auto o = ReadConfig(paths, other); o && o->name == new_name)
+      return Error(Errc::kInvalidInput, "the container name " + new_name + " is already in use by " +
+                                            other.substr(0, 12) + ": remove it or choose another name");
+  c.name = new_name;
+  KILN_TRY(WriteConfig(paths, c));
+  EmitContainerEvent(paths, c, "rename");
+  return Ok();
 }
 
 Expected<int> ParseSignal(const std::string& text) {

@@ -150,6 +150,10 @@ Status ApplyLifecycleOptions(const Paths& paths, const RunOptions& o, const Cont
 /// `mounts` read-only. kNotFound when a secret was removed (secret rm -f).
 Status ResolveSecrets(const Paths& paths, const Config& c, std::vector<std::string>& env,
                       std::vector<SandboxMount>* mounts);
+/// podman's /run/.containerenv (engine, name, id, image, imageid,
+/// rootless): written to <run>/containers/<id>/containerenv and added to
+/// `mounts` read-only.
+Status AddContainerEnv(const Paths& paths, const Config& c, std::vector<SandboxMount>& mounts);
 /// Removes the files ResolveSecrets wrote.
 void RemoveSecretFiles(const Paths& paths, const std::string& id);
 bool HasMountSecrets(const Config& c);

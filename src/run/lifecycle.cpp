@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "kiln/events.h"
@@ -308,6 +309,28 @@ Status ResolveSecrets(const Paths& paths, const Config& c, std::vector<std::stri
     m.read_only = true;
     mounts->push_back(std::move(m));
   }
+  return Ok();
+}
+
+Status AddContainerEnv(const Paths& paths, const Config& c, std::vector<SandboxMount>& mounts) {
+  auto q = [](const std::string& v) { return nlohmann::json(v).dump(); };  // Go's %q for plain text
+  std::string image_id = c.image_id.substr(c.image_id.find(':') + 1);
+  // Rootless: kiln's user namespace maps its root to another uid (as root
+  // kiln maps 0 to 0, or has no namespace of its own).
+  long inside = -1, outside = -1;
+  auto map = ReadFile("/proc/self/uid_map", 1 << 16);
+  bool rootless = !map || std::sscanf(map->c_str(), "%ld %ld", &inside, &outside) != 2 || outside != 0;
+  std::string text = "engine=\"kiln\"\nname=" + q(c.name) + "\nid=" + q(c.id) + "\nimage=" + q(c.image) +
+                     "\nimageid=" + q(image_id) + "\nrootless=" + (rootless ? "1" : "0") + "\n";
+  std::string path = RunDir(paths, c.id) + "/containerenv";
+  KILN_TRY(MakeDirs(RunDir(paths, c.id), 0700));
+  KILN_TRY(WriteFileAtomic(path, text, 0644));
+  SandboxMount m;
+  m.type = SandboxMount::Type::kBind;
+  m.source = path;
+  m.target = "/run/.containerenv";
+  m.read_only = true;
+  mounts.push_back(std::move(m));
   return Ok();
 }
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
@@ -582,6 +583,7 @@ Status ConnectNetwork(const Store& store, const Paths& paths, const std::string&
             [](const ContainerNetwork& a, const ContainerNetwork& b) { return a.interface < b.interface; });
   EditEtcFiles(updated, entry, true);
   KILN_TRY(WriteConfig(paths, updated));
+  events::Record(paths.store_root, "network", "connect", c.id, c.name, net.name);
   // A running container gets its interface now; a stopped one when it starts.
   State s = EffectiveState(paths, id);
   if (s.status != "running" || s.pid <= 0)
@@ -611,6 +613,7 @@ Status DisconnectNetwork(const Store& store, const Paths& paths, const std::stri
   c.networks.erase(it);
   EditEtcFiles(c, entry, false);
   KILN_TRY(WriteConfig(paths, c));
+  events::Record(paths.store_root, "network", "disconnect", c.id, c.name, net.name);
   State s = EffectiveState(paths, id);
   if (s.status != "running" || s.pid <= 0) {
     network::UnpublishNames(network::HolderDir(paths.run_root, paths.store_root), entry.host_interface);

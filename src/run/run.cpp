@@ -102,6 +102,7 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
 
   SandboxSpec spec = SpecFromConfig(paths, c);
   KILN_TRY(ResolveSecrets(paths, c, spec.env, &spec.mounts));
+  KILN_TRY(AddContainerEnv(paths, c, spec.mounts));
   spec.stdin_fd = tty ? -1 : in;
   spec.stdout_fd = tty ? -1 : out;
   spec.stderr_fd = tty ? -1 : err;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "run/internal.h"
 
@@ -73,6 +74,7 @@ Expected<VolumeInfo> CreateVolume(const Paths& paths, const std::string& name, b
   KILN_TRY(MakeDirs(dir + "/_data", 0755));
   nlohmann::json j = {{"name", name}, {"created", NowRfc3339()}};
   KILN_TRY(WriteFileAtomic(dir + "/volume.json", j.dump() + "\n", 0600));
+  events::Record(paths.store_root, "volume", "create", "", name);
   return Load(paths, name);
 }
 
@@ -95,7 +97,9 @@ Status RemoveVolume(const Paths& paths, const std::string& name, bool force) {
   if (!v.used_by.empty() && !force)
     return Error(Errc::kFailed, "volume " + name + " is in use by container " + v.used_by[0].substr(0, 12));
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockFile(VolumesRoot(paths) + "/.lock", LOCK_EX));
-  return RemoveAll(VolumesRoot(paths) + "/" + name);
+  KILN_TRY(RemoveAll(VolumesRoot(paths) + "/" + name));
+  events::Record(paths.store_root, "volume", "remove", "", name);
+  return Ok();
 }
 
 Expected<std::vector<std::string>> PruneVolumes(const Paths& paths) {
@@ -104,8 +108,10 @@ Expected<std::vector<std::string>> PruneVolumes(const Paths& paths) {
   for (const auto& v : all) {
     if (!v.used_by.empty())
       continue;
-    if (RemoveVolume(paths, v.name, false))
+    if (RemoveVolume(paths, v.name, false)) {
+      events::Record(paths.store_root, "volume", "prune", "", v.name);  // podman: remove, then prune
       removed.push_back(v.name);
+    }
   }
   return removed;
 }

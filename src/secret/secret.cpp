@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "kiln/events.h"
 #include "kiln/fs.h"
 #include "kiln/lock.h"
 #include "kiln/oci.h"
@@ -134,6 +135,7 @@ Expected<SecretInfo> Create(const std::string& store_root, const std::string& na
       s->labels = options.labels;
     KILN_TRY(WriteFileAtomic(s->path + "/data", value, 0600));
     KILN_TRY(WriteRecord(s->path, *s));
+    events::Record(store_root, "secret", "create", s->id, s->name);
     return s;
   }
   KILN_ASSIGN_OR_RETURN(std::string id, RandomHex(25));  // podman's 25-hex IDs
@@ -156,6 +158,7 @@ Expected<SecretInfo> Create(const std::string& store_root, const std::string& na
   }
   (void)FsyncDir(root);
   s.path = root + "/" + id;
+  events::Record(store_root, "secret", "create", s.id, s.name);
   return s;
 }
 
@@ -185,6 +188,7 @@ Expected<std::string> Remove(const std::string& store_root, const std::string& n
   if (::rename(s.path.c_str(), gone.c_str()) != 0)
     return Error::FromErrno("rename " + s.path);
   KILN_TRY(RemoveAll(gone));
+  events::Record(store_root, "secret", "remove", s.id, s.name);
   return s.id;
 }
 
