@@ -44,12 +44,31 @@ configure() {  # configure DIR [meson args...]
 ensure_test_user || log "could not create the test user; unprivileged tests will skip"
 
 log "build/: compile"
-if configure build && meson compile -C build >&2; then
+if configure build -Dwerror=true && meson compile -C build >&2; then
   log "build/: unit and integration tests"
   rm -f build/security-summary.txt build/buildkit-summary.txt  # written by tests/security/run.sh, tests/buildkit/run.sh
   meson test -C build --num-processes "$JOBS" --print-errorlogs >&2 || status=1
 else
   log "build/ failed to compile"; extra_fail=$((extra_fail + 1)); status=1
+fi
+
+if [ "${KILN_SKIP_RELEASE:-}" != 1 ]; then
+  # What a distribution packager runs (issue [2.11]): a release build with
+  # -Werror (kiln's own warnings stay errors), installed into a DESTDIR; the
+  # installed kiln must find its installed helper and print its version.
+  log "build-release/: --buildtype=release, meson install --destdir"
+  dest=$(mktemp -d)
+  if configure build-release --buildtype=release -Dwerror=true -Dtests=false &&
+      meson compile -C build-release >&2 &&
+      meson install -C build-release --destdir "$dest" >"build-release/install.log" 2>&1 &&
+      [ -x "$dest/usr/local/bin/kiln" ] && [ -x "$dest/usr/local/libexec/kiln/kiln-sandbox" ] &&
+      [ -f "$dest/usr/local/share/man/man1/kiln.1" ] &&
+      "$dest/usr/local/bin/kiln" version >/dev/null; then
+    log "build-release/: ok"; extra_pass=$((extra_pass + 1))
+  else
+    log "build-release/ failed"; extra_fail=$((extra_fail + 1)); status=1
+  fi
+  rm -rf "$dest"
 fi
 
 if [ "${KILN_SKIP_ASAN:-}" != 1 ]; then
@@ -66,7 +85,7 @@ if [ "${KILN_SKIP_ASAN:-}" != 1 ]; then
   # default -O2 -g: the sanitizers still see everything they see at -O2 and
   # stack traces keep file:line, and the compile takes ~2.4x less time (it
   # was the longest phase of CI: ~15 of ~32 minutes).
-  if configure build-asan -Dbuildtype=plain -Db_sanitize=address,undefined -Db_lundef=false \
+  if configure build-asan -Dwerror=true -Dbuildtype=plain -Db_sanitize=address,undefined -Db_lundef=false \
       "-Dcpp_args=['-O1','-g1','-Wno-maybe-uninitialized']" &&
       meson compile -C build-asan "${unit_targets[@]}" >&2; then
     log "build-asan/: unit tests under ASan+UBSan"
@@ -80,7 +99,7 @@ fi
 if [ "${KILN_SKIP_FUZZ:-}" != 1 ] && command -v clang++-14 >/dev/null; then
   log "build-fuzz/: libFuzzer targets, ${FUZZ_SECONDS}s each"
   fuzz_targets=($(sed -n "s/^ *\(fuzz_[a-z_]*\) *= *executable.*/tests\/fuzz\/\1/p" tests/fuzz/meson.build))
-  if CXX=clang++-14 configure build-fuzz -Dfuzz=true -Dtests=false -Db_lundef=false &&
+  if CXX=clang++-14 configure build-fuzz -Dwerror=true -Dfuzz=true -Dtests=false -Db_lundef=false &&
       meson compile -C build-fuzz "${fuzz_targets[@]}" >&2; then
     for f in build-fuzz/tests/fuzz/fuzz_*; do
       [ -x "$f" ] && [ -f "$f" ] || continue
