@@ -13,7 +13,7 @@ bool IsUrl(std::string_view s) { return s.rfind("http://", 0) == 0 || s.rfind("h
 
 bool IsGitSource(std::string_view s) {
   return s.rfind("git@", 0) == 0 || s.rfind("git://", 0) == 0 ||
-         ((IsUrl(s) || s.rfind("ssh://", 0) == 0) && s.find(".git") != std::string_view::npos);
+         ((IsUrl(s) || s.rfind("ssh://", 0) == 0 || s.rfind("file://", 0) == 0) && s.find(".git") != std::string_view::npos);
 }
 
 }  // namespace

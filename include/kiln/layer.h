@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kiln/digest.h"
 #include "kiln/error.h"
@@ -62,6 +63,15 @@ struct LayerInfo {
 /// itself is not an entry. Two calls on an unchanged tree give the same
 /// digest.
 Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const PackOptions& options);
+
+/// Squashes layer blobs (`layer_fds`: seekable, bottom layer first; read
+/// twice) into one layer with the same effect when applied in their place
+/// (`kiln build --squash`). `from_bottom`: the layers start at the bottom
+/// of the image (--squash-all), so whiteouts have nothing left to delete
+/// and are left out. Only compression, level and threads of `options` are
+/// used.
+Expected<LayerInfo> SquashLayers(const std::vector<int>& layer_fds, bool from_bottom, int out_fd,
+                                 const PackOptions& options);
 
 /// How UnpackLayer() handles OCI whiteouts.
 enum class WhiteoutMode {

@@ -259,6 +259,27 @@ class RegistryClient {
   std::unique_ptr<Impl> impl_;
 };
 
+/// What FetchUrl() got.
+struct UrlFetch {
+  std::string url;             // after redirects
+  int status = 0;
+  bool not_modified = false;   // 304 to a conditional request: nothing was written
+  std::string etag;
+  std::string last_modified;
+  std::string content_disposition;
+  int64_t size = 0;            // bytes written
+};
+
+/// GETs `url` (http or https) into `fd` (truncated first), with `headers`
+/// (If-None-Match, If-Modified-Since). Follows up to 10 redirects, never
+/// from HTTPS to plain HTTP; retries transient failures as the registry
+/// client does (options.max_attempts, retry_base); TLS from
+/// options.cert_dir, else certs.d of the URL's host:port, and
+/// options.tls_verify. No credentials are sent. kNotFound on 404, kNetwork
+/// on other failures, naming the URL and the status.
+Expected<UrlFetch> FetchUrl(const std::string& url, const std::vector<HttpHeader>& headers, int fd,
+                            const ClientOptions& options);
+
 /// True for localhost, 127.0.0.0/8 and ::1 (with or without a port): the
 /// registries that may speak plain HTTP without --tls-verify=false.
 bool IsLoopbackRegistry(std::string_view host_port);

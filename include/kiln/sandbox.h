@@ -199,6 +199,22 @@ struct SandboxSpec {
   /// (true, as Docker/BuildKit RUN) or keep every capability of the user
   /// namespace (false).
   bool default_capabilities = true;
+  /// `kiln build --cap-add/--cap-drop`: when set, the bounding set to keep
+  /// (bit N = capability N) instead of the one default_capabilities picks.
+  std::optional<uint64_t> capabilities;
+  /// `--ulimit NAME=SOFT[:HARD]`: set before the process starts. Inside
+  /// kiln's user namespace a hard limit can only be lowered (raising needs
+  /// CAP_SYS_RESOURCE on the host): the set-up fails naming the limit.
+  struct Rlimit {
+    int resource = 0;
+    uint64_t soft = 0;
+    uint64_t hard = 0;
+  };
+  std::vector<Rlimit> rlimits;
+  /// `--security-opt no-new-privileges`: PR_SET_NO_NEW_PRIVS before exec.
+  bool no_new_privileges = false;
+  /// `--shm-size`: the size= option of the /dev/shm tmpfs ("" = 65536k).
+  std::string shm_size;
 
   // --- For `kiln run` (src/run); parent side only, not sent to the helper.
   /// Called (on the thread running RunSandbox) once the sandbox's init
@@ -309,6 +325,21 @@ inline constexpr int kDefaultCapabilities[] = {
 /// else the capability whose drop failed (errno set): the caller must not
 /// go on to exec.
 int DropToDefaultCapabilities();
+
+/// kDefaultCapabilities as a bit mask (bit N = capability N).
+uint64_t DefaultCapabilityMask();
+
+/// As DropToDefaultCapabilities(), keeping the capabilities of `keep`.
+int DropToCapabilities(uint64_t keep);
+
+/// The number of a capability by name ("NET_ADMIN", "CAP_NET_ADMIN",
+/// any case), or -1 when there is none of that name. "ALL" is -2.
+int CapabilityByName(const std::string& name);
+
+/// A resource limit by podman's --ulimit name ("nofile", "nproc", "core",
+/// ...; RLIMIT_NOFILE ...), or -1; and back ("?" for an unknown number).
+int RlimitByName(const std::string& name);
+const char* RlimitName(int resource);
 
 /// Path of the kiln-sandbox helper: $KILN_SANDBOX_HELPER, else next to the
 /// running executable, else <libexecdir>/kiln/kiln-sandbox, else the build

@@ -15,6 +15,7 @@
 #include "kiln/containerfile.h"
 #include "kiln/graph.h"
 #include "kiln/oci.h"
+#include "kiln/sandbox.h"
 
 namespace kiln::cli {
 
@@ -74,11 +75,22 @@ struct BuildRequest {
   std::string format = "oci";                 // --format: oci|docker
   std::string compression = "gzip";           // --compression: gzip|zstd
   bool squash = false;                        // --squash
+  bool squash_all = false;                    // --squash-all
+  // RUN steps' sandbox: --cap-add/--cap-drop, --ulimit, --add-host,
+  // --shm-size, --device, --security-opt (checked by FillRequest).
+  std::optional<uint64_t> capabilities;       // the bounding set; unset = Docker's default
+  std::vector<SandboxSpec::Rlimit> ulimits;
+  std::vector<std::pair<std::string, std::string>> add_hosts;  // (host, ip)
+  std::string shm_size;                       // bytes, "" = default
+  std::vector<std::string> devices;           // host device paths
+  bool no_new_privileges = false;
+  std::string run_key;                        // what of these goes into RUN steps' cache keys
   std::optional<int64_t> timestamp;           // --timestamp, else $SOURCE_DATE_EPOCH
   std::vector<std::string> cache_from;        // --cache-from
   std::string cache_to;                       // --cache-to
   bool tls_verify = true;                     // --tls-verify
   std::string authfile;                       // --authfile
+  std::string cert_dir;                       // --cert-dir (registries and ADD URL)
   bool quiet = false;                         // -q
   std::string progress;                       // --progress: auto|plain|tty|json|quiet ("": $BUILDKIT_PROGRESS, auto)
   bool print_graph = false;                   // --print-graph

@@ -3,7 +3,10 @@
 // prints the graph (--print-graph, compiled once per --platform) or hands a
 // BuildRequest to RunBuild().
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <linux/capability.h>
 #include <linux/openat2.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,12 +61,22 @@ struct BuildFlags {
   std::string format = "oci";
   std::string compression = "gzip";
   bool squash = false;
+  bool squash_all = false;
+  std::vector<std::string> cap_add;
+  std::vector<std::string> cap_drop;
+  std::vector<std::string> ulimits;
+  std::vector<std::string> add_hosts;
+  std::string shm_size;
+  std::vector<std::string> devices;
+  std::vector<std::string> security_opts;
+  std::string userns;
   std::string timestamp;
   std::vector<std::string> cache_from;
   std::string cache_to;
   std::string ignorefile;
   bool tls_verify = true;
   std::string authfile;
+  std::string cert_dir;
   bool quiet = false;
   std::string progress;  // "": $BUILDKIT_PROGRESS, else auto
   bool print_graph = false;
@@ -137,6 +150,132 @@ Expected<std::string> ReadIgnoreFileText(const std::string& path, const std::str
     return Error(Errc::kInvalidInput, "ignore file " + path + ": " + std::to_string(st.st_size) +
                                           " bytes, more than the limit of 4 MiB");
   return ReadAll(fd.get(), kMaxIgnoreFileBytes);
+}
+
+/// The flags that shape RUN steps' sandbox, as podman build takes them
+/// (docs/build.md "RUN steps' sandbox"); exit 2 for a value kiln cannot
+/// honour, never a silent no-op.
+Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
+  std::string key;
+  // --cap-add/--cap-drop: from Docker's default set; ALL in --cap-drop
+  // empties it first, ALL in --cap-add fills it (podman's order).
+  if (!f.cap_add.empty() || !f.cap_drop.empty()) {
+    uint64_t add = 0, drop = 0;
+    bool add_all = false, drop_all = false;
+    for (bool adding : {true, false}) {
+      for (const std::string& list : adding ? f.cap_add : f.cap_drop)
+        for (const std::string& name : SplitList(list)) {
+          int cap = CapabilityByName(name);
+          if (cap == -1)
+            return Usage(std::string(adding ? "--cap-add " : "--cap-drop ") + name + ": unknown capability");
+          if (cap == -2)
+            (adding ? add_all : drop_all) = true;
+          else
+            (adding ? add : drop) |= uint64_t(1) << cap;
+        }
+    }
+    if (add & drop)
+      return Usage("--cap-add and --cap-drop name the same capability");
+    uint64_t caps = drop_all ? 0 : DefaultCapabilityMask();
+    if (add_all)
+      caps = (uint64_t(1) << (CAP_LAST_CAP + 1)) - 1;
+    caps = (caps | add) & ~drop;
+    r.capabilities = caps;
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(caps));
+    key += std::string("caps=") + hex + ";";
+  }
+  for (const std::string& u : f.ulimits) {
+    // NAME=SOFT[:HARD], -1 or "unlimited" for no limit (podman).
+    size_t eq = u.find('=');
+    int res = eq == std::string::npos ? -1 : RlimitByName(u.substr(0, eq));
+    if (res < 0)
+      return Usage("--ulimit " + u + ": want NAME=SOFT[:HARD] with NAME one of core, cpu, data, fsize, locks, "
+                   "memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack, as");
+    std::string value = u.substr(eq + 1);
+    size_t colon = value.find(':');
+    auto number = [&](const std::string& text, uint64_t* out) {
+      if (text == "-1" || text == "unlimited") {
+        *out = RLIM_INFINITY;
+        return true;
+      }
+      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 19)
+        return false;
+      *out = std::stoull(text);
+      return true;
+    };
+    SandboxSpec::Rlimit l;
+    l.resource = res;
+    if (!number(value.substr(0, colon), &l.soft) ||
+        !number(colon == std::string::npos ? value.substr(0, colon) : value.substr(colon + 1), &l.hard))
+      return Usage("--ulimit " + u + ": limits must be numbers (or -1 for unlimited)");
+    if (l.soft > l.hard)
+      return Usage("--ulimit " + u + ": the soft limit is above the hard limit");
+    r.ulimits.push_back(l);
+    key += "ulimit=" + u + ";";
+  }
+  for (const std::string& h : f.add_hosts) {
+    // HOST[;HOST...]:IP (an IPv6 address may be in brackets), as podman.
+    size_t colon = h.find(':');
+    std::string hosts = colon == std::string::npos ? "" : h.substr(0, colon);
+    std::string ip = colon == std::string::npos ? "" : h.substr(colon + 1);
+    if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']')
+      ip = ip.substr(1, ip.size() - 2);
+    unsigned char buf[16];
+    if (ip == "host-gateway")
+      return Usage("--add-host " + h + ": host-gateway is not known to kiln build (give the address)");
+    if (hosts.empty() || (::inet_pton(AF_INET, ip.c_str(), buf) != 1 && ::inet_pton(AF_INET6, ip.c_str(), buf) != 1))
+      return Usage("--add-host " + h + ": want HOST:IP");
+    for (const std::string& host : SplitList(hosts, ';')) {
+      if (host.empty() || host.find_first_of(" \t\n") != std::string::npos)
+        return Usage("--add-host " + h + ": bad host name");
+      r.add_hosts.emplace_back(host, ip);
+    }
+    key += "host=" + h + ";";
+  }
+  if (!f.shm_size.empty()) {
+    // NUMBER[b|k|m|g] (podman; bytes without a unit).
+    std::string s = f.shm_size;
+    uint64_t mult = 1;
+    char unit = static_cast<char>(std::tolower(static_cast<unsigned char>(s.back())));
+    if (s.size() > 1 && (unit == 'b' || unit == 'k' || unit == 'm' || unit == 'g')) {
+      mult = unit == 'k' ? 1024 : unit == 'm' ? 1024 * 1024 : unit == 'g' ? uint64_t(1) << 30 : 1;
+      s.pop_back();
+    }
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 12 || std::stoull(s) == 0)
+      return Usage("--shm-size " + f.shm_size + ": want a size such as 64m (b, k, m or g)");
+    r.shm_size = std::to_string(std::stoull(s) * mult);
+    key += "shm=" + r.shm_size + ";";
+  }
+  for (const std::string& d : f.devices) {
+    // HOST[:CONTAINER[:PERMS]]: kiln binds the host's node at the same path.
+    std::vector<std::string> parts = SplitList(d, ':');
+    if (parts.size() > 1 && parts[1] != parts[0] && parts[1].find_first_not_of("rwm") != std::string::npos)
+      return Usage("--device " + d + ": kiln build binds a device at its host path only");
+    struct stat st;
+    if (parts[0].rfind("/dev/", 0) != 0 || ::stat(parts[0].c_str(), &st) != 0 ||
+        !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+      return Usage("--device " + d + ": " + parts[0] + " is not a device node under /dev");
+    r.devices.push_back(parts[0]);
+    key += "device=" + parts[0] + ";";
+  }
+  for (const std::string& o : f.security_opts) {
+    if (o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true") {
+      r.no_new_privileges = true;
+      key += "nnp;";
+    } else if (o == "no-new-privileges=false" || o == "no-new-privileges:false" || o == "seccomp=unconfined" ||
+               o == "apparmor=unconfined" || o == "label=disable" || o == "label=false") {
+      // What kiln does anyway: no seccomp filter, AppArmor profile or SELinux label of its own.
+    } else {
+      return Usage("--security-opt " + o +
+                   ": kiln build applies no seccomp, AppArmor or SELinux policy of its own; it takes "
+                   "no-new-privileges, seccomp=unconfined, apparmor=unconfined and label=disable");
+    }
+  }
+  if (!f.userns.empty() && f.userns != "host")
+    return Usage("--userns " + f.userns + ": RUN steps always run in kiln's user namespace (--userns host)");
+  r.run_key = key;
+  return Ok();
 }
 
 Status FillRequest(const BuildFlags& f, BuildRequest& r) {
@@ -288,6 +427,9 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   for (const std::string& c : f.build_contexts) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(c, "--build-context", true));
     if (kv.second.rfind("docker-image://", 0) != 0) {
+      if (kv.second.find("://") != std::string::npos)
+        return Usage("--build-context " + c + ": kiln takes a directory or docker-image://REF (oci-layout:// and "
+                     "URLs are not supported yet)");
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = Absolute(kv.second);
@@ -322,6 +464,10 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   r.format = f.format;
   r.compression = f.compression;
   r.squash = f.squash;
+  r.squash_all = f.squash_all;
+  if (f.squash && f.squash_all)
+    return Usage("--squash and --squash-all: give one of them");
+  KILN_TRY(FillRunSandbox(f, r));
   // --timestamp, else --build-arg SOURCE_DATE_EPOCH (as BuildKit), else $SOURCE_DATE_EPOCH.
   std::string ts = f.timestamp;
   std::string ts_from = "--timestamp ";
@@ -346,6 +492,7 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
   r.cache_to = f.cache_to;
   r.tls_verify = f.tls_verify;
   r.authfile = f.authfile;
+  r.cert_dir = f.cert_dir;
   r.quiet = f.quiet;
   r.progress = f.progress;
   r.print_graph = f.print_graph;
@@ -515,7 +662,26 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"oci", "docker"}));
   cmd->add_option("--compression", f->compression, "layer compression: gzip|zstd (default gzip)")
       ->check(CLI::IsMember({"gzip", "zstd"}));
-  cmd->add_flag("--squash", f->squash, "squash the new layers into one");
+  cmd->add_flag("--squash", f->squash, "squash the layers this build made into one (the base image's stay)");
+  cmd->add_flag("--squash-all", f->squash_all, "squash every layer, the base image's too, into one");
+  cmd->add_option("--cap-add", f->cap_add,
+                  "capability RUN steps get besides Docker's default set (NAME or ALL; comma-separated or repeated)")
+      ->allow_extra_args(false);
+  cmd->add_option("--cap-drop", f->cap_drop,
+                  "capability RUN steps lose (NAME or ALL; comma-separated or repeated)")
+      ->allow_extra_args(false);
+  cmd->add_option("--ulimit", f->ulimits, "NAME=SOFT[:HARD] resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--add-host", f->add_hosts, "HOST:IP line added to RUN steps' /etc/hosts (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--shm-size", f->shm_size, "size of RUN steps' /dev/shm, e.g. 128m (default 64m)");
+  cmd->add_option("--device", f->devices, "host device node RUN steps get at the same path (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--security-opt", f->security_opts,
+                  "no-new-privileges for RUN steps; seccomp=unconfined, apparmor=unconfined and label=disable are "
+                  "what kiln does anyway (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--userns", f->userns, "host: RUN steps run in kiln's user namespace (the only mode)");
   cmd->add_option("--timestamp", f->timestamp,
                   "seconds since the epoch for every timestamp (default: --build-arg SOURCE_DATE_EPOCH, then "
                   "$SOURCE_DATE_EPOCH): reproducible builds");
@@ -527,6 +693,8 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   ".dockerignore in CONTEXT; one in CONTEXT may not be a link out of it)");
   cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
   cmd->add_option("--authfile", f->authfile, "registry credentials file (default: podman/docker auth files)");
+  cmd->add_option("--cert-dir", f->cert_dir,
+                  "CA certificates (*.crt) for registries and ADD URL (default /etc/containers/certs.d/HOST:PORT)");
   cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
   cmd->add_option("--progress", f->progress,
                   "build output on stderr: auto|tty|plain|json|quiet (default $BUILDKIT_PROGRESS, else auto: the "

@@ -66,6 +66,7 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   job.acquire.policy = *policy;
   job.acquire.transfer.tls_verify = req.tls_verify;
   job.acquire.transfer.authfile = req.authfile;
+  job.acquire.transfer.cert_dir = req.cert_dir;
   job.acquire.transfer.quiet = quiet;
   if (!quiet)
     job.acquire.transfer.progress = [](const std::string& line) { LogInfo(line); };
@@ -144,6 +145,33 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   for (const auto& [k, v] : req.annotations)
     opts.annotations[k] = v;
   opts.squash = req.squash;
+  opts.squash_all = req.squash_all;
+  opts.run_capabilities = req.capabilities;
+  opts.run_rlimits = req.ulimits;
+  opts.add_hosts = req.add_hosts;
+  opts.shm_size = req.shm_size;
+  opts.devices = req.devices;
+  opts.no_new_privileges = req.no_new_privileges;
+  opts.run_key = req.run_key;
+  // ADD URL through the registry client's HTTP stack (TLS, certs.d or
+  // --cert-dir, proxies from the environment, retries).
+  registry::ClientOptions fetch_options;
+  fetch_options.tls_verify = req.tls_verify;
+  fetch_options.cert_dir = req.cert_dir;
+  opts.fetch_url = [fetch_options](const std::string& url,
+                                   const std::vector<std::pair<std::string, std::string>>& headers,
+                                   int fd) -> Expected<engine::UrlFetchResult> {
+    std::vector<registry::HttpHeader> h;
+    for (const auto& [k, v] : headers)
+      h.push_back({k, v});
+    KILN_ASSIGN_OR_RETURN(registry::UrlFetch got, registry::FetchUrl(url, h, fd, fetch_options));
+    engine::UrlFetchResult r;
+    r.not_modified = got.not_modified;
+    r.etag = got.etag;
+    r.last_modified = got.last_modified;
+    r.content_disposition = got.content_disposition;
+    return r;
+  };
 
   auto id = engine::RunBuildJob(job, *store);
   if (!id)

@@ -143,11 +143,28 @@ Expected<BuildResult> Builder::WriteFinalImage() {
   config.set_platform(stage.platform);
   for (const auto& [k, v] : opts_.labels)
     config.config.labels[k] = v;
+  std::vector<LayerRef> final_layers = st.layers;
+  if (opts_.squash || opts_.squash_all) {
+    KILN_ASSIGN_OR_RETURN(final_layers, Squash(st, opts_.squash_all ? 0 : st.base_layers));
+    // One history entry for the squashed layer, as podman: the base's
+    // entries stay (--squash), the stage's own become one.
+    std::vector<HistoryEntry> kept;
+    if (!opts_.squash_all)
+      kept.assign(config.history.begin(),
+                  config.history.begin() + static_cast<std::ptrdiff_t>(std::min(st.base_history, config.history.size())));
+    if (final_layers.size() > (opts_.squash_all ? 0 : st.base_layers)) {
+      HistoryEntry h;
+      h.created = Now();
+      h.created_by = "kiln build --squash" + std::string(opts_.squash_all ? "-all" : "");
+      kept.push_back(h);
+    }
+    config.history = std::move(kept);
+  }
   std::vector<Descriptor> layers;
-  for (const auto& l : st.layers)
+  for (const auto& l : final_layers)
     layers.push_back(l.blob);
   config.diff_ids.clear();
-  for (const auto& l : st.layers)
+  for (const auto& l : final_layers)
     config.diff_ids.push_back(l.diff_id);
   KILN_ASSIGN_OR_RETURN(Descriptor manifest,
                         store_.WriteImage(config, layers,
@@ -160,6 +177,31 @@ Expected<BuildResult> Builder::WriteFinalImage() {
   for (const auto& tag : opts_.tags)
     progress_.Tagged(tag);
   return BuildResult{manifest, image.id()};
+}
+
+Expected<std::vector<LayerRef>> Builder::Squash(const StageState& st, size_t first) {
+  std::vector<LayerRef> out(st.layers.begin(), st.layers.begin() + static_cast<std::ptrdiff_t>(std::min(first, st.layers.size())));
+  if (first >= st.layers.size())
+    return out;
+  std::vector<UniqueFd> fds;
+  std::vector<int> raw;
+  for (size_t i = first; i < st.layers.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(UniqueFd fd, store_.OpenBlob(st.layers[i].blob.digest));
+    raw.push_back(fd.get());
+    fds.push_back(std::move(fd));
+  }
+  KILN_ASSIGN_OR_RETURN(BlobWriter writer, store_.NewBlobWriter());
+  layer::PackOptions po;
+  po.compression = opts_.compression;
+  auto info = layer::SquashLayers(raw, first == 0, writer.fd(), po);
+  if (!info)
+    return std::move(info).error().WithContext(opts_.squash_all ? "--squash-all" : "--squash");
+  std::string media = info->media_type;
+  if (opts_.docker_format && opts_.compression == layer::Compression::kGzip)
+    media = kMediaTypeDockerLayerGzip;
+  KILN_ASSIGN_OR_RETURN(Descriptor desc, writer.Commit(media));
+  out.push_back({desc, info->diff_id, ""});
+  return out;
 }
 
 Expected<BuildResult> Builder::Run() {
@@ -205,8 +247,6 @@ using build_internal::Builder;
 Expected<BuildResult> Build(const BuildGraph& graph, Store& store, const BuildOptions& options, Progress& progress) {
   if (graph.stages.empty())
     return Error(Errc::kInvalidInput, "nothing to build: the graph has no stages");
-  if (options.squash)
-    return Error(Errc::kUnsupported, "--squash is not supported yet");
   // Host networking is granted by whoever runs the build, never by the
   // Containerfile (BuildKit's network.host entitlement): RUN --network=host
   // needs --allow network.host or a build that runs with --network host.

@@ -29,6 +29,17 @@
 
 namespace kiln::engine {
 
+/// What BuildOptions::fetch_url got for one URL.
+struct UrlFetchResult {
+  bool not_modified = false;  // 304 to the conditional headers: nothing written
+  std::string etag;
+  std::string last_modified;
+  std::string content_disposition;
+};
+/// GETs `url` into `fd` with `headers` (If-None-Match, If-Modified-Since).
+using FetchUrlFn = std::function<Expected<UrlFetchResult>(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers, int fd)>;
+
 struct BuildOptions {
   std::string context_dir;                                // the build context (host path)
   std::shared_ptr<const frontend::IgnoreMatcher> ignore;  // may be null
@@ -60,9 +71,23 @@ struct BuildOptions {
   std::map<std::string, std::string> ssh;                 // --ssh: id -> agent socket path (host)
   std::map<std::string, std::string> labels;              // --label
   std::map<std::string, std::string> annotations;         // --annotation
-  bool squash = false;
+  bool squash = false;                                    // --squash: the stage's new layers into one
+  bool squash_all = false;                                // --squash-all: every layer into one
+  // RUN steps' sandbox (--cap-add/--cap-drop, --ulimit, --add-host,
+  // --shm-size, --device, --security-opt no-new-privileges), all checked by
+  // the CLI. `run_key` describes the ones that change what a step may
+  // produce; it goes into every RUN step's cache key when not empty.
+  std::optional<uint64_t> run_capabilities;               // bounding set; unset = Docker's default
+  std::vector<SandboxSpec::Rlimit> run_rlimits;
+  std::vector<std::pair<std::string, std::string>> add_hosts;  // (host, ip) lines of /etc/hosts
+  std::string shm_size;                                   // tmpfs size of /dev/shm ("" = 64 MiB)
+  std::vector<std::string> devices;                       // host device paths, bound at the same path
+  bool no_new_privileges = false;
+  std::string run_key;
   /// Pull a base image that is not in the store (set by the CLI; null = fail).
   std::function<Status(const std::string& reference, const Platform& platform)> pull;
+  /// ADD from an http(s) URL (set by the CLI; null = fail).
+  FetchUrlFn fetch_url;
   /// Where RUN steps run (null: the real sandbox, HostSandbox(); tests pass a fake).
   Sandbox* sandbox = nullptr;
 };

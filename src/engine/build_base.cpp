@@ -64,13 +64,14 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
       const StageState& parent = states_[static_cast<size_t>(stage.base.stage)];
       st.config = parent.config;
       st.layers = parent.layers;
+      st.base_layers = parent.base_layers;  // --squash: what this build made is new
+      st.base_history = parent.base_history;
       st.key = parent.key;
       st.base_desc = "the result of stage " + StageLabelName(graph_.stages[static_cast<size_t>(stage.base.stage)]);
       return Ok();
     }
     case StageBase::Kind::kContext:
-      return Error(Errc::kUnsupported, stage.location.file + ":" + std::to_string(stage.location.line) +
-                                           ": FROM a named build context is not supported yet");
+      return InitFromContext(stage, st);
     case StageBase::Kind::kImage:
       break;
   }
@@ -86,8 +87,88 @@ Status Builder::InitFromBase(const Stage& stage, StageState& st) {
                                      " diff_ids");
   for (size_t i = 0; i < image->manifest.layers.size(); ++i)
     st.layers.push_back({image->manifest.layers[i], image->config.diff_ids[i], ""});
+  st.base_layers = st.layers.size();
+  st.base_history = st.config.history.size();
   st.key = Digest::Of("kiln-base image " + image->manifest_descriptor.digest.str());
   st.base_desc = "image " + stage.base.written + " (" + image->manifest_descriptor.digest.str() + ")";
+  return Ok();
+}
+
+// FROM NAME with --build-context NAME=DIR (BuildKit): the stage starts as
+// the directory's files (its own ignore file applies; owned by 0:0, as COPY
+// from a context) in one layer, on the empty image's config. The layer is
+// kept in the cache under the digest of those files, so an unchanged
+// directory is not packed again.
+Status Builder::InitFromContext(const Stage& stage, StageState& st) {
+  const std::string where = stage.location.file + ":" + std::to_string(stage.location.line) + ": FROM " +
+                            stage.base.written;
+  auto it = opts_.named_contexts.find(stage.base.context);
+  if (it == opts_.named_contexts.end())
+    return Error(Errc::kInvalidInput, where + ": no build context named \"" + stage.base.context + "\"");
+  st.config.set_platform(stage.platform);
+  st.config.config.SetEnv("PATH", kDefaultPath + 5);
+  st.config.config.working_dir = "/";
+  CopyRequest req;
+  req.src_root = it->second;
+  req.from_context = true;
+  if (auto ig = opts_.named_ignores.find(stage.base.context); ig != opts_.named_ignores.end())
+    req.ignore = ig->second;
+  req.sources = {"/"};
+  req.dest = "/";
+  req.what = "FROM";
+  auto files = HashCopySources(req, StatCacheFor(it->second));
+  if (!files)
+    return std::move(files).error().WithContext(where);
+  const std::string record_key = HexName("fromctx-", files->str() + "\n" + layer::CompressionName(opts_.compression) +
+                                                         "\n" + (opts_.timestamp ? std::to_string(*opts_.timestamp) : ""));
+  LayerRef ref;
+  bool have = false;
+  if (auto text = store_.GetCacheRecord(record_key)) {
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_object() && j.contains("layer") && j.contains("diff_id")) {
+      auto desc = ParseDescriptor(j["layer"].dump());
+      auto diff = Digest::Parse(j.value("diff_id", ""));
+      if (desc && diff && store_.HasBlob(desc->digest)) {
+        ref = {*desc, *diff, ""};
+        have = true;
+      }
+    }
+  }
+  if (!have) {
+    KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("fromctx-"));
+    struct Cleanup {
+      std::string dir;
+      ~Cleanup() { (void)RemoveAll(dir); }
+    } cleanup{scratch};
+    std::string root = JoinPath(scratch, "root");
+    KILN_TRY(MakeDirs(root));
+    {
+      KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(root, O_RDONLY | O_DIRECTORY));
+      if (auto s = CopyIntoRoot(req, fd.get(), root); !s)
+        return std::move(s).error().WithContext(where);
+    }
+    KILN_ASSIGN_OR_RETURN(BlobWriter writer, store_.NewBlobWriter());
+    layer::PackOptions po;
+    po.compression = opts_.compression;
+    po.clamp_mtime = opts_.timestamp;
+    auto info = layer::PackDirectory(root, writer.fd(), po);
+    if (!info)
+      return std::move(info).error().WithContext(where);
+    KILN_ASSIGN_OR_RETURN(Descriptor desc, writer.Commit(info->media_type));
+    ref = {desc, info->diff_id, ""};
+    GcRoot keep;
+    keep.blobs = {desc};
+    nlohmann::json record = {{"layer", nlohmann::json::parse(ToJson(desc))}, {"diff_id", info->diff_id.str()}};
+    (void)store_.PutCacheRecord(record_key, record.dump(), keep);
+  }
+  st.layers.push_back(ref);
+  st.config.diff_ids.push_back(ref.diff_id);
+  HistoryEntry h;
+  h.created = Now();
+  h.created_by = "FROM " + stage.base.written + " (build context " + stage.base.context + ")";
+  st.config.history.push_back(h);
+  st.key = Digest::Of("kiln-base context " + ref.diff_id.str() + " " + stage.platform.str());
+  st.base_desc = "context " + stage.base.context + " (" + files->str() + ")";
   return Ok();
 }
 

@@ -33,6 +33,8 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
   std::vector<std::string> inputs;
   if (step.kind == StepKind::kRun) {
     const auto& run = std::get<RunStep>(step.op);
+    if (!opts_.run_key.empty())
+      inputs.push_back("sandbox " + opts_.run_key);
     for (const auto& m : run.mounts) {
       if (m.type == MountType::kBind && m.from &&
           (m.from->kind == CopySource::Kind::kStage || m.from->kind == CopySource::Kind::kImage)) {
@@ -131,10 +133,12 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
     }
     case CopySource::Kind::kContext:
     case CopySource::Kind::kNamedContext: {
+      if (copy.is_add && CopyHasUrlSource(copy)) {
+        KILN_ASSIGN_OR_RETURN(inputs, UrlInputs(step, copy));
+        (*info)["from"] = "a URL";
+        return inputs;
+      }
       KILN_ASSIGN_OR_RETURN(std::string root, SourceRootFor(copy.from, nullptr, ""));
-      for (const auto& s : copy.sources)
-        if (s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0)
-          return Error(Errc::kUnsupported, Where(step) + ": ADD from a URL is not supported yet");
       KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(copy, root, true));
       SourceListing listing;
       auto d = HashCopySources(req, StatCacheFor(root), &listing);

@@ -54,10 +54,22 @@ struct LayerRef {
   std::string dir;
 };
 
+/// An ADD URL source in the store (build_url.cpp).
+struct UrlFile {
+  Digest digest;              // the blob holding its content
+  std::string name;           // its file name (Content-Disposition, else the URL path's last component)
+  std::string last_modified;  // the Last-Modified header ("" when none): its mtime
+};
+
+/// True when an ADD names an http(s) or git source.
+bool CopyHasUrlSource(const CopyStep& copy);
+
 struct StageState {
   ImageConfig config;
   bool cmd_set = false;  // CMD seen in this stage (ENTRYPOINT then keeps it, as BuildKit)
   std::vector<LayerRef> layers;
+  size_t base_layers = 0;   // how many of `layers` the FROM image gave (--squash keeps them)
+  size_t base_history = 0;  // and how many history entries
   Digest key;  // cache key after the last step
   bool done = false;
   // --explain-cache and the per-stage record of the last build's inputs.
@@ -90,6 +102,7 @@ class Builder {
  private:
   Status RunStage(StageIndex index, const std::atomic<bool>& cancel);
   Status InitFromBase(const Stage& stage, StageState& st);
+  Status InitFromContext(const Stage& stage, StageState& st);
   // The image `name` (or `digest` when set) for `platform`: the store's, else pulled by the pull policy.
   Expected<StoredImage> AcquireImage(const std::string& name, const std::string& digest, const Platform& platform);
   Status ExecuteStep(const Stage& stage, const Step& step, StageState& st, const StepLabel& label);
@@ -135,6 +148,23 @@ class Builder {
   void AddHistory(const Step& step, StageState& st, bool empty_layer, const std::string& created = "");
   std::string Now() const;
   Expected<BuildResult> WriteFinalImage();
+  /// ADD URL (build_url.cpp): the file in the store, fetched or revalidated
+  /// once per build; the step's cache inputs; the files laid out under
+  /// `scratch` for the copy (`sources` get their paths there).
+  Expected<UrlFile> FetchUrlSource(const Step& step, const CopyStep& copy, const std::string& url);
+  Expected<std::vector<std::string>> UrlInputs(const Step& step, const CopyStep& copy);
+  /// ADD from git: git with a clean configuration; the commit a source's
+  /// ref names (once per build); a checkout under `scratch` (its path).
+  Expected<std::string> RunGit(const std::vector<std::string>& args, const std::string& scratch,
+                               const std::string& what);
+  Expected<std::string> ResolveGitCommit(const Step& step, const CopyStep& copy, const std::string& src);
+  Expected<std::string> CheckoutGit(const Step& step, const CopyStep& copy, const std::string& src,
+                                    const std::string& scratch);
+  Expected<std::string> MaterializeUrlSources(const Step& step, const CopyStep& copy, const std::string& scratch,
+                                              std::vector<std::string>* sources);
+  /// --squash / --squash-all: the final stage's layers from `first` on as
+  /// one layer (none when they are none).
+  Expected<std::vector<LayerRef>> Squash(const StageState& st, size_t first);
 
   const BuildGraph& graph_;
   Store& store_;
@@ -149,6 +179,9 @@ class Builder {
   std::mutex stat_mu_;
   std::map<std::string, std::unique_ptr<StatCache>> stat_caches_;  // by source root
   int64_t start_ns_ = 0;  // CLOCK_REALTIME_COARSE at the start (the stat caches' stamp)
+  std::mutex url_mu_;
+  std::map<std::string, UrlFile> url_files_;  // url + "\n" + checksum -> file, this build's
+  std::map<std::string, std::string> git_commits_;  // git source -> commit, this build's
   std::mutex secret_mu_;
   std::string secret_key_;
   // The private network of every RUN step: one namespace with one

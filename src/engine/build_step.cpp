@@ -451,6 +451,14 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.hostname = opts_.hostname;
   spec.etc_hostname = opts_.hostname + "\n";
   spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";
+  for (const auto& [host, ip] : opts_.add_hosts)  // --add-host
+    *spec.etc_hosts += ip + "\t" + host + "\n";
+  spec.capabilities = opts_.run_capabilities;
+  spec.rlimits = opts_.run_rlimits;
+  spec.shm_size = opts_.shm_size;
+  spec.no_new_privileges = opts_.no_new_privileges;
+  for (const auto& d : opts_.devices)
+    spec.mounts.push_back({SandboxMount::Type::kBind, d, d, false, ""});
   if (net == NetworkMode::kNone) {
     spec.etc_resolv_conf = "";
   } else if (net == NetworkMode::kPrivate && opts_.attach_network) {
@@ -857,14 +865,23 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
     return Error(Errc::kInvalidInput, Where(step) + ": when using " + std::string(copy.is_add ? "ADD" : "COPY") +
                                           " with more than one source file, the destination must be a "
                                           "directory and end with a /");
-  for (const auto& s : copy.sources)
-    if (s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0 || s.rfind("git@", 0) == 0)
-      return Error(Errc::kUnsupported, Where(step) + ": ADD from a URL or git repository is not supported yet");
   std::vector<Mount> mounts;
   std::string scratch = DirName(merged);
-  KILN_ASSIGN_OR_RETURN(std::string src_root, SourceRootFor(copy.from, &mounts, scratch));
-  bool from_context = copy.from.kind == CopySource::Kind::kContext || copy.from.kind == CopySource::Kind::kNamedContext;
-  KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(copy, src_root, from_context));
+  CopyRequest req;
+  if (copy.is_add && CopyHasUrlSource(copy)) {
+    // ADD URL: the fetched files (mode 0600, mtime from Last-Modified),
+    // owned by 0:0 unless --chown, never extracted (Docker's rule).
+    std::vector<std::string> sources;
+    KILN_ASSIGN_OR_RETURN(std::string url_root, MaterializeUrlSources(step, copy, scratch, &sources));
+    KILN_ASSIGN_OR_RETURN(req, MakeCopyRequest(copy, url_root, true));
+    req.ignore = nullptr;
+    req.sources = sources;
+    req.unpack_archives = false;
+  } else {
+    KILN_ASSIGN_OR_RETURN(std::string src_root, SourceRootFor(copy.from, &mounts, scratch));
+    bool from_context = copy.from.kind == CopySource::Kind::kContext || copy.from.kind == CopySource::Kind::kNamedContext;
+    KILN_ASSIGN_OR_RETURN(req, MakeCopyRequest(copy, src_root, from_context));
+  }
   if (!copy.chown.empty()) {
     KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, LowerDirs(st));
     KILN_ASSIGN_OR_RETURN(auto passwd, ReadFileFromLayers(lowers, "/etc/passwd"));

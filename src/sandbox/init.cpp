@@ -25,6 +25,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -385,7 +386,7 @@ void BindHostPath(int rootfd, const std::string& src_path, const std::string& ab
   }
 }
 
-void MountDev(int rootfd) {
+void MountDev(int rootfd, const std::string& shm_size) {
   int target = SpecialDirOrDie(rootfd, "/dev");
   if (::mount("tmpfs", FdPath(target).c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
               "mode=755,size=65536k") != 0)
@@ -424,8 +425,8 @@ void MountDev(int rootfd) {
     DieErrno("mount devpts on /dev/pts");
   ::close(pts);
   int shm = ::openat(dev, "shm", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (::mount("shm", FdPath(shm).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=1777,size=65536k") != 0)
+  std::string shm_opts = "mode=1777,size=" + (shm_size.empty() ? std::string("65536k") : shm_size);
+  if (::mount("shm", FdPath(shm).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm_opts.c_str()) != 0)
     DieErrno("mount tmpfs on /dev/shm");
   ::close(shm);
   int mq = ::openat(dev, "mqueue", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -578,7 +579,20 @@ int OpenWorkdirAsRoot(const std::string& abs) {
     (void)::fchown(0, s.uid, static_cast<gid_t>(-1));  // the user's own terminal, as runc
   }
   int cwd_fd = OpenWorkdirAsRoot(s.cwd);
-  if (s.default_capabilities) {
+  for (const auto& l : s.rlimits) {
+    struct rlimit rl = {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
+    if (::setrlimit(l.resource, &rl) != 0) {
+      struct rlimit cur = {};
+      ::getrlimit(l.resource, &cur);
+      DieErrno(std::string("ulimit ") + RlimitName(l.resource) + "=" + std::to_string(l.soft) + ":" + std::to_string(l.hard) +
+               " (the hard limit here is " + std::to_string(cur.rlim_max) +
+               "; raising it needs CAP_SYS_RESOURCE on the host)");
+    }
+  }
+  if (s.capabilities) {
+    if (int cap = DropToCapabilities(*s.capabilities); cap >= 0)
+      DieErrno("drop capability " + std::to_string(cap));
+  } else if (s.default_capabilities) {
     if (int cap = DropToDefaultCapabilities(); cap >= 0)
       DieErrno("drop capability " + std::to_string(cap));
   }
@@ -613,6 +627,8 @@ int OpenWorkdirAsRoot(const std::string& abs) {
     envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
+  if (s.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    DieErrno("no-new-privileges");
   // Only 0, 1, 2 survive execve; the status fd is close-on-exec.
   ::close_range(kSpecFd, kSpecFd, 0);
   ::close_range(kStatusFd + 1, ~0U, 0);
@@ -688,7 +704,7 @@ int AllocateTerminal() {
   const bool own_netns = s.network != NetworkMode::kHost;
   MountProcAndSys(rootfd, own_netns);
   MaskProc(rootfd);
-  MountDev(rootfd);
+  MountDev(rootfd, s.shm_size);
   for (const auto& m : s.mounts) {
     if (m.type == SandboxMount::Type::kBind) {
       BindHostPath(rootfd, m.source, m.target, m.read_only, true);

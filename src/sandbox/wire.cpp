@@ -119,6 +119,19 @@ std::string EncodeSpec(const HelperSpec& h) {
   w.Str(h.hostname_file);
   w.U32(static_cast<uint32_t>(h.parent_pid));
   w.U32(h.in_userns);
+  w.U32(s.capabilities ? 1 : 0);
+  w.U32(static_cast<uint32_t>(s.capabilities.value_or(0)));
+  w.U32(static_cast<uint32_t>(s.capabilities.value_or(0) >> 32));
+  w.U32(static_cast<uint32_t>(s.rlimits.size()));
+  for (const auto& l : s.rlimits) {
+    w.U32(static_cast<uint32_t>(l.resource));
+    for (uint64_t v : {l.soft, l.hard}) {
+      w.U32(static_cast<uint32_t>(v));
+      w.U32(static_cast<uint32_t>(v >> 32));
+    }
+  }
+  w.U32(s.no_new_privileges);
+  w.Str(s.shm_size);
   return std::move(w.out());
 }
 
@@ -175,6 +188,26 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   out->hostname_file = r.Str();
   out->parent_pid = static_cast<int32_t>(r.U32());
   out->in_userns = r.U32() != 0;
+  auto u64 = [&r] {
+    uint64_t lo = r.U32();
+    return lo | (uint64_t(r.U32()) << 32);
+  };
+  if (r.U32() != 0)
+    s.capabilities = u64();
+  else
+    (void)u64();
+  uint32_t nlimits = r.U32();
+  if (nlimits > 64)
+    return false;
+  for (uint32_t i = 0; r.ok() && i < nlimits; ++i) {
+    SandboxSpec::Rlimit l;
+    l.resource = static_cast<int>(r.U32());
+    l.soft = u64();
+    l.hard = u64();
+    s.rlimits.push_back(l);
+  }
+  s.no_new_privileges = r.U32() != 0;
+  s.shm_size = r.Str();
   return r.ok();
 }
 

@@ -131,6 +131,17 @@ CHECK["build|--build-context"]='k build -q -t bc --build-context extra="$w/bcx" 
 CHECK["build|-o, --output"]='k build -q -o type=tar,dest="$w/out.tar" "$w/b" >/dev/null && tar -tf "$w/out.tar" | grep -Eq "^(\./)?a$" && k build -q --output type=local,dest="$w/outdir" "$w/b" >/dev/null && [ -f "$w/outdir/a" ]'
 CHECK["build|--iidfile"]='k build -q --iidfile "$w/iid" "$w/b" >/dev/null && grep -q "^sha256:" "$w/iid"'
 CHECK["build|--format"]='k build -q -t bdf --format docker "$w/b" >/dev/null'
+CHECK["build|--squash"]='k build -q -t bsq --squash "$w/b" >/dev/null && [ "$(k inspect --format "{{len .RootFS.Layers}}" bsq)" = 2 ]'
+CHECK["build|--squash-all"]='k build -q -t bsqa --squash-all "$w/b" >/dev/null && [ "$(k inspect --format "{{len .RootFS.Layers}}" bsqa)" = 1 ]'
+CHECK["build|--cap-add"]='k build --progress plain --cap-add NET_ADMIN "$w/bcap" 2>&1 | grep -q "CapEff:.*a80435fb"'
+CHECK["build|--cap-drop"]='k build --progress plain --cap-drop ALL "$w/bcap" 2>&1 | grep -q "CapEff:.*0000000000000000"'
+CHECK["build|--ulimit"]='k build --progress plain --ulimit nofile=100:200 "$w/bcap" 2>&1 | grep -q "^nofile=100$"'
+CHECK["build|--add-host"]='k build --progress plain --add-host compat.test:10.9.8.7 "$w/bcap" 2>&1 | grep -q "^10.9.8.7.compat.test$"'
+CHECK["build|--shm-size"]='k build --progress plain --shm-size 8m "$w/bcap" 2>&1 | grep -Eq "^shm +8192 "'
+CHECK["build|--device"]='k build -q --device /dev/zero "$w/b" >/dev/null'
+CHECK["build|--security-opt"]='k build --progress plain --security-opt no-new-privileges "$w/bcap" 2>&1 | grep -q "NoNewPrivs:.*1"'
+CHECK["build|--userns"]='k build -q --userns host "$w/b" >/dev/null && ! k build -q --userns private "$w/b" >/dev/null 2>&1'
+CHECK["build|--cert-dir"]='mkdir -p "$w/certs" && k build -q --cert-dir "$w/certs" "$w/b" >/dev/null'
 CHECK["build|--timestamp"]='a=$(k build -q --timestamp 0 --no-cache "$w/b") && b=$(k build -q --timestamp 0 --no-cache "$w/b") && [ "$a" = "$b" ]'
 CHECK["build|--cache-from"]='k build -q --tls-verify=false --cache-to "$REG/cache" "$w/b" >/dev/null && k build -q --tls-verify=false --no-cache --cache-from "$REG/cache" "$w/b" >/dev/null'
 CHECK["build|--cache-to"]='k build -q --tls-verify=false --cache-to "$REG/cache2" "$w/b" >/dev/null && curl -sf "http://$REG/v2/cache2/tags/list" | grep -q tags'
@@ -248,6 +259,8 @@ for mode in $(test_modes); do
   if ! import_busybox "$mode" "$store" "$w"; then tap_not_ok "$mode: import busybox"; continue; fi
   mkdir -p "$w/b" "$w/stages" "$w/bs" "$w/bssh" "$w/bctx" "$w/bcx" "$w/exp" "$w/home"
   printf 'FROM busybox\nARG A=0\nRUN echo $A >/a\n' >"$w/b/Containerfile"
+  mkdir -p "$w/bcap"
+  printf 'FROM busybox\nRUN grep -E "^(CapEff|NoNewPrivs)" /proc/self/status; echo nofile=$(ulimit -n); grep compat.test /etc/hosts || true; df -k /dev/shm | tail -1\n' >"$w/bcap/Containerfile"
   printf 'FROM busybox AS one\nRUN echo one >/s\nFROM busybox\nRUN echo two >/s\n' >"$w/stages/Containerfile"
   printf 'FROM busybox\nRUN --mount=type=secret,id=s cat /run/secrets/s >/got\n' >"$w/bs/Containerfile"
   printf 'FROM busybox\nRUN --mount=type=ssh test -S "$SSH_AUTH_SOCK"\n' >"$w/bssh/Containerfile"

@@ -1,0 +1,297 @@
+// SquashLayers: several layer blobs -> one layer with the same effect
+// (`kiln build --squash` / `--squash-all`).
+//
+// Two passes over the layers. The first, top layer first, reads only the
+// headers and decides which entries survive: an entry is dropped when a
+// higher layer has the same path (the higher one wins, directories
+// included), replaced it or a parent by a non-directory, deleted it with a
+// whiteout, or made a parent opaque. A whiteout (or opaque marker) survives
+// unless the squashed layers start at the bottom of the image (nothing
+// below to delete) or a higher layer already decided the path; a directory
+// over a whiteout of the same path gets an opaque marker, since the layers
+// below it no longer show through. The second pass writes the survivors
+// bottom layer first, each layer's entries in their own order, so applying
+// the result in order gives what applying the layers did.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "kiln/cancel.h"
+#include "kiln/layer.h"
+#include "layer/stream.h"
+
+namespace kiln::layer {
+
+namespace {
+
+using ReadPtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
+using WritePtr = std::unique_ptr<archive, decltype(&archive_write_free)>;
+
+constexpr char kWhiteoutPrefix[] = ".wh.";
+constexpr char kOpaqueMarker[] = ".wh..wh..opq";
+
+std::string Clean(const char* name) {
+  std::string p = name ? name : "";
+  while (p.rfind("./", 0) == 0)
+    p.erase(0, 2);
+  while (!p.empty() && p.front() == '/')
+    p.erase(0, 1);
+  while (!p.empty() && p.back() == '/')
+    p.pop_back();
+  return p;
+}
+
+std::string Parent(const std::string& p) {
+  size_t slash = p.rfind('/');
+  return slash == std::string::npos ? "" : p.substr(0, slash);
+}
+
+std::string Base(const std::string& p) {
+  size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+Expected<ReadPtr> OpenLayer(int fd, size_t index) {
+  if (::lseek(fd, 0, SEEK_SET) != 0)
+    return Error::FromErrno("squash: seek layer " + std::to_string(index));
+  ReadPtr a(archive_read_new(), &archive_read_free);
+  if (!a)
+    return Error(Errc::kIo, "libarchive: out of memory");
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_zstd(a.get());
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_fd(a.get(), fd, 1 << 20) != ARCHIVE_OK)
+    return Error(Errc::kCorrupt, "squash: layer " + std::to_string(index) + ": " +
+                                     (archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable"));
+  return a;
+}
+
+// What survives of one layer: entry numbers, plus paths of directories that
+// get an opaque marker (written before the layer's own entries).
+struct Keep {
+  std::set<size_t> entries;
+  std::vector<std::string> opaque_markers;
+};
+
+class Decider {
+ public:
+  explicit Decider(bool drop_whiteouts) : drop_whiteouts_(drop_whiteouts) {}
+
+  // One layer, top layer first.
+  Status Layer(archive* a, size_t index, Keep* keep) {
+    std::set<std::string> hidden, opaque;  // take effect for the layers below this one
+    std::set<std::string> dirs_here;
+    std::vector<std::string> whiteouts_here;
+    archive_entry* e = nullptr;
+    size_t n = 0;
+    int r;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+      KILN_TRY(CheckCancelled());
+      std::string p = Clean(archive_entry_pathname(e));
+      size_t i = n++;
+      if (p.empty())
+        continue;
+      std::string base = Base(p);
+      if (base == kOpaqueMarker) {
+        std::string dir = Parent(p);
+        if (!Covered(dir) && !opaque_.count(dir) && !drop_whiteouts_)
+          keep->entries.insert(i);
+        opaque.insert(dir);
+        continue;
+      }
+      if (base.rfind(kWhiteoutPrefix, 0) == 0) {
+        std::string target = Parent(p);
+        target = (target.empty() ? "" : target + "/") + base.substr(sizeof kWhiteoutPrefix - 1);
+        hidden.insert(target);
+        if (Covered(target))
+          continue;
+        if (emitted_.count(target)) {
+          // A higher layer made it again: as a directory, the layers under
+          // this whiteout no longer show through it.
+          if (emitted_dirs_.count(target) && !opaque_.count(target) && !drop_whiteouts_)
+            whiteouts_here.push_back(target);
+          continue;
+        }
+        if (!drop_whiteouts_)
+          keep->entries.insert(i);
+        continue;
+      }
+      if (Covered(p) || emitted_.count(p))
+        continue;
+      keep->entries.insert(i);
+      emitted_.insert(p);
+      if (archive_entry_filetype(e) == AE_IFDIR) {
+        emitted_dirs_.insert(p);
+        dirs_here.insert(p);
+      } else {
+        hidden.insert(p);  // a non-directory hides what lower layers have under it
+      }
+    }
+    if (r != ARCHIVE_EOF)
+      return Error(Errc::kCorrupt, "squash: layer " + std::to_string(index) + ": " +
+                                       (archive_error_string(a) ? archive_error_string(a) : "unreadable"));
+    for (const auto& d : whiteouts_here)
+      if (!dirs_here.count(d) && opaque_marked_.insert(d).second)
+        keep->opaque_markers.push_back(d);
+    hidden_.insert(hidden.begin(), hidden.end());
+    opaque_.insert(opaque.begin(), opaque.end());
+    return Ok();
+  }
+
+ private:
+  // Decided by a higher layer: the path or a parent deleted or replaced by a
+  // non-directory, or a parent made opaque.
+  bool Covered(const std::string& p) const {
+    if (hidden_.count(p))
+      return true;
+    for (std::string d = p; !d.empty();) {
+      d = Parent(d);
+      if (opaque_.count(d) || (!d.empty() && hidden_.count(d)))
+        return true;
+    }
+    return false;
+  }
+
+  bool drop_whiteouts_;
+  std::set<std::string> hidden_, opaque_, emitted_, emitted_dirs_, opaque_marked_;
+};
+
+class Writer {
+ public:
+  explicit Writer(internal::ByteSink* sink) : sink_(sink), a_(archive_write_new(), &archive_write_free) {}
+  ~Writer() {
+    if (a_ && !closed_)
+      archive_write_fail(a_.get());
+  }
+
+  Status Open() {
+    if (!a_)
+      return Error(Errc::kIo, "libarchive: out of memory");
+    if (archive_write_set_format_pax_restricted(a_.get()) != ARCHIVE_OK ||
+        archive_write_set_options(a_.get(), "xattrheader=SCHILY") < ARCHIVE_WARN ||
+        archive_write_set_bytes_per_block(a_.get(), 0) != ARCHIVE_OK ||
+        archive_write_open2(a_.get(), this, nullptr, &Writer::WriteCb, nullptr, nullptr) != ARCHIVE_OK)
+      return Failed("open tar writer");
+    return Ok();
+  }
+
+  Status Copy(archive* in, archive_entry* e) {
+    if (archive_write_header(a_.get(), e) < ARCHIVE_WARN)
+      return Failed(std::string("write ") + (archive_entry_pathname(e) ? archive_entry_pathname(e) : "?"));
+    ++entries_;
+    const void* buf;
+    size_t len;
+    la_int64_t off;
+    int r;
+    while ((r = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
+      if (archive_write_data(a_.get(), buf, len) < 0)
+        return Failed("write data");
+    if (r != ARCHIVE_EOF)
+      return Error(Errc::kCorrupt, std::string("squash: read data: ") +
+                                       (archive_error_string(in) ? archive_error_string(in) : "unreadable"));
+    return Ok();
+  }
+
+  Status OpaqueMarker(const std::string& dir) {
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), &archive_entry_free);
+    archive_entry_set_pathname(e.get(), (dir + "/" + kOpaqueMarker).c_str());
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_perm(e.get(), 0644);
+    archive_entry_set_size(e.get(), 0);
+    if (archive_write_header(a_.get(), e.get()) < ARCHIVE_WARN)
+      return Failed("write opaque marker of " + dir);
+    ++entries_;
+    return Ok();
+  }
+
+  Status Close() {
+    if (archive_write_close(a_.get()) != ARCHIVE_OK)
+      return Failed("finish tar");
+    closed_ = true;
+    return Ok();
+  }
+
+  Digest TakeDiffId() { return diff_.Finish(); }
+  int64_t bytes() const { return bytes_; }
+  int64_t entries() const { return entries_; }
+
+ private:
+  Error Failed(const std::string& what) {
+    if (cb_error_)
+      return *cb_error_;
+    const char* msg = archive_error_string(a_.get());
+    return Error(Errc::kIo, "squash: " + what + ": " + (msg ? msg : "libarchive error"));
+  }
+
+  static la_ssize_t WriteCb(archive*, void* self_v, const void* data, size_t len) {
+    auto* self = static_cast<Writer*>(self_v);
+    self->diff_.Update(data, len);
+    self->bytes_ += static_cast<int64_t>(len);
+    if (auto s = self->sink_->Write(data, len); !s) {
+      self->cb_error_ = std::move(s).error();
+      return -1;
+    }
+    return static_cast<la_ssize_t>(len);
+  }
+
+  internal::ByteSink* sink_;
+  WritePtr a_;
+  Sha256 diff_;
+  int64_t bytes_ = 0;
+  int64_t entries_ = 0;
+  std::optional<Error> cb_error_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+Expected<LayerInfo> SquashLayers(const std::vector<int>& layer_fds, bool from_bottom, int out_fd,
+                                 const PackOptions& options) {
+  internal::Utf8LocaleScope utf8;
+  std::vector<Keep> keep(layer_fds.size());
+  Decider decider(from_bottom);
+  for (size_t i = layer_fds.size(); i-- > 0;) {
+    KILN_ASSIGN_OR_RETURN(ReadPtr a, OpenLayer(layer_fds[i], i));
+    KILN_TRY(decider.Layer(a.get(), i, &keep[i]));
+  }
+  internal::HashingFdSink out(out_fd);
+  KILN_ASSIGN_OR_RETURN(auto compressor, internal::MakeCompressor(options.compression, options.level,
+                                                                  options.threads, &out));
+  Writer w(compressor.get());
+  KILN_TRY(w.Open());
+  for (size_t i = 0; i < layer_fds.size(); ++i) {
+    for (const auto& d : keep[i].opaque_markers)
+      KILN_TRY(w.OpaqueMarker(d));
+    KILN_ASSIGN_OR_RETURN(ReadPtr a, OpenLayer(layer_fds[i], i));
+    archive_entry* e = nullptr;
+    size_t n = 0;
+    int r;
+    while ((r = archive_read_next_header(a.get(), &e)) == ARCHIVE_OK) {
+      KILN_TRY(CheckCancelled());
+      if (keep[i].entries.count(n++))
+        KILN_TRY(w.Copy(a.get(), e));
+    }
+    if (r != ARCHIVE_EOF)
+      return Error(Errc::kCorrupt, "squash: layer " + std::to_string(i) + ": " +
+                                       (archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable"));
+  }
+  KILN_TRY(w.Close());
+  KILN_TRY(compressor->Finish());
+  LayerInfo info;
+  info.digest = out.TakeDigest();
+  info.size = out.bytes();
+  info.diff_id = w.TakeDiffId();
+  info.uncompressed_size = w.bytes();
+  info.media_type = LayerMediaType(options.compression);
+  info.entries = w.entries();
+  return info;
+}
+
+}  // namespace kiln::layer

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# kiln build's flags for RUN steps' sandbox and for the image's layers
+# (issue [2.11], docs/build.md): --cap-add/--cap-drop (CapEff inside RUN),
+# --ulimit (`ulimit -n`), --add-host (/etc/hosts of RUN, not in the image),
+# --shm-size (/dev/shm), --security-opt no-new-privileges, their effect on
+# the cache key, --squash / --squash-all (layer counts and content), and the
+# exit-2 errors of values kiln cannot honour. As the test user and as root.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+temp_workdir build-flags
+export SOURCE_DATE_EPOCH=1700000000
+
+layers() {  # MODE STORE IMAGE: number of layers
+  kiln_as "$1" "$2" inspect --format '{{json .RootFS.Layers}}' "$3" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
+for mode in $(test_modes); do
+  w=$(make_workdir "$mode"); s="$w/store"
+  import_busybox "$mode" "$s" "$w" || { tap_not_ok "$mode: import busybox"; continue; }
+  as_mode "$mode" mkdir -p "$w/c"
+  as_mode "$mode" sh -c "printf 'FROM busybox\nRUN grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status; echo nofile=\$(ulimit -n); grep -c . /etc/hosts; grep flags.test /etc/hosts || true; df -k /dev/shm | tail -1\n' >'$w/c/Containerfile'"
+
+  # Docker's default set is 0x a80425fb; NET_ADMIN is bit 12, CHOWN bit 0.
+  kiln_as "$mode" "$s" build --progress plain -t plain "$w/c" >"$w/out0" 2>&1
+  if kiln_as "$mode" "$s" build --progress plain --cap-add NET_ADMIN --cap-drop chown,CAP_KILL -t caps "$w/c" >"$w/out" 2>&1 &&
+     grep -q "CapEff:.*00000000a80435da" "$w/out" && grep -q "CapEff:.*00000000a80425fb" "$w/out0"; then
+    tap_ok "$mode: --cap-add NET_ADMIN --cap-drop chown,CAP_KILL change CapEff inside RUN (a80425fb -> a80435da)"
+  else
+    tap_not_ok "$mode: --cap-add/--cap-drop in CapEff inside RUN"; diag <"$w/out0"; diag <"$w/out"
+  fi
+  if kiln_as "$mode" "$s" build --progress plain --cap-drop ALL -t caps "$w/c" >"$w/out" 2>&1 &&
+     grep -q "CapEff:.*0000000000000000" "$w/out" && ! grep -q "Using cache" "$w/out"; then
+    tap_ok "$mode: --cap-drop ALL leaves no capability, and the changed set misses the cache"
+  else
+    tap_not_ok "$mode: --cap-drop ALL"; diag <"$w/out"
+  fi
+  if kiln_as "$mode" "$s" build --progress plain --ulimit nofile=512:1024 "$w/c" >"$w/out" 2>&1 &&
+     grep -q "^nofile=512$" "$w/out" && ! grep -q "Using cache" "$w/out"; then
+    tap_ok "$mode: --ulimit nofile=512:1024 is ulimit -n inside RUN (and a cache miss)"
+  else
+    tap_not_ok "$mode: --ulimit nofile=512:1024 inside RUN"; diag <"$w/out"
+  fi
+  if kiln_as "$mode" "$s" build --progress plain --add-host flags.test:10.1.2.3 --add-host 'a.test;b.test:fd00::1' -t hosts "$w/c" >"$w/out" 2>&1 &&
+     grep -q "^10.1.2.3.flags.test$" "$w/out" &&
+     [ -z "$(kiln_as "$mode" "$s" run --rm --network none hosts grep -l flags.test /etc/hosts 2>/dev/null)" ]; then
+    tap_ok "$mode: --add-host is in /etc/hosts of RUN and not in the image"
+  else
+    tap_not_ok "$mode: --add-host in /etc/hosts of RUN"; diag <"$w/out"
+  fi
+  if kiln_as "$mode" "$s" build --progress plain --shm-size 16m --security-opt no-new-privileges "$w/c" >"$w/out" 2>&1 &&
+     grep -Eq "^shm +16384 " "$w/out" && grep -q "NoNewPrivs:.*1" "$w/out" && grep -q "NoNewPrivs:.*0" "$w/out0"; then
+    tap_ok "$mode: --shm-size 16m sizes /dev/shm, --security-opt no-new-privileges sets NoNewPrivs"
+  else
+    tap_not_ok "$mode: --shm-size / no-new-privileges"; diag <"$w/out"
+  fi
+  if kiln_as "$mode" "$s" build --progress plain -t plain "$w/c" >"$w/out" 2>&1 && grep -q "Using cache" "$w/out"; then
+    tap_ok "$mode: without the flags the first build's step is a cache hit again (flags only key what they change)"
+  else
+    tap_not_ok "$mode: a plain rebuild hits the cache"; diag <"$w/out"
+  fi
+
+  bad=0
+  for args in "--cap-add NO_SUCH_CAP" "--cap-add NET_ADMIN --cap-drop NET_ADMIN" "--ulimit nofile=2:1" "--ulimit bogus=1" \
+      "--add-host nohost" "--add-host h:999.1.1.1" "--shm-size 0" "--shm-size 12q" "--device /etc/passwd" \
+      "--security-opt seccomp=/tmp/profile.json" "--userns private" "--squash --squash-all"; do
+    kiln_as "$mode" "$s" build $args "$w/c" >"$w/out" 2>&1; rc=$?
+    if [ $rc != 2 ] || [ "$(wc -l <"$w/out")" != 1 ]; then bad=1; echo "$args: rc=$rc" | diag; diag <"$w/out"; fi
+  done
+  [ $bad = 0 ] && tap_ok "$mode: 12 values kiln cannot honour fail with exit 2 and one line" ||
+    tap_not_ok "$mode: bad sandbox flag values fail with exit 2"
+
+  # --squash / --squash-all: busybox has 1 layer; 3 RUN layers on top, one
+  # of them deleting a file of the base and one deleting a file of a layer
+  # before it.
+  as_mode "$mode" mkdir -p "$w/sq"
+  as_mode "$mode" sh -c "printf 'FROM busybox\nRUN mkdir /d && echo 1 >/d/a && echo x >/d/gone\nRUN echo 2 >/d/b && rm /d/gone && rm /bin/vi\nENV E=1\nRUN echo 3 >/d/a\n' >'$w/sq/Containerfile'"
+  check_squash() {  # NAME EXPECTED_LAYERS
+    [ "$(layers "$mode" "$s" "$1")" = "$2" ] &&
+      [ "$(kiln_as "$mode" "$s" run --rm --network none "$1" sh -c 'cat /d/a /d/b; test -e /d/gone && echo gone-there; test -e /bin/vi && echo vi-there; test -e /bin/ls && echo ls; echo $E' 2>&1)" = "$(printf '3\n2\nls\n1')" ]
+  }
+  if kiln_as "$mode" "$s" build -q -t nosq "$w/sq" >/dev/null 2>"$w/out" && check_squash nosq 4 &&
+     kiln_as "$mode" "$s" build -q --squash -t sq "$w/sq" >/dev/null 2>"$w/out" && check_squash sq 2; then
+    tap_ok "$mode: --squash: base layer + one layer (4 -> 2), same files, deletions of base and new files kept"
+  else
+    tap_not_ok "$mode: --squash layer count and content"; diag <"$w/out"
+    kiln_as "$mode" "$s" run --rm --network none sq sh -c 'ls -la /d; ls /bin/vi' 2>&1 | diag
+  fi
+  if kiln_as "$mode" "$s" build -q --squash-all -t sqall "$w/sq" >/dev/null 2>"$w/out" && check_squash sqall 1 &&
+     [ "$(kiln_as "$mode" "$s" inspect --format '{{len .History}}' sqall)" = 1 ]; then
+    tap_ok "$mode: --squash-all: one layer with one history entry, same files"
+  else
+    tap_not_ok "$mode: --squash-all layer count and content"; diag <"$w/out"
+  fi
+
+  # FROM a named build context: a directory (its ignore file applies) and docker-image://.
+  as_mode "$mode" mkdir -p "$w/ctx/sub" "$w/fc"
+  as_mode "$mode" sh -c "echo from-context >'$w/ctx/sub/f'; echo no >'$w/ctx/ignored'; echo ignored >'$w/ctx/.dockerignore'"
+  as_mode "$mode" sh -c "printf 'FROM mc\nCOPY --from=bb /bin/busybox /bin/sh\nRUN [\"/bin/sh\", \"-c\", \"read l </sub/f; echo \$l-run >/out\"]\n' >'$w/fc/Containerfile'"
+  if kiln_as "$mode" "$s" build -q --build-context mc="$w/ctx" --build-context bb=docker-image://busybox -t fromctx "$w/fc" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none fromctx /bin/sh -c 'read l </out; echo $l; test -e /ignored || echo not-ignored' 2>&1)" = "$(printf 'from-context-run\nnot-ignored')" ] &&
+     [ "$(layers "$mode" "$s" fromctx)" = 3 ] &&
+     kiln_as "$mode" "$s" build --progress plain --build-context mc="$w/ctx" --build-context bb=docker-image://busybox "$w/fc" 2>&1 | grep -q "Using cache"; then
+    tap_ok "$mode: FROM a --build-context directory (ignore file applied) with COPY --from a docker-image:// context; rebuilt from the cache"
+  else
+    tap_not_ok "$mode: FROM a named build context"; diag <"$w/out"
+  fi
+  rm -rf "$w"
+done
+tap_done
