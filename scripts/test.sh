@@ -62,7 +62,7 @@ if [ "${KILN_SKIP_RELEASE:-}" != 1 ]; then
       meson compile -C build-release >&2 &&
       meson install -C build-release --destdir "$dest" >"build-release/install.log" 2>&1 &&
       [ -x "$dest/usr/local/bin/kiln" ] && [ -x "$dest/usr/local/libexec/kiln/kiln-sandbox" ] &&
-      [ -f "$dest/usr/local/share/man/man1/kiln.1" ] &&
+      [ -f "$dest/usr/local/share/man/man1/kiln-build.1" ] &&
       "$dest/usr/local/bin/kiln" version >/dev/null; then
     log "build-release/: ok"; extra_pass=$((extra_pass + 1))
   else

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -101,7 +102,7 @@ const Xattr* FindOverlayXattr(const std::vector<Xattr>& xattrs, std::string_view
   return nullptr;
 }
 
-class Packer {
+class Packer : public internal::TarLayerWriter {
  public:
   Packer(const PackOptions& options, ByteSink* sink)
       : options_(options), sink_(sink), a_(archive_write_new(), &archive_write_free), buf_(1 << 20) {}
@@ -132,6 +133,32 @@ class Packer {
       return ArchiveError("finish tar");
     closed_ = true;
     return Ok();
+  }
+
+  Status CopyEntry(archive* in, archive_entry* e) override {
+    std::string path = archive_entry_pathname(e) ? archive_entry_pathname(e) : "?";
+    KILN_TRY(WriteHeader(e, path));
+    const void* data;
+    size_t len;
+    la_int64_t offset;
+    int r;
+    while ((r = archive_read_data_block(in, &data, &len, &offset)) == ARCHIVE_OK)
+      if (archive_write_data(a_.get(), data, len) < 0)
+        return ArchiveError("write " + path);
+    if (r != ARCHIVE_EOF)
+      return Error(Errc::kCorrupt, "read " + path + ": " +
+                                       (archive_error_string(in) ? archive_error_string(in) : "unreadable"));
+    return Ok();
+  }
+
+  Status OpaqueMarker(const std::string& dir) override {
+    EntryPtr e(archive_entry_new(), &archive_entry_free);
+    std::string path = dir + "/.wh..wh..opq";
+    archive_entry_copy_pathname(e.get(), path.c_str());
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_perm(e.get(), 0);
+    archive_entry_set_size(e.get(), 0);
+    return WriteHeader(e.get(), path);
   }
 
   Status WalkDir(int dirfd, const std::string& prefix, int depth) {
@@ -464,23 +491,19 @@ class Packer {
 
 }  // namespace
 
-Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const PackOptions& options) {
-  KILN_ASSIGN_OR_RETURN(UniqueFd root, OpenFile(dir, O_RDONLY | O_DIRECTORY));
+namespace internal {
+
+Expected<LayerInfo> WriteTarLayer(int out_fd, const PackOptions& options,
+                                  const std::function<Status(TarLayerWriter&)>& add_entries) {
   internal::Utf8LocaleScope utf8;
   internal::HashingFdSink out(out_fd);
-  auto compressor = internal::MakeCompressor(options.compression, options.level, options.threads, &out);
-  if (!compressor)
-    return std::move(compressor).error();
-  Packer packer(options, compressor->get());
-  auto context = [&](Error e) { return std::move(e).WithContext("pack " + dir); };
-  if (auto s = packer.Open(); !s)
-    return context(std::move(s).error());
-  if (auto s = packer.WalkDir(root.get(), "", 0); !s)
-    return context(std::move(s).error());
-  if (auto s = packer.Close(); !s)
-    return context(std::move(s).error());
-  if (auto s = (*compressor)->Finish(); !s)
-    return context(std::move(s).error());
+  KILN_ASSIGN_OR_RETURN(auto compressor,
+                        internal::MakeCompressor(options.compression, options.level, options.threads, &out));
+  Packer packer(options, compressor.get());
+  KILN_TRY(packer.Open());
+  KILN_TRY(add_entries(packer));
+  KILN_TRY(packer.Close());
+  KILN_TRY(compressor->Finish());
   LayerInfo info;
   info.digest = out.TakeDigest();
   info.size = out.bytes();
@@ -488,6 +511,18 @@ Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const Pack
   info.uncompressed_size = packer.bytes();
   info.media_type = LayerMediaType(options.compression);
   info.entries = packer.entries();
+  return info;
+}
+
+}  // namespace internal
+
+Expected<LayerInfo> PackDirectory(const std::string& dir, int out_fd, const PackOptions& options) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd root, OpenFile(dir, O_RDONLY | O_DIRECTORY));
+  auto info = internal::WriteTarLayer(out_fd, options, [&](internal::TarLayerWriter& w) {
+    return static_cast<Packer&>(w).WalkDir(root.get(), "", 0);
+  });
+  if (!info)
+    return std::move(info).error().WithContext("pack " + dir);
   return info;
 }
 

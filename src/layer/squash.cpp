@@ -32,10 +32,9 @@ namespace kiln::layer {
 namespace {
 
 using ReadPtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
-using WritePtr = std::unique_ptr<archive, decltype(&archive_write_free)>;
 
 constexpr char kWhiteoutPrefix[] = ".wh.";
-constexpr char kOpaqueMarker[] = ".wh..wh..opq";
+constexpr char kOpaqueMarker[] = ".wh..wh..opq";  // as pack.cpp writes it
 
 std::string Clean(const char* name) {
   std::string p = name ? name : "";
@@ -163,93 +162,6 @@ class Decider {
   std::set<std::string> hidden_, opaque_, emitted_, emitted_dirs_, opaque_marked_;
 };
 
-class Writer {
- public:
-  explicit Writer(internal::ByteSink* sink) : sink_(sink), a_(archive_write_new(), &archive_write_free) {}
-  ~Writer() {
-    if (a_ && !closed_)
-      archive_write_fail(a_.get());
-  }
-
-  Status Open() {
-    if (!a_)
-      return Error(Errc::kIo, "libarchive: out of memory");
-    if (archive_write_set_format_pax_restricted(a_.get()) != ARCHIVE_OK ||
-        archive_write_set_options(a_.get(), "xattrheader=SCHILY") < ARCHIVE_WARN ||
-        archive_write_set_bytes_per_block(a_.get(), 0) != ARCHIVE_OK ||
-        archive_write_open2(a_.get(), this, nullptr, &Writer::WriteCb, nullptr, nullptr) != ARCHIVE_OK)
-      return Failed("open tar writer");
-    return Ok();
-  }
-
-  Status Copy(archive* in, archive_entry* e) {
-    if (archive_write_header(a_.get(), e) < ARCHIVE_WARN)
-      return Failed(std::string("write ") + (archive_entry_pathname(e) ? archive_entry_pathname(e) : "?"));
-    ++entries_;
-    const void* buf;
-    size_t len;
-    la_int64_t off;
-    int r;
-    while ((r = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
-      if (archive_write_data(a_.get(), buf, len) < 0)
-        return Failed("write data");
-    if (r != ARCHIVE_EOF)
-      return Error(Errc::kCorrupt, std::string("squash: read data: ") +
-                                       (archive_error_string(in) ? archive_error_string(in) : "unreadable"));
-    return Ok();
-  }
-
-  Status OpaqueMarker(const std::string& dir) {
-    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), &archive_entry_free);
-    archive_entry_set_pathname(e.get(), (dir + "/" + kOpaqueMarker).c_str());
-    archive_entry_set_filetype(e.get(), AE_IFREG);
-    archive_entry_set_perm(e.get(), 0644);
-    archive_entry_set_size(e.get(), 0);
-    if (archive_write_header(a_.get(), e.get()) < ARCHIVE_WARN)
-      return Failed("write opaque marker of " + dir);
-    ++entries_;
-    return Ok();
-  }
-
-  Status Close() {
-    if (archive_write_close(a_.get()) != ARCHIVE_OK)
-      return Failed("finish tar");
-    closed_ = true;
-    return Ok();
-  }
-
-  Digest TakeDiffId() { return diff_.Finish(); }
-  int64_t bytes() const { return bytes_; }
-  int64_t entries() const { return entries_; }
-
- private:
-  Error Failed(const std::string& what) {
-    if (cb_error_)
-      return *cb_error_;
-    const char* msg = archive_error_string(a_.get());
-    return Error(Errc::kIo, "squash: " + what + ": " + (msg ? msg : "libarchive error"));
-  }
-
-  static la_ssize_t WriteCb(archive*, void* self_v, const void* data, size_t len) {
-    auto* self = static_cast<Writer*>(self_v);
-    self->diff_.Update(data, len);
-    self->bytes_ += static_cast<int64_t>(len);
-    if (auto s = self->sink_->Write(data, len); !s) {
-      self->cb_error_ = std::move(s).error();
-      return -1;
-    }
-    return static_cast<la_ssize_t>(len);
-  }
-
-  internal::ByteSink* sink_;
-  WritePtr a_;
-  Sha256 diff_;
-  int64_t bytes_ = 0;
-  int64_t entries_ = 0;
-  std::optional<Error> cb_error_;
-  bool closed_ = false;
-};
-
 }  // namespace
 
 Expected<LayerInfo> SquashLayers(const std::vector<int>& layer_fds, bool from_bottom, int out_fd,
@@ -261,37 +173,25 @@ Expected<LayerInfo> SquashLayers(const std::vector<int>& layer_fds, bool from_bo
     KILN_ASSIGN_OR_RETURN(ReadPtr a, OpenLayer(layer_fds[i], i));
     KILN_TRY(decider.Layer(a.get(), i, &keep[i]));
   }
-  internal::HashingFdSink out(out_fd);
-  KILN_ASSIGN_OR_RETURN(auto compressor, internal::MakeCompressor(options.compression, options.level,
-                                                                  options.threads, &out));
-  Writer w(compressor.get());
-  KILN_TRY(w.Open());
-  for (size_t i = 0; i < layer_fds.size(); ++i) {
-    for (const auto& d : keep[i].opaque_markers)
-      KILN_TRY(w.OpaqueMarker(d));
-    KILN_ASSIGN_OR_RETURN(ReadPtr a, OpenLayer(layer_fds[i], i));
-    archive_entry* e = nullptr;
-    size_t n = 0;
-    int r;
-    while ((r = archive_read_next_header(a.get(), &e)) == ARCHIVE_OK) {
-      KILN_TRY(CheckCancelled());
-      if (keep[i].entries.count(n++))
-        KILN_TRY(w.Copy(a.get(), e));
+  return internal::WriteTarLayer(out_fd, options, [&](internal::TarLayerWriter& w) -> Status {
+    for (size_t i = 0; i < layer_fds.size(); ++i) {
+      for (const auto& d : keep[i].opaque_markers)
+        KILN_TRY(w.OpaqueMarker(d));
+      KILN_ASSIGN_OR_RETURN(ReadPtr a, OpenLayer(layer_fds[i], i));
+      archive_entry* e = nullptr;
+      size_t n = 0;
+      int r;
+      while ((r = archive_read_next_header(a.get(), &e)) == ARCHIVE_OK) {
+        KILN_TRY(CheckCancelled());
+        if (keep[i].entries.count(n++))
+          KILN_TRY(w.CopyEntry(a.get(), e));
+      }
+      if (r != ARCHIVE_EOF)
+        return Error(Errc::kCorrupt, "squash: layer " + std::to_string(i) + ": " +
+                                         (archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable"));
     }
-    if (r != ARCHIVE_EOF)
-      return Error(Errc::kCorrupt, "squash: layer " + std::to_string(i) + ": " +
-                                       (archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable"));
-  }
-  KILN_TRY(w.Close());
-  KILN_TRY(compressor->Finish());
-  LayerInfo info;
-  info.digest = out.TakeDigest();
-  info.size = out.bytes();
-  info.diff_id = w.TakeDiffId();
-  info.uncompressed_size = w.bytes();
-  info.media_type = LayerMediaType(options.compression);
-  info.entries = w.entries();
-  return info;
+    return Ok();
+  });
 }
 
 }  // namespace kiln::layer

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <type_traits>
 #include <string>
@@ -15,6 +16,9 @@
 #include "kiln/digest.h"
 #include "kiln/error.h"
 #include "kiln/layer.h"
+
+struct archive;
+struct archive_entry;
 
 namespace kiln::layer::internal {
 
@@ -112,5 +116,21 @@ class PrefetchSource : public ByteSource {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// The tar writer of PackDirectory (pack.cpp), for other producers of a
+/// layer (SquashLayers): the same format, compression and digests.
+class TarLayerWriter {
+ public:
+  virtual ~TarLayerWriter() = default;
+  /// An entry read from another tar (`in` positioned at its data), as it is.
+  virtual Status CopyEntry(archive* in, archive_entry* e) = 0;
+  /// An empty `DIR/.wh..wh..opq` (OCI opaque directory marker).
+  virtual Status OpaqueMarker(const std::string& dir) = 0;
+};
+
+/// Opens a layer on `out_fd` with `options`' compression, lets
+/// `add_entries` write its entries, finishes it and returns its digests.
+Expected<LayerInfo> WriteTarLayer(int out_fd, const PackOptions& options,
+                                  const std::function<Status(TarLayerWriter&)>& add_entries);
 
 }  // namespace kiln::layer::internal
