@@ -159,6 +159,14 @@ struct RunOptions {
   std::string health_on_failure = "none";
   /// --restart no|always|on-failure[:N]|unless-stopped (docs/run.md).
   std::string restart = "no";
+  /// A pod member (src/pod, docs/pods.md; set by pod::PrepareMember, which
+  /// refuses what belongs to the pod): the pod's id, its infra container's
+  /// id and the namespaces shared with it ("ipc", "uts"; "net" comes as
+  /// network_container = the infra). `infra`: this is the pod's infra.
+  std::string pod;
+  std::string pod_infra;
+  std::vector<std::string> pod_share;
+  bool infra = false;
   /// Where the container runs in the foreground (null: the real sandbox,
   /// HostSandbox(); tests pass a fake). A detached container's monitor
   /// always uses the real one.
@@ -189,6 +197,9 @@ struct ContainerInfo {
   std::vector<PortMapping> port_mappings;  ///< the same, parsed (`kiln port`)
   bool auto_remove = false;
   std::string log_path;
+  std::string pod;  ///< the pod's id, "" when in none (docs/pods.md)
+  bool infra = false;  ///< the pod's infra container
+  std::string hostname;
   /// The full config.json (for inspect).
   std::string config_json;
 };

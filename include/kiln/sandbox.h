@@ -238,6 +238,11 @@ struct SandboxSpec {
   /// /proc/PID/ns/net path from SharedNetwork::Path, sent to the helper)
   /// instead of making one and attaching slirp4netns/pasta to it.
   std::string join_netns;
+  /// Pods (src/pod): join these IPC and UTS namespaces (/proc/PID/ns/ipc,
+  /// /proc/PID/ns/uts of the pod's infra container) instead of making new
+  /// ones. With join_uts the hostname is the other namespace's (not set).
+  std::string join_ipc;
+  std::string join_uts;
 };
 
 /// One network namespace with slirp4netns (or pasta) attached, shared by

@@ -102,6 +102,7 @@ void AddVolumeCommand(CLI::App& app, Context& ctx);
 void AddSecretCommand(CLI::App& app, Context& ctx);
 void AddNetworkCommand(CLI::App& app, Context& ctx);
 void AddComposeCommand(CLI::App& app, Context& ctx);
+void AddPodCommand(CLI::App& app, Context& ctx);
 void AddManifestCommand(CLI::App& app, Context& ctx);
 /// `kiln inspect --type container NAME...` (cmd_container.cpp): prints the
 /// JSON array, returns the exit status.

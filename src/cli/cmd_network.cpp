@@ -104,6 +104,14 @@ bool NamesNetwork(const std::string& v) {
   return v.rfind("container:", 0) != 0 && v.rfind("ns:", 0) != 0;
 }
 
+/// `pod create|start|restart`: the infra goes on a container network.
+static bool PodStarts(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string a = argv[i]; a == "create" || a == "start" || a == "restart")
+      return true;
+  return false;
+}
+
 Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   std::string command = CanonicalCommand(argc, argv);
   if (command == "__network-holder" || InKilnUserNamespace())
@@ -120,6 +128,8 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
       wants = wants || NamesNetwork(argv[++i]);
     else if (a.rfind("--network=", 0) == 0 || a.rfind("--net=", 0) == 0)
       wants = wants || NamesNetwork(a.substr(a.find('=') + 1));
+    else if (a == "--pod" || a.rfind("--pod=", 0) == 0)
+      wants = true;  // a pod's infra is on a container network (docs/pods.md)
   }
   // `build --network NAME`: its RUN steps join the network (docs/network.md
   // "Builds"). A `--network` after the image belongs to the container's command: at
@@ -130,7 +140,8 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   // nobody uses exits 200 ms later).
   wants = (wants && (command == "run" || command == "create" || command == "build")) ||
           (command == "start" && PathExists(pre.StoreRoot() + "/networks")) ||
-          (command == "compose" && ComposeStartsContainers(argc, argv));  // the project's networks
+          (command == "compose" && ComposeStartsContainers(argc, argv)) ||  // the project's networks
+          (command == "pod" && PodStarts(argc, argv));
   return network::PrepareHolder(network::HolderDir(pre.RunRoot(), pre.StoreRoot()), wants);
 }
 

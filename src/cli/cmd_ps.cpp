@@ -14,6 +14,7 @@
 
 #include "cli/format_util.h"
 #include "cli/image_util.h"
+#include "kiln/pod.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -62,7 +63,7 @@ std::string Hex(const std::string& digest) {
 }
 
 struct Flags {
-  bool all = false, quiet = false, latest = false, no_trunc = false, size = false, no_heading = false;
+  bool all = false, quiet = false, latest = false, no_trunc = false, size = false, no_heading = false, pod = false;
   int last = -1;
   std::vector<std::string> filters;
   std::string sort = "created", format;
@@ -75,6 +76,7 @@ struct Extra {
   std::vector<std::string> mounts;
   nlohmann::json labels = nlohmann::json::object();
   int64_t size = -1;
+  std::string pod_name;  ///< the pod's name ("" when in none)
 };
 
 // podman's --filter for ps: one key ORs its values, keys AND.
@@ -161,8 +163,9 @@ class Filter {
           return key == "before" ? c.created < o.created : c.created > o.created;
       return false;
     }
-    // pod=, health=: kiln has no pods and no health checks yet, so, as in
-    // podman for a container without them, nothing matches.
+    if (key == "pod")  // the pod's name, full ID or ID prefix (docs/pods.md)
+      return !c.pod.empty() && (x.pod_name == v || (v.size() >= 3 && c.pod.rfind(v, 0) == 0));
+    // health=: as in podman for a container without a health check, nothing matches.
     return false;
   }
 
@@ -189,9 +192,15 @@ int PsCommand(Context& ctx, const Flags& f) {
   bool want_labels = json || filter.NeedsLabels() || f.format.find("Label") != std::string::npos;
   std::optional<Store> store;
   std::map<std::string, nlohmann::json> image_labels;
+  std::map<std::string, std::string> pod_names;
+  if (auto pods = pod::ListPods(paths))
+    for (const auto& p : *pods)
+      pod_names[p.pod.id] = p.pod.name;
   std::vector<std::pair<const run::ContainerInfo*, Extra>> rows;
   for (const auto& c : *list) {
     Extra x;
+    if (!c.pod.empty())
+      x.pod_name = pod_names[c.pod];
     nlohmann::json config = nlohmann::json::parse(c.config_json, nullptr, false);
     if (config.is_object()) {
       if (config.contains("network") && config["network"].is_string())
@@ -274,15 +283,15 @@ int PsCommand(Context& ctx, const Flags& f) {
                           {"Id", c.id},
                           {"Image", c.image},
                           {"ImageID", Hex(c.image_id)},
-                          {"IsInfra", false},
+                          {"IsInfra", c.infra},
                           {"Labels", x.labels.empty() ? nlohmann::json(nullptr) : x.labels},
                           {"Mounts", x.mounts},
                           {"Names", {c.name}},
                           {"Namespaces", nlohmann::json::object()},
                           {"Networks", x.network.empty() ? nlohmann::json::array() : nlohmann::json::array({x.network})},
                           {"Pid", c.pid},
-                          {"Pod", ""},
-                          {"PodName", ""},
+                          {"Pod", c.pod},
+                          {"PodName", x.pod_name},
                           {"Ports", c.ports.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.ports)},
                           {"Size", x.size >= 0 ? nlohmann::json{{"RootFsSize", 0}, {"RwSize", x.size}}
                                                : nlohmann::json(nullptr)},
@@ -311,8 +320,9 @@ int PsCommand(Context& ctx, const Flags& f) {
                          {"Labels", x.labels},
                          {"Mounts", x.mounts},
                          {"Networks", x.network},
-                         {"Pod", ""},
-                         {"PodName", ""},
+                         {"Pod", f.no_trunc ? c.pod : c.pod.substr(0, std::min<size_t>(12, c.pod.size()))},
+                         {"PodName", x.pod_name},
+                         {"IsInfra", c.infra},
                          {"Pid", c.pid},
                          {"ExitCode", c.exit_code},
                          {"Exited", c.status == "exited"},
@@ -324,6 +334,8 @@ int PsCommand(Context& ctx, const Flags& f) {
   }
   format::ListOptions o;
   o.default_format = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+  if (f.pod)  // podman's --pod: the pod's ID and name
+    o.default_format += "\t{{.Pod}}\t{{.PodName}}";
   if (f.size)
     o.default_format += "\t{{.Size}}";
   o.headers = {{"ID", "CONTAINER ID"}, {"CreatedHuman", "CREATED"}, {"Pod", "POD ID"}, {"PodName", "PODNAME"}};
@@ -344,11 +356,12 @@ void AddPsCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("-l,--latest", f->latest, "show only the latest created container (any state)");
   cmd->add_option("-n,--last", f->last, "show the N latest created containers (any state)");
   cmd->add_flag("--no-trunc", f->no_trunc, "do not truncate IDs and commands");
+  cmd->add_flag("-p,--pod", f->pod, "show the pod of each container (POD ID and PODNAME columns)");
   cmd->add_flag("-s,--size", f->size, "show the size of each container's writable layer (SIZE column, .Size)");
   cmd->add_option("-f,--filter", f->filters,
                   "name=REGEX, id=PREFIX, status=STATE, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE, "
-                  "before=/since=CONTAINER, network=NAME; pod= and health= match nothing (kiln has no pods "
-                  "or health checks yet). A key's values OR, keys AND")
+                  "before=/since=CONTAINER, network=NAME, pod=NAME|ID; health= matches nothing yet. A key's "
+                  "values OR, keys AND")
       ->allow_extra_args(false);
   cmd->add_option("--sort", f->sort, "command, created (default), id, image, names, runningfor, size, status");
   cmd->add_flag("--noheading", f->no_heading, "leave out the header row of a table");

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "kiln/acquire.h"
+#include "kiln/pod.h"
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
@@ -34,6 +35,7 @@ struct RunFlags {
   double cpus = -1;
   int64_t pids_limit = -1;
   std::string platform;  // --platform: which manifest of an index (multiplatform.md)
+  std::string pod;       // --pod NAME|new:NAME (docs/pods.md)
 };
 
 int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
@@ -119,6 +121,9 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
     o.image = *chosen;
     o.pull = "never";
   }
+  if (!f.pod.empty())  // the pod's namespaces; refuses what belongs to the pod
+    if (auto st = pod::PrepareMember(*store, RunPaths(ctx), f.pod, o); !st)
+      return ReportError(st.error());
   std::string id;
   auto status = run::Run(*store, RunPaths(ctx), o, &id);
   if (!status)
@@ -166,6 +171,9 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
       "override the image's ENTRYPOINT (\"\" clears it)");
   cmd->add_option("--network,--net", f->networks, "private (default: slirp4netns/pasta; only loopback, with a warning, when neither is usable), none, host, a network's NAME[:alias=A,ip=IP] (kiln network create; repeatable: one interface per network), or container:NAME (share a running container's network namespace)")
       ->allow_extra_args(false);
+  cmd->add_option("--pod", f->pod,
+                  "run in a pod: NAME or ID (its network, IPC and UTS namespaces), or new:NAME to create it first; "
+                  "ports and networks belong to the pod (docs/pods.md)");
   cmd->add_option("--ip", f->o.ip, "the container's IPv4 address on its --network");
   cmd->add_option("--network-alias", f->o.network_aliases, "another name of the container on its --network (repeatable)")
       ->allow_extra_args(false);

@@ -25,7 +25,7 @@ bool NeedsUserNamespace(int argc, char** argv) {
   // which works only from the parent namespace (src/run/exec.cpp).
   static const std::set<std::string> kCommands = {"build", "run", "create", "start", "restart", "rm", "volume", "network", "pull",
                                                   "prune", "rmi",
-                                                  "container", "__monitor", "__network-holder", "unshare", "info", "mount",
+                                                  "container", "pod", "__monitor", "__network-holder", "unshare", "info", "mount",
                                                   "__sandbox-test"};
   // Through the group aliases: `image build` is build, `container exec` is
   // exec (not `container`), `system prune` is prune (commands.cpp).

@@ -109,6 +109,26 @@ const CommandHelp kHelp[] = {
     {"network rm", "NETWORK [NETWORK...]", "kiln network rm safe-net\nkiln network rm -f safe-net"},
     {"network exists", "NETWORK", "kiln network exists safe-net"},
     {"network prune", "", "kiln network prune -f"},
+    {"pod create", "[NAME]",
+     "kiln pod create --name my-pod -p 8080:80\n"
+     "kiln run -d --pod my-pod busybox httpd -f -p 80\n"
+     "kiln pod create --network safe-net --hostname web --label app=web web-pod"},
+    {"pod ps", "", "kiln pod ps\nkiln pod ls -q\nkiln pod list --format '{{.Name}} {{.Status}}'"},
+    {"pod inspect", "POD [POD...]", "kiln pod inspect my-pod\nkiln pod inspect -f '{{.State}}' my-pod"},
+    {"pod start", "POD [POD...]", "kiln pod start my-pod"},
+    {"pod stop", "POD [POD...]", "kiln pod stop my-pod\nkiln pod stop -t 2 my-pod"},
+    {"pod restart", "POD [POD...]", "kiln pod restart my-pod"},
+    {"pod kill", "POD [POD...]", "kiln pod kill -s TERM my-pod"},
+    {"pod rm", "POD [POD...]", "kiln pod rm my-pod\nkiln pod rm -f my-pod"},
+    {"pod logs", "POD", "kiln pod logs my-pod\nkiln pod logs -f --names my-pod"},
+    {"pod top", "POD", "kiln pod top my-pod"},
+    {"pod exists", "POD", "kiln pod exists my-pod"},
+    {"pod prune", "", "kiln pod prune -f"},
+    {"kube generate", "POD | CONTAINER...",
+     "kiln kube generate my-pod -f mon_pod.yml\nkiln kube generate --service my-pod\nkiln kube generate web db"},
+    {"generate kube", "POD | CONTAINER...", "kiln generate kube my-pod -f mon_pod.yml"},
+    {"generate systemd", "CONTAINER | POD",
+     "kiln generate systemd --name web\nkiln generate systemd --name --files --restart-policy always web"},
     {"compose config", "[SERVICE...]",
      "kiln compose config\nkiln compose -f compose.yaml -f compose.prod.yaml config --format json\n"
      "kiln compose --profile debug config --services"},
@@ -149,8 +169,8 @@ const GroupMember kMembers[] = {
 /// podman 4.3's commands (`podman [GROUP] --help`) that kiln does not have:
 /// named as such instead of "unrecognized".
 const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
-    {"", {"auto-update", "commit", "cp", "diff", "export", "generate",
-          "init", "kube", "machine", "mount", "pause", "play", "pod",
+    {"", {"auto-update", "commit", "cp", "diff", "export",
+          "init", "machine", "mount", "pause", "play",
           "search", "stats", "unmount", "unpause", "untag", "update"}},
     {"container", {"checkpoint", "cleanup", "clone", "commit", "cp", "diff", "exists", "export",
                    "init", "mount", "pause", "restore", "runlabel", "stats",
@@ -160,6 +180,8 @@ const std::map<std::string, std::vector<std::string>> kPodmanOnly = {
     {"volume", {"exists", "export", "import", "mount", "reload", "unmount"}},
     {"manifest", {"annotate", "exists", "rm"}},
     {"network", {"reload"}},
+    {"pod", {"clone", "pause", "stats", "unpause"}},
+    {"kube", {"apply", "down", "play"}},
 };
 
 /// The registration function of each command a group member re-registers.

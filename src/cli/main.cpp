@@ -43,6 +43,10 @@ ExitRules g_exit_rules;
 
 void SetExitRules(const ExitRules& rules) { g_exit_rules = rules; }
 
+// cmd_kube.cpp: kube generate, generate kube|systemd (declared here, not in
+// cli.h, until cli.h changes for another reason: it rebuilds every command).
+void AddKubeCommands(CLI::App& app, Context& ctx);
+
 int ReportError(const Error& error) {
   // Whatever failed after SIGINT/SIGTERM failed because of it: one line
   // saying so, exit 128+signal.
@@ -155,6 +159,8 @@ int main(int argc, char** argv) {
   AddSecretCommand(app, ctx);
   AddNetworkCommand(app, ctx);
   AddComposeCommand(app, ctx);
+  AddPodCommand(app, ctx);
+  AddKubeCommands(app, ctx);
   AddCommandGroups(app, ctx);
   AddDocsCommand(app, ctx);
 

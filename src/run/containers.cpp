@@ -114,6 +114,9 @@ ContainerInfo InfoFrom(const Paths& paths, const Config& c) {
     i = j;
   }
   info.port_mappings = c.ports;
+  info.pod = c.pod;
+  info.infra = c.infra;
+  info.hostname = c.hostname;
   info.auto_remove = c.auto_remove;
   info.log_path = ContainerDir(paths, c.id) + "/ctr.log";
   info.config_json = c.json;

@@ -128,6 +128,10 @@ struct Config {
   Health health;
   RestartPolicy restart;
   std::string network_container;  ///< --network container:ID: its id (network.cpp)
+  std::string pod;                   ///< pod.cpp: the pod's id
+  std::string pod_infra;             ///< the infra container whose ipc/uts it joins
+  std::vector<std::string> pod_share;
+  bool infra = false;
   std::string json;  ///< as read
 };
 std::string ConfigToJson(const Config& c);
@@ -139,6 +143,13 @@ Status AssignNetworks(const Store& store, const Paths& paths, const RunOptions& 
 void AttachNetworksHook(const Paths& paths, const Config& c, SandboxSpec& spec);
 /// After the container's end: its names leave the DNS responder.
 void DetachNetworks(const Paths& paths, const Config& c);
+// Pod membership (pod.cpp, docs/pods.md): the record's "pod" object, the
+// infra's IPC/UTS namespaces joined at start, the infra started first.
+void PodToJson(const Config& c, nlohmann::json& j);
+void PodFromJson(const nlohmann::json& j, Config& c);
+void ApplyPodOptions(const RunOptions& o, Config& c);
+void JoinPodNamespacesHook(const Paths& paths, const Config& c, SandboxSpec& spec);
+Status StartPodInfra(const Paths& paths, const std::string& id);
 // Lifecycle parts of the record (lifecycle.cpp): "secrets", "health",
 // "restart"; and the flags that set them.
 void LifecycleToJson(const Config& c, nlohmann::json& j);

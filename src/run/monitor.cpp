@@ -108,6 +108,7 @@ Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector
 Status StartContainer(const Paths& paths, const std::string& id) {
   if (MonitorAlive(paths, id))
     return Ok();  // already running
+  KILN_TRY(StartPodInfra(paths, id));  // a pod member: its pod's namespaces first
   return SpawnMonitor(paths, id);
 }
 

@@ -275,6 +275,7 @@ std::string ConfigToJson(const Config& c) {
   j["etc_hostname"] = c.etc_hostname;
   NetworksToJson(c, j);
   LifecycleToJson(c, j);
+  PodToJson(c, j);
   return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
@@ -337,6 +338,7 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   c.etc_hostname = Get<std::string>(j, "etc_hostname", "");
   NetworksFromJson(j, c);
   LifecycleFromJson(j, c);
+  PodFromJson(j, c);
   return c;
 }
 
@@ -456,6 +458,7 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
   if (c.network != NetworkMode::kHost || !c.etc_resolv_conf.empty())
     spec.etc_resolv_conf = c.etc_resolv_conf;
   AttachNetworksHook(paths, c, spec);
+  JoinPodNamespacesHook(paths, c, spec);
   spec.tty = c.tty;
   // -p is not the sandbox's business: the container's owner forwards the
   // ports itself (portfwd.h).

@@ -314,6 +314,7 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   // containers lock: a hostile image cannot hold up other runs.
   KILN_ASSIGN_OR_RETURN(Config c, MakeConfig(store, paths, o, image, id, staging));
   c.ports = ports;
+  ApplyPodOptions(o, c);
   if (g_cancel_signal)
     return Cancelled();
   {

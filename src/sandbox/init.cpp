@@ -748,7 +748,7 @@ int AllocateTerminal() {
     ::close(probe);
     BindHostPath(rootfd, f.host, f.target, true, false);
   }
-  if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0)
+  if (s.join_uts.empty() && !s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0)
     DieErrno("sethostname");
   if (own_netns)
     LoopbackUp();
@@ -810,9 +810,25 @@ int AllocateTerminal() {
 }  // namespace
 }  // namespace kiln::sandbox
 
-int main() {
+// `catatonit -P`: the pause process of a pod's infra container (src/pod).
+// This binary is bind-mounted read-only into the infra's empty rootfs (it is
+// static): it sleeps until SIGTERM/SIGINT/SIGHUP and exits 0, holding the
+// pod's namespaces meanwhile. Nothing of the helper's set-up runs.
+static void Quit(int) { _exit(0); }
+[[noreturn]] static void PauseMain() {
+  struct sigaction sa = {};
+  sa.sa_handler = Quit;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP})
+    ::sigaction(sig, &sa, nullptr);
+  for (;;)
+    ::pause();
+}
+
+int main(int argc, char** argv) {
   using namespace kiln;
   using namespace kiln::sandbox;
+  if (argc == 2 && std::strcmp(argv[1], "-P") == 0)
+    PauseMain();
   ::close_range(kStatusFd + 1, ~0U, 0);
   ::fcntl(kSpecFd, F_SETFD, FD_CLOEXEC);
   ::fcntl(kStatusFd, F_SETFD, FD_CLOEXEC);
@@ -856,7 +872,23 @@ int main() {
       DieErrno("join network namespace " + s.join_netns);
     ::close(nfd);
   }
-  int flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  // A pod member joins its infra container's IPC and UTS namespaces (the
+  // infra's init is pid 1 there; these namespaces are owned by this user
+  // namespace too, else setns fails and so does the start).
+  int flags = CLONE_NEWPID;
+  for (const auto& [path, type] : {std::pair<const std::string&, int>{s.join_ipc, CLONE_NEWIPC},
+                                   std::pair<const std::string&, int>{s.join_uts, CLONE_NEWUTS}}) {
+    if (path.empty()) {
+      flags |= type;
+      continue;
+    }
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      DieErrno("open namespace " + path);
+    if (::setns(fd, type) != 0)
+      DieErrno("join namespace " + path);
+    ::close(fd);
+  }
   if (s.network != NetworkMode::kHost && !join_net)
     flags |= CLONE_NEWNET;
   if (::unshare(flags) != 0)

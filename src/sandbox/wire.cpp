@@ -111,6 +111,8 @@ std::string EncodeSpec(const HelperSpec& h) {
   w.Str(s.hostname);
   w.U32(static_cast<uint32_t>(s.network));
   w.Str(s.join_netns);
+  w.Str(s.join_ipc);
+  w.Str(s.join_uts);
   w.U32(s.tty);
   w.U32(s.default_capabilities);
   w.Str(h.new_root);
@@ -180,6 +182,8 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
     return false;
   s.network = static_cast<NetworkMode>(net);
   s.join_netns = r.Str();
+  s.join_ipc = r.Str();
+  s.join_uts = r.Str();
   s.tty = r.U32() != 0;
   s.default_capabilities = r.U32() != 0;
   out->new_root = r.Str();
