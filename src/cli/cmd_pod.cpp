@@ -25,23 +25,14 @@
 namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
+std::string Ago(const std::string& when);  // cmd_ps.cpp
 
 namespace {
 
-std::string Ago(const std::string& when) {
-  auto t = ParseRfc3339(when);
-  if (!t)
-    return "";
-  long d = static_cast<long>(std::time(nullptr) - *t);
-  if (d < 1)
-    return "Less than a second ago";
-  if (d < 60)
-    return std::to_string(d) + (d == 1 ? " second ago" : " seconds ago");
-  if (d < 3600)
-    return std::to_string(d / 60) + (d / 60 == 1 ? " minute ago" : " minutes ago");
-  if (d < 86400)
-    return std::to_string(d / 3600) + (d / 3600 == 1 ? " hour ago" : " hours ago");
-  return std::to_string(d / 86400) + (d / 86400 == 1 ? " day ago" : " days ago");
+/// "Less than a second ago", "3 minutes ago" (podman's CREATED).
+std::string CreatedAgo(const std::string& when) {
+  std::string ago = Ago(when);
+  return ago.empty() ? "" : ago + " ago";
 }
 
 /// Runs `op(id)` for each pod named, printing the pod's full ID when it
@@ -299,7 +290,7 @@ void AddList(CLI::App* group, Context& ctx) {
       rows.push_back({{"ID", f->no_trunc ? p.id : p.id.substr(0, 12)},
                       {"Name", p.name},
                       {"Status", info.status},
-                      {"Created", Ago(p.created)},
+                      {"Created", CreatedAgo(p.created)},
                       {"InfraID", f->no_trunc ? p.infra_id : p.infra_id.substr(0, 12)},
                       {"NumberOfContainers", info.containers.size()},
                       {"ContainerNames", names},

@@ -21,8 +21,9 @@ namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
 
-namespace {
-
+/// "3 minutes" since an RFC 3339 time ("" when unparsable): ps's CREATED
+/// and Up columns, pod ps's CREATED (cmd_pod.cpp).
+std::string Ago(const std::string& when);
 std::string Ago(const std::string& when) {
   auto t = ParseRfc3339(when);
   if (!t)
@@ -38,6 +39,8 @@ std::string Ago(const std::string& when) {
     return std::to_string(d / 3600) + (d / 3600 == 1 ? " hour" : " hours");
   return std::to_string(d / 86400) + (d / 86400 == 1 ? " day" : " days");
 }
+
+namespace {
 
 std::string StatusText(const run::ContainerInfo& c) {
   if (c.status == "running")  // podman: "Up 3 minutes (healthy)"
