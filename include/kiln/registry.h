@@ -310,11 +310,16 @@ struct PullOptions {
   /// (only meaningful inside kiln's user namespace, where builds and runs
   /// create their layer directories; the docker:// transport sets it there).
   bool unpack_layers = false;
+  /// Called with the top manifest's digest once it is fetched and verified,
+  /// before any blob is stored (the signature policy); an error stops the pull.
+  std::function<Status(RegistryClient& client, const std::string& repo, const Digest& top)> verify;
 };
 
 struct PushOptions {
   ClientOptions client;
   std::function<void(const std::string&)> progress;
+  /// Called after the image is pushed, with its top manifest's digest (signing).
+  std::function<Status(RegistryClient& client, const std::string& repo, const Digest& top)> after_push;
 };
 
 /// Pulls `ref` into the store: manifest (verified when pulled by digest),

@@ -50,6 +50,12 @@ struct TransferOptions {
   bool unpack_layers = true;
   /// Progress lines ("Copying blob sha256:..."); may be empty.
   std::function<void(const std::string&)> progress;
+  /// pull (docker://): policy.json to use instead of the default files.
+  std::string signature_policy;
+  /// push (docker://): sign with this cosign-format private key and store
+  /// the sigstore signature beside the image (docs/supply-chain.md).
+  std::string sign_by_sigstore_private_key;
+  std::string sign_passphrase_file;
 };
 
 /// Copies `image` (its top-level manifest or index with everything it

@@ -86,6 +86,7 @@ void AddPullCommand(CLI::App& app, Context& ctx);
 void AddPruneCommand(CLI::App& app, Context& ctx);
 void AddLoginCommand(CLI::App& app, Context& ctx);
 void AddLogoutCommand(CLI::App& app, Context& ctx);
+void AddSigstoreKeyCommand(CLI::App& app, Context& ctx);
 void AddUnshareCommand(CLI::App& app, Context& ctx);
 void AddInfoCommand(CLI::App& app, Context& ctx);
 void AddRunCommand(CLI::App& app, Context& ctx);

@@ -13,7 +13,7 @@ namespace kiln::cli {
 void AddPushCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("push", "copy an image from the store to a registry or a local transport");
   struct Flags {
-    std::string compression, image, destination, digestfile;
+    std::string compression, image, destination, digestfile, sign_key, sign_passphrase;
     RegistryFlags registry;
     bool quiet = false;
   };
@@ -22,6 +22,9 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--compression", f->compression, "gzip or zstd for layers that are recompressed")
       ->check(CLI::IsMember({"gzip", "zstd"}));
   cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
+  cmd->add_option("--sign-by-sigstore-private-key", f->sign_key,
+                  "sign the pushed image with this cosign-format private key (docs/supply-chain.md)");
+  cmd->add_option("--sign-passphrase-file", f->sign_passphrase, "read the signing key's passphrase from FILE");
   cmd->add_option("image", f->image, "image name, ID or digest in the store")->required();
   cmd->add_option("destination", f->destination,
                   "docker://REF (default: the image's name), oci:DIR[:TAG], oci-archive:FILE[:TAG], "
@@ -48,6 +51,11 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
       return ReportError(dest.error());
     TransferOptions opts = f->registry.Options(f->quiet);
     opts.compression = f->compression;
+    opts.sign_by_sigstore_private_key = f->sign_key;
+    opts.sign_passphrase_file = f->sign_passphrase;
+    if (!f->sign_key.empty() && dest->transport != "docker")
+      return ReportError(Error(Errc::kInvalidInput, "--sign-by-sigstore-private-key: signatures are stored in a "
+                                                    "registry; " + dest_text + " is not docker://"));
     if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
       return ReportError(s.error());
     events::Record(ctx.StoreRoot(), "image", "push", img->id().hex(), dest_text);

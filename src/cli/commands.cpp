@@ -69,6 +69,7 @@ const CommandHelp kHelp[] = {
      "kiln pull oci-archive:./image.tar"},
     {"push", "IMAGE [DESTINATION]",
      "kiln push localhost:5000/myapp\n"
+     "kiln push --sign-by-sigstore-private-key mykey.private --sign-passphrase-file pass.txt myapp localhost:5000/myapp\n"
      "kiln push myapp docker://localhost:5000/myapp:1.0\n"
      "kiln push myapp oci-archive:./myapp.tar"},
     {"tag", "SOURCE TARGET [TARGET...]", "kiln tag myapp myapp:1.0 localhost:5000/myapp:1.0"},
@@ -80,6 +81,7 @@ const CommandHelp kHelp[] = {
     {"import", "FILE|URL|- [NAME]", "kiln import rootfs.tar.gz myrootfs\ncat rootfs.tar | kiln import - myrootfs"},
     {"login", "REGISTRY", "kiln login -u me localhost:5000\necho \"$TOKEN\" | kiln login -u me --password-stdin registry.example"},
     {"logout", "[REGISTRY]", "kiln logout localhost:5000\nkiln logout --all"},
+    {"generate-sigstore-key", "", "kiln generate-sigstore-key --output-prefix mykey --passphrase-file pass.txt"},
     {"prune", "", "kiln prune\nkiln prune --all -f"},
     {"container prune", "", "kiln container prune\nkiln container prune -f"},
     {"volume prune", "", "kiln volume prune\nkiln volume prune -f"},

@@ -33,6 +33,8 @@ void RegistryFlags::Add(CLI::App* cmd, bool cert_dir_flag) {
   cmd->add_option("--authfile", authfile, "registry credentials file");
   if (cert_dir_flag)
     cmd->add_option("--cert-dir", cert_dir, "directory with CA certificates for the registry");
+  cmd->add_option("--signature-policy", signature_policy,
+                  "policy.json to check pulled images against (default: the containers-policy.json(5) files)");
 }
 
 TransferOptions RegistryFlags::Options(bool quiet) const {
@@ -40,6 +42,7 @@ TransferOptions RegistryFlags::Options(bool quiet) const {
   to.tls_verify = tls_verify;
   to.authfile = authfile;
   to.cert_dir = cert_dir;
+  to.signature_policy = signature_policy;
   to.quiet = quiet;
   return to;
 }

@@ -29,6 +29,7 @@ struct RegistryFlags {
   bool tls_verify = true;
   std::string authfile;
   std::string cert_dir;
+  std::string signature_policy;
   /// Adds the flags to `cmd` (--cert-dir only with `cert_dir_flag`).
   void Add(CLI::App* cmd, bool cert_dir_flag = true);
   /// The TransferOptions they give, with -q's `quiet`.

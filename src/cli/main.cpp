@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
   AddPruneCommand(app, ctx);
   AddLoginCommand(app, ctx);
   AddLogoutCommand(app, ctx);
+  AddSigstoreKeyCommand(app, ctx);
   AddUnshareCommand(app, ctx);
   AddInfoCommand(app, ctx);
   AddRunCommand(app, ctx);

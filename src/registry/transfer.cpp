@@ -26,6 +26,7 @@
 #include "kiln/log.h"
 #include "kiln/registry.h"
 #include "kiln/registries_conf.h"
+#include "kiln/sigstore.h"
 #include "kiln/unique_fd.h"
 
 namespace kiln::registry {
@@ -318,6 +319,9 @@ Expected<PulledImage> PullFromRegistry(Store& store, const ImageReference& ref,
     return std::move(top).error().WithContext(what);
   if (ref.digest.valid() && top->digest != ref.digest)
     return Error(Errc::kCorrupt, what + ": manifest digest mismatch");
+  if (options.verify)
+    if (auto s = options.verify(*client, ref.path, top->digest); !s)
+      return std::move(s).error();
   auto media = DetectManifestMediaType(top->body);
   if (!media)
     return std::move(media).error().WithContext(what);
@@ -463,6 +467,9 @@ Status PushToRegistry(Store& store, const StoredImage& image, const ImageReferen
   if (dest.digest.valid() && dest.digest != top.digest)
     return Error(Errc::kInvalidInput, what + ": the image's digest is " + top.digest.str());
   Say(options.progress, "Writing manifest to image destination");
+  if (options.after_push)
+    if (auto s = options.after_push(*client, dest.path, top.digest); !s)
+      return std::move(s).error().WithContext(what);
   return Ok();
 }
 
@@ -560,11 +567,37 @@ void SetUpProgress(const TransferOptions& options, ClientOptions* client,
   };
 }
 
+// Reads the signing key and passphrase and checks them before anything is
+// pushed; returns what signs the pushed manifest and stores the signature.
+Expected<std::function<Status(RegistryClient&, const std::string&, const Digest&)>> SigstoreSigner(
+    const TransferOptions& options, const ImageReference& ref) {
+  const std::string& keyfile = options.sign_by_sigstore_private_key;
+  KILN_ASSIGN_OR_RETURN(std::string key, ReadFile(keyfile, 1 << 20));
+  std::string passphrase;
+  if (!options.sign_passphrase_file.empty()) {
+    KILN_ASSIGN_OR_RETURN(passphrase, ReadFile(options.sign_passphrase_file, 1 << 16));
+    while (!passphrase.empty() && (passphrase.back() == '\n' || passphrase.back() == '\r'))
+      passphrase.pop_back();
+  }
+  // A wrong passphrase or a bad key fails now, not after the push.
+  if (auto probe = SigstoreSign(key, passphrase, "probe"); !probe)
+    return std::move(probe).error().WithContext(
+        "--sign-by-sigstore-private-key " + keyfile +
+        (options.sign_passphrase_file.empty() ? " (no --sign-passphrase-file: the empty passphrase was tried)" : ""));
+  std::function<Status(RegistryClient&, const std::string&, const Digest&)> sign =
+      [key, passphrase, ref](RegistryClient& client, const std::string& repo, const Digest& top) -> Status {
+    std::string payload = SigstorePayload(ref, top);
+    KILN_ASSIGN_OR_RETURN(std::string sig, SigstoreSign(key, passphrase, payload));
+    return PutSigstoreSignature(client, repo, top, SigstoreSignature{payload, sig});
+  };
+  return sign;
+}
+
 // Pulls the first of `candidates` (short-name resolution) that any of its
 // sources (registries.conf mirrors, then the primary) serves. Every attempt is
 // logged at debug level; when all fail, the error is the last one, with the
 // others listed after it.
-Expected<PulledImage> PullConfigured(Store& store, const RegistriesConf& conf,
+Expected<PulledImage> PullConfigured(Store& store, const RegistriesConf& conf, const Policy& policy,
                                      const std::vector<ImageReference>& candidates, const PullOptions& options) {
   std::optional<Error> last;
   std::string others;
@@ -580,8 +613,34 @@ Expected<PulledImage> PullConfigured(Store& store, const RegistriesConf& conf,
       ++attempts;
       continue;
     }
+    // The signature policy of the reference asked for, checked on the top
+    // manifest before any blob is stored; signatures come from the source
+    // that serves the image (a mirror keeps them beside the image too).
+    const bool need_signatures = NeedsSignatures(*PolicyScope(policy, cand).first);
+    if (!need_signatures) {
+      // reject (or a requirement kiln cannot check) refuses before any request.
+      if (auto s = EvaluatePolicy(policy, cand, Digest::Of(""), {}); !s) {
+        if (last)
+          others += (others.empty() ? "" : "; ") + last->message();
+        last = std::move(s).error();
+        ++attempts;
+        continue;
+      }
+    }
     for (const auto& src : *sources) {
       PullOptions po = options;
+      po.verify = [&](RegistryClient& client, const std::string& repo, const Digest& top) -> Status {
+        std::vector<SigstoreSignature> sigs;
+        if (need_signatures) {
+          auto fetched = FetchSigstoreSignatures(client, repo, top);
+          if (!fetched)
+            return std::move(fetched).error().WithContext(cand.str() + ": reading its sigstore signatures");
+          sigs = std::move(*fetched);
+          LogDebug("pull " + cand.str() + ": " + std::to_string(sigs.size()) + " sigstore signature(s) for " +
+                   top.str());
+        }
+        return EvaluatePolicy(policy, cand, top, sigs);
+      };
       if (src.insecure)
         po.client.tls_verify = false;
       LogDebug("pull " + cand.str() + ": trying " + src.ref.str() + (src.mirror ? " (mirror)" : "") +
@@ -622,6 +681,9 @@ void RegisterDockerTransport() {
     KILN_ASSIGN_OR_RETURN(bool insecure, PushInsecure(conf, ref));
     if (insecure)
       po.client.tls_verify = false;
+    if (!options.sign_by_sigstore_private_key.empty()) {
+      KILN_ASSIGN_OR_RETURN(po.after_push, SigstoreSigner(options, ref));
+    }
     SetUpProgress(options, &po.client, &po.progress);
     if (!options.compression.empty())
       LogInfo("push: layers are sent as stored (compressed once, at commit); --compression " +
@@ -643,10 +705,11 @@ void RegisterDockerTransport() {
     // made here are the ones builds and containers use: unpack while pulling.
     po.unpack_layers = options.unpack_layers && std::getenv(kUserNsMarkerEnv) != nullptr;
     KILN_ASSIGN_OR_RETURN(RegistriesConf conf, LoadRegistriesConf());
+    KILN_ASSIGN_OR_RETURN(Policy policy, LoadPolicy(options.signature_policy));
     KILN_ASSIGN_OR_RETURN(ShortNameResolution names, ResolveShortName(conf, ref));
     if (!names.note.empty())
       Say(po.progress, names.note);
-    return PullConfigured(store, conf, names.candidates, po);
+    return PullConfigured(store, conf, policy, names.candidates, po);
   };
   RegisterTransport("docker", std::move(push), std::move(pull));
 }
