@@ -103,6 +103,8 @@ struct RunOptions {
   std::string workdir;                 ///< -w
   std::string hostname;
   bool read_only = false;
+  /// --stop-signal: what `stop` sends first ("" = the image's StopSignal, else SIGTERM).
+  std::string stop_signal;
   std::vector<MountRequest> mounts;
   std::vector<PortMapping> ports;
   NetworkMode network = NetworkMode::kPrivate;

@@ -237,8 +237,7 @@ Expected<run::RunOptions> ServiceRunOptions(const deployment::Project& project, 
     }
     o.secrets.push_back(spec);
   }
-  if (!s.stop_signal.empty())
-    warn("stop_signal", "not supported by kiln yet (the image's STOPSIGNAL, else SIGTERM, is sent)");
+  o.stop_signal = s.stop_signal;
   if (s.init)
     o.init = *s.init;
   o.read_only = s.read_only;

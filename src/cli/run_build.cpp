@@ -125,8 +125,13 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   if (NamesNetwork(req.network)) {
     // A kiln network: the build's namespace joins it (docs/network.md "Builds").
     auto net = run::PrepareBuildNetwork(*store, run::Paths{ctx.StoreRoot(), ctx.RunRoot()}, req.network);
-    if (!net)
-      return ReportError(std::move(net).error().WithContext("--network"));
+    if (!net) {
+      // A network that does not exist is a bad flag value: exit 2 as other usage errors.
+      Error e = std::move(net).error().WithContext("--network");
+      if (e.code() == Errc::kNotFound)
+        e = Error(Errc::kInvalidInput, e.message());
+      return ReportError(e);
+    }
     opts.network = NetworkMode::kPrivate;
     opts.attach_network = std::move(net->attach);
     opts.network_resolv_conf = std::move(net->resolv_conf);

@@ -420,6 +420,13 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
     else
       LogWarn("image " + o.image + ": ignoring invalid StopSignal " + ic.stop_signal);
   }
+  if (!o.stop_signal.empty()) {
+    auto sig = ParseSignal(o.stop_signal);
+    if (!sig)
+      return Error(Errc::kInvalidInput, "--stop-signal " + o.stop_signal + ": not a signal (use a name such as "
+                                        "SIGQUIT or QUIT, or a number)");
+    c.stop_signal = *sig;
+  }
 
   KILN_TRY(ApplyLifecycleOptions(paths, o, ic, c));
   return c;

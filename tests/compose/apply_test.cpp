@@ -53,6 +53,7 @@ services:
     volumes: ["data:/var/lib/db", "./conf:/etc/db:ro", "/scratch"]
     healthcheck: {test: ["CMD", "nc", "-z", "localhost", "5432"], interval: 2s, retries: 4}
     restart: unless-stopped
+    stop_signal: SIGINT
     secrets: [{source: pw, target: db_pw, mode: 0400}]
   cache:
     image: busybox
@@ -113,6 +114,8 @@ TEST(Apply, ServiceRunOptions) {
   EXPECT_EQ(db->health_interval, std::optional<std::string>("2s"));
   EXPECT_EQ(db->health_retries, std::optional<int>(4));
   EXPECT_EQ(db->restart, "unless-stopped");
+  EXPECT_EQ(db->stop_signal, "SIGINT");
+  EXPECT_EQ(web->stop_signal, "");
   EXPECT_EQ(db->secrets, (std::vector<std::string>{"shop_pw,type=mount,target=/run/secrets/db_pw,mode=400"}));
 
   auto cache = ServiceRunOptions(p, Svc(p, "cache"), &warnings);

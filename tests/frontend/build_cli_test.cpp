@@ -94,9 +94,11 @@ TEST_F(BuildCliTest, ErrorsExitTwoWithLocation) {
   r = Kiln("build --print-graph empty", true);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "kiln: error: no Containerfile or Dockerfile in empty (use -f FILE)\n");
-  r = Kiln("build --network bridge", true);
+  // A kiln network that does not exist: exit 2 before any step (docs/network.md "Builds").
+  Write("netctx/Containerfile", "FROM scratch\nRUN true\n");
+  r = Kiln("build --network no-such-net netctx", true);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.out.find("--network"), std::string::npos);
+  EXPECT_NE(r.out.find("--network: unable to find network with name or ID no-such-net"), std::string::npos) << r.out;
   r = Kiln("build --output type=zip,dest=x", true);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out,

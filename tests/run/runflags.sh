@@ -211,6 +211,17 @@ CF
   check "$mode: container create works too" bash -c "[[ '$id' =~ ^[0-9a-f]{64}$ ]]"
   k rm -f "$id" >/dev/null 2>&1
 
+  # --stop-signal: `stop` sends it instead of SIGTERM (the trap's exit code shows which came).
+  k run -d --name sig --stop-signal SIGUSR1 web sh -c 'trap "exit 7" USR1; trap "exit 9" TERM; while :; do sleep 0.1; done' >/dev/null 2>"$work/err"
+  sleep 0.5
+  k stop -t 5 sig >/dev/null 2>>"$work/err"
+  out=$(k inspect --format '{{.State.ExitCode}}' sig 2>>"$work/err")
+  check "$mode: run --stop-signal SIGUSR1: stop sends it (exit code $out)" test "$out" = 7
+  k rm -f sig >/dev/null 2>&1
+  k run -d --stop-signal NOPE web true >/dev/null 2>"$work/err"; rc=$?
+  check "$mode: run --stop-signal NOPE is exit 2 naming the value (rc $rc)" \
+    bash -c "[ $rc = 2 ] && grep -q -- '--stop-signal NOPE: not a signal' '$work/err'"
+
   for c in $(k ps -a -q); do k rm -f "$c" >/dev/null 2>&1; done
   rm -rf "$work" 2>/dev/null
 done
