@@ -352,7 +352,7 @@ Expected<ResolvedUser> ResolveUser(const std::string& spec, const std::optional<
     KILN_TRY(CheckNumericId(grp, "gid"));
   auto pw = passwd ? ParseColonFile(*passwd) : std::vector<std::vector<std::string>>();
   auto gr = group ? ParseColonFile(*group) : std::vector<std::vector<std::string>>();
-  uint32_t id;
+  uint32_t id = 0;
   bool numeric = ParseId(user, &id);
   std::string user_name;
   bool found = false;
