@@ -15,7 +15,6 @@ export KILN_TEST_USER=${KILN_TEST_USER:-kiln-test}
 . "$KILN_SOURCE_ROOT/tests/integration/lib.sh"
 
 TD=$KILN_TESTDATA/compose/app
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 fetch() { curl -s --max-time 5 "http://127.0.0.1:$port/$1"; }
 # fetch_wait PATH: the page once httpd answers (it starts after web has asked db), at most 10 s
 fetch_wait() { local v; for _ in $(seq 100); do v=$(fetch "$1") && [ -n "$v" ] && break; sleep 0.1; done; echo "$v"; }

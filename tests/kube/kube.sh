@@ -8,7 +8,6 @@
 . "$(dirname "$0")/../integration/lib.sh"
 temp_workdir kube
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for mode in $(test_modes); do
   w=$work/$mode

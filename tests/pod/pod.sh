@@ -7,7 +7,6 @@
 . "$(dirname "$0")/../integration/lib.sh"
 temp_workdir pod
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # GET /i from 127.0.0.1:PORT on the host, retried while the server starts.
 fetch_host() {
   local got=""
