@@ -5,10 +5,8 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <linux/capability.h>
-#include <linux/openat2.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +21,8 @@
 
 #include "cli/build_request.h"
 #include "cli/cli.h"
+#include "engine/build_job.h"
+#include "kiln/acquire.h"
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/keyvalue.h"
@@ -35,33 +35,27 @@ namespace {
 
 constexpr size_t kMaxContainerfileBytes = size_t(64) << 20;
 
-/// The raw flag values, before validation.
+/// The flags: the ones that need checking or converting as given; every
+/// other flag is bound straight to its field of `req` (its engine job).
 struct BuildFlags {
+  BuildRequest req;
   std::string file;
-  std::vector<std::string> tags;
   std::vector<std::string> build_args;
-  std::string target;
   std::vector<std::string> platforms;
   bool no_cache = false;
   bool layers = true;
   std::vector<std::string> no_cache_filter;
-  bool explain_cache = false;
-  bool secret_cache_key = false;
   std::string pull = "missing";
   int jobs = 0;
   std::vector<std::string> labels;
   std::vector<std::string> annotations;
   std::vector<std::string> secrets;
   std::vector<std::string> ssh;
-  std::string network = "private";
   std::vector<std::string> allow;
   std::vector<std::string> build_contexts;
   std::vector<std::string> outputs;
-  std::string iidfile;
   std::string format = "oci";
   std::string compression = "gzip";
-  bool squash = false;
-  bool squash_all = false;
   std::vector<std::string> cap_add;
   std::vector<std::string> cap_drop;
   std::vector<std::string> ulimits;
@@ -71,15 +65,7 @@ struct BuildFlags {
   std::vector<std::string> security_opts;
   std::string userns;
   std::string timestamp;
-  std::vector<std::string> cache_from;
-  std::string cache_to;
   std::string ignorefile;
-  bool tls_verify = true;
-  std::string authfile;
-  std::string cert_dir;
-  bool quiet = false;
-  std::string progress;  // "": $BUILDKIT_PROGRESS, else auto
-  bool print_graph = false;
   std::string context = ".";
 };
 
@@ -104,58 +90,10 @@ std::string Absolute(const std::string& path) {
   return path == "." ? std::string(buf) : JoinPath(buf, path);
 }
 
-/// The text of an ignore file (docs/security.md H39). `beneath_context`: the
-/// file was found in the build context (not named by --ignorefile), so it
-/// is opened beneath the context: a symlink may lead elsewhere in the
-/// context, never out of it. Always a regular file (opened O_NONBLOCK: a
-/// FIFO cannot hang the build) of at most 4 MiB.
-Expected<std::string> ReadIgnoreFileText(const std::string& path, const std::string& context_dir,
-                                         bool beneath_context) {
-  constexpr size_t kMaxIgnoreFileBytes = size_t(4) << 20;
-  const int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-  std::string abs = Absolute(path), ctx = context_dir;
-  while (ctx.size() > 1 && ctx.back() == '/')
-    ctx.pop_back();
-  UniqueFd fd;
-  if (beneath_context && abs.rfind(ctx + "/", 0) == 0) {
-    UniqueFd dir(::open(ctx.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir)
-      return Error::FromErrno("open build context " + ctx);
-    struct open_how how;
-    std::memset(&how, 0, sizeof how);
-    how.flags = static_cast<uint64_t>(flags);
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    std::string rel = abs.substr(ctx.size() + 1);
-    long r;
-    do {
-      r = ::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof how);
-    } while (r < 0 && (errno == EINTR || errno == EAGAIN));
-    if (r < 0 && errno == EXDEV)
-      return Error(Errc::kInvalidInput, "ignore file " + path + ": a symlink that leads out of the build context " +
-                                            ctx + " (not followed; name a file outside with --ignorefile)");
-    if (r < 0)
-      return Error::FromErrno("open ignore file " + path);
-    fd.reset(static_cast<int>(r));
-  } else {
-    fd.reset(::open(path.c_str(), flags));
-    if (!fd)
-      return Error::FromErrno("open ignore file " + path);
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0)
-    return Error::FromErrno("stat ignore file " + path);
-  if (!S_ISREG(st.st_mode))
-    return Error(Errc::kInvalidInput, "ignore file " + path + ": not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > kMaxIgnoreFileBytes)
-    return Error(Errc::kInvalidInput, "ignore file " + path + ": " + std::to_string(st.st_size) +
-                                          " bytes, more than the limit of 4 MiB");
-  return ReadAll(fd.get(), kMaxIgnoreFileBytes);
-}
-
 /// The flags that shape RUN steps' sandbox, as podman build takes them
 /// (docs/build.md "RUN steps' sandbox"); exit 2 for a value kiln cannot
 /// honour, never a silent no-op.
-Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
+Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
   std::string key;
   // --cap-add/--cap-drop: from Docker's default set; ALL in --cap-drop
   // empties it first, ALL in --cap-add fills it (podman's order).
@@ -180,7 +118,7 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
     if (add_all)
       caps = (uint64_t(1) << (CAP_LAST_CAP + 1)) - 1;
     caps = (caps | add) & ~drop;
-    r.capabilities = caps;
+    opts.run_capabilities = caps;
     char hex[32];
     std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(caps));
     key += std::string("caps=") + hex + ";";
@@ -211,7 +149,7 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
       return Usage("--ulimit " + u + ": limits must be numbers (or -1 for unlimited)");
     if (l.soft > l.hard)
       return Usage("--ulimit " + u + ": the soft limit is above the hard limit");
-    r.ulimits.push_back(l);
+    opts.run_rlimits.push_back(l);
     key += "ulimit=" + u + ";";
   }
   for (const std::string& h : f.add_hosts) {
@@ -229,7 +167,7 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
     for (const std::string& host : SplitList(hosts, ';')) {
       if (host.empty() || host.find_first_of(" \t\n") != std::string::npos)
         return Usage("--add-host " + h + ": bad host name");
-      r.add_hosts.emplace_back(host, ip);
+      opts.add_hosts.emplace_back(host, ip);
     }
     key += "host=" + h + ";";
   }
@@ -244,8 +182,8 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
     }
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 12 || std::stoull(s) == 0)
       return Usage("--shm-size " + f.shm_size + ": want a size such as 64m (b, k, m or g)");
-    r.shm_size = std::to_string(std::stoull(s) * mult);
-    key += "shm=" + r.shm_size + ";";
+    opts.shm_size = std::to_string(std::stoull(s) * mult);
+    key += "shm=" + opts.shm_size + ";";
   }
   for (const std::string& d : f.devices) {
     // HOST[:CONTAINER[:PERMS]]: kiln binds the host's node at the same path.
@@ -256,12 +194,12 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
     if (parts[0].rfind("/dev/", 0) != 0 || ::stat(parts[0].c_str(), &st) != 0 ||
         !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
       return Usage("--device " + d + ": " + parts[0] + " is not a device node under /dev");
-    r.devices.push_back(parts[0]);
+    opts.devices.push_back(parts[0]);
     key += "device=" + parts[0] + ";";
   }
   for (const std::string& o : f.security_opts) {
     if (o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true") {
-      r.no_new_privileges = true;
+      opts.no_new_privileges = true;
       key += "nnp;";
     } else if (o == "no-new-privileges=false" || o == "no-new-privileges:false" || o == "seccomp=unconfined" ||
                o == "apparmor=unconfined" || o == "label=disable" || o == "label=false") {
@@ -274,18 +212,22 @@ Status FillRunSandbox(const BuildFlags& f, BuildRequest& r) {
   }
   if (!f.userns.empty() && f.userns != "host")
     return Usage("--userns " + f.userns + ": RUN steps always run in kiln's user namespace (--userns host)");
-  r.run_key = key;
+  opts.run_key = key;
   return Ok();
 }
 
-Status FillRequest(const BuildFlags& f, BuildRequest& r) {
+Status FillRequest(BuildFlags& f) {
+  BuildRequest& r = f.req;
+  engine::BuildJob& job = r.job;
+  engine::BuildOptions& o = job.options;
   // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
   // Dockerfile, in CONTEXT; -f - reads stdin).
   if (!IsDir(f.context))
     return Usage("build context " + f.context + ": not a directory");
-  r.context_dir = Absolute(f.context);
+  o.context_dir = Absolute(f.context);
+  std::string& containerfile = o.containerfile;
   if (f.file == "-") {
-    r.containerfile_path = "-";
+    containerfile = "-";
     r.containerfile_name = "<stdin>";
     KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadAll(STDIN_FILENO, kMaxContainerfileBytes));
   } else {
@@ -293,55 +235,35 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
       for (const char* name : {"Containerfile", "Dockerfile", "dockerfile"}) {  // BuildKit also takes "dockerfile"
         std::string p = JoinPath(f.context, name);
         if (IsFile(p)) {
-          r.containerfile_path = p;
+          containerfile = p;
           break;
         }
       }
-      if (r.containerfile_path.empty())
+      if (containerfile.empty())
         return Usage("no Containerfile or Dockerfile in " + f.context + " (use -f FILE)");
     } else if (IsFile(f.file)) {
-      r.containerfile_path = f.file;
+      containerfile = f.file;
     } else if (f.file[0] != '/' && IsFile(JoinPath(f.context, f.file))) {
-      r.containerfile_path = JoinPath(f.context, f.file);
+      containerfile = JoinPath(f.context, f.file);
     } else {
       return Error(Errc::kNotFound, "containerfile " + f.file + ": no such file");
     }
-    r.containerfile_name = r.containerfile_path;
+    r.containerfile_name = containerfile;
     if (r.containerfile_name.rfind("./", 0) == 0)
       r.containerfile_name = r.containerfile_name.substr(2);
-    KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadFile(r.containerfile_path, kMaxContainerfileBytes));
+    KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadFile(containerfile, kMaxContainerfileBytes));
   }
 
   // Ignore file: --ignorefile, else <FILE>.containerignore / <FILE>.dockerignore,
   // else .containerignore, else .dockerignore in CONTEXT.
-  if (!f.ignorefile.empty()) {
-    if (!IsFile(f.ignorefile))
-      return Error(Errc::kNotFound, "--ignorefile " + f.ignorefile + ": no such file");
-    r.ignore_file = f.ignorefile;
-  } else {
-    std::vector<std::string> candidates;
-    if (r.containerfile_path != "-") {
-      candidates.push_back(r.containerfile_path + ".containerignore");
-      candidates.push_back(r.containerfile_path + ".dockerignore");
-    }
-    candidates.push_back(JoinPath(f.context, ".containerignore"));
-    candidates.push_back(JoinPath(f.context, ".dockerignore"));
-    // The first name that exists at all (a link, a FIFO, a directory): it is
-    // then checked when read, rather than silently passed over.
-    for (const auto& c : candidates) {
-      struct stat st;
-      if (::lstat(c.c_str(), &st) == 0) {
-        r.ignore_file = c;
-        break;
-      }
-    }
-  }
-  if (!r.ignore_file.empty()) {
-    KILN_ASSIGN_OR_RETURN(std::string text, ReadIgnoreFileText(r.ignore_file, r.context_dir, f.ignorefile.empty()));
-    r.ignore_patterns = frontend::ReadIgnoreFile(text);
+  KILN_ASSIGN_OR_RETURN(auto ignore, engine::LoadContextIgnore(f.context, containerfile, f.ignorefile));
+  if (!ignore.patterns.empty()) {
+    auto m = frontend::IgnoreMatcher::Create(ignore.patterns);
+    if (!m)
+      return std::move(m).error().WithContext(ignore.path);
+    o.ignore = *m;
   }
 
-  r.tags = f.tags;
   for (const std::string& a : f.build_args) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(a, "--build-arg"));
     if (a.find('=') == std::string::npos) {
@@ -351,41 +273,38 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
         continue;
       kv.second = v;
     }
-    r.build_args[kv.first] = kv.second;
+    job.compile.build_args[kv.first] = kv.second;
   }
-  r.target = f.target;
 
-  r.build_platform = Platform::Host();
+  job.compile.build_platform = Platform::Host();
   for (const std::string& list : f.platforms) {
     for (const std::string& one : SplitList(list)) {
       auto p = Platform::Parse(one);
       if (!p)
         return Usage("--platform " + one + ": " + p.error().message());
-      if (std::find(r.platforms.begin(), r.platforms.end(), *p) == r.platforms.end())
-        r.platforms.push_back(*p);
+      if (std::find(job.platforms.begin(), job.platforms.end(), *p) == job.platforms.end())
+        job.platforms.push_back(*p);
     }
   }
-  if (r.platforms.empty())
-    r.platforms.push_back(r.build_platform);
+  if (job.platforms.empty())
+    job.platforms.push_back(job.compile.build_platform);
 
-  r.no_cache = f.no_cache;
-  r.layers = f.layers;
+  o.use_cache = !f.no_cache && f.layers;
+  o.write_cache = f.layers;
   for (const std::string& list : f.no_cache_filter)
     for (std::string& one : SplitList(list))
-      r.no_cache_filter.push_back(std::move(one));
-  r.explain_cache = f.explain_cache;
-  r.secret_cache_key = f.secret_cache_key;
-  r.pull = f.pull;
+      o.no_cache_filter.push_back(std::move(one));
+  KILN_ASSIGN_OR_RETURN(job.acquire.policy, image::ParsePullPolicy(f.pull));
   if (f.jobs < 0)
     return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (no cap) or more");
-  r.jobs = f.jobs;
+  o.jobs = static_cast<size_t>(f.jobs);
   for (const std::string& l : f.labels) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(l, "--label"));
-    r.labels.push_back(kv);
+    o.labels[kv.first] = kv.second;
   }
   for (const std::string& a : f.annotations) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(a, "--annotation", true));
-    r.annotations.push_back(kv);
+    o.annotations[kv.first] = kv.second;
   }
   for (const std::string& s : f.secrets) {
     KILN_ASSIGN_OR_RETURN(auto attrs, ParseKeyValueList(s, "--secret"));
@@ -418,11 +337,10 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
       ssh.paths = SplitList(s.substr(eq + 1));
     r.ssh.push_back(ssh);
   }
-  r.network = f.network;
   for (const std::string& a : f.allow) {
     if (a != "network.host")
       return Usage("--allow " + a + ": unknown entitlement (kiln grants only network.host)");
-    r.allow_network_host = true;
+    o.allow_network_host = true;
   }
   for (const std::string& c : f.build_contexts) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(c, "--build-context", true));
@@ -434,44 +352,38 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = Absolute(kv.second);
       // A local named context has its own ignore file, as the main one.
-      for (const char* name : {".containerignore", ".dockerignore"}) {
-        std::string path = JoinPath(kv.second, name);
-        struct stat st;
-        if (::lstat(path.c_str(), &st) != 0)
-          continue;
-        KILN_ASSIGN_OR_RETURN(std::string text, ReadIgnoreFileText(path, kv.second, true));
-        r.build_context_ignores[kv.first] = frontend::ReadIgnoreFile(text);
-        break;
+      KILN_ASSIGN_OR_RETURN(auto named_ignore, engine::LoadContextIgnore(kv.second, ""));
+      if (!named_ignore.path.empty()) {
+        auto m = frontend::IgnoreMatcher::Create(named_ignore.patterns);
+        if (!m)
+          return std::move(m).error().WithContext("--build-context " + kv.first + ": ignore file");
+        o.named_ignores[kv.first] = *m;
       }
+      o.named_contexts[kv.first] = kv.second;
     }
-    r.build_contexts[kv.first] = kv.second;
+    job.compile.build_contexts[kv.first] = kv.second;
   }
-  for (const std::string& o : f.outputs) {
-    KILN_ASSIGN_OR_RETURN(auto attrs, ParseKeyValueList(o, "--output"));
-    BuildOutput out;
-    out.attrs = attrs;
-    out.type = attrs.count("type") ? attrs["type"] : "";
-    out.dest = attrs.count("dest") ? attrs["dest"] : "";
+  for (const std::string& spec : f.outputs) {
+    KILN_ASSIGN_OR_RETURN(auto attrs, ParseKeyValueList(spec, "--output"));
+    engine::OutputSpec out{attrs.count("type") ? attrs["type"] : "", attrs.count("dest") ? attrs["dest"] : ""};
     static const char* const kTypes[] = {"oci", "oci-archive", "docker-archive", "local", "tar"};
     if (std::find_if(std::begin(kTypes), std::end(kTypes), [&](const char* t) { return out.type == t; }) ==
         std::end(kTypes))
-      return Usage("--output " + o + ": type must be oci, oci-archive, docker-archive, local or tar");
+      return Usage("--output " + spec + ": type must be oci, oci-archive, docker-archive, local or tar");
     if (out.dest.empty())
-      return Usage("--output " + o + ": needs dest=PATH");
-    r.outputs.push_back(out);
+      return Usage("--output " + spec + ": needs dest=PATH");
+    job.outputs.push_back(out);
   }
-  r.iidfile = f.iidfile;
-  r.format = f.format;
-  r.compression = f.compression;
-  r.squash = f.squash;
-  r.squash_all = f.squash_all;
-  if (f.squash && f.squash_all)
+  o.docker_format = f.format == "docker";
+  o.compression = f.compression == "zstd" ? layer::Compression::kZstd : layer::Compression::kGzip;
+  if (o.squash && o.squash_all)
     return Usage("--squash and --squash-all: give one of them");
-  KILN_TRY(FillRunSandbox(f, r));
+  KILN_TRY(FillRunSandbox(f, o));
   // --timestamp, else --build-arg SOURCE_DATE_EPOCH (as BuildKit), else $SOURCE_DATE_EPOCH.
   std::string ts = f.timestamp;
   std::string ts_from = "--timestamp ";
-  if (auto it = r.build_args.find("SOURCE_DATE_EPOCH"); ts.empty() && it != r.build_args.end() && !it->second.empty()) {
+  const auto& build_args = job.compile.build_args;
+  if (auto it = build_args.find("SOURCE_DATE_EPOCH"); ts.empty() && it != build_args.end() && !it->second.empty()) {
     ts = it->second;
     ts_from = "--build-arg SOURCE_DATE_EPOCH=";
   }
@@ -486,16 +398,8 @@ Status FillRequest(const BuildFlags& f, BuildRequest& r) {
     long long v = std::strtoll(ts.c_str(), &end, 10);
     if (errno != 0 || *end != '\0' || v < 0)
       return Usage(ts_from + ts + ": not a number of seconds since the epoch");
-    r.timestamp = v;
+    o.timestamp = v;
   }
-  r.cache_from = f.cache_from;
-  r.cache_to = f.cache_to;
-  r.tls_verify = f.tls_verify;
-  r.authfile = f.authfile;
-  r.cert_dir = f.cert_dir;
-  r.quiet = f.quiet;
-  r.progress = f.progress;
-  r.print_graph = f.print_graph;
   return Ok();
 }
 
@@ -555,10 +459,10 @@ Status ResolveBuildSecrets(const BuildRequest& r, const std::string& store_root,
 
 namespace {
 
-int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
-  BuildRequest req;
-  if (auto s = FillRequest(flags, req); !s)
+int RunBuildCommand(BuildFlags& flags, Context& ctx) {
+  if (auto s = FillRequest(flags); !s)
     return ReportError(s.error());
+  BuildRequest& req = flags.req;
   auto parsed = frontend::ParseContainerfile(req.containerfile_text, req.containerfile_name);
   if (!parsed)
     return ReportError(parsed.error());
@@ -569,11 +473,11 @@ int RunBuildCommand(const BuildFlags& flags, Context& ctx) {
     // The graphs without base images (their ENV/WORKDIR/USER/ONBUILD are
     // not looked up): nothing is opened or pulled.
     std::vector<BuildGraph> graphs;
-    for (const Platform& p : req.platforms) {
+    for (const Platform& p : req.job.platforms) {
       auto graph = frontend::Compile(req.containerfile, req.CompileOptionsFor(p));
       if (!graph)
         return ReportError(graph.error());
-      if (&p == &req.platforms.front())
+      if (&p == &req.job.platforms.front())
         for (const std::string& w : graph->warnings)
           LogWarn(w);
       graphs.push_back(std::move(*graph));
@@ -604,12 +508,12 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   // Repeatable options take one value per occurrence (they must not eat CONTEXT).
   cmd->add_option("-f,--file", f->file,
                   "the Containerfile (default: Containerfile, Dockerfile, then dockerfile in CONTEXT); - reads stdin");
-  cmd->add_option("-t,--tag", f->tags, "name for the image (repeatable)")
+  cmd->add_option("-t,--tag", f->req.tags, "name for the image (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--build-arg", f->build_args,
                   "K=V build argument; K alone takes the value from the environment (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--target", f->target, "build this stage (by name) instead of the last one");
+  cmd->add_option("--target", f->req.job.compile.target, "build this stage (by name) instead of the last one");
   cmd->add_option("--platform", f->platforms,
                   "target platform(s) os/arch[/variant], comma-separated or repeated (default: this host)")
       ->allow_extra_args(false);
@@ -621,10 +525,10 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "STAGE (name or 0-based index, comma-separated or repeated): rerun that stage's steps; other "
                   "stages may still hit the cache")
       ->allow_extra_args(false);
-  cmd->add_flag("--explain-cache", f->explain_cache,
+  cmd->add_flag("--explain-cache", f->req.job.options.explain_cache,
                 "for every step say whether it hit the cache and, on a miss, which input changed since the last "
                 "build of that stage (stderr; json events with --progress json)");
-  cmd->add_flag("--secret-cache-key", f->secret_cache_key,
+  cmd->add_flag("--secret-cache-key", f->req.job.options.secret_cache_key,
                 "mix a keyed hash (HMAC-SHA256, per-store key) of each secret a RUN uses into its cache key, so "
                 "that a changed secret reruns the step");
   cmd->add_option("--pull", f->pull, "base image pull policy: missing|always|never|newer (default missing)")
@@ -640,7 +544,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--ssh", f->ssh,
                   "default or ID=SOCKET: an SSH agent for RUN --mount=type=ssh (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--network", f->network,
+  cmd->add_option("--network", f->req.network,
                   "network for RUN steps: private|none|host, or NAME: a kiln network (its containers by name; "
                   "docs/network.md) (default private)")
       ->check([](const std::string& v) -> std::string {
@@ -657,13 +561,13 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--output,-o", f->outputs,
                   "type=oci|oci-archive|docker-archive|local|tar,dest=PATH: also write the result there")
       ->allow_extra_args(false);
-  cmd->add_option("--iidfile", f->iidfile, "write the image ID to this file");
+  cmd->add_option("--iidfile", f->req.iidfile, "write the image ID to this file");
   cmd->add_option("--format", f->format, "image format: oci|docker (default oci)")
       ->check(CLI::IsMember({"oci", "docker"}));
   cmd->add_option("--compression", f->compression, "layer compression: gzip|zstd (default gzip)")
       ->check(CLI::IsMember({"gzip", "zstd"}));
-  cmd->add_flag("--squash", f->squash, "squash the layers this build made into one (the base image's stay)");
-  cmd->add_flag("--squash-all", f->squash_all, "squash every layer, the base image's too, into one");
+  cmd->add_flag("--squash", f->req.job.options.squash, "squash the layers this build made into one (the base image's stay)");
+  cmd->add_flag("--squash-all", f->req.job.options.squash_all, "squash every layer, the base image's too, into one");
   cmd->add_option("--cap-add", f->cap_add,
                   "capability RUN steps get besides Docker's default set (NAME or ALL; comma-separated or repeated)")
       ->allow_extra_args(false);
@@ -685,22 +589,22 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--timestamp", f->timestamp,
                   "seconds since the epoch for every timestamp (default: --build-arg SOURCE_DATE_EPOCH, then "
                   "$SOURCE_DATE_EPOCH): reproducible builds");
-  cmd->add_option("--cache-from", f->cache_from, "registry repository to import cache records from (repeatable)")
+  cmd->add_option("--cache-from", f->req.job.cache_from, "registry repository to import cache records from (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--cache-to", f->cache_to, "registry repository to export cache records to");
+  cmd->add_option("--cache-to", f->req.job.cache_to, "registry repository to export cache records to");
   cmd->add_option("--ignorefile", f->ignorefile,
                   "ignore file (default <FILE>.containerignore, <FILE>.dockerignore, then .containerignore, "
                   ".dockerignore in CONTEXT; one in CONTEXT may not be a link out of it)");
-  cmd->add_flag("--tls-verify", f->tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-  cmd->add_option("--authfile", f->authfile, "registry credentials file (default: podman/docker auth files)");
-  cmd->add_option("--cert-dir", f->cert_dir,
+  cmd->add_flag("--tls-verify", f->req.job.acquire.transfer.tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", f->req.job.acquire.transfer.authfile, "registry credentials file (default: podman/docker auth files)");
+  cmd->add_option("--cert-dir", f->req.job.acquire.transfer.cert_dir,
                   "CA certificates (*.crt) for registries and ADD URL (default /etc/containers/certs.d/HOST:PORT)");
-  cmd->add_flag("-q,--quiet", f->quiet, "print only the image ID");
-  cmd->add_option("--progress", f->progress,
+  cmd->add_flag("-q,--quiet", f->req.quiet, "print only the image ID");
+  cmd->add_option("--progress", f->req.progress,
                   "build output on stderr: auto|tty|plain|json|quiet (default $BUILDKIT_PROGRESS, else auto: the "
                   "live view when stderr is a terminal, else plain podman-style lines; docs/build.md)")
       ->check(CLI::IsMember({"auto", "plain", "tty", "json", "quiet"}));
-  cmd->add_flag("--print-graph", f->print_graph,
+  cmd->add_flag("--print-graph", f->req.print_graph,
                 "print the compiled build graph as JSON and exit without building");
   cmd->add_option("CONTEXT", f->context, "build context directory (default .)");
   SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); }, kNotFoundFails);

@@ -44,7 +44,7 @@ int Finish(const BuildRequest& req, const std::string& id) {
 
 }  // namespace
 
-int RunBuild(const BuildRequest& req, Context& ctx) {
+int RunBuild(BuildRequest& req, Context& ctx) {
   auto store = Store::Open(ctx.StoreRoot());
   if (!store)
     return ReportError(store.error());
@@ -56,47 +56,21 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   // json: no pull lines among the events.
   const bool quiet = progress == engine::ProgressMode::kQuiet || progress == engine::ProgressMode::kJson;
 
-  engine::BuildJob job;
+  engine::BuildJob& job = req.job;
   job.containerfile = &req.containerfile;
-  job.platforms = req.platforms.empty() ? std::vector<Platform>{Platform::Host()} : req.platforms;
-  job.compile = req.CompileOptionsFor(job.platforms.front());
-  auto policy = image::ParsePullPolicy(req.pull);
-  if (!policy)
-    return ReportError(policy.error());
-  job.acquire.policy = *policy;
-  job.acquire.transfer.tls_verify = req.tls_verify;
-  job.acquire.transfer.authfile = req.authfile;
-  job.acquire.transfer.cert_dir = req.cert_dir;
+  if (job.platforms.empty())
+    job.platforms = {Platform::Host()};
+  job.compile.target_platform = job.platforms.front();
   job.acquire.transfer.quiet = quiet;
   if (!quiet)
     job.acquire.transfer.progress = [](const std::string& line) { LogInfo(line); };
-  for (const auto& out : req.outputs)
-    job.outputs.push_back({out.type, out.dest});
-  job.cache_from = req.cache_from;
-  job.cache_to = req.cache_to;
-  job.cache_transfer.tls_verify = req.tls_verify;
-  job.cache_transfer.authfile = req.authfile;
+  job.cache_transfer.tls_verify = job.acquire.transfer.tls_verify;
+  job.cache_transfer.authfile = job.acquire.transfer.authfile;
   job.cache_transfer.quiet = true;  // blob-by-blob lines would drown the build's own output
   job.progress = progress;
   job.quiet = quiet;
 
   engine::BuildOptions& opts = job.options;
-  opts.context_dir = req.context_dir;
-  if (!req.ignore_patterns.empty()) {
-    auto m = frontend::IgnoreMatcher::Create(req.ignore_patterns);
-    if (!m)
-      return ReportError(std::move(m).error().WithContext(req.ignore_file));
-    opts.ignore = *m;
-  }
-  for (const auto& [name, value] : req.build_contexts)
-    if (value.rfind("docker-image://", 0) != 0)
-      opts.named_contexts[name] = value;
-  for (const auto& [name, patterns] : req.build_context_ignores) {
-    auto m = frontend::IgnoreMatcher::Create(patterns);
-    if (!m)
-      return ReportError(std::move(m).error().WithContext("--build-context " + name + ": ignore file"));
-    opts.named_ignores[name] = *m;
-  }
   for (const auto& t : req.tags) {
     auto ref = ImageReference::ParseWithDefaultDomain(t, "localhost");
     if (!ref)
@@ -105,10 +79,8 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   }
   if (!req.tags.empty())
     opts.commit_name = req.tags.front();
-  opts.compression = req.compression == "zstd" ? layer::Compression::kZstd : layer::Compression::kGzip;
-  opts.docker_format = req.format == "docker";
-  opts.timestamp = req.timestamp;
-  if (auto h = req.build_args.find("BUILDKIT_SANDBOX_HOSTNAME"); h != req.build_args.end() && !h->second.empty()) {
+  const auto& build_args = job.compile.build_args;
+  if (auto h = build_args.find("BUILDKIT_SANDBOX_HOSTNAME"); h != build_args.end() && !h->second.empty()) {
     // BuildKit's build arg for the hostname RUN steps see: a host name, checked as one.
     bool ok = h->second.size() <= 64;
     for (char c : h->second)
@@ -121,7 +93,6 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
   opts.network = req.network == "none" ? NetworkMode::kNone
                  : req.network == "host" ? NetworkMode::kHost
                                          : NetworkMode::kPrivate;
-  opts.allow_network_host = req.allow_network_host;
   if (NamesNetwork(req.network)) {
     // A kiln network: the build's namespace joins it (docs/network.md "Builds").
     auto net = run::PrepareBuildNetwork(*store, run::Paths{ctx.StoreRoot(), ctx.RunRoot()}, req.network);
@@ -136,33 +107,13 @@ int RunBuild(const BuildRequest& req, Context& ctx) {
     opts.attach_network = std::move(net->attach);
     opts.network_resolv_conf = std::move(net->resolv_conf);
   }
-  opts.jobs = req.jobs > 0 ? static_cast<size_t>(req.jobs) : 0;
-  opts.use_cache = !req.no_cache && req.layers;
-  opts.write_cache = req.layers;
-  opts.no_cache_filter = req.no_cache_filter;
-  opts.explain_cache = req.explain_cache;
-  opts.containerfile = req.containerfile_path;
-  opts.secret_cache_key = req.secret_cache_key;
   if (auto s = ResolveBuildSecrets(req, ctx.StoreRoot(), &opts.secrets, &opts.ssh); !s)
     return ReportError(s.error());
-  for (const auto& [k, v] : req.labels)
-    opts.labels[k] = v;
-  for (const auto& [k, v] : req.annotations)
-    opts.annotations[k] = v;
-  opts.squash = req.squash;
-  opts.squash_all = req.squash_all;
-  opts.run_capabilities = req.capabilities;
-  opts.run_rlimits = req.ulimits;
-  opts.add_hosts = req.add_hosts;
-  opts.shm_size = req.shm_size;
-  opts.devices = req.devices;
-  opts.no_new_privileges = req.no_new_privileges;
-  opts.run_key = req.run_key;
   // ADD URL through the registry client's HTTP stack (TLS, certs.d or
   // --cert-dir, proxies from the environment, retries).
   registry::ClientOptions fetch_options;
-  fetch_options.tls_verify = req.tls_verify;
-  fetch_options.cert_dir = req.cert_dir;
+  fetch_options.tls_verify = job.acquire.transfer.tls_verify;
+  fetch_options.cert_dir = job.acquire.transfer.cert_dir;
   opts.fetch_url = [fetch_options](const std::string& url,
                                    const std::vector<std::pair<std::string, std::string>>& headers,
                                    int fd) -> Expected<engine::UrlFetchResult> {

@@ -44,6 +44,22 @@ struct BuildJob {
   bool quiet = false;                             // no "imported N cache records" line
 };
 
+/// A build context's ignore file and its patterns (path "" when none).
+struct ContextIgnore {
+  std::string path;
+  std::vector<std::string> patterns;  // frontend::ReadIgnoreFile() of it
+};
+
+/// Finds and reads the ignore file of `context_dir` (docs/build.md):
+/// `ignorefile` when not empty (kNotFound when it is not a file), else the
+/// first of <containerfile>.containerignore, <containerfile>.dockerignore
+/// (not for "" or "-"), .containerignore and .dockerignore in the context
+/// that exists. One found in the context is opened beneath it (a symlink
+/// out of it is kInvalidInput, docs/security.md H39); it must be a regular
+/// file of at most 4 MiB.
+Expected<ContextIgnore> LoadContextIgnore(const std::string& context_dir, const std::string& containerfile,
+                                          const std::string& ignorefile = "");
+
 /// Runs the build. Returns the image ID ("sha256:...") of a one-platform
 /// build, or the digest of the stored index of a multi-platform one.
 /// Warnings (unused build args...) are logged once.
