@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "cli/format_util.h"
 #include "kiln/deployment.h"
 #include "kiln/run.h"
@@ -34,32 +35,30 @@ int ForEach(Context& ctx, const std::vector<std::string>& names,
   return rc;
 }
 
-void AddVerbs(CLI::App& parent, Context& ctx) {
-  {
-    auto* cmd = parent.add_subcommand("start", "start stopped containers (detached)");
-    auto names = std::make_shared<std::vector<std::string>>();
-    cmd->add_option("containers", *names, "container names or IDs")->required();
-    SetAction(cmd, ctx, [&ctx, names] {
-      return ForEach(ctx, *names, [](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
-        KILN_TRY(run::StartContainer(p, id));
-        std::printf("%s\n", n.c_str());
-        return Ok();
-      });
+/// A verb's action: `op` on every named container (ForEach), its name
+/// printed when it succeeds.
+void SetVerb(Context& ctx, const NamesCommand& c, std::function<Status(const run::Paths&, const std::string& id)> op,
+             ExitRules rules = {}) {
+  SetAction(c.cmd, ctx, [&ctx, names = c.names, op = std::move(op)] {
+    return ForEach(ctx, *names, [&op](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
+      KILN_TRY(op(p, id));
+      std::printf("%s\n", n.c_str());
+      return Ok();
     });
-  }
+  }, rules);
+}
+
+void AddVerbs(CLI::App& parent, Context& ctx) {
+  const std::string kNames = "container names or IDs";
+  SetVerb(ctx, AddNamesCommand(parent, "start", "start stopped containers (detached)", "containers", kNames),
+          [](const run::Paths& p, const std::string& id) { return run::StartContainer(p, id); });
   {
-    auto* cmd = parent.add_subcommand("stop", "stop containers: the image's StopSignal, then SIGKILL");
-    auto names = std::make_shared<std::vector<std::string>>();
+    auto stop = AddNamesCommand(parent, "stop", "stop containers: the image's StopSignal, then SIGKILL", "containers",
+                                kNames);
     auto timeout = std::make_shared<int>(10);
-    cmd->add_option("-t,--time", *timeout, "seconds to wait before SIGKILL (default 10)");
-    cmd->add_option("containers", *names, "container names or IDs")->required();
-    SetAction(cmd, ctx, [&ctx, names, timeout] {
-      return ForEach(ctx, *names,
-                     [timeout](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
-                       KILN_TRY(run::StopContainer(p, id, *timeout));
-                       std::printf("%s\n", n.c_str());
-                       return Ok();
-                     });
+    stop.cmd->add_option("-t,--time", *timeout, "seconds to wait before SIGKILL (default 10)");
+    SetVerb(ctx, stop, [timeout](const run::Paths& p, const std::string& id) {
+      return run::StopContainer(p, id, *timeout);
     });
   }
   {
@@ -123,18 +122,11 @@ void AddVerbs(CLI::App& parent, Context& ctx) {
     });
   }
   {
-    auto* cmd = parent.add_subcommand("rm", "remove containers");
-    auto names = std::make_shared<std::vector<std::string>>();
+    auto rm = AddNamesCommand(parent, "rm", "remove containers", "containers", kNames);
     auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "kill running containers first");
-    cmd->add_option("containers", *names, "container names or IDs")->required();
-    SetAction(cmd, ctx, [&ctx, names, force] {
-      return ForEach(ctx, *names,
-                     [force](const run::Paths& p, const std::string& id, const std::string& n) -> Status {
-                       KILN_TRY(run::RemoveContainer(p, id, *force));
-                       std::printf("%s\n", n.c_str());
-                       return Ok();
-                     });
+    rm.cmd->add_flag("-f,--force", *force, "kill running containers first");
+    SetVerb(ctx, rm, [force](const run::Paths& p, const std::string& id) {
+      return run::RemoveContainer(p, id, *force);
     }, kNotFoundFails);
   }
 }
@@ -226,6 +218,33 @@ int InspectContainersCommand(Context& ctx, const std::vector<std::string>& names
   return prc != 0 ? prc : rc;
 }
 
+namespace {
+
+/// podman container prune: every container that is not running; prints the
+/// removed IDs.
+int PruneContainers(Context& ctx) {
+  run::Paths paths = RunPaths(ctx);
+  auto all = run::ListContainers(paths, /*all=*/true);
+  if (!all)
+    return ReportError(all.error());
+  int rc = 0;
+  for (const auto& c : *all) {
+    if (c.status == "running")
+      continue;
+    if (auto st = run::RemoveContainer(paths, c.id, /*force=*/false); !st) {
+      // Started or removed by another command since the listing.
+      if (st.error().code() == Errc::kNotFound)
+        continue;
+      rc = ReportError(st.error());
+      continue;
+    }
+    std::printf("%s\n", c.id.c_str());
+  }
+  return rc;
+}
+
+}  // namespace
+
 void AddContainerCommands(CLI::App& app, Context& ctx) {
   AddVerbs(app, ctx);
   auto* group = app.add_subcommand("container", "manage containers (start, stop, kill, wait, rm, inspect, ls, prune)");
@@ -239,33 +258,10 @@ void AddContainerCommands(CLI::App& app, Context& ctx) {
   inspect->add_option("containers", *names, "container names or IDs")->required();
   SetAction(inspect, ctx, [&ctx, names, format] { return InspectContainersCommand(ctx, *names, *format); });
 
-  // podman container prune: every container that is not running, after
-  // asking (on a terminal) unless -f; prints the removed IDs.
-  auto* prune = group->add_subcommand("prune", "remove every container that is not running");
-  auto force = std::make_shared<bool>(false);
-  prune->add_flag("-f,--force", *force, "do not ask for confirmation (kiln asks only when stdin is a terminal)");
-  SetAction(prune, ctx, [&ctx, force] {
-    if (!*force && !Confirm("WARNING! This will remove all non running containers."))
-      return 0;
-    run::Paths paths = RunPaths(ctx);
-    auto all = run::ListContainers(paths, /*all=*/true);
-    if (!all)
-      return ReportError(all.error());
-    int rc = 0;
-    for (const auto& c : *all) {
-      if (c.status == "running")
-        continue;
-      if (auto st = run::RemoveContainer(paths, c.id, /*force=*/false); !st) {
-        // Started or removed by another command since the listing.
-        if (st.error().code() == Errc::kNotFound)
-          continue;
-        rc = ReportError(st.error());
-        continue;
-      }
-      std::printf("%s\n", c.id.c_str());
-    }
-    return rc;
-  });
+  AddPruneCommand(*group, ctx, "remove every container that is not running",
+                  "do not ask for confirmation (kiln asks only when stdin is a terminal)",
+                  [] { return Expected<std::string>("WARNING! This will remove all non running containers."); },
+                  [&ctx] { return PruneContainers(ctx); });
 }
 
 }  // namespace kiln::cli

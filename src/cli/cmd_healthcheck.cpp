@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -18,15 +19,11 @@ void AddHealthcheckCommand(CLI::App& app, Context& ctx) {
   auto* cmd = group->add_subcommand("run", "run the container's health check once: exit 0 healthy, 1 unhealthy");
   auto name = std::make_shared<std::string>();
   cmd->add_option("container", *name, "container name or ID")->required();
-  SetAction(cmd, ctx, [&ctx, name] {
+  SetCommand(cmd, ctx, [&ctx, name]() -> Expected<int> {
     run::Paths paths = RunPaths(ctx);
-    auto id = run::ResolveContainer(paths, *name);
-    if (!id)
-      return ReportError(id.error());
-    auto healthy = run::RunHealthcheck(paths, *id);
-    if (!healthy)
-      return ReportError(healthy.error());
-    if (*healthy)
+    KILN_ASSIGN_OR_RETURN(std::string id, run::ResolveContainer(paths, *name));
+    KILN_ASSIGN_OR_RETURN(bool healthy, run::RunHealthcheck(paths, id));
+    if (healthy)
       return 0;
     std::printf("unhealthy\n");
     return 1;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "cli/command.h"
 #include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
@@ -10,35 +11,31 @@ namespace kiln::cli {
 
 namespace {
 
-int HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool quiet, bool no_heading,
-                   const std::string& format) {
-  auto store = OpenImageStore(ctx);
-  if (!store)
-    return ReportError(store.error());
-  auto img = image::ResolveLocal(*store, name);
-  if (!img)
-    return ReportError(img.error());
+Expected<int> HistoryCommand(Context& ctx, const std::string& name, bool no_trunc, bool quiet, bool no_heading,
+                             const std::string& format) {
+  KILN_ASSIGN_OR_RETURN(Store store, OpenImageStore(ctx));
+  KILN_ASSIGN_OR_RETURN(StoredImage img, image::ResolveLocal(store, name));
   struct Row {
     std::string id, created, created_by, size, comment;
     nlohmann::json json;
   };
   std::vector<Row> rows;
   size_t layer = 0;
-  const auto& hist = img->config.history;
+  const auto& hist = img.config.history;
   for (size_t i = 0; i < hist.size(); ++i) {
     const HistoryEntry& h = hist[i];
     int64_t size = 0;
-    if (!h.empty_layer && layer < img->manifest.layers.size())
-      size = img->manifest.layers[layer++].size;
+    if (!h.empty_layer && layer < img.manifest.layers.size())
+      size = img.manifest.layers[layer++].size;
     Row r;
-    r.id = i + 1 == hist.size() ? (no_trunc ? img->id().str() : ShortId(img->id())) : "<missing>";
+    r.id = i + 1 == hist.size() ? (no_trunc ? img.id().str() : ShortId(img.id())) : "<missing>";
     r.created = HumanAgo(h.created);
     r.created_by = h.created_by;
     if (!no_trunc && r.created_by.size() > 45)
       r.created_by = r.created_by.substr(0, 42) + "...";
     r.size = HumanSize(size);
     r.comment = h.comment;
-    r.json = {{"id", i + 1 == hist.size() ? img->id().hex() : "<missing>"},
+    r.json = {{"id", i + 1 == hist.size() ? img.id().hex() : "<missing>"},
               {"created", h.created},
               {"createdBy", h.created_by},
               {"size", size},
@@ -90,7 +87,7 @@ void AddHistoryCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--format", f->format,
                   "json, a Go template ({{.ID}} {{.CreatedBy}}), or table TEMPLATE (docs/format.md)");
   cmd->add_option("image", f->image, "image name, ID or digest")->required();
-  SetAction(cmd, ctx, [&ctx, f] { return HistoryCommand(ctx, f->image, f->no_trunc, f->quiet, f->no_heading, f->format); });
+  SetCommand(cmd, ctx, [&ctx, f] { return HistoryCommand(ctx, f->image, f->no_trunc, f->quiet, f->no_heading, f->format); });
 }
 
 }  // namespace kiln::cli

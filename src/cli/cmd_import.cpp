@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cli/command.h"
 #include "cli/image_util.h"
 #include "kiln/events.h"
 #include "kiln/fs.h"
@@ -35,22 +36,17 @@ void AddImportCommand(CLI::App& app, Context& ctx) {
                   "tarball (plain, gzip, zstd, bzip2 or xz), an http(s) URL of one, or - for standard input")
       ->required();
   cmd->add_option("name", f->name, "name for the image (NAME means localhost/NAME:latest)");
-  SetAction(cmd, ctx, [&ctx, f] {
+  SetCommand(cmd, ctx, [&ctx, f]() -> Status {
     ImportOptions opts;
     opts.changes = f->changes;
     opts.message = f->message;
     if (!f->platform.empty()) {
-      auto p = Platform::Parse(f->platform);
-      if (!p)
-        return ReportError(p.error());
-      opts.platform = *p;
+      KILN_ASSIGN_OR_RETURN(opts.platform, Platform::Parse(f->platform));
     }
     std::vector<std::string> names;
     if (!f->name.empty()) {
-      auto n = NormalizeNewName(f->name);
-      if (!n)
-        return ReportError(n.error());
-      names.push_back(*n);
+      KILN_ASSIGN_OR_RETURN(std::string n, NormalizeNewName(f->name));
+      names.push_back(n);
     }
     UniqueFd owned;
     int fd = 0;
@@ -60,41 +56,33 @@ void AddImportCommand(CLI::App& app, Context& ctx) {
       char tmpl[] = "/tmp/kiln-import-XXXXXX";
       owned.reset(::mkstemp(tmpl));
       if (!owned)
-        return ReportError(Error::FromErrno("import " + f->source + ": temporary file"));
+        return Error::FromErrno("import " + f->source + ": temporary file");
       ::unlink(tmpl);
       registry::ClientOptions co;
       co.tls_verify = f->tls_verify;
       co.cert_dir = f->cert_dir;
-      auto got = registry::FetchUrl(f->source, {}, owned.get(), co);
-      if (!got)
-        return ReportError(std::move(got).error().WithContext("import"));
+      if (auto got = registry::FetchUrl(f->source, {}, owned.get(), co); !got)
+        return std::move(got).error().WithContext("import");
       if (::lseek(owned.get(), 0, SEEK_SET) != 0)
-        return ReportError(Error::FromErrno("import " + f->source));
+        return Error::FromErrno("import " + f->source);
       fd = owned.get();
     } else if (f->source != "-") {
       auto o = OpenFile(f->source, O_RDONLY);
       if (!o)
-        return ReportError(std::move(o).error().WithContext("import"));
+        return std::move(o).error().WithContext("import");
       owned = std::move(*o);
       fd = owned.get();
     }
-    auto store = OpenImageStore(ctx);
-    if (!store)
-      return ReportError(store.error());
-    auto lease = store->AcquireLease("import");  // until the image is named
-    if (!lease)
-      return ReportError(lease.error());
-    auto top = ImportRootfsTar(*store, fd, opts);
+    KILN_ASSIGN_OR_RETURN(Store store, OpenImageStore(ctx));
+    KILN_ASSIGN_OR_RETURN(Lease lease, store.AcquireLease("import"));  // until the image is named
+    auto top = ImportRootfsTar(store, fd, opts);
     if (!top)
-      return ReportError(std::move(top).error().WithContext("import " + f->source));
-    if (auto s = store->AddImage(*top, names); !s)
-      return ReportError(s.error());
-    auto img = store->LoadImage(*top);
-    if (!img)
-      return ReportError(img.error());
-    std::printf("%s\n", img->id().hex().c_str());
-    events::Record(ctx.StoreRoot(), "image", "import", img->id().hex(), f->source);
-    return 0;
+      return std::move(top).error().WithContext("import " + f->source);
+    KILN_TRY(store.AddImage(*top, names));
+    KILN_ASSIGN_OR_RETURN(StoredImage img, store.LoadImage(*top));
+    std::printf("%s\n", img.id().hex().c_str());
+    events::Record(ctx.StoreRoot(), "image", "import", img.id().hex(), f->source);
+    return Ok();
   });
 }
 

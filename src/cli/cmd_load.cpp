@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cli/command.h"
 #include "cli/image_util.h"
 #include "kiln/events.h"
 #include "kiln/fs.h"
@@ -52,36 +53,27 @@ void AddLoadCommand(CLI::App& app, Context& ctx) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("-i,--input", f->input, "the archive to read (default: standard input)");
   cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
-  SetAction(cmd, ctx, [&ctx, f] {
-    auto store = OpenImageStore(ctx);
-    if (!store)
-      return ReportError(store.error());
-    auto lease = store->AcquireLease("load");  // until the images are named
-    if (!lease)
-      return ReportError(lease.error());
+  SetCommand(cmd, ctx, [&ctx, f]() -> Status {
+    KILN_ASSIGN_OR_RETURN(Store store, OpenImageStore(ctx));
+    KILN_ASSIGN_OR_RETURN(Lease lease, store.AcquireLease("load"));  // until the images are named
+    const std::string input = f->input.empty() ? "-" : f->input;
     std::string path = f->input;
     std::string staged;
-    if (path.empty() || path == "-") {
+    if (input == "-") {
       // The archive is read twice (docker-archive): stage stdin in the store.
-      auto dir = store->MakeTempDir("load-");
-      if (!dir)
-        return ReportError(dir.error());
-      staged = *dir;
+      KILN_ASSIGN_OR_RETURN(staged, store.MakeTempDir("load-"));
       path = JoinPath(staged, "input.tar");
-      auto out = OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (!out)
-        return ReportError(out.error());
+      KILN_ASSIGN_OR_RETURN(UniqueFd out, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
       char buf[1 << 16];
       for (;;) {
         ssize_t n = ::read(0, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
           continue;
         if (n < 0)
-          return ReportError(Error::FromErrno("read standard input"));
+          return Error::FromErrno("read standard input");
         if (n == 0)
           break;
-        if (auto s = WriteAll(out->get(), buf, static_cast<size_t>(n)); !s)
-          return ReportError(s.error());
+        KILN_TRY(WriteAll(out.get(), buf, static_cast<size_t>(n)));
       }
     }
     struct Cleanup {
@@ -91,25 +83,23 @@ void AddLoadCommand(CLI::App& app, Context& ctx) {
           (void)RemoveAll(dir);
       }
     } cleanup{staged};
-    auto images = LoadArchive(*store, path);
+    auto images = LoadArchive(store, path);
     if (!images)
-      return ReportError(std::move(images).error().WithContext("load " + (f->input.empty() ? "-" : f->input)));
+      return std::move(images).error().WithContext("load " + input);
     for (auto p : *images) {
-      p.top = SameImageInStore(*store, p.top);
-      if (auto s = store->AddImage(p.top, p.names); !s)
-        return ReportError(s.error());
-      if (auto img = store->LoadImage(p.top))  // podman's status for load
-        events::Record(ctx.StoreRoot(), "image", "loadfromarchive", img->id().hex(), f->input.empty() ? "-" : f->input);
+      p.top = SameImageInStore(store, p.top);
+      KILN_TRY(store.AddImage(p.top, p.names));
+      auto img = store.LoadImage(p.top);
+      if (img)  // podman's status for load
+        events::Record(ctx.StoreRoot(), "image", "loadfromarchive", img->id().hex(), input);
       if (f->quiet)
         continue;
-      if (p.names.empty()) {
-        auto img = store->LoadImage(p.top);
+      if (p.names.empty())
         std::printf("Loaded image: %s\n", img ? img->id().str().c_str() : p.top.digest.str().c_str());
-      }
       for (const auto& n : p.names)
         std::printf("Loaded image: %s\n", n.c_str());
     }
-    return 0;
+    return Ok();
   });
 }
 

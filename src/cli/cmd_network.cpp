@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "cli/commands.h"
 #include "cli/compose_flags.h"
 #include "cli/format_util.h"
@@ -178,11 +179,11 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     cmd->add_flag("--ipv6", f->ipv6, "IPv6 (not supported yet)");
     cmd->add_option("--label", f->labels, "metadata K=V (repeatable)");
     cmd->add_option("-o,--opt", f->opts, "driver option K=V: isolate, mtu (repeatable)");
-    SetAction(cmd, ctx, [&ctx, f] {
+    SetCommand(cmd, ctx, [&ctx, f]() -> Status {
       if (f->driver != "bridge")
-        return ReportError(Error(Errc::kUnsupported, "unsupported network driver " + f->driver + " (kiln has bridge)"));
+        return Error(Errc::kUnsupported, "unsupported network driver " + f->driver + " (kiln has bridge)");
       if (f->ipv6)
-        return ReportError(Error(Errc::kUnsupported, "--ipv6 is not supported yet (IPv4 networks only)"));
+        return Error(Errc::kUnsupported, "--ipv6 is not supported yet (IPv4 networks only)");
       network::CreateOptions o;
       o.name = f->name;
       o.subnet = f->subnet;
@@ -190,18 +191,12 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
       o.internal = f->internal;
       o.disable_dns = f->disable_dns;
       o.ignore = f->ignore;
-      if (auto st = ParseKeyValues(f->labels, "label", &o.labels); !st)
-        return ReportError(st.error());
-      if (auto st = ParseKeyValues(f->opts, "option", &o.options); !st)
-        return ReportError(st.error());
-      auto store = OpenNetworkStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto n = network::CreateNetwork(*store, o);
-      if (!n)
-        return ReportError(n.error());
-      std::printf("%s\n", n->name.c_str());
-      return 0;
+      KILN_TRY(ParseKeyValues(f->labels, "label", &o.labels));
+      KILN_TRY(ParseKeyValues(f->opts, "option", &o.options));
+      KILN_ASSIGN_OR_RETURN(auto store, OpenNetworkStore(ctx));
+      KILN_ASSIGN_OR_RETURN(auto n, network::CreateNetwork(store, o));
+      std::printf("%s\n", n.name.c_str());
+      return Ok();
     });
   }
   {
@@ -337,16 +332,10 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("--alias", *aliases, "another name of the container on the network (repeatable)");
     cmd->add_option("--ip", *ip, "the container's IPv4 address on the network");
     cmd->add_option("args", *args, "NETWORK CONTAINER")->required()->expected(2);
-    SetAction(cmd, ctx, [&ctx, args, aliases, ip] {
-      auto store = OpenNetworkStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto id = run::ResolveContainer(RunPaths(ctx), (*args)[1]);
-      if (!id)
-        return ReportError(id.error());
-      if (auto st = run::ConnectNetwork(*store, RunPaths(ctx), *id, (*args)[0], *aliases, *ip); !st)
-        return ReportError(st.error());
-      return 0;
+    SetCommand(cmd, ctx, [&ctx, args, aliases, ip]() -> Status {
+      KILN_ASSIGN_OR_RETURN(auto store, OpenNetworkStore(ctx));
+      KILN_ASSIGN_OR_RETURN(std::string id, run::ResolveContainer(RunPaths(ctx), (*args)[1]));
+      return run::ConnectNetwork(store, RunPaths(ctx), id, (*args)[0], *aliases, *ip);
     });
   }
   {
@@ -357,16 +346,10 @@ void AddNetworkCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("args", *args, "NETWORK CONTAINER")->required()->expected(2);
     // `force` is captured so CLI11's pointer to it stays valid (an uncaptured
     // flag was written after free: network prune -f crashed under MALLOC_PERTURB_).
-    SetAction(cmd, ctx, [&ctx, args, force] {
-      auto store = OpenNetworkStore(ctx);
-      if (!store)
-        return ReportError(store.error());
-      auto id = run::ResolveContainer(RunPaths(ctx), (*args)[1]);
-      if (!id)
-        return ReportError(id.error());
-      if (auto st = run::DisconnectNetwork(*store, RunPaths(ctx), *id, (*args)[0]); !st)
-        return ReportError(st.error());
-      return 0;
+    SetCommand(cmd, ctx, [&ctx, args, force]() -> Status {
+      KILN_ASSIGN_OR_RETURN(auto store, OpenNetworkStore(ctx));
+      KILN_ASSIGN_OR_RETURN(std::string id, run::ResolveContainer(RunPaths(ctx), (*args)[1]));
+      return run::DisconnectNetwork(store, RunPaths(ctx), id, (*args)[0]);
     });
   }
   {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "kiln/run.h"
 
 namespace kiln::cli {
@@ -12,12 +13,11 @@ namespace kiln::cli {
 run::Paths RunPaths(const Context& ctx);
 
 void AddRestartCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("restart", "stop containers (as kiln stop) and start them again");
-  auto names = std::make_shared<std::vector<std::string>>();
+  auto restart = AddNamesCommand(app, "restart", "stop containers (as kiln stop) and start them again", "containers",
+                                 "container names or IDs");
   auto timeout = std::make_shared<int>(10);
-  cmd->add_option("-t,--time", *timeout, "seconds to wait before SIGKILL (default 10)");
-  cmd->add_option("containers", *names, "container names or IDs")->required();
-  SetAction(cmd, ctx, [&ctx, names, timeout] {
+  restart.cmd->add_option("-t,--time", *timeout, "seconds to wait before SIGKILL (default 10)");
+  SetAction(restart.cmd, ctx, [&ctx, names = restart.names, timeout] {
     run::Paths paths = RunPaths(ctx);
     int rc = 0;
     for (const auto& n : *names) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/fs.h"
@@ -124,20 +125,13 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
       return PrintList(f->format, rows, tmpl_rows, o, 4);
     });
   }
-  {
-    auto* cmd = group->add_subcommand("inspect", "show secrets as JSON (never their values)");
-    auto names = std::make_shared<std::vector<std::string>>();
-    auto format = std::make_shared<std::string>();
-    cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Spec.Name}} (docs/format.md)");
-    cmd->add_option("secrets", *names, "secret names or IDs")->required();
-    SetAction(cmd, ctx, [&ctx, names, format] {
-      return InspectEach(*names, *format, TemplateOptions("inspect", "entities.SecretInfoReport"), 4,
-                         [&ctx](const std::string& n) -> Expected<nlohmann::json> {
-                           KILN_ASSIGN_OR_RETURN(auto s, secret::Inspect(ctx.StoreRoot(), n));
-                           return SecretJson(s);
-                         });
-    });
-  }
+  AddInspectCommand(*group, ctx, "show secrets as JSON (never their values)", "secrets", "secret names or IDs",
+                    "json, or a Go template such as {{.Spec.Name}} (docs/format.md)",
+                    TemplateOptions("inspect", "entities.SecretInfoReport"), 4,
+                    [&ctx](const std::string& n) -> Expected<nlohmann::json> {
+                      KILN_ASSIGN_OR_RETURN(auto s, secret::Inspect(ctx.StoreRoot(), n));
+                      return SecretJson(s);
+                    });
   {
     auto* cmd = group->add_subcommand("rm", "remove secrets");
     auto names = std::make_shared<std::vector<std::string>>();

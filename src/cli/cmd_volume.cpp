@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "cli/format_util.h"
 #include "kiln/random.h"
 #include "kiln/run.h"
@@ -40,19 +41,14 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
     auto ignore = std::make_shared<bool>(false);
     cmd->add_option("name", *name, "volume name");
     cmd->add_flag("--ignore", *ignore, "do nothing if the volume exists");
-    SetAction(cmd, ctx, [&ctx, name, ignore] {
+    SetCommand(cmd, ctx, [&ctx, name, ignore]() -> Status {
       std::string volume = *name;
       if (volume.empty()) {
-        auto random = RandomHex(64);  // podman's anonymous volume names
-        if (!random)
-          return ReportError(random.error());
-        volume = *random;
+        KILN_ASSIGN_OR_RETURN(volume, RandomHex(64));  // podman's anonymous volume names
       }
-      auto v = run::CreateVolume(RunPaths(ctx), volume, *ignore);
-      if (!v)
-        return ReportError(v.error());
-      std::printf("%s\n", v->name.c_str());
-      return 0;
+      KILN_ASSIGN_OR_RETURN(auto v, run::CreateVolume(RunPaths(ctx), volume, *ignore));
+      std::printf("%s\n", v.name.c_str());
+      return Ok();
     });
   }
   {
@@ -99,61 +95,45 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
       return PrintList(f->format, rows, tmpl_rows, o, 2);
     });
   }
+  AddInspectCommand(*group, ctx, "show volumes as JSON", "names", "volume names",
+                    "json, or a Go template such as {{.Mountpoint}} (docs/format.md)",
+                    TemplateOptions("inspect", "define.InspectVolumeData"), 2,
+                    [&ctx](const std::string& n) -> Expected<nlohmann::json> {
+                      KILN_ASSIGN_OR_RETURN(auto v, run::InspectVolume(RunPaths(ctx), n));
+                      return VolumeJson(v);
+                    });
   {
-    auto* cmd = group->add_subcommand("inspect", "show volumes as JSON");
-    auto names = std::make_shared<std::vector<std::string>>();
-    auto format = std::make_shared<std::string>();
-    cmd->add_option("-f,--format", *format, "json, or a Go template such as {{.Mountpoint}} (docs/format.md)");
-    cmd->add_option("names", *names, "volume names")->required();
-    SetAction(cmd, ctx, [&ctx, names, format] {
-      return InspectEach(*names, *format, TemplateOptions("inspect", "define.InspectVolumeData"), 2,
-                         [&ctx](const std::string& n) -> Expected<nlohmann::json> {
-                           KILN_ASSIGN_OR_RETURN(auto v, run::InspectVolume(RunPaths(ctx), n));
-                           return VolumeJson(v);
-                         });
-    });
-  }
-  {
-    auto* cmd = group->add_subcommand("rm", "remove volumes");
-    auto names = std::make_shared<std::vector<std::string>>();
+    auto rm = AddNamesCommand(*group, "rm", "remove volumes", "names", "volume names");
     auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "remove even when a container uses it");
-    cmd->add_option("names", *names, "volume names")->required();
-    SetAction(cmd, ctx, [&ctx, names, force] {
+    rm.cmd->add_flag("-f,--force", *force, "remove even when a container uses it");
+    SetAction(rm.cmd, ctx, [&ctx, names = rm.names, force] {
       return ForEachName(*names, [&ctx, force](const std::string& n) { return run::RemoveVolume(RunPaths(ctx), n, *force); });
     }, kNotFoundFails);
   }
-  {
-    auto* cmd = group->add_subcommand("prune", "remove every volume no container uses");
-    auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "do not ask for confirmation (kiln asks only when stdin is a terminal)");
-    SetAction(cmd, ctx, [&ctx, force] {
-      if (!*force) {
-        auto volumes = run::ListVolumes(RunPaths(ctx));
-        if (!volumes)
-          return ReportError(volumes.error());
+  AddPruneCommand(
+      *group, ctx, "remove every volume no container uses",
+      "do not ask for confirmation (kiln asks only when stdin is a terminal)",
+      [&ctx]() -> Expected<std::string> {
+        KILN_ASSIGN_OR_RETURN(auto volumes, run::ListVolumes(RunPaths(ctx)));
         std::string warning =
             "WARNING! This will remove all volumes not used by at least one container. The following volumes "
             "will be removed:";
         bool any = false;
-        for (const auto& v : *volumes)
+        for (const auto& v : volumes)
           if (v.used_by.empty()) {
             warning += "\n" + v.name;
             any = true;
           }
-        if (!any)
-          return 0;
-        if (!Confirm(warning))
-          return 0;
-      }
-      auto removed = run::PruneVolumes(RunPaths(ctx));
-      if (!removed)
-        return ReportError(removed.error());
-      for (const auto& n : *removed)
-        std::printf("%s\n", n.c_str());
-      return 0;
-    });
-  }
+        return any ? warning : "";
+      },
+      [&ctx] {
+        auto removed = run::PruneVolumes(RunPaths(ctx));
+        if (!removed)
+          return ReportError(removed.error());
+        for (const auto& n : *removed)
+          std::printf("%s\n", n.c_str());
+        return 0;
+      });
 }
 
 }  // namespace kiln::cli
