@@ -11,6 +11,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
 
 #include "kiln/fs.h"
 #include "kiln/log.h"
@@ -100,16 +101,15 @@ void Append(const std::string& store_root, Event e) {
 
 void Record(const std::string& store_root, const std::string& type, const std::string& status,
             const std::string& id, const std::string& name, const std::string& network) {
-  Event e;
-  e.type = type;
-  e.status = status;
-  e.id = id;
-  e.name = name;
-  e.network = network;
+  Event e{type, status, id, name, "", network};
   if (type == "network" && (status == "create" || status == "remove"))
     e.attributes["driver"] = "bridge";
   Append(store_root, std::move(e));
 }
+
+/// The string fields podman leaves out when empty, in its key order.
+constexpr std::pair<const char*, std::string Event::*> kNamedFields[] = {
+    {"ID", &Event::id}, {"Image", &Event::image}, {"Name", &Event::name}, {"Network", &Event::network}};
 
 std::string ToJson(const Event& e) {
   // podman's key order: ContainerExitCode, ID, Image, Name, Network, Status, Time, Type, Attributes.
@@ -121,14 +121,9 @@ std::string ToJson(const Event& e) {
   };
   if (e.exit_code)
     put("ContainerExitCode", *e.exit_code);
-  if (!e.id.empty())
-    put("ID", e.id);
-  if (!e.image.empty())
-    put("Image", e.image);
-  if (!e.name.empty())
-    put("Name", e.name);
-  if (!e.network.empty())
-    put("Network", e.network);
+  for (const auto& [key, field] : kNamedFields)
+    if (!(e.*field).empty())
+      put(key, e.*field);
   put("Status", e.status);
   put("Time", Rfc3339Nano(e.time_ns));
   put("Type", e.type);
@@ -146,10 +141,8 @@ Expected<Event> FromJson(const std::string& line) {
   try {
     e.type = j.value("Type", "");
     e.status = j.value("Status", "");
-    e.id = j.value("ID", "");
-    e.name = j.value("Name", "");
-    e.image = j.value("Image", "");
-    e.network = j.value("Network", "");
+    for (const auto& [key, field] : kNamedFields)
+      e.*field = j.value(key, "");
     e.time_ns = ParseRfc3339Nano(j.value("Time", ""));
     if (j.contains("ContainerExitCode") && j["ContainerExitCode"].is_number_integer())
       e.exit_code = j["ContainerExitCode"].get<int>();

@@ -396,13 +396,7 @@ void ContainerConfig::SetEnv(std::string_view name, std::string_view value) {
 // ============================================================ ImageConfig
 
 Platform ImageConfig::platform() const {
-  Platform p;
-  p.os = os;
-  p.architecture = architecture;
-  p.variant = variant;
-  p.os_version = os_version;
-  p.os_features = os_features;
-  return p;
+  return Platform{os, architecture, variant, os_version, os_features};
 }
 
 void ImageConfig::set_platform(const Platform& p) {
