@@ -29,9 +29,12 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kiln/error.h"
@@ -247,6 +250,35 @@ Expected<int> WaitContainer(const Paths& paths, const std::string& id);
 /// exit code (podman waits forever). No conditions: WaitContainer().
 Expected<int> WaitContainer(const Paths& paths, const std::string& id, const std::vector<std::string>& conditions,
                             int interval_ms = 250);
+/// `kiln attach` (docs/run.md): the container's output from now on until it
+/// stops, and, for a container created with -i, `in_fd` sent to its stdin
+/// through its monitor (an end of input closes the container's stdin, as
+/// podman). `detach_keys` (ParseDetachKeys; empty: none) typed on `in_fd`
+/// end the attach and leave the container running. With a -t container and
+/// a terminal on `in_fd`, that terminal is raw while attached. Returns the
+/// container's exit code, or -1 after a detach.
+struct AttachOptions {
+  bool stdin = true;         ///< false: --no-stdin
+  std::string detach_keys;   ///< the byte sequence
+};
+Expected<int> Attach(const Paths& paths, const std::string& id, const AttachOptions& options, int in_fd, int out_fd);
+/// podman's --detach-keys: comma-separated "ctrl-X" (X one of a-z @ [ \\ ] ^ _)
+/// or single characters, e.g. "ctrl-p,ctrl-q"; "" disables. kInvalidInput
+/// names what is wrong.
+Expected<std::string> ParseDetachKeys(const std::string& spec);
+/// Matches a detach sequence in a byte stream: Feed() returns the bytes to
+/// pass on (held-back prefix bytes come out once they stop matching) and
+/// sets `detached` when the whole sequence was typed.
+class DetachMatcher {
+ public:
+  explicit DetachMatcher(std::string keys) : keys_(std::move(keys)) {}
+  std::string Feed(std::string_view data, bool* detached);
+
+ private:
+  std::string keys_;
+  size_t matched_ = 0;
+};
+
 /// `kiln rename`: gives the container (running or not) a new, unused name,
 /// under the containers lock; a `rename` event. kInvalidInput for a bad or
 /// taken name. On a kiln network the new name resolves from its next start.
@@ -295,6 +327,11 @@ struct LogOptions {
   bool timestamps = false;
   int64_t since_ns = 0;
   int64_t until_ns = 0;
+  /// Without -t/--since/--until only: set, it ends a follow (within 20 ms).
+  const std::atomic<bool>* stop = nullptr;
+  /// Without -t/--since/--until only: runs once the output there is now
+  /// has been written (`attach` starts sending stdin then).
+  std::function<void()> caught_up;
 };
 Status WriteLogs(const Paths& paths, const std::string& id, const LogOptions& options, int out_fd);
 /// "2026-12-05T02:30:00.123456789Z": RFC 3339 with nanoseconds, trailing

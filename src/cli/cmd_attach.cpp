@@ -1,8 +1,8 @@
-// kiln attach [--no-stdin] [--sig-proxy=false] CONTAINER (docs/run.md): the
-// output of a running detached container from now on, until it stops; exits
-// with its exit code. Signals to kiln (Ctrl-C) go to the container unless
-// --sig-proxy=false. stdin is not attached: a detached container's stdin is
-// /dev/null.
+// kiln attach [--no-stdin] [--detach-keys KEYS] [--sig-proxy=false] CONTAINER
+// (docs/run.md): the output of a running detached container from now on,
+// until it stops; exits with its exit code. stdin goes to a container
+// created with -i (run.cpp's attach); the detach keys leave it running (exit
+// 0). Signals to kiln (Ctrl-C) go to the container unless --sig-proxy=false.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -19,17 +19,24 @@ namespace kiln::cli {
 run::Paths RunPaths(const Context& ctx);
 
 void AddAttachCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("attach", "follow a running container's output until it stops (no stdin)");
+  auto* cmd = app.add_subcommand(
+      "attach", "attach to a running container: its output until it stops, stdin to a container created with -i");
   struct Flags {
     std::string name;
+    std::string detach_keys = "ctrl-p,ctrl-q";
     bool no_stdin = false, sig_proxy = true;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_flag("--no-stdin", f->no_stdin, "do not attach stdin (kiln never does: accepted for podman)");
+  cmd->add_option("--detach-keys", f->detach_keys,
+                  "keys that detach, leaving the container running (default ctrl-p,ctrl-q; \"\" disables)");
+  cmd->add_flag("--no-stdin", f->no_stdin, "do not attach stdin (the container's stdin stays open)");
   cmd->add_option("--sig-proxy", f->sig_proxy, "pass the signals kiln gets to the container (default true)")
       ->default_str("true");
   cmd->add_option("container", f->name, "container name or ID")->required();
   SetAction(cmd, ctx, [&ctx, f] {
+    auto keys = run::ParseDetachKeys(f->detach_keys);
+    if (!keys)
+      return ReportError(keys.error());
     run::Paths paths = RunPaths(ctx);
     auto id = run::ResolveContainer(paths, f->name);
     if (!id)
@@ -57,15 +64,13 @@ void AddAttachCommand(CLI::App& app, Context& ctx) {
         }
       }).detach();
     }
-    run::LogOptions o;
-    o.follow = true;
-    o.tail = 0;
-    if (auto st = run::WriteLogs(paths, *id, o, STDOUT_FILENO); !st)
-      return ReportError(st.error());
-    auto code = run::WaitContainer(paths, *id);
+    run::AttachOptions o;
+    o.stdin = !f->no_stdin;
+    o.detach_keys = *keys;
+    auto code = run::Attach(paths, *id, o, STDIN_FILENO, STDOUT_FILENO);
     if (!code)
       return ReportError(code.error());
-    return *code;
+    return *code < 0 ? 0 : *code;  // detached: the container runs on
   });
 }
 

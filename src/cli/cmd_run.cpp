@@ -107,8 +107,6 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
     o.cpus = f.cpus;
   if (f.pids_limit >= 0)
     o.pids_limit = f.pids_limit;
-  if (o.tty && o.detach && o.interactive)
-    o.interactive = false;  // nothing to attach: -dit keeps a terminal, without stdin
 
   registry::RegisterDockerTransport();
   auto store = Store::Open(ctx.StoreRoot());
@@ -139,7 +137,8 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
   cmd->prefix_command();
   cmd->fallthrough(false);  // IMAGE/CONTAINER and the command are ours, not the parent's
   cmd->positionals_at_end(false);
-  cmd->add_flag("-i,--interactive", f->o.interactive, "keep stdin open (pipe it into the container)");
+  cmd->add_flag("-i,--interactive", f->o.interactive,
+                "keep stdin open (pipe it into the container; with -d, for kiln attach)");
   cmd->add_flag("-t,--tty", f->o.tty, "allocate a pseudo-terminal");
   cmd->add_flag("--rm", f->o.remove, "remove the container when it exits");
   cmd->add_option("--name", f->o.name, "name of the container");

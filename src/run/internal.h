@@ -286,6 +286,31 @@ void EmitContainerEvent(const Paths& paths, const Config& c, const std::string& 
 /// 5, ...) and serves them, so the ports are never free in between.
 Status SpawnMonitor(const Paths& paths, const std::string& id, const std::vector<int>& port_fds = {});
 
+// ------------------------------------------------------------------ attach (attach.cpp)
+
+/// The monitor's side of `kiln attach` for a container created with -i: the
+/// pipe the container's stdin reads (kept open while nobody is attached, as
+/// podman's conmon does) and the socket <run dir>/attach.sock through which
+/// attach clients write into it. Lives as long as the monitor.
+class StdinServer {  // not copyable: owns fds and a thread
+ public:
+  ~StdinServer();
+  /// Makes the pipe and the socket and starts serving. On failure the
+  /// container's stdin is /dev/null (read_fd() -1), as before.
+  Status Start(const Paths& paths, const std::string& id);
+  /// The container's stdin; -1 when not started.
+  int read_fd() const { return read_.get(); }
+
+ private:
+  void Serve();
+  UniqueFd read_;
+  std::shared_ptr<UniqueFd> write_;  // closed at an attach client's end of input
+  UniqueFd listen_;
+  std::string socket_path_;
+  std::thread thread_;
+  UniqueFd stop_r_, stop_w_;
+};
+
 // ------------------------------------------------------------------ tty
 
 /// A pseudo-terminal pair (master, slave), the slave sized like `size_from`

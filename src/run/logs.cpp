@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -44,7 +46,12 @@ Expected<UniqueFd> OpenLog(const Paths& paths, const std::string& id, const std:
 
 }  // namespace
 
-Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd) {
+namespace {
+
+// The raw log from the last `tail` lines (all: -1, none: 0); `caught_up`
+// runs once what is there now is written; `stop` ends a follow early.
+Status CopyLog(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd,
+               const std::atomic<bool>* stop, const std::function<void()>& caught_up) {
   std::string path = ContainerDir(paths, id) + "/ctr.log";
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, OpenLog(paths, id, path, follow));
   if (!fd)
@@ -73,6 +80,8 @@ Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t
       pos = all.size();
     KILN_TRY(WriteAll(out_fd, std::string_view(all).substr(pos)));
   }
+  if (caught_up)
+    caught_up();
   char buf[65536];
   for (;;) {
     ssize_t n = ReadRetry(fd.get(), buf, sizeof buf);
@@ -82,7 +91,7 @@ Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t
       KILN_TRY(WriteAll(out_fd, buf, static_cast<size_t>(n)));
       continue;
     }
-    if (!follow)
+    if (!follow || (stop && stop->load()))
       return Ok();
     if (!MonitorAlive(paths, id)) {
       // One more read: output written just before the monitor exited.
@@ -90,8 +99,14 @@ Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t
         KILN_TRY(WriteAll(out_fd, buf, static_cast<size_t>(n)));
       return Ok();
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(stop ? 20 : 100));
   }
+}
+
+}  // namespace
+
+Status WriteLogs(const Paths& paths, const std::string& id, bool follow, int64_t tail, int out_fd) {
+  return CopyLog(paths, id, follow, tail, out_fd, nullptr, nullptr);
 }
 
 std::string FormatLogTime(int64_t unix_ns) {
@@ -156,7 +171,7 @@ struct LogLine {
 
 Status WriteLogs(const Paths& paths, const std::string& id, const LogOptions& o, int out_fd) {
   if (!o.timestamps && o.since_ns == 0 && o.until_ns == 0)
-    return WriteLogs(paths, id, o.follow, o.tail, out_fd);
+    return CopyLog(paths, id, o.follow, o.tail, out_fd, o.stop, o.caught_up);
   std::string path = ContainerDir(paths, id) + "/ctr.log";
   LogStamps stamps;
   stamps.path = path + ".ts";

@@ -275,12 +275,20 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
       s.stopped_by_user = false;  // a start undoes a stop
       s.restart_count = 0;
     });
+  // -i: a pipe as the container's stdin, fed by `kiln attach` (attach.cpp).
+  StdinServer stdin_server;
+  if (owner && c->interactive) {
+    if (Status st = stdin_server.Start(paths, id); !st)
+      LogWarn("container " + c->name + ": no stdin for attach: " + st.error().message());
+  }
+  const int in_fd = stdin_server.read_fd();
   int64_t delay_ms = 100;
   while (owner && (holder_ref || c->networks.empty())) {
     (void)::unlink((rdir + "/restart-requested").c_str());
     auto began = std::chrono::steady_clock::now();
     // -d -t: the terminal's output goes to the log.
-    status = Supervise(paths, *c, -1, log_fd, log_fd, c->tty, -1, c->tty ? log_fd : -1, &ready_fd, "",
+    status = Supervise(paths, *c, c->tty ? -1 : in_fd, log_fd, log_fd, c->tty, c->tty ? in_fd : -1,
+                       c->tty ? log_fd : -1, &ready_fd, "",
                        std::move(fwd), nullptr, /*lock_held=*/true);
     fwd.reset();  // later rounds bind the -p ports again (Supervise)
     DetachNetworks(paths, *c);  // its names go at once (network.cpp)

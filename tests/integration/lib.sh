@@ -99,6 +99,17 @@ kiln_as() {
   as_mode "$mode" env KILN_ROOT="$store" SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-}" "$KILN_BIN" "$@"
 }
 
+# kiln_pid_under PID: the kiln process at PID or below it (as_mode's runuser
+# and env in between), to send it a signal
+kiln_pid_under() {
+  local p=$1 _
+  for _ in 1 2 3; do
+    [ "$(readlink /proc/$p/exe 2>/dev/null)" = "$(readlink -f "$KILN_BIN")" ] && break
+    p=$(cat /proc/$p/task/$p/children 2>/dev/null | awk '{print $1}')
+  done
+  echo "$p"
+}
+
 # import_busybox MODE STORE WORKDIR: the offline base image "busybox"
 import_busybox() {
   local mode=$1 store=$2 work=$3

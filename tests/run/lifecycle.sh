@@ -331,6 +331,8 @@ print(" ".join(j["Status"] + "=" + j["Name"] + ":" + str(len(j["ID"])) for j in 
     bash -c "[ $rc -eq 125 ] && grep -q 'you can only attach to running containers' '$work/err'"
   k rm -f stopped1 >/dev/null 2>&1
   k run -d --name at1 --network none busybox sh -c 'echo before; sleep 2; echo hello-attach; exit 7' >/dev/null 2>&1
+  # (attach once "before" is in the log: under load the echo can come after attach started)
+  wait_for 2 bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store logs at1 | grep -q before"
   out=$(timeout 20 bash -c "$(declare -f kiln_as as_mode); kiln_as $mode $store attach at1" 2>&1); rc=$?
   check "$mode: attach prints the output from now on and exits with the container's code ($rc: $(echo $out))" \
     test "$rc" -eq 7 -a "$out" = hello-attach
@@ -339,11 +341,7 @@ print(" ".join(j["Status"] + "=" + j["Name"] + ":" + str(len(j["ID"])) for j in 
   as_mode "$mode" env KILN_ROOT="$store" "$KILN_BIN" attach at2 >"$work/attach.out" 2>&1 &
   apid=$!
   sleep 1
-  kpid=$apid  # the kiln process under the subshell (and runuser)
-  for _ in 1 2 3; do
-    [ "$(readlink /proc/$kpid/exe 2>/dev/null)" = "$(readlink -f "$KILN_BIN")" ] && break
-    kpid=$(cat /proc/$kpid/task/$kpid/children 2>/dev/null | awk '{print $1}')
-  done
+  kpid=$(kiln_pid_under "$apid")
   kill -INT "$kpid" 2>/dev/null
   wait "$apid"; rc=$?
   check "$mode: attach passes Ctrl-C (SIGINT) to the container ($rc: $(cat "$work/attach.out"))" \

@@ -359,5 +359,31 @@ TEST_F(RunTest, ListsAllOrOnlyTheRunningOnes) {
   ASSERT_TRUE(running.get());
 }
 
+TEST(DetachKeys, ParsesPodmanSpellings) {
+  EXPECT_EQ(*ParseDetachKeys("ctrl-p,ctrl-q"), std::string("\x10\x11"));
+  EXPECT_EQ(*ParseDetachKeys("ctrl-x,a"), std::string("\x18" "a"));
+  EXPECT_EQ(*ParseDetachKeys("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_"), std::string("\0\x1b\x1c\x1d\x1e\x1f", 6));
+  EXPECT_EQ(*ParseDetachKeys(""), "");
+  for (const char* bad : {"ctrl-1", "ctrl-", "ctrl-pq", "ab", "ctrl-p,", ",ctrl-q"}) {
+    auto r = ParseDetachKeys(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Errc::kInvalidInput) << bad;
+  }
+}
+
+TEST(DetachKeys, MatcherHoldsBackAPrefixAndFindsTheSequenceAnywhere) {
+  DetachMatcher m("\x10\x11");
+  bool detached = false;
+  EXPECT_EQ(m.Feed("ab\x10", &detached), "ab");  // the ctrl-p is held back
+  EXPECT_FALSE(detached);
+  EXPECT_EQ(m.Feed("c", &detached), "\x10" "c");  // not followed by ctrl-q: passed on
+  EXPECT_FALSE(detached);
+  EXPECT_EQ(m.Feed("x\x10\x10\x11rest", &detached), "x\x10");
+  EXPECT_TRUE(detached);
+  DetachMatcher none("");
+  EXPECT_EQ(none.Feed("\x10\x11", &detached), "\x10\x11");
+  EXPECT_FALSE(detached);
+}
+
 }  // namespace
 }  // namespace kiln::run
