@@ -1,7 +1,7 @@
 // kiln attach [--no-stdin] [--detach-keys KEYS] [--sig-proxy=false] CONTAINER
 // (docs/run.md): the output of a running detached container from now on,
 // until it stops; exits with its exit code. stdin goes to a container
-// created with -i (run.cpp's attach); the detach keys leave it running (exit
+// created with -i (src/run/attach.cpp); the detach keys leave it running (exit
 // 0). Signals to kiln (Ctrl-C) go to the container unless --sig-proxy=false.
 #include <pthread.h>
 #include <signal.h>
