@@ -48,6 +48,8 @@ struct BuildFlags {
   std::string pull = "missing";
   int jobs = 0;
   std::vector<std::string> labels;
+  std::vector<std::string> env;
+  bool identity_label = false;
   std::vector<std::string> annotations;
   std::vector<std::string> secrets;
   std::vector<std::string> ssh;
@@ -63,6 +65,9 @@ struct BuildFlags {
   std::string shm_size;
   std::vector<std::string> devices;
   std::vector<std::string> security_opts;
+  std::vector<std::string> dns;
+  std::vector<std::string> dns_search;
+  std::vector<std::string> dns_options;
   std::string userns;
   std::string timestamp;
   std::string ignorefile;
@@ -210,6 +215,34 @@ Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
                    "no-new-privileges, seccomp=unconfined, apparmor=unconfined and label=disable");
     }
   }
+  // --dns IP... | none, --dns-search, --dns-option (as podman build);
+  // --no-hosts. What RUN reads: in the cache key.
+  for (const std::string& list : f.dns)
+    for (const std::string& d : SplitList(list)) {
+      unsigned char buf[16];
+      if (d == "none")
+        opts.dns_none = true;
+      else if (::inet_pton(AF_INET, d.c_str(), buf) == 1 || ::inet_pton(AF_INET6, d.c_str(), buf) == 1)
+        opts.dns_servers.push_back(d);
+      else
+        return Usage("--dns " + d + ": want an IP address or none");
+    }
+  if (opts.dns_none && !opts.dns_servers.empty())
+    return Usage("--dns none cannot be combined with other --dns servers");
+  for (const std::string& list : f.dns_search)
+    for (const std::string& d : SplitList(list))
+      opts.dns_search.push_back(d);
+  for (const std::string& o : f.dns_options)
+    opts.dns_options.push_back(o);
+  for (const auto* part : {&opts.dns_servers, &opts.dns_search, &opts.dns_options})
+    for (const std::string& v : *part)
+      key += "dns=" + v + ";";
+  if (opts.dns_none)
+    key += "dns=none;";
+  if (opts.no_hosts && !f.add_hosts.empty())
+    return Usage("--no-hosts and --add-host cannot be combined (no /etc/hosts is generated to add to)");
+  if (opts.no_hosts)
+    key += "nohosts;";
   if (!f.userns.empty() && f.userns != "host")
     return Usage("--userns " + f.userns + ": RUN steps always run in kiln's user namespace (--userns host)");
   opts.run_key = key;
@@ -298,9 +331,23 @@ Status FillRequest(BuildFlags& f) {
   if (f.jobs < 0)
     return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (no cap) or more");
   o.jobs = static_cast<size_t>(f.jobs);
+  if (f.identity_label)
+    o.labels["io.kiln.version"] = KILN_VERSION;
   for (const std::string& l : f.labels) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(l, "--label"));
     o.labels[kv.first] = kv.second;
+  }
+  // --env K=V, or K alone: its value in kiln's environment (as buildah).
+  for (const std::string& e : f.env) {
+    if (e.empty() || e[0] == '=')
+      return Usage("--env " + e + ": give NAME=VALUE or NAME");
+    if (e.find('=') != std::string::npos) {
+      o.env.push_back(e);
+    } else if (const char* v = std::getenv(e.c_str())) {
+      o.env.push_back(e + "=" + v);
+    } else {
+      return Usage("--env " + e + ": not set in the environment (give " + e + "=VALUE)");
+    }
   }
   for (const std::string& a : f.annotations) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(a, "--annotation", true));
@@ -536,6 +583,16 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", f->jobs, "at most N stages run at once (default: every stage that is ready, as BuildKit)");
   cmd->add_option("--label", f->labels, "K=V label added to the image config (repeatable)")
       ->allow_extra_args(false);
+  cmd->add_option("--unsetlabel", f->req.job.options.unset_labels,
+                  "label of the base image not to inherit (repeatable; --label still sets it)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--identity-label", f->identity_label,
+                "add the label io.kiln.version (default false: kiln adds no label of its own)");
+  cmd->add_option("--env", f->env, "K=V (or K: its value here) set in the image's Env, not seen by RUN (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--unsetenv", f->req.job.options.unset_env, "variable removed from the image's Env (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--omit-history", f->req.job.options.omit_history, "write the image without history entries");
   cmd->add_option("--annotation", f->annotations, "K=V annotation added to the manifest (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--secret", f->secrets,
@@ -584,6 +641,14 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--security-opt", f->security_opts,
                   "no-new-privileges for RUN steps; seccomp=unconfined, apparmor=unconfined and label=disable are "
                   "what kiln does anyway (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--no-hosts", f->req.job.options.no_hosts,
+                "RUN steps keep the image's /etc/hosts (no generated one; --add-host then has no effect)");
+  cmd->add_option("--dns", f->dns, "nameserver of RUN steps' /etc/resolv.conf, or none: the image's own (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--dns-search", f->dns_search, "search domain of RUN steps' /etc/resolv.conf (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--dns-option", f->dns_options, "options entry of RUN steps' /etc/resolv.conf (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--userns", f->userns, "host: RUN steps run in kiln's user namespace (the only mode)");
   cmd->add_option("--timestamp", f->timestamp,

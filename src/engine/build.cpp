@@ -1,4 +1,6 @@
 // The build driver: stages in dependency order, the stat caches, the final image.
+#include <algorithm>
+
 #include "engine/build_internal.h"
 
 namespace kiln::engine {
@@ -103,6 +105,27 @@ Status Builder::RunStage(StageIndex index, const std::atomic<bool>& cancel) {
   return Ok();
 }
 
+namespace {
+
+/// --env K=V: K's entry in `env` (if any) dropped, K=V appended, in the
+/// flags' order (as buildah 1.28); --unsetenv K drops it.
+void ApplyEnvFlags(const std::vector<std::string>& set, const std::vector<std::string>& unset,
+                   std::vector<std::string>& env) {
+  auto drop = [&env](const std::string& name) {
+    env.erase(std::remove_if(env.begin(), env.end(),
+                             [&](const std::string& e) { return e.substr(0, e.find('=')) == name; }),
+              env.end());
+  };
+  for (const std::string& kv : set) {
+    drop(kv.substr(0, kv.find('=')));
+    env.push_back(kv);
+  }
+  for (const std::string& k : unset)
+    drop(k);
+}
+
+}  // namespace
+
 Expected<BuildResult> Builder::WriteFinalImage() {
   const Stage& stage = graph_.stages[static_cast<size_t>(graph_.target)];
   StageState& st = states_[static_cast<size_t>(graph_.target)];
@@ -141,8 +164,11 @@ Expected<BuildResult> Builder::WriteFinalImage() {
   }
   config.created = opts_.timestamp || config.history.empty() ? Now() : config.history.back().created;
   config.set_platform(stage.platform);
+  for (const auto& k : opts_.unset_labels)
+    config.config.labels.erase(k);
   for (const auto& [k, v] : opts_.labels)
     config.config.labels[k] = v;
+  ApplyEnvFlags(opts_.env, opts_.unset_env, config.config.env);
   std::vector<LayerRef> final_layers = st.layers;
   if (opts_.squash || opts_.squash_all) {
     KILN_ASSIGN_OR_RETURN(final_layers, Squash(st, opts_.squash_all ? 0 : st.base_layers));
@@ -160,6 +186,8 @@ Expected<BuildResult> Builder::WriteFinalImage() {
     }
     config.history = std::move(kept);
   }
+  if (opts_.omit_history)
+    config.history.clear();
   std::vector<Descriptor> layers;
   for (const auto& l : final_layers)
     layers.push_back(l.blob);

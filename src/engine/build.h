@@ -70,6 +70,10 @@ struct BuildOptions {
   bool secret_cache_key = false;                          // --secret-cache-key: HMAC of used secrets in keys
   std::map<std::string, std::string> ssh;                 // --ssh: id -> agent socket path (host)
   std::map<std::string, std::string> labels;              // --label
+  std::vector<std::string> unset_labels;                  // --unsetlabel: inherited labels dropped (before --label)
+  std::vector<std::string> env;                           // --env K=V: the image's Env (RUN steps do not see it)
+  std::vector<std::string> unset_env;                     // --unsetenv K: dropped from the image's Env
+  bool omit_history = false;                              // --omit-history: no history in the config
   std::map<std::string, std::string> annotations;         // --annotation
   bool squash = false;                                    // --squash: the stage's new layers into one
   bool squash_all = false;                                // --squash-all: every layer into one
@@ -83,6 +87,13 @@ struct BuildOptions {
   std::string shm_size;                                   // tmpfs size of /dev/shm ("" = 64 MiB)
   std::vector<std::string> devices;                       // host device paths, bound at the same path
   bool no_new_privileges = false;
+  bool no_hosts = false;                                  // --no-hosts: RUN keeps the rootfs's /etc/hosts
+  /// --dns none: RUN keeps the rootfs's /etc/resolv.conf; else --dns,
+  /// --dns-search, --dns-option replace those lines of the one RUN gets.
+  bool dns_none = false;
+  std::vector<std::string> dns_servers;
+  std::vector<std::string> dns_search;
+  std::vector<std::string> dns_options;
   std::string run_key;
   /// Pull a base image that is not in the store (set by the CLI; null = fail).
   std::function<Status(const std::string& reference, const Platform& platform)> pull;

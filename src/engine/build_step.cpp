@@ -128,6 +128,45 @@ class AgentProxy {
   std::thread thread_;
 };
 
+/// RUN's resolv.conf with --dns (nameserver lines), --dns-search (the
+/// search line) and --dns-option (the options line) in place of those of
+/// `base`; its other lines kept.
+std::string ResolvConfWithFlags(const std::string& base, const BuildOptions& o) {
+  std::string out;
+  std::vector<std::string> kept_ns, kept_search, kept_opts;
+  size_t start = 0;
+  while (start < base.size()) {
+    size_t nl = base.find('\n', start);
+    std::string line = base.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    start = nl == std::string::npos ? base.size() : nl + 1;
+    auto is = [&](const char* word) { return line.rfind(word, 0) == 0; };
+    if (is("nameserver"))
+      kept_ns.push_back(line);
+    else if (is("search") || is("domain"))
+      kept_search.push_back(line);
+    else if (is("options"))
+      kept_opts.push_back(line);
+    else if (!line.empty())
+      out += line + "\n";
+  }
+  auto joined = [](const char* head, const std::vector<std::string>& v) {
+    std::string l = head;
+    for (const auto& x : v)
+      l += " " + x;
+    return l;
+  };
+  for (const auto& l : o.dns_search.empty() ? kept_search : std::vector<std::string>{joined("search", o.dns_search)})
+    out += l + "\n";
+  if (o.dns_servers.empty())
+    for (const auto& l : kept_ns)
+      out += l + "\n";
+  for (const auto& ns : o.dns_servers)
+    out += "nameserver " + ns + "\n";
+  for (const auto& l : o.dns_options.empty() ? kept_opts : std::vector<std::string>{joined("options", o.dns_options)})
+    out += l + "\n";
+  return out;
+}
+
 }  // namespace
 
 /// A RUN --mount=type=bind source in the build context: (real host path,
@@ -450,9 +489,11 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   }
   spec.hostname = opts_.hostname;
   spec.etc_hostname = opts_.hostname + "\n";
-  spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";
-  for (const auto& [host, ip] : opts_.add_hosts)  // --add-host
-    *spec.etc_hosts += ip + "\t" + host + "\n";
+  if (!opts_.no_hosts) {  // --no-hosts: the rootfs's own
+    spec.etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + opts_.hostname + "\n";
+    for (const auto& [host, ip] : opts_.add_hosts)  // --add-host
+      *spec.etc_hosts += ip + "\t" + host + "\n";
+  }
   spec.capabilities = opts_.run_capabilities;
   spec.rlimits = opts_.run_rlimits;
   spec.shm_size = opts_.shm_size;
@@ -469,6 +510,10 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
     auto host = ReadFile("/etc/resolv.conf", 1 << 20);
     spec.etc_resolv_conf = host ? *host : "";
   }
+  if (opts_.dns_none)
+    spec.etc_resolv_conf.reset();
+  else if (!opts_.dns_servers.empty() || !opts_.dns_search.empty() || !opts_.dns_options.empty())
+    spec.etc_resolv_conf = ResolvConfWithFlags(spec.etc_resolv_conf.value_or(""), opts_);
   // Heredoc scripts and other files the step reads: bind-mounted read-only
   // from temp files, so they never land in the layer.
   KILN_ASSIGN_OR_RETURN(std::string files_dir, store_.MakeTempDir("files-"));

@@ -105,6 +105,31 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: FROM a named build context"; diag <"$w/out"
   fi
+
+  # The image's config: --env K takes kiln's environment's value; RUN steps are cached across --env values.
+  as_mode "$mode" mkdir -p "$w/envc"
+  as_mode "$mode" sh -c "printf 'FROM busybox\nRUN echo step-ran\n' >'$w/envc/Containerfile'"
+  kiln_as "$mode" "$s" build -q -t env0 "$w/envc" >/dev/null 2>&1
+  if as_mode "$mode" env KILN_ROOT="$s" LIFE_FROM_ENV=v1 "$KILN_BIN" build --progress plain --env LIFE_FROM_ENV --env B=2 \
+       --unsetenv PATH -t env1 "$w/envc" >"$w/out" 2>&1 && grep -q "Using cache" "$w/out" &&
+     [ "$(kiln_as "$mode" "$s" inspect --format '{{json .Config.Env}}' env1)" = '["LIFE_FROM_ENV=v1","B=2"]' ]; then
+    tap_ok "$mode: --env K (from the environment), --env K=V, --unsetenv in the image's Env; the RUN step came from the cache"
+  else
+    tap_not_ok "$mode: --env/--unsetenv"; diag <"$w/out"; kiln_as "$mode" "$s" inspect --format '{{json .Config.Env}}' env1 2>&1 | diag
+  fi
+  kiln_as "$mode" "$s" build --env LIFE_SURELY_UNSET_9 "$w/envc" >"$w/out" 2>&1; rc=$?
+  check "$mode: --env NAME unset in the environment: exit 2 naming it ($rc)" \
+    bash -c "[ $rc = 2 ] && grep -q 'LIFE_SURELY_UNSET_9: not set in the environment' '$w/out'"
+  # --dns none: RUN reads the image's own resolv.conf; other --dns values miss the cache
+  as_mode "$mode" mkdir -p "$w/dnsc"
+  as_mode "$mode" sh -c "printf 'nameserver 192.0.2.53\n' >'$w/dnsc/resolv'; printf 'FROM busybox\nCOPY resolv /etc/resolv.conf\nRUN cat /etc/resolv.conf\n' >'$w/dnsc/Containerfile'"
+  if kiln_as "$mode" "$s" build --progress plain --dns none "$w/dnsc" >"$w/out" 2>&1 && grep -q "nameserver 192.0.2.53" "$w/out" &&
+     kiln_as "$mode" "$s" build --progress plain --dns 192.0.2.99 "$w/dnsc" >"$w/out2" 2>&1 &&
+     grep -q "nameserver 192.0.2.99" "$w/out2" && ! grep -q "192.0.2.53" "$w/out2"; then
+    tap_ok "$mode: --dns none keeps the image's resolv.conf in RUN; --dns IP replaces the nameservers (the step ran again: a cache miss)"
+  else
+    tap_not_ok "$mode: --dns none / --dns IP in RUN"; diag <"$w/out"; diag <"$w/out2"
+  fi
   rm -rf "$w"
 done
 tap_done
