@@ -10,6 +10,7 @@
 // See docs/images.md.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -56,6 +57,11 @@ struct TransferOptions {
   /// the sigstore signature beside the image (docs/supply-chain.md).
   std::string sign_by_sigstore_private_key;
   std::string sign_passphrase_file;
+  /// --retry N / --retry-delay D (podman's): N more attempts of a request
+  /// that failed transiently, the first after D (then doubling, as the
+  /// registry client does). Unset: the client's defaults.
+  std::optional<int> retries;
+  std::optional<std::chrono::milliseconds> retry_delay;
 };
 
 /// Copies `image` (its top-level manifest or index with everything it

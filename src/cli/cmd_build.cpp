@@ -29,6 +29,7 @@
 #include "kiln/log.h"
 #include "kiln/network.h"
 #include "kiln/secret.h"
+#include "kiln/text.h"
 
 namespace kiln::cli {
 namespace {
@@ -65,6 +66,9 @@ struct BuildFlags {
   std::string shm_size;
   std::vector<std::string> devices;
   std::vector<std::string> security_opts;
+  std::vector<std::string> volumes;
+  int retry = -1;
+  std::string retry_delay;
   std::vector<std::string> dns;
   std::vector<std::string> dns_search;
   std::vector<std::string> dns_options;
@@ -239,6 +243,28 @@ Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
       key += "dns=" + v + ";";
   if (opts.dns_none)
     key += "dns=none;";
+  // -v HOST:CTR[:OPTIONS] (podman build's; z/Z accepted: kiln labels nothing).
+  for (const std::string& v : f.volumes) {
+    std::vector<std::string> parts = SplitList(v, ':');
+    engine::BuildOptions::Volume vol;
+    bool ok = parts.size() == 2 || parts.size() == 3;
+    if (ok && parts.size() == 3)
+      for (const std::string& o : SplitList(parts[2])) {
+        if (o == "ro")
+          vol.read_only = true;
+        else if (o != "rw" && o != "z" && o != "Z")
+          return Usage("-v " + v + ": option " + o + " is not supported (kiln build takes ro, rw, z, Z)");
+      }
+    if (!ok || parts[0].empty() || parts[1].empty() || parts[1][0] != '/')
+      return Usage("-v " + v + ": want HOST-PATH:/CONTAINER-PATH[:ro]");
+    struct stat st;
+    if (::stat(parts[0].c_str(), &st) != 0)
+      return Usage("-v " + v + ": " + parts[0] + ": " + std::strerror(errno));
+    vol.host = Absolute(parts[0]);
+    vol.target = parts[1];
+    opts.run_volumes.push_back(vol);
+    key += "volume=" + vol.host + ":" + vol.target + (vol.read_only ? ":ro;" : ";");
+  }
   if (opts.no_hosts && !f.add_hosts.empty())
     return Usage("--no-hosts and --add-host cannot be combined (no /etc/hosts is generated to add to)");
   if (opts.no_hosts)
@@ -331,6 +357,19 @@ Status FillRequest(BuildFlags& f) {
   if (f.jobs < 0)
     return Usage("--jobs " + std::to_string(f.jobs) + ": must be 0 (no cap) or more");
   o.jobs = static_cast<size_t>(f.jobs);
+  // --retry N, --retry-delay D: pulls, the remote cache and ADD URL (podman's).
+  if (f.retry < -1 || f.retry > 100)
+    return Usage("--retry " + std::to_string(f.retry) + ": want 0 to 100");
+  for (TransferOptions* t : {&job.acquire.transfer, &job.cache_transfer}) {
+    if (f.retry >= 0)
+      t->retries = f.retry;
+    if (!f.retry_delay.empty()) {
+      auto ns = ParseGoDuration(f.retry_delay);
+      if (!ns || *ns < 0)
+        return Usage("--retry-delay " + f.retry_delay + ": want a duration such as 2s or 500ms");
+      t->retry_delay = std::chrono::milliseconds(*ns / 1000000);
+    }
+  }
   if (f.identity_label)
     o.labels["io.kiln.version"] = KILN_VERSION;
   for (const std::string& l : f.labels) {
@@ -642,6 +681,12 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "no-new-privileges for RUN steps; seccomp=unconfined, apparmor=unconfined and label=disable are "
                   "what kiln does anyway (repeatable)")
       ->allow_extra_args(false);
+  cmd->add_option("-v,--volume", f->volumes,
+                  "HOST:/PATH[:ro] bind-mounted into every RUN step, writes reach the host (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--retry", f->retry, "attempts after the first of a pull or ADD download that failed transiently (default 4)");
+  cmd->add_option("--retry-delay", f->retry_delay,
+                  "wait before the first retry, doubling after (Go duration, default 500ms)");
   cmd->add_flag("--no-hosts", f->req.job.options.no_hosts,
                 "RUN steps keep the image's /etc/hosts (no generated one; --add-host then has no effect)");
   cmd->add_option("--dns", f->dns, "nameserver of RUN steps' /etc/resolv.conf, or none: the image's own (repeatable)")

@@ -114,6 +114,10 @@ int RunBuild(BuildRequest& req, Context& ctx) {
   registry::ClientOptions fetch_options;
   fetch_options.tls_verify = job.acquire.transfer.tls_verify;
   fetch_options.cert_dir = job.acquire.transfer.cert_dir;
+  if (job.acquire.transfer.retries)  // --retry, --retry-delay
+    fetch_options.max_attempts = *job.acquire.transfer.retries + 1;
+  if (job.acquire.transfer.retry_delay)
+    fetch_options.retry_base = *job.acquire.transfer.retry_delay;
   opts.fetch_url = [fetch_options](const std::string& url,
                                    const std::vector<std::pair<std::string, std::string>>& headers,
                                    int fd) -> Expected<engine::UrlFetchResult> {

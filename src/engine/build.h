@@ -87,6 +87,15 @@ struct BuildOptions {
   std::string shm_size;                                   // tmpfs size of /dev/shm ("" = 64 MiB)
   std::vector<std::string> devices;                       // host device paths, bound at the same path
   bool no_new_privileges = false;
+  /// -v HOST:CTR[:ro]: a host directory or file bind-mounted into every RUN
+  /// step (writes reach the host, as podman build; the mount point is never
+  /// in a layer).
+  struct Volume {
+    std::string host;
+    std::string target;
+    bool read_only = false;
+  };
+  std::vector<Volume> run_volumes;
   bool no_hosts = false;                                  // --no-hosts: RUN keeps the rootfs's /etc/hosts
   /// --dns none: RUN keeps the rootfs's /etc/resolv.conf; else --dns,
   /// --dns-search, --dns-option replace those lines of the one RUN gets.

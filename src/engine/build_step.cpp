@@ -500,6 +500,8 @@ Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const Run
   spec.no_new_privileges = opts_.no_new_privileges;
   for (const auto& d : opts_.devices)
     spec.mounts.push_back({SandboxMount::Type::kBind, d, d, false, ""});
+  for (const auto& v : opts_.run_volumes)  // -v
+    spec.mounts.push_back({SandboxMount::Type::kBind, v.host, v.target, v.read_only, ""});
   if (net == NetworkMode::kNone) {
     spec.etc_resolv_conf = "";
   } else if (net == NetworkMode::kPrivate && opts_.attach_network) {

@@ -478,6 +478,10 @@ ClientOptions ClientOptionsFrom(const TransferOptions& options) {
   c.tls_verify = options.tls_verify;
   c.cert_dir = options.cert_dir;
   c.authfile = options.authfile;
+  if (options.retries)
+    c.max_attempts = *options.retries + 1;
+  if (options.retry_delay)
+    c.retry_base = *options.retry_delay;
   return c;
 }
 

@@ -130,6 +130,53 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: --dns none / --dns IP in RUN"; diag <"$w/out"; diag <"$w/out2"
   fi
+
+  # -v HOST:CTR[:ro] for RUN: reads and writes reach the host dir, the mount point is in no layer
+  as_mode "$mode" mkdir -p "$w/volc" "$w/hostvol"
+  as_mode "$mode" sh -c "echo from-host >'$w/hostvol/data'; printf 'FROM busybox\nRUN cat /mnt/hv/data >/seen; echo from-run >/mnt/hv/written\n' >'$w/volc/Containerfile'"
+  if kiln_as "$mode" "$s" build -q -v "$w/hostvol:/mnt/hv" -t vol1 "$w/volc" >/dev/null 2>"$w/out" &&
+     [ "$(cat "$w/hostvol/written" 2>/dev/null)" = from-run ] &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none vol1 sh -c 'cat /seen; test -e /mnt/hv && echo stub-left || echo no-stub' 2>&1)" = "$(printf 'from-host\nno-stub')" ]; then
+    tap_ok "$mode: -v HOST:/PATH: RUN reads the host's file and writes back to it; no mount point in the image"
+  else
+    tap_not_ok "$mode: -v for RUN"; diag <"$w/out"
+  fi
+  kiln_as "$mode" "$s" build -q --no-cache -v "$w/hostvol:/mnt/hv:ro" "$w/volc" >/dev/null 2>"$w/out"; rc=$?
+  check "$mode: -v ...:ro: the RUN step's write fails ($rc)" bash -c "[ $rc -ne 0 ] && grep -q 'Read-only file system' '$w/out'"
+  bad=0
+  for args in "-v /nonexistent-life:/x" "-v $w/hostvol:rel" "-v $w/hostvol:/x:O" "--retry 101" "--retry-delay soon"; do
+    # shellcheck disable=SC2086
+    kiln_as "$mode" "$s" build $args "$w/volc" >"$w/out" 2>&1; rc=$?
+    if [ $rc != 2 ] || [ "$(wc -l <"$w/out")" != 1 ]; then bad=1; echo "$args: rc=$rc" | diag; diag <"$w/out"; fi
+  done
+  [ $bad = 0 ] && tap_ok "$mode: bad -v, --retry and --retry-delay values fail with exit 2 and one line" ||
+    tap_not_ok "$mode: bad -v/--retry values"
+
+  # --retry N: a registry that answers 503 gets N+1 requests for the manifest
+  port=$(free_port)
+  python3 - "$port" "$w/hits" >/dev/null 2>&1 <<'PY' &
+import http.server, sys
+port, hits = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if "/manifests/" in self.path:
+            open(hits, "a").write(self.path + "\n")
+        self.send_response(200 if self.path == "/v2/" else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_HEAD = do_GET
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+  srv=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  as_mode "$mode" sh -c "printf 'FROM 127.0.0.1:$port/life/none:1\n' >'$w/volc/Containerfile.r'"
+  rm -f "$w/hits"
+  kiln_as "$mode" "$s" build -q --tls-verify=false --retry 2 --retry-delay 50ms -f "$w/volc/Containerfile.r" "$w/volc" >/dev/null 2>"$w/out"; rc=$?
+  n=$(wc -l <"$w/hits" 2>/dev/null || echo 0)
+  check "$mode: --retry 2 --retry-delay 50ms: 3 requests to a registry that answers 503, then exit $rc ($n)" \
+    bash -c "[ $rc -ne 0 ] && [ $n -eq 3 ]"
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null
   rm -rf "$w"
 done
 tap_done
