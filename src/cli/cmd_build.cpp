@@ -430,10 +430,17 @@ Status FillRequest(BuildFlags& f) {
   }
   for (const std::string& c : f.build_contexts) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(c, "--build-context", true));
-    if (kv.second.rfind("docker-image://", 0) != 0) {
+    if (kv.second.rfind("oci-layout://", 0) == 0) {
+      // PATH[:TAG|@DIGEST]: copied into the store by RunBuild.
+      std::string path = kv.second.substr(13);
+      path = path.substr(0, path.find_first_of(":@"));
+      if (!IsFile(JoinPath(path, "index.json")))
+        return Usage("--build-context " + c + ": " + path + " is not an OCI layout (no index.json)");
+      kv.second = "oci-layout://" + Absolute(path) + kv.second.substr(13 + path.size());
+    } else if (kv.second.rfind("docker-image://", 0) != 0) {
       if (kv.second.find("://") != std::string::npos)
-        return Usage("--build-context " + c + ": kiln takes a directory or docker-image://REF (oci-layout:// and "
-                     "URLs are not supported yet)");
+        return Usage("--build-context " + c + ": kiln takes a directory, docker-image://REF or "
+                     "oci-layout://PATH[:TAG|@DIGEST] (URLs are not supported yet)");
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = Absolute(kv.second);
@@ -652,7 +659,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "network.host: let RUN --network=host use the host's network (repeatable; BuildKit's entitlement)")
       ->allow_extra_args(false);
   cmd->add_option("--build-context", f->build_contexts,
-                  "NAME=DIR or NAME=docker-image://REF: an extra context for FROM/COPY --from (repeatable)")
+                  "NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]: an extra context for FROM/COPY --from (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--output,-o", f->outputs,
                   "type=oci|oci-archive|docker-archive|local|tar,dest=PATH: also write the result there")

@@ -19,6 +19,7 @@
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
+#include "kiln/transport.h"
 
 namespace kiln::cli {
 
@@ -106,6 +107,28 @@ int RunBuild(BuildRequest& req, Context& ctx) {
     opts.network = NetworkMode::kPrivate;
     opts.attach_network = std::move(net->attach);
     opts.network_resolv_conf = std::move(net->resolv_conf);
+  }
+  // --build-context NAME=oci-layout://PATH[:TAG|@DIGEST]: the layout's image
+  // copied into the store unnamed (the build's lease keeps it) and used as
+  // docker-image://localhost/oci-layout@DIGEST (a name@digest resolves by the digest).
+  for (auto& [name, value] : job.compile.build_contexts) {
+    if (value.rfind("oci-layout://", 0) != 0)
+      continue;
+    std::string rest = value.substr(13);
+    size_t cut = rest.find('@');
+    if (cut == std::string::npos)
+      cut = rest.find(':');
+    TransportRef src;
+    src.transport = "oci";
+    src.location = rest.substr(0, cut);
+    if (cut != std::string::npos)
+      src.ref = rest.substr(cut + 1);
+    auto pulled = PullImage(*store, src, job.acquire.transfer);
+    if (!pulled)
+      return ReportError(std::move(pulled).error().WithContext("--build-context " + name));
+    if (auto s = store->AddImage(pulled->top); !s)
+      return ReportError(s.error());
+    value = "docker-image://localhost/oci-layout@" + pulled->top.digest.str();  // name@digest: by digest
   }
   if (auto s = ResolveBuildSecrets(req, ctx.StoreRoot(), &opts.secrets, &opts.ssh); !s)
     return ReportError(s.error());

@@ -54,7 +54,7 @@ Expected<FoundImage> SelectImage(const std::vector<FoundImage>& images, const st
   }
   std::string norm = NameFromRefName(tag);
   for (const auto& i : images) {
-    if (i.ref_name == tag)
+    if (i.ref_name == tag || i.top.digest.str() == tag)  // TAG, or the digest of an index entry
       return i;
     for (const auto& n : i.names)
       if (n == tag || (!norm.empty() && n == norm))

@@ -177,6 +177,29 @@ PY
   check "$mode: --retry 2 --retry-delay 50ms: 3 requests to a registry that answers 503, then exit $rc ($n)" \
     bash -c "[ $rc -ne 0 ] && [ $n -eq 3 ]"
   kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null
+
+  # --build-context NAME=oci-layout://PATH[:TAG|@DIGEST]: FROM and COPY --from an OCI layout
+  as_mode "$mode" mkdir -p "$w/laysrc" "$w/layc"
+  as_mode "$mode" sh -c "printf 'FROM busybox\nRUN echo in-layout >/marker\n' >'$w/laysrc/Containerfile'"
+  kiln_as "$mode" "$s" build -q -t laysrc "$w/laysrc" >/dev/null 2>"$w/out" &&
+    kiln_as "$mode" "$s" push laysrc "oci:$w/layout:v1" >/dev/null 2>>"$w/out" && kiln_as "$mode" "$s" rmi laysrc >/dev/null 2>>"$w/out" ||
+    diag <"$w/out"
+  as_mode "$mode" sh -c "printf 'FROM lay\nCOPY --from=lay2 /marker /copied\nRUN cat /marker /copied >/got\n' >'$w/layc/Containerfile'"
+  digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$w/layout/index.json" 2>/dev/null)
+  if kiln_as "$mode" "$s" build -q -t fromlay --build-context lay="oci-layout://$w/layout:v1" \
+       --build-context lay2="oci-layout://$w/layout@$digest" "$w/layc" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none fromlay cat /got 2>&1)" = "$(printf 'in-layout\nin-layout')" ] &&
+     ! kiln_as "$mode" "$s" images 2>&1 | grep -qw -e oci-layout -e v1; then
+    tap_ok "$mode: FROM an oci-layout://PATH:TAG context and COPY --from an oci-layout://PATH@DIGEST one (no image named after them)"
+  else
+    tap_not_ok "$mode: --build-context oci-layout://"; diag <"$w/out"
+  fi
+  kiln_as "$mode" "$s" build --build-context lay="oci-layout://$w/nolayout" "$w/layc" >"$w/out" 2>&1; rc=$?
+  check "$mode: oci-layout:// of a directory without index.json: exit 2 naming it ($rc)" \
+    bash -c "[ $rc = 2 ] && grep -q 'is not an OCI layout' '$w/out'"
+  kiln_as "$mode" "$s" build --build-context lay="oci-layout://$w/layout:nosuchtag" "$w/layc" >"$w/out" 2>&1; rc=$?
+  check "$mode: oci-layout:// with a tag the layout lacks fails naming it ($rc)" \
+    bash -c "[ $rc != 0 ] && grep -q 'nosuchtag' '$w/out'"
   rm -rf "$w"
 done
 tap_done
