@@ -52,6 +52,7 @@ struct BuildRequest {
   std::vector<BuildSsh> ssh;                  // --ssh
   std::string network = "private";            // --network: private|none|host|NAME
   std::string iidfile;                        // --iidfile
+  std::string manifest;                       // --manifest: the manifest list the image joins
   bool quiet = false;                         // -q
   std::string progress;                       // --progress: auto|plain|tty|json|quiet ("": $BUILDKIT_PROGRESS, auto)
   bool print_graph = false;                   // --print-graph

@@ -665,6 +665,8 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "type=oci|oci-archive|docker-archive|local|tar,dest=PATH: also write the result there")
       ->allow_extra_args(false);
   cmd->add_option("--iidfile", f->req.iidfile, "write the image ID to this file");
+  cmd->add_option("--manifest", f->req.manifest,
+                  "add the image (each platform's) to this manifest list, created when missing");
   cmd->add_option("--format", f->format, "image format: oci|docker (default oci)")
       ->check(CLI::IsMember({"oci", "docker"}));
   cmd->add_option("--compression", f->compression, "layer compression: gzip|zstd (default gzip)")

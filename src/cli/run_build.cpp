@@ -4,6 +4,7 @@
 // store and prints the image ID.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 
@@ -32,6 +33,42 @@ engine::ProgressMode ProgressModeFor(const BuildRequest& req) {
   if (req.quiet || !engine::ParseProgressMode(req.progress, STDERR_FILENO, &mode))
     return req.quiet ? engine::ProgressMode::kQuiet : engine::ProgressMode::kPlain;
   return mode;
+}
+
+/// --manifest NAME (as podman build): the built image -- each platform's
+/// manifest of a multi-platform build -- into the manifest list NAME, made
+/// when there is none; an entry of the same platform is replaced.
+Status AddToManifestList(Store& store, const std::string& list, const std::string& built) {
+  KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::ParseWithDefaultDomain(list, "localhost"));
+  const std::string name = ref.str();
+  KILN_ASSIGN_OR_RETURN(StoredImage image, image::ResolveLocal(store, built));
+  std::vector<Descriptor> entries;
+  if (IsIndexMediaType(image.top.media_type)) {
+    KILN_ASSIGN_OR_RETURN(Index built_index, store.ReadIndex(image.top.digest));
+    entries = built_index.manifests;
+  } else {
+    Descriptor d = image.manifest_descriptor;
+    d.annotations.clear();
+    d.platform = image.config.platform();
+    entries.push_back(d);
+  }
+  Index index;
+  KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> stored, store.ListImages());
+  for (const ImageEntry& e : stored) {
+    if (std::find(e.names.begin(), e.names.end(), name) == e.names.end())
+      continue;
+    if (!IsIndexMediaType(e.descriptor.media_type))
+      return Error(Errc::kInvalidInput, "--manifest " + list + ": " + name + " is an image, not a manifest list");
+    KILN_ASSIGN_OR_RETURN(index, store.ReadIndex(e.descriptor.digest));
+  }
+  for (const Descriptor& d : entries) {
+    std::erase_if(index.manifests, [&](const Descriptor& old) {
+      return old.digest == d.digest || (old.platform && d.platform && old.platform->str() == d.platform->str());
+    });
+    index.manifests.push_back(d);
+  }
+  KILN_ASSIGN_OR_RETURN(Descriptor top, store.PutBlob(index.media_type, ToJson(index)));
+  return store.AddImage(top, std::vector<std::string>{name});
 }
 
 int Finish(const BuildRequest& req, const std::string& id) {
@@ -160,6 +197,9 @@ int RunBuild(BuildRequest& req, Context& ctx) {
   if (!id)
     return ReportError(id.error());
   events::Record(ctx.StoreRoot(), "image", "build", id->substr(id->find(':') + 1), opts.tags.empty() ? "" : opts.tags[0]);
+  if (!req.manifest.empty())
+    if (auto s = AddToManifestList(*store, req.manifest, *id); !s)
+      return ReportError(s.error());
   return Finish(req, *id);
 }
 

@@ -200,6 +200,22 @@ PY
   kiln_as "$mode" "$s" build --build-context lay="oci-layout://$w/layout:nosuchtag" "$w/layc" >"$w/out" 2>&1; rc=$?
   check "$mode: oci-layout:// with a tag the layout lacks fails naming it ($rc)" \
     bash -c "[ $rc != 0 ] && grep -q 'nosuchtag' '$w/out'"
+
+  # --manifest NAME: the image joins the list (made when missing); a rebuild replaces its platform's entry
+  entries() { kiln_as "$mode" "$s" manifest inspect "$1" | python3 -c 'import json,sys; print(" ".join(m["digest"] + "/" + m["platform"]["os"] + "/" + m["platform"]["architecture"] for m in json.load(sys.stdin)["manifests"]))'; }
+  mdig() { kiln_as "$mode" "$s" inspect --format '{{.Digest}}' "$1"; }
+  arch=$(kiln_as "$mode" "$s" inspect --format '{{.Architecture}}' busybox)
+  if kiln_as "$mode" "$s" build -q -t m1 --manifest life/list:1 "$w/envc" >/dev/null 2>"$w/out" &&
+     [ "$(entries life/list:1)" = "$(mdig m1)/linux/$arch" ] &&
+     kiln_as "$mode" "$s" build -q -t m2 --manifest life/list:1 "$w/laysrc" >/dev/null 2>>"$w/out" &&
+     [ "$(entries life/list:1)" = "$(mdig m2)/linux/$arch" ]; then
+    tap_ok "$mode: --manifest NAME makes the list with the image; a second build replaces the entry of its platform"
+  else
+    tap_not_ok "$mode: --manifest"; diag <"$w/out"; entries life/list:1 2>&1 | diag; echo "m1 $(mdig m1) m2 $(mdig m2)" | diag
+  fi
+  kiln_as "$mode" "$s" build -q --manifest m1 "$w/envc" >"$w/out" 2>&1; rc=$?
+  check "$mode: --manifest naming an image that is no list: exit 2 ($rc)" \
+    bash -c "[ $rc = 2 ] && grep -q 'is an image, not a manifest list' '$w/out'"
   rm -rf "$w"
 done
 tap_done

@@ -145,6 +145,7 @@ CHECK["build|--unsetenv"]='k build -q -t bunenv --unsetenv PATH "$w/b" >/dev/nul
 CHECK["build|--omit-history"]='k build -q -t bnoh --omit-history "$w/b" >/dev/null && [ "$(k inspect --format "{{len .History}}" bnoh)" = 0 ]'
 CHECK["build|--no-hosts"]='printf "FROM busybox\nRUN test -e /etc/hosts && echo has-hosts || echo no-hosts\n" >"$w/bnoh" && k build --progress plain --no-hosts -f "$w/bnoh" "$w/b" 2>&1 | grep -q "^no-hosts$"'
 CHECK["build|--dns"]='printf "FROM busybox\nRUN grep nameserver /etc/resolv.conf\n" >"$w/bdns" && k build --progress plain --dns 192.0.2.54 -f "$w/bdns" "$w/b" 2>&1 | grep -q "^nameserver 192.0.2.54$"'
+CHECK["build|--manifest"]='k build -q --manifest cclist "$w/b" >/dev/null && k manifest inspect cclist | grep -q "\"manifests\""'
 CHECK["build|--add-host"]='k build --progress plain --add-host compat.test:10.9.8.7 "$w/bcap" 2>&1 | grep -q "^10.9.8.7.compat.test$"'
 CHECK["build|--shm-size"]='k build --progress plain --shm-size 8m "$w/bcap" 2>&1 | grep -Eq "^shm +8192 "'
 CHECK["build|--device"]='k build -q --device /dev/zero "$w/b" >/dev/null'
