@@ -437,10 +437,16 @@ Status FillRequest(BuildFlags& f) {
       if (!IsFile(JoinPath(path, "index.json")))
         return Usage("--build-context " + c + ": " + path + " is not an OCI layout (no index.json)");
       kv.second = "oci-layout://" + Absolute(path) + kv.second.substr(13 + path.size());
+    } else if (kv.second.rfind("https://", 0) == 0 || kv.second.rfind("http://", 0) == 0) {
+      // A tarball: downloaded and imported by RunBuild.
+      const std::string& url = kv.second;
+      if (url.find(".git#") != std::string::npos || (url.size() > 4 && url.compare(url.size() - 4, 4, ".git") == 0))
+        return Usage("--build-context " + c + ": a git repository as a build context is not supported yet "
+                     "(an http(s) URL must name a tarball)");
     } else if (kv.second.rfind("docker-image://", 0) != 0) {
       if (kv.second.find("://") != std::string::npos)
-        return Usage("--build-context " + c + ": kiln takes a directory, docker-image://REF or "
-                     "oci-layout://PATH[:TAG|@DIGEST] (URLs are not supported yet)");
+        return Usage("--build-context " + c + ": kiln takes a directory, docker-image://REF, "
+                     "oci-layout://PATH[:TAG|@DIGEST] or an http(s) URL of a tarball");
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = Absolute(kv.second);
@@ -659,7 +665,7 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "network.host: let RUN --network=host use the host's network (repeatable; BuildKit's entitlement)")
       ->allow_extra_args(false);
   cmd->add_option("--build-context", f->build_contexts,
-                  "NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]: an extra context for FROM/COPY --from (repeatable)")
+                  "NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]|https://URL of a tarball: an extra context for FROM/COPY --from (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--output,-o", f->outputs,
                   "type=oci|oci-archive|docker-archive|local|tar,dest=PATH: also write the result there")

@@ -2,6 +2,7 @@
 // engine::BuildJob (src/engine/build_job.h: base images, compile, the
 // multi-platform orchestration, outputs, remote cache), runs it on the
 // store and prints the image ID.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -193,6 +194,28 @@ int RunBuild(BuildRequest& req, Context& ctx) {
     return r;
   };
 
+  // --build-context NAME=http(s)://…tar[.gz]: downloaded (retries, TLS as
+  // ADD URL) and imported as a one-layer image, used as an image context.
+  for (auto& [name, value] : job.compile.build_contexts) {
+    if (value.rfind("https://", 0) != 0 && value.rfind("http://", 0) != 0)
+      continue;
+    std::string what = "--build-context " + name + "=" + value;
+    char tmpl[] = "/tmp/kiln-context-XXXXXX";
+    UniqueFd tar(::mkstemp(tmpl));
+    if (!tar)
+      return ReportError(Error::FromErrno(what + ": temporary file"));
+    ::unlink(tmpl);
+    if (auto got = registry::FetchUrl(value, {}, tar.get(), fetch_options); !got)
+      return ReportError(std::move(got).error().WithContext(what));
+    if (::lseek(tar.get(), 0, SEEK_SET) != 0)
+      return ReportError(Error::FromErrno(what));
+    auto top = ImportRootfsTar(*store, tar.get(), ImportOptions{});
+    if (!top)
+      return ReportError(std::move(top).error().WithContext(what));
+    if (auto s = store->AddImage(*top); !s)
+      return ReportError(s.error());
+    value = "docker-image://localhost/url-context@" + top->digest.str();
+  }
   auto id = engine::RunBuildJob(job, *store);
   if (!id)
     return ReportError(id.error());

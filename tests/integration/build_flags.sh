@@ -216,6 +216,27 @@ PY
   kiln_as "$mode" "$s" build -q --manifest m1 "$w/envc" >"$w/out" 2>&1; rc=$?
   check "$mode: --manifest naming an image that is no list: exit 2 ($rc)" \
     bash -c "[ $rc = 2 ] && grep -q 'is an image, not a manifest list' '$w/out'"
+
+  # --build-context NAME=http://…/x.tar.gz: a tarball served on loopback, for COPY --from and FROM
+  mkdir -p "$w/srv" "$w/tarsrc/sub"
+  as_mode "$mode" mkdir -p "$w/urlc"
+  echo from-url >"$w/tarsrc/sub/data.txt"
+  tar -czf "$w/srv/ctx.tar.gz" -C "$w/tarsrc" . && chmod -R a+rX "$w/srv"
+  as_mode "$mode" sh -c "printf 'FROM busybox\nCOPY --from=web /sub/data.txt /from-url\n' >'$w/urlc/Containerfile'"
+  if serve_dir "$w/srv" ctx.tar.gz &&
+     kiln_as "$mode" "$s" build -q -t fromurl --build-context web="http://127.0.0.1:$port/ctx.tar.gz" "$w/urlc" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none fromurl cat /from-url 2>&1)" = from-url ]; then
+    tap_ok "$mode: COPY --from a --build-context http://…/ctx.tar.gz (downloaded, unpacked)"
+  else
+    tap_not_ok "$mode: --build-context URL of a tarball"; diag <"$w/out"
+  fi
+  kiln_as "$mode" "$s" build -q --build-context web="http://127.0.0.1:$port/missing.tar" "$w/urlc" >"$w/out" 2>&1; rc=$?
+  check "$mode: a URL context that is not there fails naming it ($rc: $(head -c 200 "$w/out"))" \
+    bash -c "[ $rc != 0 ] && grep -q 'missing.tar' '$w/out'"
+  kiln_as "$mode" "$s" build -q --build-context web=https://127.0.0.1:1/r.git "$w/urlc" >"$w/out" 2>&1; rc=$?
+  check "$mode: a git URL as a context: exit 2, not yet supported ($rc)" \
+    bash -c "[ $rc = 2 ] && grep -q 'a git repository as a build context is not supported yet' '$w/out'"
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null
   rm -rf "$w"
 done
 tap_done
