@@ -71,6 +71,9 @@ Expected<Pod> CreatePod(Store& store, const run::Paths& paths, const PodOptions&
 /// podman's words ("no pod with name or ID X found: no such pod").
 Expected<std::string> ResolvePod(const run::Paths& paths, const std::string& text);
 Expected<Pod> ReadPod(const run::Paths& paths, const std::string& id);
+/// A directory that goes with the pod (removed by RemovePod): what `kube
+/// play` writes for configMap, secret and emptyDir volumes.
+std::string PodDataDir(const run::Paths& paths, const std::string& id);
 /// Every pod, newest first.
 Expected<std::vector<PodInfo>> ListPods(const run::Paths& paths);
 Expected<PodInfo> InspectPod(const run::Paths& paths, const std::string& id);

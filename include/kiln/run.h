@@ -172,6 +172,9 @@ struct RunOptions {
   std::string pod_infra;
   std::vector<std::string> pod_share;
   bool infra = false;
+  /// The pod's --exit-policy: "stop" stops the infra when the last member
+  /// exits (its monitor does, run/pod.cpp); "" or "continue" leaves it.
+  std::string pod_exit_policy;
   /// Where the container runs in the foreground (null: the real sandbox,
   /// HostSandbox(); tests pass a fake). A detached container's monitor
   /// always uses the real one.

@@ -243,6 +243,10 @@ struct SandboxSpec {
   /// ones. With join_uts the hostname is the other namespace's (not set).
   std::string join_ipc;
   std::string join_uts;
+  /// Pods sharing pid (--share pid): join this PID namespace
+  /// (/proc/PID/ns/pid of the infra) instead of making one; the container's
+  /// init is then not pid 1 (the infra's init reaps orphans).
+  std::string join_pid;
 };
 
 /// One network namespace with slirp4netns (or pasta) attached, shared by

@@ -125,7 +125,11 @@ void AddVerbs(CLI::App& parent, Context& ctx) {
     auto rm = AddNamesCommand(parent, "rm", "remove containers", "containers", kNames);
     auto force = std::make_shared<bool>(false);
     rm.cmd->add_flag("-f,--force", *force, "kill running containers first");
-    SetVerb(ctx, rm, [force](const run::Paths& p, const std::string& id) {
+    SetVerb(ctx, rm, [force](const run::Paths& p, const std::string& id) -> Status {
+      // A pod's infra goes only with its pod (podman's words).
+      if (auto info = run::InspectContainer(p, id); info && info->infra)
+        return Error(Errc::kFailed, "container " + info->id + " is the infra container of pod " + info->pod +
+                                        " and cannot be removed without removing the pod");
       return run::RemoveContainer(p, id, *force);
     }, kNotFoundFails);
   }

@@ -201,7 +201,7 @@ void AddCreate(CLI::App* group, Context& ctx) {
       ->allow_extra_args(false);
   cmd->add_option("--network,--net", f->networks, "the pod's container network NAME (repeatable; default podman)")
       ->allow_extra_args(false);
-  cmd->add_option("--share", f->share, "namespaces its containers share: ipc,net,uts (default; +NS adds, none: no sharing)");
+  cmd->add_option("--share", f->share, "namespaces its containers share: ipc,net,pid,uts (default ipc,net,uts; +pid adds, none: no sharing)");
   cmd->add_option("--infra-image", f->infra_image, "image of the infra container (default: kiln's own pause, no image pull)");
   cmd->add_option("--hostname", f->hostname, "the pod's host name (default: its name)");
   cmd->add_option("-l,--label", f->labels, "set a pod label K=V")->allow_extra_args(false);

@@ -27,19 +27,16 @@ namespace kiln::pod {
 
 using nlohmann::json;
 
+// pod.json: the record's fields under their own names (missing ones empty).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Pod, id, name, created, hostname, infra_id, infra_image, exit_policy,
+                                                share, ports, networks, labels)
+
 namespace {
 
 std::string PodsRoot(const run::Paths& paths) { return paths.store_root + "/pods"; }
 std::string PodDir(const run::Paths& paths, const std::string& id) { return PodsRoot(paths) + "/" + id; }
 
-std::string Now() {
-  std::time_t t = std::time(nullptr);
-  struct tm tm;
-  ::gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string Now() { return FormatRfc3339(static_cast<int64_t>(std::time(nullptr))); }
 
 bool ValidPodName(const std::string& n) {
   if (n.empty() || n.size() > 128 || !std::isalnum(static_cast<unsigned char>(n[0])))
@@ -48,15 +45,10 @@ bool ValidPodName(const std::string& n) {
          std::string::npos;
 }
 
-std::string PodToJson(const Pod& p) {
-  json j = {{"id", p.id},           {"name", p.name},         {"created", p.created},
-            {"hostname", p.hostname}, {"infra_id", p.infra_id}, {"infra_image", p.infra_image},
-            {"exit_policy", p.exit_policy}, {"share", p.share}, {"ports", p.ports},
-            {"networks", p.networks}, {"labels", p.labels}};
-  return j.dump(2) + "\n";
-}
+std::string PodToJson(const Pod& p) { return json(p).dump(2) + "\n"; }
 
-/// --share: a comma list of ipc, net, uts (podman's default set); "+X"
+/// --share: a comma list of ipc, net, pid, uts (podman's default set is
+/// ipc, net, uts); "+X"
 /// adds to the default; "none" or "" shares nothing.
 Expected<std::vector<std::string>> ParseShare(const std::string& text) {
   std::string list = text;
@@ -72,12 +64,12 @@ Expected<std::vector<std::string>> ParseShare(const std::string& text) {
     pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
     if (ns == "none" || ns.empty())
       continue;
-    if (ns == "pid" || ns == "cgroup")
+    if (ns == "cgroup")
       return Error(Errc::kInvalidInput, "--share " + text + ": sharing the " + ns +
-                                            " namespace is not supported by kiln yet (ipc, net and uts are)");
-    if (ns != "ipc" && ns != "net" && ns != "uts")
+                                            " namespace is not supported by kiln yet (ipc, net, pid and uts are)");
+    if (ns != "ipc" && ns != "net" && ns != "uts" && ns != "pid")
       return Error(Errc::kInvalidInput, "--share " + text + ": invalid kernel namespace to share: " + ns +
-                                            " (want ipc, net, uts)");
+                                            " (want ipc, net, pid, uts)");
     out.insert(ns);
   }
   return std::vector<std::string>(out.begin(), out.end());
@@ -156,6 +148,8 @@ Status ForEachAtOnce(const std::vector<std::string>& ids, const std::function<St
 
 }  // namespace
 
+std::string PodDataDir(const run::Paths& paths, const std::string& id) { return PodDir(paths, id) + "/data"; }
+
 Expected<Pod> ReadPod(const run::Paths& paths, const std::string& id) {
   std::string path = PodDir(paths, id) + "/pod.json";
   KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
@@ -164,20 +158,14 @@ Expected<Pod> ReadPod(const run::Paths& paths, const std::string& id) {
     return Error(Errc::kCorrupt, "pod record " + path + ": bad JSON");
   Pod p;
   try {
-    p.id = j.value("id", id);
-    p.name = j.value("name", "");
-    p.created = j.value("created", "");
-    p.hostname = j.value("hostname", "");
-    p.infra_id = j.value("infra_id", "");
-    p.infra_image = j.value("infra_image", "");
-    p.exit_policy = j.value("exit_policy", "continue");
-    p.share = j.value("share", std::vector<std::string>{});
-    p.ports = j.value("ports", std::vector<std::string>{});
-    p.networks = j.value("networks", std::vector<std::string>{});
-    p.labels = j.value("labels", std::map<std::string, std::string>{});
+    p = j.get<Pod>();
   } catch (const json::exception& e) {
     return Error(Errc::kCorrupt, "pod record " + path + ": " + e.what());
   }
+  if (p.id.empty())
+    p.id = id;
+  if (p.exit_policy.empty())
+    p.exit_policy = "continue";
   return p;
 }
 
@@ -439,6 +427,7 @@ Status PrepareMember(Store& store, const run::Paths& paths, const std::string& t
   }
   o.pod = p.id;
   o.pod_infra = p.infra_id;
+  o.pod_exit_policy = p.exit_policy;
   for (const auto& ns : p.share)
     if (ns != "net")
       o.pod_share.push_back(ns);

@@ -132,6 +132,7 @@ struct Config {
   std::string pod_infra;             ///< the infra container whose ipc/uts it joins
   std::vector<std::string> pod_share;
   bool infra = false;
+  std::string pod_exit_policy;  ///< "stop": the last member to exit stops the infra
   std::string json;  ///< as read
 };
 std::string ConfigToJson(const Config& c);
@@ -150,6 +151,9 @@ void PodFromJson(const nlohmann::json& j, Config& c);
 void ApplyPodOptions(const RunOptions& o, Config& c);
 void JoinPodNamespacesHook(const Paths& paths, const Config& c, SandboxSpec& spec);
 Status StartPodInfra(const Paths& paths, const std::string& id);
+/// A member of a pod with --exit-policy stop has exited for good: when no
+/// other member runs, the infra is stopped (the monitor calls this).
+void StopPodAfterLastMember(const Paths& paths, const Config& c);
 // Lifecycle parts of the record (lifecycle.cpp): "secrets", "health",
 // "restart"; and the flags that set them.
 void LifecycleToJson(const Config& c, nlohmann::json& j);

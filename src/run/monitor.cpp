@@ -328,6 +328,7 @@ int MonitorMain(const Paths& paths, const std::string& id, int ready_fd, const s
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  StopPodAfterLastMember(paths, *c);  // --exit-policy stop (pod.cpp)
   if (c->auto_remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
     (void)RemoveRecords(paths, *c);

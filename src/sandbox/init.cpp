@@ -629,6 +629,10 @@ int OpenWorkdirAsRoot(const std::string& abs) {
 
   if (s.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     DieErrno("no-new-privileges");
+  // In a pod's shared PID namespace our init is not pid 1: the command must
+  // die with it (set after setuid, which clears it).
+  if (!s.join_pid.empty())
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   // Only 0, 1, 2 survive execve; the status fd is close-on-exec.
   ::close_range(kSpecFd, kSpecFd, 0);
   ::close_range(kStatusFd + 1, ~0U, 0);
@@ -872,12 +876,14 @@ int main(int argc, char** argv) {
       DieErrno("join network namespace " + s.join_netns);
     ::close(nfd);
   }
-  // A pod member joins its infra container's IPC and UTS namespaces (the
-  // infra's init is pid 1 there; these namespaces are owned by this user
-  // namespace too, else setns fails and so does the start).
-  int flags = CLONE_NEWPID;
+  // A pod member joins its infra container's IPC and UTS namespaces, and
+  // with --share pid its PID namespace (the infra's init is pid 1 there and
+  // the forked init below is one more process in it; these namespaces are
+  // owned by this user namespace too, else setns fails and so does the start).
+  int flags = 0;
   for (const auto& [path, type] : {std::pair<const std::string&, int>{s.join_ipc, CLONE_NEWIPC},
-                                   std::pair<const std::string&, int>{s.join_uts, CLONE_NEWUTS}}) {
+                                   std::pair<const std::string&, int>{s.join_uts, CLONE_NEWUTS},
+                                   std::pair<const std::string&, int>{s.join_pid, CLONE_NEWPID}}) {
     if (path.empty()) {
       flags |= type;
       continue;

@@ -113,6 +113,7 @@ std::string EncodeSpec(const HelperSpec& h) {
   w.Str(s.join_netns);
   w.Str(s.join_ipc);
   w.Str(s.join_uts);
+  w.Str(s.join_pid);
   w.U32(s.tty);
   w.U32(s.default_capabilities);
   w.Str(h.new_root);
@@ -184,6 +185,7 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   s.join_netns = r.Str();
   s.join_ipc = r.Str();
   s.join_uts = r.Str();
+  s.join_pid = r.Str();
   s.tty = r.U32() != 0;
   s.default_capabilities = r.U32() != 0;
   out->new_root = r.Str();

@@ -159,8 +159,57 @@ for mode in $(test_modes); do
   [ "$out" = np2 ] && k pod exists np2 && tap_ok "$mode: run --pod new:np2 creates the pod" || tap_not_ok "$mode: new:np2: $out"
   out=$(k pod create --share none --name loose 2>&1)
   [[ "$out" =~ ^[0-9a-f]{64}$ ]] && tap_ok "$mode: pod create --share none" || tap_not_ok "$mode: --share none: $out"
-  out=$(k pod create --share pid,net bad 2>&1); rc=$?
-  [ "$rc" = 2 ] && tap_ok "$mode: --share pid is refused (exit 2)" || tap_not_ok "$mode: --share pid: $rc $out"
+  out=$(k pod create --share cgroup,net bad 2>&1); rc=$?
+  [ "$rc" = 2 ] && printf '%s' "$out" | grep -q cgroup && tap_ok "$mode: --share cgroup is refused (exit 2, named)" ||
+    tap_not_ok "$mode: --share cgroup: $rc $out"
+  # --share +pid: members see each other's processes; the infra's init is pid 1.
+  k pod create --share +pid --name pidpod >/dev/null 2>&1
+  k run -d --pod pidpod --name pa busybox sleep 4242 >/dev/null 2>&1
+  out=$(k run --rm --pod pidpod busybox ps -o pid,args 2>&1)
+  sh=$(k pod inspect -f '{{.SharedNamespaces}}' pidpod 2>&1)
+  if printf '%s\n' "$out" | grep -q 'sleep 4242' && printf '%s\n' "$out" | grep -q 'catatonit -P' && [ "$sh" = "[ipc net pid uts]" ]; then
+    tap_ok "$mode: --share +pid: a member sees the other member's and the pause process"
+  else
+    tap_not_ok "$mode: --share pid: $sh / $out"
+  fi
+  out=$(k run --rm busybox ps -o args 2>&1)
+  printf '%s\n' "$out" | grep -q 'sleep 4242' && tap_not_ok "$mode: a container outside the pod sees its processes" ||
+    tap_ok "$mode: outside the pod the processes are not visible"
+  k stop -t 1 pa >/dev/null 2>&1
+  st=$(k inspect --type container -f '{{.State.Status}}' pa 2>&1)
+  [ "$st" = exited ] && tap_ok "$mode: stop of a member in a shared PID namespace" || tap_not_ok "$mode: stop pa: $st"
+  k pod rm -f pidpod >/dev/null 2>&1
+  # --exit-policy stop: the pod (its infra) stops when its last member exits.
+  k pod create --exit-policy stop --name xp >/dev/null 2>&1
+  k run -d --pod xp --name x1 busybox sleep 1 >/dev/null 2>&1
+  k run -d --pod xp --name x2 busybox sleep 2 >/dev/null 2>&1
+  sleep 1.5
+  mid=$(k pod ps --filter name=xp --format '{{.Status}}' 2>&1)
+  for _ in $(seq 50); do
+    [ "$(k pod ps --filter name=xp --format '{{.Status}}' 2>/dev/null)" = Exited ] && break
+    sleep 0.2
+  done
+  st=$(k pod ps --filter name=xp --format '{{.Status}}' 2>&1)
+  [ "$mid" = Degraded ] && [ "$st" = Exited ] && tap_ok "$mode: --exit-policy stop: the pod stops when its last container exits" ||
+    tap_not_ok "$mode: --exit-policy stop: while one runs '$mid', after '$st'"
+  k pod create --name xc >/dev/null 2>&1
+  k run -d --pod xc --name y1 busybox true >/dev/null 2>&1
+  k wait y1 >/dev/null 2>&1; sleep 0.5
+  st=$(k pod ps --filter name=xc --format '{{.Status}}' 2>&1)
+  [ "$st" = Degraded ] && tap_ok "$mode: --exit-policy continue (default): the infra keeps running" ||
+    tap_not_ok "$mode: exit-policy continue: $st"
+  # The infra goes only with its pod (podman's message).
+  infra=$(k pod inspect -f '{{.InfraContainerID}}' xc 2>&1)
+  xcid=$(k pod inspect -f '{{.Id}}' xc 2>&1)
+  out=$(k rm -f "${xcid:0:12}-infra" 2>&1); rc=$?
+  if [ "$rc" = 1 ] && printf "%s" "$out" | grep -q "container $infra is the infra container of pod .* and cannot be removed without removing the pod" &&
+     k inspect --type container "$infra" >/dev/null 2>&1; then
+    tap_ok "$mode: rm -f of the infra is refused with podman's message (exit 1)"
+  else
+    tap_not_ok "$mode: rm -f infra: $rc $out"
+  fi
+  k pod rm -f xp >/dev/null 2>&1
+  k pod rm -f xc >/dev/null 2>&1
   out=$(k pod create --name np2 2>&1); rc=$?
   [ "$rc" = 2 ] && printf '%s' "$out" | grep -q 'already in use' && tap_ok "$mode: a taken pod name is refused" ||
     tap_not_ok "$mode: duplicate name: $rc $out"
