@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -170,5 +171,41 @@ Status Restart(const Env& env, const deployment::Project& project, const std::ve
 /// the others as `pull` says ("" = the service's pull_policy, else missing).
 Status EnsureImages(const Env& env, const deployment::Project& project, const std::vector<std::string>& services,
                     bool force_build, bool no_build, const std::string& pull);
+
+// ------------------------------------------------------------------ pods (pod.cpp)
+
+/// `kube play` of one pod of the model (docs/kube.md).
+struct PlayOptions {
+  bool start = true;                  ///< --start=false: create the pod and containers only
+  bool replace = false;               ///< --replace: remove a pod of that name first
+  std::vector<std::string> networks;  ///< --network: the pod's container networks (default podman)
+  /// ConfigMaps and Secrets (decoded values) by name, for configMap and
+  /// secret volumes (env valueFrom is resolved before: kube::ResolvePod).
+  std::map<std::string, std::map<std::string, std::string>> config_maps, secrets;
+  /// --build: a container whose image is missing (always with build=true,
+  /// never with build=false) is built from the directory <build_dir>/<image
+  /// name> when it holds a Containerfile or Dockerfile (env.build).
+  std::optional<bool> build;
+  std::string build_dir;
+};
+struct PlayedPod {
+  std::string id;
+  std::vector<std::string> containers;  ///< their IDs
+};
+/// Makes the pod (its ports from the containers' hostPorts, its hostname
+/// and labels) through src/pod, then each container as `<pod>-<container>`
+/// joined to it (pod::PrepareMember), with the container's run options as a
+/// compose service gets them (ServiceRunOptions: image, command, env,
+/// volumes -- a persistentVolumeClaim is the named volume of its claim --,
+/// health check) and the pod's restartPolicy. configMap and secret volumes
+/// are files written under pod::PodDataDir (read-only binds), emptyDir a
+/// directory there shared by the pod's containers (all go with the pod).
+/// kInvalidInput when a pod of that name exists (unless replace); on any
+/// error the pod made so far is removed again.
+Expected<PlayedPod> PlayPod(const Env& env, const deployment::Pod& pod, const PlayOptions& options,
+                            std::vector<std::string>* warnings);
+/// `kube down`: removes the pod named `name` with its containers (named
+/// volumes stay). Returns its ID; kNotFound when there is none.
+Expected<std::string> DownPod(const Env& env, const std::string& name);
 
 }  // namespace kiln::apply

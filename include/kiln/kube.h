@@ -51,6 +51,29 @@ Expected<Document> Parse(std::string_view text, const std::string& file);
 /// a tmpfs...) is named in `warnings`.
 std::string GeneratePodYaml(const deployment::Pod& pod, std::vector<std::string>* warnings = nullptr);
 
+/// A Secret's keys and values: `data` base64-decoded, `stringData` as is
+/// (it wins over `data` for the same key, as the API server merges them).
+/// kInvalidInput naming the Secret and key for bad base64.
+Expected<std::map<std::string, std::string>> SecretValues(const Secret& secret);
+
+/// What a pod's references resolve against: ConfigMaps and Secrets (their
+/// decoded values) by name. The caller fills them from the file, from
+/// --configmap files and from kiln's secret store.
+struct Sources {
+  std::map<std::string, std::map<std::string, std::string>> config_maps, secrets;
+};
+
+/// The pod as `kube play` runs it (pure): every env valueFrom
+/// configMapKeyRef/secretKeyRef replaced by its value (a missing map, secret
+/// or key is kInvalidInput naming the container, variable and reference,
+/// unless `optional: true`: then the variable is left out); an exec
+/// livenessProbe of `/bin/sh -c SCRIPT` (what GeneratePodYaml writes for a
+/// shell health check) becomes that shell check again, so generate -> play
+/// -> generate is a fixed point; the restart policy defaults to "always"
+/// (Kubernetes' and podman's default). fieldRef is left for the run side to
+/// refuse by name.
+Expected<deployment::Pod> ResolvePod(const deployment::Pod& pod, const Sources& sources);
+
 /// RFC 1123 label: lower case, [a-z0-9-], at most 63, starting and ending
 /// alphanumeric (podman#13985: names with '_' or capitals are refused by
 /// Kubernetes).

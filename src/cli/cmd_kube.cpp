@@ -1,18 +1,24 @@
-// kiln kube generate / generate kube, generate systemd (docs/kube.md): live
-// pods and containers through src/pod's description and src/kube's printer;
-// units through src/systemd.
+// kiln kube generate / generate kube, kube play / play kube, kube down,
+// generate systemd (docs/kube.md): live pods and containers through src/pod's
+// description and src/kube's printer; YAML through src/kube's parser and
+// src/apply; units through src/systemd.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/cli.h"
+#include "kiln/apply.h"
 #include "kiln/fs.h"
 #include "kiln/kube.h"
 #include "kiln/log.h"
+#include "kiln/secret.h"
 #include "kiln/pod.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
@@ -21,6 +27,8 @@
 namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
+/// Builds DIR's Containerfile (or Dockerfile) as IMAGE (cmd_compose_run.cpp).
+Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image);
 
 namespace {
 
@@ -172,14 +180,210 @@ void AddGenerateSystemd(CLI::App* parent, Context& ctx) {
   });
 }
 
+/// The Secrets of kiln's secret store that `kube play` made (their value is
+/// the Secret as JSON), for secretKeyRef and secret volumes naming a Secret
+/// that is not in the file.
+void StoredSecrets(const std::string& store_root, kube::Sources* sources) {
+  auto list = secret::List(store_root);
+  if (!list)
+    return;
+  for (const auto& info : *list) {
+    if (sources->secrets.count(info.name))
+      continue;
+    auto value = secret::ReadValue(store_root, info.name);
+    if (!value || value->empty() || (*value)[0] != '{')
+      continue;
+    auto doc = kube::Parse(*value, "secret " + info.name);
+    if (!doc || doc->secrets.size() != 1)
+      continue;
+    if (auto values = kube::SecretValues(doc->secrets[0]))
+      sources->secrets[info.name] = *values;
+  }
+}
+
+/// A Secret as the JSON kiln stores (what StoredSecrets reads back).
+std::string SecretJson(const kube::Secret& s) {
+  nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Secret"}, {"metadata", {{"name", s.name}}}};
+  if (!s.type.empty())
+    j["type"] = s.type;
+  if (!s.data.empty())
+    j["data"] = s.data;
+  if (!s.string_data.empty())
+    j["stringData"] = s.string_data;
+  return j.dump();
+}
+
+Expected<kube::Document> ReadKubeFile(const std::string& file) {
+  auto text = file == "-" ? ReadAll(0, 16 << 20) : ReadFile(file, 16 << 20);
+  if (!text)
+    return std::move(text).error();
+  return kube::Parse(*text, file);
+}
+
+/// kube down: every pod of the file, podman's output.
+int DownPods(const apply::Env& env, const kube::Document& doc) {
+  std::vector<std::string> removed;
+  int rc = 0;
+  for (const auto& p : doc.pods) {
+    auto id = apply::DownPod(env, p.name);
+    if (!id) {
+      rc = ReportError(id.error());
+      continue;
+    }
+    removed.push_back(*id);
+  }
+  if (!removed.empty()) {
+    std::printf("Pods stopped:\n");
+    for (const auto& id : removed)
+      std::printf("%s\n", id.c_str());
+    std::printf("Pods removed:\n");
+    for (const auto& id : removed)
+      std::printf("%s\n", id.c_str());
+  }
+  return rc;
+}
+
+struct PlayFlags {
+  std::string file;
+  bool replace = false, down = false, start = true;
+  std::string build;
+  std::vector<std::string> networks, configmaps;
+};
+
+int Play(Context& ctx, const PlayFlags& f, bool down_only) {
+  if (!f.build.empty() && f.build != "true" && f.build != "false")
+    return ReportError(Error(Errc::kInvalidInput, "invalid --build " + f.build + ": true or false"));
+  auto doc = ReadKubeFile(f.file);
+  if (!doc)
+    return ReportError(doc.error());
+  kube::Sources sources;
+  for (const auto& extra : f.configmaps) {
+    auto more = ReadKubeFile(extra);
+    if (!more)
+      return ReportError(more.error().WithContext("--configmap"));
+    if (more->config_maps.empty())
+      return ReportError(Error(Errc::kInvalidInput, "--configmap " + extra + ": no ConfigMap in the file"));
+    for (const auto& cm : more->config_maps)
+      sources.config_maps[cm.name] = cm.data;
+  }
+  for (const auto& w : doc->warnings)
+    LogWarn(w);
+  auto store = Store::Open(ctx.StoreRoot());
+  if (!store)
+    return ReportError(store.error());
+  apply::Env env;
+  env.store = &*store;
+  env.paths = RunPaths(ctx);
+  if (down_only || f.down)
+    return DownPods(env, *doc);
+  for (const auto& cm : doc->config_maps)
+    sources.config_maps[cm.name] = cm.data;
+  for (const auto& s : doc->secrets) {  // into kiln's secret store (as podman's)
+    auto values = kube::SecretValues(s);
+    if (!values)
+      return ReportError(values.error());
+    sources.secrets[s.name] = *values;
+    if (auto st = secret::Create(ctx.StoreRoot(), s.name, SecretJson(s), {.labels = {}, .replace = true}); !st)
+      return ReportError(st.error().WithContext("Secret " + s.name));
+  }
+  StoredSecrets(ctx.StoreRoot(), &sources);
+  for (const auto& claim : doc->claims)  // a PersistentVolumeClaim is a named volume
+    if (auto v = run::CreateVolume(env.paths, claim.name, /*ignore_existing=*/true); !v)
+      return ReportError(v.error());
+  apply::PlayOptions po;
+  po.start = f.start;
+  po.replace = f.replace;
+  po.networks = f.networks;
+  po.config_maps = sources.config_maps;
+  po.secrets = sources.secrets;
+  if (!f.build.empty())
+    po.build = f.build == "true";
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd))
+    po.build_dir = cwd;
+  env.build = [&ctx](const deployment::Service& s, const std::string& image) {
+    return BuildImageFromDir(ctx, s.build->context, image);
+  };
+  for (const auto& p : doc->pods) {
+    auto resolved = kube::ResolvePod(p, sources);
+    if (!resolved)
+      return ReportError(resolved.error());
+    std::vector<std::string> warnings;
+    auto played = apply::PlayPod(env, *resolved, po, &warnings);
+    for (const auto& w : warnings)
+      LogWarn(w);
+    if (!played)
+      return ReportError(played.error());
+    std::printf("Pod:\n%s\n", played->id.c_str());
+    std::printf("Container%s:\n", played->containers.size() == 1 ? "" : "s");
+    for (const auto& id : played->containers)
+      std::printf("%s\n", id.c_str());
+    std::printf("\n");
+  }
+  return 0;
+}
+
+void AddPlay(CLI::App* parent, Context& ctx, const char* name, bool down_only) {
+  auto* cmd = parent->add_subcommand(name, down_only ? "remove the pods a Kubernetes YAML file made (kube play)"
+                                                     : "run the pods of a Kubernetes YAML file (Pod, Deployment, ...)");
+  auto f = std::make_shared<PlayFlags>();
+  cmd->add_option("file", f->file, "the YAML file (- for stdin)")->required();
+  if (!down_only) {
+    cmd->add_flag("--replace", f->replace, "remove pods of the same names first");
+    cmd->add_flag("--down", f->down, "remove the pods instead (as kube down)");
+    cmd->add_flag("--start{true}", f->start, "start the pods (default true; --start=false: create only)");
+    cmd->add_flag("--build{true}", f->build,
+                  "build images from ./<image name>/Containerfile (default: when the image is missing; "
+                  "--build=false: never)");
+    cmd->add_option("--network,--net", f->networks, "the pods' container network NAME (repeatable; default podman)")
+        ->allow_extra_args(false);
+    cmd->add_option("--configmap", f->configmaps, "a YAML file with ConfigMaps for env and volumes (repeatable)")
+        ->allow_extra_args(false);
+  }
+  SetAction(cmd, ctx, [&ctx, f, down_only] { return Play(ctx, *f, down_only); });
+}
+
+/// The words of the command line (globals and their values left out):
+/// {"kube", "play", ...} or {"play", "kube", ...}.
+std::vector<std::string> Words(int argc, char** argv) {
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--root" || a == "--log-level")
+      ++i;
+    else if (words.size() < 2 && !a.empty() && a[0] == '-')
+      continue;
+    else
+      words.push_back(a);
+  }
+  return words;
+}
+
 }  // namespace
+
+bool KubeNeedsUserNamespace(int argc, char** argv);
+bool KubeStartsContainers(int argc, char** argv);
+bool KubeNeedsUserNamespace(int argc, char** argv) {
+  auto w = Words(argc, argv);
+  return w.size() >= 2 && ((w[0] == "kube" && (w[1] == "play" || w[1] == "down")) || (w[0] == "play" && w[1] == "kube"));
+}
+
+bool KubeStartsContainers(int argc, char** argv) {
+  auto w = Words(argc, argv);
+  return KubeNeedsUserNamespace(argc, argv) && w[1] != "down" && std::find(w.begin(), w.end(), "--down") == w.end();
+}
 
 /// `kiln kube generate|play|down` and `kiln generate kube|systemd` (main.cpp).
 void AddKubeCommands(CLI::App& app, Context& ctx);
 void AddKubeCommands(CLI::App& app, Context& ctx) {
-  auto* kube = app.add_subcommand("kube", "Kubernetes YAML: generate from pods and containers");
+  auto* kube = app.add_subcommand("kube", "Kubernetes YAML: play, down, generate");
   kube->require_subcommand(1);
   AddGenerateKube(kube, ctx, "generate");
+  AddPlay(kube, ctx, "play", false);
+  AddPlay(kube, ctx, "down", true);
+  auto* play = app.add_subcommand("play", "run Kubernetes YAML (as kube play)");
+  play->require_subcommand(1);
+  AddPlay(play, ctx, "kube", false);
   auto* gen = app.add_subcommand("generate", "generate Kubernetes YAML or systemd units");
   gen->require_subcommand(1);
   AddGenerateKube(gen, ctx, "kube");

@@ -113,6 +113,8 @@ static bool PodStarts(int argc, char** argv) {
   return false;
 }
 
+bool KubeStartsContainers(int argc, char** argv);  // cmd_kube.cpp
+
 Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   std::string command = CanonicalCommand(argc, argv);
   if (command == "__network-holder" || InKilnUserNamespace())
@@ -142,7 +144,7 @@ Expected<network::HolderHandle> PrepareNetworkHolder(int argc, char** argv) {
   wants = (wants && (command == "run" || command == "create" || command == "build")) ||
           (command == "start" && PathExists(pre.StoreRoot() + "/networks")) ||
           (command == "compose" && ComposeStartsContainers(argc, argv)) ||  // the project's networks
-          (command == "pod" && PodStarts(argc, argv));
+          (command == "pod" && PodStarts(argc, argv)) || KubeStartsContainers(argc, argv);
   return network::PrepareHolder(network::HolderDir(pre.RunRoot(), pre.StoreRoot()), wants);
 }
 

@@ -17,6 +17,12 @@
 
 namespace kiln::cli {
 
+/// `kube play|down`, `play kube` (cmd_kube.cpp): they run and remove
+/// containers (kiln's user namespace); play, not --down, starts them on a
+/// container network (the holder).
+bool KubeNeedsUserNamespace(int argc, char** argv);
+bool KubeStartsContainers(int argc, char** argv);
+
 bool NeedsUserNamespace(int argc, char** argv) {
   // The commands that unpack layers, mount rootfs or run sandboxes.
   // `pull` unpacks layers while it downloads (registry/transfer.cpp), and
@@ -32,6 +38,8 @@ bool NeedsUserNamespace(int argc, char** argv) {
   std::string command = CanonicalCommand(argc, argv);
   if (command == "compose")  // all but exec, config, ps, logs, port (cmd_compose_run.cpp)
     return ComposeNeedsUserNamespace(argc, argv);
+  if (command == "kube" || command == "play")  // play and down, not generate (cmd_kube.cpp)
+    return KubeNeedsUserNamespace(argc, argv);
   return kCommands.count(command) != 0;
 }
 

@@ -90,7 +90,7 @@ run_k "$K" container bogus
 expect "unknown command in a group names the group" \
   bash -c '[ "$1" = 2 ] && grep -qxF "kiln: error: unrecognized command \`kiln container bogus\`" <<<"$0" &&
            grep -qF "Try '"'"'kiln container --help'"'"'" <<<"$0"' "$ERR" "$RC"
-for c in "pod pause" "network reload" "kube play" "system df" "system reset" "container pause" "image exists"; do
+for c in "pod pause" "network reload" "system df" "system reset" "container pause" "image exists"; do
   run_k "$K" $c
   expect "podman's '$c' that kiln lacks: says it is not implemented, exit 2" \
     bash -c '[ "$1" = 2 ] && grep -qF "kiln: error: \`kiln $2\` is not implemented in kiln" <<<"$0"' "$ERR" "$RC" "$c"

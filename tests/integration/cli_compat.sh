@@ -77,6 +77,7 @@ CHECK["run|--pids-limit"]='out=$(k run --rm --pids-limit 50 busybox true 2>&1) |
 CHECK["run|--pod"]='k pod create --name ccpod >/dev/null && [ "$(k run --rm --pod ccpod busybox hostname)" = ccpod ]; r=$?; k pod rm -f ccpod >/dev/null; exit $r'
 CHECK["pod|—"]='k pod create --name ccp2 >/dev/null && k pod exists ccp2 && [ "$(k pod ps -q --filter name=ccp2 | wc -l)" = 1 ] && k pod rm ccp2 >/dev/null && ! k pod exists ccp2'
 CHECK["kube|—"]='k run -d --name cckube --network none busybox sleep 30 >/dev/null && k kube generate cckube | grep -q "^kind: Pod"; r=$?; k rm -f cckube >/dev/null; exit $r'
+CHECK["play|—"]='printf "apiVersion: v1\nkind: Pod\nmetadata: {name: ccplay}\nspec:\n  containers:\n  - {name: c, image: busybox, command: [sleep, \"30\"]}\n" >"$w/ccplay.yml" && k play kube --start=false "$w/ccplay.yml" | grep -qx "Pod:" && k kube down "$w/ccplay.yml" | grep -qx "Pods removed:"'
 CHECK["generate|—"]='k create --name ccgen --network none busybox true >/dev/null && k generate systemd --name ccgen | grep -q "^ExecStart=.* start ccgen$"; r=$?; k rm -f ccgen >/dev/null; exit $r'
 CHECK["network|—"]='k network create cc-net >/dev/null && [ "$(k network ls -q --filter name=cc-net)" = cc-net ] && k network rm cc-net >/dev/null && ! k network exists cc-net'
 CHECK["create|—"]='id=$(k create busybox true) && [ "$(status $id)" = created ]; r=$?; cleanup_id; exit $r'

@@ -240,6 +240,54 @@ TEST(KubeGenerate, FromContainersAsKubeGenerateWill) {
   EXPECT_EQ(warnings[1], "container web: user \"nobody\" is not numeric: runAsUser needs a uid, left out");
 }
 
+TEST(KubeResolve, SecretValuesDecodeDataAndTakeStringData) {
+  Document d = MustParse("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  user: YWRtaW4=\n"
+                         "  pw: czNjcjN0\n  odd: YQ\nstringData:\n  pw: plain\n");
+  ASSERT_EQ(d.secrets.size(), 1u);
+  auto v = SecretValues(d.secrets[0]);
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(v->at("user"), "admin");
+  EXPECT_EQ(v->at("pw"), "plain");  // stringData wins
+  EXPECT_EQ(v->at("odd"), "a");     // padding optional
+  Secret bad{"b", "", {{"k", "no*base64"}}, {}};
+  auto e = SecretValues(bad);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().message(), "Secret b: data.k: not base64");
+}
+
+TEST(KubeResolve, EnvFromConfigMapsAndSecretsProbeAndRestart) {
+  Document d = MustParse(kPodHead +
+                         "  containers:\n  - name: c\n    image: busybox\n    env:\n    - name: A\n      value: a\n"
+                         "    - name: B\n      valueFrom:\n        configMapKeyRef: {name: cm, key: b}\n"
+                         "    - name: C\n      valueFrom:\n        secretKeyRef: {name: sec, key: c}\n"
+                         "    - name: D\n      valueFrom:\n        configMapKeyRef: {name: cm, key: nokey, optional: true}\n"
+                         "    livenessProbe:\n      exec:\n        command: [/bin/sh, -c, test -d /data]\n");
+  Sources src;
+  src.config_maps["cm"] = {{"b", "from-map"}};
+  src.secrets["sec"] = {{"c", "from-secret"}};
+  auto p = ResolvePod(d.pods[0], src);
+  ASSERT_TRUE(p) << p.error().message();
+  const auto& env = p->containers[0].environment;
+  ASSERT_EQ(env.size(), 3u);  // D is optional and missing: left out
+  EXPECT_EQ(env[0].value, "a");
+  EXPECT_EQ(env[1].name, "B");
+  EXPECT_EQ(env[1].value, "from-map");
+  EXPECT_FALSE(env[1].from);
+  EXPECT_EQ(env[2].value, "from-secret");
+  EXPECT_EQ(p->containers[0].healthcheck->test, (std::vector<std::string>{"CMD-SHELL", "test -d /data"}));
+  EXPECT_EQ(p->restart_policy, "always");
+
+  src.secrets.clear();
+  auto e = ResolvePod(d.pods[0], src);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().message(),
+            "pod p: container c: env C: secretKeyRef: no Secret sec (in the file or kiln's secret store)");
+  src.secrets["sec"] = {};
+  e = ResolvePod(d.pods[0], src);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().message(), "pod p: container c: env C: secretKeyRef: no key c in Secret sec");
+}
+
 TEST(KubeNames, SanitizeAsRfc1123) {
   EXPECT_EQ(SanitizeName("My_Pod"), "my-pod");
   EXPECT_EQ(SanitizeName("__x__"), "x");
