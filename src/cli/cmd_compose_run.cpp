@@ -769,15 +769,4 @@ void AddComposeRunCommands(CLI::App* group, Context& ctx, const std::shared_ptr<
   }
 }
 
-/// kube play --build (cmd_kube.cpp): DIR's Containerfile (or Dockerfile)
-/// built as IMAGE, the way a compose service's `build:` is.
-Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image);
-Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image) {
-  deployment::Project project;
-  deployment::Service s;
-  s.build = deployment::BuildSpec{};
-  s.build->context = dir;
-  return BuildService(ctx, project, s, image, /*no_cache=*/false, /*pull=*/false);
-}
-
 }  // namespace kiln::cli

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "kiln/apply.h"
 #include "kiln/fs.h"
 #include "kiln/kube.h"
@@ -27,20 +28,17 @@
 namespace kiln::cli {
 
 run::Paths RunPaths(const Context& ctx);
-/// Builds DIR's Containerfile (or Dockerfile) as IMAGE (cmd_compose_run.cpp).
+/// Builds DIR's Containerfile (or Dockerfile) as IMAGE (compose_session.cpp).
 Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image);
 
 namespace {
 
 /// Writes `text` to FILE (replacing it atomically) or stdout.
-int Emit(const std::string& text, const std::string& file) {
-  if (file.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    return 0;
-  }
-  if (auto st = WriteFileAtomic(file, text, 0644); !st)
-    return ReportError(st.error());
-  return 0;
+Status Emit(const std::string& text, const std::string& file) {
+  if (!file.empty())
+    return WriteFileAtomic(file, text, 0644);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return Ok();
 }
 
 /// podman's NodePort Service for the pod's published ports (--service).
@@ -73,29 +71,26 @@ void AddGenerateKube(CLI::App* parent, Context& ctx, const char* name) {
   cmd->add_option("names", f->names, "a pod, or containers (NAME or ID)")->required();
   cmd->add_option("-f,--filename", f->file, "write the YAML to FILE instead of stdout");
   cmd->add_flag("-s,--service", f->service, "also a Service of type NodePort for the published ports");
-  SetAction(cmd, ctx, [&ctx, f] {
-    auto store = Store::Open(ctx.StoreRoot());
-    if (!store)
-      return ReportError(store.error());
+  SetCommand(cmd, ctx, [&ctx, f]() -> Status {
+    KILN_ASSIGN_OR_RETURN(auto store, Store::Open(ctx.StoreRoot()));
     run::Paths paths = RunPaths(ctx);
     std::vector<std::string> warnings;
     Expected<deployment::Pod> model = Error(Errc::kInvalidInput, "nothing to generate");
     if (auto pod_id = pod::ResolvePod(paths, f->names[0]); pod_id) {
       if (f->names.size() > 1)
-        return ReportError(Error(Errc::kInvalidInput, "kube generate takes one pod (or containers), not a pod and more"));
-      model = pod::DescribePod(*store, paths, *pod_id, &warnings);
+        return Error(Errc::kInvalidInput, "kube generate takes one pod (or containers), not a pod and more");
+      model = pod::DescribePod(store, paths, *pod_id, &warnings);
     } else {
       std::vector<std::string> ids;
       for (const auto& n : f->names) {
         auto id = run::ResolveContainer(paths, n);
         if (!id)
-          return ReportError(Error(Errc::kNotFound, "name or ID " + n + " not found: no pod or container has it"));
+          return Error(Errc::kNotFound, "name or ID " + n + " not found: no pod or container has it");
         ids.push_back(*id);
       }
-      model = pod::DescribeContainers(*store, paths, ids, &warnings);
+      model = pod::DescribeContainers(store, paths, ids, &warnings);
     }
-    if (!model)
-      return ReportError(model.error());
+    KILN_TRY(model);
     if (f->service)
       model->labels["app"] = kube::SanitizeName(model->name);
     std::string text = "# Save the output of this file and use kubectl create -f to import it into Kubernetes,\n"
@@ -128,55 +123,48 @@ void AddGenerateSystemd(CLI::App* parent, Context& ctx) {
   cmd->add_option("--container-prefix", f->container_prefix, "unit name prefix of a container (default container)");
   cmd->add_option("--pod-prefix", f->pod_prefix, "unit name prefix of a pod (default pod)");
   cmd->add_option("--separator", f->separator, "between the prefix and the name (default -)");
-  SetAction(cmd, ctx, [&ctx, f] {
+  SetCommand(cmd, ctx, [&ctx, f]() -> Status {
     if (f->is_new)
-      return ReportError(Error(Errc::kUnsupported, "generate systemd --new is not supported yet (kiln does not keep "
-                                                   "the command line a container was made with)"));
+      return Error(Errc::kUnsupported, "generate systemd --new is not supported yet (kiln does not keep "
+                                       "the command line a container was made with)");
     if (!systemd::ValidRestartPolicy(f->restart))
-      return ReportError(Error(Errc::kInvalidInput, f->restart + " is not a valid restart policy"));
+      return Error(Errc::kInvalidInput, f->restart + " is not a valid restart policy");
     run::Paths paths = RunPaths(ctx);
     systemd::UnitSpec s;
     if (auto pod_id = pod::ResolvePod(paths, f->target)) {
-      auto p = pod::ReadPod(paths, *pod_id);
-      if (!p)
-        return ReportError(p.error());
+      KILN_ASSIGN_OR_RETURN(pod::Pod p, pod::ReadPod(paths, *pod_id));
       s.pod = true;
-      s.id = p->id;
-      s.name = f->name ? p->name : p->id;
+      s.id = p.id;
+      s.name = f->name ? p.name : p.id;
       s.prefix = f->pod_prefix;
     } else {
       auto id = run::ResolveContainer(paths, f->target);
       if (!id)
-        return ReportError(Error(Errc::kNotFound, f->target + " does not refer to a container or pod: no such container"));
-      auto info = run::InspectContainer(paths, *id);
-      if (!info)
-        return ReportError(info.error());
-      s.id = info->id;
-      s.name = f->name ? info->name : info->id;
+        return Error(Errc::kNotFound, f->target + " does not refer to a container or pod: no such container");
+      KILN_ASSIGN_OR_RETURN(run::ContainerInfo info, run::InspectContainer(paths, *id));
+      s.id = info.id;
+      s.name = f->name ? info.name : info.id;
       s.prefix = f->container_prefix;
     }
     char exe[4096];
     ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0)
-      return ReportError(Error::FromErrno("readlink /proc/self/exe"));
+      return Error::FromErrno("readlink /proc/self/exe");
     s.kiln = std::string(exe, static_cast<size_t>(n));
     s.store_root = ctx.StoreRoot();
     s.restart_policy = f->restart;
     s.stop_timeout = f->timeout;
     s.separator = f->separator;
     std::string text = systemd::ContainerUnit(s);
-    if (!f->files) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      return 0;
-    }
+    if (!f->files)
+      return Emit(text, "");
     char cwd[4096];
     if (!::getcwd(cwd, sizeof cwd))
-      return ReportError(Error::FromErrno("getcwd"));
+      return Error::FromErrno("getcwd");
     std::string path = std::string(cwd) + "/" + systemd::UnitName(s);
-    if (auto st = WriteFileAtomic(path, text, 0644); !st)
-      return ReportError(st.error());
+    KILN_TRY(Emit(text, path));
     std::printf("%s\n", path.c_str());
-    return 0;
+    return Ok();
   });
 }
 
@@ -203,14 +191,9 @@ void StoredSecrets(const std::string& store_root, kube::Sources* sources) {
 
 /// A Secret as the JSON kiln stores (what StoredSecrets reads back).
 std::string SecretJson(const kube::Secret& s) {
-  nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Secret"}, {"metadata", {{"name", s.name}}}};
-  if (!s.type.empty())
-    j["type"] = s.type;
-  if (!s.data.empty())
-    j["data"] = s.data;
-  if (!s.string_data.empty())
-    j["stringData"] = s.string_data;
-  return j.dump();
+  return nlohmann::json{{"apiVersion", "v1"},   {"kind", "Secret"}, {"metadata", {{"name", s.name}}},
+                        {"type", s.type},       {"data", s.data},   {"stringData", s.string_data}}
+      .dump();
 }
 
 Expected<kube::Document> ReadKubeFile(const std::string& file) {
@@ -220,27 +203,29 @@ Expected<kube::Document> ReadKubeFile(const std::string& file) {
   return kube::Parse(*text, file);
 }
 
-/// kube down: every pod of the file, podman's output.
-int DownPods(const apply::Env& env, const kube::Document& doc) {
+/// kube down: every pod of the file, podman's output; a pod that is not
+/// there is reported and the others still removed.
+Status DownPods(const apply::Env& env, const kube::Document& doc) {
   std::vector<std::string> removed;
-  int rc = 0;
+  Status result = Ok();
   for (const auto& p : doc.pods) {
     auto id = apply::DownPod(env, p.name);
     if (!id) {
-      rc = ReportError(id.error());
+      if (!result)
+        ReportError(result.error());
+      result = std::move(id).error();
       continue;
     }
     removed.push_back(*id);
   }
-  if (!removed.empty()) {
-    std::printf("Pods stopped:\n");
-    for (const auto& id : removed)
-      std::printf("%s\n", id.c_str());
-    std::printf("Pods removed:\n");
+  for (const char* heading : {"Pods stopped:", "Pods removed:"}) {
+    if (removed.empty())
+      break;
+    std::printf("%s\n", heading);
     for (const auto& id : removed)
       std::printf("%s\n", id.c_str());
   }
-  return rc;
+  return result;
 }
 
 struct PlayFlags {
@@ -250,46 +235,35 @@ struct PlayFlags {
   std::vector<std::string> networks, configmaps;
 };
 
-int Play(Context& ctx, const PlayFlags& f, bool down_only) {
+Status Play(Context& ctx, const PlayFlags& f, bool down_only) {
   if (!f.build.empty() && f.build != "true" && f.build != "false")
-    return ReportError(Error(Errc::kInvalidInput, "invalid --build " + f.build + ": true or false"));
-  auto doc = ReadKubeFile(f.file);
-  if (!doc)
-    return ReportError(doc.error());
+    return Error(Errc::kInvalidInput, "invalid --build " + f.build + ": true or false");
+  KILN_ASSIGN_OR_RETURN(kube::Document doc, ReadKubeFile(f.file));
   kube::Sources sources;
   for (const auto& extra : f.configmaps) {
-    auto more = ReadKubeFile(extra);
-    if (!more)
-      return ReportError(more.error().WithContext("--configmap"));
-    if (more->config_maps.empty())
-      return ReportError(Error(Errc::kInvalidInput, "--configmap " + extra + ": no ConfigMap in the file"));
-    for (const auto& cm : more->config_maps)
+    KILN_ASSIGN_OR_RETURN(kube::Document more, ReadKubeFile(extra));
+    if (more.config_maps.empty())
+      return Error(Errc::kInvalidInput, "--configmap " + extra + ": no ConfigMap in the file");
+    for (const auto& cm : more.config_maps)
       sources.config_maps[cm.name] = cm.data;
   }
-  for (const auto& w : doc->warnings)
+  for (const auto& w : doc.warnings)
     LogWarn(w);
-  auto store = Store::Open(ctx.StoreRoot());
-  if (!store)
-    return ReportError(store.error());
+  KILN_ASSIGN_OR_RETURN(auto store, Store::Open(ctx.StoreRoot()));
   apply::Env env;
-  env.store = &*store;
+  env.store = &store;
   env.paths = RunPaths(ctx);
   if (down_only || f.down)
-    return DownPods(env, *doc);
-  for (const auto& cm : doc->config_maps)
+    return DownPods(env, doc);
+  for (const auto& cm : doc.config_maps)
     sources.config_maps[cm.name] = cm.data;
-  for (const auto& s : doc->secrets) {  // into kiln's secret store (as podman's)
-    auto values = kube::SecretValues(s);
-    if (!values)
-      return ReportError(values.error());
-    sources.secrets[s.name] = *values;
-    if (auto st = secret::Create(ctx.StoreRoot(), s.name, SecretJson(s), {.labels = {}, .replace = true}); !st)
-      return ReportError(st.error().WithContext("Secret " + s.name));
+  for (const auto& s : doc.secrets) {  // into kiln's secret store (as podman's)
+    KILN_ASSIGN_OR_RETURN(sources.secrets[s.name], kube::SecretValues(s));
+    KILN_TRY(secret::Create(ctx.StoreRoot(), s.name, SecretJson(s), {.labels = {}, .replace = true}));
   }
   StoredSecrets(ctx.StoreRoot(), &sources);
-  for (const auto& claim : doc->claims)  // a PersistentVolumeClaim is a named volume
-    if (auto v = run::CreateVolume(env.paths, claim.name, /*ignore_existing=*/true); !v)
-      return ReportError(v.error());
+  for (const auto& claim : doc.claims)  // a PersistentVolumeClaim is a named volume
+    KILN_TRY(run::CreateVolume(env.paths, claim.name, /*ignore_existing=*/true));
   apply::PlayOptions po;
   po.start = f.start;
   po.replace = f.replace;
@@ -304,23 +278,20 @@ int Play(Context& ctx, const PlayFlags& f, bool down_only) {
   env.build = [&ctx](const deployment::Service& s, const std::string& image) {
     return BuildImageFromDir(ctx, s.build->context, image);
   };
-  for (const auto& p : doc->pods) {
-    auto resolved = kube::ResolvePod(p, sources);
-    if (!resolved)
-      return ReportError(resolved.error());
+  for (const auto& p : doc.pods) {
+    KILN_ASSIGN_OR_RETURN(deployment::Pod resolved, kube::ResolvePod(p, sources));
     std::vector<std::string> warnings;
-    auto played = apply::PlayPod(env, *resolved, po, &warnings);
+    auto played = apply::PlayPod(env, resolved, po, &warnings);
     for (const auto& w : warnings)
       LogWarn(w);
-    if (!played)
-      return ReportError(played.error());
+    KILN_TRY(played);
     std::printf("Pod:\n%s\n", played->id.c_str());
     std::printf("Container%s:\n", played->containers.size() == 1 ? "" : "s");
     for (const auto& id : played->containers)
       std::printf("%s\n", id.c_str());
     std::printf("\n");
   }
-  return 0;
+  return Ok();
 }
 
 void AddPlay(CLI::App* parent, Context& ctx, const char* name, bool down_only) {
@@ -329,9 +300,15 @@ void AddPlay(CLI::App* parent, Context& ctx, const char* name, bool down_only) {
   auto f = std::make_shared<PlayFlags>();
   cmd->add_option("file", f->file, "the YAML file (- for stdin)")->required();
   if (!down_only) {
-    cmd->add_flag("--replace", f->replace, "remove pods of the same names first");
-    cmd->add_flag("--down", f->down, "remove the pods instead (as kube down)");
-    cmd->add_flag("--start{true}", f->start, "start the pods (default true; --start=false: create only)");
+    struct BoolFlag {
+      const char* name;
+      bool* value;
+      const char* help;
+    };
+    for (const BoolFlag& b : {BoolFlag{"--replace", &f->replace, "remove pods of the same names first"},
+                              BoolFlag{"--down", &f->down, "remove the pods instead (as kube down)"},
+                              BoolFlag{"--start{true}", &f->start, "start the pods (default true; --start=false: create only)"}})
+      cmd->add_flag(b.name, *b.value, b.help);
     cmd->add_flag("--build{true}", f->build,
                   "build images from ./<image name>/Containerfile (default: when the image is missing; "
                   "--build=false: never)");
@@ -340,7 +317,7 @@ void AddPlay(CLI::App* parent, Context& ctx, const char* name, bool down_only) {
     cmd->add_option("--configmap", f->configmaps, "a YAML file with ConfigMaps for env and volumes (repeatable)")
         ->allow_extra_args(false);
   }
-  SetAction(cmd, ctx, [&ctx, f, down_only] { return Play(ctx, *f, down_only); });
+  SetCommand(cmd, ctx, [&ctx, f, down_only] { return Play(ctx, *f, down_only); });
 }
 
 /// The words of the command line (globals and their values left out):

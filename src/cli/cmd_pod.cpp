@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/command.h"
 #include "cli/format_util.h"
 #include "kiln/fs.h"
 #include "kiln/pod.h"
@@ -53,6 +54,12 @@ int ForEachPod(Context& ctx, const std::vector<std::string>& names,
     std::printf("%s\n", id->c_str());
   }
   return rc;
+}
+
+/// A pod by name or ID, with its containers.
+Expected<pod::PodInfo> FindPod(Context& ctx, const std::string& name) {
+  KILN_ASSIGN_OR_RETURN(std::string id, pod::ResolvePod(RunPaths(ctx), name));
+  return pod::InspectPod(RunPaths(ctx), id);
 }
 
 /// The pods to act on: the names given, or every pod with --all.
@@ -206,21 +213,17 @@ void AddCreate(CLI::App* group, Context& ctx) {
   cmd->add_option("--hostname", f->hostname, "the pod's host name (default: its name)");
   cmd->add_option("-l,--label", f->labels, "set a pod label K=V")->allow_extra_args(false);
   cmd->add_option("--exit-policy", f->exit_policy, "when the last member exits: continue (default) or stop the pod");
-  SetAction(cmd, ctx, [&ctx, f, positional] {
+  SetCommand(cmd, ctx, [&ctx, f, positional]() -> Status {
     pod::PodOptions o = *f;
     if (!positional->empty()) {
       if (!o.name.empty() && o.name != *positional)
-        return ReportError(Error(Errc::kInvalidInput, "cannot specify a pod name both with --name and as an argument"));
+        return Error(Errc::kInvalidInput, "cannot specify a pod name both with --name and as an argument");
       o.name = *positional;
     }
-    auto store = Store::Open(ctx.StoreRoot());
-    if (!store)
-      return ReportError(store.error());
-    auto p = pod::CreatePod(*store, RunPaths(ctx), o);
-    if (!p)
-      return ReportError(p.error());
-    std::printf("%s\n", p->id.c_str());
-    return 0;
+    KILN_ASSIGN_OR_RETURN(auto store, Store::Open(ctx.StoreRoot()));
+    KILN_ASSIGN_OR_RETURN(pod::Pod p, pod::CreatePod(store, RunPaths(ctx), o));
+    std::printf("%s\n", p.id.c_str());
+    return Ok();
   });
 }
 
@@ -311,19 +314,13 @@ void AddList(CLI::App* group, Context& ctx) {
 }
 
 void AddInspect(CLI::App* group, Context& ctx) {
-  auto* cmd = group->add_subcommand("inspect", "show pods as JSON");
-  auto names = std::make_shared<std::vector<std::string>>();
-  auto format = std::make_shared<std::string>();
-  cmd->add_option("names", *names, "pod names or IDs")->required();
-  cmd->add_option("-f,--format", *format, "json, or a Go template over the object ({{.Name}}, {{.State}})");
-  SetAction(cmd, ctx, [&ctx, names, format] {
-    format::Options fo = TemplateOptions("pod inspect", "define.InspectPodData");
-    return InspectEach(*names, *format, fo, 4, [&ctx](const std::string& name) -> Expected<nlohmann::json> {
-      KILN_ASSIGN_OR_RETURN(std::string id, pod::ResolvePod(RunPaths(ctx), name));
-      KILN_ASSIGN_OR_RETURN(pod::PodInfo info, pod::InspectPod(RunPaths(ctx), id));
-      return nlohmann::json::parse(InspectJson(info).dump());
-    });
-  });
+  AddInspectCommand(*group, ctx, "show pods as JSON", "names", "pod names or IDs",
+                    "json, or a Go template over the object ({{.Name}}, {{.State}})",
+                    TemplateOptions("pod inspect", "define.InspectPodData"), 4,
+                    [&ctx](const std::string& name) -> Expected<nlohmann::json> {
+                      KILN_ASSIGN_OR_RETURN(pod::PodInfo info, FindPod(ctx, name));
+                      return nlohmann::json::parse(InspectJson(info).dump());
+                    });
 }
 
 void AddActions(CLI::App* group, Context& ctx) {
@@ -365,12 +362,10 @@ void AddActions(CLI::App* group, Context& ctx) {
   {
     auto [cmd, f] = simple("kill", "send a signal to every running container of pods (infra included)");
     cmd->add_option("-s,--signal", f->signal, "signal name or number (default KILL)");
-    SetAction(cmd, ctx, [&ctx, f = f] {
-      auto sig = run::ParseSignal(f->signal);
-      if (!sig)
-        return ReportError(sig.error());
+    SetCommand(cmd, ctx, [&ctx, f = f]() -> Expected<int> {
+      KILN_ASSIGN_OR_RETURN(int sig, run::ParseSignal(f->signal));
       return ForEachPod(ctx, Targets(ctx, f->names, f->all),
-                        [&](const std::string& id) { return pod::KillPod(RunPaths(ctx), id, *sig); });
+                        [&](const std::string& id) { return pod::KillPod(RunPaths(ctx), id, sig); });
     });
   }
   {
@@ -379,16 +374,14 @@ void AddActions(CLI::App* group, Context& ctx) {
     cmd->add_flag("-f,--force", f->force, "stop running containers first (they are killed)");
     auto ignore = std::make_shared<bool>(false);
     cmd->add_flag("-i,--ignore", *ignore, "no error for a pod that does not exist");
-    SetAction(cmd, ctx, [&ctx, f = f, ignore] {
-      auto store = Store::Open(ctx.StoreRoot());
-      if (!store)
-        return ReportError(store.error());
+    SetCommand(cmd, ctx, [&ctx, f = f, ignore]() -> Expected<int> {
+      KILN_ASSIGN_OR_RETURN(auto store, Store::Open(ctx.StoreRoot()));
       std::vector<std::string> names;
       for (const auto& n : Targets(ctx, f->names, f->all))
         if (!*ignore || pod::ResolvePod(RunPaths(ctx), n))
           names.push_back(n);
       return ForEachPod(ctx, names,
-                        [&](const std::string& id) { return pod::RemovePod(*store, RunPaths(ctx), id, f->force); });
+                        [&](const std::string& id) { return pod::RemovePod(store, RunPaths(ctx), id, f->force); });
     }, kNotFoundFails);
   }
 }
@@ -400,24 +393,18 @@ void AddMisc(CLI::App* group, Context& ctx) {
     cmd->add_option("name", *name, "pod name or ID")->required();
     SetAction(cmd, ctx, [&ctx, name] { return pod::ResolvePod(RunPaths(ctx), *name) ? 0 : 1; });
   }
-  {
-    auto* cmd = group->add_subcommand("prune", "remove every pod none of whose containers runs");
-    auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "do not ask for confirmation");
-    SetAction(cmd, ctx, [&ctx, force] {
-      if (!*force && !Confirm("WARNING! This will remove all stopped/exited pods.."))
-        return 0;
-      auto store = Store::Open(ctx.StoreRoot());
-      if (!store)
-        return ReportError(store.error());
-      auto removed = pod::PrunePods(*store, RunPaths(ctx));
-      if (!removed)
-        return ReportError(removed.error());
-      for (const auto& id : *removed)
-        std::printf("%s\n", id.c_str());
-      return 0;
-    });
-  }
+  AddPruneCommand(
+      *group, ctx, "remove every pod none of whose containers runs", "do not ask for confirmation",
+      [] { return Expected<std::string>("WARNING! This will remove all stopped/exited pods.."); },
+      [&ctx] {
+        return ExitCode([&]() -> Status {
+          KILN_ASSIGN_OR_RETURN(auto store, Store::Open(ctx.StoreRoot()));
+          KILN_ASSIGN_OR_RETURN(auto removed, pod::PrunePods(store, RunPaths(ctx)));
+          for (const auto& id : removed)
+            std::printf("%s\n", id.c_str());
+          return Ok();
+        }());
+      });
   {
     auto* cmd = group->add_subcommand("logs", "print the logs of a pod's containers");
     struct Flags {
@@ -432,21 +419,16 @@ void AddMisc(CLI::App* group, Context& ctx) {
     cmd->add_flag("-t,--timestamps", f->timestamps, "prefix each line with its time");
     cmd->add_flag("--names", f->names, "prefix each line with its container's name");
     cmd->add_option("--tail", f->tail, "only the last N lines of each container");
-    SetAction(cmd, ctx, [&ctx, f] {
+    SetCommand(cmd, ctx, [&ctx, f]() -> Status {
       run::Paths paths = RunPaths(ctx);
-      auto id = pod::ResolvePod(paths, f->name);
-      if (!id)
-        return ReportError(id.error());
-      auto info = pod::InspectPod(paths, *id);
-      if (!info)
-        return ReportError(info.error());
+      KILN_ASSIGN_OR_RETURN(pod::PodInfo info, FindPod(ctx, f->name));
       std::vector<run::ContainerInfo> members;
-      for (const auto& c : info->containers)
-        if (c.id != info->pod.infra_id &&
+      for (const auto& c : info.containers)
+        if (c.id != info.pod.infra_id &&
             (f->container.empty() || c.name == f->container || (f->container.size() >= 3 && c.id.rfind(f->container, 0) == 0)))
           members.push_back(c);
       if (!f->container.empty() && members.empty())
-        return ReportError(Error(Errc::kNotFound, "no container " + f->container + " in pod " + info->pod.name));
+        return Error(Errc::kNotFound, "no container " + f->container + " in pod " + info.pod.name);
       run::LogOptions lo;
       lo.follow = f->follow;
       lo.tail = f->tail;
@@ -497,25 +479,18 @@ void AddMisc(CLI::App* group, Context& ctx) {
       for (auto& t : threads)
         t.join();
       for (auto& r : results)
-        if (!r)
-          return ReportError(r.error());
-      return 0;
+        KILN_TRY(r);
+      return Ok();
     });
   }
   {
     auto* cmd = group->add_subcommand("top", "show the processes of a pod's running containers");
     auto name = std::make_shared<std::string>();
     cmd->add_option("name", *name, "pod name or ID")->required();
-    SetAction(cmd, ctx, [&ctx, name] {
-      run::Paths paths = RunPaths(ctx);
-      auto id = pod::ResolvePod(paths, *name);
-      if (!id)
-        return ReportError(id.error());
-      auto info = pod::InspectPod(paths, *id);
-      if (!info)
-        return ReportError(info.error());
+    SetCommand(cmd, ctx, [&ctx, name]() -> Expected<int> {
+      KILN_ASSIGN_OR_RETURN(pod::PodInfo info, FindPod(ctx, *name));
       std::vector<nlohmann::json> rows;
-      for (const auto& c : info->containers) {
+      for (const auto& c : info.containers) {
         if (c.status != "running" || c.pid <= 0)
           continue;
         for (const auto& p : Processes(c.pid))
@@ -524,7 +499,7 @@ void AddMisc(CLI::App* group, Context& ctx) {
                           {"Name", c.name}});
       }
       if (rows.empty())
-        return ReportError(Error(Errc::kFailed, "pod " + info->pod.name + " has no running containers"));
+        return Error(Errc::kFailed, "pod " + info.pod.name + " has no running containers");
       format::ListOptions lo;
       lo.default_format = "table {{.User}}\t{{.PID}}\t{{.PPID}}\t{{.CPU}}\t{{.Elapsed}}\t{{.TTY}}\t{{.Time}}\t{{.Command}}\t{{.Name}}";
       lo.headers = {{"User", "USER"}, {"CPU", "%CPU"}, {"Command", "COMMAND"}, {"Name", "NAME"}};

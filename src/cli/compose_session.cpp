@@ -218,4 +218,16 @@ std::string Join(const std::vector<std::string>& v, const std::string& sep) {
 }
 
 }  // namespace compose_cmd
+
+/// kube play --build (cmd_kube.cpp): DIR's Containerfile (or Dockerfile)
+/// built as IMAGE, the way a compose service's `build:` is.
+Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image);
+Status BuildImageFromDir(Context& ctx, const std::string& dir, const std::string& image) {
+  deployment::Project project;
+  deployment::Service s;
+  s.build = deployment::BuildSpec{};
+  s.build->context = dir;
+  return compose_cmd::BuildService(ctx, project, s, image, /*no_cache=*/false, /*pull=*/false);
+}
+
 }  // namespace kiln::cli

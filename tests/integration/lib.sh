@@ -35,6 +35,22 @@ begin_mode() {
   return 1
 }
 
+# begin_mode_here MODE: as begin_mode, but in $w = $work/MODE under the
+# test's temp_workdir (removed at exit), with k running kiln without
+# XDG_RUNTIME_DIR (the run root under the store's defaults).
+begin_mode_here() {
+  mode=$1
+  w=$work/$mode
+  mkdir -p "$w"
+  chmod 755 "$w"
+  if [ "$mode" = user ] && [ "$(id -u)" -eq 0 ]; then chown "$KILN_TEST_USER" "$w"; fi
+  store=$w/store
+  k() { XDG_RUNTIME_DIR= kiln_as "$mode" "$store" "$@"; }
+  import_busybox "$mode" "$store" "$work" && return 0
+  tap_not_ok "$mode: import busybox"
+  return 1
+}
+
 # wait_for SECONDS COMMAND...: retries every 0.1 s until the command succeeds
 wait_for() {
   local t=$1 i; shift

@@ -12,16 +12,7 @@ temp_workdir kube
 
 
 for mode in $(test_modes); do
-  w=$work/$mode
-  mkdir -p "$w"
-  chmod 755 "$w"
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$w"
-  store=$w/store
-  k() { XDG_RUNTIME_DIR= kiln_as "$mode" "$store" "$@"; }
-  if ! import_busybox "$mode" "$store" "$work"; then
-    tap_not_ok "$mode: import busybox"
-    continue
-  fi
+  begin_mode_here "$mode" || continue
   hp=$(free_port)
   k pod create --name app-pod -p "$hp:80" --label tier=web >/dev/null 2>&1
   k volume create appdata >/dev/null 2>&1

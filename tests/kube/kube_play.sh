@@ -11,16 +11,7 @@
 temp_workdir kube-play
 
 for mode in $(test_modes); do
-  w=$work/$mode
-  mkdir -p "$w"
-  chmod 755 "$w"
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$w"
-  store=$w/store
-  k() { XDG_RUNTIME_DIR= kiln_as "$mode" "$store" "$@"; }
-  if ! import_busybox "$mode" "$store" "$work"; then
-    tap_not_ok "$mode: import busybox"
-    continue
-  fi
+  begin_mode_here "$mode" || continue
 
   cat >"$w/app.yml" <<'YML'
 apiVersion: v1

@@ -7,35 +7,8 @@
 . "$(dirname "$0")/../integration/lib.sh"
 temp_workdir pod
 
-# GET /i from 127.0.0.1:PORT on the host, retried while the server starts.
-fetch_host() {
-  local got=""
-  for _ in $(seq 50); do
-    got=$(python3 -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"GET /i HTTP/1.0\r\n\r\n"); d = b""
-while True:
-    b = s.recv(4096)
-    if not b: break
-    d += b
-print(d.split(b"\r\n\r\n", 1)[-1].decode().strip())' "$1" 2>/dev/null) && [ -n "$got" ] && break
-    sleep 0.1
-  done
-  echo "$got"
-}
-
 for mode in $(test_modes); do
-  w=$work/$mode
-  mkdir -p "$w"
-  chmod 755 "$w"
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown "$KILN_TEST_USER" "$w"
-  store=$w/store
-  k() { XDG_RUNTIME_DIR= kiln_as "$mode" "$store" "$@"; }
-  if ! import_busybox "$mode" "$store" "$work"; then
-    tap_not_ok "$mode: import busybox"
-    continue
-  fi
+  begin_mode_here "$mode" || continue
   hp=$(free_port)
 
   # create: the full pod ID; the infra exists (created, not running) with
@@ -58,7 +31,7 @@ for mode in $(test_modes); do
 
   # A member serves on the pod's port; the host reaches it through -p.
   out=$(k run -d --pod web-pod --name srv busybox sh -c 'echo hello-pod >/tmp/i; httpd -f -p 80 -h /tmp' 2>&1)
-  got=$(fetch_host "$hp")
+  got=$(fetch "$hp" /i)
   [ "$got" = hello-pod ] && tap_ok "$mode: the pod's -p $hp:80 reaches httpd started with --pod" ||
     { tap_not_ok "$mode: host -> pod port $hp: '$got'"; printf '%s\n' "$out" | diag; }
   # A second member reaches it on 127.0.0.1:80 and has the same hostname.
@@ -133,11 +106,11 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: pod start: $out / $states"
   fi
-  got=$(fetch_host "$hp")
+  got=$(fetch "$hp" /i)
   [ "$got" = hello-pod ] && tap_ok "$mode: after pod start the port serves again" || tap_not_ok "$mode: after start: '$got'"
   k rm -f talker >/dev/null 2>&1
   out=$(k pod restart web-pod 2>&1)
-  got=$(fetch_host "$hp")
+  got=$(fetch "$hp" /i)
   [ "$out" = "$id" ] && [ "$got" = hello-pod ] && tap_ok "$mode: pod restart" || tap_not_ok "$mode: pod restart: $out / '$got'"
 
   # rm: refused while running, -f removes every member and the infra.
