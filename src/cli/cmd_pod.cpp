@@ -84,23 +84,21 @@ nlohmann::ordered_json InspectJson(const pod::PodInfo& info) {
       for (const auto& m : c.port_mappings)
         ports[std::to_string(m.container_port) + (m.udp ? "/udp" : "/tcp")].push_back(
             {{"HostIp", m.host_ip}, {"HostPort", std::to_string(m.host_port)}});
-  std::string state = info.status;
-  nlohmann::ordered_json j;
-  j["Id"] = p.id;
-  j["Name"] = p.name;
-  j["Created"] = p.created;
-  j["ExitPolicy"] = p.exit_policy;
-  j["State"] = state;
-  j["Hostname"] = p.hostname;
-  j["Labels"] = p.labels;
-  j["CreateInfra"] = true;
-  j["InfraContainerID"] = p.infra_id;
-  j["InfraConfig"] = {{"PortBindings", ports}, {"HostNetwork", false}, {"Networks", p.networks},
-                      {"InfraImage", p.infra_image}};
-  j["SharedNamespaces"] = p.share;
-  j["NumContainers"] = info.containers.size();
-  j["Containers"] = containers;
-  return j;
+  return nlohmann::ordered_json{
+      {"Id", p.id},
+      {"Name", p.name},
+      {"Created", p.created},
+      {"ExitPolicy", p.exit_policy},
+      {"State", info.status},
+      {"Hostname", p.hostname},
+      {"Labels", p.labels},
+      {"CreateInfra", true},
+      {"InfraContainerID", p.infra_id},
+      {"InfraConfig",
+       {{"PortBindings", ports}, {"HostNetwork", false}, {"Networks", p.networks}, {"InfraImage", p.infra_image}}},
+      {"SharedNamespaces", p.share},
+      {"NumContainers", info.containers.size()},
+      {"Containers", containers}};
 }
 
 /// One process of `pod top`: podman's default columns.
