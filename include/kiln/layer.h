@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -202,6 +204,30 @@ WhiteoutFormat ProbeWhiteoutFormat(const std::string& dir, OverlayXattrs xattrs 
 /// Copies `in` to `out` (out < 0: discard) while hashing, failing with
 /// kInvalidInput past `max_bytes`. Returns the sha256 of the bytes copied.
 Expected<Digest> CopyAndHash(int in, int out, int64_t max_bytes, int64_t* copied = nullptr);
+
+/// Reads the content of one file for ReadMergedFiles(): Add() gets the
+/// file's bytes in order (false: enough, skip the rest); Finish() gives what
+/// is kept for the file.
+class FileReader {
+ public:
+  virtual ~FileReader() = default;
+  virtual bool Add(std::string_view chunk) = 0;
+  virtual std::string Finish() = 0;
+};
+/// Chooses the files ReadMergedFiles() reads: a reader for (path relative
+/// to the root, without "./"; st_mode; size), or null to skip the file.
+using FileSelector =
+    std::function<std::unique_ptr<FileReader>(const std::string& path, uint32_t mode, int64_t size)>;
+
+/// Reads an image's layer blobs (`layer_fds`, bottom layer first, each read
+/// once from its current offset) as a stream and returns, for every regular
+/// file the selector chose that is still there in the merged image (not
+/// deleted by a whiteout, an opaque directory or a higher layer's entry of
+/// the same path or of a parent), what its reader finished with, by path.
+/// Nothing is written to disk. kCorrupt naming the layer when one is not
+/// a readable tar (gzip, zstd or none).
+Expected<std::map<std::string, std::string>> ReadMergedFiles(const std::vector<int>& layer_fds,
+                                                             const FileSelector& select);
 
 /// Detects the compression of a blob from its first bytes.
 Compression SniffCompression(std::string_view head);

@@ -1,10 +1,12 @@
 // kiln inspect [--type image|container] [--format json|TEMPLATE] NAME...
+// kiln inspect --sbom|--provenance [--platform P] IMAGE...
 #include <algorithm>
 #include <cstdio>
 
 #include "cli/format_util.h"
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
+#include "kiln/attest.h"
 #include "kiln/reference.h"
 
 namespace kiln::cli {
@@ -39,6 +41,49 @@ Expected<StoredImage> ResolveListWithoutHost(Store& store, const std::string& te
       }
   }
   return Error(Errc::kNotFound, "image not known: " + text);
+}
+
+/// --sbom / --provenance: the predicate of that attestation of each image
+/// (the SPDX document, the SLSA provenance) as JSON; several images: an
+/// array.
+int InspectAttestations(Context& ctx, std::string_view predicate_type, const std::string& platform,
+                        const std::vector<std::string>& names) {
+  std::optional<Platform> want;
+  if (!platform.empty()) {
+    auto p = Platform::Parse(platform);
+    if (!p)
+      return ReportError(std::move(p).error().WithContext("--platform"));
+    want = *p;
+  }
+  auto store = OpenImageStore(ctx);
+  if (!store)
+    return ReportError(store.error());
+  std::vector<std::string> docs;
+  int status = 0;
+  for (const auto& n : names) {
+    auto img = image::ResolveLocal(*store, n, want);
+    if (!img) {
+      status = ReportError(img.error());
+      continue;
+    }
+    if (img->names.empty())
+      img->names = {n};
+    auto doc = attest::FindAttestation(*store, *img, predicate_type);
+    if (!doc) {
+      status = ReportError(doc.error());
+      continue;
+    }
+    docs.push_back(std::move(*doc));
+  }
+  if (docs.size() == 1 && names.size() == 1) {
+    std::fputs(docs[0].c_str(), stdout);
+  } else if (!docs.empty()) {
+    std::string out = "[\n";
+    for (size_t i = 0; i < docs.size(); ++i)
+      out += docs[i] + (i + 1 < docs.size() ? ",\n" : "");
+    std::fputs((out + "]\n").c_str(), stdout);
+  }
+  return status;
 }
 
 int InspectCommand(Context& ctx, const std::string& type, const std::string& format,
@@ -99,7 +144,8 @@ int InspectCommand(Context& ctx, const std::string& type, const std::string& for
 void AddInspectCommand(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("inspect", "show the configuration of images (or containers) as JSON");
   struct Flags {
-    std::string type, format;
+    std::string type, format, platform;
+    bool sbom = false, provenance = false;
     std::vector<std::string> names;
   };
   auto f = std::make_shared<Flags>();
@@ -107,8 +153,26 @@ void AddInspectCommand(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"image", "container"}));
   cmd->add_option("-f,--format", f->format,
                   "json, or a Go template such as {{.Id}}, {{json .Config}}, {{.State.Status}} (docs/format.md)");
+  cmd->add_flag("--sbom", f->sbom,
+                "print the image's SPDX SBOM attestation (made by kiln build --sbom; docs/supply-chain.md)");
+  cmd->add_flag("--provenance", f->provenance,
+                "print the image's SLSA provenance attestation (made by kiln build --provenance)");
+  cmd->add_option("--platform", f->platform, "with --sbom/--provenance: the platform's image of a multi-platform one "
+                                             "(default: this host's)");
   cmd->add_option("names", f->names, "image names, IDs or digests")->required();
-  SetAction(cmd, ctx, [&ctx, f] { return InspectCommand(ctx, f->type, f->format, f->names); });
+  SetAction(cmd, ctx, [&ctx, f] {
+    if (f->sbom && f->provenance)
+      return ReportError(Error(Errc::kInvalidInput, "--sbom and --provenance: one attestation at a time"));
+    if ((f->sbom || f->provenance) && (f->type == "container" || !f->format.empty()))
+      return ReportError(Error(Errc::kInvalidInput, "--sbom and --provenance print an image's attestation as JSON: "
+                                                    "not with --type container or --format"));
+    if (!f->platform.empty() && !f->sbom && !f->provenance)
+      return ReportError(Error(Errc::kInvalidInput, "--platform goes with --sbom or --provenance"));
+    if (f->sbom || f->provenance)
+      return InspectAttestations(ctx, f->sbom ? attest::kPredicateSpdx : attest::kPredicateSlsa1, f->platform,
+                                 f->names);
+    return InspectCommand(ctx, f->type, f->format, f->names);
+  });
 }
 
 }  // namespace kiln::cli

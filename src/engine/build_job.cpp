@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/build_attest.h"
 #include "engine/emulation.h"
 #include "engine/export.h"
 #include "engine/progress_tty.h"
@@ -288,7 +290,7 @@ Status WriteOutputs(Store& store, const StoredImage& image, const std::vector<Ou
 /// shared oneTBB scheduler), after the shared BUILDPLATFORM stages, then
 /// stores an index of the per-platform manifests named by the tags.
 Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<BuildGraph>& graphs,
-                                         const BuildOptions& base_opts, Store& store) {
+                                         const BuildOptions& base_opts, Store& store, const std::string& started) {
   BuildOptions opts = base_opts;
   opts.tags.clear();  // the index gets the names
   opts.commit_name.clear();
@@ -344,6 +346,7 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
   // 3. The index (or Docker manifest list), each entry with its platform.
   Index index;
   index.media_type = std::string(opts.docker_format ? kMediaTypeDockerManifestList : kMediaTypeOciIndex);
+  std::vector<Descriptor> attestations;  // --sbom/--provenance: after the images, as BuildKit
   for (size_t i = 0; i < n; ++i) {
     const BuildResult& r = **results[i];
     KILN_ASSIGN_OR_RETURN(StoredImage image, store.LoadImage(r.manifest));
@@ -353,7 +356,11 @@ Expected<std::string> BuildMultiPlatform(const BuildJob& job, const std::vector<
     d.size = r.manifest.size;
     d.platform = image.config.platform();
     index.manifests.push_back(d);
+    KILN_ASSIGN_OR_RETURN(auto att, AttestImage(job, graphs[i], base_opts, store, d, started, *progress_top));
+    if (att)
+      attestations.push_back(std::move(*att));
   }
+  index.manifests.insert(index.manifests.end(), attestations.begin(), attestations.end());
   KILN_ASSIGN_OR_RETURN(Descriptor top, store.PutBlob(index.media_type, ToJson(index)));
   KILN_TRY(store.AddImage(top, base_opts.tags));
   for (const Descriptor& d : index.manifests)
@@ -427,6 +434,8 @@ BuildGraph StageSubgraph(const BuildGraph& graph, StageIndex index) {
 Expected<std::string> RunBuildJob(const BuildJob& job, Store& store) {
   if (job.containerfile == nullptr || job.platforms.empty())
     return Error(Errc::kInvalidInput, "build: no Containerfile or no platform");
+  KILN_TRY(CheckAttestOptions(job, job.platforms.size()));
+  const std::string started = FormatRfc3339(static_cast<int64_t>(std::time(nullptr)));
   // 1. Compile once per platform with what the store has. RUN steps of a
   //    stage whose platform this machine cannot execute fail the build
   //    here, before anything is pulled (exit 2, multiplatform.md).
@@ -475,11 +484,20 @@ Expected<std::string> RunBuildJob(const BuildJob& job, Store& store) {
     return pulled ? Ok() : Status(std::move(pulled).error().WithContext("pull " + ref));
   };
   if (graphs.size() > 1)
-    return BuildMultiPlatform(job, graphs, opts, store);
+    return BuildMultiPlatform(job, graphs, opts, store, started);
 
   Progress progress(job.progress, STDERR_FILENO);
   KILN_ASSIGN_OR_RETURN(BuildResult result, Build(graphs.front(), store, opts, progress));
-  KILN_ASSIGN_OR_RETURN(StoredImage image, store.LoadImage(result.manifest));
+  Descriptor top = result.manifest;
+  if (job.attest.any()) {
+    // The image and its attestation manifest in an index (BuildKit's form),
+    // which takes the image's names; the image ID stays the config's.
+    KILN_ASSIGN_OR_RETURN(auto att, AttestImage(job, graphs.front(), opts, store, result.manifest, started, progress));
+    if (att) {
+      KILN_ASSIGN_OR_RETURN(top, IndexWithAttestation(store, result.manifest, *att, opts.tags));
+    }
+  }
+  KILN_ASSIGN_OR_RETURN(StoredImage image, store.LoadImage(top));
   KILN_TRY(WriteOutputs(store, image, job.outputs, opts.tags, false));
   if (!job.cache_to.empty())
     KILN_TRY(ExportCache(store, progress.StepKeys(), job.cache_to, job.cache_transfer));

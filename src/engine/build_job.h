@@ -25,6 +25,22 @@ struct OutputSpec {
   std::string dest;
 };
 
+/// --sbom, --sbom-output, --provenance (docs/supply-chain.md "SBOM and
+/// provenance"): made after the build from the image itself.
+struct AttestOptions {
+  bool sbom = false;                     ///< attach an SPDX 2.3 SBOM
+  std::string sbom_output;               ///< also write the SPDX document here ("": no)
+  std::string provenance;                ///< "" (none), "min" or "max": attach SLSA v1 provenance
+  std::string containerfile_name;        ///< as the provenance names it
+  std::string containerfile_text;
+  std::string tool_version;              ///< kiln's version
+  std::vector<std::string> secret_ids;   ///< --secret ids (provenance max; never values)
+  std::vector<std::string> ssh_ids;      ///< --ssh ids (provenance max)
+  std::string network;                   ///< --network (provenance max)
+  bool any() const { return sbom || !sbom_output.empty() || !provenance.empty(); }
+  bool attach() const { return sbom || !provenance.empty(); }
+};
+
 struct BuildJob {
   const frontend::File* containerfile = nullptr;  // parsed; must outlive the call
   /// Build args, target, build platform, build contexts. target_platform
@@ -42,6 +58,7 @@ struct BuildJob {
   TransferOptions cache_transfer;                 // their registry options
   ProgressMode progress = ProgressMode::kPlain;
   bool quiet = false;                             // no "imported N cache records" line
+  AttestOptions attest;                           // off by default
 };
 
 /// A build context's ignore file and its patterns (path "" when none).

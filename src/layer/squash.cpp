@@ -26,31 +26,19 @@
 #include "kiln/cancel.h"
 #include "kiln/layer.h"
 #include "layer/stream.h"
+#include "layer/tar_path.h"
 
 namespace kiln::layer {
 
 namespace {
 
-using ReadPtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
+using ReadPtr = internal::TarReader;
 
 constexpr char kWhiteoutPrefix[] = ".wh.";
 constexpr char kOpaqueMarker[] = ".wh..wh..opq";  // as pack.cpp writes it
 
-std::string Clean(const char* name) {
-  std::string p = name ? name : "";
-  while (p.rfind("./", 0) == 0)
-    p.erase(0, 2);
-  while (!p.empty() && p.front() == '/')
-    p.erase(0, 1);
-  while (!p.empty() && p.back() == '/')
-    p.pop_back();
-  return p;
-}
-
-std::string Parent(const std::string& p) {
-  size_t slash = p.rfind('/');
-  return slash == std::string::npos ? "" : p.substr(0, slash);
-}
+std::string Clean(const char* name) { return internal::CleanTarPath(name); }
+std::string Parent(const std::string& p) { return internal::TarParent(p); }
 
 std::string Base(const std::string& p) {
   size_t slash = p.rfind('/');
@@ -60,16 +48,7 @@ std::string Base(const std::string& p) {
 Expected<ReadPtr> OpenLayer(int fd, size_t index) {
   if (::lseek(fd, 0, SEEK_SET) != 0)
     return Error::FromErrno("squash: seek layer " + std::to_string(index));
-  ReadPtr a(archive_read_new(), &archive_read_free);
-  if (!a)
-    return Error(Errc::kIo, "libarchive: out of memory");
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_format_tar(a.get());
-  if (archive_read_open_fd(a.get(), fd, 1 << 20) != ARCHIVE_OK)
-    return Error(Errc::kCorrupt, "squash: layer " + std::to_string(index) + ": " +
-                                     (archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable"));
-  return a;
+  return internal::OpenTarReader(fd, "squash: layer " + std::to_string(index));
 }
 
 // What survives of one layer: entry numbers, plus paths of directories that
