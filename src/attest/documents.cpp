@@ -8,6 +8,7 @@
 
 #include "kiln/attest.h"
 #include "kiln/digest.h"
+#include "kiln/keyvalue.h"
 
 namespace kiln::attest {
 
@@ -378,16 +379,13 @@ Expected<std::string> ParseProvenanceFlag(std::string_view value) {
     return std::string();
   if (value == "min" || value == "max")
     return std::string(value);
+  auto attrs = ParseKeyValueList(value, "--provenance");
+  if (!attrs)
+    return bad("want true, false, min, max or mode=min|max[,version=v1]");
   std::string mode = "min";
-  size_t pos = 0;
-  while (pos <= value.size()) {
-    size_t comma = value.find(',', pos);
-    std::string_view item = value.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    pos = comma == std::string_view::npos ? value.size() + 1 : comma + 1;
-    size_t eq = item.find('=');
-    std::string_view key = item.substr(0, eq), v = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+  for (const auto& [key, v] : *attrs) {
     if (key == "mode" && (v == "min" || v == "max"))
-      mode = std::string(v);
+      mode = v;
     else if (key == "version" && v != "v1")
       return bad("kiln writes SLSA provenance v1 only (version=v1)");
     else if (key != "version")

@@ -27,6 +27,7 @@
 #include "kiln/fs.h"
 #include "kiln/keyvalue.h"
 #include "kiln/log.h"
+#include "kiln/attest.h"
 #include "kiln/network.h"
 #include "kiln/secret.h"
 #include "kiln/text.h"
@@ -75,6 +76,7 @@ struct BuildFlags {
   std::string userns;
   std::string timestamp;
   std::string ignorefile;
+  std::string sbom, provenance;  // --sbom[=V], --provenance[=V]; "": not given
   std::string context = ".";
 };
 
@@ -499,6 +501,15 @@ Status FillRequest(BuildFlags& f) {
       return Usage(ts_from + ts + ": not a number of seconds since the epoch");
     o.timestamp = v;
   }
+  // --sbom, --provenance (docs/supply-chain.md); --sbom-output is bound to the job.
+  if (!f.sbom.empty()) {
+    KILN_ASSIGN_OR_RETURN(job.attest.sbom, attest::ParseSbomFlag(f.sbom));
+  }
+  if (!f.provenance.empty()) {
+    KILN_ASSIGN_OR_RETURN(job.attest.provenance, attest::ParseProvenanceFlag(f.provenance));
+  }
+  if (!job.attest.sbom_output.empty())
+    job.attest.sbom_output = Absolute(job.attest.sbom_output);
   return Ok();
 }
 
@@ -729,6 +740,15 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                   "build output on stderr: auto|tty|plain|json|quiet (default $BUILDKIT_PROGRESS, else auto: the "
                   "live view when stderr is a terminal, else plain podman-style lines; docs/build.md)")
       ->check(CLI::IsMember({"auto", "plain", "tty", "json", "quiet"}));
+  cmd->add_flag("--sbom{true}", f->sbom,
+                "attach an SPDX 2.3 SBOM made by kiln from the image's package databases (dpkg, apk, Python, npm, "
+                "Go), as BuildKit attaches it (docs/supply-chain.md); --sbom=false: none (default)");
+  cmd->add_option("--sbom-output", f->req.job.attest.sbom_output,
+                  "also write the SPDX SBOM to FILE (alone: only the file, nothing attached)")
+      ->type_name("FILE");
+  cmd->add_flag("--provenance{true}", f->provenance,
+                "attach SLSA v1 provenance: min (bare --provenance) or max, also as mode=min|max[,version=v1]; "
+                "build-arg values are in it (default: none)");
   cmd->add_flag("--print-graph", f->req.print_graph,
                 "print the compiled build graph as JSON and exit without building");
   cmd->add_option("CONTEXT", f->context, "build context directory (default .)");

@@ -108,6 +108,22 @@ int RunBuild(BuildRequest& req, Context& ctx) {
   job.cache_transfer.quiet = true;  // blob-by-blob lines would drown the build's own output
   job.progress = progress;
   job.quiet = quiet;
+  // What the provenance says of the build (engine/build_job.h AttestOptions).
+  // The Containerfile as the context names it (BuildKit: its path in the
+  // context), not the host's path.
+  job.attest.containerfile_name = req.containerfile_name;
+  if (const std::string& cf = job.options.containerfile, &dir = job.options.context_dir;
+      !dir.empty() && cf.rfind(dir + "/", 0) == 0)
+    job.attest.containerfile_name = cf.substr(dir.size() + 1);
+  else if (cf != "-")
+    job.attest.containerfile_name = BaseName(cf);
+  job.attest.containerfile_text = req.containerfile_text;
+  job.attest.tool_version = KILN_VERSION;
+  for (const auto& s : req.secrets)
+    job.attest.secret_ids.push_back(s.id);
+  for (const auto& s : req.ssh)
+    job.attest.ssh_ids.push_back(s.id);
+  job.attest.network = req.network;
 
   engine::BuildOptions& opts = job.options;
   for (const auto& t : req.tags) {

@@ -50,7 +50,10 @@ attest::ProvenanceInput ProvenanceFor(const BuildJob& job, const BuildGraph& gra
     if (s.base.kind != StageBase::Kind::kImage || s.base.digest.empty())
       continue;
     auto d = Digest::Parse(s.base.digest);
-    std::string uri = "pkg:docker/" + s.base.image + "?platform=" + s.platform.str();
+    attest::Subject base;
+    base.name = s.base.image;
+    base.platform = s.platform;
+    std::string uri = attest::SubjectPurl(base);
     if (!d || !seen.insert(uri).second)
       continue;
     in.materials.push_back({uri, *d});
