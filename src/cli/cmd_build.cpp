@@ -92,15 +92,6 @@ bool IsFile(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-std::string Absolute(const std::string& path) {
-  if (!path.empty() && path[0] == '/')
-    return path;
-  char buf[4096];
-  if (!::getcwd(buf, sizeof buf))
-    return path;
-  return path == "." ? std::string(buf) : JoinPath(buf, path);
-}
-
 /// The flags that shape RUN steps' sandbox, as podman build takes them
 /// (docs/build.md "RUN steps' sandbox"); exit 2 for a value kiln cannot
 /// honour, never a silent no-op.
@@ -262,7 +253,7 @@ Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
     struct stat st;
     if (::stat(parts[0].c_str(), &st) != 0)
       return Usage("-v " + v + ": " + parts[0] + ": " + std::strerror(errno));
-    vol.host = Absolute(parts[0]);
+    vol.host = engine::AbsolutePath(parts[0]);
     vol.target = parts[1];
     opts.run_volumes.push_back(vol);
     key += "volume=" + vol.host + ":" + vol.target + (vol.read_only ? ":ro;" : ";");
@@ -285,7 +276,7 @@ Status FillRequest(BuildFlags& f) {
   // Dockerfile, in CONTEXT; -f - reads stdin).
   if (!IsDir(f.context))
     return Usage("build context " + f.context + ": not a directory");
-  o.context_dir = Absolute(f.context);
+  o.context_dir = engine::AbsolutePath(f.context);
   std::string& containerfile = o.containerfile;
   if (f.file == "-") {
     containerfile = "-";
@@ -438,7 +429,7 @@ Status FillRequest(BuildFlags& f) {
       path = path.substr(0, path.find_first_of(":@"));
       if (!IsFile(JoinPath(path, "index.json")))
         return Usage("--build-context " + c + ": " + path + " is not an OCI layout (no index.json)");
-      kv.second = "oci-layout://" + Absolute(path) + kv.second.substr(13 + path.size());
+      kv.second = "oci-layout://" + engine::AbsolutePath(path) + kv.second.substr(13 + path.size());
     } else if (kv.second.rfind("https://", 0) == 0 || kv.second.rfind("http://", 0) == 0) {
       // A tarball: downloaded and imported by RunBuild.
       const std::string& url = kv.second;
@@ -451,7 +442,7 @@ Status FillRequest(BuildFlags& f) {
                      "oci-layout://PATH[:TAG|@DIGEST] or an http(s) URL of a tarball");
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
-      kv.second = Absolute(kv.second);
+      kv.second = engine::AbsolutePath(kv.second);
       // A local named context has its own ignore file, as the main one.
       KILN_ASSIGN_OR_RETURN(auto named_ignore, engine::LoadContextIgnore(kv.second, ""));
       if (!named_ignore.path.empty()) {
@@ -509,7 +500,7 @@ Status FillRequest(BuildFlags& f) {
     KILN_ASSIGN_OR_RETURN(job.attest.provenance, attest::ParseProvenanceFlag(f.provenance));
   }
   if (!job.attest.sbom_output.empty())
-    job.attest.sbom_output = Absolute(job.attest.sbom_output);
+    job.attest.sbom_output = engine::AbsolutePath(job.attest.sbom_output);
   return Ok();
 }
 
@@ -562,7 +553,7 @@ Status ResolveBuildSecrets(const BuildRequest& r, const std::string& store_root,
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
       return Usage("--ssh " + s.id + ": " + path + " is not an SSH agent socket");
-    (*ssh)[s.id] = Absolute(path);
+    (*ssh)[s.id] = engine::AbsolutePath(path);
   }
   return Ok();
 }

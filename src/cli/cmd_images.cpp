@@ -20,10 +20,10 @@ struct Row {
   std::string repo, tag, id, created, size;
 };
 
-struct Flags {
-  bool all = false, quiet = false, no_trunc = false, no_heading = false, digests = false;
-  std::vector<std::string> filters;
-  std::string format, sort = "created";
+// -q, --noheading, -f and --format are ListFlags' (registered in podman's order below).
+struct Flags : ListFlags {
+  bool all = false, no_trunc = false, digests = false;
+  std::string sort = "created";
 };
 
 // One image: its --format json object and its table rows (one per name).
@@ -274,10 +274,8 @@ int ImagesCommand(Context& ctx, const Flags& f) {
   o.default_format = f.digests ? "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
                                : "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Created}}\t{{.Size}}";
   o.headers = {{"ID", "IMAGE ID"}, {"ReadOnly", "R/O"}};
-  o.no_heading = f.no_heading;
-  o.template_options.name = "images";
-  o.template_options.type_name = "images.imageReporter";
-  return PrintList(f.format, json_rows, tmpl_rows, o, 4);
+  o.template_options = TemplateOptions("images", "images.imageReporter");
+  return f.Print(o, json_rows, tmpl_rows, 4);
 }
 
 }  // namespace

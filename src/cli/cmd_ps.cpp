@@ -65,11 +65,11 @@ std::string Hex(const std::string& digest) {
   return digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
 }
 
-struct Flags {
-  bool all = false, quiet = false, latest = false, no_trunc = false, size = false, no_heading = false, pod = false;
+// -q, --noheading, -f and --format are ListFlags' (registered in podman's order below).
+struct Flags : ListFlags {
+  bool all = false, latest = false, no_trunc = false, size = false, pod = false;
   int last = -1;
-  std::vector<std::string> filters;
-  std::string sort = "created", format;
+  std::string sort = "created";
 };
 
 // What a container has beyond run::ContainerInfo: from its config record
@@ -342,10 +342,8 @@ int PsCommand(Context& ctx, const Flags& f) {
   if (f.size)
     o.default_format += "\t{{.Size}}";
   o.headers = {{"ID", "CONTAINER ID"}, {"CreatedHuman", "CREATED"}, {"Pod", "POD ID"}, {"PodName", "PODNAME"}};
-  o.no_heading = f.no_heading;
-  o.template_options.name = "ps";
-  o.template_options.type_name = "ps.Container";
-  return PrintList(f.format, json_rows, tmpl_rows, o, 2);
+  o.template_options = TemplateOptions("ps", "ps.Container");
+  return f.Print(o, json_rows, tmpl_rows, 2);
 }
 
 

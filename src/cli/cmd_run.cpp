@@ -38,6 +38,25 @@ struct RunFlags {
   std::string pod;       // --pod NAME|new:NAME (docs/pods.md)
 };
 
+/// Parses every value of a repeatable flag, appending what `parse` gives (a
+/// value or a list) to `out`; the first bad value's error.
+template <typename T>
+void AppendParsed(std::vector<T>& out, T value) {
+  out.push_back(std::move(value));
+}
+template <typename T>
+void AppendParsed(std::vector<T>& out, std::vector<T> values) {
+  out.insert(out.end(), values.begin(), values.end());
+}
+template <typename Parse, typename T>
+Status ParseEach(const std::vector<std::string>& flags, Parse parse, std::vector<T>& out) {
+  for (const std::string& flag : flags) {
+    KILN_ASSIGN_OR_RETURN(auto value, parse(flag));
+    AppendParsed(out, std::move(value));
+  }
+  return Ok();
+}
+
 int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   const std::string verb = f.o.create_only ? "create" : "run";
   std::vector<std::string> rest = cmd->remaining();
@@ -50,30 +69,15 @@ int DoRun(Context& ctx, CLI::App* cmd, RunFlags& f) {
   o.command.assign(rest.begin() + 1, rest.end());
   if (!o.command.empty() && o.command[0] == "--")
     o.command.erase(o.command.begin());
-  for (const auto& v : f.volumes) {
-    auto m = run::MountRequest::ParseVolumeFlag(v);
-    if (!m)
-      return ReportError(m.error());
-    o.mounts.push_back(*m);
-  }
-  for (const auto& v : f.mounts) {
-    auto m = run::MountRequest::ParseMountFlag(v);
-    if (!m)
-      return ReportError(m.error());
-    o.mounts.push_back(*m);
-  }
-  for (const auto& t : f.tmpfs) {
-    auto m = run::MountRequest::ParseTmpfsFlag(t);
-    if (!m)
-      return ReportError(m.error());
-    o.mounts.push_back(*m);
-  }
-  for (const auto& p : f.publish) {
-    auto m = run::PortMapping::ParseFlag(p);
-    if (!m)
-      return ReportError(m.error());
-    o.ports.insert(o.ports.end(), m->begin(), m->end());
-  }
+  Status parsed = ParseEach(f.volumes, run::MountRequest::ParseVolumeFlag, o.mounts);
+  if (parsed)
+    parsed = ParseEach(f.mounts, run::MountRequest::ParseMountFlag, o.mounts);
+  if (parsed)
+    parsed = ParseEach(f.tmpfs, run::MountRequest::ParseTmpfsFlag, o.mounts);
+  if (parsed)
+    parsed = ParseEach(f.publish, run::PortMapping::ParseFlag, o.ports);
+  if (!parsed)
+    return ReportError(parsed.error());
   for (const auto& net : f.networks) {
     NetworkMode mode = NetworkMode::kPrivate;
     bool named = false;

@@ -120,9 +120,8 @@ void AddSecretCommand(CLI::App& app, Context& ctx) {
       format::ListOptions o;
       o.default_format = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}";
       o.headers = {{"CreatedAt", "CREATED"}, {"UpdatedAt", "UPDATED"}};
-      o.no_heading = f->no_heading;
       o.template_options = TemplateOptions("list", "entities.SecretInfoReport");
-      return PrintList(f->format, rows, tmpl_rows, o, 4);
+      return f->Print(o, rows, tmpl_rows, 4);
     });
   }
   AddInspectCommand(*group, ctx, "show secrets as JSON (never their values)", "secrets", "secret names or IDs",

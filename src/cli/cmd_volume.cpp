@@ -90,9 +90,8 @@ void AddVolumeCommand(CLI::App& app, Context& ctx) {
       format::ListOptions o;
       o.default_format = "table {{.Driver}}\t{{.Name}}";
       o.headers = {{"Name", "VOLUME NAME"}};
-      o.no_heading = f->no_heading;
       o.template_options = TemplateOptions("list", "define.InspectVolumeData");
-      return PrintList(f->format, rows, tmpl_rows, o, 2);
+      return f->Print(o, rows, tmpl_rows, 2);
     });
   }
   AddInspectCommand(*group, ctx, "show volumes as JSON", "names", "volume names",

@@ -126,6 +126,12 @@ void ListFlags::Add(CLI::App* cmd, const std::string& quiet_help, const std::str
   cmd->add_option("--format", format, format_help);
 }
 
+int ListFlags::Print(format::ListOptions o, const std::vector<nlohmann::json>& json_rows,
+                     const std::vector<nlohmann::json>& rows, int indent) const {
+  o.no_heading = no_heading;
+  return PrintList(format, json_rows, rows, o, indent);
+}
+
 format::Options TemplateOptions(const std::string& name, const std::string& type_name) {
   format::Options o;
   o.name = name;

@@ -38,6 +38,10 @@ struct ListFlags {
   /// Registers them on `cmd` in that order, with the command's help texts.
   void Add(CLI::App* cmd, const std::string& quiet_help, const std::string& filter_help,
            const std::string& format_help);
+  /// Prints a list (PrintList) with --format and --noheading; `o` gives the
+  /// default format, the headers and the template options.
+  int Print(format::ListOptions o, const std::vector<nlohmann::json>& json_rows,
+            const std::vector<nlohmann::json>& rows, int indent) const;
 };
 
 /// format::Options naming the command (`name`, for template errors) and

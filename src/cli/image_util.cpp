@@ -29,20 +29,16 @@ Expected<TransportRef> ParseImageTransport(std::string_view text) {
 }
 
 void RegistryFlags::Add(CLI::App* cmd, bool cert_dir_flag) {
-  cmd->add_flag("--tls-verify", tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
-  cmd->add_option("--authfile", authfile, "registry credentials file");
+  cmd->add_flag("--tls-verify", transfer.tls_verify, "verify registry TLS certificates: --tls-verify=false to skip");
+  cmd->add_option("--authfile", transfer.authfile, "registry credentials file");
   if (cert_dir_flag)
-    cmd->add_option("--cert-dir", cert_dir, "directory with CA certificates for the registry");
-  cmd->add_option("--signature-policy", signature_policy,
+    cmd->add_option("--cert-dir", transfer.cert_dir, "directory with CA certificates for the registry");
+  cmd->add_option("--signature-policy", transfer.signature_policy,
                   "policy.json to check pulled images against (default: the containers-policy.json(5) files)");
 }
 
 TransferOptions RegistryFlags::Options(bool quiet) const {
-  TransferOptions to;
-  to.tls_verify = tls_verify;
-  to.authfile = authfile;
-  to.cert_dir = cert_dir;
-  to.signature_policy = signature_policy;
+  TransferOptions to = transfer;
   to.quiet = quiet;
   return to;
 }

@@ -23,13 +23,10 @@ Expected<Store> OpenImageStore(const Context& ctx);
 /// use (kInvalidInput: exit 2) and the docker:// transport is registered.
 Expected<TransportRef> ParseImageTransport(std::string_view text);
 
-/// The registry flags of pull, push and manifest: --tls-verify, --authfile
-/// and --cert-dir.
+/// The registry flags of pull, push and manifest: --tls-verify, --authfile,
+/// --cert-dir and --signature-policy, parsed into the TransferOptions they set.
 struct RegistryFlags {
-  bool tls_verify = true;
-  std::string authfile;
-  std::string cert_dir;
-  std::string signature_policy;
+  TransferOptions transfer;
   /// Adds the flags to `cmd` (--cert-dir only with `cert_dir_flag`).
   void Add(CLI::App* cmd, bool cert_dir_flag = true);
   /// The TransferOptions they give, with -q's `quiet`.

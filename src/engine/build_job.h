@@ -61,6 +61,10 @@ struct BuildJob {
   AttestOptions attest;                           // off by default
 };
 
+/// `path` made absolute against the working directory (not cleaned: "."
+/// is the working directory itself), as the engine keeps a context's path.
+std::string AbsolutePath(const std::string& path);
+
 /// A build context's ignore file and its patterns (path "" when none).
 struct ContextIgnore {
   std::string path;

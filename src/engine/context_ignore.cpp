@@ -1,5 +1,6 @@
 // LoadContextIgnore(): finding and reading a build context's ignore file
-// (docs/build.md, docs/security.md H39) for kiln build and compose build.
+// (docs/build.md, docs/security.md H39) for kiln build and compose build;
+// AbsolutePath() for the contexts' paths.
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -14,9 +15,8 @@
 #include "kiln/unique_fd.h"
 
 namespace kiln::engine {
-namespace {
 
-std::string Absolute(const std::string& path) {
+std::string AbsolutePath(const std::string& path) {
   if (!path.empty() && path[0] == '/')
     return path;
   char buf[4096];
@@ -24,6 +24,8 @@ std::string Absolute(const std::string& path) {
     return path;
   return path == "." ? std::string(buf) : JoinPath(buf, path);
 }
+
+namespace {
 
 /// The text of an ignore file. `beneath_context`: the file was found in the
 /// build context (not named by --ignorefile), so it is opened beneath the
@@ -34,7 +36,7 @@ Expected<std::string> ReadIgnoreFileText(const std::string& path, const std::str
                                          bool beneath_context) {
   constexpr size_t kMaxIgnoreFileBytes = size_t(4) << 20;
   const int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-  std::string abs = Absolute(path), ctx = Absolute(context_dir);
+  std::string abs = AbsolutePath(path), ctx = AbsolutePath(context_dir);
   while (ctx.size() > 1 && ctx.back() == '/')
     ctx.pop_back();
   UniqueFd fd;
