@@ -104,33 +104,21 @@ Expected<std::string> InterpolateDepth(const std::string& text, const Lookup& lo
       if (!set && unset)
         unset->push_back(name);
       out += value.value_or("");
-    } else if (op == ":-" || op == "-") {
-      bool use_default = op == ":-" ? !nonempty : !set;
-      if (use_default) {
-        auto d = expand(arg);
-        if (!d)
-          return d;
-        out += *d;
+    } else {
+      // ${NAME:-WORD}/${NAME-WORD}: WORD when NAME is empty or unset (unset
+      // only, without ':'); ${NAME:?WORD}: an error saying WORD then;
+      // ${NAME:+WORD}/${NAME+WORD}: WORD when it is set (and not empty).
+      bool present = op[0] == ':' ? nonempty : set;
+      char kind = op.back();
+      if (kind == '+' ? !present : present) {
+        if (kind != '+')
+          out += *value;
       } else {
-        out += *value;
-      }
-    } else if (op == ":?" || op == "?") {
-      bool missing = op == ":?" ? !nonempty : !set;
-      if (missing) {
-        auto m = expand(arg);
-        if (!m)
-          return m;
-        return Error(Errc::kInvalidInput, "required variable " + name + " is missing a value" +
-                                              (m->empty() ? std::string() : ": " + *m));
-      }
-      out += *value;
-    } else {  // ":+" or "+"
-      bool use = op == ":+" ? nonempty : set;
-      if (use) {
-        auto r = expand(arg);
-        if (!r)
-          return r;
-        out += *r;
+        KILN_ASSIGN_OR_RETURN(std::string word, expand(arg));
+        if (kind == '?')
+          return Error(Errc::kInvalidInput, "required variable " + name + " is missing a value" +
+                                                (word.empty() ? std::string() : ": " + word));
+        out += word;
       }
     }
     i = close + 1;

@@ -25,6 +25,34 @@ const std::set<std::string>& UnsupportedServiceKeys() {
   return k;
 }
 
+// The service keys that are a plain string, a boolean, or a list of strings
+// (with `true`: a single string is taken as a list of one), each into its
+// field; the other keys are translated one by one below.
+const std::map<std::string, std::string Service::*>& StringKeys() {
+  static const std::map<std::string, std::string Service::*> k = {
+      {"image", &Service::image},         {"network_mode", &Service::network_mode},
+      {"container_name", &Service::container_name}, {"hostname", &Service::hostname},
+      {"domainname", &Service::domainname}, {"user", &Service::user},
+      {"stop_signal", &Service::stop_signal}, {"platform", &Service::platform},
+      {"mem_limit", &Service::mem_limit},  {"cpus", &Service::cpus}};
+  return k;
+}
+const std::map<std::string, bool Service::*>& BoolKeys() {
+  static const std::map<std::string, bool Service::*> k = {{"privileged", &Service::privileged},
+                                                           {"read_only", &Service::read_only},
+                                                           {"tty", &Service::tty},
+                                                           {"stdin_open", &Service::stdin_open}};
+  return k;
+}
+const std::map<std::string, std::pair<std::vector<std::string> Service::*, bool>>& ListKeys() {
+  static const std::map<std::string, std::pair<std::vector<std::string> Service::*, bool>> k = {
+      {"expose", {&Service::expose, false}},  {"tmpfs", {&Service::tmpfs, true}},
+      {"cap_add", {&Service::cap_add, false}}, {"cap_drop", {&Service::cap_drop, false}},
+      {"dns", {&Service::dns, true}},          {"dns_search", {&Service::dns_search, true}},
+      {"profiles", {&Service::profiles, false}}};
+  return k;
+}
+
 }  // namespace
 
 Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode& n) {
@@ -56,20 +84,19 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
     };
     if (k.rfind("x-", 0) == 0) {
       continue;
-    } else if (k == "image") {
-      st = str_into(&s.image);
+    } else if (auto str = StringKeys().find(k); str != StringKeys().end()) {
+      st = str_into(&(s.*str->second));
+    } else if (auto b = BoolKeys().find(k); b != BoolKeys().end()) {
+      st = bool_into(&(s.*b->second));
+    } else if (auto list = ListKeys().find(k); list != ListKeys().end()) {
+      st = list_into(&(s.*list->second.first), list->second.second);
     } else if (k == "build") {
       st = Build(v, vp, &s);
     } else if (k == "command" || k == "entrypoint") {
-      auto c = CommandList(v, vp);
-      if (!c)
-        return std::move(c).error();
-      (k == "command" ? s.command : s.entrypoint) = *c;
+      KILN_ASSIGN_OR_RETURN((k == "command" ? s.command : s.entrypoint), CommandList(v, vp));
     } else if (k == "environment") {
-      auto kv = KeyValues(v, vp);
-      if (!kv)
-        return std::move(kv).error();
-      for (auto& [ek, ev] : *kv) {
+      KILN_ASSIGN_OR_RETURN(auto kv, KeyValues(v, vp));
+      for (auto& [ek, ev] : kv) {
         if (!ev)
           ev = ctx_.lookup(ek);  // FOO alone: from the environment, else unset
         s.environment.push_back({ek, ev, std::nullopt});
@@ -78,14 +105,10 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
       env_file = &v;  // after environment, which wins over it
     } else if (k == "ports") {
       st = Ports(v, vp, &s);
-    } else if (k == "expose") {
-      st = list_into(&s.expose, false);
     } else if (k == "volumes") {
       st = Volumes(v, vp, &s);
     } else if (k == "networks") {
       st = Networks(v, vp, &s);
-    } else if (k == "network_mode") {
-      st = str_into(&s.network_mode);
     } else if (k == "depends_on") {
       st = DependsOn(v, vp, &s);
     } else if (k == "healthcheck") {
@@ -102,57 +125,25 @@ Expected<Service> Translator::ServiceOf(const std::string& name, const YamlNode&
         if (!ok)
           return NodeError(v, vp, "unknown restart policy \"" + r + "\" (no, always, on-failure[:N], unless-stopped)");
       }
-    } else if (k == "container_name") {
-      st = str_into(&s.container_name);
-    } else if (k == "hostname") {
-      st = str_into(&s.hostname);
-    } else if (k == "domainname") {
-      st = str_into(&s.domainname);
     } else if (k == "working_dir") {
       st = str_into(&s.working_dir);
       if (st && !s.working_dir.empty() && s.working_dir[0] != '/')
         return NodeError(v, vp, "must be an absolute path, not \"" + s.working_dir + "\"");
-    } else if (k == "user") {
-      st = str_into(&s.user);
     } else if (k == "labels" || k == "annotations") {
-      auto m = StringMap(v, vp);
-      if (!m)
-        return std::move(m).error();
-      (k == "labels" ? s.labels : s.annotations) = *m;
+      KILN_ASSIGN_OR_RETURN((k == "labels" ? s.labels : s.annotations), StringMap(v, vp));
     } else if (k == "secrets") {
       KILN_ASSIGN_OR_RETURN(s.secrets, Secrets(v, vp));
-    } else if (k == "stop_signal") {
-      st = str_into(&s.stop_signal);
     } else if (k == "stop_grace_period") {
       KILN_ASSIGN_OR_RETURN(s.stop_grace_period_ns, Duration(v, vp));
-    } else if (k == "tmpfs") {
-      st = list_into(&s.tmpfs, true);
     } else if (k == "extra_hosts") {
       st = ExtraHosts(v, vp, &s);
     } else if (k == "init") {
       KILN_ASSIGN_OR_RETURN(s.init, Bool(v, vp));
-    } else if (k == "privileged") {
-      st = bool_into(&s.privileged);
-    } else if (k == "read_only") {
-      st = bool_into(&s.read_only);
-    } else if (k == "tty") {
-      st = bool_into(&s.tty);
-    } else if (k == "stdin_open") {
-      st = bool_into(&s.stdin_open);
-    } else if (k == "cap_add" || k == "cap_drop" || k == "dns" || k == "dns_search") {
-      st = list_into(k == "cap_add" ? &s.cap_add : k == "cap_drop" ? &s.cap_drop : k == "dns" ? &s.dns : &s.dns_search,
-                     k == "dns" || k == "dns_search");
     } else if (k == "pull_policy") {
       st = str_into(&s.pull_policy);
       if (st && !s.pull_policy.empty() && s.pull_policy != "always" && s.pull_policy != "never" &&
           s.pull_policy != "missing" && s.pull_policy != "build" && s.pull_policy != "if_not_present")
         return NodeError(v, vp, "unknown pull policy \"" + s.pull_policy + "\" (always, never, missing, build)");
-    } else if (k == "platform") {
-      st = str_into(&s.platform);
-    } else if (k == "mem_limit" || k == "cpus") {
-      st = str_into(k == "cpus" ? &s.cpus : &s.mem_limit);
-    } else if (k == "profiles") {
-      st = list_into(&s.profiles, false);
     } else if (k == "extends") {
       WarnKey(v, vp, "extends is not supported yet: left out, the service is used without what it extends");
     } else if (UnsupportedServiceKeys().count(k)) {

@@ -107,11 +107,9 @@ Status Translator::ShortPort(const YamlNode& n, const std::string& path, Service
 }
 
 Status Translator::Ports(const YamlNode& n, const std::string& path, Service* s) {
-  if (!n.IsSequence())
-    return NodeError(n, path, "must be a list, not a " + KindName(n));
-  for (size_t i = 0; i < n.items.size(); ++i) {
-    const YamlNode& item = n.items[i];
-    std::string p = ItemPath(path, i);
+  KILN_ASSIGN_OR_RETURN(auto items, Items(n, path));
+  for (const auto& [at, p] : items) {
+    const YamlNode& item = *at;
     if (item.IsScalar()) {
       if (auto st = ShortPort(item, p, s); !st)
         return st;
@@ -179,11 +177,9 @@ bool LooksLikePath(const std::string& s) {
 }  // namespace
 
 Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* s) {
-  if (!n.IsSequence())
-    return NodeError(n, path, "must be a list, not a " + KindName(n));
-  for (size_t i = 0; i < n.items.size(); ++i) {
-    const YamlNode& item = n.items[i];
-    std::string p = ItemPath(path, i);
+  KILN_ASSIGN_OR_RETURN(auto items, Items(n, path));
+  for (const auto& [at, p] : items) {
+    const YamlNode& item = *at;
     deployment::VolumeMount m;
     if (item.IsScalar()) {
       // [SOURCE:]TARGET[:MODE]
@@ -247,10 +243,7 @@ Status Translator::Volumes(const YamlNode& n, const std::string& path, Service* 
     for (const auto& v : item.items) {
       std::string vp = Child(p, v.key);
       if (v.key == "type" || v.key == "source" || v.key == "target") {
-        auto str = Str(v, vp);
-        if (!str)
-          return std::move(str).error();
-        (v.key == "type" ? m.type : v.key == "source" ? m.source : m.target) = *str;
+        KILN_ASSIGN_OR_RETURN((v.key == "type" ? m.type : v.key == "source" ? m.source : m.target), Str(v, vp));
       } else if (v.key == "read_only") {
         KILN_ASSIGN_OR_RETURN(m.read_only, Bool(v, vp));
       } else if (v.key == "consistency") {

@@ -263,11 +263,9 @@ Status Translator::HealthCheck(const YamlNode& n, const std::string& path, Servi
 
 Expected<std::vector<deployment::SecretRef>> Translator::Secrets(const YamlNode& n, const std::string& path) {
   std::vector<deployment::SecretRef> out;
-  if (!n.IsSequence())
-    return NodeError(n, path, "must be a list, not a " + KindName(n));
-  for (size_t i = 0; i < n.items.size(); ++i) {
-    const YamlNode& item = n.items[i];
-    std::string p = ItemPath(path, i);
+  KILN_ASSIGN_OR_RETURN(auto items, Items(n, path));
+  for (const auto& [at, p] : items) {
+    const YamlNode& item = *at;
     deployment::SecretRef r;
     if (item.IsScalar()) {
       r.source = item.scalar;
@@ -275,10 +273,8 @@ Expected<std::vector<deployment::SecretRef>> Translator::Secrets(const YamlNode&
       for (const auto& v : item.items) {
         std::string vp = Child(p, v.key);
         if (v.key == "source" || v.key == "target" || v.key == "uid" || v.key == "gid") {
-          auto str = Str(v, vp);
-          if (!str)
-            return std::move(str).error();
-          (v.key == "source" ? r.source : v.key == "target" ? r.target : v.key == "uid" ? r.uid : r.gid) = *str;
+          KILN_ASSIGN_OR_RETURN((v.key == "source" ? r.source : v.key == "target" ? r.target : v.key == "uid" ? r.uid : r.gid),
+                                Str(v, vp));
         } else if (v.key == "mode") {
           KILN_ASSIGN_OR_RETURN(r.mode, Mode(v, vp));
         } else {

@@ -151,6 +151,17 @@ class Translator {
     return out;
   }
 
+  /// The items of the list `n`, each with its path ("services.web.ports[0]");
+  /// kInvalidInput naming `path` when `n` is not a list.
+  Expected<std::vector<std::pair<const YamlNode*, std::string>>> Items(const YamlNode& n, const std::string& path) {
+    if (!n.IsSequence())
+      return NodeError(n, path, "must be a list, not a " + KindName(n));
+    std::vector<std::pair<const YamlNode*, std::string>> out;
+    for (size_t i = 0; i < n.items.size(); ++i)
+      out.emplace_back(&n.items[i], ItemPath(path, i));
+    return out;
+  }
+
   std::string ResolvePath(const std::string& p) {
     if (p == "~" || p.rfind("~/", 0) == 0)
       return CleanPath(ctx_.home + p.substr(1));
