@@ -106,14 +106,12 @@ Expected<RunMount> Compiler::ParseMount(StageInfo& st, const ImageState& img, co
     } else if (key == "env") {
       m.env = value;
     } else if (key == "sharing") {
-      if (value == "shared")
-        m.sharing = CacheSharing::kShared;
-      else if (value == "private")
-        m.sharing = CacheSharing::kPrivate;
-      else if (value == "locked")
-        m.sharing = CacheSharing::kLocked;
-      else
+      static const std::map<std::string, CacheSharing> kSharing = {
+          {"shared", CacheSharing::kShared}, {"private", CacheSharing::kPrivate}, {"locked", CacheSharing::kLocked}};
+      auto it = kSharing.find(value);
+      if (it == kSharing.end())
         return fail("invalid sharing \"" + value + "\" (want shared, private or locked)");
+      m.sharing = it->second;
     } else if (key == "mode") {
       if (value.empty() || value.size() > 5 ||
           !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '7'; }))

@@ -434,13 +434,17 @@ class Lexer {
     return Processed{std::move(result), words.Take()};
   }
 
+  /// Consumes an opening quote: the start of the quoted text (the quote
+  /// itself with raw_quotes).
+  std::string OpenQuote() {
+    Rune quote = Next();
+    return opts_.raw_quotes ? std::string(quote.bytes) : std::string();
+  }
+
   Expected<std::string> ProcessSingleQuote() {
-    std::string result;
-    Rune ch = Next();
-    if (opts_.raw_quotes)
-      result += ch.bytes;
+    std::string result = OpenQuote();
     for (;;) {
-      ch = Next();
+      Rune ch = Next();
       if (ch.cp == kEof)
         return Bad("unexpected end of statement while looking for matching single-quote");
       result += ch.bytes;
@@ -453,18 +457,15 @@ class Lexer {
   }
 
   Expected<std::string> ProcessDoubleQuote() {
-    std::string result;
-    Rune ch = Next();
-    if (opts_.raw_quotes)
-      result += ch.bytes;
+    std::string result = OpenQuote();
     for (;;) {
       Rune peek = Peek();
       if (peek.cp == kEof)
         return Bad("unexpected end of statement while looking for matching double-quote");
       if (peek.cp == '"') {
-        ch = Next();
+        Rune close = Next();
         if (opts_.raw_quotes)
-          result += ch.bytes;
+          result += close.bytes;
         return result;
       }
       if (peek.cp == '$') {
@@ -474,7 +475,7 @@ class Lexer {
         result += value;
         continue;
       }
-      ch = Next();
+      Rune ch = Next();
       if (ch.cp == static_cast<unsigned char>(opts_.escape)) {
         if (raw_escapes_)
           result += ch.bytes;

@@ -651,6 +651,15 @@ std::optional<std::vector<std::string>> ShellWords(std::string_view text, bool r
     word.clear();
     in_word = false;
   };
+  // A quoted part joins the word (its quotes kept with raw_quotes).
+  auto add_quoted = [&](char quote, std::string_view inner) {
+    if (raw_quotes)
+      word += quote;
+    word += inner;
+    if (raw_quotes)
+      word += quote;
+    in_word = true;
+  };
   size_t pos = 0;
   while (pos < text.size()) {
     char c = text[pos];
@@ -658,13 +667,7 @@ std::optional<std::vector<std::string>> ShellWords(std::string_view text, bool r
       size_t close = text.find('\'', pos + 1);
       if (close == std::string_view::npos)
         return std::nullopt;
-      std::string_view inner = text.substr(pos + 1, close - pos - 1);
-      if (raw_quotes)
-        word += '\'';
-      word += inner;
-      if (raw_quotes)
-        word += '\'';
-      in_word = true;
+      add_quoted('\'', text.substr(pos + 1, close - pos - 1));
       pos = close + 1;
       continue;
     }
@@ -693,12 +696,7 @@ std::optional<std::vector<std::string>> ShellWords(std::string_view text, bool r
       }
       if (!closed)
         return std::nullopt;
-      if (raw_quotes)
-        word += '"';
-      word += inner;
-      if (raw_quotes)
-        word += '"';
-      in_word = true;
+      add_quoted('"', inner);
       pos = p;
       continue;
     }

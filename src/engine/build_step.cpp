@@ -387,29 +387,12 @@ Status Builder::CommitUpper(const std::string& upper, const Step& step, StageSta
 
 /// Reads a pipe line by line into progress output until EOF.
 void PumpOutput(int fd, Progress& progress, const StepLabel& label, std::string* tail) {
-  std::string buf;
-  char chunk[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    buf.append(chunk, static_cast<size_t>(n));
-    size_t start = 0;
-    for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
-      std::string line = buf.substr(start, nl - start);
-      progress.Output(label, line);
-      tail->append(line).push_back('\n');
-    }
-    buf.erase(0, start);
+  (void)ReadLines(fd, [&](std::string_view line) {
+    progress.Output(label, std::string(line));
+    tail->append(line).push_back('\n');
     if (tail->size() > (size_t(1) << 20))
       tail->erase(0, tail->size() - (size_t(1) << 19));
-  }
-  if (!buf.empty()) {
-    progress.Output(label, buf);
-    tail->append(buf).push_back('\n');
-  }
+  });
 }
 
 Status Builder::RunStepInSandbox(const Stage& stage, const Step& step, const RunStep& run, StageState& st,

@@ -610,6 +610,43 @@ void ReadCommon(Reader& r, const Json& j, int* schema_version, std::string* arti
   *annotations = r.StrMap(j, "annotations", "");
 }
 
+/// A manifest's "layers" or an index's "manifests": required, an array of
+/// descriptors.
+std::vector<Descriptor> ReadDescriptors(Reader& r, const Json& j, const std::string& key) {
+  std::vector<Descriptor> out;
+  const Json* list = r.Field(j, key);
+  if (!list) {
+    if (r.ok())
+      r.Fail(key, "missing");
+  } else if (!list->is_array()) {
+    r.Fail(key, "expected an array");
+  } else {
+    for (size_t i = 0; i < list->size() && r.ok(); ++i)
+      out.push_back(ReadDescriptor(r, (*list)[i], key + "[" + std::to_string(i) + "]"));
+  }
+  return out;
+}
+
+/// What a manifest and an index write alike, with their descriptors under
+/// `key`.
+template <typename Document>
+Json WriteDocument(const Document& d, const char* key, const std::vector<Descriptor>& descriptors) {
+  Json j = Json::object();
+  j["schemaVersion"] = d.schema_version;
+  j["mediaType"] = d.media_type;
+  if (!d.artifact_type.empty())
+    j["artifactType"] = d.artifact_type;
+  Json list = Json::array();
+  for (const auto& desc : descriptors)
+    list.push_back(WriteDescriptor(desc));
+  j[key] = std::move(list);
+  if (d.subject)
+    j["subject"] = WriteDescriptor(*d.subject);
+  if (!d.annotations.empty())
+    j["annotations"] = d.annotations;
+  return j;
+}
+
 }  // namespace
 
 Expected<std::string> DetectManifestMediaType(std::string_view json) {
@@ -655,36 +692,15 @@ Expected<Manifest> ParseManifest(std::string_view json) {
     m.config = ReadDescriptor(r, *cfg, "config");
   else if (r.ok())
     r.Fail("config", "missing");
-  if (const Json* layers = r.Field(j, "layers")) {
-    if (!layers->is_array()) {
-      r.Fail("layers", "expected an array");
-    } else {
-      for (size_t i = 0; i < layers->size() && r.ok(); ++i)
-        m.layers.push_back(ReadDescriptor(r, (*layers)[i], "layers[" + std::to_string(i) + "]"));
-    }
-  } else if (r.ok()) {
-    r.Fail("layers", "missing");
-  }
+  m.layers = ReadDescriptors(r, j, "layers");
   if (!r.ok())
     return r.TakeError();
   return m;
 }
 
 std::string ToJson(const Manifest& m) {
-  Json j = Json::object();
-  j["schemaVersion"] = m.schema_version;
-  j["mediaType"] = m.media_type;
-  if (!m.artifact_type.empty())
-    j["artifactType"] = m.artifact_type;
+  Json j = WriteDocument(m, "layers", m.layers);
   j["config"] = WriteDescriptor(m.config);
-  Json layers = Json::array();
-  for (const auto& l : m.layers)
-    layers.push_back(WriteDescriptor(l));
-  j["layers"] = std::move(layers);
-  if (m.subject)
-    j["subject"] = WriteDescriptor(*m.subject);
-  if (!m.annotations.empty())
-    j["annotations"] = m.annotations;
   return Dump(j);
 }
 
@@ -702,37 +718,13 @@ Expected<Index> ParseIndex(std::string_view json) {
     x.media_type = std::string(kMediaTypeOciIndex);
   if (r.ok() && !IsIndexMediaType(x.media_type))
     r.Fail("mediaType", "not an index: \"" + x.media_type + "\"");
-  if (const Json* ms = r.Field(j, "manifests")) {
-    if (!ms->is_array()) {
-      r.Fail("manifests", "expected an array");
-    } else {
-      for (size_t i = 0; i < ms->size() && r.ok(); ++i)
-        x.manifests.push_back(ReadDescriptor(r, (*ms)[i], "manifests[" + std::to_string(i) + "]"));
-    }
-  } else if (r.ok()) {
-    r.Fail("manifests", "missing");
-  }
+  x.manifests = ReadDescriptors(r, j, "manifests");
   if (!r.ok())
     return r.TakeError();
   return x;
 }
 
-std::string ToJson(const Index& x) {
-  Json j = Json::object();
-  j["schemaVersion"] = x.schema_version;
-  j["mediaType"] = x.media_type;
-  if (!x.artifact_type.empty())
-    j["artifactType"] = x.artifact_type;
-  Json ms = Json::array();
-  for (const auto& d : x.manifests)
-    ms.push_back(WriteDescriptor(d));
-  j["manifests"] = std::move(ms);
-  if (x.subject)
-    j["subject"] = WriteDescriptor(*x.subject);
-  if (!x.annotations.empty())
-    j["annotations"] = x.annotations;
-  return Dump(j);
-}
+std::string ToJson(const Index& x) { return Dump(WriteDocument(x, "manifests", x.manifests)); }
 
 Expected<Descriptor> ParseDescriptor(std::string_view json) {
   KILN_ASSIGN_OR_RETURN(Json j, ParseStrict(json, "descriptor", kMaxDocumentBytes));

@@ -6,29 +6,20 @@ namespace kiln {
 
 namespace {
 
-// The grammar of github.com/distribution/reference (regexp.go).
-const RE2& DomainRe() {
-  static const RE2 re(
+// The grammar of github.com/distribution/reference (regexp.go), compiled once.
+struct Grammar {
+  RE2 domain{
       "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
       "(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
-      "|\\[[a-fA-F0-9:]+\\]");
-  return re;
-}
-const RE2& PortRe() {
-  static const RE2 re("[0-9]+");
-  return re;
-}
-const RE2& PathComponentRe() {
-  static const RE2 re("[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*");
-  return re;
-}
-const RE2& TagRe() {
-  static const RE2 re("[\\w][\\w.-]{0,127}");
-  return re;
-}
-const RE2& IdPrefixRe() {
-  static const RE2 re("(?:sha256:)?[a-f0-9]{3,64}");
-  return re;
+      "|\\[[a-fA-F0-9:]+\\]"};
+  RE2 port{"[0-9]+"};
+  RE2 path_component{"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"};
+  RE2 tag{"[\\w][\\w.-]{0,127}"};
+  RE2 id_prefix{"(?:sha256:)?[a-f0-9]{3,64}"};
+};
+const Grammar& G() {
+  static const Grammar g;
+  return g;
 }
 
 constexpr size_t kMaxNameLength = 255;
@@ -60,9 +51,9 @@ bool ValidDomain(std::string_view domain) {
     if (port.empty())
       return false;
   }
-  if (!RE2::FullMatch(host, DomainRe()))
+  if (!RE2::FullMatch(host, G().domain))
     return false;
-  return port.empty() || RE2::FullMatch(port, PortRe());
+  return port.empty() || RE2::FullMatch(port, G().port);
 }
 
 Expected<ImageReference> ParseImpl(std::string_view text, std::string_view default_domain) {
@@ -84,7 +75,7 @@ Expected<ImageReference> ParseImpl(std::string_view text, std::string_view defau
   auto colon = rest.rfind(':');
   if (colon != std::string_view::npos && (last_slash == std::string_view::npos || colon > last_slash)) {
     std::string_view tag = rest.substr(colon + 1);
-    if (!RE2::FullMatch(tag, TagRe()))
+    if (!RE2::FullMatch(tag, G().tag))
       return Bad(text, "invalid tag \"" + std::string(tag) + "\"");
     ref.tag = std::string(tag);
     rest = rest.substr(0, colon);
@@ -122,7 +113,7 @@ Expected<ImageReference> ParseImpl(std::string_view text, std::string_view defau
     size_t slash = path.find('/', start);
     std::string_view comp = path.substr(start, slash == std::string_view::npos ? std::string_view::npos
                                                                                : slash - start);
-    if (!RE2::FullMatch(comp, PathComponentRe())) {
+    if (!RE2::FullMatch(comp, G().path_component)) {
       for (char c : comp)
         if (c >= 'A' && c <= 'Z')
           return Bad(text, "repository name must be lowercase");
@@ -188,8 +179,8 @@ std::string ImageReference::Familiar() const {
 
 std::string ImageReference::TagOrDigest() const { return digest.valid() ? digest.str() : tag; }
 
-bool LooksLikeIdPrefix(std::string_view text) { return RE2::FullMatch(text, IdPrefixRe()); }
+bool LooksLikeIdPrefix(std::string_view text) { return RE2::FullMatch(text, G().id_prefix); }
 
-bool IsValidTag(std::string_view text) { return RE2::FullMatch(text, TagRe()); }
+bool IsValidTag(std::string_view text) { return RE2::FullMatch(text, G().tag); }
 
 }  // namespace kiln

@@ -31,6 +31,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+/// A request of the registry API: `method` on BASE/v2/`path`.
+HttpRequest V2Request(const char* method, const std::string& base, const std::string& path) {
+  HttpRequest req;
+  req.method = method;
+  req.url = base + "/v2/" + path;
+  return req;
+}
+
 struct Token {
   std::string header;  // full Authorization value
   Clock::time_point expires;
@@ -468,8 +476,7 @@ Expected<ManifestBlob> RegistryClient::GetManifest(const std::string& repo,
                                                    const std::string& ref) {
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
-  HttpRequest req;
-  req.url = base + "/v2/" + repo + "/manifests/" + ref;
+  HttpRequest req = V2Request("GET", base, repo + "/manifests/" + ref);
   req.headers.push_back({"Accept", kManifestAccept});
   req.max_body = size_t(4) << 20;
   KILN_ASSIGN_OR_RETURN(HttpResponse resp, Send(c, req, ScopeFor(repo, false)));
@@ -511,9 +518,7 @@ Expected<std::optional<ManifestHead>> RegistryClient::HeadManifest(const std::st
                                                                    const std::string& ref) {
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
-  HttpRequest req;
-  req.method = "HEAD";
-  req.url = base + "/v2/" + repo + "/manifests/" + ref;
+  HttpRequest req = V2Request("HEAD", base, repo + "/manifests/" + ref);
   req.headers.push_back({"Accept", kManifestAccept});
   KILN_ASSIGN_OR_RETURN(HttpResponse resp, Send(c, req, ScopeFor(repo, false)));
   if (resp.status == 404)
@@ -535,9 +540,7 @@ Expected<Digest> RegistryClient::PutManifest(const std::string& repo, const std:
                                              const std::string& body) {
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
-  HttpRequest req;
-  req.method = "PUT";
-  req.url = base + "/v2/" + repo + "/manifests/" + ref;
+  HttpRequest req = V2Request("PUT", base, repo + "/manifests/" + ref);
   req.headers.push_back({"Content-Type", std::string(media_type)});
   req.body = body;
   req.max_body = size_t(1) << 20;
@@ -552,9 +555,7 @@ Expected<Digest> RegistryClient::PutManifest(const std::string& repo, const std:
 Expected<bool> RegistryClient::BlobExists(const std::string& repo, const Digest& digest) {
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
-  HttpRequest req;
-  req.method = "HEAD";
-  req.url = base + "/v2/" + repo + "/blobs/" + digest.str();
+  HttpRequest req = V2Request("HEAD", base, repo + "/blobs/" + digest.str());
   KILN_ASSIGN_OR_RETURN(HttpResponse resp, Send(c, req, ScopeFor(repo, false)));
   if (resp.status == 200)
     return true;
@@ -594,8 +595,7 @@ Status RegistryClient::FetchBlob(const std::string& repo, const Digest& digest, 
 
   Error last(Errc::kNetwork, "");
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    HttpRequest req;
-    req.url = base + "/v2/" + repo + "/blobs/" + digest.str();
+    HttpRequest req = V2Request("GET", base, repo + "/blobs/" + digest.str());
     req.max_body = size_t(1) << 20;
     bool asked_range = use_range && offset > 0;
     if (asked_range)
@@ -859,8 +859,7 @@ Expected<std::vector<std::string>> RegistryClient::ListTags(const std::string& r
 Expected<std::string> RegistryClient::Referrers(const std::string& repo, const Digest& digest) {
   KILN_ASSIGN_OR_RETURN(std::string base, BaseUrl());
   Ctx c{impl_.get(), &options_, &registry_};
-  HttpRequest req;
-  req.url = base + "/v2/" + repo + "/referrers/" + digest.str();
+  HttpRequest req = V2Request("GET", base, repo + "/referrers/" + digest.str());
   req.headers.push_back({"Accept", std::string(kMediaTypeOciIndex)});
   req.max_body = size_t(4) << 20;
   KILN_ASSIGN_OR_RETURN(HttpResponse resp, Send(c, req, ScopeFor(repo, false)));

@@ -173,12 +173,7 @@ UniqueFd StartLogger(int log_fd, int ts_fd, pid_t* logger) {
     bool at_line_start = true;
     static char buf[65536];
     char rec[64];
-    for (;;) {
-      ssize_t n = ::read(in, buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
+    for (ssize_t n; (n = ReadRetry(in, buf, sizeof buf)) > 0;) {
       struct timespec now;
       ::clock_gettime(CLOCK_REALTIME, &now);
       for (ssize_t i = 0; i < n; ++i) {

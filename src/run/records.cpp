@@ -227,28 +227,47 @@ T GetExact(const json& j, const char* key, T fallback) {
   return Get<T>(j, key, std::move(fallback));
 }
 
+/// A container record's fields that are stored as they are, each written
+/// once for both directions: `f(key, field)` (ConfigToJson writes the field;
+/// ReadConfig reads it, the type's empty value when absent). `bytes`: the
+/// fields that may hold any bytes (PutBytes/GetExact: base64 beside them
+/// when they are not UTF-8).
+template <typename C, typename F, typename B>
+void RecordFields(C& c, F&& f, B&& bytes) {
+  f("name", c.name);
+  f("image", c.image);
+  f("image_id", c.image_id);
+  f("layers", c.layers);
+  f("created", c.created);
+  f("auto_remove", c.auto_remove);
+  f("tty", c.tty);
+  f("interactive", c.interactive);
+  f("lower_dirs", c.lower_dirs);
+  bytes("argv", c.argv);
+  bytes("env", c.env);
+  f("uid", c.uid);
+  f("gid", c.gid);
+  f("groups", c.groups);
+  bytes("hostname", c.hostname);
+  f("read_only", c.read_only);
+  f("labels", c.labels);
+  f("annotations", c.annotations);
+  f("init", c.init);
+  f("anonymous_volumes", c.anonymous_volumes);
+  f("etc_hosts", c.etc_hosts);
+  f("etc_resolv_conf", c.etc_resolv_conf);
+  f("etc_hostname", c.etc_hostname);
+}
+
 }  // namespace
 
 std::string ConfigToJson(const Config& c) {
   json j;
   j["id"] = c.id;
-  j["name"] = c.name;
-  j["image"] = c.image;
-  j["image_id"] = c.image_id;
-  j["layers"] = c.layers;
-  j["created"] = c.created;
-  j["auto_remove"] = c.auto_remove;
-  j["tty"] = c.tty;
-  j["interactive"] = c.interactive;
-  j["lower_dirs"] = c.lower_dirs;
-  PutBytes(j, "argv", c.argv);
-  PutBytes(j, "env", c.env);
+  RecordFields(
+      c, [&j](const char* key, const auto& field) { j[key] = field; },
+      [&j](const char* key, const auto& field) { PutBytes(j, key, field); });
   PutBytes(j, "cwd", c.cwd);
-  j["uid"] = c.uid;
-  j["gid"] = c.gid;
-  j["groups"] = c.groups;
-  PutBytes(j, "hostname", c.hostname);
-  j["read_only"] = c.read_only;
   j["network"] = NameOf(kNetworkModes, c.network);
   json mounts = json::array();
   for (const auto& m : c.mounts) {
@@ -265,14 +284,7 @@ std::string ConfigToJson(const Config& c) {
                      {"container_port", p.container_port},
                      {"protocol", p.udp ? "udp" : "tcp"}});
   j["ports"] = ports;
-  j["labels"] = c.labels;
-  j["annotations"] = c.annotations;
-  j["init"] = c.init;
   j["stop_signal"] = c.stop_signal;
-  j["anonymous_volumes"] = c.anonymous_volumes;
-  j["etc_hosts"] = c.etc_hosts;
-  j["etc_resolv_conf"] = c.etc_resolv_conf;
-  j["etc_hostname"] = c.etc_hostname;
   NetworksToJson(c, j);
   LifecycleToJson(c, j);
   PodToJson(c, j);
@@ -288,23 +300,11 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
   Config c;
   c.json = text;
   c.id = Get<std::string>(j, "id", id);
-  c.name = Get<std::string>(j, "name", "");
-  c.image = Get<std::string>(j, "image", "");
-  c.image_id = Get<std::string>(j, "image_id", "");
-  c.layers = Get<std::vector<std::string>>(j, "layers", {});
-  c.created = Get<std::string>(j, "created", "");
-  c.auto_remove = Get<bool>(j, "auto_remove", false);
-  c.tty = Get<bool>(j, "tty", false);
-  c.interactive = Get<bool>(j, "interactive", false);
-  c.lower_dirs = Get<std::vector<std::string>>(j, "lower_dirs", {});
-  c.argv = GetExact<std::vector<std::string>>(j, "argv", {});
-  c.env = GetExact<std::vector<std::string>>(j, "env", {});
+  RecordFields(
+      c,
+      [&j](const char* key, auto& field) { field = Get<std::decay_t<decltype(field)>>(j, key, {}); },
+      [&j](const char* key, auto& field) { field = GetExact<std::decay_t<decltype(field)>>(j, key, {}); });
   c.cwd = GetExact<std::string>(j, "cwd", "/");
-  c.uid = Get<uint32_t>(j, "uid", 0);
-  c.gid = Get<uint32_t>(j, "gid", 0);
-  c.groups = Get<std::vector<uint32_t>>(j, "groups", {});
-  c.hostname = GetExact<std::string>(j, "hostname", "");
-  c.read_only = Get<bool>(j, "read_only", false);
   std::string net = Get<std::string>(j, "network", "private");
   c.network = ValueOf(kNetworkModes, net);
   if (auto it = j.find("mounts"); it != j.end() && it->is_array()) {
@@ -328,14 +328,7 @@ Expected<Config> ReadConfig(const Paths& paths, const std::string& id) {
       c.ports.push_back(m);
     }
   }
-  c.labels = Get<std::map<std::string, std::string>>(j, "labels", {});
-  c.annotations = Get<std::map<std::string, std::string>>(j, "annotations", {});
-  c.init = Get<bool>(j, "init", false);
   c.stop_signal = Get<int>(j, "stop_signal", SIGTERM);
-  c.anonymous_volumes = Get<std::vector<std::string>>(j, "anonymous_volumes", {});
-  c.etc_hosts = Get<std::string>(j, "etc_hosts", "");
-  c.etc_resolv_conf = Get<std::string>(j, "etc_resolv_conf", "");
-  c.etc_hostname = Get<std::string>(j, "etc_hostname", "");
   NetworksFromJson(j, c);
   LifecycleFromJson(j, c);
   PodFromJson(j, c);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kiln/fs.h"
+#include "kiln/text.h"
 #include "run/internal.h"
 
 namespace kiln::run {
@@ -109,16 +110,11 @@ std::optional<Proc> ReadProc(pid_t pid) {
 long ToContainerId(long id, const std::string& map, bool same_namespace) {
   if (same_namespace || id < 0)
     return id;
-  size_t at = 0;
-  while (at < map.size()) {
-    size_t nl = map.find('\n', at);
-    if (nl == std::string::npos)
-      nl = map.size();
+  for (std::string_view line : SplitLines(map)) {
     long inside = 0, outside = 0, count = 0;
-    if (std::sscanf(map.substr(at, nl - at).c_str(), "%ld %ld %ld", &inside, &outside, &count) == 3 &&
-        id >= outside && id < outside + count)
+    if (std::sscanf(std::string(line).c_str(), "%ld %ld %ld", &inside, &outside, &count) == 3 && id >= outside &&
+        id < outside + count)
       return inside + (id - outside);
-    at = nl + 1;
   }
   return id;
 }
@@ -126,13 +122,8 @@ long ToContainerId(long id, const std::string& map, bool same_namespace) {
 /// NAME:...:ID:... lines of the container's /etc/passwd or /etc/group.
 std::map<long, std::string> NamesById(const std::string& text) {
   std::map<long, std::string> out;
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t nl = text.find('\n', at);
-    if (nl == std::string::npos)
-      nl = text.size();
-    std::string line = text.substr(at, nl - at);
-    at = nl + 1;
+  for (std::string_view view : SplitLines(text)) {
+    std::string line(view);
     size_t c1 = line.find(':'), c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
     if (c2 == std::string::npos)
       continue;

@@ -27,6 +27,7 @@
 
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
+#include "kiln/keyvalue.h"
 #include "kiln/log.h"
 #include "kiln/process.h"
 #include "kiln/sandbox.h"
@@ -94,16 +95,8 @@ Status Validate(const SandboxSpec& s) {
   auto bad_path = [](const std::string& p) {
     if (p.empty() || p[0] != '/' || p.find('\0') != std::string::npos)
       return true;
-    size_t i = 0;
-    while (i <= p.size()) {
-      size_t j = p.find('/', i);
-      if (j == std::string::npos)
-        j = p.size();
-      if (p.compare(i, j - i, "..") == 0)
-        return true;
-      i = j + 1;
-    }
-    return false;
+    std::vector<std::string> parts = SplitList(p, '/');
+    return std::find(parts.begin(), parts.end(), "..") != parts.end();
   };
   if (bad_path(s.cwd))
     return Error(Errc::kInvalidInput, "sandbox: working directory must be an absolute path without '..': " + s.cwd);
