@@ -8,9 +8,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v git >/dev/null; then
-  tap_skip "git is not installed (Debian package git)"; tap_done; exit
-fi
+require_tool git "Debian package git"
 temp_workdir build-add-git
 export SOURCE_DATE_EPOCH=1700000000
 g() { git -c user.name=t -c user.email=t@t -c init.defaultBranch=main "$@"; }

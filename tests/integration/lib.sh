@@ -19,6 +19,19 @@ check() {
   if "$@"; then tap_ok "$desc"; else tap_not_ok "$desc"; fi
 }
 
+# check_refused DESCRIPTION RC TEXT FILE: a TAP line, ok when RC is 2 (an
+# invalid input) and FILE has TEXT (a fixed string); FILE is shown if not
+check_refused() {
+  if [ "$2" = 2 ] && grep -qF -- "$3" "$4"; then tap_ok "$1"; else tap_not_ok "$1 (rc=$2)"; diag <"$4"; fi
+}
+
+# require_tool COMMAND WHY: the whole test is skipped (one TAP skip line)
+# when COMMAND is not installed
+require_tool() {
+  command -v "$1" >/dev/null && return 0
+  tap_skip "$1 is not installed${2:+ ($2)}"; tap_done; exit 0
+}
+
 # json_field PYEXPR: evaluates on the JSON read from stdin as `j`
 json_field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 

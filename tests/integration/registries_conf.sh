@@ -137,11 +137,8 @@ for mode in $(test_modes); do
   # A bad file: exit 2, file and line.
   kc "$mode" "$w/s6" bad pull busybox >"$w/out" 2>&1
   rc=$?
-  if [ $rc = 2 ] && grep -q "$work/bad.conf:2: \[\[registry\]\] #1: location \"https://r.example\" must not have a scheme" "$w/out"; then
-    tap_ok "$mode: an invalid registries.conf is exit 2 naming file:line and the value"
-  else
-    tap_not_ok "$mode: invalid registries.conf (rc=$rc)"; diag <"$w/out"
-  fi
+  check_refused "$mode: an invalid registries.conf is exit 2 naming file:line and the value" $rc \
+    "$work/bad.conf:2: [[registry]] #1: location \"https://r.example\" must not have a scheme" "$w/out"
   rm -rf "$w"
 done
 
