@@ -138,12 +138,10 @@ Status Translator::Ports(const YamlNode& n, const std::string& path, Service* s)
       } else if (v.key == "host_ip") {
         KILN_ASSIGN_OR_RETURN(m.host_ip, Str(v, vp));
       } else if (v.key == "protocol") {
-        auto pr = Str(v, vp);
-        if (!pr)
-          return std::move(pr).error();
-        if (*pr != "tcp" && *pr != "udp" && *pr != "sctp")
-          return NodeError(v, vp, "unknown protocol \"" + *pr + "\" (tcp, udp, sctp)");
-        m.protocol = *pr;
+        KILN_ASSIGN_OR_RETURN(std::string pr, Str(v, vp));
+        if (pr != "tcp" && pr != "udp" && pr != "sctp")
+          return NodeError(v, vp, "unknown protocol \"" + pr + "\" (tcp, udp, sctp)");
+        m.protocol = pr;
       } else if (v.key == "mode") {
         auto md = Str(v, vp);
         if (!md)

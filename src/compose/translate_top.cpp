@@ -14,10 +14,7 @@ Expected<bool> Translator::SharedTopKey(const YamlNode& o, const std::string& op
     KILN_ASSIGN_OR_RETURN(std::string v, Str(o, op));
     (o.key == "name" ? *explicit_name : d->driver) = v;
   } else if (o.key == "driver_opts" || o.key == "labels") {
-    auto m = StringMap(o, op);
-    if (!m)
-      return std::move(m).error();
-    (o.key == "labels" ? d->labels : d->driver_opts) = *m;
+    KILN_ASSIGN_OR_RETURN((o.key == "labels" ? d->labels : d->driver_opts), StringMap(o, op));
   } else if (o.key == "external") {
     if (o.IsMapping()) {
       if (const YamlNode* en = o.Find("name"); en && en->IsScalar())
