@@ -31,8 +31,51 @@ std::string UnitName(const UnitSpec& spec);
 /// network-online.target (RUNSIDE.md: the holder copes with a late uplink).
 std::string ContainerUnit(const UnitSpec& spec);
 
+/// An argument of an Exec line as systemd reads it: quoted when it holds a
+/// space, a quote or a backslash; % doubled (systemd.service "Command lines").
+std::string ExecArg(const std::string& arg);
+
 /// A Restart= value systemd knows: no, on-success, on-failure, on-abnormal,
 /// on-watchdog, on-abort, always.
 bool ValidRestartPolicy(const std::string& policy);
+
+}  // namespace kiln::systemd
+
+// Quadlet (docs/kube.md "Quadlet"): podman's unit-file shorthand,
+// ~/.config/containers/systemd/*.container|*.volume|*.network|*.kube, turned
+// into systemd services that run kiln. Pure: file text in, unit text out.
+#include <map>
+#include <vector>
+
+#include "kiln/error.h"
+
+namespace kiln::systemd {
+
+/// Where the generated units find kiln and its store.
+struct QuadletOptions {
+  std::string kiln;        ///< absolute path of the kiln binary
+  std::string store_root;  ///< --root; empty: kiln's default store
+  /// The volume or network each .volume/.network file makes (its
+  /// QuadletUnit::object), by file name: what Volume=foo.volume and
+  /// Network=foo.network use. A file not in it: systemd-foo.
+  std::map<std::string, std::string> objects;
+};
+
+/// One generated unit.
+struct QuadletUnit {
+  std::string file_name;  ///< "web.service", "data-volume.service", "net-network.service"
+  std::string text;
+  std::string object;     ///< the volume or network a .volume/.network file makes
+};
+
+/// The unit made from one Quadlet file: `name` is its file name (web.container),
+/// `path` where it was read (the unit's SourcePath=), `text` its contents. A key
+/// kiln does not know, a missing Image= or a bad line is an error naming
+/// path:line and the key (as podman's quadlet, the file gives no unit).
+Expected<QuadletUnit> Quadlet(const std::string& name, const std::string& path, const std::string& text,
+                              const QuadletOptions& options);
+
+/// The file endings Quadlet reads: .container .volume .network .kube.
+bool IsQuadletFile(const std::string& name);
 
 }  // namespace kiln::systemd

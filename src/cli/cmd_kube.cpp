@@ -350,7 +350,10 @@ bool KubeStartsContainers(int argc, char** argv) {
   return KubeNeedsUserNamespace(argc, argv) && w[1] != "down" && std::find(w.begin(), w.end(), "--down") == w.end();
 }
 
-/// `kiln kube generate|play|down` and `kiln generate kube|systemd` (main.cpp).
+/// `kiln generate quadlet` (cmd_quadlet.cpp).
+void AddGenerateQuadlet(CLI::App* parent, Context& ctx);
+
+/// `kiln kube generate|play|down` and `kiln generate kube|systemd|quadlet` (main.cpp).
 void AddKubeCommands(CLI::App& app, Context& ctx);
 void AddKubeCommands(CLI::App& app, Context& ctx) {
   auto* kube = app.add_subcommand("kube", "Kubernetes YAML: play, down, generate");
@@ -365,6 +368,7 @@ void AddKubeCommands(CLI::App& app, Context& ctx) {
   gen->require_subcommand(1);
   AddGenerateKube(gen, ctx, "kube");
   AddGenerateSystemd(gen, ctx);
+  AddGenerateQuadlet(gen, ctx);
 }
 
 }  // namespace kiln::cli

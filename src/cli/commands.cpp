@@ -131,6 +131,9 @@ const CommandHelp kHelp[] = {
     {"generate kube", "POD | CONTAINER...", "kiln generate kube my-pod -f mon_pod.yml"},
     {"generate systemd", "CONTAINER | POD",
      "kiln generate systemd --name web\nkiln generate systemd --name --files --restart-policy always web"},
+    {"generate quadlet", "[FILE | DIR...]",
+     "kiln generate quadlet\nkiln generate quadlet ~/.config/containers/systemd/web.container\n"
+     "kiln generate quadlet -o ~/.config/systemd/user ~/.config/containers/systemd"},
     {"compose config", "[SERVICE...]",
      "kiln compose config\nkiln compose -f compose.yaml -f compose.prod.yaml config --format json\n"
      "kiln compose --profile debug config --services"},
