@@ -24,13 +24,7 @@
 
 namespace kiln::attest {
 
-inline constexpr std::string_view kPredicateSpdx = "https://spdx.dev/Document";
-inline constexpr std::string_view kPredicateSlsa1 = "https://slsa.dev/provenance/v1";
-inline constexpr std::string_view kMediaTypeInToto = "application/vnd.in-toto+json";
-inline constexpr std::string_view kAnnotationPredicateType = "in-toto.io/predicate-type";
-inline constexpr std::string_view kAnnotationRefType = "vnd.docker.reference.type";
-inline constexpr std::string_view kAnnotationRefDigest = "vnd.docker.reference.digest";
-inline constexpr std::string_view kRefTypeAttestation = "attestation-manifest";
+// The in-toto and BuildKit names an attestation manifest uses are in kiln/oci.h.
 
 // ------------------------------------------------------------ packages
 

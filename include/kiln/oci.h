@@ -47,6 +47,15 @@ inline constexpr std::string_view kMediaTypeDockerForeignLayer =
 /// Annotation holding an image's name in an OCI image layout's index.json.
 inline constexpr std::string_view kAnnotationRefName = "org.opencontainers.image.ref.name";
 inline constexpr std::string_view kAnnotationCreated = "org.opencontainers.image.created";
+/// Attestations as BuildKit attaches them (docs/supply-chain.md): an in-toto
+/// statement per layer of an attestation manifest in the image index.
+inline constexpr std::string_view kPredicateSpdx = "https://spdx.dev/Document";
+inline constexpr std::string_view kPredicateSlsa1 = "https://slsa.dev/provenance/v1";
+inline constexpr std::string_view kMediaTypeInToto = "application/vnd.in-toto+json";
+inline constexpr std::string_view kAnnotationPredicateType = "in-toto.io/predicate-type";
+inline constexpr std::string_view kAnnotationRefType = "vnd.docker.reference.type";
+inline constexpr std::string_view kAnnotationRefDigest = "vnd.docker.reference.digest";
+inline constexpr std::string_view kRefTypeAttestation = "attestation-manifest";
 
 /// Cap on a manifest, index or config body (docs/security.md I5).
 inline constexpr size_t kMaxDocumentBytes = size_t(4) << 20;

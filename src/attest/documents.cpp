@@ -79,17 +79,10 @@ std::string IdPart(std::string_view s) {
 std::string Supplier(const std::string& who) {
   if (who.empty())
     return "NOASSERTION";
-  std::string s;
-  for (char c : who) {
-    if (c == '\n')
-      s += ' ';
-    else if (c == '<')
-      s += '(';
-    else if (c == '>')
-      s += ')';
-    else
-      s += c;
-  }
+  std::string s = who;
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  std::replace(s.begin(), s.end(), '<', '(');
+  std::replace(s.begin(), s.end(), '>', ')');
   return "Person: " + s;
 }
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/attest.h"
+#include "kiln/keyvalue.h"
 #include "kiln/text.h"
 
 namespace kiln::attest {
@@ -370,15 +371,7 @@ std::vector<Package> ParseGoBuildInfo(std::string_view data, const std::string& 
     mod = mod.substr(16, mod.size() - 32);
   bool last_added = false;
   for (std::string_view line : SplitLines(mod)) {
-    std::vector<std::string_view> f;
-    size_t start = 0;
-    while (start <= line.size()) {
-      size_t tab = line.find('\t', start);
-      f.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
-      if (tab == std::string_view::npos)
-        break;
-      start = tab + 1;
-    }
+    std::vector<std::string> f = SplitList(line, '\t');
     if (f.size() < 3)
       continue;
     if (f[0] == "=>") {  // the module above is replaced

@@ -58,22 +58,19 @@ int InspectAttestations(Context& ctx, std::string_view predicate_type, const std
   auto store = OpenImageStore(ctx);
   if (!store)
     return ReportError(store.error());
+  auto attestation = [&](const std::string& n) -> Expected<std::string> {
+    KILN_ASSIGN_OR_RETURN(StoredImage img, image::ResolveLocal(*store, n, want));
+    if (img.names.empty())
+      img.names = {n};
+    return attest::FindAttestation(*store, img, predicate_type);
+  };
   std::vector<std::string> docs;
   int status = 0;
   for (const auto& n : names) {
-    auto img = image::ResolveLocal(*store, n, want);
-    if (!img) {
-      status = ReportError(img.error());
-      continue;
-    }
-    if (img->names.empty())
-      img->names = {n};
-    auto doc = attest::FindAttestation(*store, *img, predicate_type);
-    if (!doc) {
+    if (auto doc = attestation(n))
+      docs.push_back(std::move(*doc));
+    else
       status = ReportError(doc.error());
-      continue;
-    }
-    docs.push_back(std::move(*doc));
   }
   if (docs.size() == 1 && names.size() == 1) {
     std::fputs(docs[0].c_str(), stdout);
@@ -169,7 +166,7 @@ void AddInspectCommand(CLI::App& app, Context& ctx) {
     if (!f->platform.empty() && !f->sbom && !f->provenance)
       return ReportError(Error(Errc::kInvalidInput, "--platform goes with --sbom or --provenance"));
     if (f->sbom || f->provenance)
-      return InspectAttestations(ctx, f->sbom ? attest::kPredicateSpdx : attest::kPredicateSlsa1, f->platform,
+      return InspectAttestations(ctx, f->sbom ? kPredicateSpdx : kPredicateSlsa1, f->platform,
                                  f->names);
     return InspectCommand(ctx, f->type, f->format, f->names);
   });

@@ -140,11 +140,11 @@ Expected<std::optional<Descriptor>> AttestImage(const BuildJob& job, const Build
       if (auto s = WriteFileAtomic(a.sbom_output, doc); !s)
         return std::move(s).error().WithContext("--sbom-output " + a.sbom_output);
     if (a.sbom)
-      atts.push_back({std::string(attest::kPredicateSpdx), attest::InTotoStatement(attest::kPredicateSpdx, doc, subject)});
+      atts.push_back({std::string(kPredicateSpdx), attest::InTotoStatement(kPredicateSpdx, doc, subject)});
   }
   if (!a.provenance.empty()) {
     std::string pred = attest::ProvenancePredicate(ProvenanceFor(job, graph, opts, image, store, started));
-    atts.push_back({std::string(attest::kPredicateSlsa1), attest::InTotoStatement(attest::kPredicateSlsa1, pred, subject)});
+    atts.push_back({std::string(kPredicateSlsa1), attest::InTotoStatement(kPredicateSlsa1, pred, subject)});
   }
   if (atts.empty())
     return std::optional<Descriptor>();
