@@ -21,6 +21,7 @@
 #include "kiln/log.h"
 #include "kiln/secret.h"
 #include "kiln/pod.h"
+#include "kiln/process.h"
 #include "kiln/run.h"
 #include "kiln/store.h"
 #include "kiln/systemd.h"
@@ -146,11 +147,9 @@ void AddGenerateSystemd(CLI::App* parent, Context& ctx) {
       s.name = f->name ? info.name : info.id;
       s.prefix = f->container_prefix;
     }
-    char exe[4096];
-    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
+    s.kiln = SelfExe();
+    if (s.kiln.empty())
       return Error::FromErrno("readlink /proc/self/exe");
-    s.kiln = std::string(exe, static_cast<size_t>(n));
     s.store_root = ctx.StoreRoot();
     s.restart_policy = f->restart;
     s.stop_timeout = f->timeout;

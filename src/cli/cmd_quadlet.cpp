@@ -16,6 +16,7 @@
 #include "cli/command.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/process.h"
 #include "kiln/systemd.h"
 
 namespace kiln::cli {
@@ -73,11 +74,10 @@ void AddGenerateQuadlet(CLI::App* parent, Context& ctx) {
         files.emplace_back(n, src);
       }
     }
-    char exe[4096];
-    ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0)
+    std::string exe = SelfExe();
+    if (exe.empty())
       return Error::FromErrno("readlink /proc/self/exe");
-    systemd::QuadletOptions opts{std::string(exe, static_cast<size_t>(len)), ctx.StoreRoot()};
+    systemd::QuadletOptions opts{exe, ctx.StoreRoot()};
     // Volumes and networks first: containers and kube files use their names.
     std::stable_sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
       auto rank = [](const std::string& n) { return n.ends_with(".volume") || n.ends_with(".network") ? 0 : 1; };

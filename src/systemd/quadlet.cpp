@@ -135,8 +135,7 @@ Expected<std::vector<std::string>> ContainerArgs(const std::string& path, const 
                                                  std::string* name) {
   // Keys that map one to one on a run flag (podman's quadlet names).
   static const std::map<std::string, std::string> kFlag = {
-      {"Environment", ""},           {"EnvironmentFile", "--env-file"}, {"PublishPort", "-p"},
-      {"Label", ""},                 {"User", "--user"},                {"WorkingDir", "--workdir"},
+      {"EnvironmentFile", "--env-file"}, {"PublishPort", "-p"}, {"User", "--user"},                {"WorkingDir", "--workdir"},
       {"HostName", "--hostname"},    {"AddHost", "--add-host"},         {"DNS", "--dns"},
       {"Entrypoint", "--entrypoint"}, {"Secret", "--secret"},           {"HealthCmd", "--health-cmd"},
       {"HealthInterval", "--health-interval"}, {"HealthRetries", "--health-retries"},
