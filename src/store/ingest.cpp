@@ -435,9 +435,10 @@ class ClosureVerifier {
                                        std::to_string(cfg->diff_ids.size()) + " diff_ids for " +
                                        std::to_string(m.layers.size()) + " layers");
     for (size_t i = 0; i < m.layers.size(); ++i) {
-      // A layer that is no tar (BuildKit's in-toto attestations, whose
-      // config lists their digests) has no content to unpack or rehash.
-      if (m.layers[i].media_type.find("tar") == std::string::npos)
+      // A layer outside the image-layer media types (BuildKit's in-toto
+      // attestations, whose config lists their digests) is never unpacked:
+      // nothing to rehash. Anything named a layer is checked (fails closed).
+      if (!IsLayerMediaType(m.layers[i].media_type))
         continue;
       KILN_TRY(CheckDiffId(m.layers[i], cfg->diff_ids[i]));
     }
