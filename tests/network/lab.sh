@@ -213,7 +213,11 @@ print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"][sys.argv[1]]["IPAdd
   k rm -f lonely >/dev/null 2>&1
 
   # Several --network flags: one interface per network.
-  out=$(k run --rm --network safe-net --network podman busybox sh -c "ping -c1 -W2 $ipa >/dev/null && ping -c1 -W2 $ipc >/dev/null && ip -4 -o addr show | grep -c eth" 2>&1)
+  # (A first ping under CI load can miss while the new veths come up: up
+  # to three tries each, and each failure is named for the diagnostics.)
+  out=$(k run --rm --network safe-net --network podman busybox sh -c "
+    reach() { for i in 1 2 3; do ping -c1 -W3 \$1 >/dev/null 2>&1 && return 0; done; echo unreachable \$1; ip -4 -o addr show; return 1; }
+    reach $ipa && reach $ipc && ip -4 -o addr show | grep -c eth" 2>&1)
   [ "$out" = 2 ] && tap_ok "$mode: run --network safe-net --network podman: eth0 and eth1, reaches A and C" ||
     { tap_not_ok "$mode: two --network flags"; printf '%s\n' "$out" | diag; }
 
