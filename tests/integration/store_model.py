@@ -539,7 +539,10 @@ class ModelRun:
         refs = sorted(self.registry)
         if self.rng.random() < 0.1:
             dest = "%s/%s-%d/never-pushed:latest" % (self.reg, self.mode, self.seed)
-            return Op("pull", ["pull", "-q", "--tls-verify=false", dest], False)
+            op = Op("pull", ["pull", "-q", "--tls-verify=false", dest], False)
+            # Nothing was pushed there: a killed pull must not name anything.
+            op.pull_ref, op.pull_cands = dest, set()
+            return op
         dest = self.rng.choice(refs)
         cands = self.registry[dest]
         expect = True if None not in cands else (False if cands == {None} else None)
