@@ -56,6 +56,7 @@ struct BuildRequest {
   bool quiet = false;                         // -q
   std::string progress;                       // --progress: auto|plain|tty|json|quiet ("": $BUILDKIT_PROGRESS, auto)
   bool print_graph = false;                   // --print-graph
+  bool all_platforms = false;                 // --all-platforms: RunBuild sets job.platforms
 
   /// The compile options for one platform (no resolver: the engine sets a
   /// store-backed one when it compiles for real).

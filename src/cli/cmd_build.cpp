@@ -22,6 +22,7 @@
 #include "cli/build_request.h"
 #include "cli/cli.h"
 #include "engine/build_job.h"
+#include "engine/git_source.h"
 #include "kiln/acquire.h"
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
@@ -78,6 +79,11 @@ struct BuildFlags {
   std::string ignorefile;
   std::string sbom, provenance;  // --sbom[=V], --provenance[=V]; "": not given
   std::string context = ".";
+  std::vector<std::string> temp_dirs;  // git contexts' checkouts, removed after the build
+  ~BuildFlags() {
+    for (const auto& d : temp_dirs)
+      (void)RemoveAll(d);
+  }
 };
 
 Error Usage(std::string msg) { return Error(Errc::kInvalidInput, std::move(msg)); }
@@ -268,10 +274,49 @@ Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
   return Ok();
 }
 
+/// A git repository as a build context (`kiln build URL`, `--build-context
+/// NAME=URL`; docs/build.md "Git build contexts"): REMOTE#REF checked out (its
+/// submodules too) by ADD from git's fetcher into a directory under $TMPDIR
+/// (else /var/tmp) removed after the build; SUBDIR of it, which must stay
+/// inside the checkout. .git only with --build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1.
+Expected<std::string> FetchGitContext(BuildFlags& f, const std::string& url, const std::string& what) {
+  engine::GitSource g = engine::ParseGitSource(url);
+  engine::GitOptions go;
+  for (const std::string& a : f.build_args)
+    if (a == "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1" || a == "BUILDKIT_CONTEXT_KEEP_GIT_DIR=true")
+      go.keep_git_dir = true;
+  for (const std::string& s : f.ssh)  // --ssh default=SOCKET, else the user's agent
+    if (s.rfind("default=", 0) == 0)
+      go.ssh_auth_sock = s.substr(8, s.find(',') == std::string::npos ? std::string::npos : s.find(',') - 8);
+  if (const char* sock = std::getenv("SSH_AUTH_SOCK"); go.ssh_auth_sock.empty() && sock)
+    go.ssh_auth_sock = sock;
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = JoinPath(tmp && *tmp ? tmp : "/var/tmp", "kiln-git-context-XXXXXX");
+  if (!::mkdtemp(tmpl.data()))
+    return Error::FromErrno(what + ": temporary directory " + tmpl);
+  f.temp_dirs.push_back(tmpl);
+  KILN_ASSIGN_OR_RETURN(std::string commit, engine::ResolveGitRef(g, tmpl, what, go));
+  KILN_ASSIGN_OR_RETURN(std::string checkout, engine::CheckoutGitCommit(g, commit, tmpl, what, go));
+  if (g.subdir.empty())
+    return checkout;
+  char* real = ::realpath(JoinPath(checkout, g.subdir).c_str(), nullptr);
+  std::string dir = real ? real : "";
+  std::free(real);
+  char* top = ::realpath(checkout.c_str(), nullptr);
+  std::string root = top ? top : checkout;
+  std::free(top);
+  if (dir.empty() || (dir != root && dir.rfind(root + "/", 0) != 0) || !IsDir(dir))
+    return Usage(what + ": " + g.subdir + " is not a directory of the repository at " + commit);
+  return dir;
+}
+
 Status FillRequest(BuildFlags& f) {
   BuildRequest& r = f.req;
   engine::BuildJob& job = r.job;
   engine::BuildOptions& o = job.options;
+  if (engine::IsGitUrl(f.context)) {
+    KILN_ASSIGN_OR_RETURN(f.context, FetchGitContext(f, f.context, "build context " + f.context));
+  }
   // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
   // Dockerfile, in CONTEXT; -f - reads stdin).
   if (!IsDir(f.context))
@@ -338,6 +383,8 @@ Status FillRequest(BuildFlags& f) {
         job.platforms.push_back(*p);
     }
   }
+  if (r.all_platforms && !job.platforms.empty())
+    return Usage("--all-platforms and --platform: give one of them");
   if (job.platforms.empty())
     job.platforms.push_back(job.compile.build_platform);
 
@@ -423,6 +470,9 @@ Status FillRequest(BuildFlags& f) {
   }
   for (const std::string& c : f.build_contexts) {
     KILN_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(c, "--build-context", true));
+    if (engine::IsGitUrl(kv.second)) {  // checked out, then a directory as any other
+      KILN_ASSIGN_OR_RETURN(kv.second, FetchGitContext(f, kv.second, "--build-context " + c));
+    }
     if (kv.second.rfind("oci-layout://", 0) == 0) {
       // PATH[:TAG|@DIGEST]: copied into the store by RunBuild.
       std::string path = kv.second.substr(13);
@@ -432,14 +482,11 @@ Status FillRequest(BuildFlags& f) {
       kv.second = "oci-layout://" + engine::AbsolutePath(path) + kv.second.substr(13 + path.size());
     } else if (kv.second.rfind("https://", 0) == 0 || kv.second.rfind("http://", 0) == 0) {
       // A tarball: downloaded and imported by RunBuild.
-      const std::string& url = kv.second;
-      if (url.find(".git#") != std::string::npos || (url.size() > 4 && url.compare(url.size() - 4, 4, ".git") == 0))
-        return Usage("--build-context " + c + ": a git repository as a build context is not supported yet "
-                     "(an http(s) URL must name a tarball)");
     } else if (kv.second.rfind("docker-image://", 0) != 0) {
       if (kv.second.find("://") != std::string::npos)
         return Usage("--build-context " + c + ": kiln takes a directory, docker-image://REF, "
-                     "oci-layout://PATH[:TAG|@DIGEST] or an http(s) URL of a tarball");
+                     "oci-layout://PATH[:TAG|@DIGEST], a git repository (REMOTE.git#REF[:SUBDIR]) "
+                     "or an http(s) URL of a tarball");
       if (!IsDir(kv.second))
         return Usage("--build-context " + c + ": " + kv.second + " is not a directory");
       kv.second = engine::AbsolutePath(kv.second);
@@ -618,6 +665,9 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--platform", f->platforms,
                   "target platform(s) os/arch[/variant], comma-separated or repeated (default: this host)")
       ->allow_extra_args(false);
+  cmd->add_flag("--all-platforms", f->req.all_platforms,
+                "build for every platform that all the base images' manifest lists have (the store's, else "
+                "the registry's)");
   cmd->add_flag("--no-cache", f->no_cache,
                 "rebuild every step without looking at the cache (the cache is still written for the next build)");
   cmd->add_flag("--layers", f->layers,
@@ -742,7 +792,9 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
                 "build-arg values are in it (default: none)");
   cmd->add_flag("--print-graph", f->req.print_graph,
                 "print the compiled build graph as JSON and exit without building");
-  cmd->add_option("CONTEXT", f->context, "build context directory (default .)");
+  cmd->add_option("CONTEXT", f->context,
+                  "build context directory (default .), or a git repository: REMOTE.git[#REF[:SUBDIR]], "
+                  "git@HOST:REPO.git[#...]");
   SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); }, kNotFoundFails);
 }
 

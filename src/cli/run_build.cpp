@@ -72,6 +72,83 @@ Status AddToManifestList(Store& store, const std::string& list, const std::strin
   return store.AddImage(top, std::vector<std::string>{name});
 }
 
+/// The platforms of base image `image` for --all-platforms: its index's
+/// (the store's, else its registry's), each normalised; a single-platform
+/// image is an error naming it.
+Expected<std::vector<Platform>> BasePlatforms(Store& store, const std::string& image, const std::string& written,
+                                              const TransferOptions& to) {
+  const std::string what = "--all-platforms: base image " + written;
+  std::string media_type, body;
+  KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> stored, store.ListImages());
+  std::vector<std::string> names = {image};
+  if (image.rfind("docker.io/library/", 0) == 0)
+    names.push_back("localhost/" + image.substr(18));  // as image::ResolveLocal
+  for (const std::string& name : names) {
+    for (const ImageEntry& e : stored) {
+      if (!media_type.empty() || std::find(e.names.begin(), e.names.end(), name) == e.names.end())
+        continue;
+      media_type = e.descriptor.media_type;
+      KILN_ASSIGN_OR_RETURN(body, store.ReadBlob(e.descriptor.digest));
+    }
+  }
+  if (media_type.empty()) {  // not stored: its registry's manifest (as podman)
+    KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(image));
+    KILN_ASSIGN_OR_RETURN(auto client, registry::RegistryClient::Create(ref.domain, registry::ClientOptionsFrom(to)));
+    auto mb = client->GetManifest(ref.path, ref.TagOrDigest());
+    if (!mb)
+      return std::move(mb).error().WithContext(what);
+    media_type = mb->media_type;
+    body = mb->body;
+  }
+  if (!IsIndexMediaType(media_type))
+    return Error(Errc::kInvalidInput, what + " is a single-platform image, not a manifest list: "
+                                             "give --platform instead");
+  KILN_ASSIGN_OR_RETURN(Index index, ParseIndex(body));
+  std::vector<Platform> out;
+  for (const Descriptor& d : index.manifests) {
+    if (!d.platform || d.platform->os == "unknown")  // BuildKit's attestation manifests
+      continue;
+    Platform p = d.platform->Normalized();
+    if (std::find(out.begin(), out.end(), p) == out.end())
+      out.push_back(p);
+  }
+  return out;
+}
+
+/// --all-platforms (as podman build): every platform that all the base
+/// images (FROM an image; scratch, stages and contexts are not looked at)
+/// have in their indexes, sorted.
+Expected<std::vector<Platform>> AllPlatforms(Store& store, const BuildRequest& req, const TransferOptions& to) {
+  KILN_ASSIGN_OR_RETURN(BuildGraph graph, frontend::Compile(req.containerfile, req.CompileOptionsFor(Platform::Host())));
+  std::optional<std::vector<Platform>> common;
+  std::vector<std::string> seen, written;
+  for (const Stage& stage : graph.stages) {
+    if (stage.base.kind != StageBase::Kind::kImage)
+      continue;
+    if (std::find(seen.begin(), seen.end(), stage.base.image) != seen.end())
+      continue;
+    seen.push_back(stage.base.image);
+    written.push_back(stage.base.written);
+    KILN_ASSIGN_OR_RETURN(std::vector<Platform> ps, BasePlatforms(store, stage.base.image, stage.base.written, to));
+    if (!common) {
+      common = ps;
+    } else {
+      std::erase_if(*common, [&](const Platform& p) { return std::find(ps.begin(), ps.end(), p) == ps.end(); });
+    }
+  }
+  if (!common)
+    return Error(Errc::kInvalidInput, "--all-platforms: no stage starts from an image (scratch and stages have "
+                                      "no platforms to look at): give --platform");
+  if (common->empty()) {
+    std::string names;
+    for (const auto& n : written)
+      names += (names.empty() ? "" : ", ") + n;
+    return Error(Errc::kInvalidInput, "--all-platforms: the base images " + names + " have no platform in common");
+  }
+  std::sort(common->begin(), common->end(), [](const Platform& a, const Platform& b) { return a.str() < b.str(); });
+  return *common;
+}
+
 int Finish(const BuildRequest& req, const std::string& id) {
   if (!req.iidfile.empty()) {
     if (auto s = WriteFileAtomic(req.iidfile, id); !s)
@@ -97,6 +174,18 @@ int RunBuild(BuildRequest& req, Context& ctx) {
 
   engine::BuildJob& job = req.job;
   job.containerfile = &req.containerfile;
+  if (req.all_platforms) {
+    auto all = AllPlatforms(*store, req, job.acquire.transfer);
+    if (!all)
+      return ReportError(all.error());
+    job.platforms = *all;
+    if (!quiet) {
+      std::string list;
+      for (const Platform& p : *all)
+        list += (list.empty() ? "" : ",") + p.str();
+      std::fprintf(stderr, "--all-platforms: building for %s\n", list.c_str());
+    }
+  }
   if (job.platforms.empty())
     job.platforms = {Platform::Host()};
   job.compile.target_platform = job.platforms.front();

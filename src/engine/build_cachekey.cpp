@@ -133,13 +133,18 @@ Expected<std::vector<std::string>> Builder::InputsFor(const Step& step, StageSta
     }
     case CopySource::Kind::kContext:
     case CopySource::Kind::kNamedContext: {
+      const CopyStep* local = &copy;
+      std::pair<CopyStep, CopyStep> split;
       if (copy.is_add && CopyHasUrlSource(copy)) {
-        KILN_ASSIGN_OR_RETURN(inputs, UrlInputs(step, copy));
+        split = SplitUrlSources(copy);
+        KILN_ASSIGN_OR_RETURN(inputs, UrlInputs(step, split.first));
         (*info)["from"] = "a URL";
-        return inputs;
+        if (split.second.sources.empty() && split.second.heredoc_sources.empty())
+          return inputs;
+        local = &split.second;  // and local sources in the same ADD
       }
       KILN_ASSIGN_OR_RETURN(std::string root, SourceRootFor(copy.from, nullptr, ""));
-      KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(copy, root, true));
+      KILN_ASSIGN_OR_RETURN(CopyRequest req, MakeCopyRequest(*local, root, true));
       SourceListing listing;
       auto d = HashCopySources(req, StatCacheFor(root), &listing);
       if (!d)

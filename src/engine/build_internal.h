@@ -31,6 +31,7 @@
 
 #include "engine/build.h"
 #include "engine/copy.h"
+#include "engine/git_source.h"
 #include "engine/plan.h"
 #include "kiln/cancel.h"
 #include "kiln/fs.h"
@@ -63,6 +64,10 @@ struct UrlFile {
 
 /// True when an ADD names an http(s) or git source.
 bool CopyHasUrlSource(const CopyStep& copy);
+/// An ADD's sources split in two: its URL (http(s), git) sources and its
+/// local ones, each as a CopyStep of its own with the same flags and DEST
+/// (`ADD https://… local.txt /dst/`, as BuildKit).
+std::pair<CopyStep, CopyStep> SplitUrlSources(const CopyStep& copy);
 
 struct StageState {
   ImageConfig config;
@@ -153,10 +158,9 @@ class Builder {
   /// `scratch` for the copy (`sources` get their paths there).
   Expected<UrlFile> FetchUrlSource(const Step& step, const CopyStep& copy, const std::string& url);
   Expected<std::vector<std::string>> UrlInputs(const Step& step, const CopyStep& copy);
-  /// ADD from git: git with a clean configuration; the commit a source's
+  /// ADD from git (git_source.h): the agent and --keep-git-dir; the commit a source's
   /// ref names (once per build); a checkout under `scratch` (its path).
-  Expected<std::string> RunGit(const std::vector<std::string>& args, const std::string& scratch,
-                               const std::string& what);
+  GitOptions GitOptionsFor(const CopyStep& copy) const;
   Expected<std::string> ResolveGitCommit(const Step& step, const CopyStep& copy, const std::string& src);
   Expected<std::string> CheckoutGit(const Step& step, const CopyStep& copy, const std::string& src,
                                     const std::string& scratch);

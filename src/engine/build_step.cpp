@@ -897,20 +897,30 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
                                           "directory and end with a /");
   std::vector<Mount> mounts;
   std::string scratch = DirName(merged);
-  CopyRequest req;
+  std::vector<CopyRequest> reqs(1);
+  const CopyStep* local = &copy;
+  std::pair<CopyStep, CopyStep> split;
   if (copy.is_add && CopyHasUrlSource(copy)) {
     // ADD URL: the fetched files (mode 0600, mtime from Last-Modified),
-    // owned by 0:0 unless --chown, never extracted (Docker's rule).
+    // owned by 0:0 unless --chown, never extracted (Docker's rule); the
+    // local sources of the same ADD after them, as any ADD's.
+    split = SplitUrlSources(copy);
     std::vector<std::string> sources;
-    KILN_ASSIGN_OR_RETURN(std::string url_root, MaterializeUrlSources(step, copy, scratch, &sources));
-    KILN_ASSIGN_OR_RETURN(req, MakeCopyRequest(copy, url_root, true));
-    req.ignore = nullptr;
-    req.sources = sources;
-    req.unpack_archives = false;
-  } else {
+    KILN_ASSIGN_OR_RETURN(std::string url_root, MaterializeUrlSources(step, split.first, scratch, &sources));
+    KILN_ASSIGN_OR_RETURN(reqs[0], MakeCopyRequest(split.first, url_root, true));
+    reqs[0].ignore = nullptr;
+    reqs[0].sources = sources;
+    reqs[0].unpack_archives = false;
+    local = &split.second;
+    if (!local->sources.empty() || !local->heredoc_sources.empty())
+      reqs.emplace_back();
+    else
+      local = nullptr;
+  }
+  if (local) {
     KILN_ASSIGN_OR_RETURN(std::string src_root, SourceRootFor(copy.from, &mounts, scratch));
     bool from_context = copy.from.kind == CopySource::Kind::kContext || copy.from.kind == CopySource::Kind::kNamedContext;
-    KILN_ASSIGN_OR_RETURN(req, MakeCopyRequest(copy, src_root, from_context));
+    KILN_ASSIGN_OR_RETURN(reqs.back(), MakeCopyRequest(*local, src_root, from_context));
   }
   if (!copy.chown.empty()) {
     KILN_ASSIGN_OR_RETURN(std::vector<std::string> lowers, LowerDirs(st));
@@ -921,13 +931,17 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
       return std::move(user).error().WithContext(Where(step) + ": --chown=" + copy.chown);
     KILN_TRY(CheckBuildId(Where(step) + ": --chown=" + copy.chown, "uid", user->uid));
     KILN_TRY(CheckBuildId(Where(step) + ": --chown=" + copy.chown, "gid", user->gid));
-    req.uid = user->uid;
-    req.gid = user->gid;
+    for (CopyRequest& req : reqs) {
+      req.uid = user->uid;
+      req.gid = user->gid;
+    }
   }
   KILN_ASSIGN_OR_RETURN(UniqueFd root, OpenFile(merged, O_RDONLY | O_DIRECTORY));
-  auto s = CopyIntoRoot(req, root.get(), merged);
-  if (!s)
-    return std::move(s).error().WithContext(Where(step));
+  for (const CopyRequest& req : reqs) {
+    auto s = CopyIntoRoot(req, root.get(), merged);
+    if (!s)
+      return std::move(s).error().WithContext(Where(step));
+  }
   return Ok();
 }
 

@@ -12,6 +12,7 @@
 #include <cctype>
 
 #include "engine/build_internal.h"
+#include "engine/git_source.h"
 #include "kiln/keyvalue.h"
 #include "kiln/process.h"
 
@@ -22,11 +23,6 @@ namespace build_internal {
 namespace {
 
 bool IsHttpUrl(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
-
-bool IsGitUrl(const std::string& s) {
-  return s.rfind("git@", 0) == 0 || s.rfind("git://", 0) == 0 ||
-         ((IsHttpUrl(s) || s.rfind("ssh://", 0) == 0 || s.rfind("file://", 0) == 0) && s.find(".git") != std::string::npos);
-}
 
 /// An HTTP date (RFC 7231 IMF-fixdate) as seconds since the epoch.
 std::optional<int64_t> ParseHttpDate(const std::string& text) {
@@ -72,6 +68,16 @@ bool CopyHasUrlSource(const CopyStep& copy) {
     if (IsHttpUrl(s) || IsGitUrl(s))
       return true;
   return false;
+}
+
+std::pair<CopyStep, CopyStep> SplitUrlSources(const CopyStep& copy) {
+  std::pair<CopyStep, CopyStep> out{copy, copy};
+  out.first.sources.clear();
+  out.second.sources.clear();
+  for (const auto& s : copy.sources)
+    (IsHttpUrl(s) || IsGitUrl(s) ? out.first : out.second).sources.push_back(s);
+  out.first.heredoc_sources.clear();
+  return out;
 }
 
 Expected<UrlFile> Builder::FetchUrlSource(const Step& step, const CopyStep& copy, const std::string& url) {
@@ -161,7 +167,7 @@ Expected<std::vector<std::string>> Builder::UrlInputs(const Step& step, const Co
       KILN_ASSIGN_OR_RETURN(std::string commit, ResolveGitCommit(step, copy, s));
       std::string frag = s.find('#') == std::string::npos ? "" : s.substr(s.find('#'));
       inputs.push_back("git " + commit + " " + frag.substr(std::min(frag.size(), frag.find(':'))) +
-                       (copy.keep_git_dir ? " keep-git-dir" : ""));
+                       (copy.keep_git_dir ? " keep-git-dir" : "") + " submodules");
       continue;
     }
     KILN_ASSIGN_OR_RETURN(UrlFile f, FetchUrlSource(step, copy, s));
@@ -225,86 +231,18 @@ Expected<std::string> Builder::MaterializeUrlSources(const Step& step, const Cop
 }  // namespace kiln::engine
 
 // ---------------------------------------------------------------------------
-// ADD from a git repository (docs/build.md "ADD from git"): Debian's git,
-// run by this process with a clean configuration (no system or user config,
-// no templates or hooks, fsck of every object), never prompting.
+// ADD from a git repository (docs/build.md "ADD from git"): git_source.h.
 
 namespace kiln::engine {
 
 namespace build_internal {
 
-namespace {
-
-struct GitSource {
-  std::string remote;
-  std::string ref;     // "" = HEAD
-  std::string subdir;  // "" = the whole tree
-};
-
-GitSource ParseGitSource(const std::string& src) {
-  GitSource g;
-  size_t hash = src.find('#');
-  g.remote = src.substr(0, hash);
-  if (hash != std::string::npos) {
-    std::string frag = src.substr(hash + 1);
-    size_t colon = frag.find(':');
-    g.ref = frag.substr(0, colon);
-    if (colon != std::string::npos)
-      g.subdir = frag.substr(colon + 1);
-  }
-  return g;
-}
-
-bool IsHex(const std::string& s, size_t min, size_t max) {
-  if (s.size() < min || s.size() > max)
-    return false;
-  for (char c : s)
-    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::isupper(static_cast<unsigned char>(c)))
-      return false;
-  return true;
-}
-
-}  // namespace
-
-Expected<std::string> Builder::RunGit(const std::vector<std::string>& args, const std::string& scratch,
-                                      const std::string& what) {
-  std::vector<std::string> argv = {"/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "HOME=" + scratch,
-                                   "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
-                                   "GIT_ASKPASS=/bin/false", "LC_ALL=C"};
+GitOptions Builder::GitOptionsFor(const CopyStep& copy) const {
+  GitOptions o;
   if (auto it = opts_.ssh.find("default"); it != opts_.ssh.end())
-    argv.push_back("SSH_AUTH_SOCK=" + it->second);
-  for (const char* proxy : {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
-    if (const char* v = std::getenv(proxy))
-      argv.push_back(std::string(proxy) + "=" + v);
-  argv.insert(argv.end(), {"git", "-c", "core.hooksPath=/dev/null", "-c", "init.templateDir=", "-c",
-                           "transfer.fsckObjects=true", "-c", "protocol.file.allow=always", "-c",
-                           "core.fsmonitor=false", "-c", "advice.detachedHead=false"});
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::string out_path = JoinPath(scratch, "git.out"), err_path = JoinPath(scratch, "git.err");
-  UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  UniqueFd err(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!out || !err || !null)
-    return Error::FromErrno("git output files in " + scratch);
-  SpawnOptions so;
-  so.fds = {{null.get(), 0}, {out.get(), 1}, {err.get(), 2}};
-  auto pid = SpawnArgv(argv, so);
-  if (!pid)
-    return std::move(pid).error().WithContext(what + ": run git (Debian package git)");
-  int status = WaitChild(*pid);
-  auto text = ReadFile(out_path, size_t(16) << 20);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto e = ReadFile(err_path, 1 << 16);
-    std::string msg = e ? *e : "";
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
-      msg.pop_back();
-    if (auto nl = msg.rfind('\n'); nl != std::string::npos)
-      msg = msg.substr(nl + 1);  // git's last line says why
-    if (WEXITSTATUS(status) == 127)
-      msg = "git is not installed (Debian package git)";
-    return Error(Errc::kFailed, what + ": " + (msg.empty() ? "git failed" : msg));
-  }
-  return text ? *text : std::string();
+    o.ssh_auth_sock = it->second;
+  o.keep_git_dir = copy.keep_git_dir;
+  return o;
 }
 
 Expected<std::string> Builder::ResolveGitCommit(const Step& step, const CopyStep& copy, const std::string& src) {
@@ -315,37 +253,12 @@ Expected<std::string> Builder::ResolveGitCommit(const Step& step, const CopyStep
       return it->second;
   }
   GitSource g = ParseGitSource(src);
-  if (g.remote.empty() || g.remote[0] == '-' || g.ref.find("..") != std::string::npos || (!g.ref.empty() && g.ref[0] == '-'))
-    return Error(Errc::kInvalidInput, where + ": not a git source (REMOTE[#REF[:SUBDIR]])");
-  std::string commit;
-  if (IsHex(g.ref, 40, 40)) {
-    commit = g.ref;
-  } else {
-    KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("git-"));
-    struct Cleanup {
-      std::string dir;
-      ~Cleanup() { (void)RemoveAll(dir); }
-    } cleanup{scratch};
-    std::string want = g.ref.empty() ? "HEAD" : g.ref;
-    KILN_ASSIGN_OR_RETURN(std::string refs, RunGit({"ls-remote", "--", g.remote, want}, scratch, where));
-    // The peeled commit of an annotated tag, else a tag, else a branch, else the name as given.
-    std::map<std::string, std::string> by_ref;
-    for (const auto& line : SplitList(refs, '\n')) {
-      size_t tab = line.find('\t');
-      if (tab != std::string::npos)
-        by_ref[line.substr(tab + 1)] = line.substr(0, tab);
-    }
-    for (const std::string& r : {"refs/tags/" + want + "^{}", "refs/tags/" + want, "refs/heads/" + want, want}) {
-      if (auto it = by_ref.find(r); it != by_ref.end()) {
-        commit = it->second;
-        break;
-      }
-    }
-    if (commit.empty())
-      return Error(Errc::kNotFound, where + ": no branch or tag " + want + " in " + g.remote);
-  }
-  if (!IsHex(commit, 40, 64))
-    return Error(Errc::kFailed, where + ": git gave no commit for " + g.ref);
+  KILN_ASSIGN_OR_RETURN(std::string scratch, store_.MakeTempDir("git-"));
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { (void)RemoveAll(dir); }
+  } cleanup{scratch};
+  KILN_ASSIGN_OR_RETURN(std::string commit, ResolveGitRef(g, scratch, where, GitOptionsFor(copy)));
   if (!copy.checksum.empty() && commit.rfind(copy.checksum, 0) != 0)
     return Error(Errc::kInvalidInput, where + ": --checksum=" + copy.checksum + " but " +
                                           (g.ref.empty() ? "HEAD" : g.ref) + " is commit " + commit);
@@ -358,39 +271,7 @@ Expected<std::string> Builder::CheckoutGit(const Step& step, const CopyStep& cop
                                            const std::string& scratch) {
   const std::string where = Where(step) + ": ADD " + src;
   KILN_ASSIGN_OR_RETURN(std::string commit, ResolveGitCommit(step, copy, src));
-  GitSource g = ParseGitSource(src);
-  std::string dir = JoinPath(scratch, "git-checkout");
-  std::string tmp = JoinPath(scratch, "git-tmp");
-  KILN_TRY(MakeDirs(tmp));
-  KILN_TRY(RunGit({"init", "-q", "--", dir}, tmp, where));
-  // By name first (every server allows it), then by commit id; a commit no
-  // ref names at its tip needs the whole history.
-  std::vector<std::vector<std::string>> tries;
-  if (!g.ref.empty() && !IsHex(g.ref, 40, 40))
-    tries.push_back({"-C", dir, "fetch", "-q", "--depth=1", "--no-tags", "--", g.remote,
-                     "+" + g.ref + ":refs/kiln/fetched"});
-  else if (g.ref.empty())
-    tries.push_back({"-C", dir, "fetch", "-q", "--depth=1", "--no-tags", "--", g.remote, "+HEAD:refs/kiln/fetched"});
-  tries.push_back({"-C", dir, "fetch", "-q", "--depth=1", "--no-tags", "--", g.remote, commit});
-  tries.push_back({"-C", dir, "fetch", "-q", "--tags", "--", g.remote, "+refs/heads/*:refs/remotes/origin/*"});
-  Status fetched = Ok();
-  for (const auto& t : tries) {
-    auto r = RunGit(t, tmp, where);
-    if (!r) {
-      fetched = std::move(r).error();
-      continue;
-    }
-    if (RunGit({"-C", dir, "cat-file", "-e", commit + "^{commit}"}, tmp, where)) {
-      fetched = Ok();
-      break;
-    }
-    fetched = Error(Errc::kNotFound, where + ": commit " + commit + " not fetched");
-  }
-  KILN_TRY(fetched);
-  KILN_TRY(RunGit({"-C", dir, "-c", "core.symlinks=true", "checkout", "-q", "--detach", commit}, tmp, where));
-  if (!copy.keep_git_dir)
-    KILN_TRY(RemoveAll(JoinPath(dir, ".git")));
-  return dir;
+  return CheckoutGitCommit(ParseGitSource(src), commit, scratch, where, GitOptionsFor(copy));
 }
 
 }  // namespace build_internal

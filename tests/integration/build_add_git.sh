@@ -24,63 +24,48 @@ src="$work/src"; mkdir -p "$src/sub"
 ) >"$work/git.log" 2>&1 || { tap_not_ok "make the repository"; diag <"$work/git.log"; tap_done; exit; }
 c1=$(git -C "$src" rev-parse v1^{commit}); c2=$(git -C "$src" rev-parse main)
 mkdir -p "$work/srv" && git clone -q --bare "$src" "$work/srv/repo.git" && chmod -R a+rX "$work/srv"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-git daemon --reuseaddr --export-all --base-path="$work/srv" --listen=127.0.0.1 --port="$port" "$work/srv" \
-  2>"$work/daemon.log" &
-REG_PID=$!  # cleanup_workdir kills it
-for _ in $(seq 100); do git ls-remote "git://127.0.0.1:$port/repo.git" >/dev/null 2>&1 && break; sleep 0.1; done
-D="git://127.0.0.1:$port/repo.git"
+start_git_daemon "$work/srv" repo.git || { tap_not_ok "start git daemon"; diag <"$work/srv.daemon.log"; tap_done; exit; }
+D="$GITD/repo.git"
 
 for mode in $(test_modes); do
-  w=$(make_workdir "$mode"); s="$w/store"
-  import_busybox "$mode" "$s" "$w" || { tap_not_ok "$mode: import busybox"; continue; }
-  # file://: a copy the mode's user owns (git's safe.directory rule)
-  cp -a "$work/srv/repo.git" "$w/repo.git"
-  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown -R "$KILN_TEST_USER" "$w/repo.git"
-  F="file://$w/repo.git"
-  as_mode "$mode" mkdir -p "$w/c"
-  build() {  # NAME ADD-ARGS...: builds FROM busybox + ADD ARGS into image NAME
-    local name=$1; shift
-    as_mode "$mode" sh -c "printf 'FROM busybox\nADD %s\n' '$*' >'$w/c/Containerfile'"
-    kiln_as "$mode" "$s" build --progress plain -t "$name" "$w/c" >"$w/out" 2>&1
-  }
-  runc() { kiln_as "$mode" "$s" run --rm --network none "$@" 2>&1; }
+  git_mode_setup "$mode" "$work/srv" || { tap_not_ok "$mode: import busybox"; continue; }
+  F="$F/repo.git"
 
-  if build t1 "$F#v1 /src" && [ "$(runc t1 sh -c 'cat /src/a /src/sub/b; readlink /src/link; ls -A /src | tr "\n" " "')" = "$(printf '1\nb\n/etc/shadow\na escape link sub ')" ]; then
+  if build_add t1 "$F#v1 /src" && [ "$(runc t1 sh -c 'cat /src/a /src/sub/b; readlink /src/link; ls -A /src | tr "\n" " "')" = "$(printf '1\nb\n/etc/shadow\na escape link sub ')" ]; then
     tap_ok "$mode: ADD file://…#v1 (annotated tag): its tree, no .git, the symlink to /etc/shadow stays a link"
   else
     tap_not_ok "$mode: ADD file:// tag"; diag <"$w/out"; runc t1 ls -la /src | diag
   fi
-  if build t2 "$D#main /src" && [ "$(runc t2 cat /src/a)" = 2 ] &&
-     build t3 "$D#feature /src" && [ "$(runc t3 cat /src/a)" = feat ]; then
+  if build_add t2 "$D#main /src" && [ "$(runc t2 cat /src/a)" = 2 ] &&
+     build_add t3 "$D#feature /src" && [ "$(runc t3 cat /src/a)" = feat ]; then
     tap_ok "$mode: ADD git://127.0.0.1 (git daemon) #main and #feature: each branch's tree"
   else
     tap_not_ok "$mode: ADD git:// branch"; diag <"$w/out"
   fi
-  if build t4 "$D#$c1 /src" && [ "$(runc t4 cat /src/a)" = 1 ]; then
+  if build_add t4 "$D#$c1 /src" && [ "$(runc t4 cat /src/a)" = 1 ]; then
     tap_ok "$mode: ADD git://…#<commit> of a commit no ref has at its tip"
   else
     tap_not_ok "$mode: ADD git:// commit"; diag <"$w/out"
   fi
-  if build t5 "$D#v1:sub /s" && [ "$(runc t5 sh -c 'ls -A /s')" = b ] &&
-     build t6 "$F#main:escape /e" && [ "$(runc t6 sh -c 'ls -A /e | tr "\n" " "')" = "a escape link sub " ]; then
+  if build_add t5 "$D#v1:sub /s" && [ "$(runc t5 sh -c 'ls -A /s')" = b ] &&
+     build_add t6 "$F#main:escape /e" && [ "$(runc t6 sh -c 'ls -A /e | tr "\n" " "')" = "a escape link sub " ]; then
     tap_ok "$mode: #REF:SUBDIR copies that directory; a SUBDIR that is a link out of the checkout stays inside it"
   else
     tap_not_ok "$mode: ADD git subdir"; diag <"$w/out"; runc t6 ls -la /e | diag
   fi
-  if build t7 "--keep-git-dir $F#main /src" && [ "$(runc t7 sh -c 'test -d /src/.git && cat /src/a')" = 2 ]; then
+  if build_add t7 "--keep-git-dir $F#main /src" && [ "$(runc t7 sh -c 'test -d /src/.git && cat /src/a')" = 2 ]; then
     tap_ok "$mode: --keep-git-dir keeps .git"
   else
     tap_not_ok "$mode: --keep-git-dir"; diag <"$w/out"
   fi
-  if build t8 "--checksum=$c2 $D#main /src" && ! build t9 "--checksum=$c1 $D#main /src" &&
+  if build_add t8 "--checksum=$c2 $D#main /src" && ! build_add t9 "--checksum=$c1 $D#main /src" &&
      grep -q "Containerfile:2" "$w/out" && grep -q "$c2" "$w/out"; then
     tap_ok "$mode: --checksum=<commit> passes for that commit and fails naming the real one otherwise"
   else
     tap_not_ok "$mode: ADD git --checksum"; diag <"$w/out"
   fi
   # Cache: the key is the commit. Same commit: cached; the branch moved: runs again.
-  build t2 "$D#main /src"
+  build_add t2 "$D#main /src"
   if grep -q "Using cache" "$w/out"; then
     tap_ok "$mode: a rebuild of the same commit comes from the cache"
   else

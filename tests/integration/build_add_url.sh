@@ -133,6 +133,25 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: kiln import URL"; diag <"$w/out"
   fi
+  # A URL and local sources in one ADD (as BuildKit): the URL's file (0600,
+  # not extracted) and the local ones (a tar extracted) in DEST/.
+  as_mode "$mode" mkdir -p "$w/mixed"
+  as_mode "$mode" sh -c "cd '$w/mixed' && echo local >local.txt && mkdir t && echo intar >t/in && tar cf pack.tar -C t in && rm -r t &&
+    printf 'FROM busybox\nADD $U/hello.txt local.txt pack.tar /dst/\n' >Containerfile"
+  if k -q -t mixed "$w/mixed" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none mixed sh -c 'cat /dst/hello.txt /dst/local.txt /dst/in; stat -c %a /dst/hello.txt; ls /dst | tr "\n" " "')" = "$(printf 'hello over https\nlocal\nintar\n600\nhello.txt in local.txt ')" ]; then
+    tap_ok "$mode: ADD URL local.txt pack.tar /dst/: the URL's file (600) and the local files, the tar extracted"
+  else
+    tap_not_ok "$mode: ADD of a URL with local sources"; diag <"$w/out"
+    kiln_as "$mode" "$s" run --rm --network none mixed ls -la /dst 2>&1 | diag
+  fi
+  as_mode "$mode" sh -c "echo changed >'$w/mixed/local.txt'"
+  if k --progress plain -t mixed "$w/mixed" >"$w/out" 2>&1 && ! grep -q "Using cache" "$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none mixed cat /dst/local.txt)" = changed ]; then
+    tap_ok "$mode: a changed local source of a mixed ADD misses the cache"
+  else
+    tap_not_ok "$mode: mixed ADD cache miss on a local change"; diag <"$w/out"
+  fi
   k --network none "$w/plain" >"$w/out" 2>&1; rc=$?
   check_refused "$mode: --network none refuses ADD URL (exit 2, naming the line), cached or not" $rc \
     "Containerfile:2: ADD $U/hello.txt?v=1 is not allowed: the build runs with --network none" "$w/out"

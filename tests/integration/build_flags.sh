@@ -234,8 +234,8 @@ PY
   check "$mode: a URL context that is not there fails naming it ($rc: $(head -c 200 "$w/out"))" \
     bash -c "[ $rc != 0 ] && grep -q 'missing.tar' '$w/out'"
   kiln_as "$mode" "$s" build -q --build-context web=https://127.0.0.1:1/r.git "$w/urlc" >"$w/out" 2>&1; rc=$?
-  check "$mode: a git URL as a context: exit 2, not yet supported ($rc)" \
-    bash -c "[ $rc = 2 ] && grep -q 'a git repository as a build context is not supported yet' '$w/out'"
+  check "$mode: a git URL as a context that cannot be reached fails naming it ($rc)" \
+    bash -c "[ $rc != 0 ] && grep -q -- '--build-context web=https://127.0.0.1:1/r.git' '$w/out'"
   kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null
   rm -rf "$w"
 done

@@ -164,6 +164,37 @@ serve_dir() {
   return 1
 }
 
+# start_git_daemon BASE REPO: `git daemon` exporting the repositories under
+# BASE on a free loopback port; sets GITD (git://127.0.0.1:PORT) and REG_PID
+# (cleanup_workdir kills it). Returns 1 when BASE/REPO is not served within 10 s.
+start_git_daemon() {
+  local port
+  port=$(free_port)
+  git daemon --reuseaddr --export-all --base-path="$1" --listen=127.0.0.1 --port="$port" "$1" 2>"$1.daemon.log" &
+  REG_PID=$!
+  GITD=git://127.0.0.1:$port
+  for _ in $(seq 100); do git ls-remote "$GITD/$2" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+# git_mode_setup MODE SRC: for the ADD-from-git tests, a work dir (w), its
+# store (s) with busybox, a copy of SRC the mode's user owns at $w/srv (git's
+# safe.directory rule; F=file://$w/srv), $w/c, and build_add NAME ADD-ARGS
+# (FROM busybox + ADD ARGS into image NAME, output in $w/out) and runc.
+git_mode_setup() {
+  mode=$1; w=$(make_workdir "$mode"); s="$w/store"; F="file://$w/srv"
+  import_busybox "$mode" "$s" "$w" || return 1
+  cp -a "$2" "$w/srv"
+  [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown -R "$KILN_TEST_USER" "$w/srv"
+  as_mode "$mode" mkdir -p "$w/c"
+}
+build_add() {
+  local name=$1; shift
+  as_mode "$mode" sh -c "printf 'FROM busybox\nADD %s\n' '$*' >'$w/c/Containerfile'"
+  kiln_as "$mode" "$s" build --progress plain -t "$name" "$w/c" >"$w/out" 2>&1
+}
+runc() { kiln_as "$mode" "$s" run --rm --network none "$@" 2>&1; }
+
 # start_registry DIR: Debian's docker-registry on an ephemeral loopback port
 # (plain HTTP), its storage and log under DIR. Sets REG (host:port) and
 # REG_PID (kill it when done). Returns 1 when it does not answer.

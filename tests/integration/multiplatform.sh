@@ -76,7 +76,12 @@ COPY --from=builder /msg /msg
 RUN uname -m > /arch
 CMD ["cat", "/arch"]
 CF
-chmod -R a+rX "$shared/ctx"
+mkdir -p "$shared/all" "$shared/single" "$shared/none" "$shared/subset" "$shared/remote"
+printf 'FROM busybox\nRUN uname -m > /arch\n' >"$shared/all/Containerfile"
+printf 'FROM busybox-amd64\nRUN true\n' >"$shared/single/Containerfile"
+printf 'FROM only-amd AS a\nFROM only-arm\nCOPY --from=a /bin/sh /x\n' >"$shared/none/Containerfile"
+printf 'FROM only-amd AS a\nFROM busybox\nCOPY --from=a /bin/sh /x\n' >"$shared/subset/Containerfile"
+chmod -R a+rX "$shared/ctx" "$shared/all" "$shared/single" "$shared/none" "$shared/subset" "$shared/remote"
 
 # check_archive ARCHIVE: "linux/amd64=x86_64 linux/arm64=aarch64" from the
 # index of an oci-archive, reading /arch out of each platform's layers.
@@ -186,6 +191,41 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: pull --platform linux/arm64"; diag <"$work/err"
   fi
+  # --all-platforms (as podman build): every platform all the bases' indexes have.
+  if k build -q --all-platforms -t allp "$shared/all" >/dev/null 2>"$work/err" &&
+     [ "$(k inspect allp | jq -r '[.[0].Manifests[].platform.architecture] | sort | join(",")')" = amd64,arm64 ] &&
+     [ "$(k run --rm --platform linux/arm64 allp cat /arch 2>>"$work/err")" = aarch64 ]; then
+    tap_ok "$mode: build --all-platforms FROM busybox (an index of amd64, arm64): an index of both"
+  else
+    tap_not_ok "$mode: build --all-platforms"; diag <"$work/err"; k inspect allp 2>&1 | diag
+  fi
+  k build --all-platforms -t nope "$shared/single" >/dev/null 2>"$work/err"; rc=$?
+  check_refused "$mode: --all-platforms FROM a single-platform image: exit 2 naming it" $rc \
+    "--all-platforms: base image busybox-amd64 is a single-platform image" "$work/err"
+  k manifest create only-amd busybox-amd64 >/dev/null 2>&1; k manifest create only-arm busybox-arm64 >/dev/null 2>&1
+  k build --all-platforms -t nope "$shared/none" >/dev/null 2>"$work/err"; rc=$?
+  check_refused "$mode: --all-platforms with bases of no common platform: exit 2 naming them" $rc \
+    "base images only-amd, only-arm have no platform in common" "$work/err"
+  k build --platform linux/amd64 --all-platforms -t nope "$shared/all" >/dev/null 2>"$work/err"; rc=$?
+  check_refused "$mode: --all-platforms with --platform: exit 2" $rc "--all-platforms and --platform" "$work/err"
+  if k build --all-platforms -t subset "$shared/subset" >/dev/null 2>"$work/err" &&
+     grep -q -- "--all-platforms: building for linux/amd64\$" "$work/err" &&
+     [ "$(k run --rm subset uname -m 2>>"$work/err")" = x86_64 ]; then
+    tap_ok "$mode: --all-platforms with bases amd64,arm64 and amd64: builds linux/amd64 only"
+  else
+    tap_not_ok "$mode: --all-platforms common subset"; diag <"$work/err"
+  fi
+  # A base only in the registry: its index there, the build pulls each platform.
+  printf 'FROM %s\nRUN uname -m >/was\n' "$dest" | as_mode "$mode" sh -c "cat >'$work/remote.cf'"
+  if kiln_as "$mode" "$work/store4" build -q --tls-verify=false --all-platforms -f "$work/remote.cf" -t fromreg \
+       "$shared/remote" >/dev/null 2>"$work/err" &&
+     [ "$(kiln_as "$mode" "$work/store4" inspect fromreg | jq '.[0].Manifests | length')" = 2 ] &&
+     [ "$(kiln_as "$mode" "$work/store4" run --rm --platform linux/arm64 fromreg cat /was 2>>"$work/err")" = aarch64 ]; then
+    tap_ok "$mode: --all-platforms FROM a registry index not in the store: both platforms built"
+  else
+    tap_not_ok "$mode: --all-platforms of a registry base"; diag <"$work/err"
+  fi
+
   # run --platform of a remote index pulls that platform.
   if [ "$(kiln_as "$mode" "$work/store3" run --rm --platform linux/arm64 "$dest" cat /arch 2>"$work/err")" = aarch64 ]; then
     tap_ok "$mode: run --platform linux/arm64 of a registry index pulls and runs the arm64 image"
