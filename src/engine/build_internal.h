@@ -62,6 +62,13 @@ struct UrlFile {
   std::string last_modified;  // the Last-Modified header ("" when none): its mtime
 };
 
+/// Where ADD's URL sources are laid out for the copy: a root and the
+/// sources in it (build_url.cpp MaterializeUrlSources).
+struct UrlCopy {
+  std::string root;
+  std::vector<std::string> sources;
+};
+
 /// True when an ADD names an http(s) or git source.
 bool CopyHasUrlSource(const CopyStep& copy);
 /// An ADD's sources split in two: its URL (http(s), git) sources and its
@@ -164,8 +171,9 @@ class Builder {
   Expected<std::string> ResolveGitCommit(const Step& step, const CopyStep& copy, const std::string& src);
   Expected<std::string> CheckoutGit(const Step& step, const CopyStep& copy, const std::string& src,
                                     const std::string& scratch);
-  Expected<std::string> MaterializeUrlSources(const Step& step, const CopyStep& copy, const std::string& scratch,
-                                              std::vector<std::string>* sources);
+  /// The downloaded files (one copy) and each git checkout (one copy each).
+  Expected<std::vector<UrlCopy>> MaterializeUrlSources(const Step& step, const CopyStep& copy,
+                                                       const std::string& scratch);
   /// --squash / --squash-all: the final stage's layers from `first` on as
   /// one layer (none when they are none).
   Expected<std::vector<LayerRef>> Squash(const StageState& st, size_t first);

@@ -897,27 +897,29 @@ Status Builder::CopyStep_(const Step& step, const CopyStep& copy, StageState& st
                                           "directory and end with a /");
   std::vector<Mount> mounts;
   std::string scratch = DirName(merged);
-  std::vector<CopyRequest> reqs(1);
+  std::vector<CopyRequest> reqs;
   const CopyStep* local = &copy;
   std::pair<CopyStep, CopyStep> split;
   if (copy.is_add && CopyHasUrlSource(copy)) {
     // ADD URL: the fetched files (mode 0600, mtime from Last-Modified),
-    // owned by 0:0 unless --chown, never extracted (Docker's rule); the
-    // local sources of the same ADD after them, as any ADD's.
+    // owned by 0:0 unless --chown, never extracted (Docker's rule), and
+    // each git checkout; the local sources of the same ADD after them, as
+    // any ADD's.
     split = SplitUrlSources(copy);
-    std::vector<std::string> sources;
-    KILN_ASSIGN_OR_RETURN(std::string url_root, MaterializeUrlSources(step, split.first, scratch, &sources));
-    KILN_ASSIGN_OR_RETURN(reqs[0], MakeCopyRequest(split.first, url_root, true));
-    reqs[0].ignore = nullptr;
-    reqs[0].sources = sources;
-    reqs[0].unpack_archives = false;
+    KILN_ASSIGN_OR_RETURN(std::vector<UrlCopy> url_copies, MaterializeUrlSources(step, split.first, scratch));
+    for (const UrlCopy& u : url_copies) {
+      KILN_ASSIGN_OR_RETURN(CopyRequest r, MakeCopyRequest(split.first, u.root, true));
+      r.ignore = nullptr;
+      r.sources = u.sources;
+      r.unpack_archives = false;
+      reqs.push_back(std::move(r));
+    }
     local = &split.second;
-    if (!local->sources.empty() || !local->heredoc_sources.empty())
-      reqs.emplace_back();
-    else
+    if (local->sources.empty() && local->heredoc_sources.empty())
       local = nullptr;
   }
   if (local) {
+    reqs.emplace_back();
     KILN_ASSIGN_OR_RETURN(std::string src_root, SourceRootFor(copy.from, &mounts, scratch));
     bool from_context = copy.from.kind == CopySource::Kind::kContext || copy.from.kind == CopySource::Kind::kNamedContext;
     KILN_ASSIGN_OR_RETURN(reqs.back(), MakeCopyRequest(*local, src_root, from_context));

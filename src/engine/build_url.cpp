@@ -156,8 +156,7 @@ Expected<std::vector<std::string>> Builder::UrlInputs(const Step& step, const Co
   std::vector<std::string> inputs;
   for (const auto& s : copy.sources) {
     if (!IsHttpUrl(s) && !IsGitUrl(s))
-      return Error(Errc::kUnsupported, Where(step) + ": ADD of a URL together with local sources " + s +
-                                           ": give the URL an ADD of its own");
+      continue;  // a local source: hashed as the context's (build_cachekey.cpp)
     // `--network none` promises that no step reaches the network (docs/build.md).
     if (opts_.network == NetworkMode::kNone && s.rfind("file://", 0) != 0)
       return Error(Errc::kInvalidInput, Where(step) + ": ADD " + s +
@@ -176,26 +175,22 @@ Expected<std::vector<std::string>> Builder::UrlInputs(const Step& step, const Co
   return inputs;
 }
 
-Expected<std::string> Builder::MaterializeUrlSources(const Step& step, const CopyStep& copy,
-                                                     const std::string& scratch, std::vector<std::string>* sources) {
+Expected<std::vector<UrlCopy>> Builder::MaterializeUrlSources(const Step& step, const CopyStep& copy,
+                                                              const std::string& scratch) {
   std::string root = JoinPath(scratch, "url-sources");
   KILN_TRY(MakeDirs(root));
+  std::vector<UrlCopy> copies(1);  // [0]: the downloaded files, under root
+  copies[0].root = root;
   for (size_t i = 0; i < copy.sources.size(); ++i) {
     std::string dir = JoinPath(root, std::to_string(i));
     KILN_TRY(MakeDirs(dir));
     if (IsGitUrl(copy.sources[i])) {
       // The checkout (its .git only with --keep-git-dir), or SUBDIR of it
       // resolved inside the checkout (a link out of it stays in it): the
-      // checkout is the copy's root.
-      if (copy.sources.size() != 1)
-        return Error(Errc::kUnsupported, Where(step) + ": ADD of a git repository together with other sources: "
-                                                       "give the repository an ADD of its own");
+      // checkout is that copy's root (one copy per repository, as BuildKit).
       KILN_ASSIGN_OR_RETURN(std::string checkout, CheckoutGit(step, copy, copy.sources[i], dir));
-      const std::string& src = copy.sources[i];
-      std::string frag = src.find('#') == std::string::npos ? "" : src.substr(src.find('#') + 1);
-      std::string subdir = frag.find(':') == std::string::npos ? "" : frag.substr(frag.find(':') + 1);
-      sources->push_back("/" + subdir);
-      return checkout;
+      copies.push_back(UrlCopy{checkout, {"/" + ParseGitSource(copy.sources[i]).subdir}});
+      continue;
     }
     KILN_ASSIGN_OR_RETURN(UrlFile f, FetchUrlSource(step, copy, copy.sources[i]));
     std::string path = JoinPath(dir, f.name);
@@ -221,9 +216,11 @@ Expected<std::string> Builder::MaterializeUrlSources(const Step& step, const Cop
       if (::futimens(out.get(), times) != 0)
         return Error::FromErrno("set the mtime of " + path);
     }
-    sources->push_back("/" + std::to_string(i) + "/" + f.name);
+    copies[0].sources.push_back("/" + std::to_string(i) + "/" + f.name);
   }
-  return root;
+  if (copies[0].sources.empty())
+    copies.erase(copies.begin());
+  return copies;
 }
 
 }  // namespace build_internal

@@ -62,6 +62,15 @@ for mode in $(test_modes); do
     tap_not_ok "$mode: evil submodule was not refused"; diag <"$w/out"
   fi
 
+  # Two repositories and a local file in one ADD (as BuildKit): each tree, and the file, in DEST/.
+  as_mode "$mode" sh -c "echo loc >'$w/c/local.txt'"
+  if build_add s5 "$D/lib.git#main $F/deep.git#main local.txt /m/" &&
+     [ "$(runc s5 sh -c 'cd /m && find . -type f | sort | tr "\n" " "')" = "./.gitmodules ./d ./deep/d ./l ./local.txt " ]; then
+    tap_ok "$mode: ADD git://…/lib.git file://…/deep.git local.txt /m/: both trees and the local file"
+  else
+    tap_not_ok "$mode: ADD of two repositories and a local file"; diag <"$w/out"; runc s5 find /m | diag
+  fi
+
   # The repository as the main context: its Containerfile, SUBDIR as the context.
   if kiln_as "$mode" "$s" build -q -t ctx1 "$D/top.git#v1:app" >/dev/null 2>"$w/out" &&
      [ "$(runc ctx1 cat /ls)" = "Containerfile a " ] &&
