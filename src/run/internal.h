@@ -238,6 +238,31 @@ Status AddMounts(const Paths& paths, const RunOptions& o, const StoredImage& ima
 
 class PortForwarder;
 
+/// The default network (`--network private`) of one container, made ahead:
+/// a network namespace held by a child of kiln with slirp4netns/pasta
+/// attached (kiln/sandbox.h SharedNetwork), started on a thread while the
+/// record is written and the sandbox helper starts, so that the helper's
+/// start-up (~5-25 ms) is off the critical path; the sandbox joins it
+/// (SandboxSpec::join_netns) instead of making its own. A failure fails
+/// the start (never another network). Stops the helper when destroyed.
+class PremadeNetwork {
+ public:
+  PremadeNetwork();
+  ~PremadeNetwork();
+  PremadeNetwork(const PremadeNetwork&) = delete;
+  PremadeNetwork& operator=(const PremadeNetwork&) = delete;
+  /// Whether `c` runs on the default network with a namespace of its own
+  /// (not a kiln network, container:ID or a test's sandbox).
+  static bool Wanted(const Config& c, const Sandbox* sandbox);
+  /// The namespace's path (/proc/PID/ns/net), once made.
+  Expected<std::string> Wait();
+
+ private:
+  SharedNetwork net_;
+  std::thread thread_;
+  std::optional<Expected<std::string>> path_;
+};
+
 /// Runs the container in this process, which owns it (monitor.lock) until
 /// it exits. stdio: the given fds (-1: /dev/null). Returns its status.
 /// `fwd`: the host sockets of -p when the caller bound them already (else
@@ -245,7 +270,7 @@ class PortForwarder;
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
                         int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
                         std::unique_ptr<PortForwarder> fwd = nullptr, Sandbox* sandbox = nullptr,
-                        bool lock_held = false);
+                        bool lock_held = false, PremadeNetwork* premade = nullptr);
 /// The health checks of a running container (health.cpp): a thread that
 /// probes at the intervals, records State.Health, emits health_status
 /// events and acts on --health-on-failure. `paths` and `c` must outlive it.

@@ -324,7 +324,9 @@ Status AddContainerEnv(const Paths& paths, const Config& c, std::vector<SandboxM
                      "\nimageid=" + q(image_id) + "\nrootless=" + (rootless ? "1" : "0") + "\n";
   std::string path = RunDir(paths, c.id) + "/containerenv";
   KILN_TRY(MakeDirs(RunDir(paths, c.id), 0700));
-  KILN_TRY(WriteFileAtomic(path, text, 0644));
+  // Run-time state (gone at reboot, written again at every start): no fsync,
+  // readers still never see a partial file.
+  KILN_TRY(WriteFileAtomic(path, text, AtomicWriteOptions{.mode = 0644, .durable = false}));
   SandboxMount m;
   m.type = SandboxMount::Type::kBind;
   m.source = path;

@@ -72,13 +72,41 @@ Error Cancelled() {
 
 namespace internal {
 
+PremadeNetwork::PremadeNetwork() {
+  thread_ = std::thread([this] { path_.emplace(net_.Path()); });
+}
+
+PremadeNetwork::~PremadeNetwork() {
+  if (thread_.joinable())
+    thread_.join();
+}
+
+bool PremadeNetwork::Wanted(const Config& c, const Sandbox* sandbox) {
+  return sandbox == nullptr && c.network == NetworkMode::kPrivate && c.networks.empty() &&
+         c.network_container.empty();
+}
+
+Expected<std::string> PremadeNetwork::Wait() {
+  if (thread_.joinable())
+    thread_.join();
+  return *path_;
+}
+
 /// Runs the container in this process, which owns it (monitor.lock) until
 /// it exits. stdio: the given fds (-1: /dev/null). Returns its status.
 /// `fwd`: the host sockets of -p when the caller bound them already (else
 /// they are bound here, before the container starts).
 Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, int err, bool tty,
                         int tty_in, int tty_out, int* ready_fd, const std::string& cgroup,
-                        std::unique_ptr<PortForwarder> fwd, Sandbox* sandbox, bool lock_held) {
+                        std::unique_ptr<PortForwarder> fwd, Sandbox* sandbox, bool lock_held,
+                        PremadeNetwork* premade) {
+  std::unique_ptr<PremadeNetwork> own_network;  // a monitor's start: made here
+  if (!PremadeNetwork::Wanted(c, sandbox)) {
+    premade = nullptr;  // made for nothing (no usable helper after all): unused
+  } else if (!premade) {
+    own_network = std::make_unique<PremadeNetwork>();
+    premade = own_network.get();
+  }
   std::string rdir = RunDir(paths, c.id);
   KILN_TRY(MakeDirs(rdir, 0700));
   Expected<UniqueFd> lock = UniqueFd();
@@ -164,7 +192,16 @@ Expected<int> Supervise(const Paths& paths, const Config& c, int in, int out, in
   };
   InstallForwarders();
 
-  Expected<SandboxResult> result = SandboxOrHost(sandbox).Run(spec);
+  std::optional<Error> network_error;
+  if (premade && spec.network == NetworkMode::kPrivate && spec.join_netns.empty() && !spec.attach_network) {
+    auto netns = premade->Wait();
+    if (netns)
+      spec.join_netns = *netns;
+    else
+      network_error = std::move(netns).error().WithContext("sandbox: the container's network");
+  }
+  Expected<SandboxResult> result =
+      network_error ? Expected<SandboxResult>(std::move(*network_error)) : SandboxOrHost(sandbox).Run(spec);
   if (relay.joinable()) {
     (void)!::write(stop_w.get(), "x", 1);
     relay.join();
@@ -250,6 +287,13 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   if (o.memory || o.cpus || o.pids_limit) {
     KILN_ASSIGN_OR_RETURN(cgroup, PrepareCgroup(o, id));
   }
+  // The default network's namespace and helper, made while the image is
+  // read and the record written (a detached container's monitor makes its
+  // own). Destroyed (the helper stopped) on every way out of Run.
+  std::unique_ptr<PremadeNetwork> network;
+  if (!o.detach && !o.create_only && o.sandbox == nullptr && o.network == NetworkMode::kPrivate &&
+      o.networks.empty() && o.network_container.empty() && !NetworkHelper().empty())
+    network = std::make_unique<PremadeNetwork>();
   KILN_ASSIGN_OR_RETURN(StoredImage image, GetImage(store, o));
   // -P: every port the image EXPOSEs that no -p publishes, on a free host
   // port ("80/tcp", "53/udp"; a bare "80" is tcp).
@@ -379,13 +423,15 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   int in = o.interactive ? 0 : -1;
   int no_ready = -1;
   auto status = Supervise(paths, c, in, 1, 2, tty, o.interactive ? 0 : -1, 1, &no_ready, cgroup, std::move(fwd),
-                          o.sandbox);
+                          o.sandbox, false, network.get());
+  network.reset();  // the helper stopped before the record goes
   DetachNetworks(paths, c);
   if (o.remove) {
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
     (void)RemoveRecords(paths, c);
   }
   return status;
+
 }
 
 }  // namespace kiln::run

@@ -36,6 +36,10 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/secret" >/dev/null && br
 # test user.
 mkdir -p "$WORK_ROOT/nohelper"
 NOHELPER_PATH="$WORK_ROOT/nohelper"
+# ... and one whose slirp4netns fails (exits before it is ready).
+mkdir -p "$WORK_ROOT/badhelper"
+printf '#!/bin/sh\nexit 1\n' >"$WORK_ROOT/badhelper/slirp4netns"
+chmod 755 "$WORK_ROOT/badhelper/slirp4netns"
 
 one_line() { [ "$(grep -c . "$1")" -eq 1 ]; }
 
@@ -102,6 +106,18 @@ for mode in $(test_modes); do
     out=$(k run --rm busybox wget -q -O- "http://127.0.0.1:$PORT/secret" 2>"$work/err"); rc=$?
     check "$mode: with the helper (slirp4netns/pasta) the host's loopback is not reachable either ($rc)" \
       bash -c "[ $rc -ne 0 ] && [ -z '$out' ]"
+    # The default network's namespace is made ahead, beside the record
+    # (docs/run.md): the container is in it, with slirp4netns's address.
+    out=$(k run --rm busybox sh -c 'ip -4 -o addr show tap0; readlink /proc/self/ns/net' 2>"$work/err")
+    check "$mode: the default network: tap0 with slirp4netns's 10.0.2.100 ($(echo $out | head -c 120))" \
+      bash -c "grep -q 'inet 10.0.2.100/24' <<<'$out'"
+    # A helper that fails: the run fails closed, naming the network, runs
+    # nothing and leaves no record.
+    out=$(as_mode "$mode" env KILN_ROOT="$store" PATH="$WORK_ROOT/badhelper" "$KILN_BIN" run --rm busybox echo ran \
+      2>"$work/err"); rc=$?
+    check "$mode: a failing slirp4netns fails the run closed ($rc, '$out': $(head -c 200 "$work/err"))" \
+      bash -c "[ $rc -eq 125 ] && [ -z '$out' ] && grep -q \"the container's network: slirp4netns failed\" '$work/err'"
+    check "$mode: ... and leaves no record" test -z "$(k ps -a -q)"
   fi
   ctx="$work/ctx-net"
   mkdir -p "$ctx"
