@@ -314,7 +314,8 @@ Status FillRequest(BuildFlags& f) {
   BuildRequest& r = f.req;
   engine::BuildJob& job = r.job;
   engine::BuildOptions& o = job.options;
-  if (engine::IsGitUrl(f.context)) {
+  const bool git_context = engine::IsGitUrl(f.context);
+  if (git_context) {
     KILN_ASSIGN_OR_RETURN(f.context, FetchGitContext(f, f.context, "build context " + f.context));
   }
   // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
@@ -338,16 +339,18 @@ Status FillRequest(BuildFlags& f) {
       }
       if (containerfile.empty())
         return Usage("no Containerfile or Dockerfile in " + f.context + " (use -f FILE)");
+    } else if (f.file[0] != '/' && (git_context || !IsFile(f.file)) && IsFile(JoinPath(f.context, f.file))) {
+      containerfile = JoinPath(f.context, f.file);  // a git context's -f names a file in it (as docker)
     } else if (IsFile(f.file)) {
       containerfile = f.file;
-    } else if (f.file[0] != '/' && IsFile(JoinPath(f.context, f.file))) {
-      containerfile = JoinPath(f.context, f.file);
     } else {
       return Error(Errc::kNotFound, "containerfile " + f.file + ": no such file");
     }
     r.containerfile_name = containerfile;
     if (r.containerfile_name.rfind("./", 0) == 0)
       r.containerfile_name = r.containerfile_name.substr(2);
+    if (git_context && containerfile.rfind(f.context + "/", 0) == 0)  // not the checkout's temporary path
+      r.containerfile_name = containerfile.substr(f.context.size() + 1);
     KILN_ASSIGN_OR_RETURN(r.containerfile_text, ReadFile(containerfile, kMaxContainerfileBytes));
   }
 

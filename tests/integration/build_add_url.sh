@@ -152,6 +152,13 @@ for mode in $(test_modes); do
   else
     tap_not_ok "$mode: mixed ADD cache miss on a local change"; diag <"$w/out"
   fi
+  # kiln import - (podman import -): the tarball from stdin.
+  if kiln_as "$mode" "$s" import - fromstdin <"$w/busybox.tar" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none fromstdin echo ok 2>&1)" = ok ]; then
+    tap_ok "$mode: kiln import - reads the tarball from stdin"
+  else
+    tap_not_ok "$mode: kiln import -"; diag <"$w/out"
+  fi
   k --network none "$w/plain" >"$w/out" 2>&1; rc=$?
   check_refused "$mode: --network none refuses ADD URL (exit 2, naming the line), cached or not" $rc \
     "Containerfile:2: ADD $U/hello.txt?v=1 is not allowed: the build runs with --network none" "$w/out"
