@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -127,6 +128,23 @@ TreeDesc Describe(const std::string& dir, bool with_xattrs = true) {
   for (auto& [ino, paths] : by_ino)
     out.links.insert(paths);
   return out;
+}
+
+// Every thread count's tree is the one 1 thread made (trees[1]).
+void ExpectSameTrees(const std::map<int, TreeDesc>& trees) {
+  const TreeDesc& one = trees.at(1);
+  for (const auto& [threads, tree] : trees) {
+    for (const auto& [path, desc] : one.entries) {
+      auto it = tree.entries.find(path);
+      if (it == tree.entries.end()) {
+        ADD_FAILURE() << threads << " threads: missing " << path;
+      } else {
+        EXPECT_EQ(desc, it->second) << threads << " threads: " << path;
+      }
+    }
+    EXPECT_EQ(one.entries.size(), tree.entries.size()) << threads;
+    EXPECT_TRUE(one.links == tree.links) << threads << " threads: hardlink groups differ";
+  }
 }
 
 struct Packed {
@@ -314,18 +332,7 @@ TEST_F(PackUnpackTest, WriterThreadsKeepTheStreamOrder) {
     ASSERT_EQ(0, ::lstat((dir + "/link").c_str(), &b));
     EXPECT_EQ(a.st_ino, b.st_ino);
   }
-  for (int threads : {2, 4, 8}) {
-    for (const auto& [path, desc] : trees[1].entries) {
-      auto it = trees[threads].entries.find(path);
-      if (it == trees[threads].entries.end()) {
-        ADD_FAILURE() << threads << " threads: missing " << path;
-      } else {
-        EXPECT_EQ(desc, it->second) << threads << " threads: " << path;
-      }
-    }
-    EXPECT_EQ(trees[1].entries.size(), trees[threads].entries.size()) << threads;
-    EXPECT_TRUE(trees[1].links == trees[threads].links) << threads << " threads: hardlink groups differ";
-  }
+  ExpectSameTrees(trees);
 }
 
 // An entry that fails after files were queued (here: a file under a queued
@@ -341,6 +348,169 @@ TEST_F(PackUnpackTest, WriterThreadErrorsNameTheEntry) {
     auto stats = UnpackBytes(tar, dir, threads);
     ASSERT_FALSE(stats) << threads;
     EXPECT_NE(std::string::npos, stats.error().message().find("f3/under")) << stats.error().message();
+  }
+}
+
+// Two layers applied in turn (whiteouts applied: the lower layer is already
+// in the directory), with every writer-thread count: whiteout then recreate
+// (file and directory), opaque directories with files of the same layer
+// still queued before and after the marker, hard links to files of the same
+// layer (also chains and links across directories), a deep tree and many
+// files. Every thread count gives the tree one thread gives.
+TEST_F(PackUnpackTest, WriterThreadsOrderAcrossLayers) {
+  TarBuilder lower;
+  lower.Dir("w");
+  lower.File("w/f", "lower f");
+  lower.Dir("w/d");
+  lower.File("w/d/old", "lower old");
+  lower.Dir("o");
+  for (int i = 0; i < 40; ++i)
+    lower.File("o/lower" + std::to_string(i), "lower");
+  lower.Dir("o2");
+  lower.File("o2/lower", "lower");
+  lower.File("keep", "untouched");
+  const std::string lower_tar = lower.Finish();
+
+  TarBuilder t;
+  // Whiteout, then the same names again in this layer.
+  t.Dir("w");
+  t.Whiteout("w/.wh.f");
+  t.File("w/f", "upper f");
+  t.Whiteout("w/.wh.d");
+  t.Dir("w/d");
+  t.File("w/d/new", "upper new");
+  // Opaque: files of this layer queued before the marker stay, the lower
+  // ones go; files after it are made.
+  t.Dir("o");
+  for (int i = 0; i < 40; ++i)
+    t.File("o/upper" + std::to_string(i), "upper " + std::to_string(i));
+  t.Whiteout("o/.wh..wh..opq");
+  t.File("o/after", "after the marker");
+  // The marker first (as BuildKit writes it).
+  t.Dir("o2");
+  t.Whiteout("o2/.wh..wh..opq");
+  t.File("o2/new", "new");
+  // Hard links to files of this layer, still queued: in another directory,
+  // a chain (link to a link), and a link made before its target is
+  // replaced by a later entry (the link keeps the first data).
+  t.Dir("h");
+  t.Dir("h/deep");
+  t.File("h/deep/target", "target data");
+  t.Hardlink("h/l1", "h/deep/target");
+  t.Hardlink("l2", "h/l1");
+  t.File("first", "first data");
+  t.Hardlink("first-link", "first");
+  t.File("first", "replaced");
+  // A deep tree with a file at every level.
+  std::string deep = "deep";
+  t.Dir(deep);
+  for (int i = 0; i < 60; ++i) {
+    t.File(deep + "/f", "level " + std::to_string(i));
+    deep += "/d" + std::to_string(i);
+    t.Dir(deep);
+  }
+  // Many files in many directories (more than the writer queue holds).
+  t.Dir("many");  // (directories made implicitly would get the time of the run)
+  for (int d = 0; d < 12; ++d) {
+    t.Dir("many/d" + std::to_string(d));
+    for (int i = 0; i < 60; ++i)
+      t.File("many/d" + std::to_string(d) + "/f" + std::to_string(i), std::to_string(d * 1000 + i));
+  }
+  const std::string tar = t.Finish();
+
+  std::map<int, TreeDesc> trees;
+  for (int threads : {1, 2, 4, 8}) {
+    std::string dir = base_ + "/t" + std::to_string(threads);
+    auto ls = UnpackBytes(lower_tar, dir, threads);
+    ASSERT_TRUE(ls) << threads << ": " << ls.error().message();
+    auto stats = UnpackBytes(tar, dir, threads);
+    ASSERT_TRUE(stats) << threads << ": " << stats.error().message();
+    trees[threads] = Describe(dir);
+    EXPECT_EQ("upper f", *ReadFile(dir + "/w/f")) << threads;
+    EXPECT_FALSE(PathExists(dir + "/w/d/old")) << threads;
+    EXPECT_EQ("upper new", *ReadFile(dir + "/w/d/new")) << threads;
+    for (int i = 0; i < 40; ++i) {
+      EXPECT_FALSE(PathExists(dir + "/o/lower" + std::to_string(i))) << threads;
+      EXPECT_EQ("upper " + std::to_string(i), *ReadFile(dir + "/o/upper" + std::to_string(i))) << threads;
+    }
+    EXPECT_EQ("after the marker", *ReadFile(dir + "/o/after")) << threads;
+    EXPECT_FALSE(PathExists(dir + "/o2/lower")) << threads;
+    EXPECT_EQ("new", *ReadFile(dir + "/o2/new")) << threads;
+    EXPECT_EQ("untouched", *ReadFile(dir + "/keep")) << threads;
+    struct stat a, b, c;
+    ASSERT_EQ(0, ::lstat((dir + "/h/deep/target").c_str(), &a));
+    ASSERT_EQ(0, ::lstat((dir + "/h/l1").c_str(), &b));
+    ASSERT_EQ(0, ::lstat((dir + "/l2").c_str(), &c));
+    EXPECT_EQ(a.st_ino, b.st_ino) << threads;
+    EXPECT_EQ(a.st_ino, c.st_ino) << threads;
+    EXPECT_EQ(3u, a.st_nlink) << threads;
+    EXPECT_EQ("target data", *ReadFile(dir + "/l2")) << threads;
+    EXPECT_EQ("first data", *ReadFile(dir + "/first-link")) << threads;
+    EXPECT_EQ("replaced", *ReadFile(dir + "/first")) << threads;
+    EXPECT_EQ("level 59", *ReadFile(dir + "/" + deep.substr(0, deep.rfind('/')) + "/f")) << threads;
+    EXPECT_TRUE(PathExists(dir + "/" + deep)) << threads;
+    for (int d = 0; d < 12; d += 5)
+      for (int i = 0; i < 60; i += 17)
+        EXPECT_EQ(std::to_string(d * 1000 + i),
+                  *ReadFile(dir + "/many/d" + std::to_string(d) + "/f" + std::to_string(i)))
+            << threads;
+    EXPECT_GT(stats->entries, 800) << threads;
+  }
+  ExpectSameTrees(trees);
+}
+
+// Parallel gzip: the blob is the same bytes whatever the thread count (a
+// reproducible cache needs it) at every level, over many 256 KiB blocks with
+// compressible and incompressible stretches (stored and deflated runs), and
+// every gzip reader at hand accepts it and gives the tar back (gzip -t,
+// pigz -t, Python's gzip module, zlib streaming).
+TEST_F(PackUnpackTest, ParallelGzipSameBytesForAnyThreadCountAndReadable) {
+  std::string mixed;
+  uint64_t s = 0x243f6a8885a308d3ULL;
+  for (int block = 0; block < 24; ++block) {
+    for (int i = 0; i < 250000; ++i) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      mixed.push_back(block % 3 == 0 ? static_cast<char>(s) : "kiln layer text\n"[(i + (s & 1)) % 16]);
+    }
+  }
+  Write(src_ + "/mixed.bin", mixed);
+  Write(src_ + "/text.txt", std::string(700000, 'a') + "tail");
+  for (int i = 0; i < 50; ++i)
+    Write(src_ + "/small/f" + std::to_string(i), "small " + std::to_string(i));
+  for (int level : {1, 6, 9}) {
+    std::optional<Packed> first;
+    for (int threads : {1, 2, 3, 8}) {
+      PackOptions opt;
+      opt.compression = Compression::kGzip;
+      opt.level = level;
+      opt.threads = threads;
+      std::string out = base_ + "/l" + std::to_string(level) + "-" + std::to_string(threads) + ".tar.gz";
+      Packed p = PackTo(src_, out, opt);
+      if (!first) {
+        first = p;
+        EXPECT_GT(p.info.uncompressed_size, 6 << 20);  // ~25 blocks of 256 KiB
+        continue;
+      }
+      EXPECT_EQ(first->info.digest, p.info.digest) << "level " << level << ", " << threads << " threads";
+      EXPECT_EQ(0, Sh("cmp -s " + first->path + " " + out)) << out;
+    }
+    const std::string& gz = first->path;
+    const std::string sum = base_ + "/sum";
+    EXPECT_EQ(0, Sh("gzip -t " + gz)) << gz;
+    if (Sh("command -v pigz >/dev/null") == 0) {
+      EXPECT_EQ(0, Sh("pigz -t " + gz)) << gz;
+    }
+    if (Sh("command -v python3 >/dev/null") == 0) {
+      EXPECT_EQ(0, Sh("python3 -c 'import gzip,hashlib,sys; print(hashlib.sha256(gzip.open(sys.argv[1]).read())"
+                      ".hexdigest())' " + gz + " > " + sum));
+      EXPECT_EQ(first->info.diff_id.hex() + "\n", *ReadFile(sum)) << "python gzip, level " << level;
+      EXPECT_EQ(0, Sh("python3 -c 'import zlib,hashlib,sys; d=zlib.decompressobj(31); h=hashlib.sha256();"
+                      "f=open(sys.argv[1],\"rb\")\nfor c in iter(lambda: f.read(4096), b\"\"): h.update(d.decompress(c))\n"
+                      "h.update(d.flush()); assert d.eof and not d.unused_data; print(h.hexdigest())' " + gz + " > " + sum));
+      EXPECT_EQ(first->info.diff_id.hex() + "\n", *ReadFile(sum)) << "python zlib, level " << level;
+    }
+    EXPECT_EQ(0, Sh("gzip -dc " + gz + " | sha256sum | cut -d' ' -f1 > " + sum));
+    EXPECT_EQ(first->info.diff_id.hex() + "\n", *ReadFile(sum)) << "gzip -dc, level " << level;
   }
 }
 
