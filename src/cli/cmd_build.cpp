@@ -27,6 +27,8 @@
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
 #include "kiln/keyvalue.h"
+#include "kiln/layer.h"
+#include "kiln/registry.h"
 #include "kiln/log.h"
 #include "kiln/attest.h"
 #include "kiln/network.h"
@@ -310,6 +312,40 @@ Expected<std::string> FetchGitContext(BuildFlags& f, const std::string& url, con
   return dir;
 }
 
+/// A tarball as the build context (`kiln build https://host/ctx.tar.gz`, as
+/// docker build and podman build): downloaded through the registry client's
+/// HTTP stack (TLS, --cert-dir, proxies, retries) and unpacked (every entry
+/// inside the directory, owned by the caller) into a directory under
+/// $TMPDIR (else /var/tmp), removed after the build.
+Expected<std::string> FetchTarContext(BuildFlags& f, const std::string& url) {
+  const std::string what = "build context " + url;
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = JoinPath(tmp && *tmp ? tmp : "/var/tmp", "kiln-url-context-XXXXXX");
+  if (!::mkdtemp(tmpl.data()))
+    return Error::FromErrno(what + ": temporary directory " + tmpl);
+  f.temp_dirs.push_back(tmpl);
+  UniqueFd tar(::open(tmpl.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!tar)
+    return Error::FromErrno(what + ": temporary file in " + tmpl);
+  registry::ClientOptions co;
+  co.tls_verify = f.req.job.acquire.transfer.tls_verify;
+  co.cert_dir = f.req.job.acquire.transfer.cert_dir;
+  if (f.retry >= 0)
+    co.max_attempts = f.retry + 1;
+  if (auto got = registry::FetchUrl(url, {}, tar.get(), co); !got)
+    return std::move(got).error().WithContext(what);
+  if (::lseek(tar.get(), 0, SEEK_SET) != 0)
+    return Error::FromErrno(what);
+  std::string dir = JoinPath(tmpl, "context");
+  KILN_TRY(MakeDirs(dir));
+  layer::UnpackOptions uo;
+  uo.preserve_ownership = false;
+  auto unpacked = layer::UnpackLayer(tar.get(), dir, uo);
+  if (!unpacked)
+    return std::move(unpacked).error().WithContext(what + ": not a tar archive that can be unpacked");
+  return dir;
+}
+
 Status FillRequest(BuildFlags& f) {
   BuildRequest& r = f.req;
   engine::BuildJob& job = r.job;
@@ -317,6 +353,8 @@ Status FillRequest(BuildFlags& f) {
   const bool git_context = engine::IsGitUrl(f.context);
   if (git_context) {
     KILN_ASSIGN_OR_RETURN(f.context, FetchGitContext(f, f.context, "build context " + f.context));
+  } else if (f.context.rfind("https://", 0) == 0 || f.context.rfind("http://", 0) == 0) {
+    KILN_ASSIGN_OR_RETURN(f.context, FetchTarContext(f, f.context));
   }
   // Context and Containerfile (docs/cli.md "kiln build": FILE defaults to Containerfile, then
   // Dockerfile, in CONTEXT; -f - reads stdin).
@@ -796,8 +834,8 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
   cmd->add_flag("--print-graph", f->req.print_graph,
                 "print the compiled build graph as JSON and exit without building");
   cmd->add_option("CONTEXT", f->context,
-                  "build context directory (default .), or a git repository: REMOTE.git[#REF[:SUBDIR]], "
-                  "git@HOST:REPO.git[#...]");
+                  "build context directory (default .), a git repository (REMOTE.git[#REF[:SUBDIR]], "
+                  "git@HOST:REPO.git[#...]) or the http(s) URL of a tarball");
   SetAction(cmd, ctx, [f, &ctx] { return RunBuildCommand(*f, ctx); }, kNotFoundFails);
 }
 

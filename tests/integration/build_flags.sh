@@ -230,6 +230,17 @@ PY
   else
     tap_not_ok "$mode: --build-context URL of a tarball"; diag <"$w/out"
   fi
+  # The main context as the URL of a tarball (docker build URL, podman build URL): its Containerfile.
+  mkdir -p "$w/mainsrc"
+  printf 'FROM busybox\nCOPY data.txt /from-main-url\n' >"$w/mainsrc/Containerfile"; echo main-url >"$w/mainsrc/data.txt"
+  tar -czf "$w/srv/main.tar.gz" -C "$w/mainsrc" . && chmod a+r "$w/srv/main.tar.gz"
+  if kiln_as "$mode" "$s" build -q -t mainurl "http://127.0.0.1:$port/main.tar.gz" >/dev/null 2>"$w/out" &&
+     [ "$(kiln_as "$mode" "$s" run --rm --network none mainurl cat /from-main-url 2>&1)" = main-url ] &&
+     [ -z "$(find /var/tmp -maxdepth 1 -name 'kiln-url-context-*' -user "$(as_mode "$mode" id -u)" 2>/dev/null)" ]; then
+    tap_ok "$mode: kiln build http://…/main.tar.gz: the tarball is the context (its Containerfile); nothing left in /var/tmp"
+  else
+    tap_not_ok "$mode: a tarball URL as the main context"; diag <"$w/out"
+  fi
   kiln_as "$mode" "$s" build -q --build-context web="http://127.0.0.1:$port/missing.tar" "$w/urlc" >"$w/out" 2>&1; rc=$?
   check "$mode: a URL context that is not there fails naming it ($rc: $(head -c 200 "$w/out"))" \
     bash -c "[ $rc != 0 ] && grep -q 'missing.tar' '$w/out'"

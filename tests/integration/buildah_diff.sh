@@ -128,6 +128,7 @@ fi
 mkdir -p "$work/www/t" "$work/url-ctx"
 echo downloaded >"$work/www/file.txt"; touch -d '2024-01-02 03:04:05 UTC' "$work/www/file.txt"
 echo in-tar >"$work/www/t/f"; tar czf "$work/www/ctx.tar.gz" -C "$work/www/t" f
+printf 'FROM busybox\nCOPY f /f\n' >"$work/www/t/Containerfile"; tar czf "$work/www/main.tar.gz" -C "$work/www/t" f Containerfile
 port=$(free_port)
 (cd "$work/www" && exec python3 -m http.server --bind 127.0.0.1 "$port") >"$work/http.log" 2>&1 &
 HTTP_PID=$!
@@ -143,6 +144,9 @@ row retry "$work/url-ctx" --retry 2 --retry-delay 1s
 mkdir -p "$work/urlctx-ctx"
 printf 'FROM busybox\nCOPY --from=web f /from-web\n' >"$work/urlctx-ctx/Containerfile"
 row url-context "$work/urlctx-ctx" --build-context "web=$H/ctx.tar.gz"
+
+# The main context as the URL of a tarball.
+row url-main-context "$H/main.tar.gz"
 
 # --manifest: the image joins a manifest list of its platform in both; a second build of another
 # image for the same platform replaces kiln's entry and is appended by buildah (docs/compatibility.md).
