@@ -284,6 +284,7 @@ Status FillRunSandbox(const BuildFlags& f, engine::BuildOptions& opts) {
 Expected<std::string> FetchGitContext(BuildFlags& f, const std::string& url, const std::string& what) {
   engine::GitSource g = engine::ParseGitSource(url);
   engine::GitOptions go;
+  go.user_ssh_config = true;  // the user named this repository, not a Containerfile
   for (const std::string& a : f.build_args)
     if (a == "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1" || a == "BUILDKIT_CONTEXT_KEEP_GIT_DIR=true")
       go.keep_git_dir = true;

@@ -85,6 +85,10 @@ Expected<std::string> RunGit(const std::vector<std::string>& args, const std::st
                                    "GIT_ASKPASS=/bin/false", "LC_ALL=C"};
   if (!options.ssh_auth_sock.empty())
     argv.push_back("SSH_AUTH_SOCK=" + options.ssh_auth_sock);
+  argv.push_back(std::string("GIT_SSH_COMMAND=ssh ") +
+                 (options.user_ssh_config ? "" : "-F /dev/null -o IdentityFile=none ") +
+                 "-o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+                 "-o 'UserKnownHostsFile=" + JoinPath(scratch, "known_hosts") + " ~/.ssh/known_hosts'");
   for (const char* proxy : {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
     if (const char* v = std::getenv(proxy))
       argv.push_back(std::string(proxy) + "=" + v);
@@ -112,9 +116,12 @@ Expected<std::string> RunGit(const std::vector<std::string>& args, const std::st
       msg.pop_back();
     // git's first "fatal:" line says why (a submodule's comes before
     // "Failed to clone ..."), else its last line.
-    if (auto f = msg.find("fatal: "); f != std::string::npos && (f == 0 || msg[f - 1] == '\n'))
+    if (auto f = msg.find("fatal: "); f != std::string::npos && (f == 0 || msg[f - 1] == '\n')) {
+      std::string before = msg.substr(0, f == 0 ? 0 : f - 1);  // ssh's reason comes before git's line
       msg = msg.substr(f, msg.find('\n', f) == std::string::npos ? std::string::npos : msg.find('\n', f) - f);
-    else if (auto nl = msg.rfind('\n'); nl != std::string::npos)
+      if (msg.rfind("fatal: Could not read from remote repository", 0) == 0 && !before.empty())
+        msg = before.substr(before.rfind('\n') == std::string::npos ? 0 : before.rfind('\n') + 1) + " (" + msg + ")";
+    } else if (auto nl = msg.rfind('\n'); nl != std::string::npos)
       msg = msg.substr(nl + 1);
     if (WEXITSTATUS(status) == 127)
       msg = "git is not installed (Debian package git)";

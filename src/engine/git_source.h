@@ -26,6 +26,13 @@ GitSource ParseGitSource(const std::string& s);
 struct GitOptions {
   std::string ssh_auth_sock;  // the agent SSH remotes use ("" = none)
   bool keep_git_dir = false;  // keep .git (the top one and the submodules')
+  /// SSH remotes: false (ADD from git, named by a Containerfile): only the
+  /// agent of --ssh, never the user's ssh config or key files, as BuildKit;
+  /// true (a git build context the user named): the user's ssh config and
+  /// keys too. Either way never a prompt; host keys from the user's
+  /// known_hosts (a changed key is refused), an unknown host accepted for
+  /// this fetch only.
+  bool user_ssh_config = false;
 };
 
 /// Runs git (`args` after git's own options) with a clean configuration
