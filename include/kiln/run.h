@@ -106,6 +106,9 @@ struct RunOptions {
   std::string workdir;                 ///< -w
   std::string hostname;
   bool read_only = false;
+  /// --privileged: every capability of kiln's user namespace and no /proc
+  /// masks (kiln or buildah nested in the container; docs/ci.md).
+  bool privileged = false;
   /// --stop-signal: what `stop` sends first ("" = the image's StopSignal, else SIGTERM).
   std::string stop_signal;
   std::vector<MountRequest> mounts;

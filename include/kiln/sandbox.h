@@ -215,6 +215,11 @@ struct SandboxSpec {
   bool no_new_privileges = false;
   /// `--shm-size`: the size= option of the /dev/shm tmpfs ("" = 65536k).
   std::string shm_size;
+  /// Mask /proc's sensitive paths (kcore, keys, ... and read-only /proc/sys,
+  /// docs/sandbox.md). `kiln run --privileged` turns it off, as podman: a
+  /// nested sandbox (kiln in a kiln container) cannot mount its own /proc
+  /// over masked, locked paths.
+  bool mask_proc = true;
 
   // --- For `kiln run` (src/run); parent side only, not sent to the helper.
   /// Called (on the thread running RunSandbox) once the sandbox's init

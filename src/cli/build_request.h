@@ -51,6 +51,8 @@ struct BuildRequest {
   std::vector<BuildSecret> secrets;           // --secret (RunBuild reads them)
   std::vector<BuildSsh> ssh;                  // --ssh
   std::string network = "private";            // --network: private|none|host|NAME
+  bool network_given = false;                 // --network was given (chroot isolation's default is host)
+  std::string isolation;                      // --isolation: oci|rootless|chroot ("": $KILN_ISOLATION, $BUILDAH_ISOLATION)
   std::string iidfile;                        // --iidfile
   std::string manifest;                       // --manifest: the manifest list the image joins
   bool quiet = false;                         // -q

@@ -26,6 +26,7 @@
 #include "kiln/acquire.h"
 #include "kiln/containerfile.h"
 #include "kiln/fs.h"
+#include "kiln/isolation.h"
 #include "kiln/keyvalue.h"
 #include "kiln/layer.h"
 #include "kiln/registry.h"
@@ -347,6 +348,36 @@ Expected<std::string> FetchTarContext(BuildFlags& f, const std::string& url) {
   return dir;
 }
 
+/// --isolation (buildah's values; else $KILN_ISOLATION, $BUILDAH_ISOLATION):
+/// main() already entered kiln's user namespace or, for chroot, did not
+/// (EnterUserNamespaceOrChroot). Chroot isolation's RUN steps use the host's
+/// network unless --network says otherwise (buildah's chroot has no other);
+/// without root there is nothing to isolate with: fail closed (docs/ci.md).
+Status CheckIsolation(BuildRequest& r) {
+  std::string v = r.isolation, from = "--isolation ";
+  for (const char* name : {"KILN_ISOLATION", "BUILDAH_ISOLATION"})
+    if (const char* e = std::getenv(name); v.empty() && e && *e)
+      v = e, from = std::string("$") + name + "=";
+  if (!v.empty() && !ParseIsolation(v))
+    return Usage(from + v + ": want oci, rootless or chroot");
+  std::string userns_why;
+  if (!ChrootIsolation(&userns_why))
+    return Ok();
+  // Not asked for: say why chroot isolation was the only choice.
+  std::string prefix = userns_why == "requested" ? "" : "user namespaces are unavailable (" + userns_why + ") and ";
+  if (::geteuid() != 0)
+    return Error(Errc::kUnsupported, prefix + "chroot isolation needs root (this is uid " + std::to_string(::geteuid()) +
+                                         "): without a user namespace kiln cannot give image files their owners; "
+                                         "enable user namespaces or run the job as root (docs/ci.md)");
+  // Every layered step (COPY and ADD too) mounts an overlay.
+  if (std::string why = ChrootUnavailableReason(); !why.empty())
+    return Error(Errc::kUnsupported, prefix + "chroot isolation cannot build here: " + why +
+                                         " (enable user namespaces, or give the job CAP_SYS_ADMIN; docs/ci.md)");
+  if (!r.network_given)
+    r.network = "host";
+  return Ok();
+}
+
 Status FillRequest(BuildFlags& f) {
   BuildRequest& r = f.req;
   engine::BuildJob& job = r.job;
@@ -560,6 +591,7 @@ Status FillRequest(BuildFlags& f) {
   if (o.squash && o.squash_all)
     return Usage("--squash and --squash-all: give one of them");
   KILN_TRY(FillRunSandbox(f, o));
+  KILN_TRY(CheckIsolation(r));
   // --timestamp, else --build-arg SOURCE_DATE_EPOCH (as BuildKit), else $SOURCE_DATE_EPOCH.
   std::string ts = f.timestamp;
   std::string ts_from = "--timestamp ";
@@ -754,7 +786,12 @@ void AddBuildCommand(CLI::App& app, Context& ctx) {
         if (v == "private" || v == "none" || v == "host" || network::ValidNetworkName(v))
           return "";
         return "--network " + v + ": want private, none, host or the name of a kiln network";
-      });
+      })
+      ->each([f](const std::string&) { f->req.network_given = true; });
+  cmd->add_option("--isolation", f->req.isolation,
+                  "oci|rootless: RUN steps in kiln's sandbox in its user namespace (the default); chroot: without "
+                  "a user namespace, host network (chosen with a notice when user namespaces are unavailable; "
+                  "$KILN_ISOLATION, $BUILDAH_ISOLATION; docs/ci.md)");
   cmd->add_option("--allow", f->allow,
                   "network.host: let RUN --network=host use the host's network (repeatable; BuildKit's entitlement)")
       ->allow_extra_args(false);

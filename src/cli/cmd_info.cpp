@@ -13,6 +13,7 @@
 #include "cli/format_util.h"
 #include "engine/emulation.h"
 #include "kiln/fs.h"
+#include "kiln/isolation.h"
 #include "kiln/sandbox.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -58,6 +59,38 @@ nlohmann::json PlatformsJson() {
   return out;
 }
 
+/// Which isolation `kiln build` can use here and why (docs/ci.md): the user
+/// namespace main() entered, or the reason it could not; chroot's needs.
+nlohmann::json IsolationJson() {
+  UserNamespaceSupport userns;
+  std::string chroot_why;
+  if (InKilnUserNamespace()) {
+    userns.available = true;
+    // Inside kiln's namespace this process holds every capability: what
+    // counts for chroot is who kiln runs as on the host.
+    if (HostUid() != 0)
+      chroot_why = "not root (uid " + std::to_string(HostUid()) +
+                   "): without a user namespace only root can give image files their owners and mount the rootfs";
+  } else {
+    std::string why;
+    if (ChrootIsolation(&why)) {
+      userns.reason = why;
+    } else {
+      userns = ProbeUserNamespaces();
+    }
+    chroot_why = ChrootUnavailableReason();
+  }
+  nlohmann::json allowed = nlohmann::json::array();
+  if (userns.available)
+    allowed = {"oci", "rootless"};
+  if (chroot_why.empty())
+    allowed.push_back("chroot");
+  return {{"default", userns.available ? "rootless" : "chroot"},
+          {"allowed", allowed},
+          {"user_namespaces", {{"available", userns.available}, {"reason", userns.reason}}},
+          {"chroot", {{"available", chroot_why.empty()}, {"reason", chroot_why}}}};
+}
+
 nlohmann::json Collect(const Context& ctx) {
   struct utsname u;
   ::uname(&u);
@@ -80,6 +113,7 @@ nlohmann::json Collect(const Context& ctx) {
         {"uid_map", MappingsJson(false)},
         {"gid_map", MappingsJson(true)}}},
       {"platforms", PlatformsJson()},
+      {"isolation", IsolationJson()},
       {"sandbox",
        {{"snapshotter", RootfsDriverName(driver)},
         {"network_helper", net.empty() ? "none" : net},
@@ -97,7 +131,7 @@ void PrintMappings(const char* name, const nlohmann::json& maps) {
 }  // namespace
 
 void AddInfoCommand(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter, network helper and the platforms this machine can run");
+  auto* cmd = app.add_subcommand("info", "show the store, id mappings, snapshotter, network helper, the isolation builds can use and the platforms this machine can run");
   auto format = std::make_shared<std::string>();
   // podman 4.3 keeps -D/--debug as a hidden, ignored flag; scripts still pass it
   // (listed here, so that docs/cli-compat.md's check finds it).
@@ -146,6 +180,14 @@ void AddInfoCommand(CLI::App& app, Context& ctx) {
     std::printf("sandbox:\n  snapshotter: %s\n  network_helper: %s\n  helper: %s\n",
                 s["snapshotter"].get<std::string>().c_str(), s["network_helper"].get<std::string>().c_str(),
                 s["helper"].get<std::string>().c_str());
+    const auto& iso = info["isolation"];
+    auto why = [](const nlohmann::json& j) {
+      return j["available"].get<bool>() ? std::string("available")
+                                        : "unavailable (" + j["reason"].get<std::string>() + ")";
+    };
+    std::printf("isolation:\n  default: %s\n  user namespaces: %s\n  chroot: %s\n",
+                iso["default"].get<std::string>().c_str(), why(iso["user_namespaces"]).c_str(),
+                why(iso["chroot"]).c_str());
     std::printf("platforms:\n");
     for (const auto& p : info["platforms"]) {
       if (p["native"].get<bool>())

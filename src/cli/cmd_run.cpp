@@ -192,6 +192,8 @@ void AddContainerFlags(CLI::App* cmd, const std::shared_ptr<RunFlags>& f) {
   cmd->add_option("--dns-option", f->o.dns_options, "options line entry in /etc/resolv.conf (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--read-only", f->o.read_only, "mount the container's root filesystem read-only");
+  cmd->add_flag("--privileged", f->o.privileged,
+                "every capability of kiln's user namespace and no /proc masks (kiln or buildah inside; docs/ci.md)");
   cmd->add_option("--stop-signal", f->o.stop_signal,
                   "signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)");
   cmd->add_flag("--init", f->o.init, "run an init as pid 1 that reaps zombies and forwards signals (kiln always does)");

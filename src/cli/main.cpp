@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/compose_flags.h"
 #include "kiln/cancel.h"
+#include "kiln/isolation.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
 #include "kiln/sandbox.h"
@@ -73,6 +74,34 @@ bool Cancellable(const std::string& command) {
   return false;
 }
 
+// kiln's user namespace (docs/sandbox.md), or, for `build` where user
+// namespaces are unavailable or with --isolation chroot, none (docs/ci.md):
+// chroot isolation, with a one-line notice when it was not asked for.
+// `info` goes on without one and says why (cmd_info.cpp).
+Status EnterUserNamespaceOrChroot(int argc, char** argv, int join_userns_fd) {
+  std::string command = CanonicalCommand(argc, argv);
+  std::string requested = command == "build" ? kiln::RequestedIsolation(argc, argv) : "";
+  if (requested == "chroot") {
+    kiln::SetChrootIsolation("requested");
+    return Ok();
+  }
+  Status st = kiln::EnterUserNamespace(argc, argv, join_userns_fd);
+  if (st || (command != "build" && command != "info"))
+    return st;
+  kiln::UserNamespaceSupport probe = kiln::ProbeUserNamespaces();
+  if (probe.available)
+    return st;
+  if (!requested.empty() && kiln::ParseIsolation(requested))
+    return Error(Errc::kUnsupported, "--isolation " + requested + " needs user namespaces, which are unavailable here (" +
+                                         probe.reason + "); use --isolation chroot (docs/ci.md)");
+  kiln::SetChrootIsolation(probe.reason);
+  // When chroot cannot build here either, cmd_build.cpp's error says both (one line).
+  if (command == "build" && requested.empty() && kiln::ChrootUnavailableReason().empty())
+    std::fprintf(stderr, "kiln: notice: user namespaces are unavailable (%s): building with --isolation chroot (docs/ci.md)\n",
+                 probe.reason.c_str());
+  return Ok();
+}
+
 }  // namespace
 
 }  // namespace kiln::cli
@@ -98,7 +127,7 @@ int main(int argc, char** argv) {
     if (!prepared)
       return ReportError(prepared.error());
     holder = std::move(*prepared);
-    if (auto st = kiln::EnterUserNamespace(argc, argv, holder.userns ? holder.userns.get() : -1); !st)
+    if (auto st = EnterUserNamespaceOrChroot(argc, argv, holder.userns ? holder.userns.get() : -1); !st)
       return ReportError(st.error());
     holder.userns.reset();
   }

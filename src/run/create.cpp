@@ -281,6 +281,7 @@ Expected<Config> MakeConfig(Store& store, const Paths& paths, const RunOptions& 
   c.tty = o.tty;
   c.interactive = o.interactive;
   c.read_only = o.read_only;
+  c.privileged = o.privileged;
 
   // Rootfs: the stored layers, unpacked once, top first. Nothing is copied.
   const auto& layers = image.manifest.layers;

@@ -112,6 +112,7 @@ struct Config {
   std::vector<uint32_t> groups;
   std::string hostname;
   bool read_only = false;
+  bool privileged = false;  // --privileged: all capabilities, no /proc masks
   NetworkMode network = NetworkMode::kPrivate;
   std::vector<MountRequest> mounts;  ///< volume sources are volume names
   std::vector<PortMapping> ports;

@@ -250,6 +250,7 @@ void RecordFields(C& c, F&& f, B&& bytes) {
   f("groups", c.groups);
   bytes("hostname", c.hostname);
   f("read_only", c.read_only);
+  f("privileged", c.privileged);
   f("labels", c.labels);
   f("annotations", c.annotations);
   f("init", c.init);
@@ -428,6 +429,8 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
                    .env = c.env, .cwd = c.cwd, .uid = c.uid, .gid = c.gid, .supplementary_gids = c.groups,
                    .hostname = c.hostname, .etc_hosts = c.etc_hosts, .etc_hostname = c.etc_hostname,
                    .network = c.network};
+  spec.default_capabilities = !c.privileged;
+  spec.mask_proc = !c.privileged;
   for (const auto& m : c.mounts) {
     SandboxMount sm;
     sm.target = m.target;

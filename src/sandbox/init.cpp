@@ -707,7 +707,8 @@ int AllocateTerminal() {
     DieErrno("open new root");
   const bool own_netns = s.network != NetworkMode::kHost;
   MountProcAndSys(rootfd, own_netns);
-  MaskProc(rootfd);
+  if (s.mask_proc)
+    MaskProc(rootfd);
   MountDev(rootfd, s.shm_size);
   for (const auto& m : s.mounts) {
     if (m.type == SandboxMount::Type::kBind) {

@@ -31,6 +31,7 @@
 #include "kiln/keyvalue.h"
 #include "kiln/log.h"
 #include "kiln/process.h"
+#include "kiln/isolation.h"
 #include "kiln/sandbox.h"
 #include "sandbox/wire.h"
 
@@ -439,6 +440,9 @@ Expected<std::string> SharedNetwork::Path() {
 
 Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   KILN_TRY(Validate(spec));
+  if (std::string why; ChrootIsolation() && !(why = ChrootUnavailableReason()).empty())
+    return Error(Errc::kUnsupported, "chroot isolation cannot run a process here: " + why +
+                                         " (enable user namespaces, or give the job CAP_SYS_ADMIN; docs/ci.md)");
   KILN_ASSIGN_OR_RETURN(int memfd, HelperMemfd());
   KILN_ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create("kiln-sandbox-"));
 

@@ -102,8 +102,18 @@ Status MapIds(pid_t pid) {
   uid_t uid = ::getuid();
   gid_t gid = ::getgid();
   if (uid == 0) {
-    KILN_TRY(WriteProcFile(pid, "uid_map", "0 0 4294967295\n"));
-    return WriteProcFile(pid, "gid_map", "0 0 4294967295\n");
+    // Root maps every id it has: all of them on a host; inside a container
+    // (a user namespace of its own, e.g. kiln in a kiln container, or a
+    // Kubernetes pod with hostUsers: false) only the ranges of its own map.
+    for (bool gid_map : {false, true}) {
+      KILN_ASSIGN_OR_RETURN(auto own, ReadIdMappings(gid_map));
+      std::string lines;
+      for (const IdMapping& m : own)
+        lines += std::to_string(m.container_id) + " " + std::to_string(m.container_id) + " " +
+                 std::to_string(m.size) + "\n";
+      KILN_TRY(WriteProcFile(pid, gid_map ? "gid_map" : "uid_map", lines));
+    }
+    return Ok();
   }
   std::string name;
   if (struct passwd* pw = ::getpwuid(uid))

@@ -135,6 +135,7 @@ std::string EncodeSpec(const HelperSpec& h) {
   }
   w.U32(s.no_new_privileges);
   w.Str(s.shm_size);
+  w.U32(s.mask_proc);
   return std::move(w.out());
 }
 
@@ -214,6 +215,7 @@ bool DecodeSpec(const std::string& data, HelperSpec* out) {
   }
   s.no_new_privileges = r.U32() != 0;
   s.shm_size = r.Str();
+  s.mask_proc = r.U32() != 0;
   return r.ok();
 }
 

@@ -63,6 +63,7 @@ CHECK["run|--dns"]='[ "$(k run --rm --dns 192.0.2.53 busybox grep nameserver /et
 CHECK["run|--dns-search"]='k run --rm --dns-search example.test busybox grep -qx "search example.test" /etc/resolv.conf'
 CHECK["run|--dns-option"]='k run --rm --dns-option ndots:2 busybox grep -qx "options ndots:2" /etc/resolv.conf'
 CHECK["run|--hostname"]='[ "$(k run --rm --hostname hh busybox hostname)" = hh ]'
+CHECK["run|--privileged"]='k run --rm --privileged busybox grep -q "^CapBnd:.*ffffffff" /proc/self/status && ! k run --rm busybox grep -q "^CapBnd:.*ffffffff" /proc/self/status && ! k run --rm --privileged busybox grep -q " /proc/sys " /proc/mounts && k run --rm busybox grep -q " /proc/sys " /proc/mounts'
 CHECK["run|--read-only"]='! k run --rm --read-only busybox touch /x 2>/dev/null'
 CHECK["run|--init"]='[ "$(k run --rm --init busybox sh -c "echo \$\$")" != 1 ]'
 CHECK["run|-l, --label"]='id=$(k create -l a=1 --label b=2 busybox true) && [ "$(k container inspect --format "{{.Config.Labels.a}}{{.Config.Labels.b}}" $id)" = 12 ]; r=$?; cleanup_id; exit $r'
