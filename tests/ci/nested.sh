@@ -6,7 +6,9 @@
 # through `kiln unshare`: the limit holds for that namespace and its
 # children only, nothing global changes; the inner kiln picks chroot
 # isolation with its one-line notice) -- and the image equals the one built
-# outside: same layer digests (SOURCE_DATE_EPOCH). As the test user and as root.
+# outside: same layer digests (SOURCE_DATE_EPOCH). The kiln image also
+# exports a registry cache (loopback docker-registry) that a fresh store
+# outside builds from without running a step. As the test user and as root.
 . "$(dirname "$0")/../integration/lib.sh"
 require_tool objcopy "binutils: stage.sh strips the binaries"
 temp_workdir nested
@@ -26,12 +28,16 @@ RUN test -r /proc/self/status && test -c /dev/null && echo ok >/out/proc
 CF
 chmod -R a+rX "$work/ctx"
 
+# A loopback registry for the registry-cache round trip (docs/ci.md's jobs).
+REG=
+command -v docker-registry >/dev/null && { start_registry "$work" || REG=; }
+
 # layers IMAGE: the manifest's layer digests, one line
 layers() { k inspect --format '{{json .RootFS.Layers}} {{.Digest}}' "$1" 2>/dev/null; }
 
 for mode in $(test_modes); do
   w=$work/$mode
-  mkdir -p "$w/inner-userns" "$w/inner-chroot" "$w/inner-refused" "$w/inner-nocap"
+  mkdir -p "$w/inner-userns" "$w/inner-chroot" "$w/inner-refused" "$w/inner-nocap" "$w/inner-cache"
   chmod 755 "$w"
   [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown -R "$KILN_TEST_USER" "$w"
   store=$w/store
@@ -64,6 +70,27 @@ for mode in $(test_modes); do
   got=$(KILN_ROOT=$w/inner-userns as_mode "$mode" "$KILN_BIN" inspect --format '{{json .RootFS.Layers}} {{.Digest}}' out 2>/dev/null)
   if [ -n "$want" ] && [ "$got" = "$want" ]; then tap_ok "$mode: ... same layer digests and manifest digest (the same image) as outside"
   else tap_not_ok "$mode: ... same layer digests and manifest digest (the same image) as outside"; echo "want $want got $got" | diag; fi
+
+  # The CI flow: the kiln image exports its cache to a registry (its libcurl,
+  # CA file and loader are in the image), a fresh store imports it and runs
+  # no step.
+  if [ -z "$REG" ]; then
+    tap_skip "$mode: registry cache from the kiln image (docker-registry is not installed or did not start)"
+  else
+    k run --rm --network host --privileged -e SOURCE_DATE_EPOCH -v "$work/ctx:/ctx:ro" -v "$w/inner-cache:/var/lib/kiln" \
+      kiln-image build --cache-to "$REG/$mode/kiln-cache:ci" -t out /ctx >"$w/cache-to.out" 2>&1
+    rc=$?
+    XDG_RUNTIME_DIR= kiln_as "$mode" "$w/fresh" build --progress=json --cache-from "$REG/$mode/kiln-cache:ci" -t out \
+      "$work/ctx" >/dev/null 2>"$w/cache-from.err"
+    ran=$(grep -c '"status":"done"' "$w/cache-from.err"); cached=$(grep -c '"status":"cached"' "$w/cache-from.err")
+    if [ "$rc" = 0 ] && [ "$ran" = 0 ] && [ "$cached" = 3 ] &&
+       [ "$(KILN_ROOT=$w/fresh as_mode "$mode" "$KILN_BIN" inspect --format '{{json .RootFS.Layers}} {{.Digest}}' out)" = "$want" ]; then
+      tap_ok "$mode: --cache-to from the kiln image, --cache-from on a fresh store: 3 steps cached, 0 ran, the same image"
+    else
+      tap_not_ok "$mode: registry cache from the kiln image (rc $rc, $ran ran, $cached cached)"
+      diag <"$w/cache-to.out"; diag <"$w/cache-from.err"
+    fi
+  fi
 
   # User namespaces disabled: max_user_namespaces=0 in the outer kiln's user
   # namespace (through `kiln unshare`; it limits that namespace and its
