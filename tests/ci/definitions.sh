@@ -45,11 +45,42 @@ for m in re.finditer(r"^### ([^\n]*)\n(?:(?!#)[^\n]*\n)*?```yaml\n(.*?)```", tex
         print(f"{'ok' if '--cache-to' in str(obj) else 'not ok'} - GitLab CI: exports the cache")
     if title == "GitHub Actions":
         print(f"{'ok' if '--cache-from' in str(obj) else 'not ok'} - GitHub Actions: imports the cache")
+    # Every kiln command line of the block: "kiln CMD ..." in scripts, or a
+    # container's args whose first word is a kiln command.
+    lines = []
+    def walk(o):
+        if isinstance(o, dict):
+            if isinstance(o.get("args"), list) and "kiln" in str(o.get("image", "")) + str(obj.get("spec", {}).get("stepTemplate", {}).get("image", "")):
+                lines.append(" ".join(str(a) for a in o["args"]))
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, str):
+            for m in re.finditer(r"\bkiln ((?:build|push|login|info)\b[^|;&\n]*)", o):
+                lines.append(m.group(1))
+    walk(obj)
+    with open(f"{work}/flags", "a") as out:
+        for line in lines:
+            words = line.split()
+            for w in words[1:]:
+                if w.startswith("--"):
+                    out.write(f"{title.split(' (')[0]}\t{words[0]}\t{w.split('=')[0]}\n")
 PY
 while read -r line; do
   case $line in ok*) tap_ok "${line#ok - }" ;; *) tap_not_ok "${line#not ok - }" ;; esac
 done <"$work/blocks.tap"
 [ "$(grep -c '' "$work/blocks.tap")" -ge 10 ] || tap_not_ok "docs/ci.md has the GitLab, GitHub, Tekton and Kubernetes blocks"
+# Every kiln flag the definitions use exists (kiln CMD --help lists it).
+while IFS=$'\t' read -r where cmd flag; do
+  if "$KILN_BIN" "$cmd" --help 2>/dev/null | grep -qE -- "(^|[ ,])$flag([ ,=]|$)"; then
+    tap_ok "$where: kiln $cmd $flag exists"
+  else
+    tap_not_ok "$where: kiln $cmd $flag: not in kiln $cmd --help"
+  fi
+done < <(sort -u "$work/flags")
+[ "$(cut -f3 "$work/flags" | sort -u | grep -c .)" -ge 3 ] || tap_not_ok "the definitions' kiln flags were found"
 
 if ! command -v kubectl >/dev/null; then
   tap_skip "kubectl is not installed"
