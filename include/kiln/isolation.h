@@ -42,6 +42,12 @@ UserNamespaceSupport ProbeUserNamespaces();
 /// files their owners), else why not, naming the missing capability.
 std::string ChrootUnavailableReason();
 
+/// For a sandbox set-up error: when it is "mount proc: ...not permitted" and
+/// this process's /proc has paths masked by a container runtime (mounts
+/// under /proc, which a nested user namespace cannot mount a new /proc
+/// over), " (" + what to do + ")"; else "".
+std::string NestedProcHint(const std::string& setup_error);
+
 /// main() records that the command runs without kiln's user namespace
 /// (chroot isolation) and why ("requested" or the probe's reason).
 void SetChrootIsolation(const std::string& why);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 namespace kiln {
 namespace {
@@ -112,6 +113,31 @@ std::string ChrootUnavailableReason() {
       return std::string("missing capability ") + n.name;
   }
   return {};
+}
+
+std::string NestedProcHint(const std::string& setup_error) {
+  if (setup_error.rfind("mount proc:", 0) != 0 || setup_error.find("not permitted") == std::string::npos)
+    return {};
+  // Field 5 of mountinfo is the mount point; binfmt_misc sits on an empty
+  // directory the kernel allows to be covered.
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  std::string masked;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string f[5];
+    for (auto& x : f)
+      fields >> x;
+    if (f[4].rfind("/proc/", 0) == 0 && f[4] != "/proc/sys/fs/binfmt_misc") {
+      masked = f[4];
+      break;
+    }
+  }
+  if (masked.empty())
+    return {};
+  return " (this kiln runs in a container whose /proc has masked paths such as " + masked +
+         ": a nested sandbox cannot mount its own /proc; run the container with --privileged, or on "
+         "Kubernetes with procMount: Unmasked, or build with --isolation chroot; docs/ci.md)";
 }
 
 void SetChrootIsolation(const std::string& why) {

@@ -633,7 +633,7 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
   // process failed before execve (e.g. its working directory), and its
   // status (125) alone would say nothing.
   if (!setup_error.empty())
-    return Error(Errc::kSandbox, "sandbox: " + setup_error);
+    return Error(Errc::kSandbox, "sandbox: " + setup_error + NestedProcHint(setup_error));
   if (!saw_wait) {
     if (!sent)
       return std::move(sent).error().WithContext("sandbox: send the spec");

@@ -37,7 +37,7 @@ layers() { k inspect --format '{{json .RootFS.Layers}} {{.Digest}}' "$1" 2>/dev/
 
 for mode in $(test_modes); do
   w=$work/$mode
-  mkdir -p "$w/inner-userns" "$w/inner-chroot" "$w/inner-refused" "$w/inner-nocap" "$w/inner-cache"
+  mkdir -p "$w/inner-userns" "$w/inner-chroot" "$w/inner-refused" "$w/inner-nocap" "$w/inner-cache" "$w/inner-masked"
   chmod 755 "$w"
   [ "$mode" = user ] && [ "$(id -u)" -eq 0 ] && chown -R "$KILN_TEST_USER" "$w"
   store=$w/store
@@ -70,6 +70,14 @@ for mode in $(test_modes); do
   got=$(KILN_ROOT=$w/inner-userns as_mode "$mode" "$KILN_BIN" inspect --format '{{json .RootFS.Layers}} {{.Digest}}' out 2>/dev/null)
   if [ -n "$want" ] && [ "$got" = "$want" ]; then tap_ok "$mode: ... same layer digests and manifest digest (the same image) as outside"
   else tap_not_ok "$mode: ... same layer digests and manifest digest (the same image) as outside"; echo "want $want got $got" | diag; fi
+
+  # Without --privileged the container's /proc is masked: a nested sandbox
+  # cannot mount its own, and the error says so and what to do.
+  k run --rm --network none -e SOURCE_DATE_EPOCH -v "$work/ctx:/ctx:ro" -v "$w/inner-masked:/var/lib/kiln" \
+    kiln-image build -t x /ctx >"$w/masked.out" 2>&1
+  check "$mode: nested in a container with a masked /proc: the RUN step fails naming the masked path and the ways out" \
+    grep -q "sandbox: mount proc: Operation not permitted (this kiln runs in a container whose /proc has masked paths such as /proc/.*--privileged.*procMount: Unmasked.*--isolation chroot" "$w/masked.out"
+  grep -q "masked paths" "$w/masked.out" || diag <"$w/masked.out"
 
   # The CI flow: the kiln image exports its cache to a registry (its libcurl,
   # CA file and loader are in the image), a fresh store imports it and runs
