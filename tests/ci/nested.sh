@@ -51,6 +51,13 @@ for mode in $(test_modes); do
   fi
   k run --rm --network none kiln-image version >"$w/version.out" 2>&1
   check "$mode: the kiln image runs kiln (no other runtime dependency)" grep -q "kiln version" "$w/version.out"
+  # kiln-ci: the kiln image plus busybox, for CI systems that run a shell script.
+  mkdir -p "$w/ci-ctx" && cp /bin/busybox "$w/ci-ctx/" && chmod -R a+rX "$w/ci-ctx"
+  k build -q --build-arg KILN_IMAGE=kiln-image -t kiln-ci -f "$KILN_SOURCE_ROOT/contrib/kiln-image/Containerfile.ci" \
+    "$w/ci-ctx" >/dev/null 2>"$w/ci.err" || diag <"$w/ci.err"
+  out=$(k run --rm --network none kiln-ci sh -c 'for w in $(kiln version); do echo $w; done | head -2 | tr "\n" " "' 2>&1)
+  check "$mode: kiln-ci (Containerfile.ci) runs a shell script calling kiln" [ "$out" = "kiln version " ]
+  [ "$out" = "kiln version " ] || echo "$out" | diag
 
   k build -q -t out "$work/ctx" >/dev/null 2>"$w/outside.err" || diag <"$w/outside.err"
   want=$(layers out)
