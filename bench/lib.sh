@@ -28,3 +28,10 @@ bench_cleanup() {
   "$KILN" rm -f $("$KILN" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
   rm -rf "$work" 2>/dev/null || true
 }
+
+# registry_yml ADDR ROOTDIR: a docker-registry config serving ROOTDIR on
+# ADDR (loopback), quiet.
+registry_yml() {
+  printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n'
+  printf 'storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$2" "$1"
+}

@@ -6,6 +6,7 @@
 #
 #   bench/registry.sh [RUNS]          (default 3; KILN=path/to/kiln, SIZE_MB=300)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 RUNS=${1:-3}
 SIZE_MB=${SIZE_MB:-300}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,18 +36,7 @@ start_registry() {  # NAME -> sets REG to its address
   port=$(free_port)
   REG=127.0.0.1:$port
   rm -rf "$WORK/registry-$name"
-  cat >"$WORK/registry-$name.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry-$name
-http:
-  addr: $REG
-EOF
+  registry_yml "$REG" "$WORK/registry-$name" >"$WORK/registry-$name.yml"
   docker-registry serve "$WORK/registry-$name.yml" >"$WORK/registry-$name.log" 2>&1 &
   REG_PIDS[$name]=$!
   for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null && return 0; sleep 0.1; done
