@@ -150,6 +150,10 @@ struct SandboxSpec {
   /// file system. For uppers that are thrown away (`run --rm`) or whose
   /// content the caller makes durable itself (a build step's layer blob).
   bool volatile_upper = false;
+  /// The caller removes upper_dir as soon as the sandbox ends (`run --rm`):
+  /// the mount targets the helper created in it (stubs) are left there
+  /// instead of being removed one by one first.
+  bool discard_upper = false;
   /// Plain directory rootfs (copy snapshotter), used when lower_dirs is empty.
   /// Writes land in it directly.
   std::string rootfs_dir;

@@ -425,7 +425,7 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
   // crash).
   std::string dir = ContainerDir(paths, c.id);
   SandboxSpec spec{.lower_dirs = c.lower_dirs, .upper_dir = dir + "/upper", .work_dir = dir + "/work",
-                   .volatile_upper = c.auto_remove, .read_only_rootfs = c.read_only, .argv = c.argv,
+                   .volatile_upper = c.auto_remove, .discard_upper = c.auto_remove, .read_only_rootfs = c.read_only, .argv = c.argv,
                    .env = c.env, .cwd = c.cwd, .uid = c.uid, .gid = c.gid, .supplementary_gids = c.groups,
                    .hostname = c.hostname, .etc_hosts = c.etc_hosts, .etc_hostname = c.etc_hostname,
                    .network = c.network};

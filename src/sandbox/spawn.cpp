@@ -627,7 +627,8 @@ Expected<SandboxResult> RunSandbox(const SandboxSpec& spec) {
       return Error::FromErrno("wait for the sandbox helper");
   }
   net.Stop();
-  RemoveStubs(spec.lower_dirs.empty() ? spec.rootfs_dir : spec.upper_dir, stubs);
+  if (!(spec.discard_upper && !spec.lower_dirs.empty()))
+    RemoveStubs(spec.lower_dirs.empty() ? spec.rootfs_dir : spec.upper_dir, stubs);
 
   // A set-up error is fatal even when pid 1 reported a wait status: the
   // process failed before execve (e.g. its working directory), and its
