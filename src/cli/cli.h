@@ -101,6 +101,7 @@ void AddEventsCommand(CLI::App& app, Context& ctx);
 void AddContainerCommands(CLI::App& app, Context& ctx);
 void AddVolumeCommand(CLI::App& app, Context& ctx);
 void AddSecretCommand(CLI::App& app, Context& ctx);
+void AddFarmCommand(CLI::App& app, Context& ctx);
 void AddNetworkCommand(CLI::App& app, Context& ctx);
 void AddComposeCommand(CLI::App& app, Context& ctx);
 void AddPodCommand(CLI::App& app, Context& ctx);

@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
   AddContainerCommands(app, ctx);
   AddVolumeCommand(app, ctx);
   AddSecretCommand(app, ctx);
+  AddFarmCommand(app, ctx);
   AddNetworkCommand(app, ctx);
   AddComposeCommand(app, ctx);
   AddPodCommand(app, ctx);

@@ -240,3 +240,42 @@ registry_workdir() {
   temp_workdir "$1"
   start_registry "$work" || { tap_not_ok "start docker-registry"; diag <"$work/registry.log"; tap_done; exit; }
 }
+
+# Emulated arm64 (multi-platform builds and farms): the binfmt_misc entry of
+# qemu-aarch64 with the F flag.
+ARM64_MAGIC=7f454c460201010000000000000000000200b700
+BINFMT=/proc/sys/fs/binfmt_misc
+
+# The arm64 binfmt_misc entry (name) whose magic is aarch64's, or nothing.
+arm64_entry() {
+  local f
+  for f in "$BINFMT"/*; do
+    [ -f "$f" ] || continue
+    grep -q "^magic $ARM64_MAGIC" "$f" 2>/dev/null && grep -q '^enabled' "$f" && { echo "$f"; return; }
+  done
+}
+
+# Make sure an arm64 handler with the F and P flags exists (registering one
+# as root). Without P (preserve argv[0]) busybox's shell runs its applets as
+# /proc/self/exe with argv[0] lost: `RUN cat /f` then runs /f as a script.
+# Debian's qemu-user-static registers qemu-aarch64-static through its
+# aarch64-binfmt-P name, which makes qemu take the preserved argv[0].
+ensure_arm64_handler() {
+  if [ ! -e "$BINFMT/status" ] && [ "$(id -u)" -eq 0 ]; then
+    mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || true
+  fi
+  local e
+  e=$(arm64_entry)
+  if [ -n "$e" ] && grep -q '^flags:.*F' "$e" && grep -q '^flags:.*P' "$e"; then return 0; fi
+  [ "$(id -u)" -eq 0 ] || { [ -n "$e" ] && grep -q '^flags:.*F' "$e"; return; }
+  local qemu=/usr/libexec/qemu-binfmt/aarch64-binfmt-P flags=FP
+  if [ ! -x "$qemu" ]; then
+    qemu=$(command -v qemu-aarch64-static || true); flags=F
+  fi
+  [ -n "$qemu" ] || return 1
+  [ -n "$e" ] && echo -1 >"$e"
+  printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$qemu"':'"$flags" \
+    >"$BINFMT/register" 2>/dev/null || return 1
+  e=$(arm64_entry)
+  [ -n "$e" ] && grep -q '^flags:.*F' "$e"
+}

@@ -9,37 +9,6 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-ARM64_MAGIC=7f454c460201010000000000000000000200b700
-BINFMT=/proc/sys/fs/binfmt_misc
-
-# The arm64 binfmt_misc entry (name) whose magic is aarch64's, or nothing.
-arm64_entry() {
-  local f
-  for f in "$BINFMT"/*; do
-    [ -f "$f" ] || continue
-    grep -q "^magic $ARM64_MAGIC" "$f" 2>/dev/null && grep -q '^enabled' "$f" && { echo "$f"; return; }
-  done
-}
-
-# Make sure an arm64 handler with the F flag exists (registering one as root).
-ensure_arm64_handler() {
-  if [ ! -e "$BINFMT/status" ] && [ "$(id -u)" -eq 0 ]; then
-    mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || true
-  fi
-  local e
-  e=$(arm64_entry)
-  if [ -n "$e" ] && grep -q '^flags:.*F' "$e"; then return 0; fi
-  [ "$(id -u)" -eq 0 ] || return 1
-  local qemu
-  qemu=$(command -v qemu-aarch64-static || true)
-  [ -n "$qemu" ] || return 1
-  [ -n "$e" ] && echo -1 >"$e"
-  printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$qemu"':F' \
-    >"$BINFMT/register" 2>/dev/null || return 1
-  e=$(arm64_entry)
-  [ -n "$e" ] && grep -q '^flags:.*F' "$e"
-}
-
 if [ "$(dpkg --print-architecture 2>/dev/null)" != amd64 ]; then
   tap_skip "this test expects an amd64 host (it builds linux/amd64 natively and linux/arm64 emulated)"; tap_done; exit
 fi

@@ -1,0 +1,242 @@
+// kiln farm create|ls|rm|update|build: build farms of SSH nodes (docs/farm.md),
+// podman's spelling. The farms live in $XDG_CONFIG_HOME/kiln/farms.json.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/command.h"
+#include "cli/format_util.h"
+#include "kiln/farm.h"
+#include "kiln/fs.h"
+
+namespace kiln::cli {
+
+namespace {
+
+using farm::Config;
+
+Expected<Config> Load() { return farm::LoadConfig(farm::ConfigPath()); }
+
+/// Nodes from URLs, each checked, with the shared connection flags.
+struct NodeFlags {
+  std::string identity, kiln = "kiln";
+  std::vector<std::string> ssh_options;
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--identity", identity, "ssh private key for these nodes (ssh -i)");
+    cmd->add_option("--remote-kiln", kiln, "the kiln program on these nodes (default: kiln on their PATH)");
+    cmd->add_option("--ssh-option", ssh_options, "an ssh -o option for these nodes, e.g. Port=2222 (repeatable)")
+        ->allow_extra_args(false);
+  }
+  Expected<farm::Node> Make(const std::string& url) const {
+    KILN_TRY(farm::ParseNodeUrl(url));
+    farm::Node n;
+    n.url = url;
+    n.identity = identity;
+    n.kiln = kiln;
+    n.ssh_options = ssh_options;
+    return n;
+  }
+};
+
+std::string Join(const std::vector<farm::Node>& nodes) {
+  std::string out;
+  for (const auto& n : nodes)
+    out += (out.empty() ? "" : ",") + n.url;
+  return out;
+}
+
+}  // namespace
+
+void AddFarmCommand(CLI::App& app, Context& ctx) {
+  auto* group = app.add_subcommand("farm", "build farms: nodes reached over SSH that build one platform each "
+                                           "(create, ls, rm, update, build; docs/farm.md)");
+  group->require_subcommand(1);
+  {
+    auto* cmd = group->add_subcommand("create", "create a farm of ssh://[USER@]HOST[:PORT] nodes");
+    struct Flags {
+      std::string name;
+      std::vector<std::string> nodes;
+      NodeFlags node;
+    };
+    auto f = std::make_shared<Flags>();
+    f->node.Add(cmd);
+    cmd->add_option("name", f->name, "the farm's name")->required();
+    cmd->add_option("nodes", f->nodes, "ssh://[USER@]HOST[:PORT] of each node");
+    SetCommand(cmd, ctx, [f]() -> Status {
+      KILN_ASSIGN_OR_RETURN(Config config, Load());
+      if (config.Find(f->name))
+        return Error(Errc::kInvalidInput, "farm " + f->name + " already exists (kiln farm update, or rm it first)");
+      farm::Farm fm{f->name, {}};
+      for (const auto& u : f->nodes) {
+        KILN_ASSIGN_OR_RETURN(auto n, f->node.Make(u));
+        fm.nodes.push_back(std::move(n));
+      }
+      config.farms.push_back(std::move(fm));
+      if (config.default_farm.empty())
+        config.default_farm = f->name;
+      KILN_TRY(farm::SaveConfig(farm::ConfigPath(), config));
+      std::printf("Farm \"%s\" created\n", f->name.c_str());
+      return Ok();
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("ls", "list farms");
+    cmd->alias("list");
+    auto format = std::make_shared<std::string>();
+    cmd->add_option("--format", *format, "json, a Go template ({{.Name}} {{.Connections}}), or table TEMPLATE");
+    SetCommand(cmd, ctx, [format]() -> Expected<int> {
+      KILN_ASSIGN_OR_RETURN(Config config, Load());
+      std::vector<nlohmann::json> json_rows, rows;
+      for (const auto& fm : config.farms) {
+        nlohmann::json conns = nlohmann::json::array();
+        for (const auto& n : fm.nodes)
+          conns.push_back(n.url);
+        json_rows.push_back({{"Name", fm.name}, {"Connections", conns}, {"Default", fm.name == config.default_farm},
+                             {"ReadWrite", true}});
+        rows.push_back(json_rows.back());
+        rows.back()["Connections"] = Join(fm.nodes);
+      }
+      format::ListOptions o;
+      o.default_format = "table {{.Name}}\t{{.Connections}}\t{{.Default}}\t{{.ReadWrite}}";
+      return PrintList(*format, json_rows, rows, o);
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("rm", "remove farms (the nodes are not touched)");
+    struct Flags {
+      std::vector<std::string> names;
+      bool all = false;
+    };
+    auto f = std::make_shared<Flags>();
+    cmd->add_flag("-a,--all", f->all, "remove every farm");
+    cmd->add_option("names", f->names, "farm names");
+    SetCommand(cmd, ctx, [f]() -> Status {
+      if (f->all == !f->names.empty())
+        return Error(Errc::kInvalidInput, "farm rm: give farm names or --all");
+      KILN_ASSIGN_OR_RETURN(Config config, Load());
+      if (f->all) {
+        config.farms.clear();
+      } else {
+        for (const auto& n : f->names)
+          if (!config.Find(n))
+            return Error(Errc::kNotFound, "farm rm: no farm named " + n);
+        for (const auto& n : f->names)
+          std::erase_if(config.farms, [&](const farm::Farm& fm) { return fm.name == n; });
+      }
+      if (!config.Find(config.default_farm))
+        config.default_farm = config.farms.empty() ? "" : config.farms.front().name;
+      KILN_TRY(farm::SaveConfig(farm::ConfigPath(), config));
+      for (const auto& n : f->names)
+        std::printf("Farm \"%s\" deleted\n", n.c_str());
+      return Ok();
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("update", "add or remove nodes, or make a farm the default");
+    struct Flags {
+      std::string name;
+      std::vector<std::string> add, remove;
+      bool make_default = false;
+      NodeFlags node;
+    };
+    auto f = std::make_shared<Flags>();
+    f->node.Add(cmd);
+    cmd->add_option("-a,--add", f->add, "nodes to add (ssh://[USER@]HOST[:PORT], comma-separated or repeated)")
+        ->delimiter(',')
+        ->allow_extra_args(false);
+    cmd->add_option("-r,--remove", f->remove, "nodes to remove (their URLs)")->delimiter(',')->allow_extra_args(false);
+    cmd->add_flag("-d,--default", f->make_default, "make it the default farm");
+    cmd->add_option("name", f->name, "the farm")->required();
+    SetCommand(cmd, ctx, [f]() -> Status {
+      KILN_ASSIGN_OR_RETURN(Config config, Load());
+      farm::Farm* fm = config.Find(f->name);
+      if (!fm)
+        return Error(Errc::kNotFound, "farm update: no farm named " + f->name);
+      if (f->add.empty() && f->remove.empty() && !f->make_default)
+        return Error(Errc::kInvalidInput, "farm update: nothing to do (--add, --remove or --default)");
+      for (const auto& u : f->remove) {
+        auto before = fm->nodes.size();
+        std::erase_if(fm->nodes, [&](const farm::Node& n) { return n.url == u; });
+        if (fm->nodes.size() == before)
+          return Error(Errc::kNotFound, "farm update --remove: farm " + f->name + " has no node " + u);
+      }
+      for (const auto& u : f->add) {
+        for (const auto& n : fm->nodes)
+          if (n.url == u)
+            return Error(Errc::kInvalidInput, "farm update --add: farm " + f->name + " already has " + u);
+        KILN_ASSIGN_OR_RETURN(auto n, f->node.Make(u));
+        fm->nodes.push_back(std::move(n));
+      }
+      if (f->make_default)
+        config.default_farm = f->name;
+      KILN_TRY(farm::SaveConfig(farm::ConfigPath(), config));
+      std::printf("Farm \"%s\" updated\n", f->name.c_str());
+      return Ok();
+    });
+  }
+  {
+    auto* cmd = group->add_subcommand("build", "build each platform on a farm node and push one index to a registry");
+    struct Flags {
+      std::string farm, tag, file, context, cache_to, authfile, cert_dir, progress;
+      std::vector<std::string> platforms, build_args, cache_from;
+      bool tls_verify = true, quiet = false;
+    };
+    auto f = std::make_shared<Flags>();
+    cmd->add_option("--farm", f->farm, "the farm (default: the default farm)");
+    cmd->add_option("--platforms", f->platforms,
+                    "os/arch[/variant] to build, comma-separated (default: every node's native platform)")
+        ->delimiter(',')
+        ->allow_extra_args(false);
+    cmd->add_option("-t,--tag", f->tag, "REGISTRY/NAME[:TAG]: where the nodes push and the index goes")->required();
+    cmd->add_option("-f,--file", f->file, "the Containerfile, relative to the context (default: Containerfile, "
+                                          "then Dockerfile)");
+    cmd->add_option("--build-arg", f->build_args, "K=V build argument (repeatable)")->allow_extra_args(false);
+    cmd->add_option("--cache-from", f->cache_from, "registry repository the nodes import cache records from (repeatable)")
+        ->allow_extra_args(false);
+    cmd->add_option("--cache-to", f->cache_to, "registry repository the nodes export cache records to");
+    cmd->add_option("--tls-verify", f->tls_verify,
+                    "verify registry TLS certificates, here and on the nodes: --tls-verify=false to skip")
+        ->default_str("true");
+    cmd->add_option("--authfile", f->authfile, "registry credentials for the index push (the nodes use their own)");
+    cmd->add_option("--cert-dir", f->cert_dir, "CA certificates for the index push");
+    cmd->add_option("--progress", f->progress, "the nodes' build output: plain or json (default: the nodes' own)")
+        ->check(CLI::IsMember({"auto", "plain", "json", "quiet"}));
+    cmd->add_flag("-q,--quiet", f->quiet, "print only the index digest");
+    cmd->add_option("context", f->context, "the build context directory")->required();
+    SetCommand(cmd, ctx, [f]() -> Expected<int> {
+      KILN_ASSIGN_OR_RETURN(Config config, Load());
+      std::string name = f->farm.empty() ? config.default_farm : f->farm;
+      if (name.empty())
+        return Error(Errc::kInvalidInput, "farm build: no farm (kiln farm create NAME ssh://USER@HOST ...)");
+      const farm::Farm* fm = config.Find(name);
+      if (!fm)
+        return Error(Errc::kNotFound, "farm build: no farm named " + name + " (kiln farm ls)");
+      farm::BuildRequest req;
+      req.context_dir = f->context;
+      req.containerfile = f->file;
+      req.platforms = f->platforms;
+      req.image = f->tag;
+      req.build_args = f->build_args;
+      req.cache_from = f->cache_from;
+      req.cache_to = f->cache_to;
+      req.tls_verify = f->tls_verify;
+      req.authfile = f->authfile;
+      req.cert_dir = f->cert_dir;
+      req.progress = f->progress;
+      if (!f->quiet)
+        req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+      KILN_ASSIGN_OR_RETURN(auto result, farm::Build(*fm, req));
+      if (!f->quiet)
+        for (size_t i = 0; i < result.images.size(); ++i)
+          std::fprintf(stderr, "%s: %s (%s)\n", result.images[i].platform.c_str(),
+                       result.images[i].digest.str().c_str(), result.nodes[i].c_str());
+      std::printf("%s\n", result.index.str().c_str());
+      return 0;
+    });
+  }
+}
+
+}  // namespace kiln::cli
