@@ -179,33 +179,37 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
   }
   {
     auto* cmd = group->add_subcommand("build", "build each platform on a farm node and push one index to a registry");
+    // The flags parse straight into the library's request (as kiln build's do).
     struct Flags {
-      std::string farm, tag, file, context, cache_to, authfile, cert_dir, progress;
-      std::vector<std::string> platforms, build_args, cache_from;
-      bool tls_verify = true, quiet = false;
+      std::string farm;
+      farm::BuildRequest req;
+      bool quiet = false;
     };
     auto f = std::make_shared<Flags>();
     cmd->add_option("--farm", f->farm, "the farm (default: the default farm)");
-    cmd->add_option("--platforms", f->platforms,
+    cmd->add_option("--platforms", f->req.platforms,
                     "os/arch[/variant] to build, comma-separated (default: every node's native platform)")
         ->delimiter(',')
         ->allow_extra_args(false);
-    cmd->add_option("-t,--tag", f->tag, "REGISTRY/NAME[:TAG]: where the nodes push and the index goes")->required();
-    cmd->add_option("-f,--file", f->file, "the Containerfile, relative to the context (default: Containerfile, "
-                                          "then Dockerfile)");
-    cmd->add_option("--build-arg", f->build_args, "K=V build argument (repeatable)")->allow_extra_args(false);
-    cmd->add_option("--cache-from", f->cache_from, "registry repository the nodes import cache records from (repeatable)")
+    cmd->add_option("-t,--tag", f->req.image, "REGISTRY/NAME[:TAG]: where the nodes push and the index goes")
+        ->required();
+    cmd->add_option("-f,--file", f->req.containerfile, "the Containerfile, relative to the context (default: "
+                                                       "Containerfile, then Dockerfile)");
+    cmd->add_option("--build-arg", f->req.build_args, "K=V build argument (repeatable)")->allow_extra_args(false);
+    cmd->add_option("--cache-from", f->req.cache_from,
+                    "registry repository the nodes import cache records from (repeatable)")
         ->allow_extra_args(false);
-    cmd->add_option("--cache-to", f->cache_to, "registry repository the nodes export cache records to");
-    cmd->add_option("--tls-verify", f->tls_verify,
+    cmd->add_option("--cache-to", f->req.cache_to, "registry repository the nodes export cache records to");
+    cmd->add_option("--tls-verify", f->req.tls_verify,
                     "verify registry TLS certificates, here and on the nodes: --tls-verify=false to skip")
         ->default_str("true");
-    cmd->add_option("--authfile", f->authfile, "registry credentials for the index push (the nodes use their own)");
-    cmd->add_option("--cert-dir", f->cert_dir, "CA certificates for the index push");
-    cmd->add_option("--progress", f->progress, "the nodes' build output: plain or json (default: the nodes' own)")
+    cmd->add_option("--authfile", f->req.authfile,
+                    "registry credentials for the index push (the nodes use their own)");
+    cmd->add_option("--cert-dir", f->req.cert_dir, "CA certificates for the index push");
+    cmd->add_option("--progress", f->req.progress, "the nodes' build output: plain or json (default: the nodes' own)")
         ->check(CLI::IsMember({"auto", "plain", "json", "quiet"}));
     cmd->add_flag("-q,--quiet", f->quiet, "print only the index digest");
-    cmd->add_option("context", f->context, "the build context directory")->required();
+    cmd->add_option("context", f->req.context_dir, "the build context directory")->required();
     SetCommand(cmd, ctx, [f]() -> Expected<int> {
       KILN_ASSIGN_OR_RETURN(Config config, Load());
       std::string name = f->farm.empty() ? config.default_farm : f->farm;
@@ -214,18 +218,7 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
       const farm::Farm* fm = config.Find(name);
       if (!fm)
         return Error(Errc::kNotFound, "farm build: no farm named " + name + " (kiln farm ls)");
-      farm::BuildRequest req;
-      req.context_dir = f->context;
-      req.containerfile = f->file;
-      req.platforms = f->platforms;
-      req.image = f->tag;
-      req.build_args = f->build_args;
-      req.cache_from = f->cache_from;
-      req.cache_to = f->cache_to;
-      req.tls_verify = f->tls_verify;
-      req.authfile = f->authfile;
-      req.cert_dir = f->cert_dir;
-      req.progress = f->progress;
+      farm::BuildRequest req = f->req;
       if (!f->quiet)
         req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       KILN_ASSIGN_OR_RETURN(auto result, farm::Build(*fm, req));

@@ -307,8 +307,12 @@ Expected<BuildResult> Build(const Farm& farm, const BuildRequest& req) {
       build += " --cache-to " + ShellQuote(PlatformCacheRef(req.cache_to, job.assignment.platform));
     build += " -t " + tag + " \"$c\" >&2";
     std::string work = "set -e; " + build + "; " + "dig=$(" + k + " images --no-trunc --filter reference=" + tag +
-                       " --format '{{.Digest}}' | head -n1); " + "test -n \"$dig\"; " + k + " push -q" + tls +
-                       " " + tag + " " + ShellQuote("docker://" + repo) + "@\"$dig\" >&2; " +
+                       " --format '{{.Digest}}' | head -n1); " + "test -n \"$dig\"; " +
+                       // Up to three tries: a registry may refuse a manifest while another node is
+                       // committing a blob they share (docker-registry: MANIFEST_BLOB_UNKNOWN).
+                       "for i in 1 2 3; do " + k + " push -q" + tls + " " + tag + " " +
+                       ShellQuote("docker://" + repo) + "@\"$dig\" >&2 && break; " +
+                       "[ $i = 3 ] && exit 1; echo \"push failed, retrying\" >&2; sleep $i; done; " +
                        "echo \"kiln-farm-result $dig\"";
     // setsid: the work is a process group of its own (dash has no job
     // control without a tty), which the watcher stops as a whole.

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -100,14 +101,19 @@ class SandboxTest : public ::testing::Test {
     UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
     s.stdout_fd = out_w.get();
     s.stderr_fd = err_w.get();
+    // Read while the sandbox runs: a pipe may hold as little as two
+    // buffers (a user over fs.pipe-user-pages-soft gets no more), and a
+    // process blocked writing to it would never exit.
+    std::thread out_reader([&] { r.out = ReadAll(out_r.get()).value_or(""); });
+    std::thread err_reader([&] { r.err = ReadAll(err_r.get()).value_or(""); });
     auto res = RunSandbox(s);
     out_w.reset();
     err_w.reset();
+    out_reader.join();
+    err_reader.join();
     EXPECT_TRUE(res) << (res ? "" : res.error().message());
     if (res)
       r.result = *res;
-    r.out = ReadAll(out_r.get()).value_or("");
-    r.err = ReadAll(err_r.get()).value_or("");
     return r;
   }
 
