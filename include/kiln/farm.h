@@ -60,9 +60,6 @@ Expected<SshUrl> ParseNodeUrl(std::string_view url);
 /// on `node`: BatchMode (never a password prompt), its -i, -p and -o.
 std::vector<std::string> SshArgv(const Node& node, const std::string& remote_command);
 
-/// One word for a POSIX shell: 'text' with ' written as '\''.
-std::string ShellQuote(std::string_view text);
-
 /// What a node says it builds (from `kiln info --format json`).
 struct NodeInfo {
   std::vector<std::string> native;    ///< "linux/amd64", ...

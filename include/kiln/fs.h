@@ -80,6 +80,11 @@ std::string BaseName(std::string_view path);
 /// Joins with exactly one '/'.
 std::string JoinPath(std::string_view a, std::string_view b);
 
+/// The user's configuration directory as the XDG spec and podman say:
+/// $XDG_CONFIG_HOME, else $HOME/.config, else the passwd entry's home +
+/// /.config. (containers/auth.json, kiln/farms.json, containers/systemd.)
+std::string UserConfigDir();
+
 /// read(2), retried on EINTR.
 ssize_t ReadRetry(int fd, void* buf, size_t len);
 

@@ -41,4 +41,9 @@ const char* EscapeControl(char32_t c);
 /// and backslash in it (Go's %q for plain text; fish's single quotes).
 std::string QuoteWith(std::string_view s, char quote);
 
+/// `word` as one word for a POSIX shell: as is when it has only characters
+/// no shell treats specially (letters, digits and _-./=:,@%+), else between
+/// single quotes with each ' written as '\''.
+std::string ShellQuote(std::string_view word);
+
 }  // namespace kiln

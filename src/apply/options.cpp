@@ -9,6 +9,7 @@
 
 #include "kiln/apply.h"
 #include "kiln/digest.h"
+#include "kiln/text.h"
 
 namespace kiln::apply {
 
@@ -16,17 +17,6 @@ namespace {
 
 Error Invalid(const deployment::Service& s, const std::string& key, const std::string& why) {
   return Error(Errc::kInvalidInput, "service " + s.name + ": " + key + ": " + why);
-}
-
-/// 'word' quoted for /bin/sh when it needs it.
-std::string ShellQuote(const std::string& w) {
-  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@%+") ==
-                        std::string::npos)
-    return w;
-  std::string out = "'";
-  for (char c : w)
-    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
 }
 
 std::string PortFlag(const deployment::PortMapping& p) {

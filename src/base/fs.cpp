@@ -1,6 +1,7 @@
 #include "kiln/fs.h"
 
 #include <dirent.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -279,6 +280,15 @@ std::string JoinPath(std::string_view a, std::string_view b) {
     out += '/';
   out += b;
   return out;
+}
+
+std::string UserConfigDir() {
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg)
+    return xdg;
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return JoinPath(home, ".config");
+  struct passwd* pw = ::getpwuid(::getuid());
+  return JoinPath(pw && pw->pw_dir ? pw->pw_dir : "/", ".config");
 }
 
 Expected<TempDir> TempDir::Create(std::string_view prefix) {

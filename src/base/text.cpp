@@ -170,4 +170,15 @@ std::string QuoteWith(std::string_view s, char quote) {
   return out + quote;
 }
 
+std::string ShellQuote(std::string_view word) {
+  if (!word.empty() &&
+      word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@%+") ==
+          std::string_view::npos)
+    return std::string(word);
+  std::string out = "'";
+  for (char c : word)
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace kiln

@@ -28,11 +28,7 @@ namespace {
 std::string DefaultQuadletDir() {
   if (::geteuid() == 0)
     return "/etc/containers/systemd";
-  const char* xdg = std::getenv("XDG_CONFIG_HOME");
-  if (xdg && *xdg)
-    return std::string(xdg) + "/containers/systemd";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.config/containers/systemd";
+  return JoinPath(UserConfigDir(), "containers/systemd");
 }
 
 }  // namespace

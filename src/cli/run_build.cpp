@@ -79,17 +79,18 @@ Expected<std::vector<Platform>> BasePlatforms(Store& store, const std::string& i
                                               const TransferOptions& to) {
   const std::string what = "--all-platforms: base image " + written;
   std::string media_type, body;
-  KILN_ASSIGN_OR_RETURN(std::vector<ImageEntry> stored, store.ListImages());
+  // The store's entry by name (its top descriptor: no platform chosen, so
+  // not image::ResolveLocal, whose Docker Hub rule this follows).
   std::vector<std::string> names = {image};
   if (image.rfind("docker.io/library/", 0) == 0)
-    names.push_back("localhost/" + image.substr(18));  // as image::ResolveLocal
+    names.push_back("localhost/" + image.substr(18));
   for (const std::string& name : names) {
-    for (const ImageEntry& e : stored) {
-      if (!media_type.empty() || std::find(e.names.begin(), e.names.end(), name) == e.names.end())
-        continue;
-      media_type = e.descriptor.media_type;
-      KILN_ASSIGN_OR_RETURN(body, store.ReadBlob(e.descriptor.digest));
-    }
+    auto found = store.FindImageEntries(name);
+    if (!found || found->empty())
+      continue;
+    media_type = found->front().descriptor.media_type;
+    KILN_ASSIGN_OR_RETURN(body, store.ReadBlob(found->front().descriptor.digest));
+    break;
   }
   if (media_type.empty()) {  // not stored: its registry's manifest (as podman)
     KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(image));

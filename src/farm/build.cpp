@@ -20,6 +20,7 @@
 #include "kiln/process.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
+#include "kiln/text.h"
 
 namespace kiln::farm {
 

@@ -1,10 +1,10 @@
 // Farm configuration (farms.json), node URLs and the ssh command line.
-#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
 #include "kiln/farm.h"
 #include "kiln/fs.h"
+#include "kiln/text.h"
 
 namespace kiln::farm {
 
@@ -21,13 +21,7 @@ Farm* Config::Find(std::string_view name) {
   return const_cast<Farm*>(static_cast<const Config*>(this)->Find(name));
 }
 
-std::string ConfigPath() {
-  const char* xdg = std::getenv("XDG_CONFIG_HOME");
-  if (xdg && *xdg)
-    return JoinPath(xdg, "kiln/farms.json");
-  const char* home = std::getenv("HOME");
-  return JoinPath(home && *home ? home : "/", ".config/kiln/farms.json");
-}
+std::string ConfigPath() { return JoinPath(UserConfigDir(), "kiln/farms.json"); }
 
 Expected<Config> LoadConfig(const std::string& path) {
   Config config;
@@ -138,17 +132,6 @@ Expected<SshUrl> ParseNodeUrl(std::string_view url) {
     out.port = p;
   }
   return out;
-}
-
-std::string ShellQuote(std::string_view text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
 }
 
 std::vector<std::string> SshArgv(const Node& node, const std::string& remote_command) {

@@ -259,10 +259,7 @@ std::vector<std::string> AuthFileCandidates(const std::string& authfile) {
     out.push_back(v);
   if (auto v = Env("XDG_RUNTIME_DIR"); !v.empty())
     out.push_back(JoinPath(v, "containers/auth.json"));
-  std::string config = Env("XDG_CONFIG_HOME");
-  if (config.empty())
-    config = JoinPath(HomeDir(), ".config");
-  out.push_back(JoinPath(config, "containers/auth.json"));
+  out.push_back(JoinPath(UserConfigDir(), "containers/auth.json"));
   if (auto v = Env("DOCKER_CONFIG"); !v.empty())
     out.push_back(JoinPath(v, "config.json"));
   else

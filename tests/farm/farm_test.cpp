@@ -53,12 +53,6 @@ TEST(FarmSsh, ArgvEndsOptionsBeforeTheHost) {
   EXPECT_EQ(argv, want);
 }
 
-TEST(FarmSsh, ShellQuote) {
-  EXPECT_EQ(ShellQuote("plain"), "'plain'");
-  EXPECT_EQ(ShellQuote("it's $HOME"), "'it'\\''s $HOME'");
-  EXPECT_EQ(ShellQuote(""), "''");
-}
-
 TEST(FarmConfig, RoundTripAndDefaults) {
   char tmpl[] = "/tmp/farm-test.XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
