@@ -518,7 +518,8 @@ Expected<BuildGraph> Compiler::Run() {
         consumed_.insert(SplitArgWord(w).key);
   std::vector<std::string> unused;
   for (const auto& [k, v] : opts_.build_args)
-    if (!consumed_.count(k) && !IsProxyArg(k) && k != "BUILDKIT_SANDBOX_HOSTNAME")  // read by the engine
+    if (!consumed_.count(k) && !IsProxyArg(k) && k != "BUILDKIT_SANDBOX_HOSTNAME" &&  // read by the engine
+        k != "SOURCE_DATE_EPOCH")  // the build's timestamp, as BuildKit (build_job, cmd_build)
       unused.push_back(k);
   if (!unused.empty())
     warnings_.push_back("one or more build args were not consumed: " + Join(unused, ", "));

@@ -6,7 +6,10 @@
 #include <spawn.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -37,6 +40,45 @@ struct SpawnOptions {
 /// (WaitChild). On failure, the error names argv[0] and carries the errno
 /// (kNotFound when the program does not exist).
 Expected<pid_t> SpawnArgv(const std::vector<std::string>& argv, const SpawnOptions& options = {});
+
+/// How RunCaptured feeds and reads the child.
+struct CaptureOptions {
+  /// Written to the child's stdin, which is then closed. Ignored when
+  /// `stdin_fd` is set.
+  std::string input;
+  /// The child's stdin (not closed by RunCaptured); -1: `input`.
+  int stdin_fd = -1;
+  /// Keep the stdin pipe open until the child exits instead of closing it
+  /// after `input`: the child sees end of input only when this process goes
+  /// away (a remote build that must stop with its caller).
+  bool hold_stdin = false;
+  /// At most this much of stdout is kept (the rest is read and dropped).
+  size_t max_out = size_t(16) << 20;
+  /// The last this-many bytes of stderr are kept.
+  size_t max_err = size_t(64) << 10;
+  /// Called for every line of stderr as it comes, without its '\n'.
+  std::function<void(std::string_view line)> on_err_line;
+  /// Set to the child's pid while it runs and back to 0 after (so another
+  /// thread can signal it).
+  std::atomic<pid_t>* pid_out = nullptr;
+  /// As SpawnOptions::path.
+  std::string path;
+};
+
+/// What RunCaptured saw.
+struct CapturedRun {
+  int status = -1;  ///< the wait status
+  std::string out;  ///< stdout (at most max_out bytes)
+  std::string err;  ///< the end of stderr (at most max_err bytes)
+  bool Succeeded() const;
+};
+
+/// Runs `argv` (SpawnArgv) and collects its stdout and stderr, read
+/// together (poll) so that neither pipe fills, while feeding `input` to its
+/// stdin; waits for it. An error only when it cannot be started (kNotFound
+/// when the program does not exist) or a pipe fails; a non-zero exit is in
+/// `status`.
+Expected<CapturedRun> RunCaptured(const std::vector<std::string>& argv, const CaptureOptions& options = {});
 
 /// waitpid(pid) retried on EINTR; the wait status (-1 if there is no such
 /// child).

@@ -96,22 +96,13 @@ Expected<std::string> RunGit(const std::vector<std::string>& args, const std::st
                            "transfer.fsckObjects=true", "-c", "core.fsmonitor=false", "-c",
                            "advice.detachedHead=false"});
   argv.insert(argv.end(), args.begin(), args.end());
-  std::string out_path = JoinPath(scratch, "git.out"), err_path = JoinPath(scratch, "git.err");
-  UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  UniqueFd err(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!out || !err || !null)
-    return Error::FromErrno("git output files in " + scratch);
-  SpawnOptions so;
-  so.fds = {{null.get(), 0}, {out.get(), 1}, {err.get(), 2}};
-  auto pid = SpawnArgv(argv, so);
-  if (!pid)
-    return std::move(pid).error().WithContext(what + ": run git (Debian package git)");
-  int status = WaitChild(*pid);
-  auto text = ReadFile(out_path, size_t(16) << 20);
+  CaptureOptions co;  // stdin: an empty pipe
+  auto run = RunCaptured(argv, co);
+  if (!run)
+    return std::move(run).error().WithContext(what + ": run git (Debian package git)");
+  int status = run->status;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto e = ReadFile(err_path, 1 << 16);
-    std::string msg = e ? *e : "";
+    std::string msg = std::move(run->err);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
       msg.pop_back();
     // git's first "fatal:" line says why (a submodule's comes before
@@ -127,7 +118,7 @@ Expected<std::string> RunGit(const std::vector<std::string>& args, const std::st
       msg = "git is not installed (Debian package git)";
     return Error(Errc::kFailed, what + ": " + (msg.empty() ? "git failed" : msg));
   }
-  return text ? *text : std::string();
+  return std::move(run->out);
 }
 
 Expected<std::string> ResolveGitRef(const GitSource& g, const std::string& scratch, const std::string& what,

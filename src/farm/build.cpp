@@ -36,54 +36,34 @@ struct Output {
   int status = -1;
 };
 
-/// Runs `argv`; stdin from `stdin_fd` (-1: /dev/null), stdout collected,
-/// stderr lines passed to `on_err`. `*pid_out` is set while it runs (so
-/// another thread can stop it); `keep_stdin` is a pipe end held open until
-/// the process ends: when this process dies or closes it, the node's script
-/// sees end of input and stops its build.
+/// Runs `argv`; stdin from `stdin_fd` (-1: a pipe held open until it ends:
+/// when this process dies, the node's script sees end of input and stops
+/// its build), stdout collected, stderr lines passed to `on_err`.
+/// `*pid_out` is set while it runs (so another thread can stop it).
 Expected<Output> RunCapture(const std::vector<std::string>& argv, int stdin_fd,
                             const std::function<void(const std::string&)>& on_err,
                             std::atomic<pid_t>* pid_out) {
-  UniqueFd out_r, out_w, err_r, err_w, in_r, in_w;
-  KILN_TRY(MakePipe(&out_r, &out_w));
-  KILN_TRY(MakePipe(&err_r, &err_w));
-  if (stdin_fd < 0)
-    KILN_TRY(MakePipe(&in_r, &in_w));  // held open: end of input = the caller went away
-  SpawnOptions so;
-  so.fds = {{stdin_fd >= 0 ? stdin_fd : in_r.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};
-  KILN_ASSIGN_OR_RETURN(pid_t pid, SpawnArgv(argv, so));
-  if (pid_out)
-    pid_out->store(pid);
-  out_w.reset();
-  err_w.reset();
-  in_r.reset();
+  CaptureOptions co;
+  co.stdin_fd = stdin_fd;
+  co.hold_stdin = true;
+  co.max_out = size_t(1) << 20;
+  co.pid_out = pid_out;
+  if (on_err)
+    co.on_err_line = [&](std::string_view line) { on_err(std::string(line)); };
+  KILN_ASSIGN_OR_RETURN(CapturedRun run, RunCaptured(argv, co));
   Output result;
-  std::thread err_thread([&] {
-    std::vector<std::string> tail;
-    (void)ReadLines(err_r.get(), [&](std::string_view line) {
-      std::string l(line);
-      if (on_err)
-        on_err(l);
-      tail.push_back(l);
-      if (tail.size() > 5)
-        tail.erase(tail.begin());
-    });
-    // The node's own error line when there is one, else its last lines.
-    for (const auto& l : tail)
-      if (l.rfind("kiln: error: ", 0) == 0)
-        result.err_tail = l.substr(13);
-    if (result.err_tail.empty())
-      for (const auto& l : tail)
-        result.err_tail += (result.err_tail.empty() ? "" : " | ") + l;
-  });
-  auto out = ReadAll(out_r.get(), 1 << 20);
-  err_thread.join();
-  in_w.reset();
-  result.status = WaitChild(pid);
-  if (pid_out)
-    pid_out->store(0);
-  if (out)
-    result.out = std::move(*out);
+  result.status = run.status;
+  result.out = std::move(run.out);
+  std::vector<std::string_view> tail = SplitLines(run.err);
+  if (tail.size() > 5)
+    tail.erase(tail.begin(), tail.end() - 5);
+  // The node's own error line when there is one, else its last lines.
+  for (std::string_view l : tail)
+    if (l.rfind("kiln: error: ", 0) == 0)
+      result.err_tail = std::string(l.substr(13));
+  if (result.err_tail.empty())
+    for (std::string_view l : tail)
+      result.err_tail += (result.err_tail.empty() ? "" : " | ") + std::string(l);
   return result;
 }
 

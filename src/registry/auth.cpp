@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "kiln/fs.h"
+#include "kiln/process.h"
 #include "kiln/registry.h"
 #include "registry/internal.h"
 
@@ -164,38 +165,15 @@ Expected<std::optional<Credentials>> RunHelper(const std::string& name,
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
       return Error(Errc::kInvalidInput, "bad credential helper name \"" + name + "\"");
   std::string prog = "docker-credential-" + name;
-  int in_pipe[2], out_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd in_r(in_pipe[0]), in_w(in_pipe[1]);
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe");
-  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
-  char* argv[] = {prog.data(), const_cast<char*>("get"), nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, prog.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    return Error(Errc::kNotFound, "credential helper " + prog + ": " + std::strerror(rc));
-  in_r.reset();
-  out_w.reset();
-  std::string server = registry + "\n";
-  (void)WriteAll(in_w.get(), server);
-  in_w.reset();
-  auto out = ReadAll(out_r.get(), size_t(1) << 20);
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+  CaptureOptions co;
+  co.input = registry + "\n";
+  co.max_out = size_t(1) << 20;
+  auto run = RunCaptured({prog, "get"}, co);
+  if (!run)
+    return Error(Errc::kNotFound, "credential helper " + prog + ": " + run.error().message());
+  if (!run->Succeeded())
     return std::optional<Credentials>();
-  if (!out)
-    return std::move(out).error().WithContext("credential helper " + prog);
-  auto j = nlohmann::json::parse(*out, nullptr, false);
+  auto j = nlohmann::json::parse(run->out, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return Error(Errc::kInvalidInput, "credential helper " + prog + ": bad output");
   Credentials c;

@@ -324,6 +324,17 @@ TEST(CompileTest, BuildArgsOfPrunedStagesAreNotConsumed) {
   EXPECT_EQ(g->warnings[0], "one or more build args were not consumed: X");
 }
 
+TEST(CompileTest, SourceDateEpochBuildArgIsConsumedByTheBuild) {
+  // BuildKit reads --build-arg SOURCE_DATE_EPOCH for the image's timestamps even
+  // when no ARG declares it, so it is never reported as unused; others still are.
+  auto o = Defaults();
+  o.build_args = {{"SOURCE_DATE_EPOCH", "1700000000"}, {"OTHER", "1"}};
+  auto g = CompileText("FROM scratch\nCOPY a /a\n", o);
+  ASSERT_TRUE(g) << g.error().message();
+  ASSERT_EQ(g->warnings.size(), 1u);
+  EXPECT_EQ(g->warnings[0], "one or more build args were not consumed: OTHER");
+}
+
 // ---------------------------------------------------------------- target & deps
 
 const char* kThreeStages =
