@@ -10,6 +10,8 @@
 #     dpkg-scanpackages, served over loopback HTTP while the bench runs;
 #   - a loopback docker-registry holding the base image (one gzip layer, pushed
 #     by kiln), so both tools pull the same base cold;
+#   - the stores of both tools on a fresh ext4 loop file system (see STORES
+#     below; BENCH_FS=host for the machine's own);
 #   - both tools build with --network host (the same path to the package
 #     repository on 127.0.0.1), buildah with chroot isolation and overlay
 #     storage, each cold run on an empty store of its own.
@@ -97,7 +99,12 @@ WORK=$(mktemp -d /var/tmp/kiln-debbench.XXXXXX)
 chmod 755 "$WORK"
 REG_PID= HTTP_PID=
 cleanup() {
+  set +e
   for p in $REG_PID $HTTP_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  if mountpoint -q "$WORK/fs" 2>/dev/null; then
+    { findmnt -rn -o TARGET | grep "^$WORK/fs/" | sort -r | while read -r m; do umount -l "$m"; done; } 2>/dev/null || true
+    umount "$WORK/fs" 2>/dev/null || umount -l "$WORK/fs" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -135,6 +142,25 @@ RUN python3 /app/app.py >/app/out && cat /app/out
 EOF
 chmod -R a+rX "$WORK/ctx-base" "$WORK/ctx-cold"
 mkdir -p "$WORK/home" && chown "$USER_NAME" "$WORK/home" 2>/dev/null || true
+
+# Where the stores live. The default is a fresh ext4 file system (mkfs.ext4's
+# defaults, so with a journal) on a loop device, made for this run: the
+# development machine's root file system is ext4 WITHOUT a journal, where the
+# kernel skips every free inode deleted in the last 1-6 minutes when it
+# allocates one (fs/ext4/ialloc.c, recently_deleted(), only without a
+# journal), so after other sessions delete trees a file creation costs 0.3-1.4
+# ms instead of 0.05 ms and the same pull takes 4 s or 15 s (docs/performance.md).
+# BENCH_FS=host measures on $WORK's file system instead.
+STORES=$WORK
+if [[ ${BENCH_FS:-loop} == loop ]]; then
+  truncate -s "${BENCH_FS_SIZE:-24G}" "$WORK/fs.img"
+  mkfs.ext4 -q -F "$WORK/fs.img"
+  mkdir "$WORK/fs"
+  mount -o loop,discard "$WORK/fs.img" "$WORK/fs"
+  chmod 755 "$WORK/fs"
+  STORES=$WORK/fs
+fi
+mkdir -p "$STORES/user" && chown "$USER_NAME" "$STORES/user" 2>/dev/null || true
 
 # --- measuring ---------------------------------------------------------------
 as() {  # as root|user CMD...
@@ -175,9 +201,10 @@ whos=()
 tools=(kiln)
 [[ -z ${SKIP_BUILDAH:-} ]] && tools+=(buildah)
 echo "base: $(du -m "$CACHE/rootfs.tar" | cut -f1) MB tar; repo: $(ls "$CACHE"/repo/*.deb | wc -l) .debs" \
-  "($(du -cm "$CACHE"/repo/*.deb | tail -1 | cut -f1) MB); $N runs; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  "($(du -cm "$CACHE"/repo/*.deb | tail -1 | cut -f1) MB); stores on $(findmnt -no FSTYPE,SOURCE --target "$STORES" | tr '\n' ' ')" \
+  "($([[ ${BENCH_FS:-loop} == loop ]] && echo "fresh, journal" || echo host)); $N runs; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for who in "${whos[@]}"; do
-  [[ $who == root ]] && home=$WORK || home=$WORK/home
+  [[ $who == root ]] && home=$STORES || home=$STORES/user
   for _ in $(seq "$N"); do
     for tool in "${tools[@]}"; do
       st=$home/$tool-store
