@@ -27,10 +27,29 @@ struct Node {
   std::vector<std::string> ssh_options;  ///< each passed as `ssh -o OPT`
 };
 
+/// A Kubernetes farm's settings (`--driver kubernetes`, `--driver-opt`, as
+/// buildx's kubernetes driver spells them).
+struct KubeSettings {
+  std::string namespace_name;              ///< "" = the kubeconfig context's namespace
+  std::string image;                       ///< the kiln image (contrib/kiln-image)
+  std::vector<std::string> node_selector;  ///< extra KEY=VALUE for every Job
+  std::string kubeconfig;                  ///< kubectl --kubeconfig ("" = kubectl's default)
+  std::string context;                     ///< kubectl --context ("" = the current one)
+  std::string registry_secret;             ///< a kubernetes.io/dockerconfigjson Secret for the Jobs' pushes
+};
+
 struct Farm {
   std::string name;
   std::vector<Node> nodes;
+  std::string driver = "ssh";  ///< "ssh" (nodes) or "kubernetes" (kube)
+  KubeSettings kube;
 };
+
+/// Applies one `--driver-opt KEY=VALUE` (namespace, image, nodeselector,
+/// kubeconfig, context, secret) to `kube`; kInvalidInput naming the option
+/// for an unknown key or a bad value. nodeselector takes KEY=VALUE pairs
+/// separated by ';' (kubernetes.io/arch is set per Job and may not be given).
+Status ApplyDriverOpt(KubeSettings& kube, std::string_view opt);
 
 /// The farms of one user ($XDG_CONFIG_HOME/kiln/farms.json).
 struct Config {
@@ -86,6 +105,7 @@ struct JobInputs {
   std::string containerfile, platform, image;
   std::vector<std::string> build_args, cache_from;
   std::string cache_to;
+  std::string builder;  ///< what builds it when not an SSH node (the kiln image); "" is not hashed
 };
 /// "kiln-farm-" + 16 hex digits of a hash over every input: a retried build
 /// has the same name (its node-side tag and work directory).
@@ -119,6 +139,8 @@ struct BuildRequest {
   std::string progress;         ///< the nodes' `build --progress` ("" = their default)
   bool tls_verify = true;       ///< also given to the nodes' pull and push
   std::string authfile, cert_dir;  ///< the local index push
+  /// Kubernetes farms: print the objects (YAML) instead of applying them.
+  bool dry_run = false;
   /// Progress and the nodes' output, one line at a time ("[platform@node] ...").
   std::function<void(const std::string&)> log;
 };
@@ -127,10 +149,34 @@ struct BuildResult {
   std::vector<PlatformImage> images;
   std::vector<std::string> nodes;  ///< per image: the node URL that built it
 };
+/// The objects of a Kubernetes farm build (docs/farm.md "Kubernetes
+/// driver"): one ConfigMap holding the context's regular files, one Job per
+/// platform named JobName() (nodeSelector kubernetes.io/arch, hostUsers:
+/// false, not privileged, the kiln image: `kiln build` in an init
+/// container, `kiln push --digestfile /dev/termination-log` after it).
+struct KubeObjects {
+  std::vector<std::string> documents;  ///< each one object as JSON (which is YAML)
+  std::string configmap;               ///< the context ConfigMap's name
+  std::vector<std::string> platforms, jobs;  ///< per Job, in order
+  std::string repository;              ///< REGISTRY/NAME the Jobs push to
+};
+/// kInvalidInput for a context the driver cannot send (a symlink or special
+/// file, more than kMaxKubeContext bytes), naming the path or the size.
+Expected<KubeObjects> MakeKubeObjects(const Farm& farm, const BuildRequest& request);
+/// The largest context (sum of file sizes) a ConfigMap carries: 1 MiB
+/// objects, base64 in binaryData.
+constexpr int64_t kMaxKubeContext = 700 * 1024;
+/// The documents as one YAML stream ("---" between them).
+std::string KubeYaml(const KubeObjects& objects);
+
 /// Runs the farm build: asks every node what it builds, schedules, sends the
 /// context (content-addressed: a node that has it is not sent it again),
 /// builds and pushes on the nodes in parallel, then pushes the index. When a
 /// node fails the other nodes' builds are stopped and no index is pushed.
+/// A Kubernetes farm (farm.driver == "kubernetes") is driven with kubectl:
+/// apply the objects, wait for every Job, read each Job's digest from its
+/// push container's termination message; a failed Job deletes the others'
+/// and no index is pushed.
 Expected<BuildResult> Build(const Farm& farm, const BuildRequest& request);
 
 }  // namespace kiln::farm

@@ -1,5 +1,5 @@
-// kiln farm create|ls|rm|update|build: build farms of SSH nodes (docs/farm.md),
-// podman's spelling. The farms live in $XDG_CONFIG_HOME/kiln/farms.json.
+// kiln farm create|ls|rm|update|build: build farms of SSH nodes or on a
+// Kubernetes cluster (docs/farm.md), podman's spelling. The farms live in $XDG_CONFIG_HOME/kiln/farms.json.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -48,21 +48,37 @@ std::string Join(const std::vector<farm::Node>& nodes) {
   return out;
 }
 
+/// What `farm ls` shows as a Kubernetes farm's connection.
+std::string KubeConnection(const farm::KubeSettings& k) {
+  return "kubernetes://" + (k.context.empty() ? std::string("(current context)") : k.context) + "/" +
+         (k.namespace_name.empty() ? std::string("(default namespace)") : k.namespace_name);
+}
+
 }  // namespace
 
 void AddFarmCommand(CLI::App& app, Context& ctx) {
-  auto* group = app.add_subcommand("farm", "build farms: nodes reached over SSH that build one platform each "
-                                           "(create, ls, rm, update, build; docs/farm.md)");
+  auto* group = app.add_subcommand("farm", "build farms: nodes reached over SSH, or Jobs on a Kubernetes cluster, "
+                                           "that build one platform each (create, ls, rm, update, build; "
+                                           "docs/farm.md)");
   group->require_subcommand(1);
   {
-    auto* cmd = group->add_subcommand("create", "create a farm of ssh://[USER@]HOST[:PORT] nodes");
+    auto* cmd = group->add_subcommand("create", "create a farm of ssh://[USER@]HOST[:PORT] nodes, or a Kubernetes "
+                                                "farm (--driver kubernetes)");
     struct Flags {
-      std::string name;
-      std::vector<std::string> nodes;
+      std::string name, driver = "ssh";
+      std::vector<std::string> nodes, driver_opts;
       NodeFlags node;
     };
     auto f = std::make_shared<Flags>();
     f->node.Add(cmd);
+    cmd->add_option("--driver", f->driver,
+                    "ssh (nodes given as URLs) or kubernetes (a Job per platform, applied with kubectl)")
+        ->check(CLI::IsMember({"ssh", "kubernetes"}));
+    cmd->add_option("--driver-opt", f->driver_opts,
+                    "kubernetes: KEY=VALUE, repeatable: image=REF (the kiln image, required), namespace=NS, "
+                    "nodeselector=LABEL=VALUE;..., kubeconfig=FILE, context=NAME, secret=NAME (registry "
+                    "credentials, a kubernetes.io/dockerconfigjson Secret)")
+        ->allow_extra_args(false);
     cmd->add_option("name", f->name, "the farm's name")->required();
     cmd->add_option("nodes", f->nodes, "ssh://[USER@]HOST[:PORT] of each node");
     SetCommand(cmd, ctx, [f]() -> Status {
@@ -70,6 +86,20 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
       if (config.Find(f->name))
         return Error(Errc::kInvalidInput, "farm " + f->name + " already exists (kiln farm update, or rm it first)");
       farm::Farm fm{f->name, {}};
+      fm.driver = f->driver;
+      if (f->driver == "kubernetes") {
+        if (!f->nodes.empty())
+          return Error(Errc::kInvalidInput, "farm create --driver kubernetes: a Kubernetes farm has no nodes (" +
+                                                f->nodes.front() + "); the cluster schedules its Jobs");
+        for (const auto& o : f->driver_opts)
+          KILN_TRY(farm::ApplyDriverOpt(fm.kube, o));
+        if (fm.kube.image.empty())
+          return Error(Errc::kInvalidInput, "farm create --driver kubernetes: give the kiln image "
+                                            "(--driver-opt image=REGISTRY/kiln:TAG; contrib/kiln-image)");
+      } else if (!f->driver_opts.empty()) {
+        return Error(Errc::kInvalidInput, "farm create --driver-opt " + f->driver_opts.front() +
+                                              ": only a --driver kubernetes farm takes driver options");
+      }
       for (const auto& u : f->nodes) {
         KILN_ASSIGN_OR_RETURN(auto n, f->node.Make(u));
         fm.nodes.push_back(std::move(n));
@@ -86,7 +116,8 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
     auto* cmd = group->add_subcommand("ls", "list farms");
     cmd->alias("list");
     auto format = std::make_shared<std::string>();
-    cmd->add_option("--format", *format, "json, a Go template ({{.Name}} {{.Connections}}), or table TEMPLATE");
+    cmd->add_option("--format", *format,
+                    "json, a Go template ({{.Name}} {{.Connections}} {{.Driver}}), or table TEMPLATE");
     SetCommand(cmd, ctx, [format]() -> Expected<int> {
       KILN_ASSIGN_OR_RETURN(Config config, Load());
       std::vector<nlohmann::json> json_rows, rows;
@@ -94,10 +125,12 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
         nlohmann::json conns = nlohmann::json::array();
         for (const auto& n : fm.nodes)
           conns.push_back(n.url);
+        if (fm.driver == "kubernetes")
+          conns.push_back(KubeConnection(fm.kube));
         json_rows.push_back({{"Name", fm.name}, {"Connections", conns}, {"Default", fm.name == config.default_farm},
-                             {"ReadWrite", true}});
+                             {"ReadWrite", true}, {"Driver", fm.driver}});
         rows.push_back(json_rows.back());
-        rows.back()["Connections"] = Join(fm.nodes);
+        rows.back()["Connections"] = fm.driver == "kubernetes" ? KubeConnection(fm.kube) : Join(fm.nodes);
       }
       format::ListOptions o;
       o.default_format = "table {{.Name}}\t{{.Connections}}\t{{.Default}}\t{{.ReadWrite}}";
@@ -138,12 +171,14 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
     auto* cmd = group->add_subcommand("update", "add or remove nodes, or make a farm the default");
     struct Flags {
       std::string name;
-      std::vector<std::string> add, remove;
+      std::vector<std::string> add, remove, driver_opts;
       bool make_default = false;
       NodeFlags node;
     };
     auto f = std::make_shared<Flags>();
     f->node.Add(cmd);
+    cmd->add_option("--driver-opt", f->driver_opts, "a Kubernetes farm's KEY=VALUE to change (as farm create's)")
+        ->allow_extra_args(false);
     cmd->add_option("-a,--add", f->add, "nodes to add (ssh://[USER@]HOST[:PORT], comma-separated or repeated)")
         ->delimiter(',')
         ->allow_extra_args(false);
@@ -155,8 +190,14 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
       farm::Farm* fm = config.Find(f->name);
       if (!fm)
         return Error(Errc::kNotFound, "farm update: no farm named " + f->name);
-      if (f->add.empty() && f->remove.empty() && !f->make_default)
-        return Error(Errc::kInvalidInput, "farm update: nothing to do (--add, --remove or --default)");
+      if (f->add.empty() && f->remove.empty() && !f->make_default && f->driver_opts.empty())
+        return Error(Errc::kInvalidInput, "farm update: nothing to do (--add, --remove, --driver-opt or --default)");
+      if (fm->driver == "kubernetes" && (!f->add.empty() || !f->remove.empty()))
+        return Error(Errc::kInvalidInput, "farm update: " + f->name + " is a Kubernetes farm; it has no nodes");
+      if (fm->driver != "kubernetes" && !f->driver_opts.empty())
+        return Error(Errc::kInvalidInput, "farm update --driver-opt: " + f->name + " is an SSH farm");
+      for (const auto& o : f->driver_opts)
+        KILN_TRY(farm::ApplyDriverOpt(fm->kube, o));
       for (const auto& u : f->remove) {
         auto before = fm->nodes.size();
         std::erase_if(fm->nodes, [&](const farm::Node& n) { return n.url == u; });
@@ -178,7 +219,8 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
     });
   }
   {
-    auto* cmd = group->add_subcommand("build", "build each platform on a farm node and push one index to a registry");
+    auto* cmd = group->add_subcommand("build", "build each platform on a farm node (or a Kubernetes Job) and push one "
+                                               "index to a registry");
     // The flags parse straight into the library's request (as kiln build's do).
     struct Flags {
       std::string farm;
@@ -209,6 +251,8 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
     cmd->add_option("--progress", f->req.progress, "the nodes' build output: plain or json (default: the nodes' own)")
         ->check(CLI::IsMember({"auto", "plain", "json", "quiet"}));
     cmd->add_flag("-q,--quiet", f->quiet, "print only the index digest");
+    cmd->add_flag("--dry-run", f->req.dry_run,
+                  "a Kubernetes farm: print its objects (a ConfigMap, a Job per platform) as YAML, apply nothing");
     cmd->add_option("context", f->req.context_dir, "the build context directory")->required();
     SetCommand(cmd, ctx, [f]() -> Expected<int> {
       KILN_ASSIGN_OR_RETURN(Config config, Load());
@@ -219,6 +263,11 @@ void AddFarmCommand(CLI::App& app, Context& ctx) {
       if (!fm)
         return Error(Errc::kNotFound, "farm build: no farm named " + name + " (kiln farm ls)");
       farm::BuildRequest req = f->req;
+      if (req.dry_run && fm->driver == "kubernetes") {
+        KILN_ASSIGN_OR_RETURN(auto objects, farm::MakeKubeObjects(*fm, req));
+        std::fputs(farm::KubeYaml(objects).c_str(), stdout);
+        return 0;
+      }
       if (!f->quiet)
         req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       KILN_ASSIGN_OR_RETURN(auto result, farm::Build(*fm, req));

@@ -1,9 +1,13 @@
-// kiln push [--tls-verify=false] [--authfile FILE] [--cert-dir DIR] [--compression gzip|zstd] [-q] IMAGE [DESTINATION]
+// kiln push [--tls-verify=false] [--authfile FILE] [--cert-dir DIR] [--compression gzip|zstd] [--digestfile FILE]
+//           [-q] IMAGE [DESTINATION]
+#include <fcntl.h>
+
 #include <cstdio>
 
 #include "cli/image_util.h"
 #include "kiln/acquire.h"
 #include "kiln/events.h"
+#include "kiln/fs.h"
 #include "kiln/reference.h"
 #include "kiln/registry.h"
 #include "kiln/transport.h"
@@ -22,6 +26,9 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
   cmd->add_option("--compression", f->compression, "gzip or zstd for layers that are recompressed")
       ->check(CLI::IsMember({"gzip", "zstd"}));
   cmd->add_flag("-q,--quiet", f->quiet, "print nothing but errors");
+  cmd->add_option("--digestfile", f->digestfile,
+                  "after the push, write the pushed manifest's digest to FILE (written in place: "
+                  "/dev/termination-log works)");
   cmd->add_option("--sign-by-sigstore-private-key", f->sign_key,
                   "sign the pushed image with this cosign-format private key (docs/supply-chain.md)");
   cmd->add_option("--sign-passphrase-file", f->sign_passphrase, "read the signing key's passphrase from FILE");
@@ -53,12 +60,24 @@ void AddPushCommand(CLI::App& app, Context& ctx) {
     opts.compression = f->compression;
     opts.sign_by_sigstore_private_key = f->sign_key;
     opts.sign_passphrase_file = f->sign_passphrase;
+    if (!f->digestfile.empty() && dest->transport != "docker")
+      return ReportError(Error(Errc::kInvalidInput, "--digestfile: " + dest_text + " is not a docker:// "
+                                                    "destination"));
     if (!f->sign_key.empty() && dest->transport != "docker")
       return ReportError(Error(Errc::kInvalidInput, "--sign-by-sigstore-private-key: signatures are stored in a "
                                                     "registry; " + dest_text + " is not docker://"));
     if (auto s = PushImage(*store, *img, source_name, *dest, opts); !s)
       return ReportError(s.error());
     events::Record(ctx.StoreRoot(), "image", "push", img->id().hex(), dest_text);
+    if (!f->digestfile.empty()) {
+      // The manifest (or index) is pushed byte for byte as stored (the
+      // registry's digest is checked): its digest is the one pushed.
+      auto fd = OpenFile(f->digestfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
+      if (!fd)
+        return ReportError(std::move(fd).error().WithContext("push --digestfile"));
+      if (auto s = WriteAll(fd->get(), img->top.digest.str()); !s)
+        return ReportError(std::move(s).error().WithContext("push --digestfile " + f->digestfile));
+    }
     return 0;
   });
 }

@@ -21,20 +21,11 @@
 #include "kiln/reference.h"
 #include "kiln/registry.h"
 #include "kiln/text.h"
+#include "internal.h"
 
 namespace kiln::farm {
 
-namespace {
-
-/// Where a node keeps contexts: under its user's cache directory.
-constexpr const char* kNodeDirs =
-    "d=\"${XDG_CACHE_HOME:-$HOME/.cache}/kiln-farm/contexts\"; ";
-
-struct Output {
-  std::string out;
-  std::string err_tail;  ///< the last stderr lines, for the error message
-  int status = -1;
-};
+namespace internal {
 
 /// Runs `argv`; stdin from `stdin_fd` (-1: a pipe held open until it ends:
 /// when this process dies, the node's script sees end of input and stops
@@ -77,6 +68,77 @@ std::string Describe(const Output& o) {
 }
 
 bool Succeeded(const Output& o) { return WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0; }
+
+Expected<Target> CheckRequest(const Farm& farm, const BuildRequest& req) {
+  Target t;
+  KILN_ASSIGN_OR_RETURN(t.ref, ImageReference::Parse(req.image));
+  const ImageReference& ref = t.ref;
+  if (ref.digest.valid())
+    return Error(Errc::kInvalidInput, "farm build -t " + req.image + ": give a tag, not a digest");
+  if (ref.domain == "localhost" && ref.implicit_domain)
+    return Error(Errc::kInvalidInput, "farm build -t " + req.image +
+                                          ": the nodes push to a registry; name one (REGISTRY/NAME[:TAG])");
+  std::string containerfile = req.containerfile;
+  if (containerfile.empty()) {
+    for (const char* n : {"Containerfile", "Dockerfile", "dockerfile"})
+      if (PathExists(JoinPath(req.context_dir, n))) {
+        containerfile = n;
+        break;
+      }
+    if (containerfile.empty())
+      return Error(Errc::kNotFound, "farm build: no Containerfile or Dockerfile in " + req.context_dir);
+  }
+  if (containerfile.front() == '/' || containerfile.find("..") != std::string::npos)
+    return Error(Errc::kInvalidInput, "farm build -f " + containerfile +
+                                          ": the Containerfile must be inside the context (a relative path)");
+  if (!PathExists(JoinPath(req.context_dir, containerfile)))
+    return Error(Errc::kNotFound, "farm build: " + JoinPath(req.context_dir, containerfile) + " does not exist");
+  (void)farm;
+  t.containerfile = containerfile;
+  return t;
+}
+
+Expected<BuildResult> PushIndex(const Farm& farm, const BuildRequest& req, const ImageReference& ref,
+                                const std::vector<Reported>& reported) {
+  KILN_TRY(CheckCancelled());
+  std::string repo = ref.domain + "/" + ref.path;
+  registry::ClientOptions copts;
+  copts.tls_verify = req.tls_verify;
+  copts.cert_dir = req.cert_dir;
+  copts.authfile = req.authfile;
+  KILN_ASSIGN_OR_RETURN(auto client, registry::RegistryClient::Create(ref.domain, copts));
+  BuildResult result;
+  for (const auto& r : reported) {
+    KILN_ASSIGN_OR_RETURN(auto head, client->HeadManifest(ref.path, r.digest.str()));
+    if (!head)
+      return Error(Errc::kNotFound, "farm build: " + repo + "@" + r.digest.str() + " (" + r.platform +
+                                        ", reported by " + r.where + ") is not in the registry; no index pushed");
+    if (!IsManifestMediaType(head->media_type))
+      return Error(Errc::kCorrupt, "farm build: " + repo + "@" + r.digest.str() + " is a " + head->media_type +
+                                       ", not an image manifest; no index pushed");
+    result.images.push_back({r.platform, head->media_type, r.digest, head->size});
+    result.nodes.push_back(r.where);
+  }
+  std::string body = IndexJson(result.images);
+  std::string tag = ref.tag.empty() ? "latest" : ref.tag;
+  KILN_ASSIGN_OR_RETURN(result.index, client->PutManifest(ref.path, tag, kMediaTypeOciIndex, body));
+  if (req.log)
+    req.log("farm " + farm.name + ": pushed the index " + repo + ":" + tag + "@" + result.index.str());
+  return result;
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::Describe;
+using internal::Output;
+using internal::RunCapture;
+using internal::Succeeded;
+
+/// Where a node keeps contexts: under its user's cache directory.
+constexpr const char* kNodeDirs =
+    "d=\"${XDG_CACHE_HOME:-$HOME/.cache}/kiln-farm/contexts\"; ";
 
 /// The context as one tarball in a temporary file (GNU tar, names sorted,
 /// owners zeroed), and its digest.
@@ -134,30 +196,17 @@ Expected<BuildResult> Build(const Farm& farm, const BuildRequest& req) {
     if (req.log)
       req.log(line);
   };
+  if (farm.driver == "kubernetes")
+    return internal::BuildKube(farm, req);
   if (farm.nodes.empty())
     return Error(Errc::kInvalidInput, "farm " + farm.name + " has no nodes (kiln farm update --add NODE " +
                                           farm.name + ")");
-  KILN_ASSIGN_OR_RETURN(ImageReference ref, ImageReference::Parse(req.image));
-  if (ref.digest.valid())
-    return Error(Errc::kInvalidInput, "farm build -t " + req.image + ": give a tag, not a digest");
-  if (ref.domain == "localhost" && ref.implicit_domain)
-    return Error(Errc::kInvalidInput, "farm build -t " + req.image +
-                                          ": the nodes push to a registry; name one (REGISTRY/NAME[:TAG])");
-  std::string containerfile = req.containerfile;
-  if (containerfile.empty()) {
-    for (const char* n : {"Containerfile", "Dockerfile", "dockerfile"})
-      if (PathExists(JoinPath(req.context_dir, n))) {
-        containerfile = n;
-        break;
-      }
-    if (containerfile.empty())
-      return Error(Errc::kNotFound, "farm build: no Containerfile or Dockerfile in " + req.context_dir);
-  }
-  if (containerfile.front() == '/' || containerfile.find("..") != std::string::npos)
-    return Error(Errc::kInvalidInput, "farm build -f " + containerfile +
-                                          ": the Containerfile must be inside the context (a relative path)");
-  if (!PathExists(JoinPath(req.context_dir, containerfile)))
-    return Error(Errc::kNotFound, "farm build: " + JoinPath(req.context_dir, containerfile) + " does not exist");
+  if (req.dry_run)
+    return Error(Errc::kInvalidInput, "farm build --dry-run: farm " + farm.name +
+                                          " has SSH nodes; --dry-run prints a Kubernetes farm's objects");
+  KILN_ASSIGN_OR_RETURN(internal::Target target, internal::CheckRequest(farm, req));
+  const ImageReference& ref = target.ref;
+  const std::string& containerfile = target.containerfile;
 
   // 1. What every node builds (in parallel).
   std::vector<NodeInfo> infos(farm.nodes.size());
@@ -336,29 +385,10 @@ Expected<BuildResult> Build(const Farm& farm, const BuildRequest& req) {
   KILN_TRY(CheckCancelled());
 
   // 4. The index, from what the nodes reported.
-  registry::ClientOptions copts;
-  copts.tls_verify = req.tls_verify;
-  copts.cert_dir = req.cert_dir;
-  copts.authfile = req.authfile;
-  KILN_ASSIGN_OR_RETURN(auto client, registry::RegistryClient::Create(ref.domain, copts));
-  BuildResult result;
-  for (const auto& j : jobs) {
-    KILN_ASSIGN_OR_RETURN(auto head, client->HeadManifest(ref.path, j->digest.str()));
-    if (!head)
-      return Error(Errc::kNotFound, "farm build: " + repo + "@" + j->digest.str() + " (" + j->assignment.platform +
-                                        ", reported by " + farm.nodes[j->assignment.node].url +
-                                        ") is not in the registry; no index pushed");
-    if (!IsManifestMediaType(head->media_type))
-      return Error(Errc::kCorrupt, "farm build: " + repo + "@" + j->digest.str() + " is a " + head->media_type +
-                                       ", not an image manifest; no index pushed");
-    result.images.push_back({j->assignment.platform, head->media_type, j->digest, head->size});
-    result.nodes.push_back(farm.nodes[j->assignment.node].url);
-  }
-  std::string body = IndexJson(result.images);
-  std::string tag = ref.tag.empty() ? "latest" : ref.tag;
-  KILN_ASSIGN_OR_RETURN(result.index, client->PutManifest(ref.path, tag, kMediaTypeOciIndex, body));
-  log("farm " + farm.name + ": pushed the index " + repo + ":" + tag + "@" + result.index.str());
-  return result;
+  std::vector<internal::Reported> reported;
+  for (const auto& j : jobs)
+    reported.push_back({j->assignment.platform, j->digest, farm.nodes[j->assignment.node].url});
+  return internal::PushIndex(farm, req, ref, reported);
 }
 
 }  // namespace kiln::farm

@@ -37,6 +37,18 @@ Expected<Config> LoadConfig(const std::string& path) {
     for (const auto& f : doc.value("farms", json::array())) {
       Farm farm;
       farm.name = f.at("name").get<std::string>();
+      farm.driver = f.value("driver", "ssh");
+      if (farm.driver != "ssh" && farm.driver != "kubernetes")
+        return bad("farm " + farm.name + ": unknown driver " + farm.driver);
+      if (f.contains("kubernetes")) {
+        const json& k = f["kubernetes"];
+        farm.kube.namespace_name = k.value("namespace", "");
+        farm.kube.image = k.value("image", "");
+        farm.kube.node_selector = k.value("nodeselector", std::vector<std::string>{});
+        farm.kube.kubeconfig = k.value("kubeconfig", "");
+        farm.kube.context = k.value("context", "");
+        farm.kube.registry_secret = k.value("secret", "");
+      }
       for (const auto& n : f.value("nodes", json::array())) {
         Node node;
         node.url = n.at("url").get<std::string>();
@@ -69,11 +81,59 @@ Status SaveConfig(const std::string& path, const Config& config) {
         node["ssh_options"] = n.ssh_options;
       nodes.push_back(std::move(node));
     }
-    farms.push_back({{"name", f.name}, {"nodes", std::move(nodes)}});
+    json farm = {{"name", f.name}, {"nodes", std::move(nodes)}};
+    if (f.driver != "ssh") {
+      farm["driver"] = f.driver;
+      farm["kubernetes"] = {{"namespace", f.kube.namespace_name}, {"image", f.kube.image},
+                            {"nodeselector", f.kube.node_selector}, {"kubeconfig", f.kube.kubeconfig},
+                            {"context", f.kube.context}, {"secret", f.kube.registry_secret}};
+    }
+    farms.push_back(std::move(farm));
   }
   json doc = {{"default", config.default_farm}, {"farms", std::move(farms)}};
   KILN_TRY(MakeDirs(DirName(path), 0700));
   return WriteFileAtomic(path, doc.dump(2) + "\n", 0600);
+}
+
+Status ApplyDriverOpt(KubeSettings& kube, std::string_view opt) {
+  auto eq = opt.find('=');
+  std::string key(opt.substr(0, eq));
+  std::string value(eq == std::string_view::npos ? std::string_view() : opt.substr(eq + 1));
+  auto bad = [&](const std::string& why) {
+    return Error(Errc::kInvalidInput, "--driver-opt " + std::string(opt) + ": " + why);
+  };
+  if (eq == std::string_view::npos || value.empty())
+    return bad("expected KEY=VALUE");
+  if (key == "namespace") {
+    kube.namespace_name = value;
+  } else if (key == "image") {
+    kube.image = value;
+  } else if (key == "kubeconfig") {
+    kube.kubeconfig = value;
+  } else if (key == "context") {
+    kube.context = value;
+  } else if (key == "secret") {
+    kube.registry_secret = value;
+  } else if (key == "nodeselector") {
+    kube.node_selector.clear();
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t end = value.find(';', start);
+      std::string pair = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      auto e = pair.find('=');
+      if (e == std::string::npos || e == 0)
+        return bad("nodeselector takes LABEL=VALUE pairs separated by ';'");
+      if (pair.substr(0, e) == "kubernetes.io/arch" || pair.substr(0, e) == "kubernetes.io/os")
+        return bad(pair.substr(0, e) + " is set per Job from its platform");
+      kube.node_selector.push_back(pair);
+      if (end == std::string::npos)
+        break;
+      start = end + 1;
+    }
+  } else {
+    return bad("unknown key " + key + " (namespace, image, nodeselector, kubeconfig, context, secret)");
+  }
+  return Ok();
 }
 
 Expected<SshUrl> ParseNodeUrl(std::string_view url) {

@@ -106,6 +106,8 @@ std::string JobName(const JobInputs& in) {
   for (const auto& c : in.cache_from)
     put(c);
   put(in.cache_to);
+  if (!in.builder.empty())  // SSH nodes' job names stay what they were
+    put(in.builder);
   return "kiln-farm-" + h.Finish().hex().substr(0, 16);
 }
 

@@ -151,6 +151,58 @@ TEST(FarmJob, NameIsAHashOfEveryInput) {
   EXPECT_TRUE(differs([](JobInputs& c) { c.build_args = {"A=1", ""}; }));
   EXPECT_TRUE(differs([](JobInputs& c) { c.cache_to = ""; }));
   EXPECT_TRUE(differs([](JobInputs& c) { c.image = "reg/app:2"; }));
+  EXPECT_TRUE(differs([](JobInputs& c) { c.builder = "reg/kiln:1"; }));  // a Kubernetes farm's kiln image
+}
+
+TEST(FarmKube, DriverOpts) {
+  KubeSettings k;
+  ASSERT_TRUE(ApplyDriverOpt(k, "namespace=builds"));
+  ASSERT_TRUE(ApplyDriverOpt(k, "image=reg/kiln:1"));
+  ASSERT_TRUE(ApplyDriverOpt(k, "nodeselector=pool=build;disk=ssd"));
+  ASSERT_TRUE(ApplyDriverOpt(k, "secret=auth"));
+  EXPECT_EQ(k.namespace_name, "builds");
+  EXPECT_EQ(k.image, "reg/kiln:1");
+  EXPECT_EQ(k.node_selector, (std::vector<std::string>{"pool=build", "disk=ssd"}));
+  EXPECT_EQ(k.registry_secret, "auth");
+  for (const char* bad : {"replicas=2", "image", "image=", "nodeselector=pool", "nodeselector=kubernetes.io/arch=arm64",
+                          "nodeselector=a=b;;c=d"}) {
+    auto s = ApplyDriverOpt(k, bad);
+    ASSERT_FALSE(s) << bad;
+    EXPECT_EQ(s.error().code(), Errc::kInvalidInput);
+    EXPECT_NE(s.error().message().find(bad), std::string::npos) << s.error().message();
+  }
+}
+
+TEST(FarmKube, ConfigRoundTrip) {
+  char tmpl[] = "/tmp/farm-test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/farms.json";
+  Config c;
+  Farm f{"k", {}};
+  f.driver = "kubernetes";
+  f.kube.image = "reg/kiln:1";
+  f.kube.namespace_name = "ns";
+  f.kube.node_selector = {"pool=build"};
+  f.kube.kubeconfig = "/kc";
+  f.kube.context = "ctx";
+  c.farms.push_back(f);
+  c.farms.push_back({"s", {{"ssh://h", "", "kiln", {}}}});
+  ASSERT_TRUE(SaveConfig(path, c));
+  auto back = LoadConfig(path);
+  ASSERT_TRUE(back) << back.error().message();
+  ASSERT_EQ(back->farms.size(), 2u);
+  EXPECT_EQ(back->farms[0].driver, "kubernetes");
+  EXPECT_EQ(back->farms[0].kube.image, "reg/kiln:1");
+  EXPECT_EQ(back->farms[0].kube.namespace_name, "ns");
+  EXPECT_EQ(back->farms[0].kube.node_selector, std::vector<std::string>{"pool=build"});
+  EXPECT_EQ(back->farms[0].kube.kubeconfig, "/kc");
+  EXPECT_EQ(back->farms[0].kube.context, "ctx");
+  EXPECT_EQ(back->farms[1].driver, "ssh");
+  ASSERT_TRUE(WriteFileAtomic(path, "{\"farms\": [{\"name\": \"x\", \"driver\": \"nomad\"}]}"));
+  auto bad = LoadConfig(path);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("unknown driver nomad"), std::string::npos) << bad.error().message();
+  ASSERT_TRUE(RemoveAll(tmpl));
 }
 
 TEST(FarmCache, OneTagPerPlatform) {
