@@ -22,8 +22,17 @@ upstream definitions (k8s.io/api core/v1 types.go, v1.25 and v1.19):
 PodSpec.hostUsers, SecurityContext.seccompProfile and SeccompProfile.
 Nothing else is changed.
 
+Debian 12's own kubectl (kubernetes-client 1.20.2) reads /openapi/v2 only,
+without looking at /openapi/v3 first; it validates against the same
+document.
+
+With $KUBE_STUB_FIELD_VALIDATION=1 the batch/v1 document advertises the
+fieldValidation parameter as a current API server does, which shows
+kubectl 1.32 then validating nothing on the client.
+
 Usage: kube_api_stub.py SWAGGER_JSON [LOG]; prints the port, then serves
 until killed."""
+import os
 import json
 import struct
 import sys
@@ -175,6 +184,12 @@ V3 = {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": K8S_VERSION
       "paths": {},  # no operation, so no fieldValidation parameter: kubectl validates on the client
       "components": {"schemas": json.loads(json.dumps(defs).replace("#/definitions/", "#/components/schemas/"))}}
 V3_BODY = json.dumps(V3).encode()
+V3_BATCH = V3
+if os.environ.get("KUBE_STUB_FIELD_VALIDATION") == "1":
+    V3_BATCH = dict(V3, paths={"/apis/batch/v1/namespaces/{namespace}/jobs/{name}": {"patch": {
+        "x-kubernetes-group-version-kind": {"group": "batch", "version": "v1", "kind": "Job"},
+        "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]}}})
+V3_BATCH_BODY = json.dumps(V3_BATCH).encode()
 
 DOCS = {
     "/api": {"kind": "APIVersions", "versions": ["v1"],
@@ -205,8 +220,10 @@ class Handler(BaseHTTPRequestHandler):
             LOG.flush()
         if path == "/openapi/v2":
             return self.reply(200, V2_PROTOBUF, "application/octet-stream")
-        if path in ("/openapi/v3/api/v1", "/openapi/v3/apis/batch/v1"):
+        if path == "/openapi/v3/api/v1":
             return self.reply(200, V3_BODY)
+        if path == "/openapi/v3/apis/batch/v1":
+            return self.reply(200, V3_BATCH_BODY)
         doc = DOCS.get(path)
         if doc is None:
             doc = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
