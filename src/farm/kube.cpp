@@ -27,6 +27,7 @@ constexpr const char* kManagedBy = "app.kubernetes.io/managed-by";
 constexpr const char* kStore = "/var/lib/kiln";
 constexpr const char* kContextMount = "/kiln-farm";
 constexpr const char* kContextDir = "/kiln-farm/context";  // items' paths start with "context/"
+constexpr const char* kAuthMount = "/kiln-farm-auth";      // the registry Secret, config.json
 
 /// RFC 4648 base64 for binaryData: the bits of each byte shifted into an
 /// accumulator, six at a time out.
@@ -160,13 +161,21 @@ Expected<KubeObjects> MakeKubeObjects(const Farm& farm, const BuildRequest& req)
   objs.documents.push_back(configmap.dump(2));
 
   std::string tls = req.tls_verify ? "" : "--tls-verify=false";
+  // Explicit, not $HOME/.docker: a FROM scratch image has no passwd entry.
+  std::string authfile =
+      k.registry_secret.empty() ? "" : std::string("--authfile=") + kAuthMount + "/config.json";
   for (const auto& platform : req.platforms) {
+    auto slash = platform.find('/');
+    if (slash == 0 || slash == std::string::npos || slash + 1 == platform.size() || platform[slash + 1] == '/')
+      return Error(Errc::kInvalidInput, "farm build --platforms " + platform + ": expected OS/ARCH[/VARIANT]");
     std::string job = JobName({context, target.containerfile, platform, ref.str(), req.build_args, req.cache_from,
                                req.cache_to, k.image});
     std::string local = "localhost/" + job + ":latest";
     json build_args = {"build", "--platform", platform, "-f", target.containerfile};
     if (!tls.empty())
       build_args.push_back(tls);
+    if (!authfile.empty())
+      build_args.push_back(authfile);
     if (!req.progress.empty())
       build_args.push_back("--progress=" + req.progress);
     for (const auto& a : req.build_args)
@@ -181,13 +190,15 @@ Expected<KubeObjects> MakeKubeObjects(const Farm& farm, const BuildRequest& req)
     json push_args = {"push", "--digestfile", "/dev/termination-log"};
     if (!tls.empty())
       push_args.push_back(tls);
+    if (!authfile.empty())
+      push_args.push_back(authfile);
     push_args.push_back(local);
     // A tag named after the job (the image has no shell to push by the
     // digest it learns only after the build).
     push_args.push_back("docker://" + objs.repository + ":" + job);
 
-    std::string os = platform.substr(0, platform.find('/'));
-    std::string arch = platform.find('/') == std::string::npos ? "" : platform.substr(platform.find('/') + 1);
+    std::string os = platform.substr(0, slash);
+    std::string arch = platform.substr(slash + 1);
     arch = arch.substr(0, arch.find('/'));
     json selector = {{"kubernetes.io/os", os}, {"kubernetes.io/arch", arch}};
     for (const auto& kv : k.node_selector)
@@ -210,7 +221,7 @@ Expected<KubeObjects> MakeKubeObjects(const Farm& farm, const BuildRequest& req)
     json volumes = {{{"name", "store"}, {"emptyDir", json::object()}},
                     {{"name", "context"}, {"configMap", {{"name", objs.configmap}, {"items", items}}}}};
     if (!k.registry_secret.empty()) {
-      json auth = {{"name", "registry-auth"}, {"mountPath", "/root/.docker"}, {"readOnly", true}};
+      json auth = {{"name", "registry-auth"}, {"mountPath", kAuthMount}, {"readOnly", true}};
       build["volumeMounts"].push_back(auth);
       push["volumeMounts"].push_back(auth);
       volumes.push_back({{"name", "registry-auth"},

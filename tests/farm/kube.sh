@@ -111,7 +111,7 @@ for mode in $(test_modes); do
   # --- farm create / ls and what they refuse
   check "[$mode] farm create --driver kubernetes" \
     k farm create k8s --driver kubernetes --driver-opt image=registry.example/tools/kiln:1 \
-      --driver-opt namespace=builds --driver-opt "nodeselector=pool=build;disk=ssd"
+      --driver-opt namespace=builds --driver-opt "nodeselector=pool=build;disk=ssd" --driver-opt secret=reg-auth
   out=$(k farm ls --format '{{.Name}} {{.Driver}} {{.Connections}}' 2>&1)
   check "[$mode] farm ls shows the driver and cluster" [ "$out" = "k8s kubernetes kubernetes://(current context)/builds" ]
   [ "$out" = "k8s kubernetes kubernetes://(current context)/builds" ] || echo "$out" | diag
@@ -175,6 +175,10 @@ for j, (plat, arch) in zip(jobs, [("linux/amd64", "amd64"), ("linux/arm64", "arm
           build[:3] == ["build", "--platform", plat] and "--build-arg=V=1" in build
           and f"--cache-to=registry.example/team/cache:{plat.replace('/', '-')}" in build
           and f"--cache-from=registry.example/team/cache:{plat.replace('/', '-')}" in build)
+    auth = [v for v in pod["volumes"] if v["name"] == "registry-auth"]
+    check(f"{plat}: the registry Secret is both kiln's --authfile",
+          auth and auth[0]["secret"]["secretName"] == "reg-auth"
+          and "--authfile=/kiln-farm-auth/config.json" in build and "--authfile=/kiln-farm-auth/config.json" in push)
     check(f"{plat}: kiln push reports its digest in the termination message",
           push[:3] == ["push", "--digestfile", "/dev/termination-log"]
           and push[-1] == f"docker://registry.example/team/app:{j['metadata']['name']}")
@@ -202,6 +206,8 @@ PY
   as_mode "$mode" rm "$ctx/big"
   k farm build --dry-run --farm k8s -t registry.example/team/app "$ctx" >"$d/err" 2>&1
   check_refused "[$mode] a Kubernetes farm needs --platforms" $? "needs --platforms" "$d/err"
+  k farm build --dry-run --farm k8s --platforms linux -t registry.example/team/app "$ctx" >"$d/err" 2>&1
+  check_refused "[$mode] a platform without an architecture is refused" $? "expected OS/ARCH" "$d/err"
 
   # --- kubectl validates them against Kubernetes' OpenAPI schema
   : >"$work/stub.log"
