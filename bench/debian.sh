@@ -3,7 +3,9 @@
 # same run, same machine, same network path, nothing from the internet while
 # measuring. Does all its own set-up:
 #   - a Debian 12 (bookworm) minbase rootfs made once by debootstrap from the
-#     machine's Debian mirror, cached in $KILN_BENCH_CACHE (default
+#     machine's Debian mirror, with the apt/dpkg settings of Debian's official
+#     images (debuerreotype's minimizing config: force-unsafe-io, apt's caches
+#     cleaned after each install, ...), cached in $KILN_BENCH_CACHE (default
 #     /var/cache/kiln-bench/debian12-ARCH) together with
 #   - a local package repository: the .debs `apt-get install python3` needs on
 #     that base (downloaded once, inside the new rootfs), indexed by
@@ -81,18 +83,32 @@ make_cache() {
   mkdir "$tmp/repo"
   mv "$root"/var/cache/apt/archives/*.deb "$tmp/repo/"
   (cd "$tmp/repo" && dpkg-scanpackages -m . 2>/dev/null | gzip -9n >Packages.gz)
+  # Debian's official images (debuerreotype's minimizing config) have these
+  # settings, so `FROM debian:12` builds see them: no service starts, dpkg
+  # without its per-file syncs, apt's caches and .debs removed after each
+  # install, indexes kept compressed, no translations.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+  local clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+  printf 'DPkg::Post-Invoke { %s };\nAPT::Update::Post-Invoke { %s };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' \
+    "$clean" "$clean" >"$root/etc/apt/apt.conf.d/docker-clean"
+  echo 'Acquire::GzipIndexes "true";' >"$root/etc/apt/apt.conf.d/docker-gzip-indexes"
+  echo 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+  echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$root/etc/apt/apt.conf.d/docker-autoremove-suggests"
   # The base as an image would ship it: no package lists, no downloaded
   # .debs, no host resolv.conf, no proc/sys content.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/partial/*
   : >"$root/etc/resolv.conf"
   tar --numeric-owner --xattrs -C "$root" -cf "$tmp/rootfs.tar" .
   rm -rf "$root"
-  echo "$(mirror) bookworm minbase $ARCH; packages: $PACKAGES" >"$tmp/STAMP"
+  echo "$STAMP" >"$tmp/STAMP"
   chmod -R a+rX "$tmp"
   rm -rf "$CACHE"
   mv "$tmp" "$CACHE"
 }
-[[ -f $CACHE/STAMP && -f $CACHE/rootfs.tar && -f $CACHE/repo/Packages.gz ]] || make_cache
+STAMP="bookworm minbase $ARCH, official-image apt/dpkg config (v2); packages: $PACKAGES"
+[[ $(cat "$CACHE/STAMP" 2>/dev/null) == "$STAMP" && -f $CACHE/rootfs.tar && -f $CACHE/repo/Packages.gz ]] || make_cache
 
 # --- the run's own directory, registry and package server --------------------
 WORK=$(mktemp -d /var/tmp/kiln-debbench.XXXXXX)
