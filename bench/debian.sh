@@ -17,7 +17,9 @@
 #   - both tools build with --network host (the same path to the package
 #     repository on 127.0.0.1), buildah with chroot isolation and overlay
 #     storage, each cold run on an empty store of its own.
-# Rows (medians of N runs; seconds; buildah/kiln):
+# Rows (medians of N runs; wall seconds and buildah/kiln, then the CPU time,
+# user + system of each tool's whole process tree, which the load of other
+# work on the machine disturbs less):
 #   base step      FROM the registry image + `RUN true`, empty store: pull,
 #                  unpack, overlay mount, sandbox start (item 5 of the issue)
 #   cold           FROM + apt-get update/install python3 from the local
@@ -179,16 +181,24 @@ fi
 mkdir -p "$STORES/user" && chown "$USER_NAME" "$STORES/user" 2>/dev/null || true
 
 # --- measuring ---------------------------------------------------------------
-as() {  # as root|user CMD...
+as() {  # as root|user CMD...: CMD's user + system CPU time goes to $WORK/last.cpu
   local who=$1; shift
-  if [[ $who == root ]]; then "$@"; else runuser -u "$USER_NAME" -- env HOME="$WORK/home" XDG_RUNTIME_DIR= "$@"; fi
+  if [[ $who == root ]]; then
+    /usr/bin/time -o "$WORK/last.cpu" -f '%U %S' "$@"
+  else
+    /usr/bin/time -o "$WORK/last.cpu" -f '%U %S' runuser -u "$USER_NAME" -- env HOME="$WORK/home" XDG_RUNTIME_DIR= "$@"
+  fi
 }
-t() {  # t CMD...: wall seconds of one run (output to $WORK/last.out)
+t() {  # t BUILD_FUNCTION ARGS...: "WALL CPU" seconds of one run (CPU: user + system of the
+       # whole process tree, measured by `as`)
   local s e; s=$(date +%s.%N)
   "$@" >"$WORK/last.out" 2>&1 || { tail -30 "$WORK/last.out" >&2; return 1; }
-  e=$(date +%s.%N); echo "$e - $s" | bc
+  e=$(date +%s.%N)
+  echo "$(echo "$e - $s" | bc) $(awk '{print $1 + $2}' "$WORK/last.cpu")"
 }
-median() { awk 'NF' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit; if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+median() {  # median [COLUMN]
+  awk -v c="${1:-1}" 'NF {print $c}' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit; if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
 kiln_build() {  # kiln_build WHO STORE CTX [FLAGS...]
   local who=$1 store=$2 ctx=$3; shift 3
   as "$who" "$KILN" --root "$store" build --network host "$@" -t localhost/bench-deb "$ctx"
@@ -247,15 +257,18 @@ for who in "${whos[@]}"; do
   done
 done
 
-row() {  # row WHO NAME LABEL
-  local k b
-  k=$(printf '%s' "${R[$1-kiln-$2]:-}" | median)
+row() {  # row WHO NAME LABEL: wall medians and ratio, then the CPU medians and ratio
+  local k b kc bc_
+  k=$(printf '%s' "${R[$1-kiln-$2]:-}" | median 1)
   [[ -z $k ]] && return 0
-  b=$(printf '%s' "${R[$1-buildah-$2]:-}" | median)
+  kc=$(printf '%s' "${R[$1-kiln-$2]:-}" | median 2)
+  b=$(printf '%s' "${R[$1-buildah-$2]:-}" | median 1)
+  bc_=$(printf '%s' "${R[$1-buildah-$2]:-}" | median 2)
   if [[ -n $b ]]; then
-    printf '%-40s kiln %7.3f s   buildah %7.3f s   buildah/kiln %5.2fx\n' "$3" "$k" "$b" "$(echo "$b / $k" | bc -l)"
+    printf '%-40s kiln %7.3f s   buildah %7.3f s   buildah/kiln %5.2fx   (cpu %6.2f s / %6.2f s = %5.2fx)\n' \
+      "$3" "$k" "$b" "$(echo "$b / $k" | bc -l)" "$kc" "$bc_" "$(echo "$bc_ / ($kc + 0.001)" | bc -l)"
   else
-    printf '%-40s kiln %7.3f s\n' "$3" "$k"
+    printf '%-40s kiln %7.3f s   (cpu %6.2f s)\n' "$3" "$k" "$kc"
   fi
 }
 for who in "${whos[@]}"; do
