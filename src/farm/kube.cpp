@@ -388,6 +388,7 @@ Expected<BuildResult> BuildKube(const Farm& farm, const BuildRequest& req) {
 
   // Wait for every Job: Complete, or the first Failed stops the others.
   std::vector<std::string> state(objs.jobs.size());
+  int failed_polls = 0;  // kubectl get may fail for a moment (an API server restarting)
   for (;;) {
     if (auto c = CheckCancelled(); !c) {
       delete_jobs(objs.jobs);
@@ -396,8 +397,17 @@ Expected<BuildResult> BuildKube(const Farm& farm, const BuildRequest& req) {
     get = {"get", "jobs"};
     get.insert(get.end(), objs.jobs.begin(), objs.jobs.end());
     get.insert(get.end(), {"-o", "json"});
-    KILN_ASSIGN_OR_RETURN(std::string out, RunKubectl(k, get));
-    json list = json::parse(out, nullptr, false);
+    auto out = RunKubectl(k, get);
+    if (!out) {
+      if (++failed_polls >= 5)
+        return Error(out.error().code(), "farm build: " + out.error().message() + " (5 times in a row; the Jobs "
+                                             "are left running); no index pushed");
+      log("farm " + farm.name + ": " + out.error().message() + "; trying again");
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      continue;
+    }
+    failed_polls = 0;
+    json list = json::parse(*out, nullptr, false);
     if (list.is_discarded())
       return Error(Errc::kCorrupt, "farm build: kubectl get jobs gave no JSON; no index pushed");
     json items = list.contains("items") ? list["items"] : json::array({list});

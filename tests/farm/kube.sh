@@ -59,8 +59,9 @@ kube_validate() {  # FILE: kubectl's client dry run with validation against the 
 # The stand-in kubectl for the build's control flow: answers like a cluster
 # whose Jobs completed (the push container's termination message is
 # $FAKE_KUBE_DIR/digest.JOB), failed ($FAKE_KUBE_DIR/fail.JOB holds the
-# build container's message) or still run ($FAKE_KUBE_DIR/running.JOB);
-# logs every call. Only `farm build` (not the
+# build container's message) or still run ($FAKE_KUBE_DIR/running.JOB),
+# or cannot be reached while they run ($FAKE_KUBE_DIR/getfail); logs every
+# call. Only `farm build` (not the
 # validation above) ever runs it.
 mkdir -p "$work/bin"
 cat >"$work/bin/kubectl" <<'PY'
@@ -78,6 +79,8 @@ if args[0] == "apply":
 elif args[:2] == ["get", "jobs"]:
     if "--ignore-not-found" in args:
         sys.exit(0)  # no Job exists before the build
+    if os.path.exists(f"{d}/getfail"):
+        sys.exit("The connection to the server 127.0.0.1:6443 was refused")
     names = [a for a in args[2:] if a.startswith("kiln-farm-")]
     items = [{"metadata": {"name": n}, "status": {"conditions": [
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
@@ -298,6 +301,17 @@ PY
   check "[$mode] ... deletes the Job still running" grep -q "^delete job --ignore-not-found --wait=false ${job[0]}" "$d/fake/calls"
   grep -q "^delete job --ignore-not-found --wait=false ${job[0]}" "$d/fake/calls" || diag <"$d/fake/calls"
   check "[$mode] ... and pushes no index" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/team/app-$mode/manifests/2.0")" = 404 ]
+
+  if [ "$mode" = root ]; then  # the same in both modes, and 10 s long
+    touch "$d/fake/getfail"
+    real_args[5]="$REG/team/app-$mode:3.0"
+    kf farm build "${real_args[@]}" "$ctx" >/dev/null 2>"$d/build.err"
+    rc=$?
+    check "[$mode] kubectl get failing 5 times in a row ends the build, no index" \
+      [ $rc != 0 ] && [ "$(grep -c "trying again" "$d/build.err")" = 4 ] && grep -q "5 times in a row.*no index pushed" "$d/build.err" \
+      && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/team/app-$mode/manifests/3.0")" = 404 ]
+    [ $rc != 0 ] || diag <"$d/build.err"
+  fi
 
   # --- the real cluster, when there is one
   if [ -n "${KILN_TEST_KUBECONFIG:-}" ] && timeout 20 kubectl --kubeconfig="$KILN_TEST_KUBECONFIG" version >/dev/null 2>&1; then
