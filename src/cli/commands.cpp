@@ -454,6 +454,29 @@ std::string CanonicalCommand(int argc, char** argv) {
   return words[0];
 }
 
+bool AddInvokedCommandOnly(CLI::App& app, Context& ctx, int argc, char** argv) {
+  // The first command word, past the global flags (as CanonicalCommand).
+  std::string word;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--root" || a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-')
+      continue;
+    word = a;
+    break;
+  }
+  // `__monitor` (run -d, start) is registered with `run`.
+  const std::string& name = word == "__monitor" ? std::string("run") : word;
+  auto it = AddFunctions().find(name);
+  if (it == AddFunctions().end())
+    return false;
+  it->second(app, ctx);
+  return true;
+}
+
 int CheckCommandLine(CLI::App& app, int argc, char** argv) {
   CLI::App* cur = &app;
   std::vector<std::string> rest;

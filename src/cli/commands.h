@@ -21,6 +21,13 @@ class KilnFormatter : public CLI::Formatter {
 /// logs|exec`, `system info|prune`, `buildx build` (commands.cpp). Called
 /// after every Add*Command.
 void AddCommandGroups(CLI::App& app, Context& ctx);
+/// Registers only the command the command line invokes when it names one of
+/// the single commands podman's groups re-register (run, create, exec, ps,
+/// build, ...; `__monitor` with run) as its first word: building all ~150
+/// commands' flags costs ~20 M instructions (~5 ms) per kiln process, more
+/// than the rest of `run --rm IMG true`'s own code. Returns false (nothing
+/// added) for anything else: a group, help, an unknown word, no command.
+bool AddInvokedCommandOnly(CLI::App& app, Context& ctx, int argc, char** argv);
 /// Checks the command words (and flags before them) before CLI11 parses:
 /// an unknown command gets podman's "unrecognized command" with the closest
 /// match, a podman command kiln lacks says so, a bare group prints its help.

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/compose_flags.h"
 #include "kiln/cancel.h"
+#include "kiln/deferred.h"
 #include "kiln/isolation.h"
 #include "kiln/log.h"
 #include "kiln/network.h"
@@ -102,6 +103,51 @@ Status EnterUserNamespaceOrChroot(int argc, char** argv, int join_userns_fd) {
   return Ok();
 }
 
+void AddAllCommands(CLI::App& app, Context& ctx) {
+  AddBuildCommand(app, ctx);
+  AddParseCommand(app, ctx);
+  AddVersionCommand(app, ctx);
+  AddImagesCommand(app, ctx);
+  AddTagCommand(app, ctx);
+  AddRmiCommand(app, ctx);
+  AddInspectCommand(app, ctx);
+  AddHistoryCommand(app, ctx);
+  AddSaveCommand(app, ctx);
+  AddLoadCommand(app, ctx);
+  AddImportCommand(app, ctx);
+  AddPushCommand(app, ctx);
+  AddPullCommand(app, ctx);
+  AddManifestCommand(app, ctx);
+  AddPruneCommand(app, ctx);
+  AddLoginCommand(app, ctx);
+  AddLogoutCommand(app, ctx);
+  AddSigstoreKeyCommand(app, ctx);
+  AddUnshareCommand(app, ctx);
+  AddInfoCommand(app, ctx);
+  AddRunCommand(app, ctx);
+  AddCreateCommand(app, ctx);
+  AddPortCommand(app, ctx);
+  AddPsCommand(app, ctx);
+  AddLogsCommand(app, ctx);
+  AddExecCommand(app, ctx);
+  AddRestartCommand(app, ctx);
+  AddRenameCommand(app, ctx);
+  AddTopCommand(app, ctx);
+  AddAttachCommand(app, ctx);
+  AddHealthcheckCommand(app, ctx);
+  AddEventsCommand(app, ctx);
+  AddContainerCommands(app, ctx);
+  AddVolumeCommand(app, ctx);
+  AddSecretCommand(app, ctx);
+  AddFarmCommand(app, ctx);
+  AddNetworkCommand(app, ctx);
+  AddComposeCommand(app, ctx);
+  AddPodCommand(app, ctx);
+  AddKubeCommands(app, ctx);
+  AddCommandGroups(app, ctx);
+  AddDocsCommand(app, ctx);
+}
+
 }  // namespace
 
 }  // namespace kiln::cli
@@ -152,48 +198,8 @@ int main(int argc, char** argv) {
       kiln::SetLogLevel(level);
   });
 
-  AddBuildCommand(app, ctx);
-  AddParseCommand(app, ctx);
-  AddVersionCommand(app, ctx);
-  AddImagesCommand(app, ctx);
-  AddTagCommand(app, ctx);
-  AddRmiCommand(app, ctx);
-  AddInspectCommand(app, ctx);
-  AddHistoryCommand(app, ctx);
-  AddSaveCommand(app, ctx);
-  AddLoadCommand(app, ctx);
-  AddImportCommand(app, ctx);
-  AddPushCommand(app, ctx);
-  AddPullCommand(app, ctx);
-  AddManifestCommand(app, ctx);
-  AddPruneCommand(app, ctx);
-  AddLoginCommand(app, ctx);
-  AddLogoutCommand(app, ctx);
-  AddSigstoreKeyCommand(app, ctx);
-  AddUnshareCommand(app, ctx);
-  AddInfoCommand(app, ctx);
-  AddRunCommand(app, ctx);
-  AddCreateCommand(app, ctx);
-  AddPortCommand(app, ctx);
-  AddPsCommand(app, ctx);
-  AddLogsCommand(app, ctx);
-  AddExecCommand(app, ctx);
-  AddRestartCommand(app, ctx);
-  AddRenameCommand(app, ctx);
-  AddTopCommand(app, ctx);
-  AddAttachCommand(app, ctx);
-  AddHealthcheckCommand(app, ctx);
-  AddEventsCommand(app, ctx);
-  AddContainerCommands(app, ctx);
-  AddVolumeCommand(app, ctx);
-  AddSecretCommand(app, ctx);
-  AddFarmCommand(app, ctx);
-  AddNetworkCommand(app, ctx);
-  AddComposeCommand(app, ctx);
-  AddPodCommand(app, ctx);
-  AddKubeCommands(app, ctx);
-  AddCommandGroups(app, ctx);
-  AddDocsCommand(app, ctx);
+  if (!AddInvokedCommandOnly(app, ctx, argc, argv))
+    AddAllCommands(app, ctx);
 
   if (int rc = CheckCommandLine(app, argc, argv); rc >= 0)
     return rc;
@@ -212,7 +218,8 @@ int main(int argc, char** argv) {
   }
   // Cancelled: a command that still finished its work exits 0; one that
   // stopped says so once and exits 128+signal (130 for SIGINT, 143 for SIGTERM).
-  if (ctx.exit_code != 0 && kiln::Cancelled())
-    return kiln::ReportCancelled();
-  return ctx.exit_code;
+  int code = ctx.exit_code != 0 && kiln::Cancelled() ? kiln::ReportCancelled() : ctx.exit_code;
+  // Work left for after the answer (run --rm's removal): the caller has the
+  // status first (kiln/deferred.h).
+  return kiln::FinishDeferredWork(code);
 }

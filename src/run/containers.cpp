@@ -59,11 +59,30 @@ Expected<int> RemoveContainerLitter(const Paths& paths) {
       continue;  // being made or removed right now
     if (headless && PathExists(p + "/config.json"))
       continue;
+    if (n.rfind(kRemovingPrefix, 0) == 0)
+      (void)RemoveAll(paths.run_root + "/containers/" + n);  // its run-time tree (RemoveRecords)
     if (Status st = RemoveAll(p); !st) {
       LogWarn("cannot remove the leftover container directory " + p + ": " + st.error().message());
       continue;
     }
     ++removed;
+  }
+  // A run-time tree being removed after its record was (RemoveRecords'
+  // after_answer): its remover takes it first, so one without
+  // containers/.rm-<id> beside it was left by a killed kiln.
+  std::string run_root = paths.run_root + "/containers";
+  if (DIR* rd = ::opendir(run_root.c_str())) {
+    std::vector<std::string> run_names;
+    while (struct dirent* e = ::readdir(rd))
+      run_names.emplace_back(e->d_name);
+    ::closedir(rd);
+    for (const auto& n : run_names) {
+      if (n.rfind(kRemovingPrefix, 0) != 0 || !IsHexId(n.substr(std::strlen(kRemovingPrefix))) ||
+          PathExists(root + "/" + n))
+        continue;
+      if (RemoveAll(run_root + "/" + n))
+        ++removed;
+    }
   }
   return removed;
 }

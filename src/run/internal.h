@@ -213,8 +213,13 @@ std::string NowRfc3339();
 /// The SandboxSpec for a container (without stdio).
 SandboxSpec SpecFromConfig(const Paths& paths, const Config& c);
 
-/// Removes every trace of a container (it must not be running).
-Status RemoveRecords(const Paths& paths, const Config& c);
+/// Removes every trace of a container (it must not be running). With
+/// `after_answer`, the container is gone at once (its record and run-time
+/// directory renamed to .rm-<id>, its anonymous volumes removed, the event
+/// sent) and the trees themselves are removed after kiln's caller has its
+/// answer (kiln/deferred.h); a kiln killed before that leaves .rm-<id>
+/// litter, which RemoveContainerLitter() sweeps.
+Status RemoveRecords(const Paths& paths, const Config& c, bool after_answer = false);
 
 // ------------------------------------------------------------------ create (create.cpp)
 

@@ -12,10 +12,12 @@
 #include <ctime>
 #include <deque>
 #include <map>
+#include <memory>
 #include <dirent.h>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "kiln/deferred.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "run/internal.h"
@@ -461,21 +463,41 @@ SandboxSpec SpecFromConfig(const Paths& paths, const Config& c) {
   return spec;
 }
 
-Status RemoveRecords(const Paths& paths, const Config& c) {
+Status RemoveRecords(const Paths& paths, const Config& c, bool after_answer) {
   // Uncommitted first (one rename), then removed under a lock: a kiln
   // killed half-way leaves containers/.rm-<id>, never a half record.
   std::string dir = ContainerDir(paths, c.id);
   std::string doomed = ContainersRoot(paths) + "/" + kRemovingPrefix + c.id;
-  UniqueFd held(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (held) {
-    (void)::flock(held.get(), LOCK_EX);
+  auto held = std::make_shared<UniqueFd>(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  bool renamed = false;
+  if (*held) {
+    (void)::flock(held->get(), LOCK_EX);
     if (::rename(dir.c_str(), doomed.c_str()) != 0)
       return Error::FromErrno("remove container record " + dir);
-    KILN_TRY(RemoveAll(doomed));
+    renamed = true;
+    if (!after_answer)
+      KILN_TRY(RemoveAll(doomed));
   } else if (errno != ENOENT) {
     return Error::FromErrno("open " + dir);
   }
-  (void)RemoveAll(RunDir(paths, c.id));
+  std::string run_dir = RunDir(paths, c.id);
+  if (after_answer) {
+    // Out of sight now (a run-time directory without its record is litter
+    // too); the trees go once the caller has its answer. The record's
+    // lock stays held until then: the litter sweep leaves it alone.
+    std::string run_doomed = paths.run_root + "/containers/" + kRemovingPrefix + c.id;
+    if (::rename(run_dir.c_str(), run_doomed.c_str()) != 0)
+      run_doomed = run_dir;
+    // The run-time tree first: while containers/.rm-<id> exists (locked),
+    // the sweep leaves run/containers/.rm-<id> alone too.
+    DeferAfterAnswer([held, doomed = renamed ? doomed : std::string(), run_doomed] {
+      (void)RemoveAll(run_doomed);
+      if (!doomed.empty())
+        (void)RemoveAll(doomed);
+    });
+  } else {
+    (void)RemoveAll(run_dir);
+  }
   for (const auto& v : c.anonymous_volumes)
     (void)RemoveAll(VolumesRoot(paths) + "/" + v);
   EmitContainerEvent(paths, c, "remove");

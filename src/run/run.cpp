@@ -426,8 +426,10 @@ Expected<int> Run(Store& store, const Paths& paths, const RunOptions& o, std::st
   network.reset();  // the helper stopped before the record goes
   DetachNetworks(paths, c);
   if (o.remove) {
+    // Gone before the caller has the status; the trees themselves are
+    // removed after (RemoveRecords, kiln/deferred.h).
     auto lock = LockFile(ContainersRoot(paths) + "/lock", LOCK_EX);
-    (void)RemoveRecords(paths, c);
+    (void)RemoveRecords(paths, c, /*after_answer=*/true);
   }
   return status;
 

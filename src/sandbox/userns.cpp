@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/deferred.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/sandbox.h"
@@ -156,7 +157,7 @@ bool ReadByte(int fd, char* c) {
   }
 }
 
-[[noreturn]] void WaitAndForward(pid_t child) {
+[[noreturn]] void WaitAndForward(pid_t child, int answer_fd) {
   g_userns_child = child;
   struct sigaction sa = {};
   sa.sa_sigaction = ForwardToChild;
@@ -171,6 +172,22 @@ bool ReadByte(int fd, char* c) {
   sigaddset(&cancel_signals, SIGINT);
   sigaddset(&cancel_signals, SIGTERM);
   ::sigprocmask(SIG_UNBLOCK, &cancel_signals, nullptr);
+  // The child's exit status, written before it goes on with work that need
+  // not keep the caller waiting (kiln/deferred.h: a --rm container's
+  // removal): exit with it now. End of file: the child exited (or died)
+  // without one; its wait status says how.
+  for (;;) {
+    unsigned char status = 0;
+    ssize_t n = ::read(answer_fd, &status, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n == 1) {
+      std::fflush(nullptr);
+      _exit(status);
+    }
+    break;
+  }
+  ::close(answer_fd);
   int st = 0;
   while (::waitpid(child, &st, 0) < 0) {
     if (errno != EINTR)
@@ -254,7 +271,8 @@ Status EnterUserNamespace(int /*argc*/, char** argv, int join_userns_fd) {
     return Ok();
   int to_child[2];
   int to_parent[2];
-  if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(to_parent, O_CLOEXEC) != 0)
+  int answer[2];  // the child's exit status, ahead of its exit (kiln/deferred.h)
+  if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(to_parent, O_CLOEXEC) != 0 || ::pipe2(answer, O_CLOEXEC) != 0)
     return Error::FromErrno("pipe");
   const uid_t uid = ::getuid();
   const pid_t parent = ::getpid();
@@ -267,6 +285,8 @@ Status EnterUserNamespace(int /*argc*/, char** argv, int join_userns_fd) {
   if (pid == 0) {
     ::close(to_child[1]);
     ::close(to_parent[0]);
+    ::close(answer[0]);
+    SetCallerAnswerFd(answer[1]);
     char ok = 'U';
     // Joining the network holder's user namespace (src/network/holder.cpp):
     // the owner of a user namespace has every capability in it, so setns
@@ -313,6 +333,8 @@ Status EnterUserNamespace(int /*argc*/, char** argv, int join_userns_fd) {
   }
   ::close(to_child[0]);
   ::close(to_parent[1]);
+  ::close(answer[1]);
+  UniqueFd answer_fd(answer[0]);
   UniqueFd go_fd(to_child[1]);
   UniqueFd ready_fd(to_parent[0]);
   char ok = 0;
@@ -333,7 +355,7 @@ Status EnterUserNamespace(int /*argc*/, char** argv, int join_userns_fd) {
     return Error::FromErrno("start the user namespace child");
   go_fd.reset();
   ready_fd.reset();
-  WaitAndForward(pid);
+  WaitAndForward(pid, answer_fd.release());
 }
 
 }  // namespace kiln

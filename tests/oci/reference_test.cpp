@@ -1,6 +1,12 @@
 #include "kiln/reference.h"
+#include "oci/reference_grammar.h"
 
 #include <gtest/gtest.h>
+#include <re2/re2.h>
+
+#include <functional>
+#include <random>
+#include <string>
 
 namespace kiln {
 namespace {
@@ -91,6 +97,67 @@ TEST(ReferenceTest, IdPrefixesAndTags) {
   EXPECT_TRUE(IsValidTag("v1.0_rc-1"));
   EXPECT_FALSE(IsValidTag(".x"));
   EXPECT_FALSE(IsValidTag(std::string(129, 'a')));
+}
+
+
+// The hand-written matchers against distribution/reference's expressions
+// (the RE2 they replaced): every string of up to 4 characters over an
+// alphabet of the interesting characters, and random longer ones.
+TEST(ReferenceTest, GrammarMatchersAgreeWithTheRegularExpressions) {
+  const RE2 domain{
+      "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+      "(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+      "|\\[[a-fA-F0-9:]+\\]"};
+  const RE2 port{"[0-9]+"};
+  const RE2 path_component{"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"};
+  const RE2 tag{"[\\w][\\w.-]{0,127}"};
+  const RE2 id_prefix{"(?:sha256:)?[a-f0-9]{3,64}"};
+  ASSERT_TRUE(domain.ok() && port.ok() && path_component.ok() && tag.ok() && id_prefix.ok());
+  size_t checked = 0;
+  auto check = [&](const std::string& s) {
+    ++checked;
+    ASSERT_EQ(reference_grammar::Domain(s), RE2::FullMatch(s, domain)) << "domain \"" << s << "\"";
+    ASSERT_EQ(reference_grammar::Port(s), RE2::FullMatch(s, port)) << "port \"" << s << "\"";
+    ASSERT_EQ(reference_grammar::PathComponent(s), RE2::FullMatch(s, path_component)) << "component \"" << s << "\"";
+    ASSERT_EQ(reference_grammar::Tag(s), RE2::FullMatch(s, tag)) << "tag \"" << s << "\"";
+    ASSERT_EQ(reference_grammar::IdPrefix(s), RE2::FullMatch(s, id_prefix)) << "id \"" << s << "\"";
+  };
+  const std::string alphabet = "a0F._-[]:/@zG";
+  std::string s;
+  std::function<void(size_t)> all = [&](size_t len) {
+    check(s);
+    if (len == 0)
+      return;
+    for (char c : alphabet) {
+      s.push_back(c);
+      all(len - 1);
+      s.pop_back();
+    }
+  };
+  all(4);
+  std::mt19937 rng(18);
+  const std::string wide = alphabet + "bcdef123456789xyzABC_ \t\xff";
+  for (int i = 0; i < 20000; ++i) {
+    size_t len = rng() % 140;
+    std::string r;
+    for (size_t k = 0; k < len; ++k)
+      r.push_back(wide[rng() % wide.size()]);
+    check(r);
+    // Mostly valid shapes too: runs of lower-case letters joined by separators.
+    std::string v;
+    const char* seps[] = {".", "_", "__", "-", "--", "___", "._", ":", ""};
+    for (size_t k = 0, n = 1 + rng() % 6; k < n; ++k)
+      v += std::string(1 + rng() % 3, "ab9"[rng() % 3]) + (k + 1 < n ? seps[rng() % 9] : "");
+    check(v);
+    check("sha256:" + v);
+    check("[" + v + "]");
+  }
+  check(std::string(128, 'a'));
+  check(std::string(129, 'a'));
+  check(std::string(64, 'f'));
+  check(std::string(65, 'f'));
+  check("sha256:" + std::string(64, '0'));
+  EXPECT_GT(checked, 100000u);
 }
 
 }  // namespace
