@@ -108,7 +108,13 @@ for mode in $(test_modes); do
 
   # 3. exec sees the container's processes
   id=$(k run -d busybox sleep 1000 2>"$work/err")
-  out=$(k exec "$id" ps 2>&1)
+  # run -d returns once the container's init runs; its command may still be
+  # on its way to execve (a faster `exec` saw it before): wait for it.
+  for _ in $(seq 50); do
+    out=$(k exec "$id" ps 2>&1)
+    grep -q 'sleep 1000' <<<"$out" && break
+    sleep 0.1
+  done
   check "$mode: exec ps sees the container's sleep" bash -c "grep -q 'sleep 1000' <<<'$out'"
   out=$(k exec -u app "$id" id -u 2>&1)
   check "$mode: exec -u app" test "$out" = 1000
