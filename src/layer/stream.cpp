@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -16,6 +17,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#ifdef KILN_HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
 
 #include "kiln/fs.h"
 
@@ -331,21 +335,17 @@ class ZstdSink : public ByteSink {
 constexpr size_t kReadChunk = 1 << 20;
 constexpr size_t kOutChunk = 256 * 1024;
 
-class GzipSource : public ByteSource {
+// The rules of a gzip layer both inflaters share: members back to back, NUL
+// padding after the last one (umoci #360; it still counts in the blob
+// digest), nothing else; the end of the input inside a member is an error.
+// An inflater only inflates one member (Inflate) and starts the next (Reset).
+class GzipMembersSource : public ByteSource {
  public:
-  explicit GzipSource(ByteSource* in) : in_(in), out_(kOutChunk) {
-    ok_ = inflateInit2(&zs_, 15 + 16) == Z_OK;
-  }
-  ~GzipSource() override {
-    if (ok_)
-      inflateEnd(&zs_);
-  }
-
-  Expected<std::string_view> Read() override {
-    if (!ok_)
-      return Error(Errc::kIo, "gzip: out of memory");
+  Expected<std::string_view> Read() final {
     for (;;) {
-      if (avail_.empty()) {
+      // Output still inside the inflater (the last call filled the
+      // buffer) comes out before more input is read.
+      if (avail_.empty() && !more_out_) {
         KILN_ASSIGN_OR_RETURN(avail_, in_->Read());
         if (avail_.empty()) {
           if (state_ == kInMember)
@@ -354,8 +354,6 @@ class GzipSource : public ByteSource {
         }
       }
       if (state_ == kTrailingZeros) {
-        // NUL padding after the last member is tolerated (umoci #360);
-        // it still counts in the blob digest.
         if (avail_.find_first_not_of('\0') != std::string_view::npos)
           return Error(Errc::kCorrupt, "gzip: garbage after NUL padding at end of stream");
         avail_ = {};
@@ -366,36 +364,123 @@ class GzipSource : public ByteSource {
           state_ = kTrailingZeros;
           continue;
         }
-        if (inflateReset(&zs_) != Z_OK)
-          return Error(Errc::kIo, "gzip: reset failed");
+        KILN_TRY(Reset());
         state_ = kInMember;
       }
-      zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(avail_.data()));
-      zs_.avail_in = static_cast<uInt>(avail_.size());
-      zs_.next_out = reinterpret_cast<Bytef*>(out_.data());
-      zs_.avail_out = static_cast<uInt>(out_.size());
-      int rc = inflate(&zs_, Z_NO_FLUSH);
-      avail_ = avail_.substr(avail_.size() - zs_.avail_in);
-      if (rc == Z_STREAM_END) {
+      KILN_ASSIGN_OR_RETURN(Step step, Inflate(&avail_, out_.data(), out_.size()));
+      more_out_ = step.out == out_.size() && !step.member_end;
+      if (step.member_end)
         state_ = kBetweenMembers;
-      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        return Error(Errc::kCorrupt, std::string("gzip: ") + (zs_.msg ? zs_.msg : "corrupt stream"));
-      }
-      size_t n = out_.size() - zs_.avail_out;
-      if (n > 0)
-        return std::string_view(out_.data(), n);
+      if (step.out > 0)
+        return std::string_view(out_.data(), step.out);
     }
   }
+
+ protected:
+  struct Step {
+    size_t out = 0;           // bytes written to the output buffer
+    bool member_end = false;  // the member's trailer was read and checked
+  };
+  explicit GzipMembersSource(ByteSource* in) : in_(in), out_(kOutChunk) {}
+  // Starts the next member.
+  virtual Status Reset() = 0;
+  // Inflates from *avail (advanced past what was consumed) into out.
+  virtual Expected<Step> Inflate(std::string_view* avail, char* out, size_t cap) = 0;
 
  private:
   enum State { kInMember, kBetweenMembers, kTrailingZeros };
   ByteSource* in_;
-  z_stream zs_{};
-  bool ok_ = false;
   State state_ = kInMember;
+  bool more_out_ = false;
   std::string_view avail_;
   std::vector<char> out_;
 };
+
+class GzipSource : public GzipMembersSource {
+ public:
+  explicit GzipSource(ByteSource* in) : GzipMembersSource(in) { ok_ = inflateInit2(&zs_, 15 + 16) == Z_OK; }
+  ~GzipSource() override {
+    if (ok_)
+      inflateEnd(&zs_);
+  }
+
+ protected:
+  Status Reset() override {
+    if (!ok_ || inflateReset(&zs_) != Z_OK)
+      return Error(Errc::kIo, "gzip: reset failed");
+    return Ok();
+  }
+  Expected<Step> Inflate(std::string_view* avail, char* out, size_t cap) override {
+    if (!ok_)
+      return Error(Errc::kIo, "gzip: out of memory");
+    zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(avail->data()));
+    zs_.avail_in = static_cast<uInt>(avail->size());
+    zs_.next_out = reinterpret_cast<Bytef*>(out);
+    zs_.avail_out = static_cast<uInt>(cap);
+    int rc = inflate(&zs_, Z_NO_FLUSH);
+    *avail = avail->substr(avail->size() - zs_.avail_in);
+    if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END)
+      return Error(Errc::kCorrupt, std::string("gzip: ") + (zs_.msg ? zs_.msg : "corrupt stream"));
+    return Step{cap - zs_.avail_out, rc == Z_STREAM_END};
+  }
+
+ private:
+  z_stream zs_{};
+  bool ok_ = false;
+};
+
+#ifdef KILN_HAVE_ISAL
+// The same reader on ISA-L's igzip inflate (Debian libisal-dev): it takes
+// 0.45x zlib's CPU time on a tar of /usr/lib and 0.6x on bench/unpack.sh's
+// half-random layer (docs/performance.md), and inflating is the one step of
+// a pull that cannot be spread over cores. It streams (unlike libdeflate,
+// which wants the whole member in memory) and checks each member's CRC-32
+// and size as zlib does.
+class IsalGzipSource : public GzipMembersSource {
+ public:
+  explicit IsalGzipSource(ByteSource* in) : GzipMembersSource(in), state_(std::make_unique<inflate_state>()) {
+    isal_inflate_init(state_.get());
+    state_->crc_flag = ISAL_GZIP;
+  }
+
+ protected:
+  Status Reset() override {
+    isal_inflate_reset(state_.get());  // keeps crc_flag
+    return Ok();
+  }
+  Expected<Step> Inflate(std::string_view* avail, char* out, size_t cap) override {
+    inflate_state* st = state_.get();
+    const size_t in_before = avail->size();
+    st->next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(avail->data()));
+    st->avail_in = static_cast<uint32_t>(avail->size());
+    st->next_out = reinterpret_cast<uint8_t*>(out);
+    st->avail_out = static_cast<uint32_t>(cap);
+    int rc = isal_inflate(st);
+    *avail = avail->substr(avail->size() - st->avail_in);
+    if (rc < 0)
+      return Error(Errc::kCorrupt, std::string("gzip: ") + IsalError(rc));
+    Step step{cap - st->avail_out, st->block_state == ISAL_BLOCK_FINISH};  // FINISH: trailer checked
+    if (step.out == 0 && in_before > 0 && avail->size() == in_before && !step.member_end)
+      return Error(Errc::kCorrupt, "gzip: the inflater made no progress");  // never loop forever
+    return step;
+  }
+
+ private:
+  static const char* IsalError(int rc) {
+    switch (rc) {
+      case ISAL_INVALID_BLOCK: return "invalid deflate block";
+      case ISAL_INVALID_SYMBOL: return "invalid deflate symbol";
+      case ISAL_INVALID_LOOKBACK: return "invalid lookback distance";
+      case ISAL_INVALID_WRAPPER: return "incorrect header check";
+      case ISAL_UNSUPPORTED_METHOD: return "unknown compression method";
+      case ISAL_INCORRECT_CHECKSUM: return "incorrect data check (CRC-32 or size)";
+      default: return "corrupt stream";
+    }
+  }
+
+  std::unique_ptr<inflate_state> state_;  // ~100 KiB: not on the stack
+};
+#endif
 
 class ZstdSource : public ByteSource {
  public:
@@ -680,11 +765,26 @@ Expected<std::string_view> PrefetchSource::Read() {
   return std::string_view();
 }
 
+#ifdef KILN_HAVE_ISAL
+namespace {
+// KILN_GZIP_INFLATE=zlib: zlib's inflate instead of ISA-L's (tests run both;
+// bench/unpack.sh compares them).
+bool ZlibInflateWanted() {
+  const char* v = std::getenv("KILN_GZIP_INFLATE");
+  return v && std::string_view(v) == "zlib";
+}
+}  // namespace
+#endif
+
 Expected<std::unique_ptr<ByteSource>> MakeDecompressor(Compression c, ByteSource* in) {
   switch (c) {
     case Compression::kNone:
       return Error(Errc::kInvalidInput, "no decompressor needed");
     case Compression::kGzip:
+#ifdef KILN_HAVE_ISAL
+      if (!ZlibInflateWanted())
+        return std::unique_ptr<ByteSource>(new IsalGzipSource(in));
+#endif
       return std::unique_ptr<ByteSource>(new GzipSource(in));
     case Compression::kZstd:
       return std::unique_ptr<ByteSource>(new ZstdSource(in));

@@ -10,15 +10,18 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "kiln/fs.h"
 #include "kiln/layer.h"
+#include "layer/stream.h"
 #include "layer/tar_builder.h"
 
 namespace kiln::layer {
@@ -531,6 +534,145 @@ TEST_F(HostileTest, H20SniffedCompressionAndDigestChecks) {
   opt.expect_digest.reset();
   ExpectError(Unpack(Gzip(tar), opt), "diff_id mismatch");
   ExpectError(Unpack(Gzip(tar).substr(0, 20)), "gzip");
+}
+
+
+// The two gzip readers of a layer (ISA-L's igzip when kiln was built with
+// libisal-dev, zlib with KILN_GZIP_INFLATE=zlib or without it) must accept
+// and reject the same streams and give the same bytes, whatever the chunks
+// the input arrives in: members, NUL padding, header fields, truncation at
+// every length, corrupted CRC, size and deflate data.
+// Hands `data` out in chunks of `chunk` bytes.
+class ChunkSource : public internal::ByteSource {
+ public:
+  ChunkSource(const std::string& data, size_t chunk) : data_(data), chunk_(chunk) {}
+  Expected<std::string_view> Read() override {
+    std::string_view v(data_);
+    v = v.substr(std::min(pos_, v.size()), chunk_);
+    pos_ += v.size();
+    return v;
+  }
+
+ private:
+  const std::string& data_;
+  size_t chunk_;
+  size_t pos_ = 0;
+};
+
+// The decompressed bytes, or nullopt and the error in *error.
+std::optional<std::string> Inflate(const std::string& gz, size_t chunk, bool zlib, std::string* error) {
+  if (zlib)
+    ::setenv("KILN_GZIP_INFLATE", "zlib", 1);
+  else
+    ::unsetenv("KILN_GZIP_INFLATE");
+  ChunkSource in(gz, chunk);
+  auto dec = internal::MakeDecompressor(Compression::kGzip, &in);
+  ::unsetenv("KILN_GZIP_INFLATE");
+  if (!dec) {
+    *error = dec.error().message();
+    return std::nullopt;
+  }
+  std::string out;
+  for (;;) {
+    auto c = (*dec)->Read();
+    if (!c) {
+      *error = c.error().message();
+      return std::nullopt;
+    }
+    if (c->empty())
+      return out;
+    out.append(c->data(), c->size());
+  }
+}
+
+std::string Text(size_t n) {
+  std::string s;
+  uint32_t x = 12345;
+  while (s.size() < n) {
+    x = x * 1103515245 + 12345;
+    s += "line " + std::to_string(x % 1000) + " of the quick brown fox\n";
+  }
+  s.resize(n);
+  return s;
+}
+
+std::string Random(size_t n) {
+  std::string s(n, '\0');
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+// gz with FEXTRA, FNAME and FCOMMENT added to its (flag-less) header.
+std::string WithHeaderFields(const std::string& gz) {
+  std::string out = gz.substr(0, 10);
+  out[3] = static_cast<char>(0x04 | 0x08 | 0x10);
+  out += std::string("\x05\x00" "extra", 7);
+  out += std::string("layer.tar\0", 10);
+  out += std::string("a comment\0", 10);
+  out += gz.substr(10);
+  return out;
+}
+
+struct Case {
+  std::string name, gz;
+  std::optional<std::string> want;  // nullopt: must be refused
+};
+
+TEST(GzipReaders, AgreeOnEveryStreamAndChunking) {
+  const std::string small = Text(5000), big = Text(3 << 20), noise = Random(1 << 20);
+  const std::string gz_small = Gzip(small), gz_big = Gzip(big), gz_noise = Gzip(noise);
+  std::vector<Case> cases = {
+      {"small", gz_small, small},
+      {"3 MiB of text (output buffer fills)", gz_big, big},
+      {"1 MiB of noise (stored blocks)", gz_noise, noise},
+      {"two members", Gzip(small.substr(0, 1024)) + Gzip(small.substr(1024)), small},
+      {"three members, the middle one empty", Gzip("ab") + Gzip("") + Gzip("cd"), std::string("abcd")},
+      {"NUL padding", gz_small + std::string(4096, '\0'), small},
+      {"header fields", WithHeaderFields(gz_small), small},
+      {"garbage after padding", gz_small + std::string("\0\0junk", 6), std::nullopt},
+      {"garbage after a member", gz_small + "junk", std::nullopt},
+  };
+  for (size_t cut : {size_t(1), size_t(9), size_t(10), size_t(20), gz_small.size() / 2, gz_small.size() - 8,
+                     gz_small.size() - 4, gz_small.size() - 1})
+    cases.push_back({"truncated at " + std::to_string(cut), gz_small.substr(0, cut), std::nullopt});
+  for (size_t at : {size_t(8), size_t(1), size_t(4)}) {  // from the end: CRC, size
+    std::string bad = gz_small;
+    bad[bad.size() - at] ^= 0x01;
+    cases.push_back({"trailer byte -" + std::to_string(at) + " flipped", bad, std::nullopt});
+  }
+  for (size_t at : {size_t(12), gz_small.size() / 3, gz_small.size() / 2, gz_small.size() - 12}) {
+    std::string bad = gz_small;
+    bad[at] ^= 0x20;
+    cases.push_back({"deflate byte " + std::to_string(at) + " flipped", bad, std::nullopt});
+  }
+  for (const Case& c : cases) {
+    for (size_t chunk : {size_t(1), size_t(7), size_t(4096), size_t(1) << 20}) {
+      if (chunk == 1 && c.gz.size() > 100000)
+        continue;  // a byte at a time through MiBs: slow, and 7 covers it
+      std::string zerr, ierr;
+      auto z = Inflate(c.gz, chunk, /*zlib=*/true, &zerr);
+      auto i = Inflate(c.gz, chunk, /*zlib=*/false, &ierr);
+      SCOPED_TRACE(c.name + ", chunks of " + std::to_string(chunk));
+      if (c.want) {
+        ASSERT_TRUE(z) << zerr;
+        ASSERT_TRUE(i) << ierr;
+        EXPECT_TRUE(*z == *c.want) << "zlib gave " << z->size() << " bytes";
+        EXPECT_TRUE(*i == *c.want) << "default reader gave " << i->size() << " bytes";
+      } else {
+        EXPECT_FALSE(z) << "zlib accepted it";
+        EXPECT_FALSE(i) << "the default reader accepted it";
+        if (!i) {
+          EXPECT_NE(std::string::npos, ierr.find("gzip")) << ierr;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
