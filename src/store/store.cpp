@@ -2,8 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +180,30 @@ Store::Store(Store&&) noexcept = default;
 Store& Store::operator=(Store&&) noexcept = default;
 Store::~Store() = default;
 
+namespace {
+
+// Marks the store's tmp directory, where every layer is unpacked and every
+// build step's files are made, as the top of unrelated trees for ext4's
+// Orlov allocator (chattr +T, FS_TOPDIR_FL): each staging directory is then
+// placed in a block group chosen by its (random) name among the groups with
+// more free inodes than average, instead of beside its siblings. Without a
+// journal, ext4 skips every inode freed in the last 30 s of a group, reading
+// its inode each time (find_inode_bit -> recently_deleted), so creating a
+// tree where another was just removed (rmi then pull, a bench's rm -rf)
+// cost up to 0.5 ms per file: 5.3 s of system time for a 10,000-file layer
+// against 1.5 s in a fresh group (docs/performance.md). A hint only: other
+// file systems refuse the flag and nothing changes.
+void MarkTopDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  int flags = 0;
+  if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0 || (flags & FS_TOPDIR_FL))
+    return;
+  flags |= FS_TOPDIR_FL;
+  (void)::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags);
+}
+
+}  // namespace
+
 Expected<Store> Store::Open(const std::string& root) {
   if (root.empty())
     return Error(Errc::kInvalidInput, "store root is empty");
@@ -185,6 +211,7 @@ Expected<Store> Store::Open(const std::string& root) {
   for (const char* sub : {"blobs/sha256", "layers", "cache", "containers", "tmp", "unsynced"})
     if (auto s = MakeDirs(JoinPath(root, sub), 0755); !s)
       return ctx(std::move(s).error());
+  MarkTopDir(JoinPath(root, "tmp"));
   Store store(root);
   auto gc = OpenFile(JoinPath(root, "gc.lock"), O_RDWR | O_CREAT, 0644);
   if (!gc)

@@ -1,6 +1,9 @@
 #include "kiln/store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +59,35 @@ TEST_F(StoreTest, OpenCreatesAnOciLayout) {
   // Opening again is fine and keeps content.
   auto again = Store::Open(root);
   ASSERT_TRUE(again);
+}
+
+// tmp/ (where layers are unpacked and build steps fill their files) is a
+// top directory for ext4's Orlov allocator (chattr +T), set on a new store
+// and on an existing one that lacks it; where the file system has no such
+// flag, opening the store still works.
+TEST_F(StoreTest, TmpIsATopDirectoryWhereSupported) {
+  const std::string tmp = JoinPath(store_->root(), "tmp");
+  auto flags_of = [&](int* flags) {
+    UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return fd && ::ioctl(fd.get(), FS_IOC_GETFLAGS, flags) == 0;
+  };
+  int flags = 0;
+  if (!flags_of(&flags))
+    GTEST_SKIP() << "no FS_IOC_GETFLAGS on this file system";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    int cleared = flags & ~FS_TOPDIR_FL;
+    if (::ioctl(fd.get(), FS_IOC_SETFLAGS, &cleared) != 0)
+      GTEST_SKIP() << "FS_IOC_SETFLAGS refused here";
+  }
+  if (!(flags & FS_TOPDIR_FL))
+    GTEST_SKIP() << "this file system does not keep FS_TOPDIR_FL (not ext2/3/4)";
+  ASSERT_TRUE(flags_of(&flags));
+  ASSERT_FALSE(flags & FS_TOPDIR_FL);
+  auto again = Store::Open(store_->root());
+  ASSERT_TRUE(again) << again.error().message();
+  ASSERT_TRUE(flags_of(&flags));
+  EXPECT_TRUE(flags & FS_TOPDIR_FL) << "tmp/ is not marked +T after Store::Open";
 }
 
 TEST_F(StoreTest, BlobsAreVerified) {
