@@ -340,6 +340,10 @@ Expected<BuildResult> BuildKube(const Farm& farm, const BuildRequest& req) {
   };
   KILN_ASSIGN_OR_RETURN(KubeObjects objs, MakeKubeObjects(farm, req));
   KILN_ASSIGN_OR_RETURN(Target target, CheckRequest(farm, req));
+  // SIGINT/SIGTERM stop the wait below and delete the Jobs (main() leaves
+  // `farm` with the default action: the SSH driver's nodes stop when ssh
+  // goes). Still the only thread here.
+  InstallCancelHandlers("farm build");
   const KubeSettings& k = farm.kube;
   for (size_t i = 0; i < objs.jobs.size(); ++i)
     log("farm " + farm.name + ": " + objs.platforms[i] + " -> job " + objs.jobs[i]);

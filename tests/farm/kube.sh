@@ -60,8 +60,9 @@ kube_validate() {  # FILE: kubectl's client dry run with validation against the 
 # whose Jobs completed (the push container's termination message is
 # $FAKE_KUBE_DIR/digest.JOB), failed ($FAKE_KUBE_DIR/fail.JOB holds the
 # build container's message) or still run ($FAKE_KUBE_DIR/running.JOB),
-# or cannot be reached while they run ($FAKE_KUBE_DIR/getfail); logs every
-# call. Only `farm build` (not the
+# or cannot be reached while they run ($FAKE_KUBE_DIR/getfail); a Job
+# failed in an earlier build exists before it ($FAKE_KUBE_DIR/prevfail.JOB);
+# logs every call. Only `farm build` (not the
 # validation above) ever runs it.
 mkdir -p "$work/bin"
 cat >"$work/bin/kubectl" <<'PY'
@@ -77,8 +78,12 @@ if args[0] == "apply":
         if doc:
             print(f"{doc['kind'].lower()}/{doc['metadata']['name']} created")
 elif args[:2] == ["get", "jobs"]:
-    if "--ignore-not-found" in args:
-        sys.exit(0)  # no Job exists before the build
+    if "--ignore-not-found" in args:  # the Jobs that exist before the build
+        names = [a for a in args[2:] if a.startswith("kiln-farm-") and os.path.exists(f"{d}/prevfail.{a}")]
+        if names:
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [{"metadata": {"name": n}, "status": {
+                "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}} for n in names]}))
+        sys.exit(0)
     if os.path.exists(f"{d}/getfail"):
         sys.exit("The connection to the server 127.0.0.1:6443 was refused")
     names = [a for a in args[2:] if a.startswith("kiln-farm-")]
@@ -100,6 +105,9 @@ elif args[:2] == ["get", "pods"]:
     print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [{"status": st}]}))
 PY
 chmod 755 "$work/bin" "$work/bin/kubectl"
+
+# holds DESCRIPTION CONDITION: a TAP line for a shell condition (&&, !, ...)
+holds() { if eval "$2"; then tap_ok "$1"; else tap_not_ok "$1"; return 1; fi; }
 
 for mode in $(test_modes); do
   d=$(make_workdir "$mode")
@@ -196,7 +204,7 @@ PY
   as_mode "$mode" sh -c "echo changed >'$ctx/sub/hello.txt'"
   k farm build --dry-run "${build_args[@]}" "$ctx" >"$d/objects3.yaml" 2>&1
   jobs3=$(grep -o '"kiln-farm-[0-9a-f]\{16\}"' "$d/objects3.yaml" | sort -u)
-  check "[$mode] a changed file gives other job names" [ -n "$jobs1" ] && [ -z "$(comm -12 <(echo "$jobs1") <(echo "$jobs3"))" ]
+  holds "[$mode] a changed file gives other job names" '[ -n "$jobs1" ] && [ -z "$(comm -12 <(echo "$jobs1") <(echo "$jobs3"))" ]'
 
   # --- contexts the driver cannot send
   as_mode "$mode" ln -s hello.txt "$ctx/sub/link"
@@ -258,15 +266,20 @@ PY
   reg_digest() { curl -sfI -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
     "http://$REG/v2/team/app-$mode/manifests/$1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}'; }
   dig1=$(cat "$d/dig1" 2>/dev/null); dig2=$(cat "$d/dig2" 2>/dev/null)
-  check "[$mode] kiln push --digestfile writes the digest the registry has" \
-    [ -n "$dig1" ] && [ "$dig1" = "$(reg_digest seed1)" ] && [ "$dig2" = "$(reg_digest seed2)" ] && [ "$dig1" != "$dig2" ]
+  holds "[$mode] kiln push --digestfile writes the digest the registry has" \
+    '[ -n "$dig1" ] && [ "$dig1" = "$(reg_digest seed1)" ] && [ "$dig2" = "$(reg_digest seed2)" ] && [ "$dig1" != "$dig2" ]'
   [ -n "$dig1" ] || diag <"$d/err"
   k push --digestfile "$d/dig3" busybox oci-archive:"$d/x.tar" >"$d/err" 2>&1
   check_refused "[$mode] --digestfile is for docker:// destinations" $? "is not a docker:// destination" "$d/err"
   k farm create stand-in --driver kubernetes --driver-opt image=registry.example/tools/kiln:1 >/dev/null
   real_args=(--farm stand-in --platforms linux/amd64,linux/arm64 -t "$REG/team/app-$mode:1.0" --tls-verify=false)
-  k farm build --dry-run "${real_args[@]}" "$ctx" >"$d/standin.yaml" 2>"$d/err"
-  mapfile -t job < <(python3 -c 'import sys,yaml; [print(d["metadata"]["name"]) for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"]=="Job"]' "$d/standin.yaml")
+  # jobs_for TAG: the target REG/team/app-MODE:TAG, and its Jobs' names in job[]
+  jobs_for() {
+    real_args[5]="$REG/team/app-$mode:$1"
+    mapfile -t job < <(k farm build --dry-run "${real_args[@]}" "$ctx" 2>"$d/err" | python3 -c \
+      'import sys,yaml; [print(d["metadata"]["name"]) for d in yaml.safe_load_all(sys.stdin) if d and d["kind"]=="Job"]')
+  }
+  jobs_for 1.0
   as_mode "$mode" sh -c "echo '$dig1' >'$d/fake/digest.${job[0]}'; echo '$dig2' >'$d/fake/digest.${job[1]}'"
   kf() { as_mode "$mode" env PATH="$work/bin:$PATH" FAKE_KUBE_DIR="$d/fake" XDG_CONFIG_HOME="$cfg" KILN_ROOT="$s" "$KILN_BIN" "$@"; }
   index=$(kf farm build "${real_args[@]}" "$ctx" 2>"$d/build.err")
@@ -289,27 +302,48 @@ PY
   done <"$d/index.tap"
   grep -q "^ok" "$d/index.tap" || { tap_not_ok "[$mode] the index was read"; diag <"$d/index.tap"; diag <"$d/build.err"; }
   # A failed Job: the build fails naming it, the other Job is deleted, no index.
-  real_args[5]="$REG/team/app-$mode:2.0"
-  k farm build --dry-run "${real_args[@]}" "$ctx" >"$d/standin2.yaml" 2>&1
-  mapfile -t job < <(python3 -c 'import sys,yaml; [print(d["metadata"]["name"]) for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"]=="Job"]' "$d/standin2.yaml")
+  jobs_for 2.0
   as_mode "$mode" sh -c "touch '$d/fake/running.${job[0]}'; echo 'kiln: error: RUN make: exit status 2' >'$d/fake/fail.${job[1]}'"
   kf farm build "${real_args[@]}" "$ctx" >/dev/null 2>"$d/build.err"
   rc=$?
-  check "[$mode] a failed Job fails the build, naming the job, platform and the container's message" \
-    [ $rc != 0 ] && grep -q "job ${job[1]} (linux/arm64) failed: BackoffLimitExceeded.*RUN make: exit status 2.*no index pushed" "$d/build.err"
+  holds "[$mode] a failed Job fails the build, naming the job, platform and the container's message" \
+    '[ $rc != 0 ] && grep -q "job ${job[1]} (linux/arm64) failed: BackoffLimitExceeded.*RUN make: exit status 2.*no index pushed" "$d/build.err"'
   [ $rc != 0 ] || diag <"$d/build.err"
   check "[$mode] ... deletes the Job still running" grep -q "^delete job --ignore-not-found --wait=false ${job[0]}" "$d/fake/calls"
   grep -q "^delete job --ignore-not-found --wait=false ${job[0]}" "$d/fake/calls" || diag <"$d/fake/calls"
-  check "[$mode] ... and pushes no index" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/team/app-$mode/manifests/2.0")" = 404 ]
+  check "[$mode] ... and pushes no index" [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Accept: application/vnd.oci.image.index.v1+json" "http://$REG/v2/team/app-$mode/manifests/2.0")" = 404 ]
+
+  # A retry: a Job that failed in an earlier build is deleted and runs again.
+  jobs_for 4.0
+  as_mode "$mode" sh -c "echo '$dig1' >'$d/fake/digest.${job[0]}'; echo '$dig2' >'$d/fake/digest.${job[1]}'; touch '$d/fake/prevfail.${job[1]}'"
+  kf farm build "${real_args[@]}" "$ctx" >/dev/null 2>"$d/build.err"
+  rc=$?
+  holds "[$mode] a retry deletes the Job that failed before, applies it again and pushes the index" \
+    '[ $rc = 0 ] && grep -q "^delete job ${job[1]} --wait=true" "$d/fake/calls" && ! grep -q "^delete job ${job[0]}" "$d/fake/calls" \
+    && [ "$(curl -s -o /dev/null -w "%{http_code}" -H "Accept: application/vnd.oci.image.index.v1+json" "http://$REG/v2/team/app-$mode/manifests/4.0")" = 200 ]' \
+    || { diag <"$d/build.err"; tail -4 "$d/fake/calls" | diag; }
+  # Ctrl-C while the Jobs run deletes them; no index.
+  jobs_for 5.0
+  as_mode "$mode" sh -c "touch '$d/fake/running.${job[0]}' '$d/fake/running.${job[1]}'"
+  kf farm build "${real_args[@]}" "$ctx" >/dev/null 2>"$d/build.err" &
+  bg=$!
+  wait_for 60 grep -q "^get jobs ${job[0]} ${job[1]} -o json" "$d/fake/calls"
+  kill -INT "$(kiln_pid_under $bg)" 2>/dev/null
+  wait $bg
+  rc=$?
+  holds "[$mode] SIGINT while the Jobs run deletes them and pushes no index" \
+    '[ $rc != 0 ] && grep -q "^delete job --ignore-not-found --wait=false ${job[0]} ${job[1]}" "$d/fake/calls" \
+    && [ "$(curl -s -o /dev/null -w "%{http_code}" -H "Accept: application/vnd.oci.image.index.v1+json" "http://$REG/v2/team/app-$mode/manifests/5.0")" = 404 ]' \
+    || { diag <"$d/build.err"; tail -3 "$d/fake/calls" | diag; }
 
   if [ "$mode" = root ]; then  # the same in both modes, and 10 s long
     touch "$d/fake/getfail"
     real_args[5]="$REG/team/app-$mode:3.0"
     kf farm build "${real_args[@]}" "$ctx" >/dev/null 2>"$d/build.err"
     rc=$?
-    check "[$mode] kubectl get failing 5 times in a row ends the build, no index" \
-      [ $rc != 0 ] && [ "$(grep -c "trying again" "$d/build.err")" = 4 ] && grep -q "5 times in a row.*no index pushed" "$d/build.err" \
-      && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/team/app-$mode/manifests/3.0")" = 404 ]
+    holds "[$mode] kubectl get failing 5 times in a row ends the build, no index" \
+      '[ $rc != 0 ] && [ "$(grep -c "trying again" "$d/build.err")" = 4 ] && grep -q "5 times in a row.*no index pushed" "$d/build.err" \
+      && [ "$(curl -s -o /dev/null -w "%{http_code}" -H "Accept: application/vnd.oci.image.index.v1+json" "http://$REG/v2/team/app-$mode/manifests/3.0")" = 404 ]'
     [ $rc != 0 ] || diag <"$d/build.err"
   fi
 
