@@ -7,8 +7,9 @@
 
 namespace kiln {
 
-/// Queues `work` to run after the command. FinishDeferredWork() runs the
-/// queue; `work` must leave the store consistent if it never runs (kiln
+/// Queues `work` to run after the command when a caller waits for the
+/// answer (SetCallerAnswerFd), else runs it at once. FinishDeferredWork()
+/// runs the queue; `work` must leave the store consistent if it never runs (kiln
 /// killed): what it removes is already out of sight and swept later.
 void DeferAfterAnswer(std::function<void()> work);
 

@@ -19,8 +19,17 @@ int g_answer_fd = -1;
 }  // namespace
 
 void DeferAfterAnswer(std::function<void()> work) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_work.push_back(std::move(work));
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (g_answer_fd >= 0) {
+      g_work.push_back(std::move(work));
+      return;
+    }
+  }
+  // Nobody waits for an answer ahead of this process's end (kiln as a
+  // library, in its unit tests, or already inside its user namespace): the
+  // work is done now, as the caller would have done it itself.
+  work();
 }
 
 void SetCallerAnswerFd(int fd) { g_answer_fd = fd; }

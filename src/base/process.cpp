@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,7 +90,20 @@ Expected<CapturedRun> RunCaptured(const std::vector<std::string>& argv, const Ca
       break;
     }
     if (in_i >= 0 && fds[in_i].revents) {
+      // EPIPE, not SIGPIPE, when the child has stopped reading: SIGPIPE is
+      // blocked in this thread around the write and a pending one consumed.
+      sigset_t pipe_set, old_set;
+      sigemptyset(&pipe_set);
+      sigaddset(&pipe_set, SIGPIPE);
+      ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
       ssize_t w = ::write(in_w.get(), options.input.data() + written, options.input.size() - written);
+      if (w < 0 && errno == EPIPE) {
+        const struct timespec zero = {0, 0};
+        while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+        errno = EPIPE;
+      }
+      ::pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
       if (w > 0)
         written += static_cast<size_t>(w);
       if (w < 0 && errno != EAGAIN && errno != EINTR)

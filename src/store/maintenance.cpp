@@ -712,6 +712,11 @@ Expected<Store::PruneReport> Store::Prune(const PruneOptions& options, int wait_
     for (const auto& n : *names) {
       if (depth == 0 && ctr_has_root.count(n + ".json"))
         continue;  // registered: its root says what it needs
+      // containers/.rm-<id>: a record already taken out of sight and being
+      // removed after its `run --rm` answered (docs/run.md); it keeps
+      // nothing, as podman's image prune right after `run --rm` expects.
+      if (depth == 0 && n.rfind(".rm-", 0) == 0)
+        continue;
       std::string p = JoinPath(dir, n);
       struct stat st;
       if (::lstat(p.c_str(), &st) != 0)

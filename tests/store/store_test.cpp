@@ -506,6 +506,24 @@ TEST_F(StoreTest, OldRecordsWithoutRootsAreStillProtected) {
   EXPECT_TRUE(store_->HasBlob(img->manifest.layers[0].digest));
 }
 
+TEST_F(StoreTest, ARecordBeingRemovedKeepsNothing) {
+  // `run --rm` renames its record to containers/.rm-<id> before it answers
+  // and removes the tree after: a prune -a right after must not keep the
+  // image through it (store-model found this), while the same record under
+  // its own name would.
+  Descriptor m = MakeImage("removed-container-layer");
+  ASSERT_TRUE(store_->AddImage(m));
+  auto img = store_->LoadImage(m);
+  ASSERT_TRUE(img);
+  std::string json = R"({"image_id":")" + img->id().str() + R"(","layers":[")" + img->config.diff_ids[0].str() + R"("]})";
+  ASSERT_TRUE(MakeDirs(store_->ContainersDir() + "/.rm-c1"));
+  ASSERT_TRUE(WriteFileAtomic(store_->ContainersDir() + "/.rm-c1/config.json", json));
+  auto r = store_->Prune({.all = true}, 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->images_removed, 1);
+  EXPECT_FALSE(store_->HasBlob(img->manifest.layers[0].digest));
+}
+
 TEST_F(StoreTest, CacheRecordsKeepWhatTheyRegisterNotWhatTheyMention) {
   auto layer = store_->PutBlob(kMediaTypeOciLayerGzip, "cache-layer");
   auto mentioned = store_->PutBlob(kMediaTypeOciLayerGzip, "only-mentioned");
