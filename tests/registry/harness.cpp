@@ -439,6 +439,14 @@ std::string RegistryServer::Start(RegistryMode mode, const std::string& user,
     return d.error().message();
   dir_ = std::make_unique<TempDir>(std::move(*d));
   ::chmod(dir().c_str(), 0755);  // the unprivileged test user reads certs/
+  // The token issuer listens first: FreePort() closes the port it found, so
+  // an issuer bound after it could be given that same port, docker-registry
+  // would then fail to bind, and WaitForPort() would find the issuer there
+  // (kiln login then saw the issuer's 401 without a challenge).
+  if (mode == RegistryMode::kToken) {
+    if (auto why = StartTokenIssuer(user, password); !why.empty())
+      return why;
+  }
   port_ = FreePort();
   std::string config = "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
                        "storage:\n  filesystem:\n    rootdirectory: " + JoinPath(dir(), "data") +
@@ -476,8 +484,6 @@ std::string RegistryServer::Start(RegistryMode mode, const std::string& user,
     config += "auth:\n  htpasswd:\n    realm: kiln-test\n    path: " + file + "\n";
   }
   if (mode == RegistryMode::kToken) {
-    if (auto why = StartTokenIssuer(user, password); !why.empty())
-      return why;
     config += "auth:\n  token:\n    realm: http://127.0.0.1:" + std::to_string(issuer_->port) +
               "/token\n    service: kiln-test\n    issuer: kiln-test-issuer\n    rootcertbundle: " +
               JoinPath(dir(), "token.crt") + "\n";
